@@ -1,0 +1,10 @@
+// The extension llmbill._core: assembles one register_* per area. No logic here.
+#include <pybind11/pybind11.h>
+
+#include "register.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "llmbill's C++ core (private: import names from llmbill)";
+  llmbill::bindings::register_errors(m);
+  llmbill::bindings::register_money(m);
+}
