@@ -1,0 +1,90 @@
+// The durable on-disk spool: every billing event is appended here before enqueue returns, and stays
+// until the sender acknowledges it (delivered or dead-lettered). A process killed at any point loses
+// nothing that append() returned for (subject to the fsync policy), and resends are safe because each
+// payload carries its own fixed transaction_id.
+//
+// Layout in `dir`: segment files `seg-<first seq, 20 digits>.log` holding records
+//   [u32 magic][u32 payload length][u32 crc32 of (seq, payload)][u64 seq][payload bytes]
+// (little-endian), and beside each an ack file `seg-<...>.ack` holding acknowledged seqs
+// ([u64 seq][u32 crc32] each). A sealed segment whose records are all acknowledged is deleted with its
+// ack file. Acks need no fsync: a lost ack only causes a resend, which Lago's dedup absorbs.
+//
+// Recovery (constructor): reads every segment; records not acknowledged become pending() in seq order.
+// A torn or corrupt record (short read, bad magic, bad crc) ends that segment's scan with a warning in
+// warnings(); never a crash. New appends go to a fresh segment.
+//
+// Disk use is bounded by max_bytes: an append that would pass it throws SpoolFullError and writes
+// nothing.
+//
+// Thread safety: all methods may be called concurrently (one internal mutex; fsync happens outside it
+// where the policy allows batching).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmbill/errors.hpp"
+
+namespace llmbill {
+
+class SpoolFullError : public Error {
+ public:
+  using Error::Error;
+};
+
+enum class FsyncPolicy : std::uint8_t {
+  every_record,  // fsync before append() returns: survives power loss
+  interval,      // fsync at most every fsync_interval (by a caller of maybe_sync() or the next append)
+  never,         // leave it to the OS: survives a process crash, not power loss
+};
+
+struct SpoolOptions {
+  std::filesystem::path dir;
+  FsyncPolicy fsync = FsyncPolicy::interval;
+  std::chrono::milliseconds fsync_interval{20};
+  std::uint64_t max_bytes = 1ull << 30;      // total of segment files
+  std::uint64_t segment_bytes = 8ull << 20;  // seal and start a new segment past this size
+};
+
+struct SpoolRecord {
+  std::uint64_t seq = 0;
+  std::string payload;
+};
+
+struct SpoolStats {
+  std::uint64_t bytes = 0;            // segment bytes on disk
+  std::uint64_t pending_records = 0;  // appended (or recovered) and not acknowledged
+  std::uint64_t torn_records = 0;     // skipped at recovery
+  std::uint64_t segments = 0;
+};
+
+class Spool {
+ public:
+  explicit Spool(SpoolOptions options);  // creates dir; recovers; throws Error on I/O failure
+  ~Spool();                              // syncs and closes
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Appends one record and returns its seq (strictly increasing, also across restarts).
+  std::uint64_t append(std::string_view payload);
+  // Appends several records with one write and (per policy) one fsync; returns their seqs.
+  std::vector<std::uint64_t> append_batch(const std::vector<std::string>& payloads);
+  // Marks records delivered or dead-lettered; unknown or repeated seqs are ignored.
+  void ack(const std::vector<std::uint64_t>& seqs);
+  // Records recovered at open and not yet acknowledged, in seq order (for the sender to resend).
+  std::vector<SpoolRecord> take_recovered();
+  void sync();        // fsync the active segment and ack file now
+  void maybe_sync();  // fsync if the interval policy says it is due
+  SpoolStats stats() const;
+  std::vector<std::string> warnings() const;  // recovery warnings (torn records and the like)
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace llmbill

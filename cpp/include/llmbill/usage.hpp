@@ -1,0 +1,67 @@
+// Token usage of one call, normalised to one shape before pricing.
+//
+// Semantics (../shared/docs/usage-semantics.md): prompt_tokens counts ALL input tokens, cache reads
+// and cache writes included; completion_tokens counts ALL output tokens, reasoning included. The
+// detail counts are parts of those totals, never additions to them:
+//   cached_tokens + cache_creation_tokens <= prompt_tokens, reasoning_tokens <= completion_tokens.
+// OpenAI replies already count this way; Anthropic's input_tokens excludes cache reads/writes, so its
+// prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
+//
+// Failure: malformed JSON, negative or non-integer counts, or parts larger than their totals throw
+// UsageError; nothing here crashes on hostile input.
+// Thread safety: plain values and free functions; SseUsageScanner is one object per stream.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace llmbill {
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t cached_tokens = 0;
+  std::int64_t cache_creation_tokens = 0;
+  std::int64_t reasoning_tokens = 0;
+  bool estimated = false;  // counted by llmbill, not reported by the provider
+
+  std::int64_t total_tokens() const { return prompt_tokens + completion_tokens; }
+  void validate() const;  // throws UsageError when the invariants above do not hold
+  bool operator==(const Usage&) const = default;
+};
+
+// A usage object (OpenAI `usage` or Anthropic `usage`) or a whole response that holds one under
+// "usage". Recognised shapes: OpenAI chat/completions/embeddings (prompt_tokens, completion_tokens,
+// prompt_tokens_details.cached_tokens, completion_tokens_details.reasoning_tokens), OpenAI Responses
+// (input_tokens/output_tokens with *_details), Anthropic messages (input_tokens, output_tokens,
+// cache_read_input_tokens, cache_creation_input_tokens). Throws UsageError for anything else.
+Usage usage_from_json(const nlohmann::json& value);
+Usage usage_from_response(std::string_view body);  // parses JSON text, then as above
+
+// Reads the usage out of a whole server-sent-events body: OpenAI's final usage chunk
+// (`choices: []`, `usage: {...}`) or Anthropic's message_start + message_delta events.
+// Throws UsageError when the stream carries no usage.
+Usage usage_from_sse(std::string_view stream);
+
+// Incremental form for a proxy that passes a stream through: feed bytes as they arrive (any split,
+// even mid-line); usage() is set once a usage-bearing event has been seen.
+class SseUsageScanner {
+ public:
+  void feed(std::string_view bytes);
+  const std::optional<Usage>& usage() const { return usage_; }
+  // True when the chunk whose `data:` line was last completed carried usage and no choices: the
+  // proxy strips such a chunk for clients that did not ask for usage.
+  bool last_event_was_usage_only() const { return last_usage_only_; }
+
+ private:
+  void handle_line(std::string_view line);
+  std::string pending_;
+  std::optional<Usage> usage_;
+  std::optional<Usage> anthropic_;  // accumulates message_start + message_delta
+  bool last_usage_only_ = false;
+};
+
+}  // namespace llmbill
