@@ -7,4 +7,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "llmbill's C++ core (private: import names from llmbill)";
   llmbill::bindings::register_errors(m);
   llmbill::bindings::register_money(m);
+  llmbill::bindings::register_usage(m);
+  llmbill::bindings::register_prices(m);
+  llmbill::bindings::register_ledger(m);
 }

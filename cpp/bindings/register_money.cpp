@@ -3,20 +3,36 @@
 
 namespace llmbill::bindings {
 
-py::object to_decimal(const std::string& usd) {
-  static py::object decimal = py::module_::import("decimal").attr("Decimal");
-  return decimal(usd);
+py::object to_decimal(const Money& money) {
+  static PyObject* decimal = py::module_::import("decimal").attr("Decimal").release().ptr();  // immortal
+  return py::reinterpret_borrow<py::object>(decimal)(money.to_usd_string());
+}
+
+py::object to_decimal_or_none(const std::optional<Money>& money) {
+  return money ? to_decimal(*money) : py::none();
+}
+
+py::int_ to_units(const Money& money) {
+  return py::reinterpret_steal<py::int_>(PyLong_FromString(money.units_string().c_str(), nullptr, 10));
+}
+
+Money money_from_units(const py::int_& units) { return Money::parse_units(py::str(units).cast<std::string>()); }
+
+Money money_from_usd(const py::handle& usd) {
+  if (py::isinstance<py::float_>(usd)) return Money::from_usd_price(usd.cast<double>());
+  if (py::isinstance<py::bool_>(usd)) throw py::type_error("a USD amount must be a number, not a bool");
+  std::string text = py::str(usd).cast<std::string>();
+  return Money::parse_usd(text);
 }
 
 void register_money(py::module_& m) {
   m.attr("MONEY_DECIMALS") = Money::kDecimals;
   m.def(
-      "normalise_price",
-      [](double usd) { return py::int_(py::str(Money::from_usd_price(usd).units_string())); },
-      py::arg("usd"), "A table price in USD as integer units of 1e-19 USD (12 significant digits).");
+      "normalise_price", [](double usd) { return to_units(Money::from_usd_price(usd)); }, py::arg("usd"),
+      "A table price in USD as integer units of 1e-19 USD (12 significant digits).");
   m.def(
-      "units_to_usd", [](const py::int_& units) { return to_decimal(Money::parse_units(py::str(units).cast<std::string>()).to_usd_string()); },
-      py::arg("units"), "Integer units of 1e-19 USD as an exact decimal.Decimal of USD.");
+      "units_to_usd", [](const py::int_& units) { return to_decimal(money_from_units(units)); }, py::arg("units"),
+      "Integer units of 1e-19 USD as an exact decimal.Decimal of USD.");
 }
 
 }  // namespace llmbill::bindings
