@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   llmbill::bindings::register_usage(m);
   llmbill::bindings::register_prices(m);
   llmbill::bindings::register_ledger(m);
+  llmbill::bindings::register_pipeline(m);
 }

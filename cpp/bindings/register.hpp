@@ -14,6 +14,7 @@ void register_money(py::module_& m);
 void register_prices(py::module_& m);
 void register_usage(py::module_& m);
 void register_ledger(py::module_& m);
+void register_pipeline(py::module_& m);
 
 // Money crosses as a Python int of units or a decimal.Decimal of USD; never a float inside.
 py::object to_decimal(const Money& money);

@@ -163,3 +163,62 @@ class Ledger:
     def get(self, kind: str, id: str) -> Totals: ...
     def snapshot(self) -> list[tuple[str, str, Totals]]: ...
     def drain(self) -> list[tuple[str, str, Totals]]: ...
+
+class SpoolFullError(Error): ...
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        spool_dir: str | os.PathLike[str],
+        event_codes: Sequence[str],
+        charge_by: str = "end_user_id",
+        api_base: str = "",
+        api_key: str = "",
+        sink_file: str | os.PathLike[str] = ...,
+        fsync: str = "interval",
+        fsync_interval: float = 0.02,
+        max_spool_bytes: int = ...,
+        max_batch: int = 100,
+        flush_interval: float = 0.05,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 30.0,
+        config_error_retry: float = 15.0,
+        timeout: float = 10.0,
+    ) -> None: ...
+    def submit(
+        self,
+        *,
+        call_id: str,
+        timestamp_ms: int,
+        model: str,
+        usage: Usage,
+        cost: Cost | Decimal | str | int | float | None = None,
+        unpriced: bool = False,
+        key_alias: str = "",
+        user_id: str = "",
+        team_id: str = "",
+        end_user_id: str = "",
+    ) -> list[str]: ...
+    def submit_event(self, event_json: str) -> None: ...
+    def flush(self, timeout: float = 10.0) -> bool: ...
+    def close(self, timeout: float = 5.0) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def warnings(self) -> list[str]: ...
+    def describe(self) -> str: ...
+    def dead_letters(self) -> list[dict[str, Any]]: ...
+
+def build_lago_events(
+    *,
+    call_id: str,
+    timestamp_ms: int,
+    model: str,
+    usage: Usage,
+    cost: Cost,
+    codes: Sequence[str],
+    charge_by: str = "end_user_id",
+    key_alias: str = "",
+    user_id: str = "",
+    team_id: str = "",
+    end_user_id: str = "",
+) -> tuple[list[str], str]: ...

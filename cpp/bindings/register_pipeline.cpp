@@ -1,0 +1,155 @@
+#include <pybind11/chrono.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include "llmbill/cost.hpp"
+#include "llmbill/pipeline.hpp"
+#include "register.hpp"
+
+namespace llmbill::bindings {
+namespace {
+
+FsyncPolicy fsync_policy(const std::string& name) {
+  if (name == "always" || name == "every_record") return FsyncPolicy::every_record;
+  if (name == "interval") return FsyncPolicy::interval;
+  if (name == "never") return FsyncPolicy::never;
+  throw py::value_error("fsync must be 'always', 'interval' or 'never', not '" + name + "'");
+}
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+std::unique_ptr<Pipeline> make_pipeline(const std::filesystem::path& spool_dir, const std::vector<std::string>& codes,
+                                        const std::string& charge_by, const std::string& api_base,
+                                        const std::string& api_key, const std::filesystem::path& sink_file,
+                                        const std::string& fsync, double fsync_interval, std::uint64_t max_spool_bytes,
+                                        std::size_t max_batch, double flush_interval, double backoff_base,
+                                        double backoff_cap, double config_error_retry, double timeout) {
+  PipelineOptions o;
+  o.events.codes = codes;
+  o.events.charge_by = parse_charge_by(charge_by);
+  o.spool.dir = spool_dir;
+  o.spool.fsync = fsync_policy(fsync);
+  o.spool.fsync_interval = ms(fsync_interval);
+  o.spool.max_bytes = max_spool_bytes;
+  o.max_batch = max_batch;
+  o.flush_interval = ms(flush_interval);
+  o.backoff_base = ms(backoff_base);
+  o.backoff_cap = ms(backoff_cap);
+  o.config_error_retry = ms(config_error_retry);
+  std::unique_ptr<Transport> transport;
+  if (!api_base.empty()) {
+    transport = make_lago_transport(api_base, api_key, ms(timeout));
+  } else {
+    if (sink_file.empty()) throw py::value_error("either api_base (Lago) or sink_file is required");
+    transport = make_file_transport(sink_file);
+  }
+  py::gil_scoped_release release;  // spool recovery reads the disk; starts the sender thread
+  return std::make_unique<Pipeline>(std::move(o), std::move(transport));
+}
+
+py::dict stats_dict(const PipelineStats& s) {
+  py::dict d;
+  d["enqueued"] = s.enqueued;
+  d["recovered"] = s.recovered;
+  d["delivered"] = s.delivered;
+  d["duplicates"] = s.duplicates;
+  d["retried"] = s.retried;
+  d["dead_lettered"] = s.dead_lettered;
+  d["no_charge_id"] = s.no_charge_id;
+  d["batches"] = s.batches;
+  d["config_errors"] = s.config_errors;
+  d["pending"] = s.pending;
+  d["spool_bytes"] = s.spool_bytes;
+  d["oldest_pending_age_s"] = s.oldest_pending_age_s;
+  d["last_error"] = s.last_error;
+  return d;
+}
+
+py::dict dead_letter_dict(const DeadLetter& d) {
+  py::dict out;
+  out["id"] = d.id;
+  out["event"] = d.event_json;
+  out["reason"] = d.reason;
+  out["reply"] = d.reply;
+  out["at"] = d.at_unix;
+  return out;
+}
+
+}  // namespace
+
+void register_pipeline(py::module_& m) {
+  py::register_exception<SpoolFullError>(m, "SpoolFullError", m.attr("Error"));
+
+  py::class_<Pipeline>(m, "Pipeline", "Lago events: durable spool, background batching sender, retries.")
+      .def(py::init(&make_pipeline), py::kw_only(), py::arg("spool_dir"), py::arg("event_codes"),
+           py::arg("charge_by") = "end_user_id", py::arg("api_base") = "", py::arg("api_key") = "",
+           py::arg("sink_file") = std::filesystem::path(), py::arg("fsync") = "interval",
+           py::arg("fsync_interval") = 0.02, py::arg("max_spool_bytes") = std::uint64_t{1} << 30,
+           py::arg("max_batch") = 100, py::arg("flush_interval") = 0.05, py::arg("backoff_base") = 0.1,
+           py::arg("backoff_cap") = 30.0, py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0)
+      .def(
+          "submit",
+          [](Pipeline& p, const std::string& call_id, std::int64_t timestamp_ms, const std::string& model,
+             const Usage& usage, const py::object& cost, bool unpriced, const std::string& key_alias,
+             const std::string& user_id, const std::string& team_id, const std::string& end_user_id) {
+            CallRecord call{call_id, timestamp_ms, model, usage, Money(), unpriced, key_alias, user_id, team_id, end_user_id};
+            if (!cost.is_none()) {
+              call.cost = py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total : money_from_usd(cost);
+            }
+            py::gil_scoped_release release;  // spool append (and fsync per policy)
+            return p.submit(call);
+          },
+          py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"),
+          py::arg("cost") = py::none(), py::arg("unpriced") = false, py::arg("key_alias") = "", py::arg("user_id") = "",
+          py::arg("team_id") = "", py::arg("end_user_id") = "",
+          "Spools the call's Lago event(s) and queues them; returns their transaction ids.")
+      .def(
+          "submit_event",
+          [](Pipeline& p, const std::string& event_json) {
+            py::gil_scoped_release release;  // spool append
+            p.submit_event(event_json);
+          },
+          py::arg("event_json"))
+      .def(
+          "flush",
+          [](Pipeline& p, double timeout) {
+            py::gil_scoped_release release;  // waits on the sender thread
+            return p.flush(ms(timeout));
+          },
+          py::arg("timeout") = 10.0)
+      .def(
+          "close",
+          [](Pipeline& p, double timeout) {
+            py::gil_scoped_release release;  // flushes and joins the sender thread
+            return p.close(ms(timeout));
+          },
+          py::arg("timeout") = 5.0)
+      .def("stats", [](const Pipeline& p) { return stats_dict(p.stats()); })
+      .def("warnings", &Pipeline::warnings)
+      .def("describe", &Pipeline::describe)
+      .def("dead_letters", [](Pipeline& p) {
+        py::list out;
+        for (const auto& d : p.dead_letters().list()) out.append(dead_letter_dict(d));
+        return out;
+      });
+
+  m.def(
+      "build_lago_events",
+      [](const std::string& call_id, std::int64_t timestamp_ms, const std::string& model, const Usage& usage,
+         const Cost& cost, const std::vector<std::string>& codes, const std::string& charge_by,
+         const std::string& key_alias, const std::string& user_id, const std::string& team_id,
+         const std::string& end_user_id) {
+        CallRecord call{call_id, timestamp_ms, model, usage, cost.total, false, key_alias, user_id, team_id, end_user_id};
+        BuiltEvents built = build_lago_events(call, EventOptions{codes, parse_charge_by(charge_by)});
+        return py::make_tuple(built.events, built.missing_reason);
+      },
+      py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"), py::arg("cost"),
+      py::arg("codes"), py::arg("charge_by") = "end_user_id", py::arg("key_alias") = "", py::arg("user_id") = "",
+      py::arg("team_id") = "", py::arg("end_user_id") = "",
+      "The Lago event JSON of a call, one per code, and the reason when there is no id to charge.");
+}
+
+}  // namespace llmbill::bindings

@@ -1,0 +1,111 @@
+// The billing pipeline: call → Lago events → durable spool → background sender → Lago.
+//
+// submit() builds the call's events, appends them to the spool and queues them; it returns once the
+// events are on disk (per the spool's fsync policy) and never waits for the network. One sender
+// thread, owned here, batches (at most max_batch, or whatever is queued after flush_interval), sends
+// through its Transport, and classifies each reply (sender.hpp): delivered and dead-lettered events are
+// acknowledged in the spool; the rest are resent, with backoff, forever — until close().
+// Events left at close() stay in the spool and are resent by the next Pipeline on the same directory.
+//
+// Thread safety: every public method may be called from any thread. The sender never calls back into
+// the caller (Python learns state by polling stats()).
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llmbill/deadletters.hpp"
+#include "llmbill/event.hpp"
+#include "llmbill/spool.hpp"
+#include "llmbill/transport.hpp"
+
+namespace llmbill {
+
+struct PipelineOptions {
+  EventOptions events;
+  SpoolOptions spool;                         // spool.dir is required
+  std::filesystem::path dead_letter_file;     // default: <spool.dir>/deadletters.jsonl
+  std::size_t max_batch = 100;                // Lago's LAGO_EVENTS_BATCH_MAX_LENGTH
+  std::chrono::milliseconds flush_interval{50};
+  std::chrono::milliseconds backoff_base{100};
+  std::chrono::milliseconds backoff_cap{30000};
+  std::chrono::milliseconds config_error_retry{15000};  // 401/403/404: retry slowly, never drop
+};
+
+struct PipelineStats {
+  std::uint64_t enqueued = 0;       // events accepted (spooled), recovered ones included
+  std::uint64_t recovered = 0;      // of which found in the spool at start
+  std::uint64_t delivered = 0;      // stored by Lago (duplicates included)
+  std::uint64_t duplicates = 0;     // answered value_already_exist: stored by an earlier attempt
+  std::uint64_t retried = 0;        // event sends that had to be repeated
+  std::uint64_t dead_lettered = 0;  // refused by Lago for good, or with no id to charge
+  std::uint64_t no_charge_id = 0;   // calls with no id to charge (dead-lettered, never sent)
+  std::uint64_t batches = 0;        // HTTP requests made
+  std::uint64_t config_errors = 0;  // 401/403/404 and unexpected statuses seen
+  std::uint64_t pending = 0;        // queued or in flight
+  std::uint64_t spool_bytes = 0;
+  double oldest_pending_age_s = 0;  // by the events' own timestamps
+  std::string last_error;
+};
+
+class Pipeline {
+ public:
+  Pipeline(PipelineOptions options, std::unique_ptr<Transport> transport);
+  ~Pipeline();  // close(5 s)
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Returns the transaction ids queued (empty when the call had no id to charge and was
+  // dead-lettered). Throws SpoolFullError (nothing queued) when the spool is at its limit, Error after
+  // close().
+  std::vector<std::string> submit(const CallRecord& call);
+  // Queues an already-built event (a dead letter being replayed, a reconciliation resend) unchanged.
+  void submit_event(const std::string& event_json);
+  // Waits until every event submitted before the call is delivered or dead-lettered, or the timeout
+  // passes. Returns whether everything settled.
+  bool flush(std::chrono::milliseconds timeout);
+  // flush(timeout), then stops the sender; what is left stays in the spool. Idempotent.
+  bool close(std::chrono::milliseconds timeout);
+  PipelineStats stats() const;
+  std::vector<std::string> warnings() const;  // spool recovery warnings
+  DeadLetterStore& dead_letters() { return dead_letters_; }
+  std::string describe() const;
+
+ private:
+  struct Pending {
+    std::uint64_t seq;
+    std::string json;
+    std::int64_t timestamp_ms;
+  };
+  void queue_spooled(std::vector<Pending> items);
+  void run();
+  void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome);
+
+  PipelineOptions options_;
+  std::unique_ptr<Transport> transport_;
+  Spool spool_;
+  DeadLetterStore dead_letters_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;     // the sender: work, flush or stop
+  std::condition_variable settled_;  // flush() waiters
+  std::deque<Pending> queue_;
+  std::size_t in_flight_ = 0;
+  std::int64_t in_flight_oldest_ms_ = 0;
+  std::uint64_t submitted_ = 0;  // events ever queued (the flush target)
+  std::uint64_t finished_ = 0;   // events delivered or dead-lettered
+  int flushers_ = 0;
+  bool stopping_ = false;
+  bool closed_ = false;
+  PipelineStats stats_;
+  std::thread sender_;
+};
+
+}  // namespace llmbill

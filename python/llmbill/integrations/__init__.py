@@ -1,0 +1,1 @@
+"""Billing sinks that plug into llmbill's callbacks and into LiteLLM's."""

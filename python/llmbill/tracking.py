@@ -1,0 +1,56 @@
+"""`llmbill.track`: bill a call made directly to a provider, through `llmbill.callbacks`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from .callbacks import resolve_callbacks
+from .calls import BilledCall, timestamp_ms_of
+
+
+def track(
+    response: Any,
+    *,
+    model: str | None = None,
+    user: str = "",
+    user_id: str = "",
+    team_id: str = "",
+    key_alias: str = "",
+    call_id: str | None = None,
+    start_time: Any = None,
+    fallback_cost: float | Decimal | None = None,
+) -> BilledCall | None:
+    """Prices `response` (an OpenAI/Anthropic reply: object, dict or JSON) and hands it to every
+    callback in `llmbill.callbacks`. `user` is the customer (OpenAI's `user` field). A failed call
+    (an exception, or a reply carrying `error`) is not billed: returns None.
+
+    >>> import llmbill
+    >>> llmbill.callbacks = []
+    >>> track({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).cost
+    Decimal('0.0000125')
+    """
+    import llmbill
+
+    if isinstance(response, BaseException):
+        return None
+    plain = response if isinstance(response, dict) else None
+    if plain is not None and plain.get("error"):
+        return None
+    name = model or (plain.get("model") if plain is not None else getattr(response, "model", None))
+    if not isinstance(name, str) or not name:
+        raise ValueError("track: the model is unknown; pass model=")
+    call = BilledCall.priced(
+        name,
+        response,
+        call_id=call_id,
+        timestamp_ms=timestamp_ms_of(start_time),
+        fallback_cost=fallback_cost,
+        key_alias=key_alias,
+        user_id=user_id,
+        team_id=team_id,
+        end_user_id=user,
+    )
+    for callback in resolve_callbacks(llmbill.callbacks):
+        callback.bill(call)
+    return call
