@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <stdexcept>
 
 #include "llmbill/errors.hpp"
 
@@ -55,7 +54,7 @@ std::string_view entity_kind_name(EntityKind kind) {
     case EntityKind::customer: return "customer";
     case EntityKind::model: return "model";
   }
-  throw std::invalid_argument("unknown EntityKind");
+  throw Error("unknown EntityKind " + std::to_string(static_cast<int>(kind)));
 }
 
 void Totals::add(const Usage& usage, Money cost) {
