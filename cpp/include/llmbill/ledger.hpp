@@ -56,7 +56,8 @@ struct EntityId {
 
 class Ledger {
  public:
-  // Adds one call to each non-empty id of `who` and to `model` (when non-empty).
+  // Adds one call to each non-empty id of `who` and to `model` (when non-empty). All or nothing:
+  // invalid usage (UsageError) or an overflowing total (UsageError / MoneyOverflowError) changes nothing.
   void record(const Attribution& who, std::string_view model, const Usage& usage, Money cost);
   // Totals since the last drain; zero totals for an unknown id.
   Totals get(EntityKind kind, std::string_view id) const;

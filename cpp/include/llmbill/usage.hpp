@@ -47,7 +47,10 @@ Usage usage_from_response(std::string_view body);  // parses JSON text, then as 
 Usage usage_from_sse(std::string_view stream);
 
 // Incremental form for a proxy that passes a stream through: feed bytes as they arrive (any split,
-// even mid-line); usage() is set once a usage-bearing event has been seen.
+// even mid-line); usage() is set once a usage-bearing event has been seen. Lines end in \n or \r\n;
+// each `data:` line is one JSON event. Memory is bounded: at most one partial line (16 MiB) is held.
+// Throws UsageError for a data line that is not JSON or holds bad counts, and for a line over 16 MiB;
+// the bad line is dropped, the rest of `bytes` is still read, and the scanner stays usable.
 class SseUsageScanner {
  public:
   void feed(std::string_view bytes);
@@ -62,6 +65,7 @@ class SseUsageScanner {
   std::optional<Usage> usage_;
   std::optional<Usage> anthropic_;  // accumulates message_start + message_delta
   bool last_usage_only_ = false;
+  bool discarding_ = false;  // skipping the rest of an over-long line
 };
 
 }  // namespace llmbill

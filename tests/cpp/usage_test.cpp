@@ -1,0 +1,469 @@
+#include "llmbill/usage.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llmbill/errors.hpp"
+
+using llmbill::SseUsageScanner;
+using llmbill::Usage;
+using llmbill::usage_from_json;
+using llmbill::usage_from_response;
+using llmbill::usage_from_sse;
+using llmbill::UsageError;
+
+namespace {
+
+Usage make(std::int64_t prompt, std::int64_t completion, std::int64_t cached = 0,
+           std::int64_t creation = 0, std::int64_t reasoning = 0) {
+  Usage u;
+  u.prompt_tokens = prompt;
+  u.completion_tokens = completion;
+  u.cached_tokens = cached;
+  u.cache_creation_tokens = creation;
+  u.reasoning_tokens = reasoning;
+  return u;
+}
+
+// The message of the UsageError thrown by `body`, or a failure if it throws nothing or another type.
+template <typename F>
+std::string usage_error_of(F&& body) {
+  try {
+    body();
+  } catch (const UsageError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected UsageError, got another exception: " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "expected UsageError, nothing was thrown";
+  return {};
+}
+
+const char* const kOpenAiChat = R"({
+  "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+  "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+            "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 128, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+})";
+
+const char* const kAnthropic = R"({
+  "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4",
+  "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+  "usage": {"input_tokens": 50, "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 10000,
+            "output_tokens": 400, "service_tier": "standard"}
+})";
+
+const char* const kResponses = R"({
+  "id": "resp_1", "object": "response", "status": "completed",
+  "usage": {"input_tokens": 328, "input_tokens_details": {"cached_tokens": 256},
+            "output_tokens": 52, "output_tokens_details": {"reasoning_tokens": 32}, "total_tokens": 380}
+})";
+
+// OpenAI chat stream with stream_options.include_usage: usage is null in every chunk but the last.
+const char* const kOpenAiStream =
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":"
+    "{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}\n\n"
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":"
+    "{\"content\":\"h\\u00e9llo \xe2\x82\xac\"}}],\"usage\":null}\n\n"
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},"
+    "\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+    "120,\"completion_tokens\":40,\"total_tokens\":160,\"prompt_tokens_details\":{\"cached_tokens\":64},"
+    "\"completion_tokens_details\":{\"reasoning_tokens\":8}}}\n\n"
+    "data: [DONE]\n\n";
+
+const char* const kAnthropicStream =
+    "event: message_start\n"
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":"
+    "\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4\",\"usage\":{\"input_tokens\":25,"
+    "\"cache_creation_input_tokens\":100,\"cache_read_input_tokens\":1000,\"output_tokens\":1}}}\n\n"
+    "event: content_block_start\n"
+    "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+    "event: ping\n"
+    "data: {\"type\": \"ping\"}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"
+    "event: message_delta\n"
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":null},\"usage\":{\"output_tokens\":7}}\n\n"
+    "event: message_delta\n"
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n"
+    "event: message_stop\n"
+    "data: {\"type\":\"message_stop\"}\n\n";
+
+std::string with_crlf(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') out += '\r';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- whole responses ----------------------------------------------------------------------------
+
+TEST(UsageFromResponse, OpenAiChatKeepsCachedAndReasoningAsParts) {
+  Usage u = usage_from_response(kOpenAiChat);
+  EXPECT_EQ(u, make(2006, 300, 1920, 0, 128));  // parts, not additions: prompt stays 2006
+  EXPECT_EQ(u.total_tokens(), 2306);
+  EXPECT_FALSE(u.estimated);
+}
+
+TEST(UsageFromResponse, OpenAiNullOrMissingDetailsCountZero) {
+  EXPECT_EQ(usage_from_response(R"({"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,
+      "prompt_tokens_details":null,"completion_tokens_details":null}})"),
+            make(10, 3));
+  EXPECT_EQ(usage_from_response(R"({"usage":{"prompt_tokens":10,"completion_tokens":3,
+      "prompt_tokens_details":{"cached_tokens":null}}})"),
+            make(10, 3));
+}
+
+TEST(UsageFromResponse, Embeddings) {
+  Usage u = usage_from_response(R"({"object":"list","data":[{"object":"embedding","index":0,
+      "embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}})");
+  EXPECT_EQ(u, make(8, 0));
+}
+
+TEST(UsageFromResponse, AnthropicPromptIsInputPlusCacheReadPlusCacheWrite) {
+  Usage u = usage_from_response(kAnthropic);
+  EXPECT_EQ(u.prompt_tokens, 50 + 10000 + 2000);
+  EXPECT_EQ(u.cached_tokens, 10000);
+  EXPECT_EQ(u.cache_creation_tokens, 2000);
+  EXPECT_EQ(u.completion_tokens, 400);
+  EXPECT_EQ(u.reasoning_tokens, 0);
+}
+
+TEST(UsageFromResponse, AnthropicWithoutCacheFieldsOrWithNullOnes) {
+  EXPECT_EQ(usage_from_response(R"({"usage":{"input_tokens":12,"output_tokens":6}})"), make(12, 6));
+  EXPECT_EQ(usage_from_response(R"({"usage":{"input_tokens":12,"output_tokens":6,
+      "cache_read_input_tokens":null,"cache_creation_input_tokens":4}})"),
+            make(16, 6, 0, 4));
+}
+
+TEST(UsageFromResponse, ResponsesApiDetailsAreParts) {
+  EXPECT_EQ(usage_from_response(kResponses), make(328, 52, 256, 0, 32));
+}
+
+TEST(UsageFromJson, AcceptsABareUsageObjectAndIntegralFloats) {
+  EXPECT_EQ(usage_from_json(nlohmann::json::parse(R"({"prompt_tokens":12.0,"completion_tokens":1e1})")),
+            make(12, 10));
+  EXPECT_EQ(usage_from_json(nlohmann::json::parse(R"({"input_tokens":5,"output_tokens":2})")), make(5, 2));
+}
+
+TEST(UsageFromJson, RejectsAmbiguousShapes) {
+  EXPECT_NE(usage_error_of([] {
+              usage_from_response(R"({"usage":{"prompt_tokens":1,"input_tokens":1}})");
+            }).find("ambiguous"),
+            std::string::npos);
+  EXPECT_NE(usage_error_of([] {
+              usage_from_response(R"({"usage":{"input_tokens":1,"output_tokens":1,
+                  "input_tokens_details":{"cached_tokens":0},"cache_read_input_tokens":1}})");
+            }).find("ambiguous"),
+            std::string::npos);
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+TEST(UsageErrors, MalformedJson) {
+  EXPECT_THROW(usage_from_response("{\"usage\": {\"prompt_tokens\": 1"), UsageError);
+  EXPECT_THROW(usage_from_response(""), UsageError);
+  EXPECT_THROW(usage_from_response("not json at all \xff\xfe"), UsageError);
+  EXPECT_THROW(usage_from_response("{\"usage\": 1} trailing"), UsageError);
+}
+
+TEST(UsageErrors, MissingOrNullUsage) {
+  EXPECT_THROW(usage_from_response(R"({"id":"x","choices":[]})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":null})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":[1,2]})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"([1,2,3])"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"completion_tokens":3}})"), UsageError);  // no prompt
+}
+
+TEST(UsageErrors, NegativeCountNamesTheField) {
+  std::string msg = usage_error_of([] {
+    usage_from_response(R"({"usage":{"prompt_tokens":10,"completion_tokens":-1}})");
+  });
+  EXPECT_NE(msg.find("usage.completion_tokens"), std::string::npos) << msg;
+}
+
+TEST(UsageErrors, StringCountNamesTheField) {
+  std::string msg = usage_error_of([] {
+    usage_from_response(R"({"usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":"5"}}})");
+  });
+  EXPECT_NE(msg.find("usage.prompt_tokens_details.cached_tokens"), std::string::npos) << msg;
+}
+
+TEST(UsageErrors, FractionalBoolAndOutOfRangeCounts) {
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":1.5}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":true}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":[1]}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":9223372036854775808}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":1e30}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":-0.5}})"), UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":1,"prompt_tokens_details":5}})"), UsageError);
+  // Anthropic parts that overflow when added up.
+  EXPECT_THROW(usage_from_response(R"({"usage":{"input_tokens":9223372036854775807,
+      "cache_read_input_tokens":1}})"),
+               UsageError);
+}
+
+TEST(UsageErrors, PartsLargerThanTotals) {
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":10,"completion_tokens":1,
+      "prompt_tokens_details":{"cached_tokens":11}}})"),
+               UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"prompt_tokens":10,"completion_tokens":1,
+      "completion_tokens_details":{"reasoning_tokens":2}}})"),
+               UsageError);
+  EXPECT_THROW(usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":1,
+      "output_tokens_details":{"reasoning_tokens":2}}})"),
+               UsageError);
+}
+
+TEST(UsageErrors, DeeplyNestedInputDoesNotCrash) {
+  std::string deep(200000, '[');
+  EXPECT_THROW(usage_from_response(deep), UsageError);
+  std::string nested = "{\"usage\":{\"prompt_tokens\":" + std::string(100000, '[') + "1" +
+                       std::string(100000, ']') + "}}";
+  EXPECT_THROW(usage_from_response(nested), UsageError);
+}
+
+TEST(UsageValidate, Invariants) {
+  EXPECT_NO_THROW(make(10, 5, 4, 6, 5).validate());
+  EXPECT_THROW(make(10, 5, 5, 6, 0).validate(), UsageError);  // cached + creation > prompt
+  EXPECT_THROW(make(10, 5, 0, 0, 6).validate(), UsageError);
+  EXPECT_THROW(make(-1, 0).validate(), UsageError);
+  EXPECT_THROW(make(0, -1).validate(), UsageError);
+  EXPECT_THROW(make(1, 0, -1).validate(), UsageError);
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  EXPECT_THROW(make(kMax, 0, kMax, kMax).validate(), UsageError);  // no overflow in the check
+  EXPECT_THROW(make(kMax, 1).validate(), UsageError);              // total_tokens would overflow
+  EXPECT_NO_THROW(make(kMax, 0, kMax).validate());
+}
+
+// ---- server-sent events -------------------------------------------------------------------------
+
+TEST(UsageFromSse, OpenAiFinalUsageChunk) {
+  EXPECT_EQ(usage_from_sse(kOpenAiStream), make(120, 40, 64, 0, 8));
+  EXPECT_EQ(usage_from_sse(with_crlf(kOpenAiStream)), make(120, 40, 64, 0, 8));
+}
+
+TEST(UsageFromSse, LastChunkWithUsageWins) {
+  // Servers that report cumulative usage in every chunk: the last non-null one is the total.
+  std::string stream =
+      "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n"
+      "data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n"
+      "data: [DONE]";  // unterminated last line
+  EXPECT_EQ(usage_from_sse(stream), make(5, 2));
+}
+
+TEST(UsageFromSse, AnthropicStartPlusLastDelta) {
+  Usage u = usage_from_sse(kAnthropicStream);
+  EXPECT_EQ(u, make(25 + 1000 + 100, 15, 1000, 100));
+  EXPECT_EQ(usage_from_sse(with_crlf(kAnthropicStream)), u);
+}
+
+TEST(UsageFromSse, AnthropicDeltaMayUpdateInputCounts) {
+  std::string stream =
+      "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n"
+      "data: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":3,"
+      "\"output_tokens\":9}}\n";
+  EXPECT_EQ(usage_from_sse(stream), make(15, 9, 3));
+  EXPECT_THROW(usage_from_sse("data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n"),
+               UsageError);  // input tokens unknown: never bill as zero
+}
+
+TEST(UsageFromSse, ResponsesApiCompletedEvent) {
+  std::string stream =
+      "event: response.created\n"
+      "data: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"usage\":null}}\n\n"
+      "event: response.output_text.delta\n"
+      "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+      "event: response.completed\n"
+      "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"usage\":{\"input_tokens\":30,"
+      "\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":9,"
+      "\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":39}}}\n\n";
+  EXPECT_EQ(usage_from_sse(stream), make(30, 9));
+}
+
+TEST(UsageFromSse, StreamWithoutUsageThrows) {
+  std::string stream =
+      "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n"
+      "data: [DONE]\n\n";
+  EXPECT_THROW(usage_from_sse(stream), UsageError);
+  EXPECT_THROW(usage_from_sse(""), UsageError);
+  EXPECT_THROW(usage_from_sse(": keep-alive\n\n"), UsageError);
+}
+
+TEST(UsageFromSse, BadDataLinesThrow) {
+  EXPECT_THROW(usage_from_sse("data: {not json\n\n"), UsageError);
+  EXPECT_THROW(usage_from_sse("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":\"7\"}}\n"), UsageError);
+}
+
+TEST(SseUsageScanner, ByteByByteMatchesWholeFeed) {
+  for (const std::string& stream : {std::string(kOpenAiStream), with_crlf(kOpenAiStream),
+                                   std::string(kAnthropicStream), with_crlf(kAnthropicStream)}) {
+    SseUsageScanner whole;
+    whole.feed(stream);
+    SseUsageScanner bytewise;
+    for (char c : stream) bytewise.feed(std::string_view(&c, 1));  // splits mid-line and mid-UTF-8
+    ASSERT_TRUE(whole.usage().has_value());
+    EXPECT_EQ(bytewise.usage(), whole.usage());
+    EXPECT_EQ(bytewise.last_event_was_usage_only(), whole.last_event_was_usage_only());
+  }
+}
+
+TEST(SseUsageScanner, RandomSplitsMatchWholeFeed) {
+  std::mt19937 rng(7);
+  const std::string stream = std::string(kOpenAiStream) + std::string(kAnthropicStream);
+  SseUsageScanner whole;
+  whole.feed(stream);
+  for (int round = 0; round < 200; ++round) {
+    SseUsageScanner split;
+    std::size_t pos = 0;
+    while (pos < stream.size()) {
+      std::size_t len = std::uniform_int_distribution<std::size_t>(0, 40)(rng);
+      split.feed(std::string_view(stream).substr(pos, len));
+      pos += len;
+    }
+    ASSERT_EQ(split.usage(), whole.usage());
+  }
+}
+
+TEST(SseUsageScanner, LastEventWasUsageOnly) {
+  SseUsageScanner s;
+  EXPECT_FALSE(s.last_event_was_usage_only());
+  s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n");
+  EXPECT_FALSE(s.last_event_was_usage_only());
+  EXPECT_FALSE(s.usage().has_value());
+  s.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}");
+  EXPECT_FALSE(s.last_event_was_usage_only());  // the line is not complete yet
+  EXPECT_FALSE(s.usage().has_value());
+  s.feed("\r");
+  EXPECT_FALSE(s.last_event_was_usage_only());
+  s.feed("\n");
+  EXPECT_TRUE(s.last_event_was_usage_only());
+  EXPECT_EQ(s.usage(), make(3, 2));
+  s.feed("\r\n");  // a blank line ends the event but is no new data event
+  EXPECT_TRUE(s.last_event_was_usage_only());
+  s.feed("data: [DONE]\n\n");
+  EXPECT_FALSE(s.last_event_was_usage_only());
+  EXPECT_EQ(s.usage(), make(3, 2));
+
+  // Usage carried next to choices is not a usage-only chunk.
+  SseUsageScanner t;
+  t.feed("data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n");
+  EXPECT_FALSE(t.last_event_was_usage_only());
+  EXPECT_TRUE(t.usage().has_value());
+
+  // Anthropic events are never OpenAI usage-only chunks.
+  SseUsageScanner a;
+  a.feed(kAnthropicStream);
+  EXPECT_FALSE(a.last_event_was_usage_only());
+}
+
+TEST(SseUsageScanner, AcceptsDataWithoutSpace) {
+  SseUsageScanner s;
+  s.feed("data:{\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n");
+  EXPECT_EQ(s.usage(), make(1, 1));
+}
+
+TEST(SseUsageScanner, BadLineThrowsOnceAndScanningContinues) {
+  SseUsageScanner s;
+  EXPECT_THROW(s.feed("data: {broken\n"
+                      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1}}\n"),
+               UsageError);
+  EXPECT_EQ(s.usage(), make(4, 1));  // the line after the bad one was still read
+  EXPECT_TRUE(s.last_event_was_usage_only());
+  EXPECT_NO_THROW(s.feed("data: [DONE]\n"));
+}
+
+TEST(SseUsageScanner, LineOver16MiBThrowsAndIsSkipped) {
+  SseUsageScanner s;
+  const std::string chunk(1 << 20, 'x');
+  std::string error;
+  s.feed("data: ");
+  for (int i = 0; i < 17 && error.empty(); ++i) {
+    try {
+      s.feed(chunk);
+    } catch (const UsageError& e) {
+      error = e.what();
+    }
+  }
+  EXPECT_NE(error.find("16 MiB"), std::string::npos);
+  // The rest of the long line is dropped without buffering; the next line is read normally.
+  for (int i = 0; i < 4; ++i) EXPECT_NO_THROW(s.feed(chunk));
+  EXPECT_NO_THROW(s.feed("\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":0}}\n"));
+  EXPECT_EQ(s.usage(), make(2, 0));
+
+  // A complete over-long line in one piece is refused too.
+  EXPECT_THROW(usage_from_sse("data: " + std::string((16 << 20) + 1, 'y') + "\n"), UsageError);
+}
+
+// ---- hostile input ------------------------------------------------------------------------------
+
+TEST(UsageFuzz, RandomBytesAndTruncationsOnlyThrowUsageError) {
+  const std::vector<std::string> seeds = {kOpenAiChat, kAnthropic, kResponses, kOpenAiStream,
+                                          kAnthropicStream};
+  std::mt19937 rng(20261125);
+  auto pick = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+  const std::string alphabet = "{}[]\":,0123456789.-e \n\rdata:[DONE]usage_tokens\xff\xc3";
+  int parsed = 0, refused = 0;
+  for (int round = 0; round < 4000; ++round) {
+    std::string input = seeds[pick(seeds.size())];
+    switch (round % 4) {
+      case 0:  // truncate
+        input.resize(pick(input.size() + 1));
+        break;
+      case 1:  // overwrite bytes with anything
+        for (int k = 0; k < 1 + static_cast<int>(pick(8)); ++k) {
+          input[pick(input.size())] = static_cast<char>(pick(256));
+        }
+        break;
+      case 2:  // splice in syntax-looking bytes
+        for (int k = 0; k < 1 + static_cast<int>(pick(8)); ++k) {
+          input.insert(pick(input.size() + 1), 1, alphabet[pick(alphabet.size())]);
+        }
+        break;
+      default: {  // pure noise
+        input.assign(pick(200), '\0');
+        for (char& c : input) c = static_cast<char>(pick(256));
+      }
+    }
+    auto only_usage_errors = [&](auto&& body) {
+      try {
+        body();
+        ++parsed;
+      } catch (const UsageError&) {
+        ++refused;
+      } catch (const std::exception& e) {
+        FAIL() << "non-UsageError exception " << e.what() << " on input: " << input;
+      }
+    };
+    only_usage_errors([&] { usage_from_response(input); });
+    only_usage_errors([&] { usage_from_sse(input); });
+    SseUsageScanner scanner;
+    std::size_t pos = 0;
+    while (pos < input.size()) {
+      std::size_t len = 1 + pick(16);
+      only_usage_errors([&] { scanner.feed(std::string_view(input).substr(pos, len)); });
+      pos += len;
+    }
+    if (scanner.usage()) EXPECT_NO_THROW(scanner.usage()->validate());
+  }
+  EXPECT_GT(parsed, 0);
+  EXPECT_GT(refused, 0);
+}
