@@ -1,0 +1,249 @@
+#include "llmbill/pipeline.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+using namespace std::chrono_literals;
+using llmbill::HttpReply;
+using nlohmann::json;
+
+namespace {
+
+// A scripted stand-in for Lago's batch endpoint that keeps Lago's default-store dedup rule, so tests
+// can count what was stored. `script` may override the reply of each call (by call number).
+struct FakeLagoState {
+  std::mutex mu;
+  std::multiset<std::string> stored;  // transaction ids stored
+  std::vector<std::size_t> batch_sizes;
+  std::vector<std::chrono::steady_clock::time_point> times;
+  std::function<std::optional<HttpReply>(int call, const std::vector<const std::string*>&)> script;
+  std::set<std::string> reject_ids;  // events answered 422 invalid
+  bool commit_then_fail_once = false;
+  int calls = 0;
+};
+
+class FakeTransport final : public llmbill::Transport {
+ public:
+  explicit FakeTransport(std::shared_ptr<FakeLagoState> s) : s_(std::move(s)) {}
+  HttpReply send(const std::vector<const std::string*>& events) override {
+    std::lock_guard lock(s_->mu);
+    int call = s_->calls++;
+    s_->batch_sizes.push_back(events.size());
+    s_->times.push_back(std::chrono::steady_clock::now());
+    if (s_->script) {
+      if (auto r = s_->script(call, events)) return *r;
+    }
+    json details = json::object();
+    std::set<std::string> in_batch;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      std::string id = json::parse(*events[i])["transaction_id"];
+      if (s_->reject_ids.count(id)) {
+        details[std::to_string(i)] = {{"timestamp", {"invalid_format"}}};
+      } else if (s_->stored.count(id) || in_batch.count(id)) {
+        details[std::to_string(i)] = {{"transaction_id", {"value_already_exist"}}};
+      }
+      in_batch.insert(id);
+    }
+    if (!details.empty()) return HttpReply{422, json{{"status", 422}, {"error_details", details}}.dump(), {}, ""};
+    for (const auto* e : events) s_->stored.insert(json::parse(*e)["transaction_id"].get<std::string>());
+    if (s_->commit_then_fail_once) {
+      s_->commit_then_fail_once = false;
+      return HttpReply{502, "bad gateway", {}, ""};
+    }
+    return HttpReply{200, "{}", {}, ""};
+  }
+  std::string describe() const override { return "fake"; }
+
+ private:
+  std::shared_ptr<FakeLagoState> s_;
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/llmbill-pipeline-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    state_ = std::make_shared<FakeLagoState>();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  llmbill::PipelineOptions options(llmbill::ChargeBy by = llmbill::ChargeBy::end_user_id) {
+    llmbill::PipelineOptions o;
+    o.events = {{"tokens"}, by};
+    o.spool.dir = dir_ / "spool";
+    o.spool.fsync = llmbill::FsyncPolicy::never;
+    o.flush_interval = 5ms;
+    o.backoff_base = 5ms;
+    o.backoff_cap = 50ms;
+    o.config_error_retry = 20ms;
+    return o;
+  }
+  std::unique_ptr<llmbill::Pipeline> open(llmbill::PipelineOptions o) {
+    return std::make_unique<llmbill::Pipeline>(std::move(o), std::make_unique<FakeTransport>(state_));
+  }
+  static llmbill::CallRecord call(int i) {
+    llmbill::CallRecord c;
+    c.call_id = "call-" + std::to_string(i);
+    c.timestamp_ms = 1786000000000 + i;
+    c.model = "gpt-4o";
+    c.usage = {.prompt_tokens = 10, .completion_tokens = 5};
+    c.cost = llmbill::Money::parse_usd("0.000075");
+    c.end_user_id = "cust";
+    c.team_id = "team";
+    return c;
+  }
+  std::size_t stored_distinct() {
+    std::lock_guard lock(state_->mu);
+    return std::set<std::string>(state_->stored.begin(), state_->stored.end()).size();
+  }
+  std::size_t stored_total() {
+    std::lock_guard lock(state_->mu);
+    return state_->stored.size();
+  }
+
+  std::filesystem::path dir_;
+  std::shared_ptr<FakeLagoState> state_;
+};
+
+}  // namespace
+
+TEST_F(PipelineTest, BatchesAtMostMaxBatchAndDeliversEverything) {
+  auto p = open(options());
+  for (int i = 0; i < 250; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 250u);
+  auto s = p->stats();
+  EXPECT_EQ(s.delivered, 250u);
+  EXPECT_EQ(s.pending, 0u);
+  std::lock_guard lock(state_->mu);
+  for (auto n : state_->batch_sizes) EXPECT_LE(n, 100u);
+  EXPECT_LT(state_->batch_sizes.size(), 250u);  // batched, not one request per event
+}
+
+TEST_F(PipelineTest, LagoDownThenUpDeliversEachEventOnce) {
+  state_->script = [](int call, const auto&) -> std::optional<HttpReply> {
+    if (call < 5) return HttpReply{0, "", {}, "connection refused"};
+    if (call < 8) return HttpReply{503, "unavailable", {}, ""};
+    return std::nullopt;
+  };
+  auto p = open(options());
+  for (int i = 0; i < 50; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(10s));
+  EXPECT_EQ(stored_total(), 50u);
+  EXPECT_EQ(stored_distinct(), 50u);
+  EXPECT_GT(p->stats().retried, 0u);
+  EXPECT_EQ(p->stats().dead_lettered, 0u);
+}
+
+TEST_F(PipelineTest, CommittedBatchWithFailedReplyIsCountedOnceWithoutDeadLetters) {
+  state_->commit_then_fail_once = true;
+  auto p = open(options());
+  for (int i = 0; i < 10; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 10u);
+  auto s = p->stats();
+  EXPECT_EQ(s.delivered, 10u);
+  EXPECT_GT(s.duplicates, 0u);
+  EXPECT_EQ(s.dead_lettered, 0u);
+  EXPECT_EQ(p->dead_letters().count(), 0u);
+}
+
+TEST_F(PipelineTest, OneBadEventDoesNotBlockTheOthers) {
+  state_->reject_ids = {"call-3"};
+  auto p = open(options());
+  for (int i = 0; i < 10; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 9u);
+  EXPECT_EQ(p->stats().dead_lettered, 1u);
+  auto dl = p->dead_letters().get("call-3");
+  ASSERT_TRUE(dl.has_value());
+  EXPECT_NE(dl->reason.find("invalid_format"), std::string::npos);
+}
+
+TEST_F(PipelineTest, RateLimitResetIsHonoured) {
+  state_->script = [](int call, const auto&) -> std::optional<HttpReply> {
+    if (call == 0) return HttpReply{429, "", {{"x-ratelimit-reset", "0.3"}}, ""};
+    return std::nullopt;
+  };
+  auto p = open(options());
+  p->submit(call(1));
+  ASSERT_TRUE(p->flush(5s));
+  std::lock_guard lock(state_->mu);
+  ASSERT_EQ(state_->times.size(), 2u);
+  EXPECT_GE(state_->times[1] - state_->times[0], 300ms);
+}
+
+TEST_F(PipelineTest, AuthErrorsKeepEventsUntilFixed) {
+  std::atomic<bool> fixed{false};
+  state_->script = [&](int, const auto&) -> std::optional<HttpReply> {
+    if (!fixed) return HttpReply{401, R"({"status":401,"error":"Unauthorized"})", {}, ""};
+    return std::nullopt;
+  };
+  auto p = open(options());
+  p->submit(call(1));
+  EXPECT_FALSE(p->flush(100ms));
+  EXPECT_GT(p->stats().config_errors, 0u);
+  EXPECT_EQ(p->stats().pending, 1u);
+  fixed = true;
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 1u);
+}
+
+TEST_F(PipelineTest, UndeliveredEventsSurviveARestart) {
+  state_->script = [](int, const auto&) -> std::optional<HttpReply> { return HttpReply{0, "", {}, "down"}; };
+  {
+    auto p = open(options());
+    for (int i = 0; i < 20; ++i) p->submit(call(i));
+    EXPECT_FALSE(p->close(50ms));
+  }
+  EXPECT_EQ(stored_total(), 0u);
+  state_->script = nullptr;
+  auto p = open(options());
+  EXPECT_EQ(p->stats().recovered, 20u);
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 20u);
+  EXPECT_EQ(stored_distinct(), 20u);
+}
+
+TEST_F(PipelineTest, CallWithoutIdToChargeIsDeadLetteredNotSent) {
+  auto p = open(options(llmbill::ChargeBy::user_id));  // calls carry no user_id
+  EXPECT_TRUE(p->submit(call(1)).empty());
+  ASSERT_TRUE(p->flush(1s));
+  EXPECT_EQ(stored_total(), 0u);
+  EXPECT_EQ(p->stats().no_charge_id, 1u);
+  EXPECT_EQ(p->dead_letters().count(), 1u);
+}
+
+TEST_F(PipelineTest, SplitsWhenLagoSaysTooManyEvents) {
+  state_->script = [](int, const std::vector<const std::string*>& events) -> std::optional<HttpReply> {
+    if (events.size() > 10) return HttpReply{422, R"({"status":422,"error_details":{"events":["too_many_events"]}})", {}, ""};
+    return std::nullopt;
+  };
+  auto o = options();
+  o.flush_interval = 50ms;
+  auto p = open(o);
+  for (int i = 0; i < 60; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 60u);
+}
+
+TEST_F(PipelineTest, ConcurrentSubmitsAreAllDeliveredOnce) {
+  auto p = open(options());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) p->submit(call(t * 1000 + i));
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(p->flush(10s));
+  EXPECT_EQ(stored_total(), 2000u);
+  EXPECT_EQ(stored_distinct(), 2000u);
+}
