@@ -9,15 +9,30 @@
 // ([u64 seq][u32 crc32] each). A sealed segment whose records are all acknowledged is deleted with its
 // ack file. Acks need no fsync: a lost ack only causes a resend, which Lago's dedup absorbs.
 //
-// Recovery (constructor): reads every segment; records not acknowledged become pending() in seq order.
-// A torn or corrupt record (short read, bad magic, bad crc) ends that segment's scan with a warning in
-// warnings(); never a crash. New appends go to a fresh segment.
+// Recovery (constructor): reads every segment; records not acknowledged are returned by
+// take_recovered() in seq order. A torn or corrupt record (short read, bad magic, bad crc) is skipped
+// with a warning in warnings(), never a crash. (Refined: the scan then resynchronises on the next
+// record whose magic, crc and seq check out instead of ending the segment, so one flipped bit cannot
+// hide every later event of the segment; a torn tail is simply the case where none follows.) New
+// appends go to a fresh segment. An ack entry whose crc fails is ignored; a torn ack tail is cut off.
+//
+// One Spool per directory: the constructor takes an exclusive flock on `dir/LOCK` and throws Error if
+// another Spool (in this or another process) holds it. (Refined: two writers would corrupt both.)
 //
 // Disk use is bounded by max_bytes: an append that would pass it throws SpoolFullError and writes
 // nothing.
 //
 // Thread safety: all methods may be called concurrently (one internal mutex; fsync happens outside it
-// where the policy allows batching).
+// where the policy allows batching: concurrent appenders share one fsync).
+//
+// Failure modes: I/O errors throw Error (an append that throws may still have reached the file; it
+// is then resent at recovery, which the fixed transaction_id makes harmless). A failed ack write is
+// recorded in warnings() instead: its only cost is a resend after a restart.
+//
+//   Spool spool({.dir = "/var/lib/llmbill/spool", .fsync = FsyncPolicy::interval});
+//   for (auto& r : spool.take_recovered()) resend(r.seq, r.payload);
+//   std::uint64_t seq = spool.append(event_json);   // durable (per policy) when it returns
+//   ...delivered...  spool.ack({seq});
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -78,10 +93,11 @@ class Spool {
   void ack(const std::vector<std::uint64_t>& seqs);
   // Records recovered at open and not yet acknowledged, in seq order (for the sender to resend).
   std::vector<SpoolRecord> take_recovered();
-  void sync();        // fsync the active segment and ack file now
+  void sync();        // fsync the active segment and ack files now, whatever the policy
   void maybe_sync();  // fsync if the interval policy says it is due
   SpoolStats stats() const;
-  std::vector<std::string> warnings() const;  // recovery warnings (torn records and the like)
+  std::vector<std::string> warnings() const;  // recovery warnings (torn records and the like) and
+                                              // failed ack writes; the first 1000 are kept
 
  private:
   struct Impl;

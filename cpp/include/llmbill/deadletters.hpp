@@ -1,0 +1,63 @@
+// Dead letters: events Lago refused for good (a 422 other than value_already_exist, a 400), kept so an
+// operator can inspect, fix and resend them. An event is acknowledged in the spool only after it is
+// stored here, so nothing is lost between the two.
+//
+// Storage: one JSON object per line, {"id","event_json","reason","reply","at"}, in `file`.
+// add() appends a line and fsyncs before returning; remove() rewrites the file (temp file, fsync,
+// rename, directory fsync), so a crash leaves either the old or the new file. A torn last line (a crash
+// in the middle of add) and any other unreadable line are skipped, never a crash; the next add starts
+// on a fresh line. The file is read on every query, so several processes (the proxy and the CLI) see
+// each other's changes; an flock on `<file>.lock` orders writers across processes.
+//
+// Ids: adding an id already present keeps both lines, but queries see only the newest entry per id
+// (list() in order of first appearance), and remove() drops every line with that id. So a sender
+// that dead-letters the same event twice after a restart shows it once.
+//
+// Thread safety: all methods may be called concurrently. Failure modes: I/O errors throw Error.
+//
+//   DeadLetterStore store("/var/lib/llmbill/deadletters.jsonl");
+//   store.add({.id = "call-1:tokens", .event_json = ev, .reason = "422 timestamp invalid_format",
+//              .reply = body, .at_unix = now});
+//   for (const DeadLetter& d : store.list()) ...;
+//   store.remove("call-1:tokens");  // after a successful resend
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmbill/errors.hpp"
+
+namespace llmbill {
+
+struct DeadLetter {
+  std::string id;          // the event's transaction_id (or another stable key)
+  std::string event_json;  // the event exactly as sent
+  std::string reason;      // short classification, e.g. "422 validation_errors"
+  std::string reply;       // Lago's reply body (or the transport error)
+  double at_unix = 0;      // when it was dead-lettered, Unix seconds
+};
+
+class DeadLetterStore {
+ public:
+  explicit DeadLetterStore(std::filesystem::path file);  // creates the parent directory if needed
+
+  void add(const DeadLetter& letter);
+  std::vector<DeadLetter> list() const;
+  std::optional<DeadLetter> get(std::string_view id) const;
+  bool remove(std::string_view id);  // true if the id was present
+  std::uint64_t count() const;
+  std::optional<double> oldest_at() const;  // smallest at_unix, none if empty
+
+ private:
+  std::vector<DeadLetter> load() const;  // newest per id, in first-appearance order
+
+  std::filesystem::path file_;
+  std::filesystem::path lock_file_;
+  mutable std::shared_mutex mu_;
+};
+
+}  // namespace llmbill

@@ -1,0 +1,624 @@
+// Design notes — the spool (contract in llmbill/spool.hpp)
+//
+// - Segments plus ack files, not a database: appends are the hot path (enqueue p99 target 20 us), so
+//   a record is one O_APPEND write() of a buffer encoded in memory; nothing is read back while
+//   running. Acks go to a separate file per segment so a segment is never rewritten in place; a
+//   segment is deleted (log first, then ack, then a directory fsync) once it is sealed and all its
+//   records are acknowledged. Deleting the log first means a crash in between leaves an orphan ack
+//   file (removed at the next open), never a log without its acks (which would resend everything).
+// - Record = 20-byte header + payload; the crc covers (seq, payload) so a record moved or renumbered
+//   does not pass. The magic's bytes 0xFE 0xFF cannot occur in UTF-8, so a JSON payload never looks
+//   like a header when the recovery scan resynchronises after a corrupt record.
+// - Recovery resynchronises instead of stopping at the first bad record: losing every later event of
+//   a segment to one flipped bit is the worst outcome for billing, while a false match needs the
+//   magic, a plausible length, an in-range increasing seq and a matching crc together.
+// - Seqs never repeat across restarts although fully acked segments are deleted: the name of a
+//   segment is its first seq, a new segment is created (and the directory fsynced) before an older one
+//   is deleted, and the next seq at open is above every record seen and every segment name. So the
+//   newest file name is always a floor for the next seq. Records torn off a tail were handed out
+//   too: the floor also clears one seq per 20 torn bytes (the smallest record), so none is reused.
+// - Group commit: the write happens under the mutex, the fsync (fdatasync: the data and the size)
+//   outside it, under a second mutex that only serialises fsyncs. A thread whose record was covered by
+//   another thread's fsync returns without its own, so N concurrent appenders pay about one fsync.
+//   Rotation fsyncs the segment it seals while holding the mutex: rare (once per segment_bytes).
+// - Full: bytes counts segment files only; an append that would pass max_bytes throws before any seq
+//   is taken. An active segment whose records are all acked is rotated (and so deleted) first, else a
+//   spool with max_bytes < segment_bytes could fill with acknowledged data and never drain.
+// - Failed write: the file is truncated back to its size before the write; if that fails too, the
+//   segment is sealed at the next append. The seqs of a failed write are not reused (gaps are allowed:
+//   seqs are strictly increasing, not dense).
+// - Pending records are a bitset per segment (seq - first seq), not a set: no allocation per record.
+// - Recovered payloads are held in memory until take_recovered(); bounded by max_bytes.
+// - Not chosen: mmap (a torn page after a crash is harder to reason about than a short write),
+//   O_DIRECT (alignment, and the page cache is what makes FsyncPolicy::never survive a process crash),
+//   one global ack log (its compaction would be a second rewrite path to get right).
+#include "llmbill/spool.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "llmbill/crc32.hpp"
+
+namespace llmbill {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::uint32_t kMagic = 0x4C4CFFFEu;  // bytes FE FF 4C 4C on disk
+constexpr std::size_t kHeader = 20;             // magic, length, crc, seq
+constexpr std::size_t kAckEntry = 12;           // seq, crc
+constexpr std::size_t kMaxWarnings = 1000;
+
+std::string errno_text(int e) { return std::generic_category().message(e); }
+
+[[noreturn]] void throw_io(const std::string& what, const fs::path& path, int e) {
+  throw Error("spool: " + what + " " + path.string() + ": " + errno_text(e));
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+using FdPtr = std::shared_ptr<Fd>;
+
+int open_file(const fs::path& path, int flags, const char* what) {
+  for (;;) {
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+    if (fd >= 0) return fd;
+    if (errno != EINTR) throw_io(what, path, errno);
+  }
+}
+
+// Writes all of [data, data+size); returns 0 or the errno. One write() unless the kernel splits it.
+int write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+int datasync(int fd) {
+  while (::fdatasync(fd) != 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+void put_u32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
+}
+void put_u64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
+}
+std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::uint32_t record_crc(const char* seq_bytes, std::string_view payload) {
+  return crc32(payload, crc32(seq_bytes, 8));
+}
+
+void encode_record(std::string& out, std::uint64_t seq, std::string_view payload) {
+  char h[kHeader];
+  put_u32(h, kMagic);
+  put_u32(h + 4, static_cast<std::uint32_t>(payload.size()));
+  put_u64(h + 12, seq);
+  put_u32(h + 8, record_crc(h + 12, payload));
+  out.append(h, kHeader);
+  out.append(payload);
+}
+
+struct Decoded {
+  std::uint64_t seq;
+  std::string_view payload;
+};
+
+// The record at `pos` if it is whole and valid with min_seq <= seq < limit.
+std::optional<Decoded> decode_record(std::string_view data, std::size_t pos, std::uint64_t min_seq,
+                                     std::uint64_t limit) {
+  if (data.size() - pos < kHeader) return std::nullopt;
+  const char* h = data.data() + pos;
+  if (get_u32(h) != kMagic) return std::nullopt;
+  std::uint32_t len = get_u32(h + 4);
+  if (len > data.size() - pos - kHeader) return std::nullopt;
+  std::uint64_t seq = get_u64(h + 12);
+  if (seq < min_seq || seq >= limit) return std::nullopt;
+  std::string_view payload = data.substr(pos + kHeader, len);
+  if (record_crc(h + 12, payload) != get_u32(h + 8)) return std::nullopt;
+  return Decoded{seq, payload};
+}
+
+std::string seg_name(std::uint64_t first, const char* ext) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "seg-%020llu.%s", static_cast<unsigned long long>(first), ext);
+  return buf;
+}
+
+// "seg-<20 digits>.<ext>" -> first seq.
+std::optional<std::uint64_t> parse_seg_name(const std::string& name, std::string_view ext) {
+  if (name.size() != 4 + 20 + 1 + ext.size() || name.compare(0, 4, "seg-") != 0 ||
+      name[24] != '.' || std::string_view(name).substr(25) != ext) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  for (std::size_t i = 4; i < 24; ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    std::uint64_t d = static_cast<std::uint64_t>(name[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+std::string read_whole(const fs::path& path) {
+  Fd fd(open_file(path, O_RDONLY, "open"));
+  std::string data;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("read", path, errno);
+    }
+    if (n == 0) return data;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+struct Spool::Impl {
+  struct Segment {
+    std::uint64_t bytes = 0;
+    std::vector<bool> pending;  // index: seq - first seq
+    std::uint64_t pending_count = 0;
+    FdPtr ack_fd;  // opened at the first ack
+    bool ack_dirty = false;
+  };
+
+  SpoolOptions opt;
+  Fd lock_fd;  // declared first: released last
+  Fd dir_fd;
+  std::mutex sync_mu;  // serialises fsyncs; taken before mu, never while holding it
+  mutable std::mutex mu;
+  std::map<std::uint64_t, Segment> segments;  // by first seq; the last one is active
+  FdPtr active;
+  bool seal_active = false;  // a failed write left garbage that could not be cut off
+  std::uint64_t next_seq = 1;
+  std::uint64_t written_seq = 0;  // highest seq handed to write()
+  std::uint64_t durable_seq = 0;  // highest seq covered by an fsync
+  Clock::time_point last_sync = Clock::now();
+  std::uint64_t bytes = 0, pending = 0, torn = 0;
+  std::vector<SpoolRecord> recovered;
+  std::vector<std::string> warnings;
+
+  explicit Impl(SpoolOptions o);
+  void warn(std::string text);
+  fs::path log_path(std::uint64_t first) const { return opt.dir / seg_name(first, "log"); }
+  fs::path ack_path(std::uint64_t first) const { return opt.dir / seg_name(first, "ack"); }
+  void fsync_dir();
+  void recover_segment(std::uint64_t first, std::uint64_t limit, std::uint64_t& seq_floor);
+  void read_acks(std::uint64_t first, std::vector<bool>& acked);
+  void open_segment_locked(std::uint64_t first);
+  bool delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it);
+  void rotate_locked();
+  std::vector<std::uint64_t> append(const std::string_view* payloads, std::size_t n);
+  void sync_through(std::uint64_t target);
+  void sync_all();
+};
+
+void Spool::Impl::warn(std::string text) {
+  if (warnings.size() < kMaxWarnings) warnings.push_back(std::move(text));
+}
+
+void Spool::Impl::fsync_dir() {
+  if (::fsync(dir_fd.get()) != 0) throw_io("fsync directory", opt.dir, errno);
+}
+
+Spool::Impl::Impl(SpoolOptions o) : opt(std::move(o)) {
+  if (opt.dir.empty()) throw Error("spool: SpoolOptions.dir is empty");
+  if (opt.segment_bytes == 0 || opt.max_bytes == 0) throw Error("spool: segment_bytes and max_bytes must be > 0");
+  std::error_code ec;
+  fs::create_directories(opt.dir, ec);
+  if (ec) throw Error("spool: cannot create " + opt.dir.string() + ": " + ec.message());
+  dir_fd = Fd(open_file(opt.dir, O_RDONLY | O_DIRECTORY, "open directory"));
+  lock_fd = Fd(open_file(opt.dir / "LOCK", O_RDWR | O_CREAT, "open"));
+  if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) throw Error("spool: " + opt.dir.string() + " is in use by another Spool");
+    throw_io("lock", opt.dir / "LOCK", errno);
+  }
+
+  std::set<std::uint64_t> logs;  // first seqs
+  std::vector<std::uint64_t> acks;
+  for (const auto& entry : fs::directory_iterator(opt.dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (auto f = parse_seg_name(name, "log")) logs.insert(*f);
+    if (auto f = parse_seg_name(name, "ack")) acks.push_back(*f);
+  }
+  if (ec) throw Error("spool: cannot list " + opt.dir.string() + ": " + ec.message());
+  for (std::uint64_t f : acks) {
+    if (!logs.count(f) && ::unlink(ack_path(f).c_str()) != 0) {
+      warn("cannot remove orphan " + ack_path(f).string() + ": " + errno_text(errno));
+    }
+  }
+
+  for (auto it = logs.begin(); it != logs.end(); ++it) {
+    auto next = std::next(it);
+    recover_segment(*it, next == logs.end() ? UINT64_MAX : *next, next_seq);
+    next_seq = std::max(next_seq, *it + 1);
+  }
+  written_seq = durable_seq = next_seq - 1;
+
+  std::lock_guard lock(mu);
+  open_segment_locked(next_seq);  // before any deletion: its name keeps the seq floor
+  bool deleted = false;
+  for (auto it = segments.begin(); std::next(it) != segments.end();) {
+    auto cur = it++;
+    if (cur->second.pending_count == 0) deleted |= delete_segment_locked(cur);
+  }
+  if (deleted) fsync_dir();
+}
+
+// Loads one segment; raises seq_floor above every seq that may have reached it, torn ones included.
+void Spool::Impl::recover_segment(std::uint64_t first, std::uint64_t limit, std::uint64_t& seq_floor) {
+  fs::path path = log_path(first);
+  std::string data = read_whole(path);
+  std::string_view view(data);
+  std::vector<Decoded> records;
+  std::uint64_t min_seq = first;
+  std::size_t pos = 0;
+  std::size_t valid_end = 0;  // end of the last valid record
+  while (pos < view.size()) {
+    if (auto r = decode_record(view, pos, min_seq, limit)) {
+      records.push_back(*r);
+      pos += kHeader + r->payload.size();
+      valid_end = pos;
+      min_seq = r->seq + 1;
+      continue;
+    }
+    ++torn;
+    // Resynchronise on the next offset holding a whole valid record.
+    std::size_t next = std::string_view::npos;
+    for (std::size_t q = pos + 1; q + kHeader <= view.size(); ++q) {
+      const void* hit = std::memchr(view.data() + q, 0xFE, view.size() - q);
+      if (hit == nullptr) break;
+      q = static_cast<std::size_t>(static_cast<const char*>(hit) - view.data());
+      if (decode_record(view, q, min_seq, limit)) {
+        next = q;
+        break;
+      }
+    }
+    if (next == std::string_view::npos) {
+      warn(path.string() + ": torn or corrupt record at offset " + std::to_string(pos) + ", skipped " +
+           std::to_string(view.size() - pos) + " bytes to the end");
+      break;
+    }
+    warn(path.string() + ": corrupt record at offset " + std::to_string(pos) + ", skipped " +
+         std::to_string(next - pos) + " bytes to the next valid record");
+    pos = next;
+  }
+
+  // Records torn off the tail had seqs from min_seq on, at most one per kHeader bytes: never reuse them.
+  std::size_t tail = view.size() - valid_end;
+  seq_floor = std::max(seq_floor, min_seq + (tail + kHeader - 1) / kHeader);
+
+  Segment seg;
+  seg.bytes = data.size();
+  if (!records.empty()) {
+    std::vector<bool> acked(records.back().seq - first + 1, false);
+    read_acks(first, acked);
+    seg.pending.assign(acked.size(), false);
+    for (const Decoded& r : records) {
+      if (acked[r.seq - first]) continue;
+      seg.pending[r.seq - first] = true;
+      ++seg.pending_count;
+      recovered.push_back({r.seq, std::string(r.payload)});
+    }
+  }
+  pending += seg.pending_count;
+  bytes += seg.bytes;
+  segments.emplace(first, std::move(seg));
+}
+
+void Spool::Impl::read_acks(std::uint64_t first, std::vector<bool>& acked) {
+  fs::path path = ack_path(first);
+  if (!fs::exists(path)) return;
+  std::string data = read_whole(path);
+  std::size_t whole = data.size() - data.size() % kAckEntry;
+  for (std::size_t pos = 0; pos < whole; pos += kAckEntry) {
+    const char* e = data.data() + pos;
+    if (crc32(e, 8) != get_u32(e + 8)) {
+      warn(path.string() + ": corrupt ack at offset " + std::to_string(pos) + " ignored");
+      continue;
+    }
+    std::uint64_t seq = get_u64(e);
+    if (seq >= first && seq - first < acked.size()) acked[seq - first] = true;
+  }
+  if (whole != data.size()) {
+    // Cut the torn tail so that later acks appended to this file stay aligned.
+    warn(path.string() + ": torn ack entry at offset " + std::to_string(whole) + " cut off");
+    if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0) throw_io("truncate", path, errno);
+  }
+}
+
+void Spool::Impl::open_segment_locked(std::uint64_t first) {
+  int fd = open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, "create");
+  active = std::make_shared<Fd>(fd);
+  segments.emplace(first, Segment{});
+  seal_active = false;
+  fsync_dir();
+}
+
+// Unlinks a sealed segment and its acks; the caller fsyncs the directory. False if nothing changed.
+bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it) {
+  std::uint64_t first = it->first;
+  if (::unlink(log_path(first).c_str()) != 0 && errno != ENOENT) {
+    warn("cannot delete " + log_path(first).string() + ": " + errno_text(errno));
+    return false;
+  }
+  if (::unlink(ack_path(first).c_str()) != 0 && errno != ENOENT) {
+    warn("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
+  }
+  bytes -= it->second.bytes;
+  pending -= it->second.pending_count;
+  segments.erase(it);
+  return true;
+}
+
+void Spool::Impl::rotate_locked() {
+  if (opt.fsync != FsyncPolicy::never && written_seq > durable_seq) {
+    if (int e = datasync(active->get())) throw_io("fsync", log_path(segments.rbegin()->first), e);
+    durable_seq = written_seq;
+    last_sync = Clock::now();
+  }
+  auto sealed = std::prev(segments.end());
+  open_segment_locked(next_seq);
+  if (sealed->second.pending_count == 0 && delete_segment_locked(sealed)) fsync_dir();
+}
+
+std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads, std::size_t n) {
+  if (n == 0) return {};
+  std::uint64_t need = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (payloads[i].size() > UINT32_MAX) throw Error("spool: a payload is larger than 4 GiB");
+    need += kHeader + payloads[i].size();
+  }
+  std::vector<std::uint64_t> seqs(n);
+  bool do_sync = false;
+  {
+    std::lock_guard lock(mu);
+    const Segment* act = &segments.rbegin()->second;
+    if (bytes + need > opt.max_bytes && act->bytes > 0 && act->pending_count == 0) {
+      rotate_locked();  // frees the acknowledged active segment
+      act = &segments.rbegin()->second;
+    }
+    if (bytes + need > opt.max_bytes) {
+      throw SpoolFullError("spool: full (" + std::to_string(bytes) + " of " + std::to_string(opt.max_bytes) +
+                           " bytes used, " + std::to_string(need) + " more needed)");
+    }
+    if (seal_active || (act->bytes > 0 && act->bytes + need > opt.segment_bytes)) rotate_locked();
+    auto seg_it = std::prev(segments.end());
+    Segment& seg = seg_it->second;
+
+    std::string buf;
+    buf.reserve(need);
+    for (std::size_t i = 0; i < n; ++i) {
+      seqs[i] = next_seq + i;
+      encode_record(buf, seqs[i], payloads[i]);
+    }
+    next_seq += n;  // never reused, even if the write fails
+    if (int e = write_all(active->get(), buf.data(), buf.size())) {
+      if (::ftruncate(active->get(), static_cast<off_t>(seg.bytes)) != 0) seal_active = true;
+      throw_io("write", log_path(seg_it->first), e);
+    }
+    seg.bytes += need;
+    bytes += need;
+    seg.pending.resize(seqs.back() - seg_it->first + 1, false);
+    for (std::uint64_t s : seqs) seg.pending[s - seg_it->first] = true;
+    seg.pending_count += n;
+    pending += n;
+    written_seq = seqs.back();
+    do_sync = opt.fsync == FsyncPolicy::every_record ||
+              (opt.fsync == FsyncPolicy::interval && Clock::now() - last_sync >= opt.fsync_interval);
+  }
+  if (do_sync) sync_through(seqs.back());
+  return seqs;
+}
+
+// Makes every seq <= target durable; returns at once if another thread's fsync already did.
+void Spool::Impl::sync_through(std::uint64_t target) {
+  std::lock_guard sync_lock(sync_mu);
+  FdPtr fd;
+  std::uint64_t upto = 0;
+  std::uint64_t first = 0;
+  {
+    std::lock_guard lock(mu);
+    if (durable_seq >= target) return;
+    fd = active;  // older segments were fsynced when sealed
+    upto = written_seq;
+    first = segments.rbegin()->first;
+  }
+  if (int e = datasync(fd->get())) throw_io("fsync", log_path(first), e);
+  std::lock_guard lock(mu);
+  durable_seq = std::max(durable_seq, upto);
+  last_sync = Clock::now();
+}
+
+void Spool::Impl::sync_all() {
+  std::lock_guard sync_lock(sync_mu);
+  std::vector<FdPtr> fds;
+  std::uint64_t upto = 0;
+  {
+    std::lock_guard lock(mu);
+    fds.push_back(active);
+    upto = written_seq;
+    for (auto& [first, seg] : segments) {
+      if (seg.ack_dirty && seg.ack_fd) fds.push_back(seg.ack_fd);
+      seg.ack_dirty = false;
+    }
+  }
+  int failed = 0;
+  for (const FdPtr& fd : fds) {
+    if (int e = datasync(fd->get())) failed = e;
+  }
+  if (failed != 0) throw_io("fsync", opt.dir, failed);
+  std::lock_guard lock(mu);
+  durable_seq = std::max(durable_seq, upto);
+  last_sync = Clock::now();
+}
+
+Spool::Spool(SpoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Spool::~Spool() {
+  try {
+    impl_->sync_all();
+  } catch (const std::exception&) {
+    // Nothing to report to from a destructor; the records are in the page cache or already synced.
+  }
+}
+
+std::uint64_t Spool::append(std::string_view payload) { return impl_->append(&payload, 1).front(); }
+
+std::vector<std::uint64_t> Spool::append_batch(const std::vector<std::string>& payloads) {
+  std::vector<std::string_view> views(payloads.begin(), payloads.end());
+  return impl_->append(views.data(), views.size());
+}
+
+void Spool::ack(const std::vector<std::uint64_t>& seqs) {
+  std::vector<std::pair<FdPtr, std::string>> writes;
+  bool deleted = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto& segs = impl_->segments;
+    std::map<std::uint64_t, std::string> entries;  // by segment
+    for (std::uint64_t seq : seqs) {
+      auto it = segs.upper_bound(seq);
+      if (it == segs.begin()) continue;
+      --it;
+      Impl::Segment& seg = it->second;
+      std::uint64_t idx = seq - it->first;
+      if (idx >= seg.pending.size() || !seg.pending[idx]) continue;
+      seg.pending[idx] = false;
+      --seg.pending_count;
+      --impl_->pending;
+      char e[kAckEntry];
+      put_u64(e, seq);
+      put_u32(e + 8, crc32(e, 8));
+      entries[it->first].append(e, kAckEntry);
+    }
+    const std::uint64_t active_first = segs.rbegin()->first;
+    for (auto& [first, data] : entries) {
+      auto it = segs.find(first);
+      if (first != active_first && it->second.pending_count == 0) {
+        if (impl_->delete_segment_locked(it)) {
+          deleted = true;
+          continue;
+        }
+      }
+      Impl::Segment& seg = it->second;
+      if (!seg.ack_fd) {
+        try {
+          seg.ack_fd = std::make_shared<Fd>(
+              open_file(impl_->ack_path(first), O_WRONLY | O_CREAT | O_APPEND, "open"));
+        } catch (const Error& e) {
+          impl_->warn(e.what());
+          continue;
+        }
+      }
+      seg.ack_dirty = true;
+      writes.emplace_back(seg.ack_fd, std::move(data));
+    }
+  }
+  // Outside the lock: appends need not wait for ack writes. Entries are independent, so the order
+  // of concurrent ack() calls in a file does not matter.
+  std::vector<std::string> failures;
+  for (auto& [fd, data] : writes) {
+    if (int e = write_all(fd->get(), data.data(), data.size())) failures.push_back("ack write: " + errno_text(e));
+  }
+  if (deleted && ::fsync(impl_->dir_fd.get()) != 0) failures.push_back("fsync directory: " + errno_text(errno));
+  if (!failures.empty()) {
+    std::lock_guard lock(impl_->mu);
+    for (auto& f : failures) impl_->warn(impl_->opt.dir.string() + ": " + f);
+  }
+}
+
+std::vector<SpoolRecord> Spool::take_recovered() {
+  std::lock_guard lock(impl_->mu);
+  std::vector<SpoolRecord> out;
+  for (SpoolRecord& r : impl_->recovered) {
+    auto it = impl_->segments.upper_bound(r.seq);
+    if (it == impl_->segments.begin()) continue;
+    --it;
+    std::uint64_t idx = r.seq - it->first;
+    if (idx < it->second.pending.size() && it->second.pending[idx]) out.push_back(std::move(r));
+  }
+  impl_->recovered.clear();
+  impl_->recovered.shrink_to_fit();
+  return out;
+}
+
+void Spool::sync() { impl_->sync_all(); }
+
+void Spool::maybe_sync() {
+  if (impl_->opt.fsync != FsyncPolicy::interval) return;
+  std::uint64_t target = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->written_seq <= impl_->durable_seq || Clock::now() - impl_->last_sync < impl_->opt.fsync_interval) {
+      return;
+    }
+    target = impl_->written_seq;
+  }
+  impl_->sync_through(target);
+}
+
+SpoolStats Spool::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return {impl_->bytes, impl_->pending, impl_->torn, impl_->segments.size()};
+}
+
+std::vector<std::string> Spool::warnings() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->warnings;
+}
+
+}  // namespace llmbill

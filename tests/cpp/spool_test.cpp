@@ -1,0 +1,521 @@
+#include "llmbill/spool.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using llmbill::FsyncPolicy;
+using llmbill::Spool;
+using llmbill::SpoolFullError;
+using llmbill::SpoolOptions;
+using llmbill::SpoolRecord;
+
+namespace {
+
+constexpr std::uint64_t kHeader = 20;  // bytes before each payload on disk
+
+// A fresh directory under /tmp, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/llmbill-spool-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+SpoolOptions options(const fs::path& dir, FsyncPolicy policy = FsyncPolicy::never) {
+  SpoolOptions o;
+  o.dir = dir;
+  o.fsync = policy;
+  return o;
+}
+
+std::vector<fs::path> files_with(const fs::path& dir, const std::string& ext) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ext) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The one segment that holds records (tests that write into a single segment).
+fs::path only_nonempty_segment(const fs::path& dir) {
+  std::vector<fs::path> found;
+  for (const auto& p : files_with(dir, ".log")) {
+    if (fs::file_size(p) > 0) found.push_back(p);
+  }
+  if (found.size() != 1) throw std::runtime_error("expected one non-empty segment");
+  return found.front();
+}
+
+std::vector<std::uint64_t> seqs_of(const std::vector<SpoolRecord>& records) {
+  std::vector<std::uint64_t> out;
+  for (const auto& r : records) out.push_back(r.seq);
+  return out;
+}
+
+void flip_byte(const fs::path& file, std::uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+std::string payload(int i) { return "{\"transaction_id\":\"call-" + std::to_string(i) + "\"}"; }
+
+}  // namespace
+
+TEST(Spool, AppendedRecordsAreRecoveredAfterReopen) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 5; ++i) seqs.push_back(spool.append(payload(i)));
+    EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
+    EXPECT_EQ(spool.stats().pending_records, 5u);
+    EXPECT_TRUE(spool.take_recovered().empty());
+  }
+  Spool spool(options(dir.path()));
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(got[static_cast<std::size_t>(i)].seq, seqs[static_cast<std::size_t>(i)]);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)].payload, payload(i));
+  }
+  EXPECT_TRUE(spool.take_recovered().empty());  // taken once
+  EXPECT_EQ(spool.stats().pending_records, 5u);
+  EXPECT_EQ(spool.stats().torn_records, 0u);
+  EXPECT_TRUE(spool.warnings().empty());
+}
+
+TEST(Spool, AckedRecordsAreNotRecovered) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 6; ++i) seqs.push_back(spool.append(payload(i)));
+    spool.ack({seqs[0], seqs[2], seqs[4], seqs[4], 999999});  // repeated and unknown seqs ignored
+    EXPECT_EQ(spool.stats().pending_records, 3u);
+  }
+  {
+    Spool spool(options(dir.path()));
+    std::vector<SpoolRecord> got = spool.take_recovered();
+    EXPECT_EQ(seqs_of(got), (std::vector<std::uint64_t>{seqs[1], seqs[3], seqs[5]}));
+    spool.ack({seqs[1]});  // an ack of a recovered record lands in the old segment's ack file
+  }
+  {
+    Spool spool(options(dir.path()));
+    EXPECT_EQ(seqs_of(spool.take_recovered()), (std::vector<std::uint64_t>{seqs[3], seqs[5]}));
+    spool.ack({seqs[3], seqs[5]});  // the old segment is sealed and now fully acked: deleted
+    EXPECT_EQ(spool.stats().segments, 1u);
+    EXPECT_EQ(spool.stats().bytes, 0u);
+  }
+  Spool spool(options(dir.path()));
+  EXPECT_TRUE(spool.take_recovered().empty());
+  EXPECT_EQ(files_with(dir.path(), ".log").size(), 1u);
+  EXPECT_TRUE(files_with(dir.path(), ".ack").empty());
+}
+
+TEST(Spool, SeqKeepsIncreasingAcrossReopens) {
+  TempDir dir;
+  std::uint64_t last = 0;
+  for (int round = 0; round < 4; ++round) {
+    Spool spool(options(dir.path()));
+    std::uint64_t a = spool.append("x");
+    std::uint64_t b = spool.append("y");
+    EXPECT_GT(a, last);
+    EXPECT_GT(b, a);
+    last = b;
+    if (round % 2 == 0) spool.ack({a, b});  // fully acked: every old segment gets deleted
+  }
+}
+
+TEST(Spool, TornLastRecordIsSkippedWithAWarning) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 5; ++i) seqs.push_back(spool.append(payload(i)));
+  }
+  fs::path seg = only_nonempty_segment(dir.path());
+  fs::resize_file(seg, fs::file_size(seg) - 3);
+
+  Spool spool(options(dir.path()));
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  EXPECT_EQ(seqs_of(got), (std::vector<std::uint64_t>(seqs.begin(), seqs.end() - 1)));
+  EXPECT_EQ(got.back().payload, payload(3));
+  EXPECT_EQ(spool.stats().torn_records, 1u);
+  ASSERT_EQ(spool.warnings().size(), 1u);
+  EXPECT_NE(spool.warnings()[0].find("torn"), std::string::npos);
+  EXPECT_GT(spool.append("next"), seqs.back());  // the torn record's seq is not reused
+}
+
+TEST(Spool, HeaderOnlyTailIsSkipped) {
+  TempDir dir;
+  {
+    Spool spool(options(dir.path()));
+    spool.append("a");
+    spool.append("bbbb");
+  }
+  fs::path seg = only_nonempty_segment(dir.path());
+  fs::resize_file(seg, kHeader + 1 + kHeader);  // the second record's header without its payload
+  Spool spool(options(dir.path()));
+  EXPECT_EQ(spool.take_recovered().size(), 1u);
+  EXPECT_EQ(spool.stats().torn_records, 1u);
+}
+
+TEST(Spool, CorruptRecordInTheMiddleIsSkippedAndLaterOnesRecovered) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 5; ++i) seqs.push_back(spool.append(payload(i)));
+  }
+  fs::path seg = only_nonempty_segment(dir.path());
+  std::uint64_t record = kHeader + payload(0).size();  // every payload here has the same length
+  flip_byte(seg, 2 * record + kHeader + 3);            // a payload byte of the third record: bad crc
+
+  Spool spool(options(dir.path()));
+  EXPECT_EQ(seqs_of(spool.take_recovered()), (std::vector<std::uint64_t>{seqs[0], seqs[1], seqs[3], seqs[4]}));
+  EXPECT_EQ(spool.stats().torn_records, 1u);
+  ASSERT_EQ(spool.warnings().size(), 1u);
+  EXPECT_NE(spool.warnings()[0].find("corrupt"), std::string::npos);
+}
+
+TEST(Spool, CorruptLengthResynchronisesOnTheNextRecord) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 4; ++i) seqs.push_back(spool.append(payload(i)));
+  }
+  fs::path seg = only_nonempty_segment(dir.path());
+  std::uint64_t record = kHeader + payload(0).size();
+  flip_byte(seg, record + 4);  // the length field of the second record
+  Spool spool(options(dir.path()));
+  EXPECT_EQ(seqs_of(spool.take_recovered()), (std::vector<std::uint64_t>{seqs[0], seqs[2], seqs[3]}));
+  EXPECT_EQ(spool.stats().torn_records, 1u);
+}
+
+TEST(Spool, TornAckEntryIsCutOffAndEarlierAcksKept) {
+  TempDir dir;
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(options(dir.path()));
+    for (int i = 0; i < 4; ++i) seqs.push_back(spool.append(payload(i)));
+    spool.ack({seqs[0]});
+    spool.ack({seqs[1]});
+  }
+  std::vector<fs::path> acks = files_with(dir.path(), ".ack");
+  ASSERT_EQ(acks.size(), 1u);
+  fs::resize_file(acks[0], fs::file_size(acks[0]) - 5);  // the second ack is torn
+  {
+    Spool spool(options(dir.path()));
+    EXPECT_EQ(seqs_of(spool.take_recovered()), (std::vector<std::uint64_t>{seqs[1], seqs[2], seqs[3]}));
+    EXPECT_EQ(spool.warnings().size(), 1u);
+    spool.ack({seqs[2]});  // appended after the cut: stays aligned
+  }
+  Spool spool(options(dir.path()));
+  EXPECT_EQ(seqs_of(spool.take_recovered()), (std::vector<std::uint64_t>{seqs[1], seqs[3]}));
+  EXPECT_TRUE(spool.warnings().empty());
+}
+
+TEST(Spool, FullSpoolThrowsAndWritesNothing) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.max_bytes = 3 * (kHeader + 10);
+  Spool spool(o);
+  std::uint64_t a = spool.append(std::string(10, 'a'));
+  spool.append(std::string(10, 'b'));
+  spool.append(std::string(10, 'c'));
+  std::uint64_t bytes = spool.stats().bytes;
+  EXPECT_EQ(bytes, o.max_bytes);
+  EXPECT_THROW(spool.append("d"), SpoolFullError);
+  EXPECT_THROW(spool.append_batch({"e", "f"}), SpoolFullError);
+  EXPECT_THROW(spool.append(""), llmbill::Error);  // the root class catches it too
+  EXPECT_EQ(spool.stats().bytes, bytes);
+  EXPECT_EQ(spool.stats().pending_records, 3u);
+  EXPECT_EQ(fs::file_size(only_nonempty_segment(dir.path())), bytes);
+
+  // Acking frees the (all-acked) active segment; seqs skipped nothing while full.
+  spool.ack({a, a + 1, a + 2});
+  EXPECT_EQ(spool.append(std::string(10, 'g')), a + 3);
+  EXPECT_EQ(spool.stats().bytes, kHeader + 10);
+}
+
+TEST(Spool, FullnessCountsRecoveredSegments) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.max_bytes = 2 * (kHeader + 4);
+  {
+    Spool spool(o);
+    spool.append("aaaa");
+    spool.append("bbbb");
+  }
+  Spool spool(o);
+  EXPECT_EQ(spool.stats().bytes, o.max_bytes);
+  EXPECT_THROW(spool.append("c"), SpoolFullError);
+  std::vector<SpoolRecord> rec = spool.take_recovered();
+  spool.ack(seqs_of(rec));  // the recovered segment is deleted
+  EXPECT_EQ(spool.stats().bytes, 0u);
+  EXPECT_NO_THROW(spool.append("c"));
+}
+
+TEST(Spool, RotatesSegmentsAndDeletesThemOnceAllAcked) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.segment_bytes = 3 * (kHeader + 8);  // three 8-byte records per segment
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(o);
+    for (int i = 0; i < 9; ++i) seqs.push_back(spool.append("12345678"));
+    EXPECT_EQ(spool.stats().segments, 3u);
+    EXPECT_EQ(files_with(dir.path(), ".log").size(), 3u);
+    for (const auto& p : files_with(dir.path(), ".log")) EXPECT_EQ(fs::file_size(p), o.segment_bytes);
+
+    spool.ack({seqs[0], seqs[1]});  // first segment partly acked: kept
+    EXPECT_EQ(spool.stats().segments, 3u);
+    spool.ack({seqs[2], seqs[3], seqs[4], seqs[5]});  // first two segments fully acked: deleted
+    EXPECT_EQ(spool.stats().segments, 1u);
+    EXPECT_EQ(files_with(dir.path(), ".log").size(), 1u);
+    EXPECT_TRUE(files_with(dir.path(), ".ack").empty());
+    EXPECT_EQ(spool.stats().bytes, o.segment_bytes);
+    spool.ack({seqs[6], seqs[7], seqs[8]});  // the active segment stays until it is sealed
+    EXPECT_EQ(spool.stats().segments, 1u);
+    spool.append("next");  // rotation seals the all-acked segment and deletes it
+    EXPECT_EQ(spool.stats().segments, 1u);
+    EXPECT_EQ(spool.stats().bytes, kHeader + 4);
+  }
+  Spool spool(o);
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "next");
+}
+
+TEST(Spool, AppendBatchWritesConsecutiveSeqsInOneSegment) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path(), FsyncPolicy::every_record);
+  o.segment_bytes = 64;  // smaller than the batch: a batch is never split across segments
+  std::vector<std::string> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(payload(i));
+  std::vector<std::uint64_t> seqs;
+  {
+    Spool spool(o);
+    EXPECT_TRUE(spool.append_batch({}).empty());
+    std::uint64_t before = spool.append("first");
+    seqs = spool.append_batch(batch);
+    ASSERT_EQ(seqs.size(), batch.size());
+    for (std::size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], before + 1 + i);
+    EXPECT_EQ(spool.stats().pending_records, 11u);
+    EXPECT_EQ(spool.stats().segments, 2u);
+    spool.ack({before});
+  }
+  Spool spool(o);
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), batch.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].seq, seqs[i]);
+    EXPECT_EQ(got[i].payload, batch[i]);
+  }
+}
+
+TEST(Spool, BinaryPayloadsRoundTrip) {
+  TempDir dir;
+  std::string bin;
+  for (int i = 0; i < 256; ++i) bin.push_back(static_cast<char>(i));
+  bin += bin;  // includes the magic's bytes
+  {
+    Spool spool(options(dir.path()));
+    spool.append(bin);
+    spool.append("");
+  }
+  Spool spool(options(dir.path()));
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].payload, bin);
+  EXPECT_EQ(got[1].payload, "");
+}
+
+TEST(Spool, SecondSpoolOnTheSameDirectoryIsRefused) {
+  TempDir dir;
+  Spool spool(options(dir.path()));
+  EXPECT_THROW(Spool(options(dir.path())), llmbill::Error);
+}
+
+TEST(Spool, OrphanAckFileIsRemoved) {
+  TempDir dir;
+  std::ofstream(dir.path() / "seg-00000000000000000007.ack") << "junk";
+  Spool spool(options(dir.path()));
+  EXPECT_TRUE(files_with(dir.path(), ".ack").empty());
+}
+
+TEST(Spool, SyncPoliciesAllRecover) {
+  for (FsyncPolicy policy : {FsyncPolicy::every_record, FsyncPolicy::interval, FsyncPolicy::never}) {
+    TempDir dir;
+    SpoolOptions o = options(dir.path(), policy);
+    o.fsync_interval = std::chrono::milliseconds(1);
+    {
+      Spool spool(o);
+      for (int i = 0; i < 20; ++i) {
+        spool.append(payload(i));
+        if (i % 5 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        spool.maybe_sync();
+      }
+      spool.ack({1});
+      spool.sync();
+    }
+    Spool spool(o);
+    EXPECT_EQ(spool.take_recovered().size(), 19u);
+  }
+}
+
+TEST(Spool, ConcurrentAppendsAndAcksKeepSeqsUnique) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path(), FsyncPolicy::interval);
+  o.fsync_interval = std::chrono::milliseconds(1);
+  o.segment_bytes = 4096;  // many rotations and deletions while threads run
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 400;
+  std::vector<std::map<std::uint64_t, std::string>> written(kThreads);
+  std::vector<std::set<std::uint64_t>> acked(kThreads);
+  {
+    Spool spool(o);
+    std::atomic<bool> done{false};
+    std::thread syncer([&] {
+      while (!done.load()) {
+        spool.maybe_sync();
+        (void)spool.stats();
+        std::this_thread::yield();
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        auto& mine = written[static_cast<std::size_t>(t)];
+        for (int i = 0; i < kPerThread;) {
+          std::vector<std::string> batch;
+          int n = (i % 7 == 0) ? 3 : 1;
+          for (int k = 0; k < n; ++k) batch.push_back("t" + std::to_string(t) + "-" + std::to_string(i + k));
+          std::vector<std::uint64_t> seqs = n == 1 ? std::vector<std::uint64_t>{spool.append(batch[0])}
+                                                   : spool.append_batch(batch);
+          std::vector<std::uint64_t> to_ack;
+          for (int k = 0; k < n; ++k) {
+            mine[seqs[static_cast<std::size_t>(k)]] = batch[static_cast<std::size_t>(k)];
+            if ((i + k) % 2 == 0) to_ack.push_back(seqs[static_cast<std::size_t>(k)]);
+          }
+          spool.ack(to_ack);
+          acked[static_cast<std::size_t>(t)].insert(to_ack.begin(), to_ack.end());
+          i += n;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    done = true;
+    syncer.join();
+    EXPECT_TRUE(spool.warnings().empty());
+  }
+  std::map<std::uint64_t, std::string> all;
+  std::size_t total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    total += written[static_cast<std::size_t>(t)].size();
+    all.insert(written[static_cast<std::size_t>(t)].begin(), written[static_cast<std::size_t>(t)].end());
+  }
+  EXPECT_EQ(all.size(), total);  // every seq unique across threads
+  for (const auto& set : acked) {
+    for (std::uint64_t s : set) all.erase(s);
+  }
+  Spool spool(o);
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), all.size());
+  auto it = all.begin();
+  for (const SpoolRecord& r : got) {
+    EXPECT_EQ(r.seq, it->first);
+    EXPECT_EQ(r.payload, it->second);
+    ++it;
+  }
+  EXPECT_EQ(spool.stats().torn_records, 0u);
+}
+
+TEST(Spool, ConcurrentEveryRecordAppendsShareFsyncs) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path(), FsyncPolicy::every_record);
+  o.segment_bytes = 1024;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 25;
+  {
+    Spool spool(o);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&spool, t] {
+        for (int i = 0; i < kPerThread; ++i) spool.append(payload(t * 1000 + i));
+      });
+    }
+    for (auto& th : threads) th.join();
+  }
+  Spool spool(o);
+  EXPECT_EQ(spool.take_recovered().size(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+// A real crash: the child appends with FsyncPolicy::never and is killed without running any
+// destructor; everything append() returned for must be there (it sits in the page cache).
+TEST(Spool, ProcessKilledWithoutDestructorsLosesNothing) {
+  TempDir dir;
+  constexpr int kRecords = 2000;
+  SpoolOptions o = options(dir.path(), FsyncPolicy::never);
+  o.segment_bytes = 16 * 1024;  // several segments
+  pid_t pid = ::fork();
+  ASSERT_NE(pid, -1);
+  if (pid == 0) {
+    try {
+      auto* spool = new Spool(o);  // never deleted: no destructor, no final sync
+      for (int i = 0; i < kRecords; i += 4) {
+        if (i % 8 == 0) {
+          spool->append_batch({payload(i), payload(i + 1), payload(i + 2), payload(i + 3)});
+        } else {
+          for (int k = 0; k < 4; ++k) spool->append(payload(i + k));
+        }
+      }
+      ::raise(SIGKILL);
+    } catch (...) {
+    }
+    ::_exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+
+  Spool spool(o);  // the dead child's lock is gone with it
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kRecords));
+  for (int i = 0; i < kRecords; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)].payload, payload(i));
+  EXPECT_TRUE(spool.warnings().empty());
+  EXPECT_GT(spool.append("after"), got.back().seq);
+}
