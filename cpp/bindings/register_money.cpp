@@ -4,7 +4,7 @@
 namespace llmbill::bindings {
 
 py::object to_decimal(const Money& money) {
-  static PyObject* decimal = py::module_::import("decimal").attr("Decimal").release().ptr();  // immortal
+  static PyObject* decimal = py::object(py::module_::import("decimal").attr("Decimal")).release().ptr();  // immortal
   return py::reinterpret_borrow<py::object>(decimal)(money.to_usd_string());
 }
 
