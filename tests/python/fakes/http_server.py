@@ -99,7 +99,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send((400, {"status": 400, "error": "Bad Request"}, {}))
             return
-        path, _, query = self.path.partition("?")
+        # The target as sent: http.server folds a leading "//" into "/", which would hide a
+        # sender's doubled slash from a route check.
+        words = self.requestline.split()
+        path, _, query = (words[1] if len(words) == 3 else self.path).partition("?")
         request = RecordedRequest(self.command, path, dict(parse_qsl(query, keep_blank_values=True)),
                                   {name.lower(): value for name, value in self.headers.items()},
                                   body, self.number)
