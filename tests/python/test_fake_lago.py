@@ -432,6 +432,32 @@ def test_keep_alive_connection_reuse_is_counted(lago: FakeLago, client: Client) 
     assert lago.requests[-1].headers["connection"] == "close"
 
 
+def test_expect_100_continue_is_answered_at_once(lago: FakeLago) -> None:
+    # libcurl asks before sending a body over 1 KiB and waits up to a second for the go-ahead.
+    body = json.dumps({"events": [event(f"t{i}", model="m" * 100) for i in range(20)]}).encode()
+    head = (f"POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", lago.port), timeout=0.5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        with sock.makefile("rb") as reply:
+            assert reply.readline().startswith(b"HTTP/1.1 200")
+    assert len(lago.wait_for(20, timeout=2)) == 20
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_clients() -> None:
+    lago = FakeLago(KEY).start()
+    client = Client(lago.port)
+    try:
+        assert client.get("/api/v1/events").status == 200
+        started = time.monotonic()
+        lago.stop()
+        assert time.monotonic() - started < 2
+    finally:
+        client.close()
+
+
 def test_wait_for_blocks_until_events_arrive(lago: FakeLago) -> None:
     def send() -> None:
         time.sleep(0.1)

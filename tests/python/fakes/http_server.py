@@ -59,6 +59,11 @@ class _Server(ThreadingHTTPServer):
         TCPServer.server_bind(self)  # HTTPServer's own version does a reverse DNS lookup
         self.server_name, self.server_port = self.server_address[:2]
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Registered here, on the accepting thread, so that close() finds every accepted socket.
+        self.owner._connected(request)
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client hanging up mid-reply is the client's business
 
@@ -73,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.number = self.server.owner._connected(self.connection)
+        self.number = self.server.owner._number(self.connection)
 
     def finish(self) -> None:
         self.server.owner._disconnected(self.connection)
@@ -151,7 +156,7 @@ class BackgroundServer:
         self.host, self.port = host, port
         self._lock = threading.Lock()
         self._connections = 0
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, int] = {}  # open connection -> its number
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -211,12 +216,15 @@ class BackgroundServer:
                 pass
         server.server_close()  # closes the listener and joins the handler threads
 
-    def _connected(self, sock: socket.socket) -> int:
+    def _connected(self, sock: socket.socket) -> None:
         with self._lock:
             self._connections += 1
-            self._open.add(sock)
-            return self._connections
+            self._open[sock] = self._connections
+
+    def _number(self, sock: socket.socket) -> int:
+        with self._lock:
+            return self._open.get(sock, 0)
 
     def _disconnected(self, sock: socket.socket) -> None:
         with self._lock:
-            self._open.discard(sock)
+            self._open.pop(sock, None)

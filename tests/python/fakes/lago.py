@@ -398,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeLago(args.api_key, read_only_key=args.read_only_key, store=args.store,
                     legacy_partial_batches=args.legacy_partial_batches, max_batch=args.max_batch,
                     host=args.host, port=args.port, record_requests=not args.no_request_log)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # Block the stop signals before any thread starts (threads inherit the mask), then wait for
+    # one synchronously: no handler runs in the middle of a lock.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     with fake:
         print(f"listening on {fake.url}", flush=True)
-        done.wait()
+        signal.sigwait(stop_signals)
     return 0
 
 
