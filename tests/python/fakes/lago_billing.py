@@ -47,6 +47,12 @@ def _present(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _text(params: Json, key: str) -> str | None:
+    """A required string parameter: None when absent, blank or not a string."""
+    value = params.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def _params(body: Any, name: str) -> Json | None:
     """`params.require(name)`: a non-empty object, else None (STRICT: Rails 500s on a non-object)."""
     value = body.get(name) if isinstance(body, dict) else None
@@ -118,10 +124,10 @@ def charge_amount(charge: Json, units: Decimal) -> Decimal:
     amount = Decimal(properties["amount"])
     if charge["charge_model"] == "standard":
         return units * amount
-    paid = units - properties["free_units"]
+    paid: Decimal = units - Decimal(properties["free_units"])
     if paid <= 0:
         return Decimal(0)
-    packages = (paid / properties["package_size"]).to_integral_value(rounding=ROUND_CEILING)
+    packages = (paid / Decimal(properties["package_size"])).to_integral_value(rounding=ROUND_CEILING)
     return packages * amount
 
 
@@ -263,8 +269,8 @@ class Billing:
         params = _params(body, "customer")
         if params is None:
             return param_missing("customer")
-        external_id = params.get("external_id")
-        if not _present(external_id):
+        external_id = _text(params, "external_id")
+        if external_id is None:
             return validation_failed({"external_id": ["value_is_mandatory"]})
         currency = params.get("currency")
         if currency is not None and currency not in CURRENCIES:
@@ -301,22 +307,21 @@ class Billing:
         params = _params(body, "subscription")
         if params is None:
             return param_missing("subscription")
-        customer_id = params.get("external_customer_id")
-        if not _present(customer_id):
+        customer_id = _text(params, "external_customer_id")
+        if customer_id is None:
             return validation_failed({"external_customer_id": ["value_is_mandatory"]})
         billing_time = params.get("billing_time", "calendar")
         if billing_time not in ("calendar", "anniversary"):
             return validation_failed({"billing_time": ["value_is_invalid"]})
-        started_at = self._now()
+        started_at: Decimal | None = self._now()
         if params.get("subscription_at") is not None:
             # lago-api takes `subscription_at` (ISO 8601); `started_at` is output only and ignored.
             started_at = parse_iso8601(params["subscription_at"])
-            if started_at is None:
-                return validation_failed({"subscription_at": ["invalid_date"]})
-        external_id = params.get("external_id")
-        external_id = external_id.strip() if _present(external_id) else str(uuid.uuid4())
+        if started_at is None:
+            return validation_failed({"subscription_at": ["invalid_date"]})
+        external_id = (_text(params, "external_id") or str(uuid.uuid4())).strip()
         with self._lock:
-            plan = self.plans.get(params.get("plan_code"))
+            plan = self.plans.get(_text(params, "plan_code") or "")
             if plan is None:
                 return not_found("plan")
             existing = self.subscriptions.get(external_id)

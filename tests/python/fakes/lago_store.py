@@ -385,7 +385,7 @@ class EventStore:
             rows.sort(key=lambda event: event[order], reverse=True)
             total = len(rows)
             chunk = rows[(page - 1) * per_page: page * per_page]
-            body = {"events": [serialize_event(event) for event in chunk]}
+            body: Json = {"events": [serialize_event(event) for event in chunk]}
         pages = -(-total // per_page)
         body["meta"] = {
             "current_page": page if total else 0,
