@@ -264,6 +264,14 @@ def test_transaction_id_is_unique_per_subscription_not_per_code(lago: FakeLago, 
     assert lago.transaction_ids() == ["t1", "t1"]
 
 
+def test_event_without_subscription_is_never_deduplicated(lago: FakeLago, client: Client) -> None:
+    # Postgres' unique index treats NULL subscriptions as distinct: such a resend is stored again
+    # (and neither copy is ever billed). One more reason to always send external_subscription_id.
+    for _ in range(2):
+        assert client.post("/api/v1/events", {"event": event("t1", sub=None)}).status == 200
+    assert lago.count_by_transaction_id() == {"t1": 2}
+
+
 def test_duplicate_within_one_batch_flags_later_copies(lago: FakeLago, client: Client) -> None:
     events = [event("a"), event("b"), event("a"), event("c"), event("a")]
     reply = client.post("/api/v1/events/batch", {"events": events})
@@ -675,6 +683,7 @@ def test_subprocess_mode_with_fake_control(command: list[str]) -> None:
             assert [r["status"] for r in requests] == [200, 502, 200]
             assert client.get("/_fake/stats").body["connections_accepted"] == 1
             assert client.post("/_fake/mode", {"no_such_mode": 1}).status == 400
+            assert client.post("/_fake/mode", {"now": "next tuesday"}).status == 400
             assert client.post("/_fake/mode", {"store": "clickhouse"}).body["store"] == "clickhouse"
             assert client.post("/_fake/reset").status == 200
             assert client.get("/_fake/events").body["events"] == []

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
@@ -111,7 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
         request = RecordedRequest(self.command, path, dict(parse_qsl(query, keep_blank_values=True)),
                                   {name.lower(): value for name, value in self.headers.items()},
                                   body, self.number)
-        answer = self.server.owner.app(request)
+        try:
+            answer = self.server.owner.app(request)
+        except Exception as error:  # a bug in the fake must not look like a network fault
+            traceback.print_exc()
+            answer = (500, {"status": 500, "error": f"fake server error: {error!r}"}, {})
         if answer is None:
             self.close_connection = True  # closed without a reply
         else:

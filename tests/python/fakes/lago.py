@@ -34,6 +34,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: re-enter as a p
     raise SystemExit(0)
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -187,7 +188,7 @@ class FakeLago(FaultInjection):
         """
         settings: dict[str, Callable[[Any], Any]] = {
             "delay_seconds": float, "store": str, "legacy_partial_batches": bool, "max_batch": int,
-            "now": lambda v: v, "read_only_key": lambda v: v}
+            "now": lambda v: None if v is None else Decimal(str(v)), "read_only_key": lambda v: v}
         faults: dict[str, Callable[..., None]] = {
             "fail_next": self.fail_next, "respond_next": self.respond_next, "drop_next": self.drop_next,
             "rate_limit_next": self.rate_limit_next, "commit_then_fail_next": self.commit_then_fail_next}
@@ -247,7 +248,7 @@ class FakeLago(FaultInjection):
         """Every event object received, stored or not, exactly as sent (dropped keys included,
         e.g. external_customer_id)."""
         with self._store.changed:
-            return list(self._store.raw_events)
+            return copy.deepcopy(self._store.raw_events)
 
     def transaction_ids(self) -> list[str]:
         return self._store.transaction_ids()

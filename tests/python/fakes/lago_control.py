@@ -54,6 +54,10 @@ def control(fake: FakeLago, request: RecordedRequest) -> Reply:
             return 400, {"status": 400, "error": str(error)}
         except TimeoutError as error:
             return 408, {"status": 408, "error": str(error)}
+    if method == "POST" and fake.down == "refuse":
+        # Only a connection opened before the refusal can get here, in its last 0.1 s; reopening
+        # from a request handler would deadlock (closing the server joins the handler threads).
+        return 409, {"status": 409, "error": "refusing connections; back up by itself when its time is up"}
     if method == "POST" and name == "reset":
         fake.reset()
         return 200, fake.mode()
@@ -65,7 +69,7 @@ def control(fake: FakeLago, request: RecordedRequest) -> Reply:
             if mode.get("down") == "refuse":
                 return _refuse_for(fake, mode)
             return 200, fake.configure(**mode)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, ArithmeticError) as error:
             return 400, {"status": 400, "error": str(error)}
     return 404, {"status": 404, "error": "Not Found", "code": "resource_not_found"}
 

@@ -11,10 +11,9 @@ fake would hide. Timestamps are kept as exact `Decimal` seconds, money and units
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
-import uuid
+import itertools
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
@@ -91,6 +90,9 @@ def decimal_text(value: Decimal) -> str:
     return text if "." in text else text + ".0"
 
 
+_YEAR_10000 = 253402300800  # Python's datetime stops at 9999
+
+
 def _civil_from_days(days: int) -> tuple[int, int, int]:
     # Gregorian date of a day count since 1970-01-01, for any year (Python's datetime stops at 9999,
     # and a sender that sends milliseconds as seconds produces year ~58000, which Lago accepts).
@@ -108,9 +110,12 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
 def iso8601(seconds: Decimal, digits: int = 0) -> str:
     """UTC ISO 8601 of Unix seconds, truncated to `digits` decimals, like Ruby's Time#iso8601(n)."""
     whole = int(seconds.to_integral_value(rounding=ROUND_FLOOR))
-    days, rest = divmod(whole, 86400)
-    year, month, day = _civil_from_days(days)
-    text = f"{year:04d}-{month:02d}-{day:02d}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+    if 0 <= whole < _YEAR_10000:
+        text = datetime.fromtimestamp(whole, timezone.utc).isoformat()[:19]
+    else:
+        days, rest = divmod(whole, 86400)
+        year, month, day = _civil_from_days(days)
+        text = f"{year:04d}-{month:02d}-{day:02d}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
     if digits:
         fraction = int(((seconds - whole) * 10**digits).to_integral_value(rounding=ROUND_FLOOR))
         text += f".{fraction:0{digits}d}"
@@ -134,6 +139,14 @@ def parse_iso8601(text: Any) -> Decimal | None:
     return Decimal(delta.days * 86400 + delta.seconds) + Decimal(delta.microseconds).scaleb(-6)
 
 
+_ids = itertools.count(1)
+
+
+def new_id() -> str:
+    """A unique UUID-shaped id for lago_id fields: a counter, so cheap and in creation order."""
+    return f"00000000-0000-4000-8000-{next(_ids):012x}"
+
+
 # -- one event ---------------------------------------------------------------------------------------
 
 # The fields lago-api's controller permits; any other key is dropped silently.
@@ -147,8 +160,12 @@ EVENT_FIELDS = (
 )
 
 
-def _flat_value(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+def _is_flat(properties: dict[str, Any]) -> bool:
+    for value in properties.values():
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not float:  # bool is not int here
+            return False
+    return True
 
 
 def check_event(raw: Any, received_at: Decimal) -> tuple[Json, dict[str, list[str]]]:
@@ -182,10 +199,11 @@ def check_event(raw: Any, received_at: Decimal) -> tuple[Json, dict[str, list[st
     properties = raw.get("properties")
     if properties is None:
         properties = {}
-    elif not isinstance(properties, dict) or not all(_flat_value(v) for v in properties.values()):
+    elif not isinstance(properties, dict) or not _is_flat(properties):
         # STRICT: Lago keeps nested objects, arrays, booleans and nulls; the contract says flat
         # strings and numbers, and no billable metric can aggregate the others.
         errors["properties"] = ["value_is_invalid"]
+        properties = {}
 
     amount_text = raw.get("precise_total_amount_cents")
     amount = None
@@ -195,20 +213,21 @@ def check_event(raw: Any, received_at: Decimal) -> tuple[Json, dict[str, list[st
             errors["precise_total_amount_cents"] = ["value_is_invalid"]  # STRICT: a decimal string
 
     event = {
-        "lago_id": str(uuid.uuid4()),
+        "lago_id": new_id(),
         "transaction_id": raw.get("transaction_id"),
         "external_subscription_id": subscription,
         "code": raw.get("code"),
         "timestamp": timestamp,
-        "properties": copy.deepcopy(properties),
+        "properties": dict(properties),  # flat: a shallow copy is a full copy
         "precise_total_amount_cents": amount,
         "created_at": received_at,
     }
     return event, errors
 
 
-def serialize_event(event: Json) -> Json:
-    """An event as lago-api's V1::EventSerializer writes it (subscription links come later)."""
+def serialize_event(event: Json, created_at: str | None = None) -> Json:
+    """An event as lago-api's V1::EventSerializer writes it (subscription links come later).
+    `created_at`: its text when the caller has it (one receipt time for a whole batch)."""
     amount = event["precise_total_amount_cents"]
     return {
         "lago_id": event["lago_id"],
@@ -220,7 +239,7 @@ def serialize_event(event: Json) -> Json:
         "properties": event["properties"],
         "lago_subscription_id": None,
         "external_subscription_id": event["external_subscription_id"],
-        "created_at": iso8601(event["created_at"]),
+        "created_at": created_at or iso8601(event["created_at"]),
     }
 
 
@@ -289,7 +308,7 @@ class EventStore:
     def ingest_one(self, raw: Any, received_at: Decimal) -> Reply:
         """POST /api/v1/events with a present `event` object."""
         with self.changed:
-            self.raw_events.append(copy.deepcopy(raw))
+            self.raw_events.append(raw)  # parsed for us alone: copied when read, not here
             event, errors = check_event(raw, received_at)
             if errors:
                 return validation_failed(errors)
@@ -301,7 +320,7 @@ class EventStore:
     def ingest_batch(self, raws: list[Any], received_at: Decimal) -> Reply:
         """POST /api/v1/events/batch with a non-empty list of at most `max_batch` events."""
         with self.changed:
-            self.raw_events.extend(copy.deepcopy(raws))
+            self.raw_events.extend(raws)
             checked = [check_event(raw, received_at) for raw in raws]
             errors: Json = {str(i): errs for i, (_, errs) in enumerate(checked) if errs}
             legacy = self.legacy_partial_batches and self._store == "postgres"
@@ -318,7 +337,8 @@ class EventStore:
                     self._put(event)
             if errors:  # Lago before Dec 2025: the good events stay stored
                 return validation_failed(errors)
-            return 200, {"events": [serialize_event(event) for _, event in valid]}
+            created_at = iso8601(received_at)
+            return 200, {"events": [serialize_event(event, created_at) for _, event in valid]}
 
     def _duplicates(self, valid: list[tuple[int, Json]]) -> Json:
         # lago-api bulk-inserts with ON CONFLICT DO NOTHING and maps the inserted rows back by
