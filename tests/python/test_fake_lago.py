@@ -23,6 +23,8 @@ from typing import Any, Iterator
 import pytest
 
 from tests.python.fakes.lago import FakeLago
+from tests.python.fakes.lago_billing import billing_period
+from tests.python.fakes.lago_store import parse_iso8601
 
 KEY = "lago-test-key"
 ROOT = Path(__file__).resolve().parents[2]
@@ -584,6 +586,24 @@ def test_other_aggregations(lago: FakeLago, client: Client) -> None:
     units = {c["billable_metric"]["code"]: c["units"] for c in usage["charges_usage"]}
     # latest_agg: the last event carries no number, so the latest numeric value ("2") counts
     assert units == {"peak": "7.5", "users": "4.0", "seats": "2.0"}
+
+
+def _at(text: str) -> Decimal:
+    moment = parse_iso8601(text)
+    assert moment is not None
+    return moment
+
+
+@pytest.mark.parametrize("interval, billing_time, started, now, period", [
+    ("monthly", "calendar", "2026-08-10T09:30:00Z", "2026-08-15", ("2026-08-10T09:30:00Z", "2026-09-01")),
+    ("monthly", "calendar", "2026-01-01", "2026-08-15", ("2026-08-01", "2026-09-01")),
+    ("monthly", "anniversary", "2026-01-31", "2026-03-05", ("2026-02-28", "2026-03-31")),
+    ("weekly", "calendar", "2026-01-01", "2026-08-12", ("2026-08-10", "2026-08-17")),
+    ("quarterly", "calendar", "2026-01-01", "2026-08-15", ("2026-07-01", "2026-10-01")),
+    ("yearly", "anniversary", "2024-02-29", "2026-03-01", ("2026-02-28", "2027-02-28")),
+])
+def test_billing_periods(interval: str, billing_time: str, started: str, now: str, period: tuple[str, str]) -> None:
+    assert billing_period(interval, billing_time, _at(started), _at(now)) == (_at(period[0]), _at(period[1]))
 
 
 def test_current_usage_errors(lago: FakeLago, client: Client) -> None:

@@ -320,7 +320,8 @@ class FakeLago(FaultInjection):
             if self.read_only_key is None or authorization != f"Bearer {self.read_only_key}":
                 return 401, {"status": 401, "error": "Unauthorized"}
             if request.method != "GET":
-                return 403, {"status": 403, "error": "Forbidden", "code": f"write_action_not_allowed_for_{resource}"}
+                code = f"write_action_not_allowed_for_{resource}"
+                return 403, {"status": 403, "error": "Forbidden", "code": code}
         handler: Callable[[Json, dict[str, str], dict[str, str]], Reply] = getattr(self, name)
         return handler(params, request.query, {key: unquote(value) for key, value in match.groupdict().items()})
 

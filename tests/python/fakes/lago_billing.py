@@ -140,7 +140,8 @@ def check_charge_properties(model: str, properties: Any) -> dict[str, list[str]]
     if value is None or value < 0:
         errors["amount"] = ["invalid_amount"]
     if model == "package":
-        for field, code, least in (("package_size", "invalid_package_size", 1), ("free_units", "invalid_free_units", 0)):
+        sizes = (("package_size", "invalid_package_size", 1), ("free_units", "invalid_free_units", 0))
+        for field, code, least in sizes:
             number = properties.get(field)
             if not isinstance(number, int) or isinstance(number, bool) or number < least:
                 errors[field] = [code]
@@ -394,7 +395,8 @@ class Billing:
                 metric = self.metrics[charge["billable_metric_code"]]
                 matching = [event for event in events if event["code"] == metric["code"]]
                 units = aggregate(metric, matching)
-                amount = charge_amount(charge, units).quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+                # lago-api rounds each fee half up to the currency's minor unit
+                amount = charge_amount(charge, units).quantize(Decimal(1).scaleb(-exponent), ROUND_HALF_UP)
                 usage.append({
                     "units": decimal_text(units),
                     "total_aggregated_units": decimal_text(units),

@@ -149,17 +149,6 @@ def new_id() -> str:
 
 # -- one event ---------------------------------------------------------------------------------------
 
-# The fields lago-api's controller permits; any other key is dropped silently.
-EVENT_FIELDS = (
-    "transaction_id",
-    "external_subscription_id",
-    "code",
-    "timestamp",
-    "properties",
-    "precise_total_amount_cents",
-)
-
-
 def _is_flat(properties: dict[str, Any]) -> bool:
     for value in properties.values():
         kind = type(value)
@@ -169,7 +158,11 @@ def _is_flat(properties: dict[str, Any]) -> bool:
 
 
 def check_event(raw: Any, received_at: Decimal) -> tuple[Json, dict[str, list[str]]]:
-    """Validate one event object as Lago does; return the event to store and errors by field."""
+    """Validate one event object as Lago does; return the event to store and errors by field.
+
+    Only transaction_id, external_subscription_id, code, timestamp, properties and
+    precise_total_amount_cents are kept (what lago-api permits); other keys are dropped silently.
+    """
     if not isinstance(raw, dict):
         raw = {}  # Rails' permit keeps nothing of a non-object: both required fields are then missing
     errors: dict[str, list[str]] = {}
