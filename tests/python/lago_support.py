@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from decimal import Decimal
 from typing import Any, Callable
 
 import llmbill
@@ -104,11 +102,3 @@ def built_events(call_id: str, timestamp_ms: int, end_user_id: str, prompt: int 
         cost=llmbill.cost(MODEL, tokens), codes=[CODE], end_user_id=end_user_id)
     assert missing == ""
     return [json.loads(e) for e in events]
-
-
-def duplicates_in(counter: Counter[str]) -> dict[str, int]:
-    return {key: n for key, n in counter.items() if n > 1}
-
-
-def as_decimal(text: str) -> Decimal:
-    return Decimal(text)

@@ -7,6 +7,7 @@ transaction_id exactly once), not only what the pipeline's counters say.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
+import llmbill
 from llmbill._core import Pipeline
 from tests.python.fakes.http_server import RecordedRequest
 from tests.python.fakes.lago import INGESTION, FakeLago
@@ -93,6 +95,7 @@ def test_outage_then_recovery_delivers_every_event_once(fake_lago: FakeLago, mak
         assert fake_lago.events == []
         assert pipeline.stats()["pending"] == 150
         assert "unreachable" in pipeline.stats()["last_error"]
+        assert pipeline.stats()["oldest_pending_age_s"] > 0
         fake_lago.set_down(False)
     assert pipeline.flush(10)
 
@@ -146,6 +149,8 @@ def bad_event(kind: str) -> dict[str, Any]:
                              "timestamp": "1786000000.5", "properties": {"input_tokens": 5}}
     if kind == "iso-timestamp":
         event["timestamp"] = "2026-08-06T07:06:40Z"
+    elif kind == "unreadable-timestamp":
+        event["timestamp"] = "not-a-time"
     elif kind == "nested-properties":
         event["properties"] = {"usage": {"input_tokens": 5}}
     return event
@@ -180,6 +185,58 @@ def test_refused_event_is_dead_lettered_and_the_rest_delivered_once(make_pipelin
         assert (stats["delivered"], stats["dead_lettered"], stats["pending"]) == (5, 1, 0)
         assert stats["duplicates"] == (5 if legacy else 0)
         pipeline.close(1)
+
+
+def test_event_with_an_unreadable_timestamp_is_dead_lettered_by_lago(fake_lago: FakeLago,
+                                                                    make_pipeline: MakePipeline) -> None:
+    # submit_event() replays events (dead letters, reconciliation): Lago is the judge of their fields.
+    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY)
+    ids = submit_many(pipeline, 2)
+    pipeline.submit_event(json.dumps(bad_event("unreadable-timestamp")))
+    assert pipeline.flush(10)
+    stored_once(fake_lago, ids)
+    (letter,) = pipeline.dead_letters()
+    assert letter["id"] == "bad-1" and "invalid_format" in letter["reason"]
+
+
+def test_an_unreadable_timestamp_in_the_spool_never_blocks_recovery(tmp_path: Path, fake_lago: FakeLago,
+                                                                    make_pipeline: MakePipeline) -> None:
+    fake_lago.set_down("refuse")
+    first = Pipeline(spool_dir=tmp_path / "spool", api_base=fake_lago.url, api_key=KEY, **FAST)
+    try:
+        ids = submit_many(first, 3)
+        with contextlib.suppress(llmbill.Error, ValueError):  # refusing the event would be fine
+            first.submit_event(json.dumps(bad_event("unreadable-timestamp")))
+    finally:
+        first.close(0.05)
+    del first
+    fake_lago.set_down(False)
+
+    second = make_pipeline(api_base=fake_lago.url, api_key=KEY)  # must open: the spool holds billing data
+    assert second.flush(10)
+    stored_once(fake_lago, ids)
+    assert [d["id"] for d in second.dead_letters()] in ([], ["bad-1"])
+
+
+def test_full_spool_refuses_new_calls_loudly_and_delivers_the_rest(fake_lago: FakeLago,
+                                                                   make_pipeline: MakePipeline) -> None:
+    fake_lago.set_down("refuse")
+    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY, max_spool_bytes=4000)
+    accepted: list[str] = []
+    with pytest.raises(llmbill.SpoolFullError):
+        for i in range(100):
+            accepted += submit_call(pipeline, f"full-{i}")
+    assert 0 < len(accepted) < 100
+    refused = f"full-{len(accepted)}"
+    assert pipeline.stats()["enqueued"] == len(accepted)
+
+    fake_lago.set_down(False)
+    assert pipeline.flush(10)
+    stored_once(fake_lago, accepted)
+    assert refused not in fake_lago.count_by_transaction_id()
+    assert submit_call(pipeline, "after-full") == ["after-full"]  # delivered events free the space
+    assert pipeline.flush(5)
+    assert fake_lago.count_by_transaction_id()["after-full"] == 1
 
 
 # -- rate limits ---------------------------------------------------------------------------------------
