@@ -1,6 +1,8 @@
 #include "llmbill/pipeline.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -20,8 +22,16 @@ std::int64_t timestamp_of(const std::string& event_json) {
   auto e = nlohmann::json::parse(event_json, nullptr, false);
   if (e.is_object()) {
     auto it = e.find("timestamp");
-    if (it != e.end() && it->is_string()) return static_cast<std::int64_t>(std::stod(it->get<std::string>()) * 1000);
-    if (it != e.end() && it->is_number()) return static_cast<std::int64_t>(it->get<double>() * 1000);
+    double seconds = -1;
+    if (it != e.end() && it->is_string()) {
+      const std::string& text = it->get_ref<const std::string&>();
+      char* end = nullptr;
+      seconds = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0') seconds = -1;  // Lago will judge it; age from now
+    } else if (it != e.end() && it->is_number()) {
+      seconds = it->get<double>();
+    }
+    if (std::isfinite(seconds) && seconds > 0 && seconds < 1e11) return static_cast<std::int64_t>(seconds * 1000);
   }
   return now_ms();
 }
@@ -44,11 +54,11 @@ PipelineOptions with_defaults(PipelineOptions o) {
 Pipeline::Pipeline(PipelineOptions options, std::unique_ptr<Transport> transport)
     : options_(with_defaults(std::move(options))),
       transport_(std::move(transport)),
-      spool_(options_.spool),
+      spool_(std::make_unique<Spool>(options_.spool)),
       dead_letters_(options_.dead_letter_file) {
   if (!transport_) throw Error("billing pipeline: no transport");
   std::vector<Pending> recovered;
-  for (auto& r : spool_.take_recovered()) {
+  for (auto& r : spool_->take_recovered()) {
     std::int64_t ts = timestamp_of(r.payload);
     recovered.push_back(Pending{r.seq, std::move(r.payload), ts});
   }
@@ -84,8 +94,13 @@ std::vector<std::string> Pipeline::submit(const CallRecord& call) {
     ++stats_.dead_lettered;
     return {};
   }
-  std::vector<std::uint64_t> seqs =
-      built.events.size() == 1 ? std::vector<std::uint64_t>{spool_.append(built.events[0])} : spool_.append_batch(built.events);
+  std::vector<std::uint64_t> seqs;
+  {
+    std::shared_lock spool_lock(spool_mu_);
+    if (!spool_) throw Error("billing pipeline is closed");
+    seqs = built.events.size() == 1 ? std::vector<std::uint64_t>{spool_->append(built.events[0])}
+                                    : spool_->append_batch(built.events);
+  }
   std::vector<std::string> ids;
   std::vector<Pending> items;
   for (std::size_t i = 0; i < seqs.size(); ++i) {
@@ -101,7 +116,12 @@ std::vector<std::string> Pipeline::submit(const CallRecord& call) {
 void Pipeline::submit_event(const std::string& event_json) {
   auto e = nlohmann::json::parse(event_json, nullptr, false);
   if (!e.is_object() || !e.contains("transaction_id")) throw Error("not a Lago event (no transaction_id): " + event_json.substr(0, 200));
-  std::uint64_t seq = spool_.append(event_json);
+  std::uint64_t seq;
+  {
+    std::shared_lock spool_lock(spool_mu_);
+    if (!spool_) throw Error("billing pipeline is closed");
+    seq = spool_->append(event_json);
+  }
   queue_spooled({Pending{seq, event_json, timestamp_of(event_json)}});
 }
 
@@ -130,7 +150,10 @@ bool Pipeline::close(std::chrono::milliseconds timeout) {
   wake_.notify_all();
   settled_.notify_all();
   if (sender_.joinable()) sender_.join();
-  spool_.sync();
+  std::unique_lock spool_lock(spool_mu_);
+  spool_->sync();
+  final_warnings_ = spool_->warnings();
+  spool_.reset();
   return all;
 }
 
@@ -149,7 +172,7 @@ void Pipeline::run() {
       if (stopping_) break;
       if (queue_.empty()) {
         lock.unlock();
-        spool_.maybe_sync();
+        spool_->maybe_sync();
         continue;
       }
       // Linger so a batch can fill, unless it is full already or someone waits in flush().
@@ -169,7 +192,7 @@ void Pipeline::run() {
       in_flight_oldest_ms_ = batch.front().timestamp_ms;
       for (const auto& p : batch) in_flight_oldest_ms_ = std::min(in_flight_oldest_ms_, p.timestamp_ms);
     }
-    spool_.maybe_sync();  // the batch's records reach the disk before we report them delivered
+    spool_->maybe_sync();  // the batch's records reach the disk before we report them delivered
 
     std::vector<const std::string*> events;
     events.reserve(batch.size());
@@ -212,7 +235,7 @@ void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome) 
                                  static_cast<double>(now_ms()) / 1000.0});
     acks.push_back(batch[i].seq);
   }
-  spool_.ack(acks);
+  spool_->ack(acks);  // the sender thread runs only while spool_ exists
 
   std::lock_guard lock(mu_);
   // Retries go back to the front, in their original order, ahead of newer events.
@@ -240,12 +263,18 @@ PipelineStats Pipeline::stats() const {
     if (!queue_.empty()) oldest = queue_.front().timestamp_ms;
     if (in_flight_ > 0 && (oldest == 0 || in_flight_oldest_ms_ < oldest)) oldest = in_flight_oldest_ms_;
   }
-  s.spool_bytes = spool_.stats().bytes;
+  {
+    std::shared_lock spool_lock(spool_mu_);
+    if (spool_) s.spool_bytes = spool_->stats().bytes;
+  }
   if (oldest > 0) s.oldest_pending_age_s = static_cast<double>(std::max<std::int64_t>(0, now_ms() - oldest)) / 1000.0;
   return s;
 }
 
-std::vector<std::string> Pipeline::warnings() const { return spool_.warnings(); }
+std::vector<std::string> Pipeline::warnings() const {
+  std::shared_lock spool_lock(spool_mu_);
+  return spool_ ? spool_->warnings() : final_warnings_;
+}
 
 std::string Pipeline::describe() const { return transport_->describe(); }
 

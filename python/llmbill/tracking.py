@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +35,11 @@ def track(
 
     if isinstance(response, BaseException):
         return None
+    if isinstance(response, (str, bytes, bytearray)):
+        try:
+            response = json.loads(response)
+        except ValueError:
+            raise llmbill.UsageError("track: the reply is not JSON") from None
     plain = response if isinstance(response, dict) else None
     if plain is not None and plain.get("error"):
         return None

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,7 +72,8 @@ class Pipeline {
   // Waits until every event submitted before the call is delivered or dead-lettered, or the timeout
   // passes. Returns whether everything settled.
   bool flush(std::chrono::milliseconds timeout);
-  // flush(timeout), then stops the sender; what is left stays in the spool. Idempotent.
+  // flush(timeout), then stops the sender and releases the spool (its lock too); what is left stays
+  // in the spool for the next Pipeline. Idempotent.
   bool close(std::chrono::milliseconds timeout);
   PipelineStats stats() const;
   std::vector<std::string> warnings() const;  // spool recovery warnings
@@ -90,7 +92,9 @@ class Pipeline {
 
   PipelineOptions options_;
   std::unique_ptr<Transport> transport_;
-  Spool spool_;
+  std::unique_ptr<Spool> spool_;  // released by close(), so the next Pipeline can open the directory
+  mutable std::shared_mutex spool_mu_;  // submit/stats (shared) vs close (exclusive)
+  std::vector<std::string> final_warnings_;
   DeadLetterStore dead_letters_;
 
   mutable std::mutex mu_;
