@@ -21,6 +21,7 @@ their caches are stale by polling it (cheap) and reloading.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,7 +51,8 @@ class StoreError(Exception):
 
 
 class DuplicateError(StoreError):
-    """insert() of an id that exists."""
+    """insert() of an id that exists, or apply_spend() of a log whose request_id is stored (then
+    nothing of that batch was applied: it most likely was already, by an earlier attempt)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update(self, kind: str, ident: str, fields: Mapping[str, Any]) -> Record | None:
         """Merges `fields` into the record (a None value stores None); returns the new record or None
-        when absent. `spend` cannot be set here (use apply_spend / reset_spend)."""
+        when absent. `spend` cannot be set here (ValueError: use apply_spend / reset_spend), nor the id."""
 
     @abc.abstractmethod
     async def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
@@ -129,19 +131,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list(self, kind: str, filters: Mapping[str, Any] | None = None, offset: int = 0,
                    limit: int | None = None) -> list[Record]:
-        """Records matching every filter (equality on INDEXED fields), ordered by creation."""
+        """Records matching every filter (equality on INDEXED fields; None matches None), ordered by
+        creation."""
 
     @abc.abstractmethod
     async def apply_spend(self, batch: SpendBatch) -> None:
-        """Adds every increment and inserts every log in one transaction (all or nothing)."""
+        """Adds every increment and inserts every log in one transaction (all or nothing).
+        Raises DuplicateError when a log's request_id is already stored."""
 
     @abc.abstractmethod
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
-        """Sets spend to 0 and the record's `budget_reset_at` (budget windows)."""
+        """Sets spend to 0 and the record's `budget_reset_at` (budget windows); returns the record or
+        None when absent.
+
+        Only when a reset is due: if the stored `budget_reset_at` is still in the future, another
+        process has already started the new window and nothing changes (the current record is
+        returned), so processes that notice the same expiry cannot wipe each other's new spend."""
 
     @abc.abstractmethod
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
-                         end: datetime | None = None, limit: int = 1000) -> list[SpendLog]:
+                         end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
         end_user, model, request_id."""
 

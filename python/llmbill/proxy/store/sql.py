@@ -1,0 +1,318 @@
+"""The Store operations written once over a tiny transaction interface; the backends supply a Dialect
+(column types, placeholders, value conversions), transactions and the spend increment.
+
+Locking: every transaction that locks several entity rows takes them sorted by (kind, id), and the
+`meta` version row last, so concurrent writers cannot deadlock one another.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from .base import DuplicateError, Record, SpendBatch, SpendLog, Store, StoreError
+from .codec import (TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record, loads,
+                    money, now, spend_table, table, utc)
+
+SCHEMA_VERSION = 1
+PING_TIMEOUT = 5.0
+LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
+LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id"})
+_LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metadata": "json",
+              "prompt_tokens": "int", "completion_tokens": "int", "cached_tokens": "int",
+              "reasoning_tokens": "int"}  # every other SpendLog field is text
+_LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user")
+
+
+def q(name: str) -> str:
+    """A quoted identifier (`user` is reserved in PostgreSQL)."""
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class Dialect:
+    money_type: str
+    time_type: str
+    json_type: str
+    seq_column: str  # an increasing key: list() returns records in creation order
+    for_update: str  # row lock for read-modify-write ("" where the transaction already is exclusive)
+    unlimited: int | None  # the LIMIT value meaning "no limit"
+    schema_lock: str | None  # serialises concurrent schema creation
+    placeholder: Callable[[int], str]  # 1-based parameter number -> placeholder text
+    money_in: Callable[[Decimal], Any]
+    money_out: Callable[[Any], Decimal]
+    time_in: Callable[[datetime], Any]
+    time_out: Callable[[Any], datetime]
+
+
+class Params:
+    """Collects query parameters: `p(value)` returns the placeholder for the value."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.values: list[Any] = []
+        self._dialect = dialect
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return self._dialect.placeholder(len(self.values))
+
+
+def schema(d: Dialect) -> list[str]:
+    """Idempotent DDL: every statement may run again on an existing schema."""
+    out = ["CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)"]
+    for t in TABLES.values():
+        cols = [f"seq {d.seq_column}", f"{q(t.id_col)} TEXT NOT NULL UNIQUE",
+                *(f"{q(c)} TEXT" for c in t.indexed), f"data {d.json_type} NOT NULL"]
+        if t.has_spend:
+            cols.append(f"spend {d.money_type} NOT NULL")
+        cols.append(f"created_at {d.time_type} NOT NULL")
+        out.append(f"CREATE TABLE IF NOT EXISTS {t.name} ({', '.join(cols)})")
+        out += [f"CREATE INDEX IF NOT EXISTS {t.name}_{c} ON {t.name} ({q(c)})" for c in t.indexed]
+    types = {"money": d.money_type, "time": d.time_type, "json": d.json_type, "int": "BIGINT", "text": "TEXT"}
+    cols = [f"{q(n)} {types[_LOG_TYPES.get(n, 'text')]} NOT NULL" for n in LOG_FIELDS]
+    cols[0] += " PRIMARY KEY"  # request_id
+    out.append(f"CREATE TABLE IF NOT EXISTS spend_logs ({', '.join(cols)})")
+    out += [f"CREATE INDEX IF NOT EXISTS spend_logs_{c} ON spend_logs ({q(c)})" for c in _LOG_INDEXED]
+    out += [f"INSERT INTO meta (name, value) VALUES ('{name}', {value}) ON CONFLICT (name) DO NOTHING"
+            for name, value in (("version", 0), ("schema", SCHEMA_VERSION))]
+    return out
+
+
+def log_row(d: Dialect, log: SpendLog) -> tuple[Any, ...]:
+    convert: dict[str, Callable[[Any], Any]] = {
+        "money": lambda v: d.money_in(money(v)), "time": d.time_in, "json": lambda v: dumps(dict(v)),
+        "int": int, "text": str}
+    return tuple(convert[_LOG_TYPES.get(n, "text")](getattr(log, n)) for n in LOG_FIELDS)
+
+
+def log_from_row(d: Dialect, row: Sequence[Any]) -> SpendLog:
+    convert: dict[str, Callable[[Any], Any]] = {
+        "money": d.money_out, "time": d.time_out, "json": loads, "int": int, "text": str}
+    return SpendLog(**{n: convert[_LOG_TYPES.get(n, "text")](row[i]) for i, n in enumerate(LOG_FIELDS)})
+
+
+class Tx(Protocol):
+    """One connection, inside a transaction for writes. Rows are indexable by column position."""
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None: ...
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class SqlStore(Store):
+    """Store over SQL; subclasses connect, run transactions and add spend."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def _transaction(self, write: bool) -> AbstractAsyncContextManager[Tx]:
+        """A connection; with `write`, inside one transaction that commits on exit and rolls back on an
+        exception. Raises StoreError (DuplicateError on a unique violation) for database failures."""
+
+    @abc.abstractmethod
+    async def _increment(self, tx: Tx, t: Table, items: list[tuple[str, Decimal]]) -> None:
+        """Adds each amount to the record's spend, exactly; missing records are skipped, or created
+        with that spend when `t.upserted`. `items` are sorted by id."""
+
+    # -- helpers for the backends ---------------------------------------------------------------
+
+    async def _migrate(self) -> None:
+        async with self._transaction(True) as tx:
+            if self.dialect.schema_lock:
+                await tx.execute(self.dialect.schema_lock)
+            for statement in schema(self.dialect):
+                await tx.execute(statement)
+            row = await tx.fetchone("SELECT value FROM meta WHERE name = 'schema'")
+        if row is None or int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"database schema {row and row[0]} is newer than this llmbill ({SCHEMA_VERSION})")
+
+    def _insert_sql(self, t: Table, rec: EncodedRecord) -> tuple[str, list[Any]]:
+        d = self.dialect
+        p = Params(d)
+        cols = [t.id_col, *t.indexed, "data"]
+        vals = [p(rec.ident), *(p(v) for v in rec.indexed), p(rec.data)]
+        if t.has_spend:
+            cols.append("spend")
+            vals.append(p(d.money_in(rec.spend if rec.spend is not None else Decimal(0))))
+        cols.append("created_at")
+        vals.append(p(d.time_in(now())))
+        return f"INSERT INTO {t.name} ({', '.join(map(q, cols))}) VALUES ({', '.join(vals)})", p.values
+
+    def _select(self, t: Table) -> str:
+        return f"SELECT data{', spend' if t.has_spend else ''} FROM {t.name}"
+
+    def _record(self, t: Table, row: Sequence[Any], data: str | None = None) -> Record:
+        """The record of a `_select` row (with `data` instead of the row's own, when given)."""
+        spend = self.dialect.money_out(row[1]) if t.has_spend else None
+        return decode_record(t, row[0] if data is None else data, spend)
+
+    async def _locked(self, tx: Tx, t: Table, ident: str) -> Any | None:
+        where = f" WHERE {q(t.id_col)} = {self.dialect.placeholder(1)}{self.dialect.for_update}"
+        return await tx.fetchone(self._select(t) + where, (ident,))
+
+    @staticmethod
+    async def _bump(tx: Tx) -> None:
+        await tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
+
+    # -- Store ----------------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        async def probe() -> bool:
+            async with self._transaction(False) as tx:
+                row = await tx.fetchone("SELECT 1")
+            return row is not None and row[0] == 1
+
+        try:
+            return await asyncio.wait_for(probe(), PING_TIMEOUT)
+        except (StoreError, asyncio.TimeoutError):
+            return False
+
+    async def insert(self, kind: str, record: Record) -> Record:
+        t = table(kind)
+        rec = encode_record(t, record)
+        sql, values = self._insert_sql(t, rec)
+        try:
+            async with self._transaction(True) as tx:
+                await tx.execute(sql, values)
+                await self._bump(tx)
+        except DuplicateError as exc:
+            raise DuplicateError(f"{kind} {rec.ident!r} already exists") from exc
+        return decode_record(t, rec.data, rec.spend)
+
+    async def get(self, kind: str, ident: str) -> Record | None:
+        t = table(kind)
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone(f"{self._select(t)} WHERE {q(t.id_col)} = {self.dialect.placeholder(1)}",
+                                    (ident,))
+        return None if row is None else self._record(t, row)
+
+    async def update(self, kind: str, ident: str, fields: Mapping[str, Any]) -> Record | None:
+        t = table(kind)
+        if t.has_spend and "spend" in fields:
+            raise ValueError(f"update() cannot set a {kind}'s spend (use apply_spend or reset_spend)")
+        if t.id_col in fields and fields[t.id_col] != ident:
+            raise ValueError(f"update() cannot change a {kind}'s {t.id_col}")
+        async with self._transaction(True) as tx:
+            row = await self._locked(tx, t, ident)
+            if row is None:
+                return None
+            record = loads(row[0])
+            record.update(fields)
+            rec = encode_record(t, record)
+            p = Params(self.dialect)
+            sets = [f"{q(c)} = {p(v)}" for c, v in zip(t.indexed, rec.indexed)] + [f"data = {p(rec.data)}"]
+            await tx.execute(f"UPDATE {t.name} SET {', '.join(sets)} WHERE {q(t.id_col)} = {p(ident)}",
+                             p.values)
+            await self._bump(tx)
+        return self._record(t, row, rec.data)
+
+    async def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
+        t = table(kind)
+        if isinstance(idents, str):
+            raise TypeError("delete() takes a sequence of ids, not one string")
+        wanted = list(dict.fromkeys(idents))
+        sql = (f"DELETE FROM {t.name} WHERE {q(t.id_col)} = {self.dialect.placeholder(1)} "
+               f"RETURNING {q(t.id_col)}")
+        gone: set[str] = set()
+        async with self._transaction(True) as tx:
+            for ident in sorted(wanted):
+                if await tx.fetchone(sql, (ident,)) is not None:
+                    gone.add(ident)
+            if gone:
+                await self._bump(tx)
+        return [ident for ident in wanted if ident in gone]
+
+    async def list(self, kind: str, filters: Mapping[str, Any] | None = None, offset: int = 0,
+                   limit: int | None = None) -> list[Record]:
+        t = table(kind)
+        p = Params(self.dialect)
+        where = self._where(p, check_filters(t.indexed, filters, f"{kind} records"))
+        sql = f"{self._select(t)}{where} ORDER BY seq"
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must not be negative")
+        if offset or limit is not None:
+            sql += f" LIMIT {p(self.dialect.unlimited if limit is None else limit)} OFFSET {p(offset)}"
+        async with self._transaction(False) as tx:
+            rows = await tx.fetch(sql, p.values)
+        return [self._record(t, row) for row in rows]
+
+    @staticmethod
+    def _where(p: Params, conds: Sequence[tuple[str, Any]], extra: Sequence[str] = ()) -> str:
+        terms = [f"{q(c)} IS NULL" if v is None else f"{q(c)} = {p(v)}" for c, v in conds]
+        terms += extra
+        return f" WHERE {' AND '.join(terms)}" if terms else ""
+
+    async def apply_spend(self, batch: SpendBatch) -> None:
+        if not batch:
+            return
+        groups: dict[str, list[tuple[str, Decimal]]] = {}
+        for (kind, ident), amount in sorted(batch.increments.items()):
+            spend_table(kind)
+            groups.setdefault(kind, []).append((ident, money(amount)))
+        logs = [log_row(self.dialect, log) for log in batch.logs]
+        names = ", ".join(map(q, LOG_FIELDS))
+        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
+        try:
+            async with self._transaction(True) as tx:
+                for kind, items in groups.items():
+                    await self._increment(tx, TABLES[kind], items)
+                if logs:
+                    await tx.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", logs)
+        except DuplicateError as exc:
+            raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
+
+    async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
+        t = spend_table(kind)
+        if next_reset_at is not None:
+            next_reset_at = utc(next_reset_at)
+        async with self._transaction(True) as tx:
+            row = await self._locked(tx, t, ident)
+            if row is None:
+                return None
+            record = loads(row[0])
+            current = record.get("budget_reset_at")
+            if isinstance(current, datetime) and current > now():
+                return self._record(t, row)  # another process already started this window
+            record["budget_reset_at"] = next_reset_at
+            rec = encode_record(t, record)
+            p = Params(self.dialect)
+            zero = self.dialect.money_in(Decimal(0))
+            await tx.execute(f"UPDATE {t.name} SET data = {p(rec.data)}, spend = {p(zero)} "
+                             f"WHERE {q(t.id_col)} = {p(ident)}", p.values)
+        return decode_record(t, rec.data, Decimal(0))
+
+    async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
+                         end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
+        d = self.dialect
+        p = Params(d)
+        window = []
+        if start is not None:
+            window.append(f"start_time >= {p(d.time_in(start))}")
+        if end is not None:
+            window.append(f"start_time < {p(d.time_in(end))}")
+        where = self._where(p, check_filters(LOG_FILTERS, filters, "spend logs"), window)
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        sql = (f"SELECT {', '.join(map(q, LOG_FIELDS))} FROM spend_logs{where} "
+               f"ORDER BY start_time DESC, request_id DESC LIMIT {p(limit)}")
+        async with self._transaction(False) as tx:
+            rows = await tx.fetch(sql, p.values)
+        return [log_from_row(d, row) for row in rows]
+
+    async def version(self) -> int:
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone("SELECT value FROM meta WHERE name = 'version'")
+        if row is None:
+            raise StoreError("the meta table has no version row")
+        return int(row[0])

@@ -1,0 +1,142 @@
+"""SQLite backend: one connection used by one worker thread, so the event loop never blocks on disk.
+
+Several processes may share the file: WAL lets readers run beside the one writer, every write is a
+`BEGIN IMMEDIATE` transaction (it takes the write lock up front, so two read-modify-writes cannot
+interleave), and a busy timeout makes a writer wait for the lock instead of failing. SQLite has no
+decimal type: spend is TEXT holding a decimal string, added in Python with Decimal inside that
+transaction — exact, and serialised across processes by SQLite's lock.
+
+>>> store = SqliteStore("/tmp/llmbill.db")  # then: await store.open() ... await store.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from .base import DuplicateError, StoreError
+from .codec import Table, add_money, encode_record, from_micros, to_micros
+from .sql import Dialect, SqlStore, Tx, q
+
+T = TypeVar("T")
+
+SQLITE = Dialect(
+    money_type="TEXT", time_type="INTEGER", json_type="TEXT",  # times: microseconds since the epoch
+    seq_column="INTEGER PRIMARY KEY", for_update="", unlimited=-1, schema_lock=None,
+    placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros)
+
+
+class _Tx:
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return await self._store._call(lambda: self._conn.execute(sql, args).fetchall())
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None:
+        rows = await self.fetch(sql, args)  # fetchall: a RETURNING statement runs to completion
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        await self._store._call(lambda: self._conn.execute(sql, args).close())
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._store._call(lambda: self._conn.executemany(sql, rows).close())
+
+
+class SqliteStore(SqlStore):
+    """Store in one SQLite file (see the module docstring for the concurrency model)."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self.url = f"sqlite:///{self.path}"
+        self._busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; this module issues BEGIN/COMMIT itself.
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").close()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmbill-sqlite")
+        try:
+            try:
+                self._conn = await self._call(self._connect)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, executor = self._conn, self._executor
+            self._conn = self._executor = None
+            if executor is None:
+                return
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            executor.shutdown(wait=True)
+
+    @asynccontextmanager
+    async def _transaction(self, write: bool) -> AsyncIterator[Tx]:
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"SQLite store {self.path} is not open")
+            tx = _Tx(self, conn)
+            try:
+                if write:
+                    await tx.execute("BEGIN IMMEDIATE")
+                yield tx
+                if write:
+                    await tx.execute("COMMIT")
+            except BaseException as exc:
+                if write:
+                    await self._rollback(conn)
+                if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+                    raise DuplicateError(str(exc)) from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"SQLite {self.path}: {exc}") from exc
+                raise
+
+    async def _rollback(self, conn: sqlite3.Connection) -> None:
+        try:
+            await self._call(conn.rollback)  # a no-op when BEGIN itself failed
+        except sqlite3.Error:
+            pass  # the original error is the one to report; a broken connection fails the next call
+
+    async def _increment(self, tx: Tx, t: Table, items: list[tuple[str, Decimal]]) -> None:
+        select = f"SELECT spend FROM {t.name} WHERE {q(t.id_col)} = ?"
+        update = f"UPDATE {t.name} SET spend = ? WHERE {q(t.id_col)} = ?"
+        for ident, amount in items:
+            row = await tx.fetchone(select, (ident,))
+            if row is not None:
+                await tx.execute(update, (str(add_money(Decimal(row[0]), amount)), ident))
+            elif t.upserted:
+                await tx.execute(*self._insert_sql(t, encode_record(t, {t.id_col: ident, "spend": amount})))
