@@ -26,7 +26,7 @@ class Fields:
     def has(self, name: str) -> bool:
         return name in self.body
 
-    def str(self, name: str, required: bool = False) -> str | None:
+    def text(self, name: str, required: bool = False) -> str | None:
         v = self.body.get(name)
         if v is None:
             if required:
@@ -36,7 +36,7 @@ class Fields:
             raise bad_request(f"'{name}' must be a{' non-empty' if required else ''} string", name)
         return v
 
-    def str_list(self, name: str) -> list[str] | None:
+    def texts(self, name: str) -> list[str] | None:
         v = self.body.get(name)
         if v is None:
             return None
@@ -44,7 +44,7 @@ class Fields:
             raise bad_request(f"'{name}' must be a list of strings", name)
         return list(v)
 
-    def int(self, name: str) -> int | None:
+    def integer(self, name: str) -> int | None:
         v = self.body.get(name)
         if v is None:
             return None
@@ -52,7 +52,7 @@ class Fields:
             raise bad_request(f"'{name}' must be a non-negative integer", name)
         return v
 
-    def bool(self, name: str) -> bool | None:
+    def flag(self, name: str) -> bool | None:
         v = self.body.get(name)
         if v is None:
             return None
@@ -76,7 +76,7 @@ class Fields:
         return amount
 
     def duration(self, name: str) -> str | None:
-        v = self.str(name)
+        v = self.text(name)
         if v is None:
             return None
         try:
@@ -85,7 +85,7 @@ class Fields:
             raise bad_request(f"'{name}': {exc}", name) from None
         return v.strip()
 
-    def dict(self, name: str) -> dict[str, Any] | None:
+    def mapping(self, name: str) -> dict[str, Any] | None:
         v = self.body.get(name)
         if v is None:
             return None

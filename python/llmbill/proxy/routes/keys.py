@@ -55,9 +55,9 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name in ("key_alias", "team_id", "user_id"):
         if f.has(name):
-            fields[name] = f.str(name)
+            fields[name] = f.text(name)
     if f.has("models"):
-        fields["models"] = f.str_list("models") or []
+        fields["models"] = f.texts("models") or []
         unknown = [m for m in fields["models"] if m != "all-team-models" and not state.has_model(m)]
         if unknown:
             raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
@@ -66,7 +66,7 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
             fields[name] = f.money(name)
     for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
         if f.has(name):
-            fields[name] = f.int(name)
+            fields[name] = f.integer(name)
     if f.has("budget_duration"):
         fields["budget_duration"] = f.duration("budget_duration")
         fields["budget_reset_at"] = (next_reset(_now(), fields["budget_duration"], state.config.timezone)
@@ -75,16 +75,16 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
         d = f.duration("duration")
         fields["expires"] = add_duration(_now(), d) if d else None
     if f.has("metadata"):
-        fields["metadata"] = f.dict("metadata") or {}
+        fields["metadata"] = f.mapping("metadata") or {}
     if f.has("blocked"):
-        fields["blocked"] = bool(f.bool("blocked"))
+        fields["blocked"] = bool(f.flag("blocked"))
     return fields
 
 
 async def generate(state: ProxyState, request: Request, principal: Principal) -> Response:
     f = Fields(await request.json(), KEY_FIELDS - {"expires"})
     fields = _key_fields(f, state)
-    raw = f.str("key") or new_key()
+    raw = f.text("key") or new_key()
     if not raw.startswith("sk-") or len(raw) < 8:
         raise bad_request("'key' must start with 'sk-' and have at least 8 characters", "key")
     if principal.key is not None:  # an internal user makes keys only for itself
@@ -126,7 +126,7 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
     body = await request.json()
     f = Fields(body, KEY_FIELDS)
-    record = await _target(state, principal, f.str("key", required=True))
+    record = await _target(state, principal, f.text("key", required=True))
     fields = _key_fields(f, state)
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
@@ -139,8 +139,8 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
 
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
     f = Fields(await request.json(), {"keys", "key_aliases"})
-    keys = f.str_list("keys") or []
-    aliases = f.str_list("key_aliases") or []
+    keys = f.texts("keys") or []
+    aliases = f.texts("key_aliases") or []
     if not keys and not aliases:
         raise bad_request("'keys' must list at least one key", "keys")
     hashes = []

@@ -36,15 +36,15 @@ def _common(f: Fields, state: ProxyState) -> dict[str, Any]:
         out["budget_reset_at"] = next_reset(_now(), out["budget_duration"], state.config.timezone) \
             if out["budget_duration"] else None
     if f.has("models"):
-        out["models"] = f.str_list("models") or []
+        out["models"] = f.texts("models") or []
         unknown = [m for m in out["models"] if not state.has_model(m)]
         if unknown:
             raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
     for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
         if f.has(name):
-            out[name] = f.int(name)
+            out[name] = f.integer(name)
     if f.has("metadata"):
-        out["metadata"] = f.dict("metadata") or {}
+        out["metadata"] = f.mapping("metadata") or {}
     return out
 
 
@@ -54,13 +54,13 @@ def _with_spend(state: ProxyState, kind: str, record: dict[str, Any], id_field: 
 
 async def team_new(state: ProxyState, request: Request, principal: Principal) -> Response:
     f = Fields(await request.json(), TEAM_FIELDS)
-    team_id = f.str("team_id") or str(uuid.uuid4())
+    team_id = f.text("team_id") or str(uuid.uuid4())
     members = f.body.get("members_with_roles") or []
     if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
         raise bad_request("'members_with_roles' must be a list of objects", "members_with_roles")
-    record = {"team_id": team_id, "team_alias": f.str("team_alias"), "models": [], "max_budget": None,
+    record = {"team_id": team_id, "team_alias": f.text("team_alias"), "models": [], "max_budget": None,
               "budget_duration": None, "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None,
-              "metadata": {}, "members_with_roles": members, "blocked": bool(f.bool("blocked")),
+              "metadata": {}, "members_with_roles": members, "blocked": bool(f.flag("blocked")),
               "created_at": _now(), **_common(f, state)}
     try:
         record = await state.store.insert("team", record)
@@ -90,13 +90,13 @@ async def team_list(state: ProxyState, request: Request, principal: Principal) -
 
 async def user_new(state: ProxyState, request: Request, principal: Principal) -> Response:
     f = Fields(await request.json(), USER_FIELDS)
-    user_id = f.str("user_id") or str(uuid.uuid4())
-    role = f.str("user_role") or "internal_user"
+    user_id = f.text("user_id") or str(uuid.uuid4())
+    role = f.text("user_role") or "internal_user"
     if role not in ROLES:
         raise bad_request(f"'user_role' must be one of {', '.join(ROLES)}", "user_role")
-    teams = f.str_list("teams") or []
-    auto_key = f.bool("auto_create_key")
-    record = {"user_id": user_id, "user_email": f.str("user_email"), "user_alias": f.str("user_alias"),
+    teams = f.texts("teams") or []
+    auto_key = f.flag("auto_create_key")
+    record = {"user_id": user_id, "user_email": f.text("user_email"), "user_alias": f.text("user_alias"),
               "user_role": role, "teams": teams, "models": [], "max_budget": None, "budget_duration": None,
               "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None, "metadata": {}, "blocked": False,
               "created_at": _now(), **_common(f, state)}
