@@ -19,12 +19,13 @@ def main(spool_dir: str, api_base: str, api_key: str, n: int) -> None:
     pipeline = llmbill.Pipeline(spool_dir=spool_dir, event_codes=["llm_usage"], api_base=api_base,
                                 api_key=api_key, fsync="never", flush_interval=0.01, backoff_base=0.05,
                                 backoff_cap=0.2)
+    usage = llmbill.Usage(prompt_tokens=100, completion_tokens=20)
+    cost = llmbill.cost("gpt-4o", usage)
     for i in range(n):
-        call = {"call_id": f"crash-{i}", "timestamp_ms": int(time.time() * 1000), "end_user_id": f"cust-{i % 7}"}
-        usage = llmbill.Usage(prompt_tokens=100, completion_tokens=20)
-        pipeline.submit(call_id=call["call_id"], timestamp_ms=call["timestamp_ms"], model="gpt-4o", usage=usage,
-                        cost=llmbill.cost("gpt-4o", usage), end_user_id=call["end_user_id"])
-        print(json.dumps(call))
+        call_id, timestamp_ms, customer = f"crash-{i}", int(time.time() * 1000), f"cust-{i % 7}"
+        pipeline.submit(call_id=call_id, timestamp_ms=timestamp_ms, model="gpt-4o", usage=usage, cost=cost,
+                        end_user_id=customer)
+        print(json.dumps({"call_id": call_id, "timestamp_ms": timestamp_ms, "end_user_id": customer}))
     print("ready", flush=True)
     time.sleep(60)  # killed long before
 

@@ -59,6 +59,13 @@ def submit_call(pipeline: _core.Pipeline, call_id: str, *, end_user_id: str = "c
     )
 
 
+def submit_many(pipeline: _core.Pipeline, n: int, prefix: str = "call") -> list[str]:
+    ids: list[str] = []
+    for i in range(n):
+        ids += submit_call(pipeline, f"{prefix}-{i}", end_user_id=f"cust-{i % 5}")
+    return ids
+
+
 def ingestion_requests(lago: FakeLago) -> list[RecordedRequest]:
     """The event-ingestion POSTs the fake received, in order."""
     return [r for r in lago.requests if r.method == "POST" and r.path in INGESTION]

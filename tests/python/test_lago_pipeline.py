@@ -1,13 +1,12 @@
 """The C++ pipeline delivers to Lago exactly once, over real HTTP to the strict fake Lago.
 
-Batching and keep-alive, outages, lost replies, partly refused batches, rate limits, configuration
-errors, both of Lago's stores and the file sink. Each test checks what Lago stored (every
-transaction_id exactly once), not only what the pipeline's counters say.
+Batching and keep-alive, restarts, outages, lost replies, rate limits, configuration errors, both of
+Lago's stores and the file sink (refused events: test_lago_refusals.py; crashes: test_lago_crash.py).
+Each test checks what Lago stored (every transaction_id exactly once), not only the counters.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -15,12 +14,10 @@ from typing import Any, Callable
 
 import pytest
 
-import llmbill
 from llmbill._core import Pipeline
 from tests.python.fakes.http_server import RecordedRequest
 from tests.python.fakes.lago import INGESTION, FakeLago
 from tests.python.lago_support import (
-    CODE,
     FAST,
     KEY,
     batch_sizes,
@@ -30,16 +27,10 @@ from tests.python.lago_support import (
     raw_by_id,
     stored_once,
     submit_call,
+    submit_many,
 )
 
 MakePipeline = Callable[..., Pipeline]
-
-
-def submit_many(pipeline: Pipeline, n: int, prefix: str = "call") -> list[str]:
-    ids: list[str] = []
-    for i in range(n):
-        ids += submit_call(pipeline, f"{prefix}-{i}", end_user_id=f"cust-{i % 5}")
-    return ids
 
 
 # -- batching and connections ----------------------------------------------------------------------
@@ -75,6 +66,22 @@ def test_many_batches_share_one_keep_alive_connection(fake_lago: FakeLago, make_
     assert len({r.connection for r in requests}) <= 3
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in requests)
     assert all(r.headers.get("content-type", "").startswith("application/json") for r in requests)
+
+
+def test_clean_restart_resends_nothing(tmp_path: Path, fake_lago: FakeLago) -> None:
+    first = Pipeline(spool_dir=tmp_path / "spool", api_base=fake_lago.url, api_key=KEY, **FAST)
+    ids = submit_many(first, 120)
+    assert first.close(10) is True
+    del first
+
+    second = Pipeline(spool_dir=tmp_path / "spool", api_base=fake_lago.url, api_key=KEY, **FAST)
+    try:
+        assert second.stats()["recovered"] == 0  # every delivered event was acknowledged in the spool
+        assert second.flush(2)
+    finally:
+        second.close(1)
+    stored_once(fake_lago, ids)
+    assert sum(batch_sizes(fake_lago)) == 120
 
 
 # -- Lago unreachable or failing ---------------------------------------------------------------------
@@ -119,12 +126,11 @@ def test_stored_but_unanswered_batch_is_resent_and_deduplicated(fake_lago: FakeL
     assert requests[1].status == 422  # Lago's answer to the resend: value_already_exist
     stats = pipeline.stats()
     assert stats["delivered"] == 40
-    assert stats["duplicates"] > 0
+    assert stats["duplicates"] == len(requests[0].json["events"]) > 0  # the batch Lago had stored
     assert stats["dead_lettered"] == 0 and pipeline.dead_letters() == []
 
 
-def test_clickhouse_store_collapses_resends_because_the_timestamp_is_fixed(tmp_path: Path,
-                                                                          make_pipeline: MakePipeline) -> None:
+def test_clickhouse_store_collapses_resends_because_the_timestamp_is_fixed(make_pipeline: MakePipeline) -> None:
     with FakeLago(api_key=KEY, store="clickhouse") as lago:
         lago.commit_then_fail_next(2)  # the same batch is stored three times over
         pipeline = make_pipeline(api_base=lago.url, api_key=KEY, flush_interval=0.3)
@@ -139,104 +145,6 @@ def test_clickhouse_store_collapses_resends_because_the_timestamp_is_fixed(tmp_p
         stats = pipeline.stats()
         assert (stats["delivered"], stats["duplicates"], stats["dead_lettered"]) == (30, 0, 0)
         pipeline.close(1)
-
-
-# -- events Lago refuses -----------------------------------------------------------------------------
-
-
-def bad_event(kind: str) -> dict[str, Any]:
-    event: dict[str, Any] = {"transaction_id": "bad-1", "external_subscription_id": "cust-1", "code": CODE,
-                             "timestamp": "1786000000.5", "properties": {"input_tokens": 5}}
-    if kind == "iso-timestamp":
-        event["timestamp"] = "2026-08-06T07:06:40Z"
-    elif kind == "unreadable-timestamp":
-        event["timestamp"] = "not-a-time"
-    elif kind == "nested-properties":
-        event["properties"] = {"usage": {"input_tokens": 5}}
-    return event
-
-
-@pytest.mark.parametrize("kind, lago_error", [("iso-timestamp", "invalid_format"),
-                                              ("nested-properties", "value_is_invalid")])
-@pytest.mark.parametrize("legacy", [False, True], ids=["all-or-nothing", "legacy-partial"])
-def test_refused_event_is_dead_lettered_and_the_rest_delivered_once(make_pipeline: MakePipeline, kind: str,
-                                                                   lago_error: str, legacy: bool) -> None:
-    with FakeLago(api_key=KEY, legacy_partial_batches=legacy) as lago:
-        pipeline = make_pipeline(api_base=lago.url, api_key=KEY, flush_interval=0.5)  # one batch
-        ids = submit_many(pipeline, 2, prefix="before")
-        pipeline.submit_event(json.dumps(bad_event(kind)))
-        ids += submit_many(pipeline, 3, prefix="after")
-        assert pipeline.flush(10)
-
-        first = ingestion_requests(lago)[0]
-        assert len(first.json["events"]) == 6 and first.status == 422
-        assert first.json["events"][2]["transaction_id"] == "bad-1"
-        resend = ingestion_requests(lago)[1]  # the good events only, as a new batch
-        assert [e["transaction_id"] for e in resend.json["events"]] == ids
-        assert resend.status == (422 if legacy else 200)  # legacy Lago kept them: value_already_exist
-        stored_once(lago, ids)
-        assert "bad-1" not in lago.count_by_transaction_id()
-
-        letters = pipeline.dead_letters()
-        assert [d["id"] for d in letters] == ["bad-1"]
-        assert lago_error in letters[0]["reason"]
-        assert json.loads(letters[0]["event"]) == bad_event(kind)  # kept exactly as sent
-        stats = pipeline.stats()
-        assert (stats["delivered"], stats["dead_lettered"], stats["pending"]) == (5, 1, 0)
-        assert stats["duplicates"] == (5 if legacy else 0)
-        pipeline.close(1)
-
-
-def test_event_with_an_unreadable_timestamp_is_dead_lettered_by_lago(fake_lago: FakeLago,
-                                                                    make_pipeline: MakePipeline) -> None:
-    # submit_event() replays events (dead letters, reconciliation): Lago is the judge of their fields.
-    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY)
-    ids = submit_many(pipeline, 2)
-    pipeline.submit_event(json.dumps(bad_event("unreadable-timestamp")))
-    assert pipeline.flush(10)
-    stored_once(fake_lago, ids)
-    (letter,) = pipeline.dead_letters()
-    assert letter["id"] == "bad-1" and "invalid_format" in letter["reason"]
-
-
-def test_an_unreadable_timestamp_in_the_spool_never_blocks_recovery(tmp_path: Path, fake_lago: FakeLago,
-                                                                    make_pipeline: MakePipeline) -> None:
-    fake_lago.set_down("refuse")
-    first = Pipeline(spool_dir=tmp_path / "spool", api_base=fake_lago.url, api_key=KEY, **FAST)
-    try:
-        ids = submit_many(first, 3)
-        with contextlib.suppress(llmbill.Error, ValueError):  # refusing the event would be fine
-            first.submit_event(json.dumps(bad_event("unreadable-timestamp")))
-    finally:
-        first.close(0.05)
-    del first
-    fake_lago.set_down(False)
-
-    second = make_pipeline(api_base=fake_lago.url, api_key=KEY)  # must open: the spool holds billing data
-    assert second.flush(10)
-    stored_once(fake_lago, ids)
-    assert [d["id"] for d in second.dead_letters()] in ([], ["bad-1"])
-
-
-def test_full_spool_refuses_new_calls_loudly_and_delivers_the_rest(fake_lago: FakeLago,
-                                                                   make_pipeline: MakePipeline) -> None:
-    fake_lago.set_down("refuse")
-    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY, max_spool_bytes=4000)
-    accepted: list[str] = []
-    with pytest.raises(llmbill.SpoolFullError):
-        for i in range(100):
-            accepted += submit_call(pipeline, f"full-{i}")
-    assert 0 < len(accepted) < 100
-    refused = f"full-{len(accepted)}"
-    assert pipeline.stats()["enqueued"] == len(accepted)
-
-    fake_lago.set_down(False)
-    assert pipeline.flush(10)
-    stored_once(fake_lago, accepted)
-    assert refused not in fake_lago.count_by_transaction_id()
-    assert submit_call(pipeline, "after-full") == ["after-full"]  # delivered events free the space
-    assert pipeline.flush(5)
-    assert fake_lago.count_by_transaction_id()["after-full"] == 1
 
 
 # -- rate limits ---------------------------------------------------------------------------------------
@@ -262,7 +170,8 @@ def test_429_waits_for_the_reset_before_retrying(make_pipeline: MakePipeline, he
             lago.rate_limit_next(1, reset_seconds=1, retry_after=False)
         else:
             lago.respond_next(1, 429, headers={"Retry-After": "1"})
-        pipeline = make_pipeline(api_base=lago.url, api_key=KEY, backoff_base=0.01, backoff_cap=0.05)
+        pipeline = make_pipeline(api_base=lago.url, api_key=KEY, flush_interval=0.3, backoff_base=0.01,
+                                 backoff_cap=0.05)
         ids = submit_many(pipeline, 10)
         assert pipeline.flush(10)
 
@@ -288,7 +197,8 @@ def test_config_error_keeps_events_until_fixed(tmp_path: Path, make_pipeline: Ma
             key = "read-only"
         else:
             base = lago.url + "/lago"
-        # Made here, not by make_pipeline, so that dropping it releases the spool for its successor.
+        # Made here, not by make_pipeline, so that dropping it releases the spool for its successor
+        # (a closed Pipeline keeps its spool locked while the object lives: see the test below).
         broken = Pipeline(spool_dir=tmp_path / "spool", api_base=base, api_key=key, **FAST)
         try:
             ids = submit_many(broken, 30)
