@@ -41,8 +41,8 @@ def track(
         except ValueError:
             raise llmbill.UsageError("track: the reply is not JSON") from None
     plain = response if isinstance(response, dict) else None
-    if plain is not None and plain.get("error"):
-        return None
+    if (plain.get("error") if plain is not None else getattr(response, "error", None)):
+        return None  # a failed call is never billed
     name = model or (plain.get("model") if plain is not None else getattr(response, "model", None))
     if not isinstance(name, str) or not name:
         raise ValueError("track: the model is unknown; pass model=")
