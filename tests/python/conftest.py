@@ -49,3 +49,15 @@ def make_pipeline(tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
     yield make
     for pipeline in reversed(opened):
         pipeline.close(0.5)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session (tests/python/pg.py); fails when it is not installed."""
+    from tests.python.pg import start_postgres
+
+    url, stop = start_postgres()
+    try:
+        yield url
+    finally:
+        stop()

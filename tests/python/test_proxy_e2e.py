@@ -4,6 +4,7 @@ upstream and the strict fake Lago — on SQLite and on a real PostgreSQL server.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -42,8 +43,11 @@ def config(upstream: FakeOpenAI, database_url: str | None) -> dict[str, Any]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("postgres_url"))
+        return None  # a fresh file in the proxy's own directory
+    from tests.python.pg import create_database
+
+    server = str(request.getfixturevalue("postgres_url"))
+    return create_database(server, f"e2e_{uuid.uuid4().hex[:12]}")  # a fresh database per test
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ POSTGRES = Dialect(
     money_type="NUMERIC", time_type="TIMESTAMPTZ",
     json_type="JSON",  # JSON keeps the text as written; JSONB would turn 1e20 into an integer
     seq_column="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", for_update=" FOR UPDATE", unlimited=None,
-    schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})", placeholder=lambda i: f"${i}",
+    schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})",
+    table_exists="SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1", placeholder=lambda i: f"${i}",
     money_in=lambda v: v, money_out=lambda v: v, time_in=utc, time_out=lambda v: v)
 
 # What asyncpg raises when the database is unreachable or refuses a statement.

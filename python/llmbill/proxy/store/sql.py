@@ -45,6 +45,7 @@ class Dialect:
     for_update: str  # row lock for read-modify-write ("" where the transaction already is exclusive)
     unlimited: int | None  # the LIMIT value meaning "no limit"
     schema_lock: str | None  # serialises concurrent schema creation
+    table_exists: str  # a row when the table named by the one parameter exists
     placeholder: Callable[[int], str]  # 1-based parameter number -> placeholder text
     money_in: Callable[[Decimal], Any]
     money_out: Callable[[Any], Decimal]
@@ -128,14 +129,22 @@ class SqlStore(Store):
     # -- helpers for the backends ---------------------------------------------------------------
 
     async def _migrate(self) -> None:
+        """Creates the schema unless it is current. DDL runs only then: even `CREATE INDEX IF NOT
+        EXISTS` locks its table, and would deadlock with processes already adding spend."""
+        d = self.dialect
         async with self._transaction(True) as tx:
-            if self.dialect.schema_lock:
-                await tx.execute(self.dialect.schema_lock)
-            for statement in schema(self.dialect):
-                await tx.execute(statement)
-            row = await tx.fetchone("SELECT value FROM meta WHERE name = 'schema'")
-        if row is None or int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"database schema {row and row[0]} is newer than this llmbill ({SCHEMA_VERSION})")
+            if d.schema_lock:
+                await tx.execute(d.schema_lock)
+            found = None
+            if await tx.fetchone(d.table_exists, ("meta",)) is not None:
+                row = await tx.fetchone("SELECT value FROM meta WHERE name = 'schema'")
+                found = None if row is None else int(row[0])
+            if found is None or found < SCHEMA_VERSION:
+                for statement in schema(d):
+                    await tx.execute(statement)
+                await tx.execute(f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE name = 'schema'")
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(f"the database schema ({found}) is newer than this llmbill's ({SCHEMA_VERSION})")
 
     def _insert_sql(self, t: Table, rec: EncodedRecord) -> tuple[str, list[Any]]:
         d = self.dialect

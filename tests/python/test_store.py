@@ -1,0 +1,414 @@
+"""The storage contract (llmbill.proxy.store.base), one suite run against SQLite and PostgreSQL.
+
+Coroutines run on a per-test event loop (the `run` fixture), so no pytest plugin is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, SpendBatch, SpendLog, Store, StoreError,
+                                 open_store)
+from llmbill.proxy.store.codec import dumps, loads
+from tests.python.pg import create_database
+
+T = TypeVar("T")
+Run = Callable[[Awaitable[T]], T]
+UTC = timezone.utc
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+TINY = Decimal("0.0000001")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tempfile.mkdtemp(prefix='llmbill-store-')}/store.db"
+    else:
+        yield create_database(request.getfixturevalue("postgres_url"), f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def run() -> Iterator[Run[Any]]:
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop.run_until_complete
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+@pytest.fixture
+def store(url: str, run: Run[Any]) -> Iterator[Store]:
+    s = open_store(url)
+    run(s.open())
+    try:
+        yield s
+    finally:
+        run(s.close())
+
+
+def log(request_id: str, start: datetime = T0, **fields: Any) -> SpendLog:
+    values: dict[str, Any] = dict(
+        call_type="chat_completion", model="gpt-4o-mini", api_key="k1", user="u1", team_id="t1",
+        end_user="c1", spend=Decimal("0.001113"), prompt_tokens=10, completion_tokens=5, cached_tokens=0,
+        reasoning_tokens=0, end_time=start + timedelta(seconds=1), status="success")
+    values.update(fields)
+    return SpendLog(request_id=request_id, start_time=start, **values)
+
+
+def batch(*increments: tuple[str, str, Decimal], logs: tuple[SpendLog, ...] = ()) -> SpendBatch:
+    b = SpendBatch()
+    for kind, ident, amount in increments:
+        b.add(kind, ident, amount)
+    b.logs.extend(logs)
+    return b
+
+
+def record(kind: str, ident: str, **fields: Any) -> dict[str, Any]:
+    return {KINDS[kind]: ident, **fields}
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def test_open_twice_and_on_existing_schema(store: Store, url: str, run: Run[Any]) -> None:
+    run(store.open())
+    run(store.insert("key", record("key", "k1")))
+    other = open_store(url)
+    run(other.open())
+    try:
+        assert run(other.get("key", "k1")) == {"token_hash": "k1", "spend": Decimal(0)}
+        assert run(other.version()) == run(store.version()) == 1
+        assert run(other.ping())
+    finally:
+        run(other.close())
+    run(other.close())  # closing twice is harmless
+    assert not run(other.ping())
+    with pytest.raises(StoreError, match="not open"):
+        run(other.get("key", "k1"))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_insert_get_each_kind(store: Store, run: Run[Any], kind: str) -> None:
+    fields = {name: f"{name}-value" for name in INDEXED[kind]}
+    rec = record(kind, "id-1", alias="first", **fields)
+    expected = {**rec, "spend": Decimal(0)} if kind != "budget" else rec
+    assert run(store.insert(kind, rec)) == expected
+    assert run(store.get(kind, "id-1")) == expected
+    assert run(store.get(kind, "missing")) is None
+    with pytest.raises(DuplicateError, match="id-1"):
+        run(store.insert(kind, record(kind, "id-1", alias="second")))
+    assert run(store.get(kind, "id-1")) == expected
+
+
+def test_round_trip_is_exact(store: Store, run: Run[Any]) -> None:
+    paris = timezone(timedelta(hours=1))
+    rec = record("key", "k1", team_id=None, max_budget=Decimal("0.001113"), tiny=Decimal("1E-7"),
+                 expires=datetime(2025, 6, 1, 13, 30, 0, 1, tzinfo=paris), blocked=False, rpm=60,
+                 ratio=0.1, big=2**70, models=["gpt-4o", "o3"], nothing=None, text="Grüße ✓",
+                 metadata={"tier": {"limits": [1, Decimal("2.50"), {"at": T0}]}, "empty": {}},
+                 tricky={"$decimal": "not a decimal"}, tricky2={"$dict": [["a", 1]]})
+    got = run(store.insert("key", rec))
+    again = run(store.get("key", "k1"))
+    for value in (got, again):
+        assert value == {**rec, "spend": Decimal(0)}
+        assert isinstance(value["max_budget"], Decimal) and str(value["tiny"]) == "1E-7"
+        assert value["expires"].tzinfo == UTC and value["metadata"]["tier"]["limits"][2]["at"] == T0
+        assert type(value["big"]) is int and type(value["ratio"]) is float
+    with pytest.raises(ValueError, match="timezone-aware"):
+        run(store.insert("key", record("key", "k2", at=datetime(2025, 1, 1))))
+    assert loads(dumps({"$datetime": {"$decimal": 1}})) == {"$datetime": {"$decimal": 1}}
+
+
+def test_insert_with_spend_and_bad_records(store: Store, run: Run[Any]) -> None:
+    assert run(store.insert("team", record("team", "t1", spend=Decimal("1.25"))))["spend"] == Decimal("1.25")
+    with pytest.raises(ValueError):
+        run(store.insert("team", {"alias": "no id"}))
+    with pytest.raises(ValueError):
+        run(store.insert("nope", {"id": "x"}))
+    with pytest.raises(ValueError):
+        run(store.insert("key", record("key", "k1", team_id=7)))  # indexed fields are strings
+
+
+def test_update(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1", team_id="t1", alias="a", models=["x"])))
+    run(store.apply_spend(batch(("key", "k1", Decimal("0.5")))))
+    got = run(store.update("key", "k1", {"team_id": "t2", "alias": None, "max_budget": Decimal("10")}))
+    expected = record("key", "k1", team_id="t2", alias=None, models=["x"], max_budget=Decimal("10"),
+                      spend=Decimal("0.5"))
+    assert got == expected and run(store.get("key", "k1")) == expected
+    assert run(store.list("key", {"team_id": "t2"})) == [expected]
+    assert run(store.list("key", {"team_id": "t1"})) == []
+    assert run(store.update("key", "missing", {"alias": "x"})) is None
+    with pytest.raises(ValueError, match="spend"):
+        run(store.update("key", "k1", {"spend": Decimal(0)}))
+    with pytest.raises(ValueError, match="token_hash"):
+        run(store.update("key", "k1", {"token_hash": "k2"}))
+    assert run(store.get("key", "k1")) == expected
+
+
+def test_delete(store: Store, run: Run[Any]) -> None:
+    for ident in ("a", "b", "c"):
+        run(store.insert("user", record("user", ident)))
+    v = run(store.version())
+    assert run(store.delete("user", ["c", "missing", "a", "c"])) == ["c", "a"]
+    assert run(store.version()) > v
+    assert [r["user_id"] for r in run(store.list("user"))] == ["b"]
+    v = run(store.version())
+    assert run(store.delete("user", ["missing"])) == []
+    assert run(store.version()) == v
+
+
+def test_list_filters_and_paging(store: Store, run: Run[Any]) -> None:
+    for i in range(7):
+        run(store.insert("key", record("key", f"k{6 - i}", team_id=f"t{i % 2}", user_id="u" if i < 3 else None,
+                                       key_alias=f"alias{i}")))
+    ids = lambda rows: [r["token_hash"] for r in rows]  # noqa: E731
+    assert ids(run(store.list("key"))) == ["k6", "k5", "k4", "k3", "k2", "k1", "k0"]  # creation order
+    assert ids(run(store.list("key", {"team_id": "t0"}))) == ["k6", "k4", "k2", "k0"]
+    assert ids(run(store.list("key", {"team_id": "t0", "user_id": "u"}))) == ["k6", "k4"]
+    assert ids(run(store.list("key", {"user_id": None}))) == ["k3", "k2", "k1", "k0"]
+    assert ids(run(store.list("key", {"key_alias": "alias3"}))) == ["k3"]
+    assert ids(run(store.list("key", offset=2, limit=3))) == ["k4", "k3", "k2"]
+    assert ids(run(store.list("key", offset=5))) == ["k1", "k0"]
+    assert ids(run(store.list("key", {"team_id": "t0"}, offset=1, limit=2))) == ["k4", "k2"]
+    assert run(store.list("key", limit=0)) == []
+    with pytest.raises(ValueError, match="alias"):
+        run(store.list("key", {"alias": "x"}))
+    run(store.insert("user", record("user", "u1", user_email="a@example.com")))
+    run(store.insert("customer", record("customer", "c1", budget_id="tier1")))
+    assert run(store.list("user", {"user_email": "a@example.com"}))[0]["user_id"] == "u1"
+    assert run(store.list("customer", {"budget_id": "tier1"}))[0]["user_id"] == "c1"
+    assert run(store.list("team")) == [] and run(store.list("budget")) == []
+
+
+# -- spend ----------------------------------------------------------------------------------------
+
+
+def test_apply_spend(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1")))
+    run(store.insert("team", record("team", "t1", spend=Decimal("1"))))
+    run(store.insert("user", record("user", "u1")))
+    v = run(store.version())
+    b = batch(("key", "k1", Decimal("0.001113")), ("team", "t1", Decimal("0.001113")),
+              ("user", "u1", Decimal("0.002")), ("customer", "new", Decimal("0.003")),
+              ("key", "deleted", Decimal("1")), logs=(log("r1"), log("r2", metadata={"unpriced": True})))
+    run(store.apply_spend(b))
+    run(store.apply_spend(batch(("key", "k1", Decimal("0.000001")), ("customer", "new", Decimal("0.003")))))
+    assert run(store.get("key", "k1"))["spend"] == Decimal("0.001114")
+    assert run(store.get("team", "t1"))["spend"] == Decimal("1.001113")
+    assert run(store.get("user", "u1"))["spend"] == Decimal("0.002")
+    assert run(store.get("customer", "new")) == {"user_id": "new", "spend": Decimal("0.006")}
+    assert run(store.get("key", "deleted")) is None  # a missing key is skipped, not created
+    assert run(store.spend_logs()) == [log("r2", metadata={"unpriced": True}), log("r1")]
+    assert run(store.version()) == v  # spend does not invalidate caches
+    run(store.apply_spend(SpendBatch()))  # empty batch: nothing to do
+    with pytest.raises(ValueError, match="budget"):
+        run(store.apply_spend(batch(("budget", "b1", Decimal(1)))))
+
+
+def test_increments_are_exact(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1")))
+
+    async def many() -> None:
+        for _ in range(1000):
+            await store.apply_spend(batch(("key", "k1", TINY), ("customer", "c1", TINY)))
+
+    run(many())
+    assert run(store.get("key", "k1"))["spend"] == Decimal("0.0001")
+    assert run(store.get("customer", "c1"))["spend"] == Decimal("0.0001")
+
+
+def test_failed_batch_changes_nothing(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1")))
+    run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=(log("r1"),))))
+    for logs in ((log("r2"), log("r1")), (log("r3"), log("r3"))):  # stored before / twice in the batch
+        with pytest.raises(DuplicateError):
+            run(store.apply_spend(batch(("key", "k1", Decimal("5")), ("customer", "c9", Decimal("5")),
+                                        logs=logs)))
+    assert run(store.get("key", "k1"))["spend"] == Decimal("1")
+    assert run(store.get("customer", "c9")) is None
+    assert [x.request_id for x in run(store.spend_logs())] == ["r1"]
+
+
+def test_concurrent_tasks(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1")))
+
+    async def task() -> None:
+        for _ in range(50):
+            await store.apply_spend(batch(("key", "k1", TINY), ("customer", "c1", TINY)))
+
+    async def main() -> None:
+        await asyncio.gather(*(task() for _ in range(4)))
+
+    run(main())
+    assert run(store.get("key", "k1"))["spend"] == TINY * 200
+    assert run(store.get("customer", "c1"))["spend"] == TINY * 200
+
+
+def test_two_stores_on_one_database(store: Store, url: str, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1")))
+    other = open_store(url)
+    run(other.open())
+
+    async def task(s: Store, n: int) -> None:
+        for i in range(50):
+            await s.apply_spend(batch(("key", "k1", TINY), ("customer", "c1", TINY),
+                                      logs=(log(f"{id(s)}-{n}-{i}"),)))
+
+    async def main() -> None:
+        await asyncio.gather(*(task(s, n) for s in (store, other) for n in range(2)))
+
+    try:
+        run(main())
+    finally:
+        run(other.close())
+    assert run(store.get("key", "k1"))["spend"] == TINY * 200
+    assert run(store.get("customer", "c1"))["spend"] == TINY * 200
+    assert len(run(store.spend_logs())) == 200
+
+
+WORKER = """
+import asyncio, sys
+from decimal import Decimal
+from llmbill.proxy.store import DuplicateError, SpendBatch, open_store
+
+async def main(url: str, n: int) -> None:
+    store = open_store(url)
+    await store.open()  # all workers create the schema of a fresh database at once
+    try:
+        try:
+            await store.insert("key", {"token_hash": "k1"})
+        except DuplicateError:
+            pass
+        for _ in range(n):
+            batch = SpendBatch()
+            batch.add("key", "k1", Decimal("0.0000001"))
+            batch.add("customer", "c1", Decimal("0.0000001"))
+            await store.apply_spend(batch)
+    finally:
+        await store.close()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_processes_share_a_database(url: str, run: Run[Any]) -> None:
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, url, "60"], stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    for w in workers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+    s = open_store(url)
+    run(s.open())
+    try:
+        assert run(s.get("key", "k1"))["spend"] == TINY * 180
+        assert run(s.get("customer", "c1"))["spend"] == TINY * 180
+    finally:
+        run(s.close())
+
+
+def test_reset_spend(store: Store, run: Run[Any]) -> None:
+    run(store.insert("customer", record("customer", "c1", budget_duration="1d")))
+    run(store.apply_spend(batch(("customer", "c1", Decimal("3")))))
+    v = run(store.version())
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    expected = record("customer", "c1", budget_duration="1d", budget_reset_at=tomorrow, spend=Decimal(0))
+    assert run(store.reset_spend("customer", "c1", tomorrow)) == expected
+    assert run(store.get("customer", "c1")) == expected
+    # A second process noticing the same expiry does not wipe the new window's spend.
+    run(store.apply_spend(batch(("customer", "c1", Decimal("1")))))
+    assert run(store.reset_spend("customer", "c1", tomorrow + timedelta(seconds=1)))["spend"] == Decimal(1)
+    assert run(store.get("customer", "c1"))["budget_reset_at"] == tomorrow
+    # Once due it resets again; None clears the window.
+    run(store.update("customer", "c1", {"budget_reset_at": datetime.now(UTC) - timedelta(seconds=1)}))
+    assert run(store.reset_spend("customer", "c1", None))["spend"] == Decimal(0)
+    assert run(store.get("customer", "c1"))["budget_reset_at"] is None
+    assert run(store.reset_spend("customer", "missing", tomorrow)) is None
+    assert run(store.version()) == v + 1  # only the update() above
+    with pytest.raises(ValueError):
+        run(store.reset_spend("budget", "b1", None))
+
+
+def test_spend_logs(store: Store, run: Run[Any]) -> None:
+    logs = [log("a", T0, api_key="k1", user="u1", team_id="t1", end_user="c1", model="m1"),
+            log("b", T0 + timedelta(minutes=1), api_key="k2", user="u1", team_id="t2", end_user="c2", model="m1"),
+            log("c", T0 + timedelta(minutes=2), api_key="k1", user="u2", team_id="t1", end_user="c2", model="m2"),
+            log("d", T0 + timedelta(minutes=3), api_key="", user="", team_id="", end_user="", model="m2",
+                spend=Decimal("0"), metadata={"estimated": True, "nested": {"x": [1, None]}})]
+    run(store.apply_spend(batch(logs=tuple(logs))))
+    ids = lambda rows: "".join(r.request_id for r in rows)  # noqa: E731
+    assert run(store.spend_logs()) == logs[::-1]  # newest first, values exact
+    assert ids(run(store.spend_logs({"api_key": "k1"}))) == "ca"
+    assert ids(run(store.spend_logs({"user": "u1"}))) == "ba"
+    assert ids(run(store.spend_logs({"team_id": "t1", "end_user": "c2"}))) == "c"
+    assert ids(run(store.spend_logs({"model": "m2"}))) == "dc"
+    assert ids(run(store.spend_logs({"request_id": "b"}))) == "b"
+    assert ids(run(store.spend_logs({"api_key": ""}))) == "d"
+    start, end = T0 + timedelta(minutes=1), T0 + timedelta(minutes=3)
+    assert ids(run(store.spend_logs(start=start, end=end))) == "cb"  # [start, end)
+    assert ids(run(store.spend_logs(start=start.astimezone(timezone(timedelta(hours=-5)))))) == "dcb"
+    assert ids(run(store.spend_logs(end=start))) == "a"
+    assert ids(run(store.spend_logs(limit=2))) == "dc"
+    with pytest.raises(ValueError):
+        run(store.spend_logs({"spend": "0"}))
+
+
+def test_version(store: Store, run: Run[Any]) -> None:
+    seen = [run(store.version())]
+
+    def step(op: Awaitable[Any]) -> None:
+        run(op)
+        seen.append(run(store.version()))
+
+    step(store.insert("team", record("team", "t1")))
+    step(store.update("team", "t1", {"alias": "x"}))
+    step(store.delete("team", ["t1"]))
+    assert seen[0] < seen[1] < seen[2] < seen[3]
+    step(store.apply_spend(batch(("customer", "c1", Decimal(1)), logs=(log("r1"),))))
+    step(store.update("team", "missing", {"alias": "x"}))
+    with pytest.raises(DuplicateError):
+        run(store.insert("customer", record("customer", "c1")))
+    step(store.get("customer", "c1"))
+    assert seen[3] == seen[4] == seen[5] == seen[6]
+
+
+def test_unreachable_database(url: str, run: Run[Any]) -> None:
+    bad = (f"sqlite:///{tempfile.mkdtemp()}/missing-dir/x.db" if url.startswith("sqlite")
+           else "postgresql://postgres:secret@127.0.0.1:1/nowhere")
+    s = open_store(bad)
+    with pytest.raises(StoreError) as info:
+        run(s.open())
+    assert "secret" not in str(info.value)
+    assert not run(s.ping())
+    run(s.close())
+
+
+def test_open_store_urls() -> None:
+    from llmbill.proxy.store.postgres import PostgresStore
+    from llmbill.proxy.store.sqlite import SqliteStore
+
+    rel, absolute = open_store("sqlite:///data/llmbill.db"), open_store("sqlite:////var/lib/llmbill.db")
+    assert isinstance(rel, SqliteStore) and rel.path == "data/llmbill.db"
+    assert isinstance(absolute, SqliteStore) and Path(absolute.path) == Path("/var/lib/llmbill.db")
+    for good in ("postgresql://u:p@db:5432/llmbill", "postgres://db/llmbill"):
+        assert isinstance(open_store(good), PostgresStore)
+    for bad in ("mysql://u:hunter2@db/x", "sqlite://", "sqlite:///", "llmbill.db", ""):
+        with pytest.raises(ValueError, match="unsupported database URL") as info:
+            open_store(bad)
+        assert "hunter2" not in str(info.value)
+    with pytest.raises(ValueError, match="mysql://u:\\*\\*\\*@db/x"):
+        open_store("mysql://u:hunter2@db/x")
