@@ -11,7 +11,7 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from .routes import health, keys, llm, orgs, spend
+from .routes import budgets, customers, health, keys, llm, orgs, spend
 from .state import ProxyState
 from .store.base import StoreError
 
@@ -52,9 +52,23 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         ("GET", "/user/info"): (orgs.user_info, ANY_KEY),
         ("GET", "/user/list"): (orgs.user_list, ADMIN),
         ("GET", "/spend/logs"): (spend.logs, ANY_KEY),
-        ("GET", "/customer/info"): (spend.customer_info, ADMIN),
-        ("GET", "/end_user/info"): (spend.customer_info, ADMIN),
+        ("POST", "/budget/new"): (budgets.new, ADMIN),
+        ("GET", "/budget/info"): (budgets.info, ADMIN),
+        ("POST", "/budget/info"): (budgets.info, ADMIN),
+        ("POST", "/budget/update"): (budgets.update, ADMIN),
+        ("POST", "/budget/delete"): (budgets.delete, ADMIN),
+        ("GET", "/budget/list"): (budgets.list_budgets, ADMIN),
     })
+    for prefix in ("/customer", "/end_user"):
+        table.update({
+            ("POST", f"{prefix}/new"): (customers.new, ADMIN),
+            ("GET", f"{prefix}/info"): (customers.info, ADMIN),
+            ("POST", f"{prefix}/update"): (customers.update, ADMIN),
+            ("POST", f"{prefix}/delete"): (customers.delete, ADMIN),
+            ("POST", f"{prefix}/block"): (customers.block, ADMIN),
+            ("POST", f"{prefix}/unblock"): (customers.unblock, ADMIN),
+            ("GET", f"{prefix}/list"): (customers.list_customers, ADMIN),
+        })
     return table
 
 

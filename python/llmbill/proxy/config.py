@@ -63,6 +63,7 @@ class ProxyConfig:
     database_url: str
     callbacks: tuple[str, ...]
     alerting: tuple[str, ...]
+    webhook_url: str | None
     require_prices: bool
     max_request_bytes: int
     spend_flush_interval: float
@@ -262,6 +263,14 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         if c != "lago":
             notes.append(f"litellm_settings.callbacks[{i}]: {c!r} is not a billing sink llmbill has; ignored")
     alerting = _str_list(general.get("alerting"), "general_settings.alerting")
+    webhook_url = None
+    if "webhook" in alerting:
+        webhook_url = os.environ.get("WEBHOOK_URL")
+        if not webhook_url or not webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("general_settings.alerting: 'webhook' needs WEBHOOK_URL set to an http(s) URL")
+    for i, a in enumerate(alerting):
+        if a != "webhook":
+            notes.append(f"general_settings.alerting[{i}]: {a!r} is not supported (only 'webhook'); ignored")
     max_mb = _expect(general.get("max_request_size_mb", 32), (int, float), "general_settings.max_request_size_mb")
     flush = _expect(general.get("spend_flush_interval", 0.5), (int, float), "general_settings.spend_flush_interval")
     refresh = _expect(general.get("cache_refresh_interval", 1.0), (int, float), "general_settings.cache_refresh_interval")
@@ -275,6 +284,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         database_url=db,
         callbacks=tuple(c for c in callbacks if c == "lago"),
         alerting=alerting,
+        webhook_url=webhook_url,
         require_prices=require_prices,
         max_request_bytes=int(max_mb * 1024 * 1024),
         spend_flush_interval=float(flush),

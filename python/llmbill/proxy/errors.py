@@ -7,6 +7,7 @@ traceback in the body).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import orjson
@@ -48,4 +49,4 @@ def budget_exceeded(message: str) -> ProxyError:
 
 
 def rate_limited(message: str, retry_after: float) -> ProxyError:
-    return ProxyError(429, message, "rate_limit_error", None, {"retry-after": str(max(1, round(retry_after)))})
+    return ProxyError(429, message, "rate_limit_error", None, {"retry-after": str(max(1, math.ceil(retry_after)))})

@@ -1,17 +1,65 @@
-"""The pre-call checks: may this caller use this model, and is anyone on the call over budget?
-
-All of it runs from memory. Budgets are checked in the order key, user, team, customer, and the first
-one crossed is named in the error (with LiteLLM's message prefixes).
+"""The pre-call checks, all from memory: may this caller use this model; is the key, its user, its
+team or the customer blocked, over budget (counting what calls in flight have reserved) or over a
+rate limit. The first limit crossed, in the order key, user, team, customer, is named in the error
+(with LiteLLM's message prefixes). An admitted call holds its reservation until it settles.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from .auth import Principal
-from .errors import ProxyError, budget_exceeded
+from .errors import ProxyError, budget_exceeded, rate_limited
 from .state import ProxyState
+
+Entity = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_budget: Decimal | None = None
+    soft_budget: Decimal | None = None
+    tpm: int | None = None
+    rpm: int | None = None
+    parallel: int | None = None
+    budget_duration: str | None = None
+
+
+def _dec(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
+
+def limits_of(state: ProxyState, kind: str, record: dict[str, Any] | None) -> Limits:
+    """An entity's limits; a customer's come from its own fields, else its tier (budget_id), else the
+    default tier (litellm_settings.max_end_user_budget_id)."""
+    r = record or {}
+    if kind == "customer":
+        tier_id = r.get("budget_id")
+        if tier_id is None and r.get("max_budget") is None:
+            tier_id = state.config.max_end_user_budget_id
+        tier = (state.cache.get("budget", tier_id) or {}) if tier_id else {}
+
+        def pick(name: str) -> Any:
+            return r.get(name) if r.get(name) is not None else tier.get(name)
+
+        return Limits(_dec(pick("max_budget")), _dec(pick("soft_budget")), pick("tpm_limit"), pick("rpm_limit"),
+                      pick("max_parallel_requests"), pick("budget_duration"))
+    return Limits(_dec(r.get("max_budget")), _dec(r.get("soft_budget")), r.get("tpm_limit"), r.get("rpm_limit"),
+                  r.get("max_parallel_requests"), r.get("budget_duration"))
+
+
+def window_spend(state: ProxyState, kind: str, ident: str, record: dict[str, Any] | None,
+                 now: datetime | None = None) -> Decimal:
+    """Spend in the current budget window. Past `budget_reset_at` the stored spend belongs to the old
+    window, so only what this process recorded since counts — the reset takes effect at that instant,
+    whenever the background job gets to write it."""
+    reset_at = (record or {}).get("budget_reset_at")
+    if isinstance(reset_at, datetime) and (now or datetime.now(timezone.utc)) >= reset_at:
+        return state.spend.pending(kind, ident)
+    return state.spend.spend(kind, ident)
 
 
 def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
@@ -34,48 +82,10 @@ def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
 def check_model_access(state: ProxyState, principal: Principal, model: str) -> None:
     if principal.key is None:
         return
-    if model not in allowed_models(state, principal):
-        raise ProxyError(403, f"this key may not call model {model!r}; it may call: "
-                         f"{', '.join(allowed_models(state, principal)) or 'no model'}",
+    allowed = allowed_models(state, principal)
+    if model not in allowed:
+        raise ProxyError(403, f"this key may not call model {model!r}; it may call: {', '.join(allowed) or 'no model'}",
                          "key_model_access_denied", "model")
-
-
-def _over(state: ProxyState, kind: str, ident: str, record: dict[str, Any] | None) -> tuple[Decimal, Decimal] | None:
-    if record is None:
-        return None
-    limit = record.get("max_budget")
-    if limit is None:
-        return None
-    spend = state.spend.spend(kind, ident)
-    return (spend, Decimal(limit)) if spend >= Decimal(limit) else None
-
-
-def _fmt(x: Decimal) -> str:
-    return format(x.normalize(), "f") if x == x.to_integral() else str(float(x))
-
-
-def check_budgets(state: ProxyState, principal: Principal, customer: str) -> None:
-    key = principal.key
-    if key is not None:
-        if over := _over(state, "key", key["token_hash"], state.cache.get("key", key["token_hash"]) or key):
-            raise budget_exceeded(f"Budget has been exceeded! Current cost: {_fmt(over[0])}, Max budget: {_fmt(over[1])}")
-        if key.get("user_id") and (over := _over(state, "user", key["user_id"], state.cache.get("user", key["user_id"]))):
-            raise budget_exceeded(f"ExceededBudget: User={key['user_id']} over budget. "
-                                  f"Spend={_fmt(over[0])}, Budget={_fmt(over[1])}")
-        if key.get("team_id"):
-            team = state.cache.get("team", key["team_id"])
-            if team is not None and team.get("blocked"):
-                raise ProxyError(401, f"team {key['team_id']} is blocked", "auth_error")
-            if over := _over(state, "team", key["team_id"], team):
-                raise budget_exceeded(f"Budget has been exceeded! Team={key['team_id']} Current cost: "
-                                      f"{_fmt(over[0])}, Max budget: {_fmt(over[1])}")
-    if customer:
-        record = state.cache.get("customer", customer)
-        if record is not None and record.get("blocked"):
-            raise ProxyError(403, f"customer {customer} is blocked", "customer_blocked", "user")
-        if over := _over(state, "customer", customer, record):
-            raise budget_exceeded(f"ExceededBudget: End User={customer} over budget. "
-                                  f"Spend={_fmt(over[0])}, Budget={_fmt(over[1])}")
 
 
 def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
@@ -90,3 +100,73 @@ def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
     if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
         return str(meta["user_id"])
     return ""
+
+
+def _fmt(x: Decimal) -> str:
+    return format(x.normalize(), "f") if x == x.to_integral() else repr(float(x))
+
+
+def _budget_message(kind: str, ident: str, spend: Decimal, limit: Decimal, reserved: Decimal) -> str:
+    held = f" (+{_fmt(reserved)} reserved by calls in flight)" if reserved else ""
+    if kind == "customer":
+        return f"ExceededBudget: End User={ident} over budget. Spend={_fmt(spend)}{held}, Budget={_fmt(limit)}"
+    if kind == "user":
+        return f"ExceededBudget: User={ident} over budget. Spend={_fmt(spend)}{held}, Budget={_fmt(limit)}"
+    if kind == "team":
+        return f"Budget has been exceeded! Team={ident} Current cost: {_fmt(spend)}{held}, Max budget: {_fmt(limit)}"
+    return f"Budget has been exceeded! Current cost: {_fmt(spend)}{held}, Max budget: {_fmt(limit)}"
+
+
+@dataclass
+class Admission:
+    """A call let through: its reservations and slots, released once it settles or fails."""
+
+    state: ProxyState
+    entities: list[tuple[Entity, dict[str, Any] | None]]
+    upper_bound: Decimal
+    released: bool = False
+
+    def release(self, tokens: int = 0) -> None:
+        if not self.released:
+            self.released = True
+            for entity, _ in self.entities:
+                self.state.limiter.release(entity, self.upper_bound, tokens)
+
+
+def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[tuple[Entity, dict[str, Any] | None]]:
+    out: list[tuple[Entity, dict[str, Any] | None]] = []
+    key = principal.key
+    if key is not None:
+        out.append((("key", key["token_hash"]), state.cache.get("key", key["token_hash"]) or key))
+        if key.get("user_id"):
+            out.append((("user", key["user_id"]), state.cache.get("user", key["user_id"])))
+        if key.get("team_id"):
+            out.append((("team", key["team_id"]), state.cache.get("team", key["team_id"])))
+    if customer:
+        out.append((("customer", customer), state.cache.get("customer", customer)))
+    return out
+
+
+def admit(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal) -> Admission:
+    """Checks every entity of the call, then reserves for all of them (no await in between, so the
+    check and the reservation are one step for the event loop)."""
+    entities = entities_of(state, principal, customer)
+    for (kind, ident), record in entities:
+        if record is not None and record.get("blocked"):
+            if kind == "customer":
+                raise ProxyError(403, f"customer {ident} is blocked", "customer_blocked", "user")
+            raise ProxyError(401, f"{kind} {ident} is blocked", "auth_error")
+        limits = limits_of(state, kind, record)
+        if limits.max_budget is not None:
+            spend = window_spend(state, kind, ident, record)
+            reserved = state.limiter.reserved_for((kind, ident))
+            if spend + reserved >= limits.max_budget:
+                raise budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))
+        refused = state.limiter.rate_check((kind, ident), limits.rpm, limits.tpm, limits.parallel)
+        if refused is not None:
+            what, wait = refused
+            raise rate_limited(f"{kind} {ident if kind != 'key' else (record or {}).get('key_alias') or 'key'} "
+                               f"is over its {what}; retry later", wait)
+    for entity, _ in entities:
+        state.limiter.admit(entity, upper_bound)
+    return Admission(state, entities, upper_bound)

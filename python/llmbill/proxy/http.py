@@ -111,8 +111,16 @@ class StreamingResponse:
     status: int = 200
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     on_disconnect: Callable[[], None] | None = None
+    on_close: Callable[[], None] | None = None  # always runs, even if the body was never produced
 
     async def send(self, send: Send) -> None:
+        try:
+            await self._send(send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         client_gone = False
         async for chunk in self.chunks:

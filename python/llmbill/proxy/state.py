@@ -14,10 +14,12 @@ from .. import billing
 from .._native import core
 from .cache import EntityCache
 from .config import Deployment, ProxyConfig
+from .limits import Limiter
 from .spend import SpendTracker
 from .store import open_store
 from .store.base import Store
 from .upstream import Upstream
+from .webhook import Webhook
 
 log = logging.getLogger("llmbill.proxy")
 MAX_SPOOL_SLOTS = 64
@@ -28,7 +30,9 @@ class ProxyState:
         self.config = config
         self.store = store or open_store(config.database_url)
         self.cache = EntityCache(self.store)
-        self.spend = SpendTracker(self.store, self.cache)
+        self.spend = SpendTracker(self.store, self.cache, config.timezone)
+        self.limiter = Limiter()
+        self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
         self.upstream = Upstream()
         self.pipeline: core.Pipeline | None = None
         self.billing: billing.LagoSettings | None = None
@@ -53,6 +57,11 @@ class ProxyState:
         await self.store.open()
         await self.cache.load()
         await self.upstream.start()
+        if self.webhook is not None:
+            await self.webhook.start()
+        from .guards import limits_of  # guards reads the state; bound here to avoid an import cycle
+
+        self.spend.duration_of = lambda kind, record: limits_of(self, kind, record).budget_duration
         if self.config.lago_enabled:
             self.billing = billing.LagoSettings.from_env()
             self.pipeline = self._open_pipeline(self.billing)
@@ -97,6 +106,8 @@ class ProxyState:
                 await task
         self._tasks.clear()
         await self.spend.flush()
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.pipeline is not None:
             pipeline, self.pipeline = self.pipeline, None
             await asyncio.to_thread(pipeline.close, self.billing.exit_flush_s if self.billing else 5.0)

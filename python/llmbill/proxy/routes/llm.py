@@ -22,11 +22,12 @@ from ..._native import core
 from ..auth import Principal
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
-from ..guards import allowed_models, check_budgets, check_model_access, customer_id
+from ..guards import Admission, admit, allowed_models, check_model_access, customer_id, limits_of, window_spend
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..state import ProxyState
 from ..store.base import SpendLog
 from ..upstream import upstream_error
+from .. import webhook as hooks
 
 log = logging.getLogger("llmbill.proxy")
 CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding": "embedding"}
@@ -65,9 +66,10 @@ class Call:
     """One LLM call in flight: who, what, when."""
 
     def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
-                 customer: str, started: float) -> None:
+                 customer: str, started: float, admission: Admission) -> None:
         self.state, self.principal, self.route, self.model, self.d = state, principal, route, model, d
         self.customer = customer
+        self.admission = admission
         self.started = started  # perf_counter at arrival
         self.start_wall = datetime.now(timezone.utc)
         self.call_id = uuid.uuid4().hex
@@ -91,7 +93,11 @@ class Call:
             completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens, start_time=self.start_wall,
             end_time=datetime.now(timezone.utc), status="success", metadata=meta)
+        before = self._limit_spends() if self.state.webhook is not None else None
         self.state.spend.record(usage, cost, row, model=self.model)
+        self.admission.release(usage.total_tokens)
+        if before is not None:
+            self._notify(total, before)
         if self.state.pipeline is not None:
             try:
                 self.state.pipeline.submit(
@@ -101,6 +107,31 @@ class Call:
             except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
                 log.error("billing event for call %s not spooled: %s", self.call_id, exc)
         return total
+
+    def _limit_spends(self) -> dict[tuple[str, str], Decimal]:
+        return {entity: window_spend(self.state, entity[0], entity[1], record)
+                for entity, record in self.admission.entities}
+
+    def _notify(self, cost: Decimal, before: dict[tuple[str, str], Decimal]) -> None:
+        """spend_tracked for a customer call; soft_budget_crossed / budget_crossed for any entity."""
+        hook = self.state.webhook
+        assert hook is not None
+        key = self.principal.key or {}
+        user = self.state.cache.get("user", key["user_id"]) if key.get("user_id") else None
+        who: dict[str, Any] = {"token": self.principal.token_hash, "customer": self.customer, "user_id": key.get("user_id") or "",
+               "team_id": key.get("team_id") or "", "user_email": (user or {}).get("user_email"),
+               "key_alias": key.get("key_alias")}
+        for (kind, ident), record in self.admission.entities:
+            limits = limits_of(self.state, kind, record)
+            old, new = before[(kind, ident)], before[(kind, ident)] + cost
+            for event, limit in (("soft_budget_crossed", limits.soft_budget), ("budget_crossed", limits.max_budget)):
+                if limit is not None and old < limit <= new:
+                    hook.emit(hooks.crossed(event=event, group=kind, ident=ident, spend=new, limit=limit, **who))
+        if self.customer:
+            record = self.state.cache.get("customer", self.customer)
+            hook.emit(hooks.spend_tracked(
+                cost=cost, total_spend=before[("customer", self.customer)] + cost,
+                max_budget=limits_of(self.state, "customer", record).max_budget, **who))
 
     def headers(self, cost: Decimal | None) -> dict[str, str]:
         overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -120,12 +151,35 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
     check_model_access(state, principal, model)
     customer = customer_id(request.headers, body)
-    check_budgets(state, principal, customer)
-    return Call(state, principal, route, model, d, customer, started), body
+    admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
+    return Call(state, principal, route, model, d, customer, started, admission), body
+
+
+def upper_bound_cost(d: Deployment, route: str, body: dict[str, Any]) -> Decimal:
+    """The most this call can cost: every prompt byte a token (a BPE token is at least a byte), and
+    max_tokens, else the model's output limit, else 4096 completion tokens."""
+    if d.price is None:
+        return Decimal(0)
+    source = body.get("messages", body.get("prompt", body.get("input", "")))
+    prompt = len(orjson.dumps(source))
+    completion = 0
+    if route != "embedding":
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        completion = asked if isinstance(asked, int) and asked > 0 else (d.max_output_tokens or 4096)
+    return d.price.cost(core.Usage(prompt_tokens=prompt, completion_tokens=completion)).total
 
 
 async def llm_call(state: ProxyState, request: Request, principal: Principal, route: str) -> Response | StreamingResponse:
     call, body = await _begin(state, request, route, principal)
+    try:
+        return await _forward(call, body)
+    except BaseException:
+        call.admission.release()  # a failed call frees its reservation and is never billed
+        raise
+
+
+async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
+    state, route = call.state, call.route
     upstream_body = dict(body)
     upstream_body["model"] = call.d.upstream_model
     if body.get("stream") and route != "embedding":
@@ -171,7 +225,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
     up = await call.state.upstream.stream(call.d, call.route, upstream_body)
     if up.status >= 400:
         data = b"".join([c async for c in up.chunks])
-        raise upstream_error(call.d, up.status, data)
+        raise upstream_error(call.d, up.status, data)  # llm_call releases the reservation
     call.upstream_seconds = time.perf_counter() - t  # time to the first byte of the reply
     rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
 
@@ -207,7 +261,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
 
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
-    return StreamingResponse(relay(), 200, headers)
+    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
 
 
 def _stream_estimate(body: dict[str, Any], content_events: int) -> core.Usage:

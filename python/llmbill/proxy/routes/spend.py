@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..auth import Principal
-from ..errors import bad_request, not_found
+from ..errors import bad_request
 from ..http import Request, Response, json_response, query_int
 from ..state import ProxyState
 from ..store.base import SpendLog
@@ -47,18 +47,3 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
                                         _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
     return json_response([log_row(r) for r in rows])
 
-
-async def customer_info(state: ProxyState, request: Request, principal: Principal) -> Response:
-    ident = request.query.get("end_user_id") or request.query.get("user_id")
-    if not ident:
-        raise bad_request("'end_user_id' is required", "end_user_id")
-    record = await state.cache.get_or_fetch("customer", ident)
-    pending = state.spend.pending("customer", ident)
-    if record is None and not pending:
-        raise not_found(f"customer {ident!r} not found", "end_user_id")
-    record = record or {"user_id": ident}
-    budget = state.cache.get("budget", record["budget_id"]) if record.get("budget_id") else None
-    return json_response({"user_id": ident, "blocked": bool(record.get("blocked")), "alias": record.get("alias"),
-                          "spend": state.spend.spend("customer", ident),
-                          "allowed_model_region": record.get("allowed_model_region"),
-                          "default_model": record.get("default_model"), "litellm_budget_table": budget})

@@ -1,0 +1,80 @@
+"""Per-entity limits on the request path, in this process's memory: reservations of an upper-bound
+cost for calls in flight, requests and tokens per minute, and parallel requests.
+
+The overspend bound. A call is admitted only while spend + reserved < max_budget for every entity on
+it, and reserves an upper bound of its own cost (prompt bytes as tokens — a BPE token is at least one
+byte — and max_tokens, else the model's output limit, else 4096) until it settles. So within one
+process the final spend stays below max_budget + the upper-bound cost of one call. With R processes
+sharing a database the bound is R such calls, plus what the other processes spent in the last
+cache refresh interval (1 s by default) before a process saw it.
+
+Rate windows are fixed minutes (UTC), counted per process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass
+class _Minute:
+    minute: int = -1
+    requests: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class Limiter:
+    reserved: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    inflight: dict[tuple[str, str], int] = field(default_factory=dict)
+    minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict)
+
+    def reserved_for(self, entity: tuple[str, str]) -> Decimal:
+        return self.reserved.get(entity, Decimal(0))
+
+    def _minute(self, entity: tuple[str, str], now: float) -> _Minute:
+        m = self.minutes.get(entity)
+        current = int(now // 60)
+        if m is None or m.minute != current:
+            m = self.minutes[entity] = _Minute(current)
+        return m
+
+    def rate_check(self, entity: tuple[str, str], rpm: int | None, tpm: int | None, parallel: int | None,
+                   now: float | None = None) -> tuple[str, float] | None:
+        """None when the entity may make one more request; else (which limit, seconds to wait)."""
+        now = time.time() if now is None else now
+        m = self._minute(entity, now)
+        wait = 60 - (now % 60)
+        if rpm is not None and m.requests >= rpm:
+            return f"rpm limit {rpm}", wait
+        if tpm is not None and m.tokens >= tpm:
+            return f"tpm limit {tpm}", wait
+        if parallel is not None and self.inflight.get(entity, 0) >= parallel:
+            return f"max_parallel_requests {parallel}", 1.0
+        return None
+
+    def admit(self, entity: tuple[str, str], upper_bound: Decimal, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._minute(entity, now).requests += 1
+        self.inflight[entity] = self.inflight.get(entity, 0) + 1
+        if upper_bound:
+            self.reserved[entity] = self.reserved_for(entity) + upper_bound
+
+    def release(self, entity: tuple[str, str], upper_bound: Decimal, tokens: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._minute(entity, now).tokens += tokens
+        left = self.inflight.get(entity, 1) - 1
+        if left:
+            self.inflight[entity] = left
+        else:
+            self.inflight.pop(entity, None)
+        if upper_bound:
+            rest = self.reserved_for(entity) - upper_bound
+            if rest > 0:
+                self.reserved[entity] = rest
+            else:
+                self.reserved.pop(entity, None)
+
+

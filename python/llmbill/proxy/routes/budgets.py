@@ -1,0 +1,118 @@
+"""Budgets (pricing tiers): /budget/new, /budget/info (GET ?budget_id= and POST {budgets}),
+/budget/update, /budget/delete, /budget/list. Each customer on a tier has its own spend and window
+against the tier's limits."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..auth import Principal
+from ..errors import bad_request, not_found
+from ..http import Request, Response, json_response
+from ..state import ProxyState
+from ..store.base import DuplicateError
+from ..validate import Fields
+
+FIELDS = {"budget_id", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
+          "budget_duration", "model_max_budget", "budget_reset_at"}
+
+
+def _fields(f: Fields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("max_budget", "soft_budget"):
+        if f.has(name):
+            out[name] = f.money(name)
+    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
+        if f.has(name):
+            out[name] = f.integer(name)
+    if f.has("budget_duration"):
+        out["budget_duration"] = f.duration("budget_duration")
+    soft, hard = out.get("soft_budget"), out.get("max_budget")
+    if soft is not None and hard is not None and soft > hard:
+        raise bad_request("'soft_budget' must not exceed 'max_budget'", "soft_budget")
+    return out
+
+
+def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
+    on_tier = sum(1 for c in state.cache.all("customer") if c.get("budget_id") == record["budget_id"])
+    return {"budget_id": record["budget_id"], "max_budget": record.get("max_budget"),
+            "soft_budget": record.get("soft_budget"), "tpm_limit": record.get("tpm_limit"),
+            "rpm_limit": record.get("rpm_limit"), "max_parallel_requests": record.get("max_parallel_requests"),
+            "budget_duration": record.get("budget_duration"), "created_at": record.get("created_at"),
+            "customers": on_tier}
+
+
+async def new(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), FIELDS)
+    ident = f.text("budget_id", required=True)
+    assert ident is not None
+    record = {"budget_id": ident, "max_budget": None, "soft_budget": None, "tpm_limit": None, "rpm_limit": None,
+              "max_parallel_requests": None, "budget_duration": None, "created_at": datetime.now(timezone.utc),
+              **_fields(f)}
+    try:
+        record = await state.store.insert("budget", record)
+    except DuplicateError:
+        raise bad_request(f"budget {ident!r} already exists", "budget_id") from None
+    state.cache.put("budget", record)
+    return json_response(public(state, record))
+
+
+async def _get(state: ProxyState, ident: str) -> dict[str, Any]:
+    record = await state.cache.get_or_fetch("budget", ident)
+    if record is None:
+        raise not_found(f"budget {ident!r} not found", "budget_id")
+    return record
+
+
+async def info(state: ProxyState, request: Request, principal: Principal) -> Response:
+    if request.method == "GET":
+        ident = request.query.get("budget_id")
+        if not ident:
+            raise bad_request("'budget_id' is required", "budget_id")
+        return json_response(public(state, await _get(state, ident)))
+    f = Fields(await request.json(), {"budgets"})
+    ids = f.texts("budgets")
+    if not ids:
+        raise bad_request("'budgets' must list at least one budget id", "budgets")
+    missing = [i for i in ids if await state.cache.get_or_fetch("budget", i) is None]
+    if missing:
+        raise not_found(f"budget(s) not found: {', '.join(missing)}", "budgets")
+    return json_response([public(state, await _get(state, i)) for i in ids])
+
+
+async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), FIELDS)
+    ident = f.text("budget_id", required=True)
+    assert ident is not None
+    current = await _get(state, ident)
+    fields = _fields(f)
+    soft = fields.get("soft_budget", current.get("soft_budget"))
+    hard = fields.get("max_budget", current.get("max_budget"))
+    if soft is not None and hard is not None and soft > hard:
+        raise bad_request("'soft_budget' must not exceed 'max_budget'", "soft_budget")
+    updated = await state.store.update("budget", ident, fields)
+    if updated is None:
+        raise not_found(f"budget {ident!r} not found", "budget_id")
+    state.cache.put("budget", updated)
+    return json_response(public(state, updated))
+
+
+async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), {"id", "budget_id"})
+    ident = f.text("id") or f.text("budget_id")
+    if not ident:
+        raise bad_request("'id' is required", "id")
+    await _get(state, ident)
+    on_tier = await state.store.list("customer", {"budget_id": ident})
+    if on_tier:
+        names = ", ".join(c["user_id"] for c in on_tier[:10])
+        raise bad_request(f"budget {ident!r} is the tier of {len(on_tier)} customer(s) ({names}); "
+                          "move them to another tier first", "id")
+    await state.store.delete("budget", [ident])
+    state.cache.drop("budget", ident)
+    return json_response({"deleted": ident})
+
+
+async def list_budgets(state: ProxyState, request: Request, principal: Principal) -> Response:
+    return json_response([public(state, r) for r in state.cache.all("budget")])
