@@ -135,6 +135,7 @@ async def _all_exist(state: ProxyState, ids: list[str]) -> None:
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
     ids = await _ids(request)
     await _all_exist(state, ids)
+    await state.spend.flush()  # their unwritten spend lands before the records go
     deleted = await state.store.delete("customer", ids)
     for i in deleted:
         state.cache.drop("customer", i)
@@ -160,6 +161,7 @@ async def unblock(state: ProxyState, request: Request, principal: Principal) -> 
 
 
 async def list_customers(state: ProxyState, request: Request, principal: Principal) -> Response:
+    await state.spend.flush()  # customers first seen in calls are upserted by the flush
     filters = {"budget_id": request.query["budget_id"]} if request.query.get("budget_id") else None
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "size", 1000, 1, 10_000)
