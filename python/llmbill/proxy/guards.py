@@ -111,7 +111,7 @@ def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
 
 
 def _fmt(x: Decimal) -> str:
-    return format(x.normalize(), "f") if x == x.to_integral() else repr(float(x))
+    return format(x.normalize(), "f")  # exact and plain: 0.000078, never 7.8e-05
 
 
 def member_spend(state: ProxyState, member: str) -> Decimal:
