@@ -10,7 +10,8 @@
 //   baseline/transport_direct    llmbill's libcurl transport posting prebuilt 100-event batches straight
 //                                to the same fake, no spool, no queue: the fake + transport ceiling.
 //   memory/transport_down        VmRSS growth per event queued while Lago is unreachable (a closed
-//                                port), N events; beside it the event's own JSON size.
+//                                port), N events, after malloc_trim; beside it the event's own JSON
+//                                size, and the heap bytes in use per event (mallinfo2) as a cross-check.
 // Every pipeline run must deliver exactly N events (checked in the pipeline's stats and, when the fake
 // has /_stats, in the fake's own count) or it is reported as an error, not a result.
 //
@@ -18,6 +19,7 @@
 // Without --lago-url it starts bench/fake_lago (built beside it) as a child process.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -49,7 +51,7 @@ struct Config {
   std::size_t n_sync = 3000;        // every_record: ~0.3 ms an fdatasync here
   std::size_t n_interval = 100000;
   std::size_t n_memory = 100000;
-  int repetitions = 3;
+  int repetitions = 5;
 };
 Config g;
 
@@ -143,6 +145,7 @@ void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int thre
     state.counters["flush_ms"] = seconds(done - submitted) * 1000;
     state.counters["submit_p50_us"] = percentile(all, 0.50);
     state.counters["submit_p99_us"] = percentile(all, 0.99);
+    state.counters["submit_p999_us"] = percentile(all, 0.999);
     state.counters["submit_max_us"] = all.back();
     state.counters["batches"] = static_cast<double>(stats.batches);
     state.counters["fake_checked"] = fake_before >= 0 ? 1 : 0;
@@ -228,7 +231,11 @@ void memory_transport_down(benchmark::State& state, std::size_t n) {
       pipeline.submit(call);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Hand free heap pages back first: memory freed earlier (the price table's JSON parse) would
+    // otherwise be reused without showing in VmRSS, and the growth would be understated.
+    ::malloc_trim(0);
     const std::int64_t before = llmbill::bench::rss_bytes();
+    const std::size_t heap_before = ::mallinfo2().uordblks;
     const auto start = Clock::now();
     for (std::size_t i = 0; i < n; ++i) {
       call.call_id = prefix + std::to_string(i);
@@ -236,6 +243,7 @@ void memory_transport_down(benchmark::State& state, std::size_t n) {
     }
     const double total = seconds(Clock::now() - start);
     const std::int64_t after = llmbill::bench::rss_bytes();
+    const std::size_t heap_after = ::mallinfo2().uordblks;
     const llmbill::PipelineStats stats = pipeline.stats();
     pipeline.close(std::chrono::milliseconds(0));
     if (stats.delivered != 0 || stats.pending != n + kWarmup) {
@@ -245,6 +253,8 @@ void memory_transport_down(benchmark::State& state, std::size_t n) {
     }
     state.SetIterationTime(total);
     state.counters["bytes_per_event"] = static_cast<double>(after - before) / static_cast<double>(n);
+    state.counters["heap_bytes_per_event"] =
+        (static_cast<double>(heap_after) - static_cast<double>(heap_before)) / static_cast<double>(n);
     state.counters["event_json_bytes"] = static_cast<double>(event_bytes());
     state.counters["rss_delta_mb"] = static_cast<double>(after - before) / 1e6;
     state.counters["events"] = static_cast<double>(n);
