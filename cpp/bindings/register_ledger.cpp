@@ -41,9 +41,11 @@ void register_ledger(py::module_& m) {
       .def(py::init<>())
       .def(
           "record",
-          [](Ledger& l, const Usage& usage, const Cost& cost, const std::string& model, const std::string& key,
+          [](Ledger& l, const Usage& usage, const py::object& cost, const std::string& model, const std::string& key,
              const std::string& user, const std::string& team, const std::string& customer) {
-            l.record(Attribution{key, user, team, customer}, model, usage, cost.total);
+            // None: an unpriced call, counted in requests and tokens with no money.
+            Money total = cost.is_none() ? Money() : cost.cast<const Cost&>().total;
+            l.record(Attribution{key, user, team, customer}, model, usage, total);
           },
           py::arg("usage"), py::arg("cost"), py::kw_only(), py::arg("model") = "", py::arg("key") = "",
           py::arg("user") = "", py::arg("team") = "", py::arg("customer") = "")

@@ -152,7 +152,7 @@ class Ledger:
     def record(
         self,
         usage: Usage,
-        cost: Cost,
+        cost: Cost | None,
         *,
         model: str = "",
         key: str = "",

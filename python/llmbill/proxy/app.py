@@ -1,0 +1,136 @@
+"""The ASGI application: a flat route table, authentication, OpenAI-style errors, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, presented_key
+from .config import ProxyConfig, load_config
+from .errors import ProxyError, auth_error, error_body
+from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
+from .routes import health, keys, llm, orgs, spend
+from .state import ProxyState
+from .store.base import StoreError
+
+log = logging.getLogger("llmbill.proxy")
+
+Handler = Callable[[ProxyState, Request, Any], Awaitable[Response | StreamingResponse]]
+
+PUBLIC, ANY_KEY, ADMIN = "public", "any key", "admin"
+
+
+def _llm(route: str) -> Handler:
+    async def handler(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
+        return await llm.llm_call(state, request, principal, route)
+    return handler
+
+
+def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
+    table: dict[tuple[str, str], tuple[Handler, str]] = {}
+    for prefix in ("", "/v1"):
+        table[("POST", f"{prefix}/chat/completions")] = (_llm("chat"), ANY_KEY)
+        table[("POST", f"{prefix}/completions")] = (_llm("completion"), ANY_KEY)
+        table[("POST", f"{prefix}/embeddings")] = (_llm("embedding"), ANY_KEY)
+        table[("GET", f"{prefix}/models")] = (llm.models, ANY_KEY)
+    table[("POST", "/engines/embeddings")] = (_llm("embedding"), ANY_KEY)
+    table.update({
+        ("GET", "/health/liveliness"): (health.liveliness, PUBLIC),
+        ("GET", "/health/liveness"): (health.liveliness, PUBLIC),
+        ("GET", "/health/readiness"): (health.readiness, PUBLIC),
+        ("POST", "/key/generate"): (keys.generate, ADMIN),
+        ("GET", "/key/info"): (keys.info, ANY_KEY),
+        ("POST", "/key/update"): (keys.update, ADMIN),
+        ("POST", "/key/delete"): (keys.delete, ADMIN),
+        ("GET", "/key/list"): (keys.list_keys, ADMIN),
+        ("POST", "/team/new"): (orgs.team_new, ADMIN),
+        ("GET", "/team/info"): (orgs.team_info, ANY_KEY),
+        ("GET", "/team/list"): (orgs.team_list, ADMIN),
+        ("POST", "/user/new"): (orgs.user_new, ADMIN),
+        ("GET", "/user/info"): (orgs.user_info, ANY_KEY),
+        ("GET", "/user/list"): (orgs.user_list, ADMIN),
+        ("GET", "/spend/logs"): (spend.logs, ANY_KEY),
+        ("GET", "/customer/info"): (spend.customer_info, ADMIN),
+        ("GET", "/end_user/info"): (spend.customer_info, ADMIN),
+    })
+    return table
+
+
+class ProxyApp:
+    def __init__(self, config: ProxyConfig, state: ProxyState | None = None) -> None:
+        self.config = config
+        self.state = state or ProxyState(config)
+        self.routes = route_table()
+        self.paths = {path for _, path in self.routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive, self.config.max_request_bytes)
+        path = request.path.rstrip("/") or "/"
+        entry = self.routes.get((request.method, path))
+        try:
+            if entry is None:
+                if path in self.paths:
+                    raise ProxyError(405, f"{request.method} is not allowed on {path}", "bad_request_error")
+                raise ProxyError(404, f"no route {request.method} {path}", "not_found_error")
+            handler, access = entry
+            principal = None if access == PUBLIC else await self._authenticate(request, access)
+            response = await handler(self.state, request, principal)
+        except ProxyError as exc:
+            response = Response(exc.status, exc.body(),
+                                list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
+        except StoreError as exc:
+            log.error("database error on %s %s: %s", request.method, path, exc)
+            response = Response(503, error_body(503, "the database is unavailable; retry later", "service_unavailable"))
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, path)
+            response = Response(500, error_body(500, "internal error (logged by the proxy)", "internal_error"))
+        await response.send(send)
+
+    async def _authenticate(self, request: Request, access: str) -> Principal:
+        master = self.config.master_key
+        if master is None:
+            return MASTER  # no master key configured: an open proxy (warned at start-up)
+        raw = presented_key(request)
+        if not raw:
+            raise auth_error("missing API key: send 'Authorization: Bearer <key>'")
+        if is_master(raw, master):
+            return MASTER
+        record = await self.state.cache.get_or_fetch("key", hash_key(raw))
+        if record is None:
+            raise auth_error("invalid API key")
+        check_key_usable(record)
+        user = self.state.cache.get("user", record["user_id"]) if record.get("user_id") else None
+        principal = Principal(is_admin=bool(user and user.get("user_role") == "proxy_admin"), key=record)
+        if access == ADMIN and not principal.is_admin:
+            raise auth_error(f"{request.path} needs the master key (or a proxy_admin user's key)", 403)
+        return principal
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.state.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.state.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def app_from_env() -> ProxyApp:
+    """For `--workers N`: each worker process builds its app from the config path in the environment."""
+    path = os.environ.get("LLMBILL_PROXY_CONFIG") or None
+    return ProxyApp(load_config(path))

@@ -1,0 +1,62 @@
+"""`llmbill-proxy --config config.yaml [--host] [--port 4000] [--workers N]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..billing import ConfigError, LagoSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmbill-proxy", description="OpenAI-compatible proxy with exact billing")
+    parser.add_argument("--config", help="LiteLLM-style config.yaml (default: embedded defaults)")
+    parser.add_argument("--host", default=None, help="default 0.0.0.0 with a config, 127.0.0.1 on embedded defaults")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 4000)))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from .config import load_config
+
+    try:
+        config = load_config(args.config)
+        billing = LagoSettings.from_env() if config.lago_enabled else None
+    except ConfigError as exc:
+        print(f"llmbill-proxy: config error: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or ("0.0.0.0" if args.config else "127.0.0.1")
+    for note in config.warnings:
+        print(f"llmbill-proxy: warning: {note}", file=sys.stderr)
+    print(f"llmbill-proxy listening on http://{host}:{args.port} ({args.workers} worker(s), config: {config.source})")
+    print(f"  models:   {', '.join(config.model_names) or '(none)'}")
+    print(f"  database: {config.database_url}")
+    if billing is None:
+        print("  billing:  off (add 'lago' to litellm_settings.callbacks)")
+    elif billing.api_base:
+        print(f"  billing:  {billing.describe()}")
+    else:
+        print(f"  billing:  local file (LAGO_API_BASE unset): lago-events.jsonl beside the database"
+              f" (code {','.join(billing.event_codes)}, charge by {billing.charge_by})")
+    sys.stdout.flush()
+
+    import uvicorn
+
+    if args.config:
+        os.environ["LLMBILL_PROXY_CONFIG"] = os.path.abspath(args.config)
+    if args.workers > 1:
+        uvicorn.run("llmbill.proxy.app:app_from_env", factory=True, host=host, port=args.port, workers=args.workers,
+                    loop="uvloop", http="httptools", log_level=args.log_level, access_log=False, lifespan="on")
+        return 0
+    from .app import ProxyApp
+
+    uvicorn.run(ProxyApp(config), host=host, port=args.port, loop="uvloop", http="httptools",
+                log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

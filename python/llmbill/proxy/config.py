@@ -1,0 +1,307 @@
+"""The proxy's config, in LiteLLM's shape: model_list, litellm_settings, general_settings,
+environment_variables. Every mistake stops start-up with one line naming the key (ConfigError).
+
+>>> cfg = load_config_dict({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]})
+>>> cfg.deployments[0].provider
+'mock'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..billing import ConfigError
+from ..pricing import default_prices
+from .._native import core
+
+PROVIDERS = ("openai", "mock")
+KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
+KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token",
+                "cache_read_input_token_cost", "cache_creation_input_token_cost", "input_cost_per_request",
+                "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response"}
+KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
+                 "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
+KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
+                 "drop_params", "set_verbose", "num_retries", "request_timeout"}
+SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
+
+# The built-in defaults: a mock model priced like gpt-3.5-turbo, and one with explicit prices.
+EMBEDDED: dict[str, Any] = {
+    "model_list": [
+        {"model_name": "gpt-3.5-turbo", "litellm_params": {"model": "mock/gpt-3.5-turbo"}},
+        {"model_name": "mock-gpt", "litellm_params": {"model": "mock/mock-gpt", "input_cost_per_token": 1e-06,
+                                                      "output_cost_per_token": 2e-06}},
+        {"model_name": "text-embedding-3-small", "litellm_params": {"model": "mock/text-embedding-3-small"}},
+    ],
+    "litellm_settings": {"callbacks": ["lago"]},
+    "general_settings": {"master_key": "sk-1234"},
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model_name: str  # the name clients call
+    provider: str  # openai | mock
+    upstream_model: str  # the name sent upstream
+    api_base: str
+    api_key: str
+    price: core.ModelPrice | None  # None: unpriced (billed by tokens, cost 0, flagged)
+    timeout: float
+    max_input_tokens: int
+    max_output_tokens: int
+    mock_response: str | None = None
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    deployments: tuple[Deployment, ...]
+    master_key: str | None
+    database_url: str
+    callbacks: tuple[str, ...]
+    alerting: tuple[str, ...]
+    require_prices: bool
+    max_request_bytes: int
+    spend_flush_interval: float
+    cache_refresh_interval: float
+    max_end_user_budget_id: str | None
+    timezone: str
+    source: str  # the config file, or "embedded defaults"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def model_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for d in self.deployments:
+            seen.setdefault(d.model_name, None)
+        return list(seen)
+
+    @property
+    def lago_enabled(self) -> bool:
+        return "lago" in self.callbacks
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def _expect(value: Any, types: type | tuple[type, ...], key: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ConfigError(f"{key}: expected {_names(types)}, got bool")
+    if not isinstance(value, types):
+        raise ConfigError(f"{key}: expected {_names(types)}, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    words = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "true/false"}
+    return " or ".join(words.get(t, t.__name__) for t in ts)
+
+
+def _env_ref(value: Any, key: str) -> Any:
+    """`os.environ/NAME` → the variable's value (a missing variable is a ConfigError)."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value[len("os.environ/"):]
+        if name not in os.environ:
+            raise ConfigError(f"{key}: environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
+def _warn_unknown(section: Mapping[str, Any], known: set[str], where: str, out: list[str]) -> None:
+    for k in section:
+        if k not in known:
+            out.append(f"{where}{k}: unknown key, ignored")
+
+
+def _price(params: Mapping[str, Any], key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+                 "cache_creation_input_token_cost", "input_cost_per_request"):
+        if name in params and params[name] is not None:
+            v = _env_ref(params[name], f"{key}.{name}")
+            if isinstance(v, str):
+                try:
+                    float(v)
+                except ValueError:
+                    raise ConfigError(f"{key}.{name}: expected a number, got {v!r}") from None
+            else:
+                _expect(v, (int, float), f"{key}.{name}")
+            if float(v) < 0:
+                raise ConfigError(f"{key}.{name}: must not be negative, got {v!r}")
+            out[name] = v
+    return out
+
+
+def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes: list[str]) -> Deployment:
+    key = f"model_list[{i}]"
+    _expect(entry, dict, key)
+    name = _expect(entry.get("model_name"), str, f"{key}.model_name")
+    params = _expect(entry.get("litellm_params"), dict, f"{key}.litellm_params")
+    pkey = f"{key}.litellm_params"
+    _warn_unknown(params, KNOWN_PARAMS, f"{pkey}.", notes)
+    model = _expect(params.get("model"), str, f"{pkey}.model")
+    provider, sep, upstream = model.partition("/")
+    if not sep or not upstream:
+        raise ConfigError(f"{pkey}.model: {model!r} needs a provider prefix ({', '.join(p + '/<name>' for p in PROVIDERS)})")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{pkey}.model: unknown provider {provider!r} in {model!r} (supported: {', '.join(PROVIDERS)})")
+    api_base = _env_ref(params.get("api_base", ""), f"{pkey}.api_base") or ""
+    _expect(api_base, str, f"{pkey}.api_base")
+    api_key = _env_ref(params.get("api_key", ""), f"{pkey}.api_key") or ""
+    _expect(api_key, str, f"{pkey}.api_key")
+    if provider == "openai" and not api_base:
+        api_base = os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    if provider == "openai" and not api_key:
+        api_key = os.environ.get("OPENAI_API_KEY", "")
+    timeout = _expect(params.get("timeout", 600), (int, float), f"{pkey}.timeout")
+    mock_response = params.get("mock_response")
+    if mock_response is not None:
+        _expect(mock_response, str, f"{pkey}.mock_response")
+    custom = _price(params, pkey)
+    table = default_prices()
+    price: core.ModelPrice | None
+    try:
+        price = table.resolve_with(model, **custom) if custom else _table_price(table, provider, upstream, model)
+    except core.Error:
+        price = None
+    if price is not None and not price.priced:
+        price = None
+    if price is None:
+        msg = f"{pkey}.model: {model!r} has no price in the table and no custom price"
+        if require_prices:
+            raise ConfigError(msg + " (general_settings.require_prices is true)")
+        notes.append(msg + ": its calls are billed by tokens with response_cost 0, flagged unpriced")
+    return Deployment(
+        model_name=name,
+        provider=provider,
+        upstream_model=upstream,
+        api_base=api_base.rstrip("/"),
+        api_key=api_key,
+        price=price,
+        timeout=float(timeout),
+        max_input_tokens=price.max_input_tokens if price else 0,
+        max_output_tokens=price.max_output_tokens if price else 0,
+        mock_response=mock_response,
+    )
+
+
+def _table_price(table: core.PriceTable, provider: str, upstream: str, model: str) -> core.ModelPrice | None:
+    # openai/<name> resolves through the provider rule; mock/<name> is priced as <name> when the table
+    # knows it (a stand-in for that model).
+    found = table.find(model) if provider != "mock" else table.find(upstream)
+    return found
+
+
+def _str_list(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    _expect(value, list, key)
+    for i, v in enumerate(value):
+        _expect(v, str, f"{key}[{i}]")
+    return tuple(value)
+
+
+def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None = None) -> ProxyConfig:
+    """Validates a parsed config; raises ConfigError (one line, naming the key) on the first mistake."""
+    if raw is None:
+        raw = {}
+    _expect(raw, dict, "config")
+    notes: list[str] = []
+    base_dir = base_dir or Path.cwd()
+    if "model_name" in raw and "model_list" not in raw and isinstance(raw["model_name"], list):
+        # LiteLLM's billing page shows `model_name:` where `model_list:` is meant; accept it.
+        notes.append("model_name: read as model_list (the top-level key is model_list)")
+        raw = {**raw, "model_list": raw["model_name"]}
+        raw.pop("model_name")
+    _warn_unknown(raw, KNOWN_TOP, "", notes)
+
+    env = raw.get("environment_variables") or {}
+    _expect(env, dict, "environment_variables")
+    for k, v in env.items():
+        _expect(v, (str, int, float), f"environment_variables.{k}")
+        os.environ[str(k)] = str(v)
+
+    general = raw.get("general_settings") or {}
+    _expect(general, dict, "general_settings")
+    _warn_unknown(general, KNOWN_GENERAL, "general_settings.", notes)
+    litellm = raw.get("litellm_settings") or {}
+    _expect(litellm, dict, "litellm_settings")
+    _warn_unknown(litellm, KNOWN_LITELLM, "litellm_settings.", notes)
+
+    require_prices = _expect(general.get("require_prices", False), bool, "general_settings.require_prices")
+    models = raw.get("model_list") or []
+    _expect(models, list, "model_list")
+    deployments = tuple(_deployment(e, i, base_dir, require_prices, notes) for i, e in enumerate(models))
+
+    master_key = _env_ref(general.get("master_key"), "general_settings.master_key")
+    if master_key is not None:
+        _expect(master_key, str, "general_settings.master_key")
+        if len(master_key) < 16 or master_key in SAMPLE_KEYS:
+            notes.append("general_settings.master_key: a short or sample key; anyone who guesses it "
+                         "administers the proxy (use 16+ random characters)")
+    else:
+        notes.append("general_settings.master_key: not set; every route is open to anyone who can reach the proxy")
+
+    db = _env_ref(general.get("database_url"), "general_settings.database_url") or os.environ.get("DATABASE_URL")
+    if db is not None:
+        _expect(db, str, "general_settings.database_url")
+        if not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigError(f"general_settings.database_url: {db!r} is neither sqlite:///path nor postgresql://...")
+    else:
+        db = f"sqlite:///{(base_dir / 'llmbill.db').resolve()}"
+
+    callbacks = _str_list(litellm.get("callbacks"), "litellm_settings.callbacks")
+    callbacks += tuple(c for c in _str_list(litellm.get("success_callback"), "litellm_settings.success_callback")
+                       if c not in callbacks)
+    for i, c in enumerate(callbacks):
+        if c != "lago":
+            notes.append(f"litellm_settings.callbacks[{i}]: {c!r} is not a billing sink llmbill has; ignored")
+    alerting = _str_list(general.get("alerting"), "general_settings.alerting")
+    max_mb = _expect(general.get("max_request_size_mb", 32), (int, float), "general_settings.max_request_size_mb")
+    flush = _expect(general.get("spend_flush_interval", 0.5), (int, float), "general_settings.spend_flush_interval")
+    refresh = _expect(general.get("cache_refresh_interval", 1.0), (int, float), "general_settings.cache_refresh_interval")
+    tier = litellm.get("max_end_user_budget_id")
+    if tier is not None:
+        _expect(tier, str, "litellm_settings.max_end_user_budget_id")
+    tz = _expect(litellm.get("timezone", "UTC"), str, "litellm_settings.timezone")
+    return ProxyConfig(
+        deployments=deployments,
+        master_key=master_key,
+        database_url=db,
+        callbacks=tuple(c for c in callbacks if c == "lago"),
+        alerting=alerting,
+        require_prices=require_prices,
+        max_request_bytes=int(max_mb * 1024 * 1024),
+        spend_flush_interval=float(flush),
+        cache_refresh_interval=float(refresh),
+        max_end_user_budget_id=tier,
+        timezone=tz,
+        source=source,
+        warnings=tuple(notes),
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None) -> ProxyConfig:
+    """Reads a YAML config file; None → the embedded defaults."""
+    if path is None:
+        return load_config_dict(EMBEDDED, source="embedded defaults")
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {p}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--config: {p}{where}: not valid YAML") from None
+    return load_config_dict(raw, source=str(p), base_dir=p.parent.resolve())
+

@@ -1,0 +1,1 @@
+"""Route handlers, one module per area. Each handler: async (state, request) -> response."""

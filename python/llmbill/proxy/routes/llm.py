@@ -1,0 +1,233 @@
+"""The OpenAI-compatible routes: /chat/completions, /completions, /embeddings, /models.
+
+One call: authenticate (memory) → validate → model access and budgets (memory) → forward → usage
+(C++) → cost (C++) → settle: ledger + spend log row (written behind the reply) + Lago event (spooled
+by the C++ pipeline before the reply) → reply with the call id, cost and the proxy's own overhead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from ..._native import core
+from ..auth import Principal
+from ..config import Deployment
+from ..errors import ProxyError, bad_request
+from ..guards import allowed_models, check_budgets, check_model_access, customer_id
+from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..state import ProxyState
+from ..store.base import SpendLog
+from ..upstream import upstream_error
+
+log = logging.getLogger("llmbill.proxy")
+CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding": "embedding"}
+
+
+def _validate(route: str, body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' is required and must be a string", "model")
+    if route == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise bad_request("'messages' must be a non-empty list", "messages")
+    elif route == "completion":
+        if not isinstance(body.get("prompt"), (str, list)):
+            raise bad_request("'prompt' must be a string or a list", "prompt")
+    elif not isinstance(body.get("input"), (str, list)) or not body.get("input"):
+        raise bad_request("'input' must be a non-empty string or list", "input")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad_request("'stream' must be true or false", "stream")
+    if "user" in body and body["user"] is not None and not isinstance(body["user"], str):
+        raise bad_request("'user' must be a string", "user")
+    for name in ("max_tokens", "max_completion_tokens"):
+        if name in body and body[name] is not None and (not isinstance(body[name], int) or isinstance(body[name], bool)
+                                                         or body[name] < 0):
+            raise bad_request(f"'{name}' must be a non-negative integer", name)
+    return model
+
+
+def _estimate_prompt(body: dict[str, Any]) -> int:
+    source = body.get("messages", body.get("prompt", body.get("input", "")))
+    return max(1, math.ceil(len(orjson.dumps(source)) / 4))
+
+
+class Call:
+    """One LLM call in flight: who, what, when."""
+
+    def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
+                 customer: str, started: float) -> None:
+        self.state, self.principal, self.route, self.model, self.d = state, principal, route, model, d
+        self.customer = customer
+        self.started = started  # perf_counter at arrival
+        self.start_wall = datetime.now(timezone.utc)
+        self.call_id = uuid.uuid4().hex
+        self.upstream_seconds = 0.0
+
+    def settle(self, usage: core.Usage) -> Decimal:
+        """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
+        price = self.d.price
+        cost = price.cost(usage) if price is not None else None
+        total = cost.total if cost is not None else Decimal(0)
+        key = self.principal.key or {}
+        meta: dict[str, Any] = {}
+        if price is None:
+            meta["unpriced"] = True
+        if usage.estimated:
+            meta["estimated"] = True
+        row = SpendLog(
+            request_id=self.call_id, call_type=CALL_TYPES[self.route], model=self.model,
+            api_key=self.principal.token_hash, user=key.get("user_id") or "", team_id=key.get("team_id") or "",
+            end_user=self.customer, spend=total, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens, start_time=self.start_wall,
+            end_time=datetime.now(timezone.utc), status="success", metadata=meta)
+        self.state.spend.record(usage, cost, row, model=self.model)
+        if self.state.pipeline is not None:
+            try:
+                self.state.pipeline.submit(
+                    call_id=self.call_id, timestamp_ms=int(self.start_wall.timestamp() * 1000), model=self.model,
+                    usage=usage, cost=cost, unpriced=price is None, key_alias=key.get("key_alias") or "",
+                    user_id=key.get("user_id") or "", team_id=key.get("team_id") or "", end_user_id=self.customer)
+            except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
+                log.error("billing event for call %s not spooled: %s", self.call_id, exc)
+        return total
+
+    def headers(self, cost: Decimal | None) -> dict[str, str]:
+        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
+             "x-litellm-model-api-base": self.d.api_base or "mock"}
+        if cost is not None:
+            h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
+        return h
+
+
+async def _begin(state: ProxyState, request: Request, route: str, principal: Principal) -> tuple[Call, dict[str, Any]]:
+    started = time.perf_counter()
+    body = await request.json()
+    model = _validate(route, body)
+    d = state.deployment(model)
+    if d is None:
+        raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
+    check_model_access(state, principal, model)
+    customer = customer_id(request.headers, body)
+    check_budgets(state, principal, customer)
+    return Call(state, principal, route, model, d, customer, started), body
+
+
+async def llm_call(state: ProxyState, request: Request, principal: Principal, route: str) -> Response | StreamingResponse:
+    call, body = await _begin(state, request, route, principal)
+    upstream_body = dict(body)
+    upstream_body["model"] = call.d.upstream_model
+    if body.get("stream") and route != "embedding":
+        return await _stream(call, body, upstream_body)
+    t = time.perf_counter()
+    reply = await state.upstream.call(call.d, route, upstream_body)
+    call.upstream_seconds = time.perf_counter() - t
+    if reply.status >= 400:
+        raise upstream_error(call.d, reply.status, reply.body)  # a failed call is never billed
+    try:
+        data = orjson.loads(reply.body)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (orjson.JSONDecodeError, ValueError):
+        raise ProxyError(502, f"{call.d.model_name}: upstream returned a reply that is not a JSON object",
+                         "upstream_error") from None
+    try:
+        usage = core.Usage.from_response(data)
+    except core.UsageError:
+        usage = _estimated_usage(body, data)
+    data["model"] = call.model  # the name the client asked for
+    cost = call.settle(usage)
+    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()])
+
+
+def _estimated_usage(body: dict[str, Any], reply: dict[str, Any]) -> core.Usage:
+    """A reply without usage: estimate (4 characters a token) and mark it — never bill zero silently."""
+    text = ""
+    for choice in reply.get("choices") or []:
+        if isinstance(choice, dict):
+            msg = choice.get("message") or {}
+            text += str(msg.get("content") or "") if isinstance(msg, dict) else ""
+            text += str(choice.get("text") or "")
+    completion = math.ceil(len(text) / 4) if text else 0
+    return core.Usage(prompt_tokens=_estimate_prompt(body), completion_tokens=completion, estimated=True)
+
+
+async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any]) -> StreamingResponse:
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    # Always ask the upstream for usage: the proxy bills from it, and strips it for clients that did not ask.
+    upstream_body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    t = time.perf_counter()
+    up = await call.state.upstream.stream(call.d, call.route, upstream_body)
+    if up.status >= 400:
+        data = b"".join([c async for c in up.chunks])
+        raise upstream_error(call.d, up.status, data)
+    call.upstream_seconds = time.perf_counter() - t  # time to the first byte of the reply
+    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
+
+    async def relay() -> AsyncIterator[bytes]:
+        scanner = core.SseUsageScanner()
+        buffer = b""
+        content_events = 0
+        settled = False
+        try:
+            async for data in up.chunks:
+                buffer += data
+                while True:
+                    cut = _event_end(buffer)
+                    if cut < 0:
+                        break
+                    event, buffer = buffer[:cut], buffer[cut:]
+                    try:
+                        scanner.feed(event)
+                    except core.UsageError:
+                        pass  # a malformed line is passed through; usage comes from the good ones
+                    if scanner.last_event_was_usage_only and not wants_usage:
+                        continue
+                    if event.startswith(b"data: {"):
+                        content_events += 1
+                    yield event.replace(*rename) if rename[0] != rename[1] else event
+            if buffer:
+                yield buffer
+            settled = True
+            call.settle(scanner.usage or _stream_estimate(body, content_events))
+        finally:
+            if not settled:  # cancelled mid-stream: bill what was generated so far, marked estimated
+                call.settle(scanner.usage or _stream_estimate(body, content_events))
+
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
+    return StreamingResponse(relay(), 200, headers)
+
+
+def _stream_estimate(body: dict[str, Any], content_events: int) -> core.Usage:
+    # OpenAI-style streams carry about one token per content chunk.
+    return core.Usage(prompt_tokens=_estimate_prompt(body), completion_tokens=max(0, content_events - 1), estimated=True)
+
+
+def _event_end(buffer: bytes) -> int:
+    """Index just past the first complete SSE event (blank-line terminated), or -1."""
+    i = buffer.find(b"\n\n")
+    j = buffer.find(b"\r\n\r\n")
+    if i < 0 and j < 0:
+        return -1
+    if j >= 0 and (i < 0 or j < i):
+        return j + 4
+    return i + 2
+
+
+async def models(state: ProxyState, request: Request, principal: Principal) -> Response:
+    created = int(time.time())
+    data = [{"id": m, "object": "model", "created": created, "owned_by": "llmbill"}
+            for m in allowed_models(state, principal)]
+    return json_response({"object": "list", "data": data})

@@ -1,0 +1,104 @@
+"""Everything a running proxy process holds: config, store, caches, spend tracker, billing pipeline,
+upstream client — started and stopped together (ASGI lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from pathlib import Path
+
+from .. import billing
+from .._native import core
+from .cache import EntityCache
+from .config import Deployment, ProxyConfig
+from .spend import SpendTracker
+from .store import open_store
+from .store.base import Store
+from .upstream import Upstream
+
+log = logging.getLogger("llmbill.proxy")
+MAX_SPOOL_SLOTS = 64
+
+
+class ProxyState:
+    def __init__(self, config: ProxyConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config.database_url)
+        self.cache = EntityCache(self.store)
+        self.spend = SpendTracker(self.store, self.cache)
+        self.upstream = Upstream()
+        self.pipeline: core.Pipeline | None = None
+        self.billing: billing.LagoSettings | None = None
+        self.spool_dir: Path | None = None
+        self._deployments: dict[str, list[Deployment]] = {}
+        self._rr: dict[str, itertools.cycle[Deployment]] = {}
+        for d in config.deployments:
+            self._deployments.setdefault(d.model_name, []).append(d)
+        for name, ds in self._deployments.items():
+            self._rr[name] = itertools.cycle(ds)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def deployment(self, model: str) -> Deployment | None:
+        """One deployment of `model`, round-robin across its deployments."""
+        rr = self._rr.get(model)
+        return next(rr) if rr is not None else None
+
+    def has_model(self, model: str) -> bool:
+        return model in self._deployments
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.cache.load()
+        await self.upstream.start()
+        if self.config.lago_enabled:
+            self.billing = billing.LagoSettings.from_env()
+            self.pipeline = self._open_pipeline(self.billing)
+        self._tasks.append(asyncio.create_task(
+            self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
+
+    def _open_pipeline(self, settings: billing.LagoSettings) -> core.Pipeline:
+        # One spool per process: each worker takes the first free slot (the spool's own lock says
+        # which are taken), so a restarted worker picks up what a dead one left.
+        base = Path(os.environ.get("LLMBILL_SPOOL_DIR") or Path(self.database_dir()) / "spool")
+        last: Exception | None = None
+        for slot in range(MAX_SPOOL_SLOTS):
+            slot_dir = base / f"slot-{slot}"
+            try:
+                pipeline = billing.open_pipeline(settings.__class__(**{**settings.__dict__, "spool_dir": slot_dir,
+                                                                        "sink_file": self._sink_file(settings)}))
+            except core.Error as exc:
+                if "in use by another" in str(exc):
+                    last = exc
+                    continue
+                raise
+            self.spool_dir = slot_dir
+            return pipeline
+        raise RuntimeError(f"no free spool slot under {base}: {last}")
+
+    def _sink_file(self, settings: billing.LagoSettings) -> Path:
+        if os.environ.get("LLMBILL_SINK_FILE"):
+            return settings.sink_file
+        return Path(self.database_dir()) / "lago-events.jsonl"
+
+    def database_dir(self) -> str:
+        url = self.config.database_url
+        if url.startswith("sqlite:///"):
+            return str(Path(url[len("sqlite:///"):]).parent)
+        return os.getcwd()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.spend.flush()
+        if self.pipeline is not None:
+            pipeline, self.pipeline = self.pipeline, None
+            await asyncio.to_thread(pipeline.close, self.billing.exit_flush_s if self.billing else 5.0)
+        await self.upstream.close()
+        await self.store.close()

@@ -1,0 +1,150 @@
+"""The proxy's storage contract: one interface, two backends (SQLite, PostgreSQL), same behaviour.
+
+Records are plain dicts (JSON-compatible, plus `Decimal` for money and timezone-aware `datetime` for
+times). Each entity kind has an id field and a `spend` (exact Decimal USD) that only `apply_spend`
+changes, atomically, so many proxy processes can share one database.
+
+Entity kinds and their id field:
+    key       token_hash   (sha256 hex of the raw key; the raw key is never stored)
+    team      team_id
+    user      user_id      (internal users)
+    customer  user_id      (end users: the OpenAI `user` field)
+    budget    budget_id    (pricing tiers; no spend of their own)
+
+Indexed fields a `list` may filter on: key: team_id, user_id, key_alias; team: —; user: user_email;
+customer: budget_id. Every other field lives in the record and round-trips unchanged.
+
+Every change made through `insert`/`update`/`delete` bumps `version()`, so other processes notice that
+their caches are stale by polling it (cheap) and reloading.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+Record = dict[str, Any]
+
+KINDS: dict[str, str] = {
+    "key": "token_hash",
+    "team": "team_id",
+    "user": "user_id",
+    "customer": "user_id",
+    "budget": "budget_id",
+}
+INDEXED: dict[str, tuple[str, ...]] = {
+    "key": ("team_id", "user_id", "key_alias"),
+    "team": (),
+    "user": ("user_email",),
+    "customer": ("budget_id",),
+    "budget": (),
+}
+
+
+class StoreError(Exception):
+    """A storage failure (connection lost, constraint broken) the caller reports as a 5xx/503."""
+
+
+class DuplicateError(StoreError):
+    """insert() of an id that exists."""
+
+
+@dataclass(frozen=True)
+class SpendLog:
+    """One row per billed call (GET /spend/logs)."""
+
+    request_id: str
+    call_type: str  # chat_completion | completion | embedding
+    model: str  # the model name the client asked for
+    api_key: str  # token_hash ("" for the master key)
+    user: str  # internal user id of the key
+    team_id: str
+    end_user: str  # customer
+    spend: Decimal
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    start_time: datetime
+    end_time: datetime
+    status: str  # success
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"unpriced": true, "estimated": true}
+
+
+@dataclass
+class SpendBatch:
+    """What a flush writes in one transaction: spend increments per (kind, id), and the log rows.
+
+    Customers in `increments` that do not exist yet are created (upserted) with that spend; other
+    missing entities are skipped (their record was deleted meanwhile)."""
+
+    increments: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    logs: list[SpendLog] = field(default_factory=list)
+
+    def add(self, kind: str, ident: str, amount: Decimal) -> None:
+        if ident:
+            key = (kind, ident)
+            self.increments[key] = self.increments.get(key, Decimal(0)) + amount
+
+    def __bool__(self) -> bool:
+        return bool(self.increments or self.logs)
+
+
+class Store(abc.ABC):
+    """Async storage. Implementations: store.sqlite.SqliteStore, store.postgres.PostgresStore."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connects and creates or migrates the schema (idempotent; safe for concurrent processes)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """True when the database answers (readiness)."""
+
+    @abc.abstractmethod
+    async def insert(self, kind: str, record: Record) -> Record:
+        """Stores a new record (spend 0 unless given); DuplicateError when the id exists."""
+
+    @abc.abstractmethod
+    async def get(self, kind: str, ident: str) -> Record | None: ...
+
+    @abc.abstractmethod
+    async def update(self, kind: str, ident: str, fields: Mapping[str, Any]) -> Record | None:
+        """Merges `fields` into the record (a None value stores None); returns the new record or None
+        when absent. `spend` cannot be set here (use apply_spend / reset_spend)."""
+
+    @abc.abstractmethod
+    async def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
+        """Deletes those that exist; returns their ids."""
+
+    @abc.abstractmethod
+    async def list(self, kind: str, filters: Mapping[str, Any] | None = None, offset: int = 0,
+                   limit: int | None = None) -> list[Record]:
+        """Records matching every filter (equality on INDEXED fields), ordered by creation."""
+
+    @abc.abstractmethod
+    async def apply_spend(self, batch: SpendBatch) -> None:
+        """Adds every increment and inserts every log in one transaction (all or nothing)."""
+
+    @abc.abstractmethod
+    async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
+        """Sets spend to 0 and the record's `budget_reset_at` (budget windows)."""
+
+    @abc.abstractmethod
+    async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
+                         end: datetime | None = None, limit: int = 1000) -> list[SpendLog]:
+        """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
+        end_user, model, request_id."""
+
+    @abc.abstractmethod
+    async def version(self) -> int:
+        """A number that grows with every insert/update/delete (not with spend)."""

@@ -1,0 +1,51 @@
+"""Makes the shared fakes importable as `tests.python.fakes` however pytest is started, and holds
+the fixtures the Lago end-to-end tests share (a fake Lago, pipelines that are always closed).
+
+`python -m pytest` already puts the repository root on sys.path; the `pytest` script does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import pytest
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+if TYPE_CHECKING:
+    from llmbill._core import Pipeline
+    from tests.python.fakes.lago import FakeLago
+
+
+@pytest.fixture
+def fake_lago() -> Iterator[FakeLago]:
+    """A strict fake Lago on a free loopback port, key `lago_support.KEY`, stopped afterwards."""
+    from tests.python.fakes.lago import FakeLago
+    from tests.python.lago_support import KEY
+
+    with FakeLago(api_key=KEY) as lago:
+        yield lago
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+    """A factory of llmbill Pipelines with test-speed timings (see `lago_support.FAST`), spooling
+    under tmp_path/spool unless told otherwise. Every pipeline it made is closed at teardown."""
+    import llmbill
+    from tests.python.lago_support import FAST
+
+    opened: list[Pipeline] = []
+
+    def make(**options: Any) -> Pipeline:
+        settings: dict[str, Any] = {"spool_dir": tmp_path / "spool", **FAST, **options}
+        pipeline = llmbill.Pipeline(**settings)
+        opened.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in reversed(opened):
+        pipeline.close(0.5)

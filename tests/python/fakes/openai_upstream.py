@@ -1,0 +1,188 @@
+"""A fake OpenAI-compatible upstream for the proxy's tests: chat, completions, embeddings, SSE
+streams with OpenAI's usage rules, and faults (an error status, a reply without usage, a stream cut
+mid-way, a slow reply). It records every request so tests can see what the proxy forwarded.
+
+    with FakeOpenAI() as up:             # http://127.0.0.1:<port>/v1
+        up.usage = {"prompt_tokens": 12, "completion_tokens": 7}
+        up.fail_next(1, 500)
+        ...
+        up.requests[-1]["body"]["stream_options"]
+
+Runnable as a process for benchmarks: `python tests/python/fakes/openai_upstream.py --port N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Json = dict[str, Any]
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default 5 stalls concurrent clients
+    daemon_threads = True
+    fake: FakeOpenAI
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else ~40 ms delayed-ACK stalls on keep-alive
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        self.server.fake._handle(self, self.path, body)
+
+    def send_json(self, status: int, data: Json) -> None:
+        payload = json.dumps(data).encode()
+        head = (f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(payload)}\r\n\r\n").encode()
+        self.wfile.write(head + payload)
+        self.wfile.flush()
+
+    def send_stream(self, events: list[bytes], cut_after: int | None, delay: float) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        self.wfile.write(head)
+        for i, event in enumerate(events):
+            if cut_after is not None and i >= cut_after:
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            self.wfile.flush()
+            if delay:
+                time.sleep(delay)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class FakeOpenAI:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.usage: Json = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+        self.reply_text = "Hello from the fake upstream."
+        self.requests: list[Json] = []
+        self.delay = 0.0
+        self.chunk_delay = 0.0
+        self.omit_usage = False
+        self.cut_stream_after: int | None = None
+        self._failures: list[tuple[int, Json]] = []
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        self._server.fake = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fail_next(self, n: int = 1, status: int = 500, error: Json | None = None) -> None:
+        body = error or {"error": {"message": f"fake upstream error {status}", "type": "server_error",
+                                   "param": None, "code": None}}
+        with self._lock:
+            self._failures += [(status, body)] * n
+
+    def calls(self, path_suffix: str = "") -> list[Json]:
+        with self._lock:
+            return [r for r in self.requests if r["path"].endswith(path_suffix)]
+
+    # --- replies ------------------------------------------------------------------------------
+    def _handle(self, h: _Handler, path: str, body: Json) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body, "headers": dict(h.headers.items())})
+            failure = self._failures.pop(0) if self._failures else None
+        if self.delay:
+            time.sleep(self.delay)
+        if failure:
+            h.send_json(*failure)
+            return
+        model = body.get("model", "unknown")
+        if path.endswith("/chat/completions"):
+            if body.get("stream"):
+                h.send_stream(self._chat_events(body, model), self.cut_stream_after, self.chunk_delay)
+                return
+            reply: Json = {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                           "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                                        "message": {"role": "assistant", "content": self.reply_text}}]}
+        elif path.endswith("/completions"):
+            reply = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
+                     "choices": [{"index": 0, "text": self.reply_text, "finish_reason": "stop"}]}
+        elif path.endswith("/embeddings"):
+            inputs = body.get("input")
+            n = len(inputs) if isinstance(inputs, list) else 1
+            reply = {"object": "list", "model": model,
+                     "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)]}
+            if not self.omit_usage:
+                reply["usage"] = {"prompt_tokens": self.usage["prompt_tokens"], "total_tokens": self.usage["prompt_tokens"]}
+            h.send_json(200, reply)
+            return
+        else:
+            h.send_json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
+            return
+        if not self.omit_usage:
+            reply["usage"] = dict(self.usage)
+        h.send_json(200, reply)
+
+    def _chat_events(self, body: Json, model: str) -> list[bytes]:
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        events = []
+        for i, word in enumerate(self.reply_text.split(" ")):
+            delta = {"content": word if i == 0 else " " + word}
+            events.append({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage") and not self.omit_usage:
+            events.append({**base, "choices": [], "usage": dict(self.usage)})
+        out = [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events]
+        return out + [b"data: [DONE]\n\n"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(args.port).start()
+    print(f"listening on {fake.url}", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    fake.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    main()
