@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -26,7 +27,8 @@ extern char** environ;
 
 namespace llmbill::bench {
 
-// A child process that prints its port as the first line of stdout; killed (SIGTERM) on destruction.
+// A child process (found on PATH) that prints its port, or a line ending in ":<port>", as the first
+// line of stdout; killed (SIGTERM) and reaped on destruction.
 class ChildServer {
  public:
   explicit ChildServer(const std::vector<std::string>& argv) {
@@ -39,16 +41,18 @@ class ChildServer {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);
     if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
     out_ = ::fdopen(fds[0], "r");
-    char line[64] = {0};
+    char line[256] = {0};
     if (out_ == nullptr || std::fgets(line, sizeof line, out_) == nullptr) {
       throw std::runtime_error(argv[0] + " did not print its port");
     }
-    port_ = std::atoi(line);
+    const char* colon = std::strrchr(line, ':');  // "40123" or "listening on http://127.0.0.1:40123"
+    port_ = std::atoi(colon != nullptr ? colon + 1 : line);
+    if (port_ <= 0) throw std::runtime_error(argv[0] + " printed no port: " + line);
   }
   ~ChildServer() {
     ::kill(pid_, SIGTERM);
@@ -121,12 +125,13 @@ inline int closed_port() {
   return ntohs(addr.sin_port);
 }
 
-// GET url → body when the reply is 200 (the fake's /_stats); nullopt otherwise.
-inline std::optional<std::string> http_get(const std::string& url) {
+// GET (or POST with an empty JSON body) url → the body when the reply is 200; nullopt otherwise.
+inline std::optional<std::string> http_request(const std::string& url, bool post = false) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return std::nullopt;
   std::string body;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  if (post) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t size, size_t n, void* out) {

@@ -3,7 +3,9 @@
 //
 //   POST /api/v1/events/batch   200 {"events_received":N}; 401 on a wrong Bearer key (when --api-key is
 //                               given); 422 no_events / too_many_events (> 100) as Lago does
-//   GET  /_stats                {"requests":R,"events":E}: what it has accepted, for cross-checks
+//   GET  /_fake/stats           {"requests":R,"events":E}: what it has accepted, for cross-checks
+//   POST /_fake/reset           zeroes both counters
+//                               (both routes as in the test suite's fake, tests/python/fakes/lago.py)
 //   anything else               404
 //
 // Events are counted by their "transaction_id" keys, not parsed: this fake measures the sender, it
@@ -74,10 +76,14 @@ std::size_t count_events(std::string_view body) {
 std::string handle(std::string_view method, std::string_view target, std::string_view auth, std::string_view body,
                    bool close) {
   ++g_requests;
-  if (method == "GET" && target == "/_stats") {
+  if (method == "GET" && target == "/_fake/stats") {
     return response(200, "OK",
                     "{\"requests\":" + std::to_string(g_requests) + ",\"events\":" + std::to_string(g_events) + "}",
                     close);
+  }
+  if (method == "POST" && target == "/_fake/reset") {
+    g_requests = g_events = 0;
+    return response(200, "OK", "{}", close);
   }
   if (method != "POST" || target != "/api/v1/events/batch") {
     return response(404, "Not Found", R"({"status":404,"error":"Not Found","code":"resource_not_found"})", close);

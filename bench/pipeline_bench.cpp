@@ -12,11 +12,14 @@
 //   memory/transport_down        VmRSS growth per event queued while Lago is unreachable (a closed
 //                                port), N events, after malloc_trim; beside it the event's own JSON
 //                                size, and the heap bytes in use per event (mallinfo2) as a cross-check.
-// Every pipeline run must deliver exactly N events (checked in the pipeline's stats and, when the fake
-// has /_stats, in the fake's own count) or it is reported as an error, not a result.
+// Every pipeline run must deliver exactly N events (checked in the pipeline's stats and in the fake's
+// own count, GET /_fake/stats) or it is reported as an error, not a result.
 //
-//   pipeline_bench [--quick] [--lago-url URL --api-key K] [any --benchmark_* flag]
-// Without --lago-url it starts bench/fake_lago (built beside it) as a child process.
+//   pipeline_bench [--quick] [--fake python|cpp] [--python EXE] [--lago-url URL --api-key K]
+//                  [any --benchmark_* flag]
+// --fake python (the default when tests/python/fakes/lago.py exists) runs the test suite's strict fake
+// Lago under EXE as a child process; --fake cpp runs bench/fake_lago, built beside this program;
+// --lago-url uses a server already running. Each run resets the fake and checks its event count.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -47,10 +50,13 @@ using llmbill::bench::percentile;
 struct Config {
   std::string lago_url;
   std::string api_key = "bench-key";
+  std::string fake_kind;  // python (the test suite's strict fake), cpp (bench/fake_lago), or external
+  std::string python = "python3";
   std::string fake;  // which fake Lago, for the output
   std::size_t n_sync = 3000;        // every_record: ~0.3 ms an fdatasync here
   std::size_t n_interval = 100000;
   std::size_t n_memory = 100000;
+  std::size_t n_direct = 20000;  // transport_direct: enough 100-event batches to show the ceiling
   int repetitions = 5;
 };
 Config g;
@@ -82,16 +88,26 @@ std::size_t event_bytes() {
   return n;
 }
 
-// Events the fake has accepted so far; -1 when it has no /_stats (an external fake).
+// Both fakes answer these; an external server without them is simply not cross-checked.
+void reset_fake() { llmbill::bench::http_request(g.lago_url + "/_fake/reset", /*post=*/true); }
+
+// Events the fake has accepted so far; -1 when it cannot tell.
 std::int64_t fake_events() {
-  auto body = llmbill::bench::http_get(g.lago_url + "/_stats");
+  auto body = llmbill::bench::http_request(g.lago_url + "/_fake/stats");
   if (!body) return -1;
   auto j = nlohmann::json::parse(*body, nullptr, false);
   return j.is_object() && j.contains("events") ? j["events"].get<std::int64_t>() : -1;
 }
 
+// A prefix no earlier run in this process used: the strict fake rejects a repeated transaction_id.
+std::string unique_prefix() {
+  static int runs = 0;
+  return sample_call().call_id + "-r" + std::to_string(++runs) + "-";
+}
+
 void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int threads, std::size_t n) {
   for (auto _ : state) {
+    reset_fake();  // the test suite's fake keeps every event: start each run empty
     llmbill::bench::TempDir dir;
     llmbill::PipelineOptions options;
     options.events = event_options();
@@ -101,9 +117,10 @@ void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int thre
     llmbill::Pipeline pipeline(options, llmbill::make_lago_transport(g.lago_url, g.api_key));
 
     std::vector<std::vector<double>> latencies(static_cast<std::size_t>(threads));
+    const std::string run_prefix = unique_prefix();
     auto submitter = [&](int t, std::size_t count) {
       llmbill::CallRecord call = sample_call();
-      const std::string prefix = call.call_id + "-" + std::to_string(t) + "-";
+      const std::string prefix = run_prefix + std::to_string(t) + "-";
       auto& lat = latencies[static_cast<std::size_t>(t)];
       lat.reserve(count);
       for (std::size_t i = 0; i < count; ++i) {
@@ -183,22 +200,26 @@ void disk_baseline(benchmark::State& state, bool sync, std::size_t n) {
 
 // Prebuilt 100-event batches straight through the transport to the fake: its ceiling.
 void transport_baseline(benchmark::State& state, std::size_t n) {
+  // Ids are unique across batches (the strict fake rejects resends); building them is not timed.
   std::vector<std::string> events;
   llmbill::CallRecord call = sample_call();
-  for (int i = 0; i < 100; ++i) {
-    call.call_id = "direct-" + std::to_string(i);
+  const std::string prefix = unique_prefix();
+  for (std::size_t i = 0; i < std::max<std::size_t>(100, n / 100 * 100); ++i) {
+    call.call_id = prefix + std::to_string(i);
     events.push_back(llmbill::build_lago_events(call, event_options()).events.at(0));
   }
-  std::vector<const std::string*> batch;
-  for (const auto& e : events) batch.push_back(&e);
-  const std::size_t batches = std::max<std::size_t>(1, n / batch.size());
+  const std::size_t batches = events.size() / 100;
+  std::vector<std::vector<const std::string*>> batch_list(batches);
+  for (std::size_t i = 0; i < batches * 100; ++i) batch_list[i / 100].push_back(&events[i]);
   for (auto _ : state) {
+    reset_fake();
     auto transport = llmbill::make_lago_transport(g.lago_url, g.api_key);
     std::vector<double> lat;
+    const std::int64_t fake_before = fake_events();
     const auto start = Clock::now();
     for (std::size_t i = 0; i < batches; ++i) {
       const auto t0 = Clock::now();
-      llmbill::HttpReply reply = transport->send(batch);
+      llmbill::HttpReply reply = transport->send(batch_list[i]);
       lat.push_back(micros(Clock::now() - t0));
       if (reply.status != 200) {
         state.SkipWithError(("fake Lago answered " + std::to_string(reply.status) + " " + reply.transport_error).c_str());
@@ -206,8 +227,14 @@ void transport_baseline(benchmark::State& state, std::size_t n) {
       }
     }
     const double total = seconds(Clock::now() - start);
+    const std::int64_t fake_after = fake_before < 0 ? -1 : fake_events();
+    if (fake_before >= 0 && fake_after - fake_before != static_cast<std::int64_t>(batches * 100)) {
+      state.SkipWithError(("the fake stored " + std::to_string(fake_after - fake_before) + " of " +
+                           std::to_string(batches * 100) + " events").c_str());
+      return;
+    }
     state.SetIterationTime(total);
-    state.counters["events_per_s"] = static_cast<double>(batches * batch.size()) / total;
+    state.counters["events_per_s"] = static_cast<double>(batches * 100) / total;
     state.counters["batch_p50_us"] = percentile(lat, 0.50);
     state.counters["batch_p99_us"] = percentile(lat, 0.99);
   }
@@ -224,7 +251,7 @@ void memory_transport_down(benchmark::State& state, std::size_t n) {
     const std::string down = "http://127.0.0.1:" + std::to_string(llmbill::bench::closed_port());
     llmbill::Pipeline pipeline(options, llmbill::make_lago_transport(down, g.api_key));
     llmbill::CallRecord call = sample_call();
-    const std::string prefix = call.call_id + "-down-";
+    const std::string prefix = unique_prefix();
     constexpr std::size_t kWarmup = 1000;  // first segment, first batch in flight, allocator arenas
     for (std::size_t i = 0; i < kWarmup; ++i) {
       call.call_id = prefix + "w" + std::to_string(i);
@@ -293,6 +320,8 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--lago-url" && i + 1 < argc) g.lago_url = argv[++i];
+    else if (a == "--fake" && i + 1 < argc) g.fake_kind = argv[++i];
+    else if (a == "--python" && i + 1 < argc) g.python = argv[++i];
     else if (a == "--api-key" && i + 1 < argc) g.api_key = argv[++i];
     else passthrough.push_back(a);
   }
@@ -300,17 +329,28 @@ int main(int argc, char** argv) {
     g.n_sync = 500;
     g.n_interval = 20000;
     g.n_memory = 100000;
+    g.n_direct = 5000;
     g.repetitions = 1;
   }
+  const std::string python_fake = std::string(LLMBILL_SOURCE_DIR) + "/tests/python/fakes/lago.py";
+  if (!g.lago_url.empty()) g.fake_kind = "external";
+  if (g.fake_kind.empty()) g.fake_kind = std::filesystem::exists(python_fake) ? "python" : "cpp";
   std::unique_ptr<llmbill::bench::ChildServer> fake;
-  if (g.lago_url.empty()) {
+  if (g.fake_kind == "python") {
+    fake = std::make_unique<llmbill::bench::ChildServer>(std::vector<std::string>{
+        g.python, python_fake, "--port", "0", "--api-key", g.api_key, "--no-request-log"});
+    g.fake = "tests/python/fakes/lago.py (the test suite's strict fake, ThreadingHTTPServer), own process";
+  } else if (g.fake_kind == "cpp") {
     fake = std::make_unique<llmbill::bench::ChildServer>(
         std::vector<std::string>{LLMBILL_FAKE_LAGO, "--port", "0", "--api-key", g.api_key});
-    g.lago_url = "http://127.0.0.1:" + std::to_string(fake->port());
-    g.fake = "bench/fake_lago.cpp (C++, epoll, keep-alive, TCP_NODELAY) at " + g.lago_url;
-  } else {
+    g.fake = "bench/fake_lago.cpp (C++ epoll responder, keep-alive, TCP_NODELAY), own process";
+  } else if (g.fake_kind == "external") {
     g.fake = "external at " + g.lago_url;
+  } else {
+    std::fprintf(stderr, "pipeline_bench: --fake takes python or cpp\n");
+    return 2;
   }
+  if (fake) g.lago_url = "http://127.0.0.1:" + std::to_string(fake->port());
 
   std::vector<std::string> args{argv[0], "--benchmark_enable_random_interleaving=true"};
   args.insert(args.end(), passthrough.begin(), passthrough.end());
@@ -333,7 +373,7 @@ int main(int argc, char** argv) {
   reg("pipeline/interval/threads:1", [](benchmark::State& s) { pipeline_run(s, FsyncPolicy::interval, 1, g.n_interval); });
   reg("baseline/write+fdatasync", [](benchmark::State& s) { disk_baseline(s, true, g.n_sync); });
   reg("baseline/write", [](benchmark::State& s) { disk_baseline(s, false, g.n_interval); });
-  reg("baseline/transport_direct", [](benchmark::State& s) { transport_baseline(s, g.n_interval); });
+  reg("baseline/transport_direct", [](benchmark::State& s) { transport_baseline(s, g.n_direct); });
   reg("memory/transport_down", [](benchmark::State& s) { memory_transport_down(s, g.n_memory); });
 
   std::printf("fake Lago: %s\nevent JSON: %zu bytes\n", g.fake.c_str(), event_bytes());

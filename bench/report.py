@@ -5,7 +5,8 @@ cost_python.py's JSON. Every figure is printed beside the same-run baseline it i
 the ratio between them; a benchmark that reported an error makes the whole run fail (a run with
 errors is not a result).
 
-    python bench/report.py --cost-cpp A.json --pipeline B.json --cost-python C.json --out R.json [--meta k=v ...]
+    python bench/report.py --cost-cpp A.json --pipeline LABEL=B.json [--pipeline LABEL2=B2.json]
+                           --cost-python C.json --out R.json [--meta k=v ...]
 """
 
 from __future__ import annotations
@@ -45,12 +46,10 @@ def row(scenario: str, what: str, value: float | None, unit: str, base_name: str
             "baseline_value": base, "ratio": ratio(value, base), "target": target}
 
 
-def build_rows(cpp: dict[str, dict[str, Any]], pipe: dict[str, dict[str, Any]], py: dict[str, Any]) -> list[dict[str, Any]]:
+def build_rows(cpp: dict[str, dict[str, Any]], pipes: dict[str, dict[str, dict[str, Any]]],
+               py: dict[str, Any]) -> list[dict[str, Any]]:
     def c(name: str, counter: str = "items_per_second") -> float | None:
         return cpp.get(name, {}).get(counter)
-
-    def p(name: str, counter: str) -> float | None:
-        return pipe.get(name, {}).get(counter)
 
     rows = [
         row("6 cost, C++", "llmbill resolve + compute_cost", c("BM_llmbill_resolve_cost"), "calls/s",
@@ -73,31 +72,47 @@ def build_rows(cpp: dict[str, dict[str, Any]], pipe: dict[str, dict[str, Any]], 
         rows.append(row("6 cost, Python", "PriceTable.cost(model, Usage)", table, "calls/s",
                         "litellm.completion_cost", lite, "≥ 200x"))
 
+    for label, pipe in pipes.items():
+        rows += pipeline_rows(f"5 pipeline, {label}", pipe)
+    for pipe in pipes.values():
+        if "memory/transport_down" in pipe:
+            m = pipe["memory/transport_down"]
+            rows.append(row("5 pipeline", "memory per queued event (Lago down, VmRSS)", m.get("bytes_per_event"), "B",
+                            "the event's JSON size", m.get("event_json_bytes")))
+            rows.append(row("5 pipeline", "heap in use per queued event (mallinfo2)", m.get("heap_bytes_per_event"), "B",
+                            "the event's JSON size", m.get("event_json_bytes")))
+            break
+    return rows
+
+
+def pipeline_rows(scenario: str, pipe: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def p(name: str, counter: str) -> float | None:
+        return pipe.get(name, {}).get(counter)
+
     er1, er4, iv = "pipeline/every_record/threads:1", "pipeline/every_record/threads:4", "pipeline/interval/threads:1"
     sync, write = "baseline/write+fdatasync", "baseline/write"
     direct = "baseline/transport_direct"
-    rows += [
-        row("5 pipeline", "every_record, 1 thread: events/s to Lago", p(er1, "events_per_s"), "events/s",
+    return [
+        row(scenario, "every_record, 1 thread: events/s to Lago", p(er1, "events_per_s"), "events/s",
             "write+fdatasync per record", p(sync, "events_per_s")),
-        row("5 pipeline", "every_record, 4 threads: events/s to Lago", p(er4, "events_per_s"), "events/s",
+        row(scenario, "every_record, 4 threads: events/s to Lago", p(er4, "events_per_s"), "events/s",
             "write+fdatasync per record", p(sync, "events_per_s")),
-        row("5 pipeline", "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
+        row(scenario, "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
             "transport direct to the fake", p(direct, "events_per_s"), "≥ 50k/s"),
-        row("5 pipeline", "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
+        row(scenario, "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
             "write(2) per record, no sync", p(write, "events_per_s")),
-        row("5 pipeline", "every_record submit p50", p(er1, "submit_p50_us"), "µs", "write+fdatasync p50",
+        row(scenario, "transport direct: the fake's ceiling (100-event batches)", p(direct, "events_per_s"), "events/s",
+            "", None),
+        row(scenario, "every_record submit p50", p(er1, "submit_p50_us"), "µs", "write+fdatasync p50",
             p(sync, "submit_p50_us")),
-        row("5 pipeline", "every_record submit p99", p(er1, "submit_p99_us"), "µs", "write+fdatasync p99",
+        row(scenario, "every_record submit p99", p(er1, "submit_p99_us"), "µs", "write+fdatasync p99",
             p(sync, "submit_p99_us")),
-        row("5 pipeline", "interval submit p50", p(iv, "submit_p50_us"), "µs", "write(2) p50", p(write, "submit_p50_us")),
-        row("5 pipeline", "interval submit p99", p(iv, "submit_p99_us"), "µs", "write(2) p99", p(write, "submit_p99_us"),
+        row(scenario, "interval submit p50", p(iv, "submit_p50_us"), "µs", "write(2) p50", p(write, "submit_p50_us")),
+        row(scenario, "interval submit p99", p(iv, "submit_p99_us"), "µs", "write(2) p99", p(write, "submit_p99_us"),
             "≤ 20 µs"),
-        row("5 pipeline", "every_record: last submit → flush() returned", p(er1, "flush_ms"), "ms", "", None),
-        row("5 pipeline", "interval: last submit → flush() returned", p(iv, "flush_ms"), "ms", "", None),
-        row("5 pipeline", "memory per queued event (Lago down)", p("memory/transport_down", "bytes_per_event"), "B",
-            "the event's JSON size", p("memory/transport_down", "event_json_bytes")),
+        row(scenario, "every_record: last submit → flush() returned", p(er1, "flush_ms"), "ms", "", None),
+        row(scenario, "interval: last submit → flush() returned", p(iv, "flush_ms"), "ms", "", None),
     ]
-    return rows
 
 
 def fmt(v: float | None, unit: str = "") -> str:
@@ -111,7 +126,9 @@ def fmt(v: float | None, unit: str = "") -> str:
 def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
     lines = [
         f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} "
-        f"({meta.get('mode', '')}; {meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; fake Lago: {meta.get('fake_lago', '?')})",
+        f"({meta.get('mode', '')}; {meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})",
+        "",
+        *[f"- fake Lago {k[len('fake_lago['):-1]}: {v}" for k, v in meta.items() if k.startswith("fake_lago[")],
         "",
         "| scenario | figure | value | same-run baseline | baseline value | ratio | target |",
         "|---|---|---:|---|---:|---:|---|",
@@ -126,7 +143,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cost-cpp", required=True)
-    ap.add_argument("--pipeline", required=True)
+    ap.add_argument("--pipeline", action="append", required=True, metavar="LABEL=PATH",
+                    help="pipeline_bench JSON, labelled by the fake Lago it ran against (repeatable)")
     ap.add_argument("--cost-python", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--meta", nargs="*", default=[], help="key=value pairs recorded with the run")
@@ -135,19 +153,25 @@ def main() -> None:
 
     with open(args.cost_cpp, encoding="utf-8") as f:
         cpp_raw = json.load(f)
-    with open(args.pipeline, encoding="utf-8") as f:
-        pipe_raw = json.load(f)
+    pipe_raws = {}
+    for spec in args.pipeline:
+        label, path = spec.split("=", 1)
+        with open(path, encoding="utf-8") as f:
+            pipe_raws[label] = json.load(f)
     with open(args.cost_python, encoding="utf-8") as f:
         py = json.load(f)
     cpp, cpp_errors = figures(cpp_raw)
-    pipe, pipe_errors = figures(pipe_raw)
-    meta.setdefault("fake_lago", pipe_raw.get("context", {}).get("fake_lago", "?"))
-    rows = build_rows(cpp, pipe, py)
+    pipes, errors = {}, list(cpp_errors)
+    for label, raw in pipe_raws.items():
+        pipes[label], pipe_errors = figures(raw)
+        errors += pipe_errors
+        meta[f"fake_lago[{label}]"] = raw.get("context", {}).get("fake_lago", "?")
+    rows = build_rows(cpp, pipes, py)
     result = {
         "meta": meta,
         "rows": rows,
-        "errors": cpp_errors + pipe_errors,
-        "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raw, "cost_python": py},
+        "errors": errors,
+        "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raws, "cost_python": py},
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
