@@ -132,7 +132,7 @@ inline std::optional<std::string> http_request(const std::string& url, bool post
   std::string body;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   if (post) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* p, size_t size, size_t n, void* out) {
     static_cast<std::string*>(out)->append(p, size * n);

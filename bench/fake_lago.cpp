@@ -4,6 +4,7 @@
 //   POST /api/v1/events/batch   200 {"events_received":N}; 401 on a wrong Bearer key (when --api-key is
 //                               given); 422 no_events / too_many_events (> 100) as Lago does
 //   GET  /_fake/stats           {"requests":R,"events":E}: what it has accepted, for cross-checks
+//   GET  /_fake/wait?...        {"events":E} at once (the Python fake's form waits for a count)
 //   POST /_fake/reset           zeroes both counters
 //                               (both routes as in the test suite's fake, tests/python/fakes/lago.py)
 //   anything else               404
@@ -80,6 +81,9 @@ std::string handle(std::string_view method, std::string_view target, std::string
     return response(200, "OK",
                     "{\"requests\":" + std::to_string(g_requests) + ",\"events\":" + std::to_string(g_events) + "}",
                     close);
+  }
+  if (method == "GET" && target.starts_with("/_fake/wait")) {  // never waits: counts only
+    return response(200, "OK", "{\"events\":" + std::to_string(g_events) + "}", close);
   }
   if (method == "POST" && target == "/_fake/reset") {
     g_requests = g_events = 0;

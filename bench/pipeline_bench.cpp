@@ -13,7 +13,7 @@
 //                                port), N events, after malloc_trim; beside it the event's own JSON
 //                                size, and the heap bytes in use per event (mallinfo2) as a cross-check.
 // Every pipeline run must deliver exactly N events (checked in the pipeline's stats and in the fake's
-// own count, GET /_fake/stats) or it is reported as an error, not a result.
+// own count, GET /_fake/wait?count=0) or it is reported as an error, not a result.
 //
 //   pipeline_bench [--quick] [--fake python|cpp] [--python EXE] [--lago-url URL --api-key K]
 //                  [any --benchmark_* flag]
@@ -91,9 +91,10 @@ std::size_t event_bytes() {
 // Both fakes answer these; an external server without them is simply not cross-checked.
 void reset_fake() { llmbill::bench::http_request(g.lago_url + "/_fake/reset", /*post=*/true); }
 
-// Events the fake has accepted so far; -1 when it cannot tell.
+// Events the fake has stored so far; -1 when it cannot tell. (/_fake/wait with count=0 answers at
+// once with the count; the Python fake's /_fake/stats deep-copies every event, seconds at 100k.)
 std::int64_t fake_events() {
-  auto body = llmbill::bench::http_request(g.lago_url + "/_fake/stats");
+  auto body = llmbill::bench::http_request(g.lago_url + "/_fake/wait?count=0&timeout=1");
   if (!body) return -1;
   auto j = nlohmann::json::parse(*body, nullptr, false);
   return j.is_object() && j.contains("events") ? j["events"].get<std::int64_t>() : -1;
