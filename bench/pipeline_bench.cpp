@@ -3,7 +3,8 @@
 // each figure is read against:
 //   pipeline/<policy>/threads:T  events/s from the first submit until flush() returned (all delivered);
 //                                the caller's submit latency p50/p99 (steady_clock around each call);
-//                                flush_ms: time from the last submit until flush() returned.
+//                                flush_ms: time from the last submit until flush() returned;
+//                                cpu_us_per_event: the process's CPU time (all threads) per event.
 //   baseline/write+fdatasync     the disk's own ceiling: one write(2) + fdatasync per record of the same
 //                                size in the same file system (what every_record cannot beat).
 //   baseline/write               one write(2) per record, no sync (the floor of any spool append).
@@ -23,6 +24,7 @@
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,7 +55,7 @@ struct Config {
   std::string fake_kind;  // python (the test suite's strict fake), cpp (bench/fake_lago), or external
   std::string python = "python3";
   std::string fake;  // which fake Lago, for the output
-  std::size_t n_sync = 3000;        // every_record: ~0.3 ms an fdatasync here
+  std::size_t n_sync = 1000;  // every_record: an fdatasync takes 0.25 to 4 ms here, by the disk's load
   std::size_t n_interval = 100000;
   std::size_t n_memory = 100000;
   std::size_t n_direct = 20000;  // transport_direct: enough 100-event batches to show the ceiling
@@ -62,6 +64,14 @@ struct Config {
 Config g;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// CPU seconds used by this process so far, every thread (the submitter and the sender) included.
+double process_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
 double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 llmbill::EventOptions event_options() { return {.codes = {"llm_usage"}, .charge_by = llmbill::ChargeBy::end_user_id}; }
@@ -131,6 +141,7 @@ void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int thre
         lat.push_back(micros(Clock::now() - t0));
       }
     };
+    const double cpu_start = process_cpu_seconds();
     const auto start = Clock::now();
     if (threads == 1) {
       submitter(0, n);
@@ -142,6 +153,7 @@ void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int thre
     const auto submitted = Clock::now();
     const bool flushed = pipeline.flush(std::chrono::seconds(120));
     const auto done = Clock::now();
+    const double cpu = process_cpu_seconds() - cpu_start;
     const llmbill::PipelineStats stats = pipeline.stats();
     pipeline.close(std::chrono::seconds(5));
 
@@ -166,6 +178,7 @@ void pipeline_run(benchmark::State& state, llmbill::FsyncPolicy policy, int thre
     state.counters["submit_p999_us"] = percentile(all, 0.999);
     state.counters["submit_max_us"] = all.back();
     state.counters["batches"] = static_cast<double>(stats.batches);
+    state.counters["cpu_us_per_event"] = cpu * 1e6 / static_cast<double>(expected);
     state.counters["fake_checked"] = fake_before >= 0 ? 1 : 0;
   }
 }
@@ -178,6 +191,7 @@ void disk_baseline(benchmark::State& state, bool sync, std::size_t n) {
     int fd = ::open((dir.path() / "records.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     std::vector<double> lat;
     lat.reserve(n);
+    const double cpu_start = process_cpu_seconds();
     const auto start = Clock::now();
     for (std::size_t i = 0; i < n; ++i) {
       const auto t0 = Clock::now();
@@ -191,9 +205,11 @@ void disk_baseline(benchmark::State& state, bool sync, std::size_t n) {
       }
     }
     const double total = seconds(Clock::now() - start);
+    const double cpu = process_cpu_seconds() - cpu_start;
     ::close(fd);
     state.SetIterationTime(total);
     state.counters["events_per_s"] = static_cast<double>(n) / total;
+    state.counters["cpu_us_per_event"] = cpu * 1e6 / static_cast<double>(n);
     state.counters["submit_p50_us"] = percentile(lat, 0.50);
     state.counters["submit_p99_us"] = percentile(lat, 0.99);
   }

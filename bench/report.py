@@ -110,6 +110,8 @@ def pipeline_rows(scenario: str, pipe: dict[str, dict[str, Any]]) -> list[dict[s
         row(scenario, "interval submit p50", p(iv, "submit_p50_us"), "µs", "write(2) p50", p(write, "submit_p50_us")),
         row(scenario, "interval submit p99", p(iv, "submit_p99_us"), "µs", "write(2) p99", p(write, "submit_p99_us"),
             "≤ 20 µs"),
+        row(scenario, "interval: CPU per event, all threads of the process", p(iv, "cpu_us_per_event"), "µs",
+            "write(2): CPU per record", p(write, "cpu_us_per_event")),
         row(scenario, "every_record: last submit → flush() returned", p(er1, "flush_ms"), "ms", "", None),
         row(scenario, "interval: last submit → flush() returned", p(iv, "flush_ms"), "ms", "", None),
     ]
