@@ -343,10 +343,10 @@ int main(int argc, char** argv) {
     else passthrough.push_back(a);
   }
   if (quick) {
-    g.n_sync = 500;
-    g.n_interval = 20000;
+    g.n_sync = 200;
+    g.n_interval = 10000;
     g.n_memory = 100000;
-    g.n_direct = 5000;
+    g.n_direct = 3000;
     g.repetitions = 1;
   }
   const std::string python_fake = std::string(LLMBILL_SOURCE_DIR) + "/tests/python/fakes/lago.py";
