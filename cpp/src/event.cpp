@@ -103,6 +103,7 @@ BuiltEvents build_lago_events(const CallRecord& call, const EventOptions& option
   for (const auto& code : options.codes) {
     std::string id = several ? call.call_id + ":" + code : call.call_id;
     out.events.push_back(event_json(call, code, id, subscription).dump());
+    out.events.back().shrink_to_fit();  // queued while Lago is down: keep only the bytes
   }
   return out;
 }
