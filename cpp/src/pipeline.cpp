@@ -46,6 +46,9 @@ PipelineOptions with_defaults(PipelineOptions o) {
   if (o.spool.dir.empty()) throw Error("billing pipeline: no spool directory (LLMBILL_SPOOL_DIR)");
   if (o.dead_letter_file.empty()) o.dead_letter_file = o.spool.dir / "deadletters.jsonl";
   o.max_batch = std::clamp<std::size_t>(o.max_batch, 1, 100);
+  // Interval fsyncs run on the pipeline's syncer thread, never inside submit(): a submitting thread
+  // (the proxy's event loop) would otherwise wait out a whole fdatasync every fsync_interval.
+  if (o.spool.fsync == FsyncPolicy::interval) o.spool.sync_in_background = true;
   return o;
 }
 
@@ -65,6 +68,7 @@ Pipeline::Pipeline(PipelineOptions options, std::unique_ptr<Transport> transport
   stats_.recovered = recovered.size();
   queue_spooled(std::move(recovered));
   sender_ = std::thread([this] { run(); });
+  if (options_.spool.sync_in_background) syncer_ = std::thread([this] { sync_loop(); });
 }
 
 Pipeline::~Pipeline() { close(std::chrono::seconds(5)); }
@@ -148,8 +152,10 @@ bool Pipeline::close(std::chrono::milliseconds timeout) {
   }
   transport_->interrupt();  // a send in progress returns now; its events stay in the spool
   wake_.notify_all();
+  sync_wake_.notify_all();
   settled_.notify_all();
   if (sender_.joinable()) sender_.join();
+  if (syncer_.joinable()) syncer_.join();
   std::unique_lock spool_lock(spool_mu_);
   spool_->sync();
   final_warnings_ = spool_->warnings();
@@ -221,6 +227,19 @@ void Pipeline::run() {
       std::unique_lock lock(mu_);
       wake_.wait_for(lock, wait, [&] { return stopping_; });
     }
+  }
+}
+
+// The interval policy's fsyncs: every fsync_interval, whatever the sender is doing (a send can take
+// seconds when Lago is slow), so a record is on disk at most about one interval after submit().
+void Pipeline::sync_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    sync_wake_.wait_for(lock, options_.spool.fsync_interval, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    spool_->maybe_sync();  // close() joins this thread before it releases the spool
+    lock.lock();
   }
 }
 

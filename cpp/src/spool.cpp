@@ -458,7 +458,8 @@ std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads,
     pending += n;
     written_seq = seqs.back();
     do_sync = opt.fsync == FsyncPolicy::every_record ||
-              (opt.fsync == FsyncPolicy::interval && Clock::now() - last_sync >= opt.fsync_interval);
+              (opt.fsync == FsyncPolicy::interval && !opt.sync_in_background &&
+               Clock::now() - last_sync >= opt.fsync_interval);
   }
   if (do_sync) sync_through(seqs.back());
   return seqs;

@@ -88,6 +88,7 @@ class Pipeline {
   };
   void queue_spooled(std::vector<Pending> items);
   void run();
+  void sync_loop();
   void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome);
 
   PipelineOptions options_;
@@ -100,6 +101,7 @@ class Pipeline {
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the sender: work, flush or stop
   std::condition_variable settled_;  // flush() waiters
+  std::condition_variable sync_wake_;  // the syncer: stop
   std::deque<Pending> queue_;
   std::size_t in_flight_ = 0;
   std::int64_t in_flight_oldest_ms_ = 0;
@@ -110,6 +112,7 @@ class Pipeline {
   bool closed_ = false;
   PipelineStats stats_;
   std::thread sender_;
+  std::thread syncer_;  // interval fsync policy only
 };
 
 }  // namespace llmbill
