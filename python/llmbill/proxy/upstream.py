@@ -36,6 +36,9 @@ class UpstreamStream:
 class Upstream:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Per deployment, built once: its headers and timeouts (a new ClientTimeout and header dict per
+        # call showed in the profile). Keyed by id(), checked by identity (wildcard deployments come and go).
+        self._prepared: dict[int, tuple[Deployment, dict[str, str], aiohttp.ClientTimeout, aiohttp.ClientTimeout]] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
@@ -47,11 +50,17 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    def _headers(self, d: Deployment) -> dict[str, str]:
-        h = {"content-type": "application/json"}
-        if d.api_key:
-            h["authorization"] = f"Bearer {d.api_key}"
-        return h
+    def _prepare(self, d: Deployment) -> tuple[Deployment, dict[str, str], aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
+        entry = self._prepared.get(id(d))
+        if entry is None or entry[0] is not d:
+            h = {"content-type": "application/json"}
+            if d.api_key:
+                h["authorization"] = f"Bearer {d.api_key}"
+            entry = (d, h, aiohttp.ClientTimeout(total=d.timeout), aiohttp.ClientTimeout(total=None, sock_read=d.timeout))
+            if len(self._prepared) >= 10_000:
+                self._prepared.clear()
+            self._prepared[id(d)] = entry
+        return entry
 
     async def call(self, d: Deployment, route: str, body: dict[str, Any]) -> UpstreamReply:
         if d.provider == "mock":
@@ -61,9 +70,9 @@ class Upstream:
             return UpstreamReply(200, orjson.dumps(reply), "application/json")
         assert self._session is not None
         url = d.api_base + ROUTE_PATHS[route]
+        _, headers, timeout, _ = self._prepare(d)
         try:
-            async with self._session.post(url, data=orjson.dumps(body), headers=self._headers(d),
-                                          timeout=aiohttp.ClientTimeout(total=d.timeout)) as resp:
+            async with self._session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout) as resp:
                 data = await resp.read()
                 return UpstreamReply(resp.status, data, resp.headers.get("content-type", ""))
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -78,9 +87,9 @@ class Upstream:
                                   "text/event-stream", noop)
         assert self._session is not None
         url = d.api_base + ROUTE_PATHS[route]
+        _, headers, _, timeout = self._prepare(d)
         try:
-            resp = await self._session.post(url, data=orjson.dumps(body), headers=self._headers(d),
-                                            timeout=aiohttp.ClientTimeout(total=None, sock_read=d.timeout))
+            resp = await self._session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
