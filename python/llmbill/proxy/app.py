@@ -165,5 +165,9 @@ class ProxyApp:
 
 def app_from_env() -> ProxyApp:
     """For `--workers N`: each worker process builds its app from the config path in the environment."""
+    from .cli import tune_gc
+
     path = os.environ.get("LLMBILL_PROXY_CONFIG") or None
-    return ProxyApp(load_config(path))
+    app = ProxyApp(load_config(path))
+    tune_gc()
+    return app
