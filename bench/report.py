@@ -1,12 +1,13 @@
 """Merges one bench/run into bench/results/<date>-<host>.json and prints it as a Markdown table.
 
-Inputs are the raw outputs of the run: Google Benchmark JSON from cost_bench and pipeline_bench, and
-cost_python.py's JSON. Every figure is printed beside the same-run baseline it is read against and
+Inputs are the raw outputs of the run: Google Benchmark JSON from cost_bench and pipeline_bench,
+cost_python.py's JSON, and proxy_bench.py's JSON (scenarios 1 and 2: direct / llmbill / LiteLLM under
+wrk), which also gets its own table and a chart (chart.py) beside the result. Every figure is printed beside the same-run baseline it is read against and
 the ratio between them; a benchmark that reported an error makes the whole run fail (a run with
 errors is not a result).
 
-    python bench/report.py --cost-cpp A.json --pipeline LABEL=B.json [--pipeline LABEL2=B2.json]
-                           --cost-python C.json --out R.json [--meta k=v ...]
+    python bench/report.py [--cost-cpp A.json --pipeline LABEL=B.json [--pipeline LABEL2=B2.json]
+                            --cost-python C.json] [--proxy P.json] --out R.json [--meta k=v ...]
 """
 
 from __future__ import annotations
@@ -142,42 +143,101 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+SYSTEM_ORDER = ["direct", "llmbill-sqlite", "llmbill-pg", "litellm"]
+
+
+def proxy_markdown(proxy: dict[str, Any]) -> str:
+    """Scenarios 1 and 2: one row per mode, concurrency and system; the direct row of the same mode and
+    concurrency (measured just before) is the baseline for "added" latency."""
+    def n(v: float | None, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        f"Proxies in front of the same fake upstream: {proxy.get('upstream', '')}; load: {proxy.get('load_generator', '')}; "
+        f"{proxy.get('seconds_per_point', 0):g} s per point.",
+        "",
+        "| mode | c | system | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | peak RSS MB | errors | req/s ÷ LiteLLM | CPU ÷ LiteLLM's |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {name: i for i, name in enumerate(SYSTEM_ORDER)}
+    points = sorted(proxy.get("points", []), key=lambda p: (proxy.get("modes", []).index(p["mode"]) if p["mode"] in
+                                                             proxy.get("modes", []) else 9, p["concurrency"],
+                                                             order.get(p["system"], 9)))
+    for p in points:
+        lines.append(
+            f"| {p['mode']} | {p['concurrency']} | {p['system']} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+            f"{n(p.get('added_p50_ms'), '.2f')} | {n(p.get('added_p99_ms'), '.2f')} | {n(p.get('cpu_ms_per_req'), '.3f')} | "
+            f"{n(p.get('peak_rss_mb'), '.0f')} | {p['errors']} | "
+            f"{n(p.get('rps_vs_litellm'), '.1f') + 'x' if p.get('rps_vs_litellm') else '–'} | "
+            f"{n(p.get('cpu_vs_litellm'), '.1f') + 'x' if p.get('cpu_vs_litellm') else '–'} |")
+    lines.append("")
+    for name, info in proxy.get("systems", {}).items():
+        if name == "direct":
+            continue
+        extra = ", ".join(f"{k} {v}" for k, v in (("start-up s", info.get("startup_s")),
+                                                 ("idle RSS MB", _round(info.get("idle_rss_mb"))),
+                                                 ("peak RSS MB", _round(info.get("peak_rss_mb"))),
+                                                 ("served", info.get("served")),
+                                                 ("Lago events", info.get("lago_events"))) if v is not None)
+        lines.append(f"- **{name}**: {extra}. {'; '.join(info.get('notes', []))}")
+    return "\n".join(lines)
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cost-cpp", required=True)
-    ap.add_argument("--pipeline", action="append", required=True, metavar="LABEL=PATH",
+    ap.add_argument("--cost-cpp")
+    ap.add_argument("--pipeline", action="append", default=[], metavar="LABEL=PATH",
                     help="pipeline_bench JSON, labelled by the fake Lago it ran against (repeatable)")
-    ap.add_argument("--cost-python", required=True)
+    ap.add_argument("--cost-python")
+    ap.add_argument("--proxy", help="proxy_bench.py JSON")
     ap.add_argument("--out", required=True)
     ap.add_argument("--meta", nargs="*", default=[], help="key=value pairs recorded with the run")
     args = ap.parse_args()
     meta = dict(kv.split("=", 1) for kv in args.meta)
 
-    with open(args.cost_cpp, encoding="utf-8") as f:
-        cpp_raw = json.load(f)
+    def load(path: str | None) -> Any:
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    cpp_raw = load(args.cost_cpp)
     pipe_raws = {}
     for spec in args.pipeline:
         label, path = spec.split("=", 1)
-        with open(path, encoding="utf-8") as f:
-            pipe_raws[label] = json.load(f)
-    with open(args.cost_python, encoding="utf-8") as f:
-        py = json.load(f)
+        pipe_raws[label] = load(path)
+    py = load(args.cost_python)
+    proxy = load(args.proxy)
     cpp, cpp_errors = figures(cpp_raw)
     pipes, errors = {}, list(cpp_errors)
     for label, raw in pipe_raws.items():
         pipes[label], pipe_errors = figures(raw)
         errors += pipe_errors
         meta[f"fake_lago[{label}]"] = raw.get("context", {}).get("fake_lago", "?")
-    rows = build_rows(cpp, pipes, py)
+    rows = build_rows(cpp, pipes, py) if cpp_raw else []
+    errors += [f"proxy: {e}" for e in proxy.get("errors", [])]
     result = {
         "meta": meta,
         "rows": rows,
+        "proxy": {k: v for k, v in proxy.items() if k != "errors"},
         "errors": errors,
         "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raws, "cost_python": py},
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
-    print(markdown(rows, meta))
+    if rows:
+        print(markdown(rows, meta))
+    if proxy:
+        if rows:
+            print()
+        else:
+            print(f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} ({meta.get('mode', '')}; "
+                  f"{meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})\n")
+        print(proxy_markdown(proxy))
     if result["errors"]:
         print("\nERRORS (this run is not a result):", *result["errors"], sep="\n  ", file=sys.stderr)
         sys.exit(1)
