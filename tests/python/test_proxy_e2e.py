@@ -211,4 +211,4 @@ def test_config_mistake_stops_start_up_with_one_line(tmp_path: Any) -> None:
         proxy.start()
     lines = [line for line in str(info.value).splitlines() if "config error" in line]
     assert lines == ["llmbill-proxy: config error: model_list[0].litellm_params.model: unknown provider 'bogus' "
-                     "in 'bogus/m' (supported: openai, mock)"]
+                     "in 'bogus/m' (supported: openai, text-completion-openai, mock)"]

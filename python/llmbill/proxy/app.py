@@ -11,7 +11,7 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from .routes import budgets, customers, health, keys, llm, orgs, spend
+from .routes import budgets, customers, health, keys, llm, spend, teams, users
 from .state import ProxyState
 from .store.base import StoreError
 
@@ -40,17 +40,33 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         ("GET", "/health/liveliness"): (health.liveliness, PUBLIC),
         ("GET", "/health/liveness"): (health.liveliness, PUBLIC),
         ("GET", "/health/readiness"): (health.readiness, PUBLIC),
-        ("POST", "/key/generate"): (keys.generate, ADMIN),
+        # Key routes check ownership themselves (own keys, team admins, admins): permissions.py.
+        ("POST", "/key/generate"): (keys.generate, ANY_KEY),
         ("GET", "/key/info"): (keys.info, ANY_KEY),
-        ("POST", "/key/update"): (keys.update, ADMIN),
-        ("POST", "/key/delete"): (keys.delete, ADMIN),
-        ("GET", "/key/list"): (keys.list_keys, ADMIN),
-        ("POST", "/team/new"): (orgs.team_new, ADMIN),
-        ("GET", "/team/info"): (orgs.team_info, ANY_KEY),
-        ("GET", "/team/list"): (orgs.team_list, ADMIN),
-        ("POST", "/user/new"): (orgs.user_new, ADMIN),
-        ("GET", "/user/info"): (orgs.user_info, ANY_KEY),
-        ("GET", "/user/list"): (orgs.user_list, ADMIN),
+        ("POST", "/key/update"): (keys.update, ANY_KEY),
+        ("POST", "/key/delete"): (keys.delete, ANY_KEY),
+        ("GET", "/key/list"): (keys.list_keys, ANY_KEY),
+        ("POST", "/key/regenerate"): (keys.regenerate, ANY_KEY),
+        ("POST", "/key/block"): (keys.block, ANY_KEY),
+        ("POST", "/key/unblock"): (keys.unblock, ANY_KEY),
+        ("POST", "/team/new"): (teams.team_new, ADMIN),
+        ("GET", "/team/info"): (teams.team_info, ANY_KEY),
+        ("GET", "/team/list"): (teams.team_list, ANY_KEY),
+        ("POST", "/team/update"): (teams.team_update, ADMIN),
+        ("POST", "/team/delete"): (teams.team_delete, ADMIN),
+        ("POST", "/team/block"): (teams.team_block, ADMIN),
+        ("POST", "/team/unblock"): (teams.team_unblock, ADMIN),
+        ("POST", "/team/member_add"): (teams.member_add, ANY_KEY),
+        ("POST", "/team/member_delete"): (teams.member_delete, ANY_KEY),
+        ("POST", "/team/member_update"): (teams.member_update, ANY_KEY),
+        ("POST", "/user/new"): (users.user_new, ADMIN),
+        ("GET", "/user/info"): (users.user_info, ANY_KEY),
+        ("POST", "/user/update"): (users.user_update, ADMIN),
+        ("POST", "/user/delete"): (users.user_delete, ADMIN),
+        ("GET", "/user/list"): (users.user_list, ADMIN),
+        ("GET", "/global/spend/teams"): (spend.teams, ADMIN),
+        ("GET", "/global/spend/keys"): (spend.keys, ADMIN),
+        ("GET", "/global/spend/end_users"): (spend.end_users, ADMIN),
         ("GET", "/spend/logs"): (spend.logs, ANY_KEY),
         ("POST", "/budget/new"): (budgets.new, ADMIN),
         ("GET", "/budget/info"): (budgets.info, ADMIN),
@@ -121,9 +137,12 @@ class ProxyApp:
             raise auth_error("invalid API key")
         check_key_usable(record)
         user = self.state.cache.get("user", record["user_id"]) if record.get("user_id") else None
-        principal = Principal(is_admin=bool(user and user.get("user_role") == "proxy_admin"), key=record)
+        principal = Principal(str(user.get("user_role") or "internal_user") if user else "internal_user_viewer", record)
         if access == ADMIN and not principal.is_admin:
-            raise auth_error(f"{request.path} needs the master key (or a proxy_admin user's key)", 403)
+            if principal.reads_all and request.method == "GET":
+                return principal
+            raise auth_error(f"{request.method} {request.path} needs the master key or a proxy_admin user's key"
+                             + (" (proxy_admin_viewer is read-only)" if principal.reads_all else ""), 403)
         return principal
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

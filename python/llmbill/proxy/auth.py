@@ -15,9 +15,6 @@ from typing import Any
 from .errors import auth_error
 from .http import Request
 
-ADMIN_ROLES = ("proxy_admin",)
-
-
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -39,17 +36,39 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.headers.get("api-key")
 
 
+ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
+
+
 @dataclass(frozen=True)
 class Principal:
-    is_admin: bool
+    """The caller: the master key (role proxy_admin, no key record), or a virtual key acting with its
+    user's role (a key without a user reads only itself: internal_user_viewer)."""
+
+    role: str
     key: dict[str, Any] | None = None  # the virtual key's record
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "proxy_admin"
+
+    @property
+    def reads_all(self) -> bool:
+        return self.role in ("proxy_admin", "proxy_admin_viewer")
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in ("proxy_admin", "internal_user")
+
+    @property
+    def user_id(self) -> str | None:
+        return self.key.get("user_id") if self.key else None
 
     @property
     def token_hash(self) -> str:
         return self.key["token_hash"] if self.key else ""
 
 
-MASTER = Principal(is_admin=True)
+MASTER = Principal("proxy_admin")
 
 
 def check_key_usable(key: dict[str, Any], now: datetime | None = None) -> None:

@@ -18,7 +18,7 @@ from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
 
-PROVIDERS = ("openai", "mock")
+PROVIDERS = ("openai", "text-completion-openai", "mock")
 KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
 KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token",
                 "cache_read_input_token_cost", "cache_creation_input_token_cost", "input_cost_per_request",
@@ -155,9 +155,9 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
     _expect(api_base, str, f"{pkey}.api_base")
     api_key = _env_ref(params.get("api_key", ""), f"{pkey}.api_key") or ""
     _expect(api_key, str, f"{pkey}.api_key")
-    if provider == "openai" and not api_base:
+    if provider != "mock" and not api_base:
         api_base = os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    if provider == "openai" and not api_key:
+    if provider != "mock" and not api_key:
         api_key = os.environ.get("OPENAI_API_KEY", "")
     timeout = _expect(params.get("timeout", 600), (int, float), f"{pkey}.timeout")
     mock_response = params.get("mock_response")
@@ -167,12 +167,15 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
     table = default_prices()
     price: core.ModelPrice | None
     try:
-        price = table.resolve_with(model, **custom) if custom else _table_price(table, provider, upstream, model)
+        price = (table.resolve_with(model, **custom) if custom
+                 else None if upstream == "*" else _table_price(table, provider, upstream, model))
     except core.Error:
         price = None
     if price is not None and not price.priced:
         price = None
-    if price is None:
+    if price is None and upstream == "*":
+        notes.append(f"{pkey}.model: {model!r} is a wildcard: each model name is priced by the table at call time")
+    elif price is None:
         msg = f"{pkey}.model: {model!r} has no price in the table and no custom price"
         if require_prices:
             raise ConfigError(msg + " (general_settings.require_prices is true)")

@@ -36,6 +36,8 @@ def limits_of(state: ProxyState, kind: str, record: dict[str, Any] | None) -> Li
     """An entity's limits; a customer's come from its own fields, else its tier (budget_id), else the
     default tier (litellm_settings.max_end_user_budget_id)."""
     r = record or {}
+    if kind == "member":
+        return Limits(max_budget=_dec(r.get("max_budget_in_team")))
     if kind == "customer":
         tier_id = r.get("budget_id")
         if tier_id is None and r.get("max_budget") is None:
@@ -72,18 +74,24 @@ def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
     key_models = key.get("models") or []
     team = state.cache.get("team", key["team_id"]) if key.get("team_id") else None
     team_models = (team or {}).get("models") or []
+    user = state.cache.get("user", key["user_id"]) if key.get("user_id") else None
+    user_models = (user or {}).get("models") or []
     if key_models and "all-team-models" not in key_models:
         allowed &= set(key_models)
     if team_models:
         allowed &= set(team_models)
-    return [n for n in names if n in allowed]
+    if user_models:
+        allowed &= set(user_models)
+    if "*" in allowed:  # a wildcard deployment forwards any name the key is not otherwise denied
+        allowed |= {m for m in key_models if m != "all-team-models"}
+    return [n for n in names if n in allowed] + sorted(allowed - set(names))
 
 
 def check_model_access(state: ProxyState, principal: Principal, model: str) -> None:
     if principal.key is None:
         return
     allowed = allowed_models(state, principal)
-    if model not in allowed:
+    if model not in allowed and not ("*" in allowed and not state.has_model(model)):
         raise ProxyError(403, f"this key may not call model {model!r}; it may call: {', '.join(allowed) or 'no model'}",
                          "key_model_access_denied", "model")
 
@@ -103,11 +111,22 @@ def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
 
 
 def _fmt(x: Decimal) -> str:
-    return format(x.normalize(), "f") if x == x.to_integral() else repr(float(x))
+    return format(x.normalize(), "f")  # exact and plain: 0.000078, never 7.8e-05
+
+
+def member_spend(state: ProxyState, member: str) -> Decimal:
+    """A team member's spend ("team/user"): what the user's keys in that team spent."""
+    team_id, _, user_id = member.partition("/")
+    return sum((state.spend.spend("key", k["token_hash"]) for k in state.cache.all("key")
+                if k.get("team_id") == team_id and k.get("user_id") == user_id), Decimal(0))
 
 
 def _budget_message(kind: str, ident: str, spend: Decimal, limit: Decimal, reserved: Decimal) -> str:
     held = f" (+{_fmt(reserved)} reserved by calls in flight)" if reserved else ""
+    if kind == "member":
+        team_id, _, user_id = ident.partition("/")
+        return (f"Budget has been exceeded! Team={team_id} Member={user_id} Current cost: {_fmt(spend)}{held}, "
+                f"Max budget in team: {_fmt(limit)}")
     if kind == "customer":
         return f"ExceededBudget: End User={ident} over budget. Spend={_fmt(spend)}{held}, Budget={_fmt(limit)}"
     if kind == "user":
@@ -141,7 +160,12 @@ def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[
         if key.get("user_id"):
             out.append((("user", key["user_id"]), state.cache.get("user", key["user_id"])))
         if key.get("team_id"):
-            out.append((("team", key["team_id"]), state.cache.get("team", key["team_id"])))
+            team = state.cache.get("team", key["team_id"])
+            member = next((m for m in (team or {}).get("members_with_roles") or []
+                           if key.get("user_id") and m.get("user_id") == key["user_id"]), None)
+            if member is not None and member.get("max_budget_in_team") is not None:
+                out.append((("member", f"{key['team_id']}/{key['user_id']}"), member))
+            out.append((("team", key["team_id"]), team))
     if customer:
         out.append((("customer", customer), state.cache.get("customer", customer)))
     return out
@@ -158,7 +182,7 @@ def admit(state: ProxyState, principal: Principal, customer: str, upper_bound: D
             raise ProxyError(401, f"{kind} {ident} is blocked", "auth_error")
         limits = limits_of(state, kind, record)
         if limits.max_budget is not None:
-            spend = window_spend(state, kind, ident, record)
+            spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:
                 raise budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))

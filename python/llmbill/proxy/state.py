@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from .. import billing
 from .._native import core
+from ..pricing import default_prices
 from .cache import EntityCache
 from .config import Deployment, ProxyConfig
 from .limits import Limiter
@@ -44,11 +46,29 @@ class ProxyState:
         for name, ds in self._deployments.items():
             self._rr[name] = itertools.cycle(ds)
         self._tasks: list[asyncio.Task[None]] = []
+        self._wildcard: dict[tuple[Deployment, str], Deployment] = {}
 
     def deployment(self, model: str) -> Deployment | None:
-        """One deployment of `model`, round-robin across its deployments."""
+        """One deployment of `model`, round-robin across its deployments; else the wildcard
+        deployment (`model_name: "*"`), which forwards the name and prices it by the table."""
         rr = self._rr.get(model)
-        return next(rr) if rr is not None else None
+        if rr is not None:
+            return next(rr)
+        wild = self._rr.get("*")
+        if wild is None:
+            return None
+        template = next(wild)
+        found = self._wildcard.get((template, model))
+        if found is None:
+            upstream = model if template.upstream_model == "*" else template.upstream_model
+            price = default_prices().find(f"{template.provider}/{upstream}")
+            price = price if price is not None and price.priced else None
+            found = dataclasses.replace(template, model_name=model, upstream_model=upstream, price=price,
+                                        max_input_tokens=price.max_input_tokens if price else 0,
+                                        max_output_tokens=price.max_output_tokens if price else 0)
+            if len(self._wildcard) < 10_000:  # bounded: names come from clients
+                self._wildcard[(template, model)] = found
+        return found
 
     def has_model(self, model: str) -> bool:
         return model in self._deployments

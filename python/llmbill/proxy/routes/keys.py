@@ -1,8 +1,8 @@
-"""Virtual keys: /key/generate, /key/info, /key/update, /key/delete, /key/list.
+"""Virtual keys: /key/generate, info, update, delete, list, regenerate, block, unblock.
 
-Keys are stored hashed; the raw key appears once, in the /key/generate reply. A key may name a team
-or user that does not exist yet: the team/user record is created, so its spend is tracked (the seeds
-generate a key for a team id nobody created).
+Keys are stored hashed; the raw key appears once, in the /key/generate (or /key/regenerate) reply.
+A key may name a team or user that does not exist yet: the record is created, so its spend is tracked
+(the seeds generate a key for a team id nobody created). Who may act on which key: permissions.py.
 """
 
 from __future__ import annotations
@@ -14,41 +14,43 @@ from ..auth import Principal, hash_key, masked, new_key
 from ..durations import add_duration, next_reset
 from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response, query_int
+from ..permissions import can_read_key, is_team_admin, require_key_write, team_role
 from ..state import ProxyState
 from ..store.base import DuplicateError
 from ..validate import Fields
 
 KEY_FIELDS = {"key_alias", "team_id", "user_id", "models", "max_budget", "budget_duration", "duration", "metadata",
-              "tpm_limit", "rpm_limit", "max_parallel_requests", "key", "blocked", "soft_budget", "expires"}
-
-
-def public(record: dict[str, Any], state: ProxyState) -> dict[str, Any]:
-    """A key record as the API shows it: spend including what is not yet written; never the raw key."""
-    out = dict(record)
-    out["token"] = record["token_hash"]
-    out["spend"] = state.spend.spend("key", record["token_hash"])
-    return out
+              "tpm_limit", "rpm_limit", "max_parallel_requests", "key", "blocked", "soft_budget"}
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def new_record(raw: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"token_hash": hash_key(raw), "key_name": masked(raw), "key_alias": None, "team_id": None,
+            "user_id": None, "models": [], "max_budget": None, "soft_budget": None, "budget_duration": None,
+            "budget_reset_at": None, "expires": None, "tpm_limit": None, "rpm_limit": None,
+            "max_parallel_requests": None, "metadata": {}, "blocked": False, "created_at": _now(), **fields}
+
+
+def public(record: dict[str, Any], state: ProxyState) -> dict[str, Any]:
+    """A key record as the API shows it: spend including what is not yet written; never the raw key."""
+    return {**record, "token": record["token_hash"], "spend": state.spend.spend("key", record["token_hash"])}
+
+
 async def ensure_owner(state: ProxyState, kind: str, ident: str | None) -> None:
     """Creates the team or user a key names when it does not exist yet."""
-    if not ident or state.cache.get(kind, ident) is not None:
+    if not ident or await state.cache.get_or_fetch(kind, ident) is not None:
         return
-    record = await state.store.get(kind, ident)
-    if record is None:
-        id_field = "team_id" if kind == "team" else "user_id"
-        try:
-            record = await state.store.insert(kind, {id_field: ident, "created_at": _now(), "models": [],
-                                                     "max_budget": None, "metadata": {}, "blocked": False,
-                                                     **({"user_role": "internal_user", "teams": []} if kind == "user" else {})})
-        except DuplicateError:
-            record = await state.store.get(kind, ident)
-    if record is not None:
-        state.cache.put(kind, record)
+    id_field = "team_id" if kind == "team" else "user_id"
+    base = {id_field: ident, "created_at": _now(), "models": [], "max_budget": None, "metadata": {}, "blocked": False}
+    extra = {"user_role": "internal_user", "teams": []} if kind == "user" else {"members_with_roles": []}
+    try:
+        record = await state.store.insert(kind, {**base, **extra})
+    except DuplicateError:
+        record = await state.store.get(kind, ident) or base
+    state.cache.put(kind, record)
 
 
 def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
@@ -81,60 +83,79 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     return fields
 
 
+def _check_generate(state: ProxyState, principal: Principal, fields: dict[str, Any]) -> None:
+    """Admins make any key; a team admin makes keys in its team; an internal user makes its own."""
+    if principal.is_admin:
+        return
+    team_id = fields.get("team_id")
+    if team_id and is_team_admin(state, principal, team_id):
+        return
+    if principal.role != "internal_user" or not principal.user_id:
+        raise auth_error("this key may not generate keys", 403)
+    if fields.get("user_id") not in (None, principal.user_id):
+        raise auth_error("an internal user may generate keys only for itself", 403)
+    fields["user_id"] = principal.user_id
+    if team_id and team_role(state, team_id, principal.user_id) is None:
+        raise auth_error(f"user {principal.user_id!r} is not a member of team {team_id!r}", 403)
+
+
 async def generate(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), KEY_FIELDS - {"expires"})
+    f = Fields(await request.json(), KEY_FIELDS)
     fields = _key_fields(f, state)
+    _check_generate(state, principal, fields)
     raw = f.text("key") or new_key()
     if not raw.startswith("sk-") or len(raw) < 8:
         raise bad_request("'key' must start with 'sk-' and have at least 8 characters", "key")
-    if principal.key is not None:  # an internal user makes keys only for itself
-        fields["user_id"] = principal.key.get("user_id")
-    record = {"token_hash": hash_key(raw), "key_name": masked(raw), "key_alias": None, "team_id": None,
-              "user_id": None, "models": [], "max_budget": None, "soft_budget": None, "budget_duration": None,
-              "budget_reset_at": None, "expires": None, "tpm_limit": None, "rpm_limit": None,
-              "max_parallel_requests": None, "metadata": {}, "blocked": False, "created_at": _now(), **fields}
-    await ensure_owner(state, "team", record["team_id"])
-    await ensure_owner(state, "user", record["user_id"])
+    await ensure_owner(state, "team", fields.get("team_id"))
+    await ensure_owner(state, "user", fields.get("user_id"))
     try:
-        record = await state.store.insert("key", record)
+        record = await state.store.insert("key", new_record(raw, fields))
     except DuplicateError:
         raise bad_request("this key already exists", "key") from None
     state.cache.put("key", record)
     return json_response({**public(record, state), "key": raw})
 
 
-async def _target(state: ProxyState, principal: Principal, raw_or_hash: str | None) -> dict[str, Any]:
+async def target(state: ProxyState, principal: Principal, raw_or_hash: str | None, write: bool) -> dict[str, Any]:
+    """The key a request names (raw or hashed), if the caller may read (or change) it."""
     if not raw_or_hash:
-        if principal.key is not None:
+        if principal.key is not None and not write:
             return principal.key
         raise bad_request("'key' is required", "key")
     token = raw_or_hash if len(raw_or_hash) == 64 and not raw_or_hash.startswith("sk-") else hash_key(raw_or_hash)
     record = await state.cache.get_or_fetch("key", token)
     if record is None:
         raise not_found("key not found", "key")
-    if principal.key is not None and not principal.is_admin and record["token_hash"] != principal.token_hash \
-            and (not record.get("user_id") or record.get("user_id") != principal.key.get("user_id")):
-        raise auth_error("a virtual key may only read its own keys", 403)
+    if write:
+        require_key_write(state, principal, record)
+    elif not can_read_key(state, principal, record):
+        raise auth_error("this key may not read that key", 403)
     return record
 
 
+async def _save(state: ProxyState, token: str, fields: dict[str, Any]) -> dict[str, Any]:
+    updated = await state.store.update("key", token, fields)
+    if updated is None:
+        raise not_found("key not found", "key")
+    state.cache.put("key", updated)
+    return updated
+
+
 async def info(state: ProxyState, request: Request, principal: Principal) -> Response:
-    record = await _target(state, principal, request.query.get("key"))
+    record = await target(state, principal, request.query.get("key"), write=False)
     return json_response({"key": record["token_hash"], "info": public(record, state)})
 
 
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    body = await request.json()
-    f = Fields(body, KEY_FIELDS)
-    record = await _target(state, principal, f.text("key", required=True))
+    f = Fields(await request.json(), KEY_FIELDS)
+    record = await target(state, principal, f.text("key", required=True), write=True)
     fields = _key_fields(f, state)
+    if not principal.is_admin and ("user_id" in fields or "team_id" in fields) and not is_team_admin(
+            state, principal, fields.get("team_id") or record.get("team_id")):
+        raise auth_error("only an admin moves a key to another user or team", 403)
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
-    updated = await state.store.update("key", record["token_hash"], fields)
-    if updated is None:
-        raise not_found("key not found", "key")
-    state.cache.put("key", updated)
-    return json_response(public(updated, state))
+    return json_response(public(await _save(state, record["token_hash"], fields), state))
 
 
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -143,13 +164,13 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
     aliases = f.texts("key_aliases") or []
     if not keys and not aliases:
         raise bad_request("'keys' must list at least one key", "keys")
-    hashes = []
-    for k in keys:
-        hashes.append((await _target(state, principal, k))["token_hash"])
+    hashes = [(await target(state, principal, k, write=True))["token_hash"] for k in keys]
     for alias in aliases:
         found = [r for r in state.cache.all("key") if r.get("key_alias") == alias]
         if not found:
             raise not_found(f"no key with alias {alias!r}", "key_aliases")
+        for r in found:
+            require_key_write(state, principal, r)
         hashes += [r["token_hash"] for r in found]
     deleted = await state.store.delete("key", hashes)
     for h in deleted:
@@ -157,14 +178,45 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
     return json_response({"deleted_keys": deleted})
 
 
+async def regenerate(state: ProxyState, request: Request, principal: Principal) -> Response:
+    """A new secret for the same record (spend, limits, alias kept); the old secret stops working."""
+    f = Fields(await request.json(), {"key", "new_key"})
+    record = await target(state, principal, f.text("key", required=True), write=True)
+    raw = f.text("new_key") or new_key()
+    if not raw.startswith("sk-") or len(raw) < 8:
+        raise bad_request("'new_key' must start with 'sk-' and have at least 8 characters", "new_key")
+    await state.spend.flush()  # the old record's unwritten spend lands before it moves
+    moved = {k: v for k, v in record.items() if k not in ("token_hash", "key_name", "spend")}
+    moved.update(token_hash=hash_key(raw), key_name=masked(raw))
+    fresh = await state.store.get("key", record["token_hash"])
+    try:
+        new = await state.store.insert("key", {**moved, "spend": (fresh or record).get("spend", 0)})
+    except DuplicateError:
+        raise bad_request("this key already exists", "new_key") from None
+    await state.store.delete("key", [record["token_hash"]])
+    state.cache.drop("key", record["token_hash"])
+    state.cache.put("key", new)
+    return json_response({**public(new, state), "key": raw})
+
+
+async def _set_blocked(state: ProxyState, request: Request, principal: Principal, blocked: bool) -> Response:
+    f = Fields(await request.json(), {"key"})
+    record = await target(state, principal, f.text("key", required=True), write=True)
+    return json_response(public(await _save(state, record["token_hash"], {"blocked": blocked}), state))
+
+
+async def block(state: ProxyState, request: Request, principal: Principal) -> Response:
+    return await _set_blocked(state, request, principal, True)
+
+
+async def unblock(state: ProxyState, request: Request, principal: Principal) -> Response:
+    return await _set_blocked(state, request, principal, False)
+
+
 async def list_keys(state: ProxyState, request: Request, principal: Principal) -> Response:
     filters = {k: request.query[k] for k in ("team_id", "user_id", "key_alias") if request.query.get(k)}
-    if principal.key is not None:
-        filters["user_id"] = principal.key.get("user_id") or "\x00none"
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "size", 100, 1, 1000)
-    rows = await state.store.list("key", filters, (page - 1) * size, size)
-    total = len(await state.store.list("key", filters))
-    return json_response({"keys": [public(r, state) for r in rows], "total_count": total, "current_page": page,
-                          "total_pages": max(1, -(-total // size))})
-
+    rows = [r for r in await state.store.list("key", filters) if can_read_key(state, principal, r)]
+    return json_response({"keys": [public(r, state) for r in rows[(page - 1) * size: page * size]],
+                          "total_count": len(rows), "current_page": page, "total_pages": max(1, -(-len(rows) // size))})

@@ -110,7 +110,7 @@ class Call:
 
     def _limit_spends(self) -> dict[tuple[str, str], Decimal]:
         return {entity: window_spend(self.state, entity[0], entity[1], record)
-                for entity, record in self.admission.entities}
+                for entity, record in self.admission.entities if entity[0] != "member"}
 
     def _notify(self, cost: Decimal, before: dict[tuple[str, str], Decimal]) -> None:
         """spend_tracked for a customer call; soft_budget_crossed / budget_crossed for any entity."""
@@ -122,6 +122,8 @@ class Call:
                "team_id": key.get("team_id") or "", "user_email": (user or {}).get("user_email"),
                "key_alias": key.get("key_alias")}
         for (kind, ident), record in self.admission.entities:
+            if kind == "member":
+                continue
             limits = limits_of(self.state, kind, record)
             old, new = before[(kind, ident)], before[(kind, ident)] + cost
             for event, limit in (("soft_budget_crossed", limits.soft_budget), ("budget_crossed", limits.max_budget)):
@@ -149,6 +151,8 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     d = state.deployment(model)
     if d is None:
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
+    if d.provider == "text-completion-openai" and route != "completion":
+        raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
     customer = customer_id(request.headers, body)
     admission = admit(state, principal, customer, upper_bound_cost(d, route, body))

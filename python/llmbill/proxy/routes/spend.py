@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from ..auth import Principal
@@ -37,7 +38,7 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
     q = request.query
     filters = {"api_key": q.get("api_key"), "user": q.get("user_id"), "end_user": q.get("end_user"),
                "team_id": q.get("team_id"), "request_id": q.get("request_id")}
-    if principal.key is not None:
+    if not principal.reads_all:
         filters["api_key"] = principal.token_hash
     if filters["api_key"] and filters["api_key"].startswith("sk-"):
         from ..auth import hash_key
@@ -47,3 +48,39 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
                                         _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
     return json_response([log_row(r) for r in rows])
 
+
+
+def _limit(request: Request) -> int:
+    return query_int(request, "limit", 100, 1, 100_000)
+
+
+async def teams(state: ProxyState, request: Request, principal: Principal) -> Response:
+    """Spend per team, with each team's spend per day in the window (from the spend logs)."""
+    await state.spend.flush()
+    rows = await state.store.spend_logs(None, _date(request, "start_date"), _date(request, "end_date"), 1_000_000)
+    daily: dict[str, dict[str, Decimal]] = {}
+    for r in rows:
+        if r.team_id:
+            day = daily.setdefault(r.start_time.date().isoformat(), {})
+            day[r.team_id] = day.get(r.team_id, Decimal(0)) + r.spend
+    listed = [{"team_id": t["team_id"], "team_alias": t.get("team_alias"), "spend": state.spend.spend("team", t["team_id"])}
+              for t in state.cache.all("team")]
+    listed.sort(key=lambda t: t["spend"], reverse=True)
+    return json_response({"teams": listed[:_limit(request)],
+                          "daily_spend": [{"date": d, **v} for d, v in sorted(daily.items())]})
+
+
+async def keys(state: ProxyState, request: Request, principal: Principal) -> Response:
+    listed = [{"key": k["token_hash"], "key_alias": k.get("key_alias"), "key_name": k.get("key_name"),
+               "team_id": k.get("team_id"), "user_id": k.get("user_id"), "spend": state.spend.spend("key", k["token_hash"])}
+              for k in state.cache.all("key")]
+    listed.sort(key=lambda k: k["spend"], reverse=True)
+    return json_response(listed[:_limit(request)])
+
+
+async def end_users(state: ProxyState, request: Request, principal: Principal) -> Response:
+    await state.spend.flush()  # customers first seen in calls are written by the flush
+    listed = [{"end_user": c["user_id"], "alias": c.get("alias"), "spend": state.spend.spend("customer", c["user_id"])}
+              for c in await state.store.list("customer")]
+    listed.sort(key=lambda c: c["spend"], reverse=True)
+    return json_response(listed[:_limit(request)])

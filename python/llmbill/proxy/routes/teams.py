@@ -1,0 +1,273 @@
+"""Teams and their members: /team/new, info, update, delete, list, block, unblock, member_add,
+member_delete, member_update.
+
+Deleting a team deletes its keys too (they would otherwise keep billing a team that no longer
+exists); the reply lists them. Members live in the team's `members_with_roles`; each member's user
+record lists the team in `teams`, and unknown users (by id or email) are created on member_add.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ..auth import Principal
+from ..durations import next_reset
+from ..errors import auth_error, bad_request, not_found
+from ..http import Request, Response, json_response
+from ..permissions import can_read_team, require_team_admin
+from ..state import ProxyState
+from ..store.base import DuplicateError
+from ..validate import Fields
+from . import keys as key_routes
+
+TEAM_FIELDS = {"team_id", "team_alias", "max_budget", "budget_duration", "models", "tpm_limit", "rpm_limit",
+               "metadata", "members_with_roles", "blocked", "max_parallel_requests", "soft_budget"}
+MEMBER_ROLES = ("admin", "user")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def limit_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
+    """Budget, models and limit fields shared by teams and users."""
+    out: dict[str, Any] = {}
+    for name in ("max_budget", "soft_budget"):
+        if f.has(name):
+            out[name] = f.money(name)
+    if f.has("budget_duration"):
+        out["budget_duration"] = f.duration("budget_duration")
+        out["budget_reset_at"] = next_reset(_now(), out["budget_duration"], state.config.timezone) \
+            if out["budget_duration"] else None
+    if f.has("models"):
+        out["models"] = f.texts("models") or []
+        unknown = [m for m in out["models"] if not state.has_model(m) and m != "all-team-models"]
+        if unknown:
+            raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
+    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
+        if f.has(name):
+            out[name] = f.integer(name)
+    if f.has("metadata"):
+        out["metadata"] = f.mapping("metadata") or {}
+    return out
+
+
+def public(state: ProxyState, team: dict[str, Any]) -> dict[str, Any]:
+    return {**team, "spend": state.spend.spend("team", team["team_id"])}
+
+
+async def _team(state: ProxyState, team_id: str | None) -> dict[str, Any]:
+    if not team_id:
+        raise bad_request("'team_id' is required", "team_id")
+    team = await state.cache.get_or_fetch("team", team_id)
+    if team is None:
+        raise not_found(f"team {team_id!r} not found", "team_id")
+    return team
+
+
+async def _save(state: ProxyState, team_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    updated = await state.store.update("team", team_id, fields)
+    if updated is None:
+        raise not_found(f"team {team_id!r} not found", "team_id")
+    state.cache.put("team", updated)
+    return updated
+
+
+async def _resolve_member(state: ProxyState, raw: Any, param: str) -> dict[str, Any]:
+    """{'user_id' | 'user_email', 'role'} → a member entry, creating the user when unknown."""
+    if not isinstance(raw, dict):
+        raise bad_request(f"'{param}' entries must be objects with user_id or user_email", param)
+    f = Fields(raw, {"user_id", "user_email", "role", "max_budget_in_team"})
+    role = f.text("role") or "user"
+    if role not in MEMBER_ROLES:
+        raise bad_request(f"member role must be 'admin' or 'user', not {role!r}", param)
+    user_id, email = f.text("user_id"), f.text("user_email")
+    if not user_id and not email:
+        raise bad_request(f"each member in '{param}' needs user_id or user_email", param)
+    user = await state.cache.get_or_fetch("user", user_id) if user_id else None
+    if user is None and email and not user_id:
+        found = await state.store.list("user", {"user_email": email})
+        user = found[0] if found else None
+    if user is None:
+        user = {"user_id": user_id or str(uuid.uuid4()), "user_email": email, "user_alias": None,
+                "user_role": "internal_user", "teams": [], "models": [], "max_budget": None, "metadata": {},
+                "blocked": False, "created_at": _now()}
+        try:
+            user = await state.store.insert("user", user)
+        except DuplicateError:
+            user = await state.store.get("user", user["user_id"]) or user
+        state.cache.put("user", user)
+    entry: dict[str, Any] = {"user_id": user["user_id"], "user_email": user.get("user_email"), "role": role}
+    if f.has("max_budget_in_team"):
+        entry["max_budget_in_team"] = f.money("max_budget_in_team")
+    return entry
+
+
+async def _set_user_teams(state: ProxyState, user_id: str, team_id: str, member_of: bool) -> None:
+    user = await state.cache.get_or_fetch("user", user_id)
+    if user is None:
+        return
+    teams = [t for t in user.get("teams") or [] if t != team_id] + ([team_id] if member_of else [])
+    updated = await state.store.update("user", user_id, {"teams": teams})
+    if updated is not None:
+        state.cache.put("user", updated)
+
+
+async def team_new(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), TEAM_FIELDS)
+    team_id = f.text("team_id") or str(uuid.uuid4())
+    raw_members = f.body.get("members_with_roles") or []
+    if not isinstance(raw_members, list):
+        raise bad_request("'members_with_roles' must be a list", "members_with_roles")
+    if await state.cache.get_or_fetch("team", team_id) is not None:
+        raise bad_request(f"team {team_id!r} already exists", "team_id")
+    fields = limit_fields(f, state)
+    members = [await _resolve_member(state, m, "members_with_roles") for m in raw_members]
+    record = {"team_id": team_id, "team_alias": f.text("team_alias"), "models": [], "max_budget": None,
+              "budget_duration": None, "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None,
+              "metadata": {}, "members_with_roles": members, "blocked": bool(f.flag("blocked")),
+              "created_at": _now(), **fields}
+    try:
+        record = await state.store.insert("team", record)
+    except DuplicateError:
+        raise bad_request(f"team {team_id!r} already exists", "team_id") from None
+    state.cache.put("team", record)
+    for m in members:
+        await _set_user_teams(state, m["user_id"], team_id, True)
+    return json_response(public(state, record))
+
+
+async def team_info(state: ProxyState, request: Request, principal: Principal) -> Response:
+    team = await _team(state, request.query.get("team_id"))
+    if not can_read_team(state, principal, team["team_id"]):
+        raise auth_error("this key may only read its own teams", 403)
+    keys = await state.store.list("key", {"team_id": team["team_id"]})
+    return json_response({"team_id": team["team_id"], "team_info": public(state, team),
+                          "keys": [key_routes.public(k, state) for k in keys]})
+
+
+async def team_list(state: ProxyState, request: Request, principal: Principal) -> Response:
+    teams = await state.store.list("team")
+    return json_response([public(state, t) for t in teams if can_read_team(state, principal, t["team_id"])])
+
+
+async def team_update(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), TEAM_FIELDS - {"members_with_roles"})
+    team = await _team(state, f.text("team_id", required=True))
+    fields = limit_fields(f, state)
+    if f.has("team_alias"):
+        fields["team_alias"] = f.text("team_alias")
+    if f.has("blocked"):
+        fields["blocked"] = bool(f.flag("blocked"))
+    return json_response(public(state, await _save(state, team["team_id"], fields)))
+
+
+async def team_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), {"team_ids"})
+    ids = f.texts("team_ids")
+    if not ids:
+        raise bad_request("'team_ids' must list at least one team", "team_ids")
+    missing = [t for t in ids if await state.cache.get_or_fetch("team", t) is None]
+    if missing:
+        raise not_found(f"team(s) not found: {', '.join(missing)}", "team_ids")
+    await state.spend.flush()  # unwritten spend lands on the records before they go
+    deleted_keys: list[str] = []
+    for t in ids:
+        keys = [k["token_hash"] for k in await state.store.list("key", {"team_id": t})]
+        for h in await state.store.delete("key", keys):
+            state.cache.drop("key", h)
+            deleted_keys.append(h)
+        for m in (state.cache.get("team", t) or {}).get("members_with_roles") or []:
+            await _set_user_teams(state, m["user_id"], t, False)
+    deleted = await state.store.delete("team", ids)
+    for t in deleted:
+        state.cache.drop("team", t)
+    return json_response({"deleted_teams": deleted, "deleted_keys": deleted_keys})
+
+
+async def _set_blocked(state: ProxyState, request: Request, blocked: bool) -> Response:
+    f = Fields(await request.json(), {"team_id"})
+    team = await _team(state, f.text("team_id", required=True))
+    return json_response(public(state, await _save(state, team["team_id"], {"blocked": blocked})))
+
+
+async def team_block(state: ProxyState, request: Request, principal: Principal) -> Response:
+    return await _set_blocked(state, request, True)
+
+
+async def team_unblock(state: ProxyState, request: Request, principal: Principal) -> Response:
+    return await _set_blocked(state, request, False)
+
+
+async def member_add(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), {"team_id", "member", "max_budget_in_team"})
+    team = await _team(state, f.text("team_id", required=True))
+    require_team_admin(state, principal, team["team_id"])
+    raw = f.body.get("member")
+    raw_list = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    if not raw_list:
+        raise bad_request("'member' is required (an object or a list)", "member")
+    default_budget = f.money("max_budget_in_team")
+    current = list(team.get("members_with_roles") or [])
+    present = {m.get("user_id") for m in current} | {m.get("user_email") for m in current if m.get("user_email")}
+    clash = [str(m.get("user_id") or m.get("user_email")) for m in raw_list if isinstance(m, dict)
+             and (m.get("user_id") in present or (m.get("user_email") and m.get("user_email") in present))]
+    if clash:
+        raise bad_request(f"already a member of team {team['team_id']!r}: {', '.join(clash)}", "member")
+    added = [await _resolve_member(state, m, "member") for m in raw_list]
+    for m in added:
+        if default_budget is not None and "max_budget_in_team" not in m:
+            m["max_budget_in_team"] = default_budget
+    updated = await _save(state, team["team_id"], {"members_with_roles": current + added})
+    for m in added:
+        await _set_user_teams(state, m["user_id"], team["team_id"], True)
+    return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "added": added})
+
+
+async def _member_index(state: ProxyState, team: dict[str, Any], f: Fields) -> int:
+    user_id, email = f.text("user_id"), f.text("user_email")
+    if not user_id and not email:
+        raise bad_request("'user_id' or 'user_email' is required", "user_id")
+    for i, m in enumerate(team.get("members_with_roles") or []):
+        if (user_id and m.get("user_id") == user_id) or (email and m.get("user_email") == email):
+            return i
+    raise bad_request(f"{user_id or email!r} is not a member of team {team['team_id']!r}", "user_id")
+
+
+async def member_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), {"team_id", "user_id", "user_email"})
+    team = await _team(state, f.text("team_id", required=True))
+    require_team_admin(state, principal, team["team_id"])
+    members = list(team.get("members_with_roles") or [])
+    gone = members.pop(await _member_index(state, team, f))
+    updated = await _save(state, team["team_id"], {"members_with_roles": members})
+    await _set_user_teams(state, gone["user_id"], team["team_id"], False)
+    return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "removed": gone})
+
+
+async def member_update(state: ProxyState, request: Request, principal: Principal) -> Response:
+    f = Fields(await request.json(), {"team_id", "user_id", "user_email", "role", "max_budget_in_team"})
+    team = await _team(state, f.text("team_id", required=True))
+    require_team_admin(state, principal, team["team_id"])
+    members = list(team.get("members_with_roles") or [])
+    i = await _member_index(state, team, f)
+    entry = dict(members[i])
+    if f.has("role"):
+        role = f.text("role")
+        if role not in MEMBER_ROLES:
+            raise bad_request(f"member role must be 'admin' or 'user', not {role!r}", "role")
+        entry["role"] = role
+    if f.has("max_budget_in_team"):
+        entry["max_budget_in_team"] = f.money("max_budget_in_team")
+    members[i] = entry
+    updated = await _save(state, team["team_id"], {"members_with_roles": members})
+    return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "member": entry})
+
+
+def member_spend(state: ProxyState, team_id: str, user_id: str) -> Decimal:
+    """A member's spend in a team: the spend of the user's keys in that team."""
+    return sum((state.spend.spend("key", k["token_hash"]) for k in state.cache.all("key")
+                if k.get("team_id") == team_id and k.get("user_id") == user_id), Decimal(0))
