@@ -377,3 +377,19 @@ def test_login_answers_json_clients_and_sets_no_cookie_when_wrong(proxy: Proxy) 
     assert status == 303 and headers["location"] == "/ui?signed_in=1"
     cookie = headers["set-cookie"]
     assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Strict" in cookie and MASTER not in cookie
+
+
+def test_a_browser_that_drops_the_cookie_is_told_why(proxy: Proxy) -> None:
+    status, body, _ = proxy.request("GET", "/ui?signed_in=1")  # back from /ui/login, but without the cookie
+    assert status == 200 and "did not keep the session cookie" in body and "HTTPS" in body
+
+
+def test_without_a_master_key_the_page_is_open_and_says_so() -> None:
+    with FakeOpenAI() as upstream:
+        config = seed_config(upstream)
+        del config["general_settings"]["master_key"]
+        config["litellm_settings"] = {}
+        with Proxy(config) as open_proxy:
+            status, body, _ = open_proxy.request("GET", "/ui")
+            assert status == 200 and "No master key is configured" in body and 'id="panel-budgets"' in body
+            assert open_proxy.request("GET", "/budget/list")[0] == 200

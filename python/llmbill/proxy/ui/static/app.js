@@ -122,7 +122,8 @@
   // ---- forms: checks that match the API's, errors beside the field ---------------------------
   const CHECKS = {
     text: () => null,
-    money: (v) => (/^(\d+(\.\d*)?|\.\d+)$/.test(v) ? null : "Enter an amount in USD, 0 or more (e.g. 4 or 0.5)."),
+    money: (v) => (/^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/.test(v) ? null
+      : "Enter an amount in USD, 0 or more (e.g. 4 or 0.5)."),
     integer: (v) => (/^\d+$/.test(v) ? null : "Enter a whole number, 0 or more."),
     duration: (v) => {
       const m = /^(\d+)\s*(s|m|h|d|w|mo)$/.exec(v);
