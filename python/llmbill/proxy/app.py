@@ -11,9 +11,11 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from .routes import budgets, customers, health, keys, llm, spend, teams, users
+from .routes import budgets, customers, health, keys, llm, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
+from .ui import pages as ui
+from .ui.sessions import CSRF_HEADER, cookie_value
 
 log = logging.getLogger("llmbill.proxy")
 
@@ -68,6 +70,7 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         ("GET", "/global/spend/keys"): (spend.keys, ADMIN),
         ("GET", "/global/spend/end_users"): (spend.end_users, ADMIN),
         ("GET", "/spend/logs"): (spend.logs, ANY_KEY),
+        ("GET", "/global/spend/report"): (spend_report.report, ADMIN),
         ("POST", "/budget/new"): (budgets.new, ADMIN),
         ("GET", "/budget/info"): (budgets.info, ADMIN),
         ("POST", "/budget/info"): (budgets.info, ADMIN),
@@ -85,6 +88,12 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
             ("POST", f"{prefix}/unblock"): (customers.unblock, ADMIN),
             ("GET", f"{prefix}/list"): (customers.list_customers, ADMIN),
         })
+    # The admin UI (proxy/ui): its page signs in itself; its script calls the routes above.
+    table[("GET", "/ui")] = (ui.page, PUBLIC)
+    table[("POST", "/ui/login")] = (ui.login, PUBLIC)
+    table[("POST", "/ui/logout")] = (ui.logout, PUBLIC)
+    for name in ui.ASSETS:
+        table[("GET", f"/ui/static/{name}")] = (ui.asset(name), PUBLIC)
     return table
 
 
@@ -128,6 +137,10 @@ class ProxyApp:
         if master is None:
             return MASTER  # no master key configured: an open proxy (warned at start-up)
         raw = presented_key(request)
+        if not raw and (session := cookie_value(request)) is not None:
+            # The admin UI: a live session cookie plus its CSRF header act as the master key.
+            self.state.ui_sessions.check(session, request.headers.get(CSRF_HEADER))
+            return MASTER
         if not raw:
             raise auth_error("missing API key: send 'Authorization: Bearer <key>'")
         if is_master(raw, master):

@@ -20,6 +20,7 @@ from .limits import Limiter
 from .spend import SpendTracker
 from .store import open_store
 from .store.base import Store
+from .ui.sessions import UiSessions
 from .upstream import Upstream
 from .webhook import Webhook
 
@@ -34,6 +35,7 @@ class ProxyState:
         self.cache = EntityCache(self.store)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
+        self.ui_sessions = UiSessions()  # admin UI sign-ins (proxy/ui), this process only
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
         self.upstream = Upstream()
         self.pipeline: core.Pipeline | None = None

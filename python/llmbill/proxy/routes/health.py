@@ -22,7 +22,7 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
     billing: dict[str, Any] = {"enabled": state.pipeline is not None}
     if state.pipeline is not None:
         stats = state.pipeline.stats()
-        billing.update(sink=state.pipeline.describe(), pending=stats["pending"],
+        billing.update(sink=state.pipeline.describe(), delivered=stats["delivered"], pending=stats["pending"],
                        dead_lettered=stats["dead_lettered"], oldest_pending_age_s=stats["oldest_pending_age_s"],
                        last_error=stats["last_error"], spool_bytes=stats["spool_bytes"])
     healthy = db_ok
