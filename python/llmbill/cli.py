@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
 import llmbill
 
@@ -63,17 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Runs one command; `out` and `err` default to the process's stdout and stderr."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        print(f"1 unit = 1e-{llmbill.MONEY_DECIMALS} USD")
-        print(f"gpt-4o input price normalised: {llmbill.normalise_price(2.5e-06)} units")
+        print(f"1 unit = 1e-{llmbill.MONEY_DECIMALS} USD", file=out or sys.stdout)
+        print(f"gpt-4o input price normalised: {llmbill.normalise_price(2.5e-06)} units", file=out or sys.stdout)
         return 0
     from .ops import commands
 
     if args.command == "reconcile":
-        return commands.run_reconcile(args)
-    return commands.run_deadletters(args)
+        return commands.run_reconcile(args, out, err)
+    return commands.run_deadletters(args, out, err)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ def _fail(message: str, err: TextIO, status: int = 2) -> int:
     return status
 
 
-def run_reconcile(args: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_reconcile(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
         if end <= start:
@@ -111,7 +112,8 @@ def run_reconcile(args: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
     return 0 if report.clean else 1
 
 
-def run_deadletters(args: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_deadletters(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         ctx = OpsContext.load(args.config, args.spool_dir)
         book = ctx.book()

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     os.environ["LLMBILL_LOG_LEVEL"], os.environ["LLMBILL_LOG_FORMAT"] = args.log_level, args.log_format  # workers
     metrics_dir = None
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the proxy manages it: one worker keeps figures in memory
     if args.workers > 1:
         # Prometheus multiprocess mode: every worker writes here, a scrape of any one sums them. It must
         # be set before a worker imports prometheus_client; a fresh directory per start (no stale figures).

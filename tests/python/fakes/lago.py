@@ -2,8 +2,8 @@
 
 Strict, not permissive: what real Lago rejects, this rejects the same way. The event rules and
 the two stores live in `lago_store.py`, billing in `lago_billing.py`, faults in `lago_faults.py`,
-the `/_fake` control API in `lago_control.py`, the HTTP plumbing in `http_server.py`; this file
-routes the API and is the public face.
+the `/_fake` control API in `lago_control.py`, lost or changed data in `lago_tamper.py`, the HTTP
+plumbing in `http_server.py`; this file routes the API and is the public face.
 
 In-process (pytest)::
 
@@ -46,6 +46,7 @@ from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from . import lago_tamper
 from .http_server import Answer, BackgroundServer, RecordedRequest
 from .lago_billing import Billing
 from .lago_control import PREFIX, control
@@ -266,12 +267,12 @@ class FakeLago(FaultInjection):
 
     def drop_events(self, transaction_ids: list[str]) -> int:
         """Play a Lago that lost data: forget the stored events with these transaction ids."""
-        return self._store.drop(transaction_ids)
+        return lago_tamper.drop_events(self._store, transaction_ids)
 
     def alter_event(self, transaction_id: str, **changes: Any) -> Json:
         """Play a Lago whose copy differs: change one stored event (properties merged; timestamp,
         code, external_subscription_id replaced). KeyError when no such event is stored."""
-        return self._store.alter(transaction_id, **changes)
+        return lago_tamper.alter_event(self._store, transaction_id, **changes)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Json]:
         """Block until at least `count` events are stored and return them; TimeoutError if not."""

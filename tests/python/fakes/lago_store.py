@@ -270,9 +270,10 @@ class EventStore:
             raise ValueError(f"store must be one of {STORES}, not {store!r}")
         with self.changed:
             self._store = store
-            self._reindex()
+            self.reindex()
 
-    def _reindex(self) -> None:
+    def reindex(self) -> None:
+        """Rebuilds the duplicate-key index after `events` changed in place (lago_tamper.py)."""
         self._keys = {}
         for index, event in enumerate(getattr(self, "events", [])):
             key = self._key(event)
@@ -348,48 +349,6 @@ class EventStore:
                 flagged[str(i)] = {"transaction_id": ["value_already_exist"]}
             seen.add(event["transaction_id"])
         return flagged
-
-    # -- a Lago that lost or changed data (tests of reconciliation) --------------------------------
-
-    def drop(self, transaction_ids: list[str]) -> int:
-        """Forgets every stored event with one of these transaction ids; returns how many went.
-        Afterwards a resend of one is stored again, as after a real loss."""
-        wanted = set(transaction_ids)
-        with self.changed:
-            kept = [event for event in self.events if event["transaction_id"] not in wanted]
-            dropped = len(self.events) - len(kept)
-            self.events = kept
-            self._reindex()
-            return dropped
-
-    def alter(self, transaction_id: str, *, properties: Json | None = None, timestamp: Any = None,
-              code: str | None = None, external_subscription_id: str | None = None) -> Json:
-        """Changes the stored event with this transaction id in place: `properties` are merged (a
-        None value removes the key), the other fields replaced when given. KeyError when absent;
-        ValueError for a timestamp that is not a number."""
-        with self.changed:
-            for event in self.events:
-                if event["transaction_id"] == transaction_id:
-                    break
-            else:
-                raise KeyError(transaction_id)
-            if properties:
-                for name, value in properties.items():
-                    if value is None:
-                        event["properties"].pop(name, None)
-                    else:
-                        event["properties"][name] = value
-            if timestamp is not None:
-                moment = parse_decimal(timestamp)
-                if moment is None:
-                    raise ValueError(f"timestamp {timestamp!r} is not Unix seconds")
-                event["timestamp"] = moment
-            if code is not None:
-                event["code"] = code
-            if external_subscription_id is not None:
-                event["external_subscription_id"] = external_subscription_id
-            self._reindex()
-            return dict(event)
 
     # -- reading -------------------------------------------------------------------------------------
 
