@@ -266,8 +266,15 @@ void Pipeline::run() {
         break;
     }
     if (wait.count() > 0) {
+      // Back off, but keep syncing the spool meanwhile: events keep arriving during an outage.
+      const auto until = std::chrono::steady_clock::now() + wait;
       std::unique_lock lock(mu_);
-      wake_.wait_for(lock, wait, [&] { return stopping_; });
+      while (!stopping_ && std::chrono::steady_clock::now() < until) {
+        wake_.wait_until(lock, std::min(until, std::chrono::steady_clock::now() + tick));
+        lock.unlock();
+        spool_->maybe_sync();
+        lock.lock();
+      }
     }
   }
 }

@@ -54,7 +54,8 @@ class SpoolFullError : public Error {
 
 enum class FsyncPolicy : std::uint8_t {
   every_record,  // fsync before append() returns: survives power loss
-  interval,      // fsync at most every fsync_interval (by a caller of maybe_sync() or the next append)
+  interval,      // fsync at most every fsync_interval, by whoever calls maybe_sync() (the pipeline's
+                 // sender does, each tick); append() itself never waits on the disk
   never,         // leave it to the OS: survives a process crash, not power loss
 };
 
