@@ -54,8 +54,8 @@ class SpoolFullError : public Error {
 
 enum class FsyncPolicy : std::uint8_t {
   every_record,  // fsync before append() returns: survives power loss
-  interval,      // fsync at most every fsync_interval (by a caller of maybe_sync(), or by the next append
-                 // unless sync_in_background is set)
+  interval,      // fsync at most every fsync_interval, by whoever calls maybe_sync() (the pipeline's
+                 // sender does, each tick); append() itself never waits on the disk
   never,         // leave it to the OS: survives a process crash, not power loss
 };
 
@@ -63,9 +63,6 @@ struct SpoolOptions {
   std::filesystem::path dir;
   FsyncPolicy fsync = FsyncPolicy::interval;
   std::chrono::milliseconds fsync_interval{20};
-  // interval policy: append() never fsyncs; the owner calls maybe_sync() at least every fsync_interval
-  // (Pipeline does, from its own thread), so an appending caller never waits for the disk.
-  bool sync_in_background = false;
   std::uint64_t max_bytes = 1ull << 30;      // total of segment files
   std::uint64_t segment_bytes = 8ull << 20;  // seal and start a new segment past this size
 };

@@ -11,9 +11,12 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from .routes import budgets, customers, health, keys, llm, spend, teams, users
+from . import logs, observe
+from .routes import budgets, customers, health, keys, llm, ops, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
+from .ui import pages as ui
+from .ui.sessions import CSRF_HEADER, cookie_value
 
 log = logging.getLogger("llmbill.proxy")
 
@@ -68,6 +71,7 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         ("GET", "/global/spend/keys"): (spend.keys, ADMIN),
         ("GET", "/global/spend/end_users"): (spend.end_users, ADMIN),
         ("GET", "/spend/logs"): (spend.logs, ANY_KEY),
+        ("GET", "/global/spend/report"): (spend_report.report, ADMIN),
         ("POST", "/budget/new"): (budgets.new, ADMIN),
         ("GET", "/budget/info"): (budgets.info, ADMIN),
         ("POST", "/budget/info"): (budgets.info, ADMIN),
@@ -85,6 +89,16 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
             ("POST", f"{prefix}/unblock"): (customers.unblock, ADMIN),
             ("GET", f"{prefix}/list"): (customers.list_customers, ADMIN),
         })
+    # The admin UI (proxy/ui): its page signs in itself; its script calls the routes above.
+    table[("GET", "/ui")] = (ui.page, PUBLIC)
+    table[("POST", "/ui/login")] = (ui.login, PUBLIC)
+    table[("POST", "/ui/logout")] = (ui.logout, PUBLIC)
+    for name in ui.ASSETS:
+        table[("GET", f"/ui/static/{name}")] = (ui.asset(name), PUBLIC)
+    table.update({
+        ("GET", "/metrics"): (ops.scrape, ADMIN),  # PUBLIC when general_settings.metrics_open
+        ("POST", "/billing/reconcile"): (ops.reconcile, ADMIN),
+    })
     return table
 
 
@@ -93,6 +107,8 @@ class ProxyApp:
         self.config = config
         self.state = state or ProxyState(config)
         self.routes = route_table()
+        if config.metrics_open:
+            self.routes[("GET", "/metrics")] = (self.routes[("GET", "/metrics")][0], PUBLIC)
         self.paths = {path for _, path in self.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,6 +120,9 @@ class ProxyApp:
         request = Request(scope, receive, self.config.max_request_bytes)
         path = request.path.rstrip("/") or "/"
         entry = self.routes.get((request.method, path))
+        info = observe.begin(request.method, path)
+        if path in self.paths:
+            info.route = path  # a bounded label: only the route table's paths
         try:
             if entry is None:
                 if path in self.paths:
@@ -113,6 +132,8 @@ class ProxyApp:
             principal = None if access == PUBLIC else await self._authenticate(request, access)
             response = await handler(self.state, request, principal)
         except ProxyError as exc:
+            if exc.type == "budget_exceeded":
+                observe.budget_refused(exc.message, getattr(exc, "budget_kind", None))
             response = Response(exc.status, exc.body(),
                                 list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
         except StoreError as exc:
@@ -121,13 +142,20 @@ class ProxyApp:
         except Exception:
             log.exception("unexpected error on %s %s", request.method, path)
             response = Response(500, error_body(500, "internal error (logged by the proxy)", "internal_error"))
-        await response.send(send)
+        try:
+            await response.send(send)
+        finally:
+            observe.finish(info, response.status)
 
     async def _authenticate(self, request: Request, access: str) -> Principal:
         master = self.config.master_key
         if master is None:
             return MASTER  # no master key configured: an open proxy (warned at start-up)
         raw = presented_key(request)
+        if not raw and (session := cookie_value(request)) is not None:
+            # The admin UI: a live session cookie plus its CSRF header act as the master key.
+            self.state.ui_sessions.check(session, request.headers.get(CSRF_HEADER))
+            return MASTER
         if not raw:
             raise auth_error("missing API key: send 'Authorization: Bearer <key>'")
         if is_master(raw, master):
@@ -167,6 +195,7 @@ def app_from_env() -> ProxyApp:
     """For `--workers N`: each worker process builds its app from the config path in the environment."""
     from .cli import tune_gc
 
+    logs.configure_from_env()
     path = os.environ.get("LLMBILL_PROXY_CONFIG") or None
     app = ProxyApp(load_config(path))
     tune_gc()

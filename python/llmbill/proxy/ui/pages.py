@@ -1,0 +1,121 @@
+"""/ui routes: the sign-in form, the admin page, sign-out and the static files (see __init__)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from importlib import resources
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from ..auth import Principal, is_master
+from ..http import Request, Response, json_response
+from ..state import ProxyState
+from .sessions import COOKIE, CSRF_HEADER, cookie_value
+
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+# Everything the page loads comes from the proxy itself; no inline script, no framing.
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+_HTML_HEADERS = [(b"content-type", b"text/html; charset=utf-8"), (b"content-security-policy", _CSP.encode()),
+                 (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                 (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store")]
+
+_files: dict[str, str] = {}
+
+
+def _read(name: str) -> str:
+    """A file of this package (read once per process)."""
+    if name not in _files:
+        _files[name] = resources.files("llmbill.proxy.ui").joinpath(*name.split("/")).read_text(encoding="utf-8")
+    return _files[name]
+
+
+def _render(name: str, **values: str) -> bytes:
+    text = _read(name)
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text.encode()
+
+
+def _set_cookie(value: str, max_age: int) -> tuple[bytes, bytes]:
+    return (b"set-cookie",
+            f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict".encode())
+
+
+def _login_page(status: int, message: str = "") -> Response:
+    notice = f'<p class="form-error" role="alert" id="login-error">{html.escape(message)}</p>' if message else ""
+    return Response(status, _render("login.html", notice=notice), list(_HTML_HEADERS))
+
+
+def _app_page(state: ProxyState, csrf: str) -> Response:
+    tz = state.config.timezone
+    today = datetime.now(timezone.utc).astimezone(ZoneInfo(tz)).date().isoformat()
+    notice = ""
+    if state.config.master_key is None:
+        notice = ('<p class="banner warn">No master key is configured: this proxy and this page are open to '
+                  'anyone who can reach them.</p>')
+    return Response(200, _render("app.html", csrf=html.escape(csrf), today=today, tz=html.escape(tz),
+                                 notice=notice), list(_HTML_HEADERS))
+
+
+async def page(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+    if state.config.master_key is None:
+        return _app_page(state, "")
+    session = state.ui_sessions.get(cookie_value(request))
+    if session is not None:
+        return _app_page(state, session.csrf)
+    if "signed_in" in request.query:
+        # /ui/login said yes, yet the browser came back without the cookie: it refused a Secure cookie.
+        return _login_page(200, "Signed in, but this browser did not keep the session cookie. The cookie is "
+                                "Secure: open the admin UI over HTTPS (or on localhost).")
+    return _login_page(200)
+
+
+async def login(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            data = {}
+        key = data.get("master_key") if isinstance(data, dict) else None
+    else:
+        key = dict(parse_qsl(raw.decode("utf-8", "replace"))).get("master_key")
+    sessions = state.ui_sessions
+    if sessions.too_many_failures():
+        return _login_page(429, "Too many wrong master keys in the last minute; wait a minute and try again.")
+    if state.config.master_key is not None:
+        if not isinstance(key, str) or not key:
+            return _login_page(400, "Enter the proxy's master key.")
+        if not is_master(key, state.config.master_key):
+            sessions.note_failure()
+            return _login_page(401, "Wrong master key.")
+    sid, _ = sessions.create()
+    headers = [(b"location", b"/ui?signed_in=1"), (b"cache-control", b"no-store"), _set_cookie(sid, int(sessions.ttl_s))]
+    return Response(303, b"", headers)
+
+
+async def logout(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+    sid = cookie_value(request)
+    if sid is not None:
+        state.ui_sessions.check(sid, request.headers.get(CSRF_HEADER))  # no cross-site sign-outs either
+        state.ui_sessions.end(sid)
+    response = json_response({"signed_out": True})
+    response.headers.append(_set_cookie("", 0))
+    return response
+
+
+def asset(name: str) -> Callable[[ProxyState, Request, Principal | None], Awaitable[Response]]:
+    """The handler serving one static file."""
+    content_type = ASSETS[name]
+
+    async def handler(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+        return Response(200, _read("static/" + name).encode(),
+                        [(b"content-type", content_type.encode()), (b"x-content-type-options", b"nosniff"),
+                         (b"cache-control", b"no-cache")])
+    return handler
