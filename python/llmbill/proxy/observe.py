@@ -42,6 +42,18 @@ class RequestInfo:
 
 _current: ContextVar[RequestInfo | None] = ContextVar("llmbill_request", default=None)
 
+# Labelled children, looked up once: prometheus_client's labels() validates and locks on every call
+# (it showed in the proxy's profile). Label sets are bounded (see metrics.py), and so is this.
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), labels)  # metrics are module-level and live as long as the process
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
 
 def begin(method: str, path: str) -> RequestInfo:
     info = RequestInfo(method, path, time.perf_counter(), request_id=uuid.uuid4().hex)
@@ -62,10 +74,10 @@ def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
     key = call.principal.key or {}
     team = str(key.get("team_id") or "")
     TOKENS, SPEND = metrics.TOKENS, metrics.SPEND
-    TOKENS.labels(call.model, team, "prompt").inc(usage.prompt_tokens)
-    TOKENS.labels(call.model, team, "completion").inc(usage.completion_tokens)
-    SPEND.labels(call.model, team).inc(float(cost))
-    metrics.BILLED_CALLS.labels(call.model, team).inc()
+    _child(TOKENS, call.model, team, "prompt").inc(usage.prompt_tokens)
+    _child(TOKENS, call.model, team, "completion").inc(usage.completion_tokens)
+    _child(SPEND, call.model, team).inc(float(cost))
+    _child(metrics.BILLED_CALLS, call.model, team).inc()
     info = _current.get()
     if info is not None and info.call is call:
         info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
@@ -81,12 +93,12 @@ def finish(info: RequestInfo, status: int) -> None:
     elapsed = time.perf_counter() - info.started
     call = info.call
     model = call.model if call is not None else ""
-    metrics.REQUESTS.labels(info.route, model, str(status)).inc()
-    metrics.REQUEST_SECONDS.labels(info.route, model).observe(elapsed)
+    _child(metrics.REQUESTS, info.route, model, str(status)).inc()
+    _child(metrics.REQUEST_SECONDS, info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None
     if upstream is not None:
-        metrics.UPSTREAM_SECONDS.labels(model).observe(upstream)
-        metrics.ADDED_SECONDS.labels(info.route, model).observe(max(0.0, elapsed - upstream))
+        _child(metrics.UPSTREAM_SECONDS, model).observe(upstream)
+        _child(metrics.ADDED_SECONDS, info.route, model).observe(max(0.0, elapsed - upstream))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("%s %s %d", info.method, info.path, status, extra={"fields": _fields(info, elapsed, upstream)})
 
