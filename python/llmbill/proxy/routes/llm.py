@@ -210,7 +210,7 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
         raise ProxyError(502, f"{call.d.model_name}: upstream returned a reply that is not a JSON object",
                          "upstream_error") from None
     try:
-        usage = core.Usage.from_response(data)
+        usage = core.Usage.from_response(reply.body)  # the bytes: C++ parses them faster than it walks the dict
     except core.UsageError:
         usage = _estimated_usage(body, data)
     data["model"] = call.model  # the name the client asked for
