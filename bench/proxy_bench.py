@@ -195,6 +195,7 @@ class System:
     startup_s: float = 0.0
     idle_rss_mb: float | None = None  # right after start-up, before any call
     served: int = 0  # 2xx replies wrk counted over all points
+    warm_rps: float = 0.0  # at c=8 during the warm-up: sizes the points of a slow system
 
     def pids(self) -> list[int]:
         return children(self.proc.pid) if self.proc else []
@@ -297,7 +298,30 @@ def wrk(url: str, auth: str, body_file: Path, conns: int, seconds: float, out: P
     return result
 
 
+def settle(s: System, limit: float = 60.0) -> float:
+    """Waits until the system's processes are idle (under 5 % of a core over 0.25 s): a slow proxy keeps
+    working through the requests still queued when wrk stopped, and must not do so during the next point."""
+    if s.proc is None:
+        return 0.0
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        before = cpu_seconds(s.pids())
+        time.sleep(0.25)
+        if cpu_seconds(s.pids()) - before < 0.0125:
+            break
+    return time.monotonic() - start
+
+
+def point_seconds(s: System, conns: int, seconds: float) -> float:
+    """The point's length: `seconds`, or longer for a system too slow to serve every connection twice in
+    that time (its first replies would come after the point ended): 2 x connections / its warm-up rate."""
+    if s.warm_rps <= 0:
+        return seconds
+    return min(60.0, max(seconds, 2 * conns / s.warm_rps))
+
+
 def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_file: Path) -> dict[str, Any]:
+    seconds = point_seconds(s, conns, seconds)
     pids = s.pids() if s.proc else []
     db = s.db_pids() if s.db_pids else []
     cpu0, db0, t0 = cpu_seconds(pids), cpu_seconds(db), time.monotonic()
@@ -316,7 +340,7 @@ def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_fi
         "p99_ms": r["latency_us"]["p99"] / 1000, "p99_9_ms": r["latency_us"]["p99_9"] / 1000,
         "max_ms": r["latency_us"]["max"] / 1000, "errors": errors, "error_detail": r["errors"],
         "cpu_s": cpu if s.proc else None, "cpu_ms_per_req": cpu * 1000 / n if s.proc and n else None,
-        "wall_s": wall,
+        "wall_s": wall, "seconds": seconds,
         "db_cpu_ms_per_req": db_cpu * 1000 / n if db_cpu is not None and n else None,
         "rss_mb": status_kb(pids, "VmRSS") / 1024 if s.proc else None,
         "peak_rss_mb": status_kb(pids, "VmHWM") / 1024 if s.proc else None,
@@ -329,11 +353,11 @@ def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_fi
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="2 s per point instead of 10")
+    ap.add_argument("--quick", action="store_true", help="2 s per point instead of 10, chat mode only")
     ap.add_argument("--duration", type=float, help="seconds per point")
     ap.add_argument("--concurrency", default="1,8,64,256")
     ap.add_argument("--systems", default="direct,llmbill-sqlite,llmbill-pg,litellm")
-    ap.add_argument("--modes", default="chat,stream")
+    ap.add_argument("--modes", help="chat,stream (default; chat with --quick)")
     ap.add_argument("--litellm", default=str(ROOT / "build" / "bench-litellm-venv" / "bin" / "litellm"),
                     help="the litellm CLI of a venv with litellm[proxy]")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
@@ -341,7 +365,7 @@ def main() -> int:
     seconds = args.duration or (2.0 if args.quick else 10.0)
     ladder = [int(c) for c in args.concurrency.split(",")]
     wanted = args.systems.split(",")
-    modes = args.modes.split(",")
+    modes = (args.modes or ("chat" if args.quick else "chat,stream")).split(",")
     if shutil.which("wrk") is None:
         raise SystemExit("proxy_bench: wrk not found (apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="llmbill-proxy-bench-"))
@@ -372,7 +396,7 @@ def main() -> int:
                 result["errors"].append(f"litellm: {args.litellm} not found (bench/run creates it)")
             else:
                 log("starting LiteLLM's proxy (its import takes a while)")
-                systems.append(start_litellm(args.litellm, upstream.port, work / "litellm"))
+                systems.append(start_litellm(os.path.abspath(args.litellm), upstream.port, work / "litellm"))
         for s in systems:
             if s.proc is not None:
                 s.idle_rss_mb = status_kb(s.pids(), "VmRSS") / 1024
@@ -383,16 +407,22 @@ def main() -> int:
         # Warm-up: the first calls of a process pay imports, caches, connection pools.
         for s in systems:
             for mode in modes:
-                wrk(s.url, s.auth, bodies[mode], 8, 1, work / "warm.json")
+                w = wrk(s.url, s.auth, bodies[mode], 8, 2, work / "warm.json")
+                rate = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
+                s.warm_rps = rate if s.warm_rps == 0 else min(s.warm_rps, rate)
+                settle(s)
         for conns in ladder:
             for mode in modes:
                 for s in systems:
                     p = measure(s, mode, conns, seconds, work, bodies[mode])
+                    p["settle_s"] = settle(s)
                     result["points"].append(p)
                     log(f"{mode:6} c={conns:<3} {s.name:15} {p['rps']:9,.0f} req/s  p50 {p['p50_ms']:8.2f} ms  "
                         f"p99 {p['p99_ms']:8.2f} ms  errors {p['errors']}")
                     if p["errors"]:
                         result["errors"].append(f"{s.name} {mode} c={conns}: {p['error_detail']}")
+                    if p["requests"] == 0:
+                        result["errors"].append(f"{s.name} {mode} c={conns}: no request completed in {p['seconds']:.0f} s")
         for s in systems:
             info: dict[str, Any] = {"startup_s": round(s.startup_s, 2), "notes": s.notes, "served": s.served}
             if s.proc is not None:
@@ -417,6 +447,8 @@ def main() -> int:
                 else:
                     info["notes"].append(note + " (LiteLLM's callback drops or lags events under load)")
             log(f"{s.name}: served {s.served} (+{warm}+ warm-up), Lago events {events}, exit {rc}")
+    except Exception as exc:  # a system that cannot start or a wrk that fails: the run is invalid, say why
+        result["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:
         for c in reversed(ALL):
             c.stop(10)

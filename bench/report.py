@@ -154,10 +154,11 @@ def proxy_markdown(proxy: dict[str, Any]) -> str:
 
     lines = [
         f"Proxies in front of the same fake upstream: {proxy.get('upstream', '')}; load: {proxy.get('load_generator', '')}; "
-        f"{proxy.get('seconds_per_point', 0):g} s per point.",
+        f"{proxy.get('seconds_per_point', 0):g} s per point (s: longer for a system too slow to answer every connection "
+        "twice in that time: 2 x c / its warm-up req/s).",
         "",
-        "| mode | c | system | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | peak RSS MB | errors | req/s ÷ LiteLLM | CPU ÷ LiteLLM's |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | c | system | s | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | peak RSS MB | errors | req/s ÷ LiteLLM | CPU ÷ LiteLLM's |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = {name: i for i, name in enumerate(SYSTEM_ORDER)}
     points = sorted(proxy.get("points", []), key=lambda p: (proxy.get("modes", []).index(p["mode"]) if p["mode"] in
@@ -165,7 +166,7 @@ def proxy_markdown(proxy: dict[str, Any]) -> str:
                                                              order.get(p["system"], 9)))
     for p in points:
         lines.append(
-            f"| {p['mode']} | {p['concurrency']} | {p['system']} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+            f"| {p['mode']} | {p['concurrency']} | {p['system']} | {p.get('seconds', proxy.get('seconds_per_point', 0)):.0f} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
             f"{n(p.get('added_p50_ms'), '.2f')} | {n(p.get('added_p99_ms'), '.2f')} | {n(p.get('cpu_ms_per_req'), '.3f')} | "
             f"{n(p.get('peak_rss_mb'), '.0f')} | {p['errors']} | "
             f"{n(p.get('rps_vs_litellm'), '.1f') + 'x' if p.get('rps_vs_litellm') else '–'} | "
