@@ -250,6 +250,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
         try:
             async for data in up.chunks:
                 buffer += data
+                out: list[bytes] = []  # the complete events of this read, relayed with one send (one write)
                 while True:
                     cut = _event_end(buffer)
                     if cut < 0:
@@ -263,7 +264,9 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
                         continue
                     if event.startswith(b"data: {"):
                         content_events += 1
-                    yield event.replace(*rename) if rename[0] != rename[1] else event
+                    out.append(event.replace(*rename) if rename[0] != rename[1] else event)
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
             if buffer:
                 yield buffer
             settled = True
