@@ -1,21 +1,25 @@
-"""Forwarding to a deployment: OpenAI-compatible upstreams over a pooled aiohttp client (keep-alive,
-no per-request pool scans — httpx measured 10x slower here), or the built-in mock model.
+"""Forwarding to a deployment: OpenAI-compatible upstreams over a lean pooled keep-alive HTTP/1.1
+client (httpclient.py: aiohttp's client was the largest single cost of the request path; httpx,
+with its per-request pool scans, measured 10x slower still), or the built-in mock model.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 
 from . import mock
 from .config import Deployment
 from .errors import ProxyError
+from .httpclient import Client, Reply, Target, UpstreamError
 
 ROUTE_PATHS = {"chat": "/chat/completions", "completion": "/completions", "embedding": "/embeddings"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,34 +37,44 @@ class UpstreamStream:
     close: Any  # async callable releasing the connection
 
 
+async def _within(seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
+    if seconds is None:
+        return await work()
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):  # no extra task, unlike wait_for before 3.12
+            return await work()
+    return await asyncio.wait_for(work(), seconds)  # pragma: no cover - Python 3.10
+
+
 class Upstream:
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        # Per deployment, built once: its headers and timeouts (a new ClientTimeout and header dict per
-        # call showed in the profile). Keyed by id(), checked by identity (wildcard deployments come and go).
-        self._prepared: dict[int, tuple[Deployment, dict[str, str], aiohttp.ClientTimeout, aiohttp.ClientTimeout]] = {}
+        self._client: Client | None = None
+        # Per deployment and route, built once: the parsed URL and the request head (keyed by id(),
+        # checked by identity: wildcard deployments come and go).
+        self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                              json_serialize=lambda o: orjson.dumps(o).decode())
+        self._client = Client()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    def _prepare(self, d: Deployment) -> tuple[Deployment, dict[str, str], aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
-        entry = self._prepared.get(id(d))
+    def _target(self, d: Deployment, route: str) -> Target:
+        entry = self._targets.get((id(d), route))
         if entry is None or entry[0] is not d:
-            h = {"content-type": "application/json"}
+            headers = {"content-type": "application/json"}
             if d.api_key:
-                h["authorization"] = f"Bearer {d.api_key}"
-            entry = (d, h, aiohttp.ClientTimeout(total=d.timeout), aiohttp.ClientTimeout(total=None, sock_read=d.timeout))
-            if len(self._prepared) >= 10_000:
-                self._prepared.clear()
-            self._prepared[id(d)] = entry
-        return entry
+                headers["authorization"] = f"Bearer {d.api_key}"
+            try:
+                target = Target(d.api_base + ROUTE_PATHS[route], headers)
+            except ValueError as exc:
+                raise ProxyError(502, f"{d.model_name}: {exc}", "upstream_error") from None
+            if len(self._targets) >= 10_000:
+                self._targets.clear()
+            entry = self._targets[(id(d), route)] = (d, target)
+        return entry[1]
 
     async def call(self, d: Deployment, route: str, body: dict[str, Any]) -> UpstreamReply:
         if d.provider == "mock":
@@ -68,14 +82,18 @@ class Upstream:
                 mock.chat(body, d.upstream_model, d.mock_response) if route == "chat"
                 else mock.completion(body, d.upstream_model, d.mock_response))
             return UpstreamReply(200, orjson.dumps(reply), "application/json")
-        assert self._session is not None
-        url = d.api_base + ROUTE_PATHS[route]
-        _, headers, timeout, _ = self._prepare(d)
+        client = self._client
+        assert client is not None
+        target = self._target(d, route)
+        payload = orjson.dumps(body)
+
+        async def exchange() -> UpstreamReply:
+            resp = await client.post(target, payload)
+            return UpstreamReply(resp.status, await resp.read(), resp.content_type)
+
         try:
-            async with self._session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout) as resp:
-                data = await resp.read()
-                return UpstreamReply(resp.status, data, resp.headers.get("content-type", ""))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            return await _within(d.timeout, exchange)
+        except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
     async def stream(self, d: Deployment, route: str, body: dict[str, Any]) -> UpstreamStream:
@@ -85,27 +103,28 @@ class Upstream:
 
             return UpstreamStream(200, mock.chat_stream(body, d.upstream_model, d.mock_response),
                                   "text/event-stream", noop)
-        assert self._session is not None
-        url = d.api_base + ROUTE_PATHS[route]
-        _, headers, _, timeout = self._prepare(d)
+        client = self._client
+        assert client is not None
+        target = self._target(d, route)
+        payload = orjson.dumps(body)
         try:
-            resp = await self._session.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp: Reply = await _within(d.timeout, lambda: client.post(target, payload))
+        except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks(d.timeout):
                     yield data
-            except (aiohttp.ClientError, TimeoutError):
-                return  # a cut stream ends here; what arrived is billed
+            except (UpstreamError, OSError, TimeoutError):
+                return  # a cut or silent stream ends here; what arrived is billed
             finally:
                 resp.release()
 
         async def close() -> None:
             resp.release()
 
-        return UpstreamStream(resp.status, chunks(), resp.headers.get("content-type", ""), close)
+        return UpstreamStream(resp.status, chunks(), resp.content_type, close)
 
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:

@@ -1,0 +1,297 @@
+"""A lean HTTP/1.1 client for the upstream hop: pooled keep-alive connections (plain or TLS), one write
+per request, httptools parsing the reply (Content-Length or chunked), a whole body or a stream of
+chunks. Only what forwarding an LLM call needs: POST with a ready body, no redirects, no cookies, no
+proxies from the environment.
+
+Why not aiohttp: on the proxy's request path aiohttp's client took ~28 % of all samples at c=64 (its
+request/response objects, timers, header multidicts and payload writers), about three times what
+this does for the same exchange (bench/profile_proxy.py; ../shared/docs/benchmarks.md measured the
+same gap on a bare pass-through proxy).
+
+A pooled connection that the server closed while idle is detected when the reply's first byte never
+comes (EOF or reset before any byte): the request is sent once more on a new connection — the
+upstream never saw it. Any other failure is the caller's (UpstreamError, or TimeoutError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections.abc import AsyncIterator
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools  # uvicorn[standard]'s HTTP parser
+
+
+class UpstreamError(ConnectionError):
+    """The upstream could not be reached or broke the exchange."""
+
+
+class Target:
+    """A URL split once: where to connect and the request head's fixed part."""
+
+    __slots__ = ("key", "host", "port", "tls", "path", "head")
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.key = (self.tls, self.host, self.port)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host_header = parts.netloc.rpartition("@")[2]
+        lines = [f"POST {self.path} HTTP/1.1", f"host: {host_header}", "user-agent: llmbill", "accept: */*"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1")
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; it carries one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._start(None)
+
+    def _start(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.received = False  # any byte of this exchange's reply
+        self.headers_done = False
+        self.complete = False
+        self.reusable = False
+        self.error: BaseException | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._loop = loop
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
+            self._fail(UpstreamError("unexpected protocol upgrade"))
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"malformed HTTP reply: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if (exc is None and self.headers_done and not self.complete and not self.header(b"content-length")
+                and "chunked" not in self.header(b"transfer-encoding").lower()):
+            self.complete = True  # a body delimited by the close of the connection
+            self._notify()
+        if not self.complete:
+            self._fail(UpstreamError(str(exc) if exc else "connection closed by the upstream"))
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        self._notify()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self._notify()
+
+    def on_message_complete(self) -> None:
+        self.reusable = self.parser.should_keep_alive()  # only true inside this callback (llhttp resets after)
+        self.complete = True
+        self._notify()
+
+    # --
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._notify()
+
+    def _notify(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done when something new arrives (headers, a chunk, the end, an error). Made here,
+        synchronously, right after the caller checked the state: a coroutine or task would let a
+        callback run in between and its news be lost."""
+        assert self._loop is not None
+        wake = self._wake = self._loop.create_future()
+        return wake
+
+    def header(self, name: bytes) -> str:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode("latin-1")
+        return ""
+
+    def keep_alive(self) -> bool:
+        return self.complete and self.reusable and self.error is None and not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Reply:
+    """The reply to one request: status and headers at once, the body whole (read()) or as it arrives
+    (chunks()). release() hands the connection back (or closes it if the body was not read to the end)."""
+
+    def __init__(self, client: Client, target: Target, conn: _Connection) -> None:
+        self._client, self._target, self._conn = client, target, conn
+        self.status = conn.status
+        self.content_type = conn.header(b"content-type")
+        encoding = conn.header(b"content-encoding").lower()
+        self._inflate = zlib.decompressobj(47) if encoding in ("gzip", "deflate", "x-gzip") else None
+        self._released = False
+
+    def _take(self) -> bytes:
+        conn = self._conn
+        data = conn.chunks[0] if len(conn.chunks) == 1 else b"".join(conn.chunks)
+        conn.chunks.clear()
+        return self._inflate.decompress(data) if self._inflate is not None and data else data
+
+    async def read(self) -> bytes:
+        conn = self._conn
+        try:
+            while not conn.complete:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.waiter()
+        except BaseException:  # broken, timed out or cancelled mid-body: the connection is unusable
+            conn.close()
+            raise
+        body = self._take()
+        if self._inflate is not None:
+            body += self._inflate.flush()
+        self.release()
+        return body
+
+    async def chunks(self, read_timeout: float | None) -> AsyncIterator[bytes]:
+        """The body as it arrives; ends quietly when the upstream cuts the stream (what came is kept);
+        a silence longer than read_timeout raises TimeoutError."""
+        conn = self._conn
+        try:
+            while True:
+                if conn.chunks:
+                    data = self._take()
+                    if data:
+                        yield data
+                    continue
+                if conn.complete:
+                    if self._inflate is not None and (tail := self._inflate.flush()):
+                        yield tail
+                    return
+                if conn.error is not None:
+                    return
+                if read_timeout is None:
+                    await conn.waiter()
+                else:
+                    await asyncio.wait_for(conn.waiter(), read_timeout)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self._conn.keep_alive():
+            self._client._put(self._target.key, self._conn)
+        else:
+            self._conn.close()
+
+
+class Client:
+    """Keep-alive connections per (tls, host, port), reused most recent first; one idle longer than
+    idle_seconds is closed rather than reused (a peer or a NAT in between may have forgotten it)."""
+
+    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0) -> None:
+        self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
+        self._max_idle = max_idle_per_host
+        self._idle_seconds = idle_seconds
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def _connect(self, target: Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if target.tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        try:
+            _, conn = await loop.create_connection(_Connection, target.host, target.port,
+                                                   ssl=self._ssl if target.tls else None,
+                                                   server_hostname=target.host if target.tls else None)
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {target.host}:{target.port}: {exc.strerror or exc}") from None
+        return conn
+
+    def _get_idle(self, target: Target) -> _Connection | None:
+        idle = self._idle.get(target.key)
+        if not idle:
+            return None
+        oldest_usable = asyncio.get_running_loop().time() - self._idle_seconds
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.idle_since >= oldest_usable:
+                return conn
+            conn.close()
+        return None
+
+    def _put(self, key: tuple[bool, str, int], conn: _Connection) -> None:
+        idle = self._idle.setdefault(key, [])
+        if self._closed or len(idle) >= self._max_idle:
+            conn.close()
+        else:
+            conn.reused = True
+            conn.idle_since = asyncio.get_running_loop().time()
+            idle.append(conn)
+
+    async def post(self, target: Target, body: bytes) -> Reply:
+        """Sends the request and waits for the reply's status and headers (not its body)."""
+        data = target.head + str(len(body)).encode() + b"\r\n\r\n" + body
+        loop = asyncio.get_running_loop()
+        for attempt in (0, 1):
+            conn = self._get_idle(target) if attempt == 0 else None
+            if conn is None:
+                conn = await self._connect(target)
+            conn._start(loop)
+            assert conn.transport is not None
+            conn.transport.write(data)
+            try:
+                while not conn.headers_done:
+                    if conn.error is not None:
+                        raise conn.error
+                    await conn.waiter()
+            except UpstreamError:
+                conn.close()
+                if conn.reused and not conn.received and attempt == 0:
+                    continue  # the server had closed the idle connection: it never saw the request
+                raise
+            except BaseException:  # timeout or cancellation mid-exchange: the connection is unusable
+                conn.close()
+                raise
+            return Reply(self, target, conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+

@@ -1,0 +1,160 @@
+"""The proxy's upstream HTTP client (proxy/httpclient.py) against a raw asyncio server: keep-alive reuse,
+Content-Length, chunked and close-delimited bodies, gzip, a stale pooled connection, a cut stream."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from llmbill.proxy.httpclient import Client, Target, UpstreamError
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    return head + await reader.readexactly(length)
+
+
+async def _serve(handler: Handler, work: Callable[[str], Awaitable[None]]) -> list[bytes]:
+    """Runs `work(url)` against a server whose `handler(reader, writer, n)` answers request n (from 0) and
+    returns whether to keep the connection. Returns the requests the server saw, with the connection
+    number prefixed."""
+    seen: list[bytes] = []
+    conns = 0
+    count = 0
+    writers: list[asyncio.StreamWriter] = []
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal conns, count
+        conns += 1
+        me = conns
+        writers.append(writer)
+        while (req := await _read_request(reader)) is not None:
+            seen.append(b"%d " % me + req)
+            count += 1
+            if not await handler(reader, writer, count - 1):
+                break
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await work(f"http://127.0.0.1:{port}/v1/chat/completions")
+    finally:
+        server.close()
+        for w in writers:
+            w.close()
+        await asyncio.sleep(0.05)  # the handlers see their connections end and return
+        await server.wait_closed()
+    return seen
+
+
+def _reply(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+def test_keep_alive_reuses_one_connection_and_sends_the_head() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_reply(b'{"n":%d}' % n))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {"content-type": "application/json", "authorization": "Bearer k"})
+        for n in range(3):
+            reply = await client.post(target, b'{"q":1}')
+            assert (reply.status, reply.content_type, await reply.read()) == (200, "application/json", b'{"n":%d}' % n)
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"1", b"1"]
+    assert seen[0].split(b" ", 1)[1].startswith(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:")
+    assert b"authorization: Bearer k\r\n" in seen[0] and seen[0].endswith(b'content-length: 7\r\n\r\n{"q":1}')
+
+
+def test_chunked_stream_gzip_and_close_delimited_bodies() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 0:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            for part in (b"data: 1\n\n", b"data: 2\n\n"):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+            return True
+        if n == 1:
+            writer.write(_reply(gzip.compress(b'{"zipped":true}'), b"content-encoding: gzip\r\n"))
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"till\":\"close\"}")
+        return False
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        reply = await client.post(target, b"{}")
+        assert b"".join([c async for c in reply.chunks(5)]) == b"data: 1\n\ndata: 2\n\n"
+        assert await (await client.post(target, b"{}")).read() == b'{"zipped":true}'
+        assert await (await client.post(target, b"{}")).read() == b'{"till":"close"}'
+        await client.close()
+
+    asyncio.run(_serve(handler, work))
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_without_an_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_reply(b"{}"))
+        await writer.drain()
+        return False  # closes after every reply, without saying so
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        for _ in range(3):
+            assert await (await client.post(target, b"{}")).read() == b"{}"
+            await asyncio.sleep(0.05)  # the close reaches the client while the connection is idle
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2", b"3"]
+
+
+def test_a_cut_body_fails_read_and_ends_a_stream_quietly() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 0:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"partial\"")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        return False
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        with pytest.raises(UpstreamError):
+            await (await client.post(target, b"{}")).read()
+        reply = await client.post(target, b"{}")
+        assert [c async for c in reply.chunks(5)] == [b"data: 1\n\n"]
+        await client.close()
+
+    asyncio.run(_serve(handler, work))
+
+
+def test_unreachable_upstream_and_bad_urls() -> None:
+    async def work() -> None:
+        client = Client()
+        with pytest.raises(UpstreamError, match="cannot connect"):
+            await client.post(Target("http://127.0.0.1:9/x", {}), b"{}")
+        await client.close()
+
+    asyncio.run(work())
+    with pytest.raises(ValueError):
+        Target("ftp://example.com/x", {})
