@@ -4,6 +4,7 @@
 //   POST /api/v1/events/batch   200 {"events_received":N}; 401 on a wrong Bearer key (when --api-key is
 //                               given); 422 no_events / too_many_events (> 100) as Lago does
 //   POST /api/v1/events         one event (what LiteLLM's Lago callback sends): 200, counted as 1
+//   GET  /api/v1/billable_metrics/CODE   200 with that code (llmbill-proxy checks its event codes at start)
 //   GET  /_fake/stats           {"requests":R,"events":E}: what it has accepted, for cross-checks
 //   GET  /_fake/wait?...        {"events":E} at once (the Python fake's form waits for a count)
 //   POST /_fake/reset           zeroes both counters
@@ -56,6 +57,13 @@ std::string handle(const Request& r) {
   if (r.method == "POST" && r.target == "/_fake/reset") {
     g_requests = g_events = 0;
     return response(200, "OK", "{}", close);
+  }
+  if (r.method == "GET" && r.target.starts_with("/api/v1/billable_metrics/")) {
+    const std::string_view code = r.target.substr(25);
+    return response(200, "OK",
+                    "{\"billable_metric\":{\"code\":\"" + std::string(code) +
+                        "\",\"name\":\"bench\",\"aggregation_type\":\"sum_agg\",\"field_name\":\"total_tokens\"}}",
+                    close);
   }
   const bool batch = r.target == "/api/v1/events/batch";
   if (r.method != "POST" || !(batch || r.target == "/api/v1/events")) {
