@@ -81,15 +81,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         uvicorn.run("llmbill.proxy.app:app_from_env", factory=True, host=host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", log_level=args.log_level, access_log=False, lifespan="on",
-                    log_config=None)
+                    log_config=None, proxy_headers=False)
         return 0
     from .app import ProxyApp
 
     app = ProxyApp(config)
     tune_gc()
+    # proxy_headers off: nothing reads the client address or scheme, and uvicorn's middleware that
+    # rewrites them from X-Forwarded-* ran on every request.
     uvicorn.run(app, host=host, port=args.port, loop="uvloop", http="httptools",
                 log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
-                log_config=None)
+                log_config=None, proxy_headers=False)
     return 0
 
 

@@ -56,7 +56,7 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def begin(method: str, path: str) -> RequestInfo:
-    info = RequestInfo(method, path, time.perf_counter(), request_id=uuid.uuid4().hex)
+    info = RequestInfo(method, path, time.perf_counter())  # request_id: the call's id, or made when logged
     _current.set(info)
     return info
 
@@ -107,7 +107,7 @@ def _fields(info: RequestInfo, elapsed: float, upstream: float | None) -> dict[s
     call = info.call
     key = (call.principal.key or {}) if call is not None else {}
     return {
-        "request_id": info.request_id,
+        "request_id": info.request_id or uuid.uuid4().hex,
         "method": info.method,
         "path": info.path,
         "status": info.status,
