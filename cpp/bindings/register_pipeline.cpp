@@ -59,6 +59,7 @@ py::dict stats_dict(const PipelineStats& s) {
   d["retried"] = s.retried;
   d["dead_lettered"] = s.dead_lettered;
   d["no_charge_id"] = s.no_charge_id;
+  d["held"] = s.held;
   d["batches"] = s.batches;
   d["config_errors"] = s.config_errors;
   d["pending"] = s.pending;
@@ -78,6 +79,17 @@ py::dict dead_letter_dict(const DeadLetter& d) {
   return out;
 }
 
+py::list dead_letter_list(const std::vector<DeadLetter>& letters) {
+  py::list out;
+  for (const auto& d : letters) out.append(dead_letter_dict(d));
+  return out;
+}
+
+Money cost_arg(const py::object& cost) {
+  if (cost.is_none()) return Money();
+  return py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total : money_from_usd(cost);
+}
+
 }  // namespace
 
 void register_pipeline(py::module_& m) {
@@ -95,10 +107,7 @@ void register_pipeline(py::module_& m) {
           [](Pipeline& p, const std::string& call_id, std::int64_t timestamp_ms, const std::string& model,
              const Usage& usage, const py::object& cost, bool unpriced, const std::string& key_alias,
              const std::string& user_id, const std::string& team_id, const std::string& end_user_id) {
-            CallRecord call{call_id, timestamp_ms, model, usage, Money(), unpriced, key_alias, user_id, team_id, end_user_id};
-            if (!cost.is_none()) {
-              call.cost = py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total : money_from_usd(cost);
-            }
+            CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
             py::gil_scoped_release release;  // spool append (and fsync per policy)
             return p.submit(call);
           },
@@ -109,10 +118,14 @@ void register_pipeline(py::module_& m) {
       .def(
           "submit_event",
           [](Pipeline& p, const std::string& event_json) {
-            py::gil_scoped_release release;  // spool append
-            p.submit_event(event_json);
+            py::gil_scoped_release release;  // spool append (or a dead-letter fsync for a held code)
+            return p.submit_event(event_json);
           },
-          py::arg("event_json"))
+          py::arg("event_json"),
+          "Spools an already-built event unchanged; False when its code is held (then it is dead-lettered).")
+      .def("hold_codes", &Pipeline::hold_codes, py::arg("code_reasons"),
+           "Codes whose events are dead-lettered instead of sent (code -> reason); replaces the set.")
+      .def("held_codes", &Pipeline::held_codes)
       .def(
           "flush",
           [](Pipeline& p, double timeout) {
@@ -130,25 +143,52 @@ void register_pipeline(py::module_& m) {
       .def("stats", [](const Pipeline& p) { return stats_dict(p.stats()); })
       .def("warnings", &Pipeline::warnings)
       .def("describe", &Pipeline::describe)
-      .def("dead_letters", [](Pipeline& p) {
-        py::list out;
-        for (const auto& d : p.dead_letters().list()) out.append(dead_letter_dict(d));
-        return out;
-      });
+      .def("dead_letters", [](Pipeline& p) { return dead_letter_list(p.dead_letters().list()); });
+
+  // The dead-letter file of any spool (the CLI reads every slot's, proxies may be running: the
+  // store's flock orders writers across processes).
+  py::class_<DeadLetterStore>(m, "DeadLetterStore", "Events Lago refused for good, kept in a JSON-lines file.")
+      .def(py::init<std::filesystem::path>(), py::arg("file"))
+      .def("list",
+           [](const DeadLetterStore& s) {
+             std::vector<DeadLetter> letters;
+             {
+               py::gil_scoped_release release;  // reads the whole file
+               letters = s.list();
+             }
+             return dead_letter_list(letters);
+           })
+      .def(
+          "get",
+          [](const DeadLetterStore& s, const std::string& id) -> py::object {
+            auto d = s.get(id);
+            return d ? py::object(dead_letter_dict(*d)) : py::object(py::none());
+          },
+          py::arg("id"))
+      .def(
+          "remove",
+          [](DeadLetterStore& s, const std::string& id, std::optional<double> added_up_to) {
+            py::gil_scoped_release release;  // rewrites the file: temp file, fsync, rename
+            return s.remove(id, added_up_to);
+          },
+          py::arg("id"), py::arg("added_up_to") = py::none(),
+          "Drops the lines with this id (only those added at or before added_up_to, when given).")
+      .def("count", &DeadLetterStore::count)
+      .def("oldest_at", &DeadLetterStore::oldest_at);
 
   m.def(
       "build_lago_events",
       [](const std::string& call_id, std::int64_t timestamp_ms, const std::string& model, const Usage& usage,
-         const Cost& cost, const std::vector<std::string>& codes, const std::string& charge_by,
+         const py::object& cost, const std::vector<std::string>& codes, const std::string& charge_by,
          const std::string& key_alias, const std::string& user_id, const std::string& team_id,
-         const std::string& end_user_id) {
-        CallRecord call{call_id, timestamp_ms, model, usage, cost.total, false, key_alias, user_id, team_id, end_user_id};
+         const std::string& end_user_id, bool unpriced) {
+        CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
         BuiltEvents built = build_lago_events(call, EventOptions{codes, parse_charge_by(charge_by)});
         return py::make_tuple(built.events, built.missing_reason);
       },
       py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"), py::arg("cost"),
       py::arg("codes"), py::arg("charge_by") = "end_user_id", py::arg("key_alias") = "", py::arg("user_id") = "",
-      py::arg("team_id") = "", py::arg("end_user_id") = "",
+      py::arg("team_id") = "", py::arg("end_user_id") = "", py::arg("unpriced") = false,
       "The Lago event JSON of a call, one per code, and the reason when there is no id to charge.");
 }
 

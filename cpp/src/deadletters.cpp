@@ -178,7 +178,7 @@ std::optional<DeadLetter> DeadLetterStore::get(std::string_view id) const {
   return std::nullopt;
 }
 
-bool DeadLetterStore::remove(std::string_view id) {
+bool DeadLetterStore::remove(std::string_view id, std::optional<double> added_up_to) {
   std::unique_lock lock(mu_);
   WriterLock writer(lock_file_);
   std::string data = read_all(file_);
@@ -187,7 +187,7 @@ bool DeadLetterStore::remove(std::string_view id) {
   bool found = false;
   for_each_line(data, [&](std::string_view line, const std::optional<DeadLetter>& d) {
     if (!d) return;  // torn or unreadable: dropped by the rewrite
-    if (d->id == id) {
+    if (d->id == id && (!added_up_to || d->at_unix <= *added_up_to)) {
       found = true;
     } else {
       kept.append(line);

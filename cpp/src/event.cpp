@@ -2,14 +2,10 @@
 
 #include <cstdio>
 
-#include <nlohmann/json.hpp>
-
 #include "llmbill/errors.hpp"
 
 namespace llmbill {
 namespace {
-
-using nlohmann::json;
 
 const std::string& charged_id(const CallRecord& call, ChargeBy by) {
   switch (by) {
@@ -20,44 +16,92 @@ const std::string& charged_id(const CallRecord& call, ChargeBy by) {
   return call.end_user_id;
 }
 
-json properties_of(const CallRecord& call) {
-  const Usage& u = call.usage;
-  // Both namings (the seeds' input/output_tokens, LiteLLM's prompt/completion/total_tokens): users
-  // arrive with billable metrics built on either. Flat: Lago drops nested objects.
-  json p = {
-      {"model", call.model},
-      {"input_tokens", u.prompt_tokens},
-      {"output_tokens", u.completion_tokens},
-      {"prompt_tokens", u.prompt_tokens},
-      {"completion_tokens", u.completion_tokens},
-      {"total_tokens", u.total_tokens()},
-      {"cached_tokens", u.cached_tokens},
-      {"cache_creation_tokens", u.cache_creation_tokens},
-      {"reasoning_tokens", u.reasoning_tokens},
-      {"response_cost", call.cost.to_usd_string()},  // exact decimal string of the ledger value
-  };
-  if (!call.key_alias.empty()) p["key_alias"] = call.key_alias;
-  if (!call.team_id.empty()) p["team_id"] = call.team_id;
-  if (!call.user_id.empty()) p["user_id"] = call.user_id;
-  if (!call.end_user_id.empty()) p["end_user_id"] = call.end_user_id;
-  if (call.unpriced) p["unpriced"] = "true";
-  if (u.estimated) p["estimated"] = "true";
-  return p;
+// Events are written straight into a string (no JSON tree): submit() runs on the caller's thread and
+// this is most of its cost. Keys come in a fixed order, so the same call always gives the same bytes.
+void put_string(std::string& out, std::string_view text) {
+  out.push_back('"');
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      // Multi-byte UTF-8 passes through when well formed; anything else becomes U+FFFD, so the
+      // event is always valid JSON.
+      std::size_t len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+      bool ok = len > 0 && i + len <= text.size();
+      for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+      if (ok) {
+        out.append(text.substr(i, len));
+        i += len - 1;
+      } else {
+        out += "\xEF\xBF\xBD";
+      }
+    }
+  }
+  out.push_back('"');
 }
 
-json event_json(const CallRecord& call, const std::string& code, const std::string& transaction_id,
-                const std::string& subscription) {
-  json e = {
-      {"transaction_id", transaction_id},
-      {"code", code},
-      {"timestamp", lago_timestamp(call.timestamp_ms)},
-      {"properties", properties_of(call)},
-  };
+void put_field(std::string& out, std::string_view name, std::string_view value) {
+  out.push_back(',');
+  put_string(out, name);
+  out.push_back(':');
+  put_string(out, value);
+}
+
+void put_field(std::string& out, std::string_view name, std::int64_t value) {
+  out.push_back(',');
+  put_string(out, name);
+  out.push_back(':');
+  out += std::to_string(value);
+}
+
+// Both namings (the seeds' input/output_tokens, LiteLLM's prompt/completion/total_tokens): users
+// arrive with billable metrics built on either. Flat: Lago drops nested objects.
+void put_properties(std::string& out, const CallRecord& call) {
+  const Usage& u = call.usage;
+  out += "{\"model\":";
+  put_string(out, call.model);
+  put_field(out, "input_tokens", u.prompt_tokens);
+  put_field(out, "output_tokens", u.completion_tokens);
+  put_field(out, "prompt_tokens", u.prompt_tokens);
+  put_field(out, "completion_tokens", u.completion_tokens);
+  put_field(out, "total_tokens", u.total_tokens());
+  put_field(out, "cached_tokens", u.cached_tokens);
+  put_field(out, "cache_creation_tokens", u.cache_creation_tokens);
+  put_field(out, "reasoning_tokens", u.reasoning_tokens);
+  put_field(out, "response_cost", call.cost.to_usd_string());  // exact decimal string of the ledger value
+  if (!call.key_alias.empty()) put_field(out, "key_alias", call.key_alias);
+  if (!call.team_id.empty()) put_field(out, "team_id", call.team_id);
+  if (!call.user_id.empty()) put_field(out, "user_id", call.user_id);
+  if (!call.end_user_id.empty()) put_field(out, "end_user_id", call.end_user_id);
+  if (call.unpriced) put_field(out, "unpriced", "true");
+  if (u.estimated) put_field(out, "estimated", "true");
+  out.push_back('}');
+}
+
+std::string event_json(const CallRecord& call, const std::string& code, const std::string& transaction_id,
+                       const std::string& subscription) {
+  std::string out;
+  out.reserve(512);
+  out += "{\"transaction_id\":";
+  put_string(out, transaction_id);
   if (!subscription.empty()) {
-    e["external_subscription_id"] = subscription;
-    e["external_customer_id"] = subscription;  // dropped by current Lago, read by older self-hosted Lago
+    put_field(out, "external_subscription_id", subscription);
+    put_field(out, "external_customer_id", subscription);  // dropped by current Lago, read by older self-hosted
   }
-  return e;
+  put_field(out, "code", code);
+  put_field(out, "timestamp", lago_timestamp(call.timestamp_ms));
+  out += ",\"properties\":";
+  put_properties(out, call);
+  out.push_back('}');
+  return out;
 }
 
 void check(const CallRecord& call, const EventOptions& options) {
@@ -102,14 +146,15 @@ BuiltEvents build_lago_events(const CallRecord& call, const EventOptions& option
   const bool several = options.codes.size() > 1;
   for (const auto& code : options.codes) {
     std::string id = several ? call.call_id + ":" + code : call.call_id;
-    out.events.push_back(event_json(call, code, id, subscription).dump());
+    out.events.push_back(event_json(call, code, id, subscription));
+    out.events.back().shrink_to_fit();  // queued while Lago is down: keep only the bytes
   }
   return out;
 }
 
 std::string unbillable_event_json(const CallRecord& call, const EventOptions& options) {
   check(call, options);
-  return event_json(call, options.codes.front(), call.call_id, "").dump();
+  return event_json(call, options.codes.front(), call.call_id, "");
 }
 
 }  // namespace llmbill

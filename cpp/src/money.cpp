@@ -1,5 +1,6 @@
 #include "llmbill/money.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -106,14 +107,16 @@ Money Money::times(std::int64_t count) const {
 
 std::string Money::units_string() const {
   if (units_ < 0) {
-    // -(min) is not representable; go through unsigned.
+    // -(min) is not representable; go through unsigned. Digits are built reversed, sign last.
     auto magnitude = static_cast<unsigned __int128>(-(units_ + 1)) + 1;
     std::string s;
     while (magnitude > 0) {
       s.push_back(static_cast<char>('0' + static_cast<int>(magnitude % 10)));
       magnitude /= 10;
     }
-    return "-" + std::string(s.rbegin(), s.rend());
+    s.push_back('-');
+    std::reverse(s.begin(), s.end());
+    return s;
   }
   return digits_of(units_);
 }

@@ -42,6 +42,14 @@ std::string transaction_id_of(const std::string& event_json) {
   return "";
 }
 
+// What a dead letter keeps of Lago's reply: the body as Lago sent it (bounded), else what went wrong.
+std::string reply_text(const HttpReply& reply, const ReplyOutcome& outcome) {
+  constexpr std::size_t kMax = 16 * 1024;
+  if (reply.body.empty()) return reply.transport_error.empty() ? outcome.error : reply.transport_error;
+  if (reply.body.size() <= kMax) return reply.body;
+  return reply.body.substr(0, kMax) + "... (" + std::to_string(reply.body.size()) + " bytes)";
+}
+
 PipelineOptions with_defaults(PipelineOptions o) {
   if (o.spool.dir.empty()) throw Error("billing pipeline: no spool directory (LLMBILL_SPOOL_DIR)");
   if (o.dead_letter_file.empty()) o.dead_letter_file = o.spool.dir / "deadletters.jsonl";
@@ -94,28 +102,43 @@ std::vector<std::string> Pipeline::submit(const CallRecord& call) {
     ++stats_.dead_lettered;
     return {};
   }
+  // build_lago_events makes one event per code, in the order of options_.events.codes.
+  const bool several = options_.events.codes.size() > 1;
+  std::vector<std::string> ids;
+  std::vector<std::string> events;
+  for (std::size_t i = 0; i < built.events.size(); ++i) {
+    const std::string& code = options_.events.codes[i];
+    std::string id = several ? call.call_id + ":" + code : call.call_id;
+    if (std::string reason = held_reason(code); !reason.empty()) {
+      dead_letter_held(id, built.events[i], reason);
+      continue;
+    }
+    ids.push_back(std::move(id));
+    events.push_back(std::move(built.events[i]));
+  }
+  if (events.empty()) return ids;
   std::vector<std::uint64_t> seqs;
   {
     std::shared_lock spool_lock(spool_mu_);
     if (!spool_) throw Error("billing pipeline is closed");
-    seqs = built.events.size() == 1 ? std::vector<std::uint64_t>{spool_->append(built.events[0])}
-                                    : spool_->append_batch(built.events);
+    seqs = events.size() == 1 ? std::vector<std::uint64_t>{spool_->append(events[0])} : spool_->append_batch(events);
   }
-  std::vector<std::string> ids;
   std::vector<Pending> items;
-  for (std::size_t i = 0; i < seqs.size(); ++i) {
-    items.push_back(Pending{seqs[i], std::move(built.events[i]), call.timestamp_ms});
-  }
-  ids.reserve(items.size());
-  const bool several = options_.events.codes.size() > 1;
-  for (const auto& code : options_.events.codes) ids.push_back(several ? call.call_id + ":" + code : call.call_id);
+  items.reserve(seqs.size());
+  for (std::size_t i = 0; i < seqs.size(); ++i) items.push_back(Pending{seqs[i], std::move(events[i]), call.timestamp_ms});
   queue_spooled(std::move(items));
   return ids;
 }
 
-void Pipeline::submit_event(const std::string& event_json) {
+bool Pipeline::submit_event(const std::string& event_json) {
   auto e = nlohmann::json::parse(event_json, nullptr, false);
   if (!e.is_object() || !e.contains("transaction_id")) throw Error("not a Lago event (no transaction_id): " + event_json.substr(0, 200));
+  if (auto code = e.find("code"); code != e.end() && code->is_string()) {
+    if (std::string reason = held_reason(code->get<std::string>()); !reason.empty()) {
+      dead_letter_held(transaction_id_of(event_json), event_json, reason);
+      return false;
+    }
+  }
   std::uint64_t seq;
   {
     std::shared_lock spool_lock(spool_mu_);
@@ -123,6 +146,31 @@ void Pipeline::submit_event(const std::string& event_json) {
     seq = spool_->append(event_json);
   }
   queue_spooled({Pending{seq, event_json, timestamp_of(event_json)}});
+  return true;
+}
+
+void Pipeline::hold_codes(std::map<std::string, std::string> code_reasons) {
+  std::lock_guard lock(mu_);
+  held_ = std::move(code_reasons);
+}
+
+std::map<std::string, std::string> Pipeline::held_codes() const {
+  std::lock_guard lock(mu_);
+  return held_;
+}
+
+std::string Pipeline::held_reason(const std::string& code) const {
+  std::lock_guard lock(mu_);
+  auto it = held_.find(code);
+  return it == held_.end() ? std::string() : it->second;
+}
+
+void Pipeline::dead_letter_held(const std::string& id, const std::string& event_json, const std::string& reason) {
+  // Stored before we return, like any dead letter: the caller's call is on disk, only not sent.
+  dead_letters_.add(DeadLetter{id, event_json, reason, "", static_cast<double>(now_ms()) / 1000.0});
+  std::lock_guard lock(mu_);
+  ++stats_.held;
+  ++stats_.dead_lettered;
 }
 
 bool Pipeline::flush(std::chrono::milliseconds timeout) {
@@ -199,7 +247,7 @@ void Pipeline::run() {
     for (const auto& p : batch) events.push_back(&p.json);
     HttpReply reply = transport_->send(events);
     ReplyOutcome outcome = classify_reply(reply, batch.size());
-    settle(batch, outcome);
+    settle(batch, outcome, outcome.dead.empty() ? std::string() : reply_text(reply, outcome));
 
     std::chrono::milliseconds wait{0};
     switch (outcome.action) {
@@ -224,14 +272,14 @@ void Pipeline::run() {
   }
 }
 
-void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome) {
+void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply) {
   std::vector<std::uint64_t> acks;
   acks.reserve(outcome.delivered.size() + outcome.dead.size());
   for (std::size_t i : outcome.delivered) acks.push_back(batch[i].seq);
   for (std::size_t i : outcome.dead) {
     auto reason = outcome.dead_reasons.find(i);
     dead_letters_.add(DeadLetter{transaction_id_of(batch[i].json), batch[i].json,
-                                 reason == outcome.dead_reasons.end() ? outcome.error : reason->second, outcome.error,
+                                 reason == outcome.dead_reasons.end() ? outcome.error : reason->second, reply,
                                  static_cast<double>(now_ms()) / 1000.0});
     acks.push_back(batch[i].seq);
   }

@@ -180,10 +180,10 @@ PriceTable PriceTable::load_files(const std::vector<std::filesystem::path>& path
 }
 
 const ModelPrice* PriceTable::find(std::string_view model) const noexcept {
-  if (auto it = models_.find(std::string(model)); it != models_.end()) return &it->second;
+  if (auto it = models_.find(model); it != models_.end()) return &it->second;
   auto slash = model.find('/');
   if (slash == std::string_view::npos) return nullptr;
-  auto it = models_.find(std::string(model.substr(slash + 1)));
+  auto it = models_.find(model.substr(slash + 1));
   if (it != models_.end() && provider_matches(model.substr(0, slash), it->second.provider)) return &it->second;
   return nullptr;
 }

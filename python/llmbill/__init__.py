@@ -26,6 +26,7 @@ from .errors import SpoolFullError as SpoolFullError
 from .errors import UnknownModelError as UnknownModelError
 from .errors import UsageError as UsageError
 from .integrations.lago import LagoLogger as LagoLogger
+from .ops import reconcile as reconcile
 from .pricing import Cost as Cost
 from .pricing import ModelPrice as ModelPrice
 from .pricing import PriceTable as PriceTable
@@ -73,6 +74,7 @@ __all__ = [
     "flush",
     "get_pipeline",
     "normalise_price",
+    "reconcile",
     "register_callback",
     "reload_default_prices",
     "track",

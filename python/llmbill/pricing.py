@@ -60,10 +60,18 @@ def reload_default_prices() -> core.PriceTable:
         return _default
 
 
+USAGE_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens", "cache_creation_tokens",
+                          "reasoning_tokens", "estimated"})
+_OWN_ONLY = frozenset({"cached_tokens", "cache_creation_tokens", "reasoning_tokens"})
+
+
 def as_usage(usage: UsageLike) -> core.Usage:
-    """A Usage from a Usage, a provider reply (dict, JSON text) or a bare usage dict."""
+    """A Usage from a Usage, a provider reply (dict, JSON text), a provider usage dict, or a dict in
+    llmbill's own field names (`{"prompt_tokens", "completion_tokens", "cached_tokens", ...}`)."""
     if isinstance(usage, core.Usage):
         return usage
+    if isinstance(usage, Mapping) and set(usage) <= USAGE_FIELDS and set(usage) & _OWN_ONLY:
+        return core.Usage(**usage)
     return core.Usage.from_response(usage)
 
 

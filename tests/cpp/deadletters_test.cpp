@@ -107,6 +107,21 @@ TEST(DeadLetters, RemoveRewritesTheFile) {
   EXPECT_EQ(fs::file_size(file), 0u);
 }
 
+TEST(DeadLetters, RemoveUpToATimeKeepsANewerLetterWithTheSameId) {
+  // A replay removes the letter it read; if the resent event was refused again meanwhile, that
+  // newer letter must stay.
+  TempDir dir;
+  DeadLetterStore store(dir.path() / "dead.jsonl");
+  store.add(letter("a", 100.0));
+  store.add(letter("a", 200.0));
+  EXPECT_TRUE(store.remove("a", 100.0));
+  ASSERT_EQ(store.count(), 1u);
+  EXPECT_EQ(store.get("a")->at_unix, 200.0);
+  EXPECT_FALSE(store.remove("a", 150.0));
+  EXPECT_TRUE(store.remove("a", 200.0));
+  EXPECT_EQ(store.count(), 0u);
+}
+
 TEST(DeadLetters, MissingFileIsEmptyAndNotCreatedByQueries) {
   TempDir dir;
   fs::path file = dir.path() / "dead.jsonl";

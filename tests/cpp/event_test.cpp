@@ -95,3 +95,12 @@ TEST(LagoEvent, SameCallSameBytes) {
   EXPECT_EQ(llmbill::build_lago_events(sample_call(), o).events, llmbill::build_lago_events(sample_call(), o).events);
   EXPECT_EQ(llmbill::lago_timestamp(1786000000005), "1786000000.005");
 }
+
+TEST(LagoEvent, IdsWithQuotesControlsAndBadUtf8StayValidJson) {
+  auto call = sample_call();
+  call.end_user_id = "cust \"quoted\" \\ back\nline \xc3\xa9 \xff end";
+  auto built = llmbill::build_lago_events(call, EventOptions{{"c"}, ChargeBy::end_user_id});
+  json e = json::parse(built.events.at(0));  // would throw on invalid JSON or UTF-8
+  EXPECT_EQ(e["external_subscription_id"], "cust \"quoted\" \\ back\nline \xc3\xa9 \xef\xbf\xbd end");
+  EXPECT_EQ(e["properties"]["end_user_id"], e["external_subscription_id"]);
+}

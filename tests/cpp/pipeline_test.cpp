@@ -165,6 +165,7 @@ TEST_F(PipelineTest, OneBadEventDoesNotBlockTheOthers) {
   auto dl = p->dead_letters().get("call-3");
   ASSERT_TRUE(dl.has_value());
   EXPECT_NE(dl->reason.find("invalid_format"), std::string::npos);
+  EXPECT_EQ(json::parse(dl->reply)["status"], 422);  // Lago's reply itself is kept
 }
 
 TEST_F(PipelineTest, RateLimitResetIsHonoured) {
@@ -219,6 +220,31 @@ TEST_F(PipelineTest, CallWithoutIdToChargeIsDeadLetteredNotSent) {
   EXPECT_EQ(stored_total(), 0u);
   EXPECT_EQ(p->stats().no_charge_id, 1u);
   EXPECT_EQ(p->dead_letters().count(), 1u);
+}
+
+TEST_F(PipelineTest, EventsOfAHeldCodeAreDeadLetteredNotSentAndTheOtherCodesAreSent) {
+  auto o = options();
+  o.events.codes = {"tokens", "typo"};
+  auto p = open(o);
+  p->hold_codes({{"typo", "code typo is not a billable metric in Lago"}});
+  EXPECT_EQ(p->submit(call(1)), std::vector<std::string>{"call-1:tokens"});
+  ASSERT_TRUE(p->flush(1s));
+  EXPECT_EQ(stored_total(), 1u);
+  auto dl = p->dead_letters().get("call-1:typo");
+  ASSERT_TRUE(dl.has_value());
+  EXPECT_EQ(dl->reason, "code typo is not a billable metric in Lago");
+  EXPECT_EQ(json::parse(dl->event_json)["code"], "typo");
+  EXPECT_EQ(p->stats().held, 1u);
+  EXPECT_EQ(p->stats().dead_lettered, 1u);
+
+  // A replay while the code is still held is dead-lettered again; once released it is sent.
+  EXPECT_FALSE(p->submit_event(dl->event_json));
+  EXPECT_EQ(p->stats().held, 2u);
+  p->hold_codes({});
+  EXPECT_TRUE(p->held_codes().empty());
+  EXPECT_TRUE(p->submit_event(dl->event_json));
+  ASSERT_TRUE(p->flush(1s));
+  EXPECT_EQ(stored_total(), 2u);
 }
 
 TEST_F(PipelineTest, SplitsWhenLagoSaysTooManyEvents) {

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 class Proxy:
     def __init__(self, config: dict[str, Any] | None, env: dict[str, str] | None = None,
-                 workdir: Path | None = None, workers: int = 1) -> None:
+                 workdir: Path | None = None, workers: int = 1, args: list[str] | None = None) -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="llmbill-proxy-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,6 +39,7 @@ class Proxy:
         self.env.update({"LLMBILL_SPOOL_DIR": str(self.dir / "spool")})
         self.env.update(env or {})
         self.workers = workers
+        self.args = list(args or [])  # more llmbill-proxy options, e.g. ["--log-format", "json"]
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -47,6 +48,7 @@ class Proxy:
                "--workers", str(self.workers)]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
+        cmd += self.args
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 N = 500
 
 
-def run_and_kill(spool: Path, api_base: str) -> tuple[list[dict[str, Any]], float]:
-    """Runs the child until it has spooled N calls, SIGKILLs it; returns its calls and the kill time."""
+def run_and_kill(spool: Path, api_base: str, in_flight: FakeLago | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Runs the child until it has spooled N calls (and, given `in_flight`, until a batch of it has
+    reached that Lago), SIGKILLs it; returns its calls and the kill time."""
     child = subprocess.Popen([sys.executable, str(CHILD), str(spool), api_base, KEY, str(N)],
                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
     calls: list[dict[str, Any]] = []
@@ -38,6 +39,9 @@ def run_and_kill(spool: Path, api_base: str) -> tuple[list[dict[str, Any]], floa
             if line.strip() == "ready":
                 break
             calls.append(json.loads(line))
+        deadline = time.monotonic() + 10
+        while in_flight is not None and not in_flight.requests and time.monotonic() < deadline:
+            time.sleep(0.005)  # however loaded the machine, the kill lands with a batch on the wire
         os.kill(child.pid, signal.SIGKILL)
         killed_at = time.time()
         assert child.wait(10) == -signal.SIGKILL
@@ -59,13 +63,13 @@ def test_sigkill_loses_nothing_and_bills_nothing_twice(tmp_path: Path, fake_lago
     if lago_state == "down":
         fake_lago.set_down(True)  # every request is dropped unanswered
     else:
-        fake_lago.delay_seconds = 0.2  # a batch is on the wire when the child dies; Lago stores it
+        fake_lago.delay_seconds = 1.0  # a batch is on the wire when the child dies; Lago stores it
 
-    calls, killed_at = run_and_kill(spool, fake_lago.url)
+    calls, killed_at = run_and_kill(spool, fake_lago.url, fake_lago if lago_state == "in-flight" else None)
     if lago_state == "down":
         assert fake_lago.events == []
     else:
-        time.sleep(0.3)  # let the orphaned request finish: stored, its reply lost with the child
+        time.sleep(1.3)  # let the orphaned request finish: stored, its reply lost with the child
         fake_lago.delay_seconds = 0
     stored_by_child = len(fake_lago.events)
     fake_lago.set_down(False)

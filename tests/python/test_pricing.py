@@ -120,3 +120,8 @@ def test_ledger_sums_exactly_across_threads() -> None:
     kinds = {(kind, ident) for kind, ident, _ in ledger.drain()}
     assert kinds == {("key", "k1"), ("team", "t1"), ("customer", "cust"), ("model", "gpt-4o-mini")}
     assert ledger.get("team", "t1").requests == 0
+
+
+def test_cost_takes_a_dict_in_llmbills_own_field_names() -> None:
+    own = {"prompt_tokens": 1000, "completion_tokens": 500, "cached_tokens": 200}
+    assert llmbill.cost("gpt-4o", own).total == Decimal("0.00725")  # the cached 200 at the cache price

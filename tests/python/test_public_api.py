@@ -32,6 +32,7 @@ EXPECTED = [
     "flush",
     "get_pipeline",
     "normalise_price",
+    "reconcile",
     "register_callback",
     "reload_default_prices",
     "track",

@@ -48,7 +48,10 @@ class DeadLetterStore {
   void add(const DeadLetter& letter);
   std::vector<DeadLetter> list() const;
   std::optional<DeadLetter> get(std::string_view id) const;
-  bool remove(std::string_view id);  // true if the id was present
+  // Drops every line with this id (only those added at or before `added_up_to`, Unix seconds, when
+  // given: a replay removes the letter it read, never a newer one the same event became meanwhile).
+  // True if a line was dropped.
+  bool remove(std::string_view id, std::optional<double> added_up_to = std::nullopt);
   std::uint64_t count() const;
   std::optional<double> oldest_at() const;  // smallest at_unix, none if empty
 

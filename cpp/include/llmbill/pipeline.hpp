@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -48,6 +49,7 @@ struct PipelineStats {
   std::uint64_t retried = 0;        // event sends that had to be repeated
   std::uint64_t dead_lettered = 0;  // refused by Lago for good, or with no id to charge
   std::uint64_t no_charge_id = 0;   // calls with no id to charge (dead-lettered, never sent)
+  std::uint64_t held = 0;           // events of a held code (dead-lettered, never sent)
   std::uint64_t batches = 0;        // HTTP requests made
   std::uint64_t config_errors = 0;  // 401/403/404 and unexpected statuses seen
   std::uint64_t pending = 0;        // queued or in flight
@@ -68,7 +70,15 @@ class Pipeline {
   // close().
   std::vector<std::string> submit(const CallRecord& call);
   // Queues an already-built event (a dead letter being replayed, a reconciliation resend) unchanged.
-  void submit_event(const std::string& event_json);
+  // Returns false when the event's code is held (then it is dead-lettered, not queued).
+  bool submit_event(const std::string& event_json);
+  // Codes to hold, each with the reason: a code Lago does not know as a billable metric. Lago would
+  // accept its events (200) and never bill them, and their transaction_ids would then be taken
+  // (Lago's uniqueness ignores the code), so no later resend under the right code could bill them.
+  // Events of a held code are dead-lettered by submit()/submit_event() instead of being sent; the
+  // operator replays them once the code is fixed. Replaces the whole set (empty: hold nothing).
+  void hold_codes(std::map<std::string, std::string> code_reasons);
+  std::map<std::string, std::string> held_codes() const;
   // Waits until every event submitted before the call is delivered or dead-lettered, or the timeout
   // passes. Returns whether everything settled.
   bool flush(std::chrono::milliseconds timeout);
@@ -88,7 +98,11 @@ class Pipeline {
   };
   void queue_spooled(std::vector<Pending> items);
   void run();
-  void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome);
+  // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch.
+  void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply);
+  // The reason when `code` is held, else empty.
+  std::string held_reason(const std::string& code) const;
+  void dead_letter_held(const std::string& id, const std::string& event_json, const std::string& reason);
 
   PipelineOptions options_;
   std::unique_ptr<Transport> transport_;
@@ -109,6 +123,7 @@ class Pipeline {
   bool stopping_ = false;
   bool closed_ = false;
   PipelineStats stats_;
+  std::map<std::string, std::string> held_;  // code -> reason (under mu_)
   std::thread sender_;
 };
 

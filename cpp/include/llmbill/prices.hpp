@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <functional>
 #include <unordered_map>
 #include <vector>
 
@@ -88,7 +89,12 @@ class PriceTable {
   std::vector<std::string> names() const;
 
  private:
-  std::unordered_map<std::string, ModelPrice> models_;
+  // Transparent hashing: find(string_view) looks up without building a std::string.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, ModelPrice, NameHash, std::equal_to<>> models_;
 };
 
 }  // namespace llmbill

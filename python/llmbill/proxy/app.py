@@ -11,7 +11,8 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from .routes import budgets, customers, health, keys, llm, spend, spend_report, teams, users
+from . import logs, observe
+from .routes import budgets, customers, health, keys, llm, ops, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
 from .ui import pages as ui
@@ -94,6 +95,10 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
     table[("POST", "/ui/logout")] = (ui.logout, PUBLIC)
     for name in ui.ASSETS:
         table[("GET", f"/ui/static/{name}")] = (ui.asset(name), PUBLIC)
+    table.update({
+        ("GET", "/metrics"): (ops.scrape, ADMIN),  # PUBLIC when general_settings.metrics_open
+        ("POST", "/billing/reconcile"): (ops.reconcile, ADMIN),
+    })
     return table
 
 
@@ -102,6 +107,8 @@ class ProxyApp:
         self.config = config
         self.state = state or ProxyState(config)
         self.routes = route_table()
+        if config.metrics_open:
+            self.routes[("GET", "/metrics")] = (self.routes[("GET", "/metrics")][0], PUBLIC)
         self.paths = {path for _, path in self.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,6 +120,9 @@ class ProxyApp:
         request = Request(scope, receive, self.config.max_request_bytes)
         path = request.path.rstrip("/") or "/"
         entry = self.routes.get((request.method, path))
+        info = observe.begin(request.method, path)
+        if path in self.paths:
+            info.route = path  # a bounded label: only the route table's paths
         try:
             if entry is None:
                 if path in self.paths:
@@ -122,6 +132,8 @@ class ProxyApp:
             principal = None if access == PUBLIC else await self._authenticate(request, access)
             response = await handler(self.state, request, principal)
         except ProxyError as exc:
+            if exc.type == "budget_exceeded":
+                observe.budget_refused(exc.message, getattr(exc, "budget_kind", None))
             response = Response(exc.status, exc.body(),
                                 list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
         except StoreError as exc:
@@ -130,7 +142,10 @@ class ProxyApp:
         except Exception:
             log.exception("unexpected error on %s %s", request.method, path)
             response = Response(500, error_body(500, "internal error (logged by the proxy)", "internal_error"))
-        await response.send(send)
+        try:
+            await response.send(send)
+        finally:
+            observe.finish(info, response.status)
 
     async def _authenticate(self, request: Request, access: str) -> Principal:
         master = self.config.master_key
@@ -178,5 +193,6 @@ class ProxyApp:
 
 def app_from_env() -> ProxyApp:
     """For `--workers N`: each worker process builds its app from the config path in the environment."""
+    logs.configure_from_env()
     path = os.environ.get("LLMBILL_PROXY_CONFIG") or None
     return ProxyApp(load_config(path))

@@ -1,11 +1,12 @@
-"""`llmbill-proxy --config config.yaml [--host] [--port 4000] [--workers N]`."""
+"""`llmbill-proxy --config config.yaml [--host] [--port 4000] [--workers N] [--log-format text|json]`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from ..billing import ConfigError, LagoSettings
 
@@ -16,10 +17,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="default 0.0.0.0 with a config, 127.0.0.1 on embedded defaults")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 4000)))
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="info adds one access line per request")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import logs
 
+    logs.configure(args.log_level, args.log_format)
+    os.environ["LLMBILL_LOG_LEVEL"], os.environ["LLMBILL_LOG_FORMAT"] = args.log_level, args.log_format  # workers
+    metrics_dir = None
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the proxy manages it: one worker keeps figures in memory
+    if args.workers > 1:
+        # Prometheus multiprocess mode: every worker writes here, a scrape of any one sums them. It must
+        # be set before a worker imports prometheus_client; a fresh directory per start (no stale figures).
+        metrics_dir = tempfile.mkdtemp(prefix="llmbill-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _serve(args)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from .config import load_config
 
     try:
@@ -49,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LLMBILL_PROXY_CONFIG"] = os.path.abspath(args.config)
     if args.workers > 1:
         uvicorn.run("llmbill.proxy.app:app_from_env", factory=True, host=host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", log_level=args.log_level, access_log=False, lifespan="on")
+                    loop="uvloop", http="httptools", log_level=args.log_level, access_log=False, lifespan="on",
+                    log_config=None)
         return 0
     from .app import ProxyApp
 
     uvicorn.run(ProxyApp(config), host=host, port=args.port, loop="uvloop", http="httptools",
-                log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+                log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+                log_config=None)
     return 0
 
 

@@ -72,6 +72,7 @@ class ProxyConfig:
     timezone: str
     source: str  # the config file, or "embedded defaults"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    metrics_open: bool = False  # GET /metrics without the master key
 
     @property
     def model_names(self) -> list[str]:
@@ -281,6 +282,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     if tier is not None:
         _expect(tier, str, "litellm_settings.max_end_user_budget_id")
     tz = _expect(litellm.get("timezone", "UTC"), str, "litellm_settings.timezone")
+    metrics_open = _expect(general.get("metrics_open", False), bool, "general_settings.metrics_open")
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -296,6 +298,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         timezone=tz,
         source=source,
         warnings=tuple(notes),
+        metrics_open=metrics_open,
     )
 
 

@@ -22,6 +22,7 @@ class ProxyError(Exception):
         self.type = type_
         self.param = param
         self.headers = dict(headers or {})
+        self.budget_kind: str | None = None  # which budget refused the call (metrics label)
 
     def body(self) -> bytes:
         return error_body(self.status, self.message, self.type, self.param)

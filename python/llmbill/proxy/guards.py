@@ -185,7 +185,9 @@ def admit(state: ProxyState, principal: Principal, customer: str, upper_bound: D
             spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:
-                raise budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))
+                over = budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))
+                over.budget_kind = kind
+                raise over
         refused = state.limiter.rate_check((kind, ident), limits.rpm, limits.tpm, limits.parallel)
         if refused is not None:
             what, wait = refused

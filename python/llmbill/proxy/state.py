@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import billing
 from .._native import core
 from ..pricing import default_prices
+from ..ops import slots
 from .cache import EntityCache
 from .config import Deployment, ProxyConfig
 from .limits import Limiter
@@ -25,7 +26,7 @@ from .upstream import Upstream
 from .webhook import Webhook
 
 log = logging.getLogger("llmbill.proxy")
-MAX_SPOOL_SLOTS = 64
+MAX_SPOOL_SLOTS = slots.MAX_SPOOL_SLOTS
 
 
 class ProxyState:
@@ -89,30 +90,21 @@ class ProxyState:
             self.pipeline = self._open_pipeline(self.billing)
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
+        from . import billing_watch
+
+        await billing_watch.check_codes(self)  # before the first call: a code Lago does not know is held
+        self._tasks.append(asyncio.create_task(billing_watch.run(self)))
 
     def _open_pipeline(self, settings: billing.LagoSettings) -> core.Pipeline:
         # One spool per process: each worker takes the first free slot (the spool's own lock says
         # which are taken), so a restarted worker picks up what a dead one left.
-        base = Path(os.environ.get("LLMBILL_SPOOL_DIR") or Path(self.database_dir()) / "spool")
-        last: Exception | None = None
-        for slot in range(MAX_SPOOL_SLOTS):
-            slot_dir = base / f"slot-{slot}"
-            try:
-                pipeline = billing.open_pipeline(settings.__class__(**{**settings.__dict__, "spool_dir": slot_dir,
-                                                                        "sink_file": self._sink_file(settings)}))
-            except core.Error as exc:
-                if "in use by another" in str(exc):
-                    last = exc
-                    continue
-                raise
-            self.spool_dir = slot_dir
-            return pipeline
-        raise RuntimeError(f"no free spool slot under {base}: {last}")
+        url = self.config.database_url
+        pipeline, self.spool_dir = slots.open_free_slot(settings, self.spool_base(), slots.sink_file(settings, url))
+        return pipeline
 
-    def _sink_file(self, settings: billing.LagoSettings) -> Path:
-        if os.environ.get("LLMBILL_SINK_FILE"):
-            return settings.sink_file
-        return Path(self.database_dir()) / "lago-events.jsonl"
+    def spool_base(self) -> Path:
+        """The directory holding every process's spool slot (and its dead letters)."""
+        return slots.spool_base(self.config.database_url)
 
     def database_dir(self) -> str:
         url = self.config.database_url
@@ -135,3 +127,6 @@ class ProxyState:
             await asyncio.to_thread(pipeline.close, self.billing.exit_flush_s if self.billing else 5.0)
         await self.upstream.close()
         await self.store.close()
+        from .metrics import mark_process_dead
+
+        mark_process_dead()

@@ -2,8 +2,8 @@
 
 Strict, not permissive: what real Lago rejects, this rejects the same way. The event rules and
 the two stores live in `lago_store.py`, billing in `lago_billing.py`, faults in `lago_faults.py`,
-the `/_fake` control API in `lago_control.py`, the HTTP plumbing in `http_server.py`; this file
-routes the API and is the public face.
+the `/_fake` control API in `lago_control.py`, lost or changed data in `lago_tamper.py`, the HTTP
+plumbing in `http_server.py`; this file routes the API and is the public face.
 
 In-process (pytest)::
 
@@ -46,6 +46,7 @@ from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from . import lago_tamper
 from .http_server import Answer, BackgroundServer, RecordedRequest
 from .lago_billing import Billing
 from .lago_control import PREFIX, control
@@ -64,6 +65,7 @@ _ROUTES = [
     ("GET", re.compile(r"/api/v1/events"), "event", "_events_index"),
     ("GET", re.compile(r"/api/v1/events/(?P<id>[^/]+)"), "event", "_events_show"),
     ("POST", re.compile(r"/api/v1/billable_metrics"), "billable_metric", "_metrics_create"),
+    ("GET", re.compile(r"/api/v1/billable_metrics/(?P<code>[^/]+)"), "billable_metric", "_metrics_show"),
     ("POST", re.compile(r"/api/v1/plans"), "plan", "_plans_create"),
     ("POST", re.compile(r"/api/v1/customers"), "customer", "_customers_upsert"),
     ("POST", re.compile(r"/api/v1/subscriptions"), "subscription", "_subscriptions_create"),
@@ -256,6 +258,22 @@ class FakeLago(FaultInjection):
     def count_by_transaction_id(self) -> Counter[str]:
         return self._store.count_by_transaction_id()
 
+    def add_metric(self, code: str, field_name: str = "input_tokens") -> None:
+        """A sum_agg billable metric with this code, as POST /api/v1/billable_metrics makes it."""
+        status, body = self._billing.create_metric({"billable_metric": {
+            "name": code, "code": code, "aggregation_type": "sum_agg", "field_name": field_name}})
+        if status != 200:
+            raise ValueError(f"metric {code!r} not created: {body}")
+
+    def drop_events(self, transaction_ids: list[str]) -> int:
+        """Play a Lago that lost data: forget the stored events with these transaction ids."""
+        return lago_tamper.drop_events(self._store, transaction_ids)
+
+    def alter_event(self, transaction_id: str, **changes: Any) -> Json:
+        """Play a Lago whose copy differs: change one stored event (properties merged; timestamp,
+        code, external_subscription_id replaced). KeyError when no such event is stored."""
+        return lago_tamper.alter_event(self._store, transaction_id, **changes)
+
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Json]:
         """Block until at least `count` events are stored and return them; TimeoutError if not."""
         return self._store.wait_for(count, timeout)
@@ -350,6 +368,9 @@ class FakeLago(FaultInjection):
 
     def _metrics_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.create_metric(params)
+
+    def _metrics_show(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._billing.find_metric(ids["code"])
 
     def _plans_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.create_plan(params)

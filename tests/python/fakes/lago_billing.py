@@ -201,6 +201,12 @@ class Billing:
             self.metrics[metric["code"]] = metric
             return 200, {"billable_metric": dict(metric)}
 
+    def find_metric(self, code: str) -> Reply:
+        """GET /api/v1/billable_metrics/{code}."""
+        with self._lock:
+            metric = self.metrics.get(code)
+            return (200, {"billable_metric": dict(metric)}) if metric else not_found("billable_metric")
+
     # -- POST /api/v1/plans --------------------------------------------------------------------------
 
     def create_plan(self, body: Any) -> Reply:

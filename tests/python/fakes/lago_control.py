@@ -12,6 +12,9 @@ No auth, not in the request log, never faulted, served even while the fake is "d
                               {"rate_limit_next": 1}, {"delay_seconds": 0.5}, {"down": true},
                               {"down": "refuse", "seconds": 2}, {"store": "clickhouse"}
     POST /_fake/reset         forget events, billing objects, requests, faults, connection count
+    POST /_fake/drop_events {"transaction_ids": [...]}   a Lago that lost data: {"dropped": n}
+    POST /_fake/alter_event {"transaction_id", "properties"?, "timestamp"?, "code"?,
+                             "external_subscription_id"?}   a Lago whose copy differs: {"event": ...}
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def control(fake: FakeLago, request: RecordedRequest) -> Reply:
     if method == "POST" and name == "reset":
         fake.reset()
         return 200, fake.mode()
+    if method == "POST" and name in ("drop_events", "alter_event"):
+        return _change_events(fake, name, request.body)
     if method == "POST" and name == "mode":
         try:
             mode = json.loads(request.body or b"{}")
@@ -81,3 +86,28 @@ def _refuse_for(fake: FakeLago, mode: dict[str, Any]) -> Reply:
         raise ValueError('{"down": "refuse"} takes "seconds" (> 0) and nothing else')
     fake.refuse_for(float(seconds))
     return 200, {**fake.mode(), "seconds": seconds}
+
+
+def _change_events(fake: FakeLago, name: str, body: bytes) -> Reply:
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        return 400, {"status": 400, "error": "the body must be JSON"}
+    if not isinstance(params, dict):
+        return 400, {"status": 400, "error": "the body must be a JSON object"}
+    if name == "drop_events":
+        ids = params.get("transaction_ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return 400, {"status": 400, "error": '"transaction_ids" must be a list of strings'}
+        return 200, {"dropped": fake.drop_events(ids)}
+    changes = {k: v for k, v in params.items() if k != "transaction_id"}
+    unknown = set(changes) - {"properties", "timestamp", "code", "external_subscription_id"}
+    if unknown or not isinstance(params.get("transaction_id"), str):
+        return 400, {"status": 400, "error": f"alter_event takes transaction_id and properties, timestamp, code, "
+                                             f"external_subscription_id (unknown: {sorted(unknown)})"}
+    try:
+        return 200, {"event": event_json(fake.alter_event(params["transaction_id"], **changes))}
+    except KeyError:
+        return 404, {"status": 404, "error": f"no stored event {params['transaction_id']!r}"}
+    except ValueError as error:
+        return 400, {"status": 400, "error": str(error)}

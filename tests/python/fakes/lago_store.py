@@ -270,11 +270,15 @@ class EventStore:
             raise ValueError(f"store must be one of {STORES}, not {store!r}")
         with self.changed:
             self._store = store
-            self._keys = {}
-            for index, event in enumerate(getattr(self, "events", [])):
-                key = self._key(event)
-                if key is not None:
-                    self._keys.setdefault(key, index)
+            self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuilds the duplicate-key index after `events` changed in place (lago_tamper.py)."""
+        self._keys = {}
+        for index, event in enumerate(getattr(self, "events", [])):
+            key = self._key(event)
+            if key is not None:
+                self._keys.setdefault(key, index)
 
     def _key(self, event: Json) -> tuple[Any, ...] | None:
         subscription, transaction_id = event["external_subscription_id"], event["transaction_id"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from ...ops.deadletters import DeadLetterBook
 from ..auth import Principal
 from ..http import Request, Response, json_response
 from ..state import ProxyState
@@ -25,6 +27,10 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
         billing.update(sink=state.pipeline.describe(), delivered=stats["delivered"], pending=stats["pending"],
                        dead_lettered=stats["dead_lettered"], oldest_pending_age_s=stats["oldest_pending_age_s"],
                        last_error=stats["last_error"], spool_bytes=stats["spool_bytes"])
+        # Dead letters of every process's slot, waiting for an operator (llmbill deadletters).
+        count, oldest = await asyncio.to_thread(DeadLetterBook(state.spool_base()).count_and_oldest)
+        billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest,
+                       held_codes=sorted(state.pipeline.held_codes()))
     healthy = db_ok
     body = {"status": "healthy" if healthy else "unhealthy", "db": "connected" if db_ok else "unreachable",
             "billing": billing, "spend_flush_failures": state.spend.flush_failures}

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from ..._native import core
+from ...ops.reconcile import call_timestamp_ms
+from .. import observe
 from ..auth import Principal
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
@@ -74,6 +76,7 @@ class Call:
         self.start_wall = datetime.now(timezone.utc)
         self.call_id = uuid.uuid4().hex
         self.upstream_seconds = 0.0
+        observe.note_call(self)
 
     def settle(self, usage: core.Usage) -> Decimal:
         """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
@@ -86,6 +89,11 @@ class Call:
             meta["unpriced"] = True
         if usage.estimated:
             meta["estimated"] = True
+        # What the Lago event carries beyond the row's columns, so reconcile rebuilds it exactly.
+        if key.get("key_alias"):
+            meta["key_alias"] = key["key_alias"]
+        if usage.cache_creation_tokens:
+            meta["cache_creation_tokens"] = usage.cache_creation_tokens
         row = SpendLog(
             request_id=self.call_id, call_type=CALL_TYPES[self.route], model=self.model,
             api_key=self.principal.token_hash, user=key.get("user_id") or "", team_id=key.get("team_id") or "",
@@ -101,11 +109,12 @@ class Call:
         if self.state.pipeline is not None:
             try:
                 self.state.pipeline.submit(
-                    call_id=self.call_id, timestamp_ms=int(self.start_wall.timestamp() * 1000), model=self.model,
+                    call_id=self.call_id, timestamp_ms=call_timestamp_ms(self.start_wall), model=self.model,
                     usage=usage, cost=cost, unpriced=price is None, key_alias=key.get("key_alias") or "",
                     user_id=key.get("user_id") or "", team_id=key.get("team_id") or "", end_user_id=self.customer)
             except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
                 log.error("billing event for call %s not spooled: %s", self.call_id, exc)
+        observe.note_settled(self, usage, total)
         return total
 
     def _limit_spends(self) -> dict[tuple[str, str], Decimal]:

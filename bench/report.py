@@ -1,0 +1,187 @@
+"""Merges one bench/run into bench/results/<date>-<host>.json and prints it as a Markdown table.
+
+Inputs are the raw outputs of the run: Google Benchmark JSON from cost_bench and pipeline_bench, and
+cost_python.py's JSON. Every figure is printed beside the same-run baseline it is read against and
+the ratio between them; a benchmark that reported an error makes the whole run fail (a run with
+errors is not a result).
+
+    python bench/report.py --cost-cpp A.json --pipeline LABEL=B.json [--pipeline LABEL2=B2.json]
+                           --cost-python C.json --out R.json [--meta k=v ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+SUFFIX = re.compile(r"/(iterations|repeats|min_time|manual_time|real_time):?.*$")
+
+
+def figures(gbench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """benchmark name → its median aggregate (or its single run), and the errors reported."""
+    out: dict[str, dict[str, Any]] = {}
+    errors = []
+    for b in gbench.get("benchmarks", []):
+        name = SUFFIX.sub("", b.get("run_name", b["name"]))
+        if b.get("error_occurred"):
+            errors.append(f"{b['name']}: {b.get('error_message', '')}")
+            continue
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median":
+            out[name] = b
+        elif b.get("run_type") == "iteration" and name not in out:
+            out[name] = b
+    return out, errors
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value and base else None
+
+
+def row(scenario: str, what: str, value: float | None, unit: str, base_name: str, base: float | None,
+        target: str = "") -> dict[str, Any]:
+    return {"scenario": scenario, "figure": what, "value": value, "unit": unit, "baseline": base_name,
+            "baseline_value": base, "ratio": ratio(value, base), "target": target}
+
+
+def build_rows(cpp: dict[str, dict[str, Any]], pipes: dict[str, dict[str, dict[str, Any]]],
+               py: dict[str, Any]) -> list[dict[str, Any]]:
+    def c(name: str, counter: str = "items_per_second") -> float | None:
+        return cpp.get(name, {}).get(counter)
+
+    rows = [
+        row("6 cost, C++", "llmbill resolve + compute_cost", c("BM_llmbill_resolve_cost"), "calls/s",
+            "same lookup + formula in doubles", c("BM_baseline_double_resolve_cost")),
+        row("6 cost, C++", "llmbill compute_cost, pre-resolved", c("BM_llmbill_cost_preresolved"), "calls/s",
+            "formula in doubles, pre-resolved", c("BM_baseline_double_cost_preresolved")),
+    ]
+    py_rows = {r["name"]: r for r in py.get("rows", [])}
+    base = py_rows.get("pure-Python baseline", {}).get("calls_per_s")
+    for r in py.get("rows", []):
+        if r["name"] == "pure-Python baseline":
+            continue
+        value = r.get("calls_per_s")
+        rows.append(row("6 cost, Python", r["name"] + ("" if value else f" ({r.get('note', '')})"), value, "calls/s",
+                        "pure-Python dict+float", base))
+        rows[-1]["ratio"] = r.get("ratio_to_baseline")  # median of same-round ratios
+    lite = py_rows.get("litellm.completion_cost", {}).get("calls_per_s")
+    if lite:
+        table = py_rows["PriceTable.cost(model, Usage)"]["calls_per_s"]
+        rows.append(row("6 cost, Python", "PriceTable.cost(model, Usage)", table, "calls/s",
+                        "litellm.completion_cost", lite, "≥ 200x"))
+
+    for label, pipe in pipes.items():
+        rows += pipeline_rows(f"5 pipeline, {label}", pipe)
+    for pipe in pipes.values():
+        if "memory/transport_down" in pipe:
+            m = pipe["memory/transport_down"]
+            rows.append(row("5 pipeline", "memory per queued event (Lago down, VmRSS)", m.get("bytes_per_event"), "B",
+                            "the event's JSON size", m.get("event_json_bytes")))
+            rows.append(row("5 pipeline", "heap in use per queued event (mallinfo2)", m.get("heap_bytes_per_event"), "B",
+                            "the event's JSON size", m.get("event_json_bytes")))
+            break
+    return rows
+
+
+def pipeline_rows(scenario: str, pipe: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def p(name: str, counter: str) -> float | None:
+        return pipe.get(name, {}).get(counter)
+
+    er1, er4, iv = "pipeline/every_record/threads:1", "pipeline/every_record/threads:4", "pipeline/interval/threads:1"
+    sync, write = "baseline/write+fdatasync", "baseline/write"
+    direct = "baseline/transport_direct"
+    return [
+        row(scenario, "every_record, 1 thread: events/s to Lago", p(er1, "events_per_s"), "events/s",
+            "write+fdatasync per record", p(sync, "events_per_s")),
+        row(scenario, "every_record, 4 threads: events/s to Lago", p(er4, "events_per_s"), "events/s",
+            "write+fdatasync per record", p(sync, "events_per_s")),
+        row(scenario, "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
+            "transport direct to the fake", p(direct, "events_per_s"), "≥ 50k/s"),
+        row(scenario, "interval, 1 thread: events/s to Lago", p(iv, "events_per_s"), "events/s",
+            "write(2) per record, no sync", p(write, "events_per_s")),
+        row(scenario, "transport direct: the fake's ceiling (100-event batches)", p(direct, "events_per_s"), "events/s",
+            "", None),
+        row(scenario, "every_record submit p50", p(er1, "submit_p50_us"), "µs", "write+fdatasync p50",
+            p(sync, "submit_p50_us")),
+        row(scenario, "every_record submit p99", p(er1, "submit_p99_us"), "µs", "write+fdatasync p99",
+            p(sync, "submit_p99_us")),
+        row(scenario, "interval submit p50", p(iv, "submit_p50_us"), "µs", "write(2) p50", p(write, "submit_p50_us")),
+        row(scenario, "interval submit p99", p(iv, "submit_p99_us"), "µs", "write(2) p99", p(write, "submit_p99_us"),
+            "≤ 20 µs"),
+        row(scenario, "interval: CPU per event, all threads of the process", p(iv, "cpu_us_per_event"), "µs",
+            "write(2): CPU per record", p(write, "cpu_us_per_event")),
+        row(scenario, "every_record: last submit → flush() returned", p(er1, "flush_ms"), "ms", "", None),
+        row(scenario, "interval: last submit → flush() returned", p(iv, "flush_ms"), "ms", "", None),
+    ]
+
+
+def fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if unit in ("µs", "ms", "B") or v < 100:
+        return f"{v:,.1f}"
+    return f"{v:,.0f}"
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
+    lines = [
+        f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} "
+        f"({meta.get('mode', '')}; {meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})",
+        "",
+        *[f"- fake Lago {k[len('fake_lago['):-1]}: {v}" for k, v in meta.items() if k.startswith("fake_lago[")],
+        "",
+        "| scenario | figure | value | same-run baseline | baseline value | ratio | target |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio_text = f"{r['ratio']:.3g}x" if r["ratio"] else "–"
+        lines.append(f"| {r['scenario']} | {r['figure']} | {fmt(r['value'], r['unit'])} {r['unit']} | {r['baseline'] or '–'} | "
+                     f"{fmt(r['baseline_value'], r['unit'])} | {ratio_text} | {r['target']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cost-cpp", required=True)
+    ap.add_argument("--pipeline", action="append", required=True, metavar="LABEL=PATH",
+                    help="pipeline_bench JSON, labelled by the fake Lago it ran against (repeatable)")
+    ap.add_argument("--cost-python", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--meta", nargs="*", default=[], help="key=value pairs recorded with the run")
+    args = ap.parse_args()
+    meta = dict(kv.split("=", 1) for kv in args.meta)
+
+    with open(args.cost_cpp, encoding="utf-8") as f:
+        cpp_raw = json.load(f)
+    pipe_raws = {}
+    for spec in args.pipeline:
+        label, path = spec.split("=", 1)
+        with open(path, encoding="utf-8") as f:
+            pipe_raws[label] = json.load(f)
+    with open(args.cost_python, encoding="utf-8") as f:
+        py = json.load(f)
+    cpp, cpp_errors = figures(cpp_raw)
+    pipes, errors = {}, list(cpp_errors)
+    for label, raw in pipe_raws.items():
+        pipes[label], pipe_errors = figures(raw)
+        errors += pipe_errors
+        meta[f"fake_lago[{label}]"] = raw.get("context", {}).get("fake_lago", "?")
+    rows = build_rows(cpp, pipes, py)
+    result = {
+        "meta": meta,
+        "rows": rows,
+        "errors": errors,
+        "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raws, "cost_python": py},
+    }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    print(markdown(rows, meta))
+    if result["errors"]:
+        print("\nERRORS (this run is not a result):", *result["errors"], sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

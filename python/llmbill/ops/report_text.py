@@ -1,0 +1,93 @@
+"""Plain-text renderings for a terminal: the reconciliation report and the dead-letter list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .deadletters import Letter
+from .lago_read import ms_to_iso
+from .reconcile import Amounts, Difference, ReconcileReport
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _amounts(a: Amounts | None) -> list[str]:
+    if a is None:
+        return ["-", "-", "-"]
+    return [str(a.events), f"{a.input_tokens}/{a.output_tokens}", format(a.cost, "f")]
+
+
+def _difference(d: Difference) -> str:
+    head = f"{d.kind:<8} {d.transaction_id}  billed id {d.billed_id or '(none)'}  code {d.code}  {ms_to_iso(d.timestamp_ms)}"
+    parts = []
+    if d.proxy is not None:
+        parts.append(f"proxy {d.proxy.input_tokens}/{d.proxy.output_tokens} tokens, ${format(d.proxy.cost, 'f')}")
+    if d.lago is not None:
+        parts.append(f"lago {d.lago.input_tokens}/{d.lago.output_tokens} tokens, ${format(d.lago.cost, 'f')}")
+    lines = [head, "         " + "; ".join(parts)] if parts else [head]
+    lines += [f"         {name}: proxy {p} | lago {g}" for name, (p, g) in d.changes.items()]
+    if d.note:
+        lines.append(f"         note: {d.note}")
+    return "\n".join(lines)
+
+
+def render_report(report: ReconcileReport) -> str:
+    out = [f"Reconciliation {ms_to_iso(report.start_ms)} .. {ms_to_iso(report.end_ms)}  "
+           f"codes {','.join(report.codes)}  charge by {report.charge_by}  calls {report.calls}", ""]
+    rows = []
+    for a in report.accounts:
+        kinds = [sum(1 for d in a.differences if d.kind == k) for k in ("missing", "extra", "altered")]
+        rows.append([a.billed_id or "(none)", *_amounts(a.proxy), *_amounts(a.lago), *map(str, kinds)])
+    p, g = report.proxy_total, report.lago_total
+    rows.append(["TOTAL", *_amounts(p), *_amounts(g),
+                 *(str(len(report.of_kind(k))) for k in ("missing", "extra", "altered"))])
+    headers = ["billed id", "proxy events", "proxy tokens in/out", "proxy cost", "lago events",
+               "lago tokens in/out", "lago cost", "missing", "extra", "altered"]
+    out += _table(headers, rows, right=frozenset(range(1, 10)))
+    if report.differences:
+        out += ["", "Differences:"] + [_difference(d) for d in report.differences]
+    if report.unbillable:
+        cost = sum((u.amounts.cost for u in report.unbillable), Amounts().cost)
+        out += ["", f"Unbillable calls (no id to charge, never sent; see `llmbill deadletters list`): "
+                    f"{len(report.unbillable)}, ${format(cost, 'f')}"]
+    if report.fixed:
+        out += ["", f"Re-sent {len(report.fixed)} missing event(s) with their original ids and timestamps: "
+                    + ", ".join(report.fixed)]
+    out += [f"warning: {w}" for w in report.warnings]
+    if report.clean:
+        out += ["", "Clean: Lago holds exactly what the proxy billed."]
+    else:
+        counts = ", ".join(f"{len(report.of_kind(k))} {k}" for k in ("missing", "extra", "altered"))
+        out += ["", f"NOT CLEAN: {counts}."]
+    return "\n".join(out)
+
+
+def render_letters(letters: Sequence[Letter], now: float | None = None) -> str:
+    if not letters:
+        return "No dead letters."
+    rows = []
+    for letter in letters:
+        s: dict[str, Any] = letter.summary(now)
+        rows.append([s["id"], s["slot"], _age(s["age_s"]), str(s["code"] or "-"), str(s["billed_id"] or "-"),
+                     str(s["response_cost"] if s["response_cost"] is not None else "-"), _short(s["reason"])])
+    return "\n".join(_table(["id", "slot", "age", "code", "billed id", "cost", "reason"], rows))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,112 @@
+"""What each request leaves behind for the operator: Prometheus figures and one access log line.
+
+The app opens a `RequestInfo` per request (a context variable, so the LLM route can fill it in
+without threading it through), the LLM route notes its call and, once billed, its tokens and cost;
+when the reply is fully sent (a stream included) the app closes it: counters, histograms, and one
+line at info level on the `llmbill.proxy.access` logger with request id, key alias, team,
+customer, model, tokens, cost, status and durations. Never the key, never prompt or reply text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from .._native import core
+    from .routes.llm import Call
+
+access_log = logging.getLogger("llmbill.proxy.access")
+
+
+@dataclass
+class RequestInfo:
+    method: str
+    path: str
+    started: float  # perf_counter
+    request_id: str = ""
+    route: str = "unmatched"
+    call: Call | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: Decimal | None = None
+    status: int = 0
+
+
+_current: ContextVar[RequestInfo | None] = ContextVar("llmbill_request", default=None)
+
+
+def begin(method: str, path: str) -> RequestInfo:
+    info = RequestInfo(method, path, time.perf_counter(), request_id=uuid.uuid4().hex)
+    _current.set(info)
+    return info
+
+
+def note_call(call: Call) -> None:
+    """The LLM route has a call: its id becomes the request id (the x-litellm-call-id)."""
+    info = _current.get()
+    if info is not None:
+        info.call = call
+        info.request_id = call.call_id
+
+
+def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
+    """The call was billed (once): tokens and spend go to the counters now, even if the client is gone."""
+    key = call.principal.key or {}
+    team = str(key.get("team_id") or "")
+    TOKENS, SPEND = metrics.TOKENS, metrics.SPEND
+    TOKENS.labels(call.model, team, "prompt").inc(usage.prompt_tokens)
+    TOKENS.labels(call.model, team, "completion").inc(usage.completion_tokens)
+    SPEND.labels(call.model, team).inc(float(cost))
+    metrics.BILLED_CALLS.labels(call.model, team).inc()
+    info = _current.get()
+    if info is not None and info.call is call:
+        info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
+
+
+def budget_refused(message: str, kind: str | None) -> None:
+    metrics.BUDGET_REFUSALS.labels(metrics.budget_kind(message, kind)).inc()
+
+
+def finish(info: RequestInfo, status: int) -> None:
+    """The reply is sent: count it and write its access line."""
+    info.status = status
+    elapsed = time.perf_counter() - info.started
+    call = info.call
+    model = call.model if call is not None else ""
+    metrics.REQUESTS.labels(info.route, model, str(status)).inc()
+    metrics.REQUEST_SECONDS.labels(info.route, model).observe(elapsed)
+    upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None
+    if upstream is not None:
+        metrics.UPSTREAM_SECONDS.labels(model).observe(upstream)
+        metrics.ADDED_SECONDS.labels(info.route, model).observe(max(0.0, elapsed - upstream))
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info("%s %s %d", info.method, info.path, status, extra={"fields": _fields(info, elapsed, upstream)})
+
+
+def _fields(info: RequestInfo, elapsed: float, upstream: float | None) -> dict[str, Any]:
+    call = info.call
+    key = (call.principal.key or {}) if call is not None else {}
+    return {
+        "request_id": info.request_id,
+        "method": info.method,
+        "path": info.path,
+        "status": info.status,
+        "key_alias": (key.get("key_alias") or "") if key else ("master" if call is not None else ""),
+        "team": key.get("team_id") or "",
+        "customer": call.customer if call is not None else "",
+        "model": call.model if call is not None else "",
+        "prompt_tokens": info.prompt_tokens,
+        "completion_tokens": info.completion_tokens,
+        "cost": None if info.cost is None else format(info.cost, "f"),
+        "duration_ms": round(elapsed * 1000, 3),
+        "upstream_ms": None if upstream is None else round(upstream * 1000, 3),
+        "overhead_ms": None if upstream is None else round(max(0.0, elapsed - upstream) * 1000, 3),
+    }
