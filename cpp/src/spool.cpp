@@ -1,14 +1,18 @@
 // Design notes — the spool (contract in llmbill/spool.hpp)
 //
+// This file is the Spool class: recovery, appends, acks, rotation, group commit. The on-disk
+// format (record and ack entry encode/decode with their crc, segment and ack file names) and the
+// fd/open/write/fdatasync/read helpers are in spool_format.hpp/.cpp (internal, llmbill::spool_detail).
+//
 // - Segments plus ack files, not a database: appends are the hot path (enqueue p99 target 20 us), so
 //   a record is one O_APPEND write() of a buffer encoded in memory; nothing is read back while
 //   running. Acks go to a separate file per segment so a segment is never rewritten in place; a
 //   segment is deleted (log first, then ack, then a directory fsync) once it is sealed and all its
 //   records are acknowledged. Deleting the log first means a crash in between leaves an orphan ack
 //   file (removed at the next open), never a log without its acks (which would resend everything).
-// - Record = 20-byte header + payload; the crc covers (seq, payload) so a record moved or renumbered
-//   does not pass. The magic's bytes 0xFE 0xFF cannot occur in UTF-8, so a JSON payload never looks
-//   like a header when the recovery scan resynchronises after a corrupt record.
+// - Record = 20-byte header + payload (spool_format.cpp); the crc covers (seq, payload) so a record
+//   moved or renumbered does not pass. The magic's bytes 0xFE 0xFF cannot occur in UTF-8, so a JSON
+//   payload never looks like a header when the recovery scan resynchronises after a corrupt record.
 // - Recovery resynchronises instead of stopping at the first bad record: losing every later event of
 //   a segment to one flipped bit is the worst outcome for billing, while a false match needs the
 //   magic, a plausible length, an in-range increasing seq and a matching crc together.
@@ -41,7 +45,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -49,162 +52,17 @@
 #include <system_error>
 #include <utility>
 
-#include "llmbill/crc32.hpp"
+#include "spool_format.hpp"
 
 namespace llmbill {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr std::uint32_t kMagic = 0x4C4CFFFEu;  // bytes FE FF 4C 4C on disk
-constexpr std::size_t kHeader = 20;             // magic, length, crc, seq
-constexpr std::size_t kAckEntry = 12;           // seq, crc
 constexpr std::size_t kMaxWarnings = 1000;
-
-std::string errno_text(int e) { return std::generic_category().message(e); }
-
-[[noreturn]] void throw_io(const std::string& what, const fs::path& path, int e) {
-  throw Error("spool: " + what + " " + path.string() + ": " + errno_text(e));
-}
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
-using FdPtr = std::shared_ptr<Fd>;
-
-int open_file(const fs::path& path, int flags, const char* what) {
-  for (;;) {
-    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-    if (fd >= 0) return fd;
-    if (errno != EINTR) throw_io(what, path, errno);
-  }
-}
-
-// Writes all of [data, data+size); returns 0 or the errno. One write() unless the kernel splits it.
-int write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return 0;
-}
-
-int datasync(int fd) {
-  while (::fdatasync(fd) != 0) {
-    if (errno != EINTR) return errno;
-  }
-  return 0;
-}
-
-void put_u32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
-}
-void put_u64(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFFu);
-}
-std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-std::uint32_t record_crc(const char* seq_bytes, std::string_view payload) {
-  return crc32(payload, crc32(seq_bytes, 8));
-}
-
-void encode_record(std::string& out, std::uint64_t seq, std::string_view payload) {
-  char h[kHeader];
-  put_u32(h, kMagic);
-  put_u32(h + 4, static_cast<std::uint32_t>(payload.size()));
-  put_u64(h + 12, seq);
-  put_u32(h + 8, record_crc(h + 12, payload));
-  out.append(h, kHeader);
-  out.append(payload);
-}
-
-struct Decoded {
-  std::uint64_t seq;
-  std::string_view payload;
-};
-
-// The record at `pos` if it is whole and valid with min_seq <= seq < limit.
-std::optional<Decoded> decode_record(std::string_view data, std::size_t pos, std::uint64_t min_seq,
-                                     std::uint64_t limit) {
-  if (data.size() - pos < kHeader) return std::nullopt;
-  const char* h = data.data() + pos;
-  if (get_u32(h) != kMagic) return std::nullopt;
-  std::uint32_t len = get_u32(h + 4);
-  if (len > data.size() - pos - kHeader) return std::nullopt;
-  std::uint64_t seq = get_u64(h + 12);
-  if (seq < min_seq || seq >= limit) return std::nullopt;
-  std::string_view payload = data.substr(pos + kHeader, len);
-  if (record_crc(h + 12, payload) != get_u32(h + 8)) return std::nullopt;
-  return Decoded{seq, payload};
-}
-
-std::string seg_name(std::uint64_t first, const char* ext) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "seg-%020llu.%s", static_cast<unsigned long long>(first), ext);
-  return buf;
-}
-
-// "seg-<20 digits>.<ext>" -> first seq.
-std::optional<std::uint64_t> parse_seg_name(const std::string& name, std::string_view ext) {
-  if (name.size() != 4 + 20 + 1 + ext.size() || name.compare(0, 4, "seg-") != 0 ||
-      name[24] != '.' || std::string_view(name).substr(25) != ext) {
-    return std::nullopt;
-  }
-  std::uint64_t v = 0;
-  for (std::size_t i = 4; i < 24; ++i) {
-    if (name[i] < '0' || name[i] > '9') return std::nullopt;
-    std::uint64_t d = static_cast<std::uint64_t>(name[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
-    v = v * 10 + d;
-  }
-  return v;
-}
-
-std::string read_whole(const fs::path& path) {
-  Fd fd(open_file(path, O_RDONLY, "open"));
-  std::string data;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_io("read", path, errno);
-    }
-    if (n == 0) return data;
-    data.append(buf, static_cast<std::size_t>(n));
-  }
-}
-
 }  // namespace
+
+using namespace spool_detail;  // the on-disk format and file helpers (spool_format.hpp)
 
 struct Spool::Impl {
   struct Segment {
@@ -365,13 +223,12 @@ void Spool::Impl::read_acks(std::uint64_t first, std::vector<bool>& acked) {
   std::string data = read_whole(path);
   std::size_t whole = data.size() - data.size() % kAckEntry;
   for (std::size_t pos = 0; pos < whole; pos += kAckEntry) {
-    const char* e = data.data() + pos;
-    if (crc32(e, 8) != get_u32(e + 8)) {
+    std::optional<std::uint64_t> seq = decode_ack(data.data() + pos);
+    if (!seq) {
       warn(path.string() + ": corrupt ack at offset " + std::to_string(pos) + " ignored");
       continue;
     }
-    std::uint64_t seq = get_u64(e);
-    if (seq >= first && seq - first < acked.size()) acked[seq - first] = true;
+    if (*seq >= first && *seq - first < acked.size()) acked[*seq - first] = true;
   }
   if (whole != data.size()) {
     // Cut the torn tail so that later acks appended to this file stay aligned.
@@ -540,10 +397,7 @@ void Spool::ack(const std::vector<std::uint64_t>& seqs) {
       seg.pending[idx] = false;
       --seg.pending_count;
       --impl_->pending;
-      char e[kAckEntry];
-      put_u64(e, seq);
-      put_u32(e + 8, crc32(e, 8));
-      entries[it->first].append(e, kAckEntry);
+      encode_ack(entries[it->first], seq);
     }
     const std::uint64_t active_first = segs.rbegin()->first;
     for (auto& [first, data] : entries) {

@@ -82,8 +82,10 @@ class Proxy:
     def __enter__(self) -> Proxy:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        output = self.stop()
+        if exc_type is not None:  # a failing test shows what the proxy said
+            print(f"--- llmbill-proxy output ({self.url}) ---\n{output[-4000:]}", file=sys.stderr)
 
     def request(self, method: str, path: str, body: Any = None, key: str | None = None,
                 headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:

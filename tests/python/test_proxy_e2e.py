@@ -59,11 +59,14 @@ def upstream() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def lago() -> Iterator[FakeLago]:
     with FakeLago(api_key="lago-key") as fake:
-        fake.add_metric("openai_tokens")  # the proxy holds events of a code Lago does not know
         yield fake
 
 
 def lago_env(lago: FakeLago, charge_by: str) -> dict[str, str]:
+    """The proxy's Lago settings, with the billable metric they name created in the fake Lago (the
+    proxy holds events of a code Lago does not know)."""
+    if "openai_tokens" not in lago.billing.metrics:
+        lago.add_metric("openai_tokens")
     return {"LAGO_API_BASE": lago.url, "LAGO_API_KEY": "lago-key", "LAGO_API_EVENT_CODE": "openai_tokens",
             "LAGO_API_CHARGE_BY": charge_by}
 
