@@ -54,7 +54,6 @@ def proxy() -> Iterator[Proxy]:
     workdir = Path(tempfile.mkdtemp(prefix="llmbill-report-"))
     seed(workdir / "llmbill.db", past_logs())
     with FakeOpenAI() as up, FakeLago(api_key="lago-key") as lago:
-        lago.add_metric("openai_tokens")
         config = seed_config(up)
         config["general_settings"]["database_url"] = f"sqlite:///{workdir / 'llmbill.db'}"
         with Proxy(config, lago_env(lago, "end_user_id"), workdir=workdir) as p:

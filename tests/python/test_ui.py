@@ -40,7 +40,6 @@ def proxy() -> Iterator[Proxy]:
     workdir = Path(tempfile.mkdtemp(prefix="llmbill-ui-"))
     seed(workdir / "llmbill.db", past_logs())  # 30 days of history for the chart
     with FakeOpenAI() as upstream, FakeLago(api_key="lago-key") as lago:
-        lago.add_metric("openai_tokens")  # else the proxy holds (dead-letters) the events of that code
         config = seed_config(upstream)
         config["general_settings"]["database_url"] = f"sqlite:///{workdir / 'llmbill.db'}"
         with Proxy(config, lago_env(lago, "end_user_id"), workdir=workdir) as p:
@@ -391,7 +390,8 @@ def test_without_a_master_key_the_page_is_open_and_shows_held_billing(browser: B
     with FakeOpenAI() as upstream, FakeLago(api_key="lago-key") as lago:
         config = seed_config(upstream)
         del config["general_settings"]["master_key"]
-        with Proxy(config, lago_env(lago, "end_user_id")) as open_proxy:
+        env = {"LAGO_API_BASE": lago.url, "LAGO_API_KEY": "lago-key", "LAGO_API_EVENT_CODE": "openai_tokens"}
+        with Proxy(config, env) as open_proxy:  # not lago_env(): that creates the metric
             status, body, _ = open_proxy.request("GET", "/ui")
             assert status == 200 and 'id="panel-budgets"' in body  # no sign-in form
             assert ask(open_proxy, "someone")[0] == 200
