@@ -58,13 +58,16 @@ class SpendTracker:
             self.logs = []
             if not batch:
                 return True
+            # Counted as pending while it is written: drained from the ledger and not yet in the
+            # cached records, it would otherwise be invisible to budgets and /key/info meanwhile.
+            self.unwritten = batch
             try:
                 await self.store.apply_spend(batch)
             except Exception as exc:  # keep it; the next flush retries it first
-                self.unwritten = batch
                 self.flush_failures += 1
                 log.error("spend flush failed (will retry): %s", exc)
                 return False
+            self.unwritten = None  # from here to the end no await: the records take it over at once
             for (kind, ident), amount in batch.increments.items():
                 record = self.cache.get(kind, ident)
                 if record is None and kind == "customer":
