@@ -128,8 +128,8 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
     resend = [d for d in report.of_kind("missing") if d.resendable]
     if not resend:
         return report
-    for difference in resend:
-        submit(difference.event_json)
+    # Spool appends (fsynced per policy): off the event loop, which may be the proxy's.
+    await asyncio.to_thread(lambda: [submit(d.event_json) for d in resend])
     delivered = await asyncio.to_thread(flush, wait) if flush is not None else True
     after = await read_and_compare()
     after.fixed = [d.transaction_id for d in resend]
