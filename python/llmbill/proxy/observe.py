@@ -61,11 +61,10 @@ def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
     """The call was billed (once): tokens and spend go to the counters now, even if the client is gone."""
     key = call.principal.key or {}
     team = str(key.get("team_id") or "")
-    TOKENS, SPEND = metrics.TOKENS, metrics.SPEND
-    TOKENS.labels(call.model, team, "prompt").inc(usage.prompt_tokens)
-    TOKENS.labels(call.model, team, "completion").inc(usage.completion_tokens)
-    SPEND.labels(call.model, team).inc(float(cost))
-    metrics.BILLED_CALLS.labels(call.model, team).inc()
+    metrics.tokens(call.model, team, "prompt").inc(usage.prompt_tokens)
+    metrics.tokens(call.model, team, "completion").inc(usage.completion_tokens)
+    metrics.spend(call.model, team).inc(float(cost))
+    metrics.billed_calls(call.model, team).inc()
     info = _current.get()
     if info is not None and info.call is call:
         info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
@@ -81,12 +80,12 @@ def finish(info: RequestInfo, status: int) -> None:
     elapsed = time.perf_counter() - info.started
     call = info.call
     model = call.model if call is not None else ""
-    metrics.REQUESTS.labels(info.route, model, str(status)).inc()
-    metrics.REQUEST_SECONDS.labels(info.route, model).observe(elapsed)
+    metrics.requests(info.route, model, str(status)).inc()
+    metrics.request_seconds(info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None
     if upstream is not None:
-        metrics.UPSTREAM_SECONDS.labels(model).observe(upstream)
-        metrics.ADDED_SECONDS.labels(info.route, model).observe(max(0.0, elapsed - upstream))
+        metrics.upstream_seconds(model).observe(upstream)
+        metrics.added_seconds(info.route, model).observe(max(0.0, elapsed - upstream))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("%s %s %d", info.method, info.path, status, extra={"fields": _fields(info, elapsed, upstream)})
 
