@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,19 +26,6 @@ from tests.python.proxy_harness import Proxy
 from tests.python.test_proxy_e2e import CUSTOM_COST, GPT4O_COST, MASTER, config, lago_env
 
 WINDOW = ["--from=-10m", "--to=now"]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as up:
-        yield up
-
-
-@pytest.fixture
-def lago() -> Iterator[FakeLago]:
-    with FakeLago(api_key="lago-key") as fake:
-        fake.add_metric("openai_tokens")
-        yield fake
 
 
 def cli(proxy: Proxy, *args: str, process: bool = False) -> tuple[int, str, str]:
