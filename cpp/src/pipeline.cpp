@@ -152,6 +152,7 @@ bool Pipeline::submit_event(const std::string& event_json) {
 void Pipeline::hold_codes(std::map<std::string, std::string> code_reasons) {
   std::lock_guard lock(mu_);
   held_ = std::move(code_reasons);
+  any_held_.store(!held_.empty(), std::memory_order_release);
 }
 
 std::map<std::string, std::string> Pipeline::held_codes() const {
@@ -160,6 +161,7 @@ std::map<std::string, std::string> Pipeline::held_codes() const {
 }
 
 std::string Pipeline::held_reason(const std::string& code) const {
+  if (!any_held_.load(std::memory_order_acquire)) return {};  // the common case: no lock taken
   std::lock_guard lock(mu_);
   auto it = held_.find(code);
   return it == held_.end() ? std::string() : it->second;

@@ -12,30 +12,15 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using llmbill::DeadLetter;
 using llmbill::DeadLetterStore;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/llmbill-dead-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using llmbill::testing::TempDir;
 
 DeadLetter letter(const std::string& id, double at = 1786000000.5) {
   return {id, "{\"transaction_id\":\"" + id + "\",\"code\":\"tokens\"}", "422 validation_errors",

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using llmbill::FsyncPolicy;
 using llmbill::Spool;
@@ -24,27 +26,9 @@ using llmbill::SpoolRecord;
 
 namespace {
 
+using llmbill::testing::TempDir;
+
 constexpr std::uint64_t kHeader = 20;  // bytes before each payload on disk
-
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/llmbill-spool-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 SpoolOptions options(const fs::path& dir, FsyncPolicy policy = FsyncPolicy::never) {
   SpoolOptions o;

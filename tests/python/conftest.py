@@ -61,3 +61,23 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         stop()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Any]:
+    """A fake OpenAI-compatible upstream (tests/python/fakes/openai_upstream.py), stopped afterwards."""
+    from tests.python.fakes.openai_upstream import FakeOpenAI
+
+    with FakeOpenAI() as up:
+        yield up
+
+
+@pytest.fixture
+def lago() -> Iterator[Any]:
+    """The fake Lago the proxy tests bill into: key "lago-key", with the billable metric
+    "openai_tokens" they send (the proxy holds events of a code Lago does not know)."""
+    from tests.python.fakes.lago import FakeLago
+
+    with FakeLago(api_key="lago-key") as fake:
+        fake.add_metric("openai_tokens")
+        yield fake

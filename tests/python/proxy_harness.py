@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,7 +42,18 @@ class Proxy:
         self.workers = workers
         self.args = list(args or [])  # more llmbill-proxy options, e.g. ["--log-format", "json"]
         self.proc: subprocess.Popen[str] | None = None
-        self.output = ""
+        self._lines: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def output(self) -> str:
+        """Everything the proxy printed so far (read continuously by a background thread)."""
+        return "".join(self._lines)
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     def start(self, timeout: float = 30) -> Proxy:
         cmd = [sys.executable, "-m", "llmbill.proxy.cli", "--port", str(self.port), "--host", "127.0.0.1",
@@ -51,18 +63,22 @@ class Proxy:
         cmd += self.args
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                self.output = self.proc.stdout.read() if self.proc.stdout else ""
-                self.proc.stdout.close() if self.proc.stdout else None
+                self.stop()
                 raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.output}")
-            try:
-                with urllib.request.urlopen(self.url + "/health/liveliness", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+            # Up when every worker has said so (each prints "worker <pid> ready") and answers.
+            if self.output.count(" ready (spool ") >= self.workers:
+                try:
+                    with urllib.request.urlopen(self.url + "/health/liveliness", timeout=1) as r:
+                        if r.status == 200:
+                            return self
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"proxy did not come up in {timeout}s:\n{self.output}")
 
@@ -74,8 +90,10 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+            self._reader = None
         if self.proc is not None and self.proc.stdout is not None:
-            self.output += self.proc.stdout.read()
             self.proc.stdout.close()
         return self.output
 

@@ -34,18 +34,6 @@ def seed_config(upstream: FakeOpenAI, **general: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as up:
-        yield up
-
-
-@pytest.fixture
-def lago() -> Iterator[FakeLago]:
-    with FakeLago(api_key="lago-key") as fake:
-        yield fake
-
-
-@pytest.fixture
 def proxy(upstream: FakeOpenAI, lago: FakeLago) -> Iterator[Proxy]:
     with Proxy(seed_config(upstream), lago_env(lago, "end_user_id")) as p:
         yield p

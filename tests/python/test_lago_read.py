@@ -89,6 +89,13 @@ def test_reader_pages_through_every_event_of_the_window_exactly(lago: FakeLago) 
     assert len(pages) == 3 and pages[0].query["per_page"] == "100"
 
 
+def test_reader_finds_one_event_by_its_transaction_id(lago: FakeLago) -> None:
+    call(lago, "POST", "/api/v1/events", {"event": event("far", ts="1900000000.25")})
+    found = LagoReader(lago.url, KEY).event("far")
+    assert found is not None and (found.transaction_id, found.timestamp_ms) == ("far", 1900000000250)
+    assert LagoReader(lago.url, KEY).event("nope") is None
+
+
 def test_reader_knows_which_codes_lago_bills(lago: FakeLago) -> None:
     lago.add_metric("tokens")
     assert LagoReader(lago.url, KEY).unknown_codes(["tokens", "tokenz"]) == ["tokenz"]

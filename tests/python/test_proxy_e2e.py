@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -48,18 +47,6 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 
     server = str(request.getfixturevalue("postgres_url"))
     return create_database(server, f"e2e_{uuid.uuid4().hex[:12]}")  # a fresh database per test
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as up:
-        yield up
-
-
-@pytest.fixture
-def lago() -> Iterator[FakeLago]:
-    with FakeLago(api_key="lago-key") as fake:
-        yield fake
 
 
 def lago_env(lago: FakeLago, charge_by: str) -> dict[str, str]:

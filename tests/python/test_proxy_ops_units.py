@@ -1,21 +1,28 @@
 """The proxy's operator pieces one by one: where /metrics is open, which budget refused a call,
-pipeline counters mirrored by their increase, the log formats, the command-line time forms."""
+pipeline counters mirrored by their increase, the log formats, the command-line time forms, and
+event codes held while Lago does not know them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
 
+from llmbill import LagoSettings, Pipeline
 from llmbill.billing import ConfigError
 from llmbill.ops.commands import UsageError, parse_duration, parse_time
-from llmbill.proxy import metrics
+from llmbill.proxy import billing_watch, metrics
 from llmbill.proxy.app import ADMIN, PUBLIC, ProxyApp
 from llmbill.proxy.config import load_config_dict
 from llmbill.proxy.logs import JsonFormatter, TextFormatter
+from tests.python.fakes.lago import FakeLago
+from tests.python.lago_support import FAST, KEY
 
 MODELS = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
 
@@ -83,3 +90,25 @@ def test_command_line_times_and_durations() -> None:
     assert parse_duration("31d", "--max-age") == timedelta(days=31)
     with pytest.raises(UsageError):
         parse_duration("a month", "--max-age")
+
+
+def test_codes_lago_does_not_know_are_held_until_lago_knows_them(tmp_path: Path, fake_lago: FakeLago) -> None:
+    settings = LagoSettings.from_env({"LAGO_API_BASE": fake_lago.url, "LAGO_API_KEY": KEY,
+                                      "LAGO_API_EVENT_CODE": "known,typo"})
+    options = {**FAST, "event_codes": ["known", "typo"]}
+    pipeline = Pipeline(spool_dir=tmp_path / "spool", api_base=fake_lago.url, api_key=KEY, **options)
+    state = SimpleNamespace(billing=settings, pipeline=pipeline)
+    try:
+        fake_lago.add_metric("known")
+        asyncio.run(billing_watch.check_codes(state))  # type: ignore[arg-type]
+        assert list(pipeline.held_codes()) == ["typo"]
+        assert "not a billable metric in Lago" in pipeline.held_codes()["typo"]
+        fake_lago.stop()  # Lago out of reach: nothing held or released
+        asyncio.run(billing_watch.check_codes(state, timeout=1))  # type: ignore[arg-type]
+        assert list(pipeline.held_codes()) == ["typo"]
+        fake_lago.start()
+        fake_lago.add_metric("typo")
+        asyncio.run(billing_watch.check_codes(state))  # type: ignore[arg-type]
+        assert pipeline.held_codes() == {}
+    finally:
+        pipeline.close(0.5)

@@ -19,19 +19,6 @@ from tests.python.test_proxy_e2e import CUSTOM_COST, MASTER, config, lago_env
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as up:
-        yield up
-
-
-@pytest.fixture
-def lago() -> Iterator[FakeLago]:
-    with FakeLago(api_key="lago-key") as fake:
-        fake.add_metric("openai_tokens")  # the proxy holds events of a code Lago does not know
-        yield fake
-
-
-@pytest.fixture
 def proxy(upstream: FakeOpenAI, lago: FakeLago) -> Iterator[Proxy]:
     with Proxy(config(upstream, None), lago_env(lago, "end_user_id")) as p:
         yield p

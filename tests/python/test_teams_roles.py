@@ -18,18 +18,6 @@ from tests.python.proxy_harness import Proxy
 from tests.python.test_proxy_e2e import CUSTOM_COST, GPT4O_COST, MASTER, config, lago_env
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as up:
-        yield up
-
-
-@pytest.fixture
-def lago() -> Iterator[FakeLago]:
-    with FakeLago(api_key="lago-key") as fake:
-        yield fake
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def proxy(request: pytest.FixtureRequest, upstream: FakeOpenAI, lago: FakeLago) -> Iterator[Proxy]:
     db = None

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -384,12 +385,30 @@ def test_a_browser_that_drops_the_cookie_is_told_why(proxy: Proxy) -> None:
     assert status == 200 and "did not keep the session cookie" in body and "HTTPS" in body
 
 
-def test_without_a_master_key_the_page_is_open_and_says_so() -> None:
-    with FakeOpenAI() as upstream:
+def test_without_a_master_key_the_page_is_open_and_shows_held_billing(browser: Browser) -> None:
+    # An open proxy (no master key) whose Lago lacks the event code's billable metric.
+    with FakeOpenAI() as upstream, FakeLago(api_key="lago-key") as lago:
         config = seed_config(upstream)
         del config["general_settings"]["master_key"]
-        config["litellm_settings"] = {}
-        with Proxy(config) as open_proxy:
+        env = {"LAGO_API_BASE": lago.url, "LAGO_API_KEY": "lago-key", "LAGO_API_EVENT_CODE": "openai_tokens"}
+        with Proxy(config, env) as open_proxy:  # not lago_env(): that creates the metric
             status, body, _ = open_proxy.request("GET", "/ui")
-            assert status == 200 and "No master key is configured" in body and 'id="panel-budgets"' in body
-            assert open_proxy.request("GET", "/budget/list")[0] == 200
+            assert status == 200 and 'id="panel-budgets"' in body  # no sign-in form
+            assert ask(open_proxy, "someone")[0] == 200
+            deadline = time.monotonic() + 10  # the sender holds the event a moment later
+            while open_proxy.request("GET", "/health/readiness")[1]["billing"]["dead_letters"] < 1:
+                assert time.monotonic() < deadline, "the held event never became a dead letter"
+                time.sleep(0.05)
+            tab = new_tab(browser, open_proxy, 1280)
+            tab.page.goto("/ui#spend")
+            expect(tab.page.locator(".banner.warn")).to_contain_text("No master key is configured")
+            expect(tab.page.locator("#panel-spend")).to_have_attribute("data-state", "ready")
+            held = tab.page.locator('#pipeline [data-key="held_codes"]')
+            expect(held).to_contain_text("openai_tokens (not a billable metric in Lago)")
+            expect(held).to_have_class("bad")
+            dead = tab.page.locator('#pipeline [data-key="dead_lettered"]')
+            expect(dead).to_have_text(re.compile(r"^1 \(oldest \d+ s\)$"))
+            expect(dead).to_have_class("bad")
+            tab.shot("spend-held-billing-1280")
+            tab.context.close()
+            assert not tab.errors

@@ -10,6 +10,7 @@
 // Thread safety: every public method may be called from any thread. The sender never calls back into
 // the caller (Python learns state by polling stats()).
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -124,6 +125,7 @@ class Pipeline {
   bool closed_ = false;
   PipelineStats stats_;
   std::map<std::string, std::string> held_;  // code -> reason (under mu_)
+  std::atomic<bool> any_held_{false};         // lets submit() skip mu_ when nothing is held
   std::thread sender_;
 };
 

@@ -131,6 +131,16 @@ class LagoReader:
         """The codes that are not billable metrics in Lago (events with them are never billed)."""
         return [code for code in codes if not self.billable_metric_exists(code)]
 
+    def event(self, transaction_id: str) -> StoredEvent | None:
+        """The stored event with this transaction_id, wherever it is dated (GET /events/{id}); None
+        when Lago has none."""
+        status, data = self._get("/events/" + urllib.parse.quote(transaction_id, safe=""))
+        if status == 200 and isinstance(data, dict):
+            return StoredEvent.from_api(data.get("event"))
+        if status == 404 and isinstance(data, dict) and data.get("code") == "event_not_found":
+            return None
+        raise LagoReadError(f"Lago answered HTTP {status} to GET /events/{transaction_id}: {str(data)[:200]}")
+
     def pages(self, start_ms: int, end_ms: int, per_page: int = PER_PAGE) -> Iterator[tuple[list[StoredEvent], int]]:
         """Pages of GET /events with timestamp_from/to (both inclusive in Lago), newest first; each
         with Lago's total_count at the time of that page."""

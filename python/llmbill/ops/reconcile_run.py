@@ -18,7 +18,7 @@ from .. import billing
 from .._native import core
 from ..errors import Error
 from ..proxy.store.base import SpendLog, Store
-from .lago_read import LagoReader
+from .lago_read import LagoReader, StoredEvent
 from .reconcile import EPOCH, Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, call_timestamp_ms, compare
 
 #: Both sides are read this much beyond the window, so a boundary never hides a match.
@@ -29,6 +29,8 @@ DEFAULT_MAX_AGE = timedelta(days=31)
 #: Events dated this far ahead are not re-sent either (a clock problem, not a lost event).
 FUTURE_SLACK = timedelta(minutes=5)
 LOG_CHUNK = 5000
+#: Missing events looked up one by one (GET /events/{id}) before they are called missing.
+MAX_LOOKUPS = 1000
 
 
 def _ms_to_datetime(ms: int) -> datetime:
@@ -96,11 +98,24 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
     unbillable = [u for u in unbillable if start_ms <= u.timestamp_ms < end_ms]
     calls = len({e.call_id for e in expected if start_ms <= e.timestamp_ms < end_ms}) + len(unbillable)
 
+    def against(stored: list[StoredEvent]) -> ReconcileReport:
+        return compare(expected, stored, start_ms=start_ms, end_ms=end_ms, codes=settings.event_codes,
+                       charge_by=settings.charge_by, calls=calls, unbillable=unbillable,
+                       dead_letters=dead_letters, accept_from_ms=accept_from, accept_to_ms=accept_to)
+
     async def read_and_compare() -> ReconcileReport:
         stored, warnings = await asyncio.to_thread(reader.events, start_ms - MARGIN_MS, end_ms + MARGIN_MS)
-        report = compare(expected, stored, start_ms=start_ms, end_ms=end_ms, codes=settings.event_codes,
-                         charge_by=settings.charge_by, calls=calls, unbillable=unbillable,
-                         dead_letters=dead_letters, accept_from_ms=accept_from, accept_to_ms=accept_to)
+        report = against(stored)
+        # An event Lago holds under a timestamp outside the window is not missing (a resend would be a
+        # no-op for Lago's dedup and reconcile would never come clean): look each one up by its id.
+        missing = [d.transaction_id for d in report.of_kind("missing")]
+        if 0 < len(missing) <= MAX_LOOKUPS:
+            found = [e for e in await asyncio.to_thread(lambda: [reader.event(i) for i in missing]) if e is not None]
+            if found:
+                report = against(stored + found)
+        elif missing:
+            warnings.append(f"{len(missing)} events missing: too many to look up one by one; an event Lago holds "
+                            "dated outside the window shows as missing")
         report.warnings += warnings
         if end_ms > now_ms - 60_000:
             report.warnings.append("the window ends less than a minute ago: events of the last calls may still be "
@@ -113,8 +128,8 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
     resend = [d for d in report.of_kind("missing") if d.resendable]
     if not resend:
         return report
-    for difference in resend:
-        submit(difference.event_json)
+    # Spool appends (fsynced per policy): off the event loop, which may be the proxy's.
+    await asyncio.to_thread(lambda: [submit(d.event_json) for d in resend])
     delivered = await asyncio.to_thread(flush, wait) if flush is not None else True
     after = await read_and_compare()
     after.fixed = [d.transaction_id for d in resend]

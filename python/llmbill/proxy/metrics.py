@@ -51,6 +51,29 @@ HELD_CODES = Gauge("llmbill_billing_held_codes", "Configured event codes Lago do
 WEBHOOK_DELIVERIES = Counter("llmbill_webhook_deliveries", "Webhook events delivered, by event", ["event"])
 WEBHOOK_FAILURES = Counter("llmbill_webhook_failures", "Webhook delivery attempts that failed, by event", ["event"])
 
+class Children:
+    """A metric's labelled children, kept once made: `labels()` validates and locks on every call,
+    and the request path should not pay for that (label sets are bounded, so the cache is too)."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._made: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._made.get(labels)
+        if child is None:
+            child = self._made[labels] = self._metric.labels(*labels)
+        return child
+
+
+requests = Children(REQUESTS)
+request_seconds = Children(REQUEST_SECONDS)
+upstream_seconds = Children(UPSTREAM_SECONDS)
+added_seconds = Children(ADDED_SECONDS)
+tokens = Children(TOKENS)
+spend = Children(SPEND)
+billed_calls = Children(BILLED_CALLS)
+
 PIPELINE_OUTCOMES = ("enqueued", "delivered", "retried", "dead_lettered", "duplicates", "held")
 
 

@@ -42,18 +42,6 @@ class RequestInfo:
 
 _current: ContextVar[RequestInfo | None] = ContextVar("llmbill_request", default=None)
 
-# Labelled children, looked up once: prometheus_client's labels() validates and locks on every call
-# (it showed in the proxy's profile). Label sets are bounded (see metrics.py), and so is this.
-_children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-
-def _child(metric: Any, *labels: str) -> Any:
-    key = (id(metric), labels)  # metrics are module-level and live as long as the process
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
-
 
 def begin(method: str, path: str) -> RequestInfo:
     info = RequestInfo(method, path, time.perf_counter())  # request_id: the call's id, or made when logged
@@ -73,11 +61,10 @@ def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
     """The call was billed (once): tokens and spend go to the counters now, even if the client is gone."""
     key = call.principal.key or {}
     team = str(key.get("team_id") or "")
-    TOKENS, SPEND = metrics.TOKENS, metrics.SPEND
-    _child(TOKENS, call.model, team, "prompt").inc(usage.prompt_tokens)
-    _child(TOKENS, call.model, team, "completion").inc(usage.completion_tokens)
-    _child(SPEND, call.model, team).inc(float(cost))
-    _child(metrics.BILLED_CALLS, call.model, team).inc()
+    metrics.tokens(call.model, team, "prompt").inc(usage.prompt_tokens)
+    metrics.tokens(call.model, team, "completion").inc(usage.completion_tokens)
+    metrics.spend(call.model, team).inc(float(cost))
+    metrics.billed_calls(call.model, team).inc()
     info = _current.get()
     if info is not None and info.call is call:
         info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
@@ -93,12 +80,12 @@ def finish(info: RequestInfo, status: int) -> None:
     elapsed = time.perf_counter() - info.started
     call = info.call
     model = call.model if call is not None else ""
-    _child(metrics.REQUESTS, info.route, model, str(status)).inc()
-    _child(metrics.REQUEST_SECONDS, info.route, model).observe(elapsed)
+    metrics.requests(info.route, model, str(status)).inc()
+    metrics.request_seconds(info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None
     if upstream is not None:
-        _child(metrics.UPSTREAM_SECONDS, model).observe(upstream)
-        _child(metrics.ADDED_SECONDS, info.route, model).observe(max(0.0, elapsed - upstream))
+        metrics.upstream_seconds(model).observe(upstream)
+        metrics.added_seconds(info.route, model).observe(max(0.0, elapsed - upstream))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("%s %s %d", info.method, info.path, status, extra={"fields": _fields(info, elapsed, upstream)})
 

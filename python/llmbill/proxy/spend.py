@@ -42,6 +42,7 @@ class SpendTracker:
         self.ledger = core.Ledger()
         self.logs: list[SpendLog] = []
         self.unwritten: SpendBatch | None = None  # a batch whose write failed, retried first
+        self.writing: SpendBatch | None = None  # the batch being written right now
         self.lock = asyncio.Lock()  # flush, resets and cache refresh never interleave
         self.flush_failures = 0
         self.duration_of: DurationOf = lambda kind, record: record.get("budget_duration")
@@ -53,9 +54,12 @@ class SpendTracker:
         self.logs.append(log_row)
 
     def pending(self, kind: str, ident: str) -> Decimal:
+        """Recorded here and not yet in the cached records: the ledger, the batch being written (it
+        left the ledger before the write and joins the records only after it), a failed batch."""
         amount: Decimal = self.ledger.get(kind, ident).spend
-        if self.unwritten is not None:
-            amount += self.unwritten.increments.get((kind, ident), Decimal(0))
+        for batch in (self.writing, self.unwritten):
+            if batch is not None:
+                amount += batch.increments.get((kind, ident), Decimal(0))
         return amount
 
     def spend(self, kind: str, ident: str) -> Decimal:
@@ -64,16 +68,19 @@ class SpendTracker:
         return Decimal(base) + self.pending(kind, ident)
 
     async def _write(self, batch: SpendBatch) -> bool:
+        self.writing = batch  # still counted by pending() while the write is awaited
         try:
             await self.store.apply_spend(batch)
         except DuplicateError:
             log.warning("spend batch already applied by an earlier attempt; not applied twice")
-            return True
         except Exception as exc:
             self.unwritten = batch
             self.flush_failures += 1
             log.error("spend flush failed (will retry): %s", exc)
             return False
+        finally:
+            self.writing = None
+        # No await from here on: the amounts move from `writing` into the records in one step.
         for (kind, ident), amount in batch.increments.items():
             record = self.cache.get(kind, ident)
             if record is None and kind == "customer":

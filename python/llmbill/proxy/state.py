@@ -94,6 +94,8 @@ class ProxyState:
 
         await billing_watch.check_codes(self)  # before the first call: a code Lago does not know is held
         self._tasks.append(asyncio.create_task(billing_watch.run(self)))
+        # One line per worker process: which process serves, and where its billing spool is.
+        print(f"  worker {os.getpid()} ready (spool {self.spool_dir or 'off'})", flush=True)
 
     def _open_pipeline(self, settings: billing.LagoSettings) -> core.Pipeline:
         # One spool per process: each worker takes the first free slot (the spool's own lock says

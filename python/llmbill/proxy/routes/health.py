@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..._native import core
 from ...ops.deadletters import DeadLetterBook
 from ..auth import Principal
 from ..http import Request, Response, json_response
@@ -28,7 +29,11 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
                        dead_lettered=stats["dead_lettered"], oldest_pending_age_s=stats["oldest_pending_age_s"],
                        last_error=stats["last_error"], spool_bytes=stats["spool_bytes"])
         # Dead letters of every process's slot, waiting for an operator (llmbill deadletters).
-        count, oldest = await asyncio.to_thread(DeadLetterBook(state.spool_base()).count_and_oldest)
+        try:
+            count, oldest = await asyncio.to_thread(DeadLetterBook(state.spool_base()).count_and_oldest)
+        except (core.Error, OSError) as exc:  # readiness reports it; it never fails on it
+            count, oldest = None, None
+            billing["dead_letters_error"] = str(exc)
         billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest,
                        held_codes=sorted(state.pipeline.held_codes()))
     healthy = db_ok

@@ -178,6 +178,15 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
     return json_response({"deleted_keys": deleted})
 
 
+async def delete_keys_of(state: ProxyState, field: str, ident: str) -> list[str]:
+    """Deletes every key whose `field` (team_id or user_id) is `ident`; returns their hashes."""
+    keys = [k["token_hash"] for k in await state.store.list("key", {field: ident})]
+    deleted = await state.store.delete("key", keys)
+    for h in deleted:
+        state.cache.drop("key", h)
+    return deleted
+
+
 async def regenerate(state: ProxyState, request: Request, principal: Principal) -> Response:
     """A new secret for the same record (spend, limits, alias kept); the old secret stops working."""
     f = Fields(await request.json(), {"key", "new_key"})

@@ -176,10 +176,7 @@ async def team_delete(state: ProxyState, request: Request, principal: Principal)
     await state.spend.flush()  # unwritten spend lands on the records before they go
     deleted_keys: list[str] = []
     for t in ids:
-        keys = [k["token_hash"] for k in await state.store.list("key", {"team_id": t})]
-        for h in await state.store.delete("key", keys):
-            state.cache.drop("key", h)
-            deleted_keys.append(h)
+        deleted_keys += await key_routes.delete_keys_of(state, "team_id", t)
         for m in (state.cache.get("team", t) or {}).get("members_with_roles") or []:
             await _set_user_teams(state, m["user_id"], t, False)
     deleted = await state.store.delete("team", ids)

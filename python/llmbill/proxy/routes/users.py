@@ -128,10 +128,7 @@ async def user_delete(state: ProxyState, request: Request, principal: Principal)
     await state.spend.flush()
     deleted_keys: list[str] = []
     for u in ids:
-        keys = [k["token_hash"] for k in await state.store.list("key", {"user_id": u})]
-        for h in await state.store.delete("key", keys):
-            state.cache.drop("key", h)
-            deleted_keys.append(h)
+        deleted_keys += await key_routes.delete_keys_of(state, "user_id", u)
         for t in (state.cache.get("user", u) or {}).get("teams") or []:
             team = state.cache.get("team", t)
             if team is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from importlib import resources
@@ -15,6 +16,8 @@ from ..auth import Principal, is_master
 from ..http import Request, Response, json_response
 from ..state import ProxyState
 from .sessions import COOKIE, CSRF_HEADER, cookie_value
+
+log = logging.getLogger("llmbill.proxy")
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
@@ -94,6 +97,8 @@ async def login(state: ProxyState, request: Request, principal: Principal | None
             return _login_page(400, "Enter the proxy's master key.")
         if not is_master(key, state.config.master_key):
             sessions.note_failure()
+            client = request.scope.get("client") or ("?", 0)
+            log.warning("admin UI: a wrong master key from %s", client[0])
             return _login_page(401, "Wrong master key.")
     sid, _ = sessions.create()
     headers = [(b"location", b"/ui?signed_in=1"), (b"cache-control", b"no-store"), _set_cookie(sid, int(sessions.ttl_s))]

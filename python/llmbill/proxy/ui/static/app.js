@@ -585,16 +585,24 @@
   function renderPipeline(health) {
     const b = health.billing || {};
     const rows = [["status", "Status", health.status], ["db", "Database", health.db]];
+    let dead = 0;
     if (!b.enabled) rows.push(["billing", "Billing", "off (no 'lago' callback)"]);
     else {
+      // dead_letters: waiting in every process's spool slot; dead_lettered: this process's count so far.
+      dead = b.dead_letters !== undefined ? b.dead_letters : b.dead_lettered;
+      const deadAge = dead && b.oldest_dead_letter_age_s ? ` (oldest ${age(b.oldest_dead_letter_age_s)})` : "";
       rows.push(["sink", "Sink", b.sink], ["delivered", "Delivered", num(b.delivered)],
-                ["pending", "Pending", num(b.pending)], ["dead_lettered", "Dead-lettered", num(b.dead_lettered)],
+                ["pending", "Pending", num(b.pending)], ["dead_lettered", "Dead-lettered", num(dead) + deadAge],
                 ["oldest_pending", "Oldest pending", b.pending ? age(b.oldest_pending_age_s) : "—"],
                 ["spool_bytes", "Spool", `${num(b.spool_bytes)} bytes`]);
+      if (b.held_codes && b.held_codes.length) {
+        rows.push(["held_codes", "Held codes", `${b.held_codes.join(", ")} (not a billable metric in Lago)`]);
+      }
       if (b.last_error) rows.push(["last_error", "Last error", b.last_error]);
     }
     rows.push(["flush_failures", "Spend flush failures", num(health.spend_flush_failures)]);
-    const bad = { status: health.status !== "healthy", dead_lettered: b.dead_lettered > 0, last_error: true };
+    const bad = { status: health.status !== "healthy", dead_lettered: Boolean(dead), held_codes: true,
+                  last_error: true, flush_failures: health.spend_flush_failures > 0 };
     $("#pipeline").replaceChildren(...rows.flatMap(([key, label, value]) => [
       el("dt", { text: label }), el("dd", { "data-key": key, class: bad[key] ? "bad" : null, text: String(value) })]));
   }
