@@ -37,12 +37,30 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
+COMPONENTS = (  # (name, markers in a leaf frame), first match wins
+    ("aiohttp client", ("aiohttp/", "multidict", "yarl/", "aiohappyeyeballs")),
+    ("llmbill upstream client (httpclient.py, upstream.py)", ("proxy/httpclient.py", "proxy/upstream.py")),
+    ("uvicorn (HTTP server, socket writes)", ("uvicorn/",)),
+    ("prometheus_client", ("prometheus_client",)),
+    ("llmbill request path (routes, guards, spend, observe; C++ calls included)", ("proxy/", "llmbill/")),
+    ("event loop (uvloop, asyncio)", ("Runner.run", "asyncio/")),
+)
+
+
+def component(leaf: str) -> str:
+    for name, markers in COMPONENTS:
+        if any(m in leaf for m in markers):
+            return name
+    return "other (uuid, dataclasses, json, ...)"
+
+
 def top_tables(collapsed: Path, rows: int = 25) -> tuple[str, dict[str, list[tuple[str, float]]]]:
     """Tables over the event loop's thread only: it is the one that serves requests (and the limit).
     Other threads (the SQLite executor) are counted apart: py-spy samples them as busy while they wait
     for the GIL, so their share overstates their CPU (per-thread CPU from /proc says ~35 µs per call)."""
     own: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
+    parts: collections.Counter[str] = collections.Counter()
     samples = others = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -56,13 +74,17 @@ def top_tables(collapsed: Path, rows: int = 25) -> tuple[str, dict[str, list[tup
         frames = [frame_name(f) for f in stack.split(";")]
         frames = [f for f in frames if not f.startswith(("process ", "thread "))] or frames
         own[frames[-1]] += n
+        parts[component(frames[-1])] += n
         for f in set(frames):
             total[f] += n
     out: dict[str, list[tuple[str, float]]] = {
         "own": [(f, 100.0 * n / samples) for f, n in own.most_common(rows)],
         "total": [(f, 100.0 * n / samples) for f, n in total.most_common(rows)],
     }
-    lines = [f"{samples} samples of the event loop's thread (and {others} of other threads, left out)", ""]
+    lines = [f"{samples} samples of the event loop's thread (and {others} of other threads, left out)", "",
+             "| component (by the frame the CPU was in) | % of samples |", "|---|---:|"]
+    lines += [f"| {name} | {100.0 * n / samples:.1f} |" for name, n in parts.most_common()]
+    lines.append("")
     for kind, title in (("own", "own time (where the CPU was)"), ("total", "total time (the function and what it called)")):
         lines += [f"| {title} | % of samples |", "|---|---:|"]
         lines += [f"| `{f}` | {pct:.1f} |" for f, pct in out[kind]]
