@@ -289,7 +289,7 @@ def postgres_pids(port: int) -> list[int]:
 def wrk(url: str, auth: str, body_file: Path, conns: int, seconds: float, out: Path) -> dict[str, Any]:
     env = dict(os.environ, WRK_BODY_FILE=str(body_file), WRK_AUTH=auth, WRK_OUT=str(out))
     out.unlink(missing_ok=True)
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s",
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "120s", "-s",
             str(ROOT / "bench" / "wrk_post.lua"), url + "/chat/completions"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0 or not out.exists():
@@ -372,7 +372,7 @@ def main() -> int:
     systems: list[System] = []
     pg_stop = None
     result: dict[str, Any] = {"seconds_per_point": seconds, "concurrency": ladder, "modes": modes, "points": [],
-                              "systems": {}, "errors": [], "load_generator": "wrk 4.1 -t1 --timeout 30s, keep-alive, POST"}
+                              "systems": {}, "errors": [], "load_generator": "wrk 4.1 -t1 --timeout 120s, keep-alive, POST"}
     try:
         upstream = Child("fake_openai", [str(BIN / "fake_openai")], port_from_stdout=True)
         result["upstream"] = "bench/fake_openai.cpp (C++ epoll, one thread, fixed reply with usage; 8-chunk SSE stream)"
