@@ -47,12 +47,13 @@ def draw(result: dict[str, Any], out: str) -> None:
             ax.set_ylabel(label)
             ax.set_title(f"{mode}: {label}")
             ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     meta = result.get("meta", {})
     fig.suptitle(f"llmbill vs LiteLLM vs direct, same fake upstream, one run — {meta.get('date', '')} "
                  f"{meta.get('host', '')} ({meta.get('cpus', '?')} CPUs, shared; {proxy.get('seconds_per_point', 0):g} s/point)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.035, 1, 1))
     fig.savefig(out, dpi=90)
 
 

@@ -193,10 +193,6 @@ class ProxyApp:
 
 def app_from_env() -> ProxyApp:
     """For `--workers N`: each worker process builds its app from the config path in the environment."""
-    from .cli import tune_gc
-
     logs.configure_from_env()
     path = os.environ.get("LLMBILL_PROXY_CONFIG") or None
-    app = ProxyApp(load_config(path))
-    tune_gc()
-    return app
+    return ProxyApp(load_config(path))

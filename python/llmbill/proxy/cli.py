@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
 import sys
 import tempfile
 
 from ..billing import ConfigError, LagoSettings
-
-
-def tune_gc() -> None:
-    """Fewer cyclic-GC passes on the request path: a call allocates a few hundred container objects
-    (dicts, frames, futures), so with the default gen-0 threshold (700) a collection ran every few calls
-    and full ones walked every object of the process (8 % of the proxy's CPU in py-spy). Objects alive
-    at start-up (modules, config, price table) are moved out of the collector's sight for good."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +75,6 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import ProxyApp
 
     app = ProxyApp(config)
-    tune_gc()
     # proxy_headers off: nothing reads the client address or scheme, and uvicorn's middleware that
     # rewrites them from X-Forwarded-* ran on every request.
     uvicorn.run(app, host=host, port=args.port, loop="uvloop", http="httptools",
