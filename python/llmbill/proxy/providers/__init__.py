@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider, each meeting base.ChatAdapter (pure translation)."""
