@@ -12,13 +12,25 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from ._native import core
 from .errors import UnknownModelError
 from .pricing import default_prices
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
+def call_timestamp_ms(start: datetime) -> int:
+    """The Lago timestamp (Unix ms, floored) of a call that started at `start`: integer arithmetic,
+    so the spend log's start time gives back exactly the timestamp its event was sent with."""
+    if start.tzinfo is None:
+        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
+    return (start - EPOCH) // _MS
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class BilledCall:
     team_id: str = ""
     end_user_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    cost_detail: core.Cost | None = None  # the itemised cost when priced here (cost == cost_detail.total)
 
     @classmethod
     def priced(
@@ -56,8 +69,10 @@ class BilledCall:
         `fallback_cost` when given, else is billed by its tokens with cost 0 and flagged unpriced."""
         usage = usage_of(response)
         unpriced = False
+        detail: core.Cost | None = None
         try:
-            cost = (table or default_prices()).cost(model, usage).total
+            detail = (table or default_prices()).cost(model, usage)
+            cost = detail.total
         except UnknownModelError:
             if fallback_cost is None:
                 cost, unpriced = Decimal(0), True
@@ -74,6 +89,7 @@ class BilledCall:
             user_id=user_id,
             team_id=team_id,
             end_user_id=end_user_id,
+            cost_detail=detail,
         )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 from typing import Any
 
 from .callbacks import resolve_callbacks
 from .calls import BilledCall, timestamp_ms_of
+from .errors import UsageError
 
 
 def track(
@@ -31,15 +33,13 @@ def track(
     >>> track({"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).cost
     Decimal('0.0000125')
     """
-    import llmbill
-
     if isinstance(response, BaseException):
         return None
     if isinstance(response, (str, bytes, bytearray)):
         try:
             response = json.loads(response)
         except ValueError:
-            raise llmbill.UsageError("track: the reply is not JSON") from None
+            raise UsageError("track: the reply is not JSON") from None
     plain = response if isinstance(response, dict) else None
     if (plain.get("error") if plain is not None else getattr(response, "error", None)):
         return None  # a failed call is never billed
@@ -57,6 +57,8 @@ def track(
         team_id=team_id,
         end_user_id=user,
     )
-    for callback in resolve_callbacks(llmbill.callbacks):
+    # `llmbill.callbacks` is an attribute users set on the package: read it there at call time (a
+    # lookup, not an import — the package imports this module).
+    for callback in resolve_callbacks(getattr(sys.modules["llmbill"], "callbacks", [])):
         callback.bill(call)
     return call

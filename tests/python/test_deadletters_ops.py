@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import llmbill
-from llmbill.ops import slots
-from llmbill.ops.deadletters import AUDIT_FILE, DeadLetterBook, Letter, ReplayRefused, rebase, replay
+from llmbill.lago import slots
+from llmbill.lago.deadletters import AUDIT_FILE, DeadLetterBook, Letter, ReplayRefused, rebase, replay
 from tests.python.fakes.lago import FakeLago
 from tests.python.lago_support import FAST, KEY, eventually
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llmbill.ops.lago_read import LagoReader, LagoReadError, iso_to_ms, ms_to_iso
+from llmbill.lago.reader import LagoReader, LagoReadError, iso_to_ms, ms_to_iso
 from tests.python.fakes.lago import FakeLago
 
 KEY = "lago-read-key"

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from llmbill import LagoSettings, Pipeline
 from llmbill.billing import ConfigError
-from llmbill.ops.commands import UsageError, parse_duration, parse_time
+from llmbill.lago.timeparse import UsageError, parse_duration, parse_time
 from llmbill.proxy import billing_watch, metrics
 from llmbill.proxy.app import ADMIN, PUBLIC, ProxyApp
 from llmbill.proxy.config import load_config_dict

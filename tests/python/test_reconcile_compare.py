@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from llmbill import _core
-from llmbill.ops.lago_read import StoredEvent
-from llmbill.ops.reconcile import Amounts, ExpectedEvent, UnbillableCall, call_timestamp_ms, compare
+from llmbill.lago.reader import StoredEvent
+from llmbill.calls import call_timestamp_ms
+from llmbill.lago.reconcile import Amounts, ExpectedEvent, UnbillableCall, compare
 
 T0 = 1786000000000  # ms
 START, END = T0, T0 + 3_600_000

@@ -13,9 +13,9 @@ from typing import Any
 
 import llmbill
 from llmbill._core import Pipeline, Usage
-from llmbill.ops.lago_read import LagoReader
-from llmbill.ops.reconcile import call_timestamp_ms
-from llmbill.ops.reconcile_run import expected_events, reconcile_async
+from llmbill.lago.reader import LagoReader
+from llmbill.calls import call_timestamp_ms
+from llmbill.lago.reconcile_run import expected_events, reconcile_async
 from llmbill.proxy.store import SpendBatch, SpendLog, open_store
 from tests.python.fakes.lago import FakeLago
 from tests.python.lago_support import FAST, KEY, ingestion_requests

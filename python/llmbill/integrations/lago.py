@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from .. import billing
+from .. import billing, settle
 from .._native import core
 from ..calls import BilledCall, from_litellm
 
@@ -60,18 +60,7 @@ class LagoLogger:
         return self._pipeline if self._pipeline is not None else billing.get_pipeline()
 
     def bill(self, call: BilledCall) -> None:
-        self.pipeline.submit(
-            call_id=call.call_id,
-            timestamp_ms=call.timestamp_ms,
-            model=call.model,
-            usage=call.usage,
-            cost=call.cost,
-            unpriced=call.unpriced,
-            key_alias=call.key_alias,
-            user_id=call.user_id,
-            team_id=call.team_id,
-            end_user_id=call.end_user_id,
-        )
+        settle.spool(self.pipeline, call)
 
     # LiteLLM's CustomLogger hooks -------------------------------------------------------------
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .reconcile import ReconcileReport
+    from ..lago.reconcile import ReconcileReport
 
 
 def reconcile(start: datetime, end: datetime, *, config: str | None = None, spool_dir: str | None = None,

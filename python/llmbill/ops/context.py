@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .. import billing
 from .._native import core
-from . import slots
-from .deadletters import DeadLetterBook
-from .lago_read import LagoReader, LagoReadError
+from ..lago import slots
+from ..lago.deadletters import DeadLetterBook
+from ..lago.reader import LagoReader, LagoReadError
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .deadletters import Letter
-from .lago_read import ms_to_iso
-from .reconcile import Amounts, Difference, ReconcileReport
+from ..lago.deadletters import Letter
+from ..lago.reader import ms_to_iso
+from ..lago.reconcile import Amounts, Difference, ReconcileReport
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:

@@ -11,7 +11,7 @@ from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, pres
 from .config import ProxyConfig, load_config
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from . import logs, observe
+from . import billing_watch, logs, observe
 from .routes import budgets, customers, health, keys, llm, ops, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
@@ -179,6 +179,9 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.state.start()
+                    await billing_watch.check_codes(self.state)  # before the first call: unknown codes held
+                    self.state.run_in_background(billing_watch.run(self.state))
+                    self.state.announce_ready()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

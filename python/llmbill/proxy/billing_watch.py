@@ -16,8 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..ops.deadletters import DeadLetterBook
-from ..ops.lago_read import LagoReader, LagoReadError
+from ..lago.deadletters import DeadLetterBook
+from ..lago.reader import LagoReader, LagoReadError
 from . import metrics
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from typing import Any
 from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
+from .providers.base import ChatAdapter, ProviderParams
 
 PROVIDERS = ("openai", "text-completion-openai", "mock")
 KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
@@ -54,6 +55,10 @@ class Deployment:
     max_input_tokens: int
     max_output_tokens: int
     mock_response: str | None = None
+    # A provider that is not OpenAI-shaped: its adapter (providers/) and parameters. None: the OpenAI
+    # byte pass-through (openai/, the OpenAI-compatible hosts, mock/).
+    adapter: ChatAdapter | None = None
+    params: ProviderParams | None = None
 
 
 @dataclass(frozen=True)

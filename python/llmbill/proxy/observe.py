@@ -21,7 +21,7 @@ from . import metrics
 
 if TYPE_CHECKING:
     from .._native import core
-    from .routes.llm import Call
+    from .call import Call
 
 access_log = logging.getLogger("llmbill.proxy.access")
 

@@ -9,13 +9,16 @@ import dataclasses
 import itertools
 import logging
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .. import billing
 from .._native import core
 from ..pricing import default_prices
-from ..ops import slots
+from ..lago import slots
 from .cache import EntityCache
+from .entity_limits import entity_limits
 from .config import Deployment, ProxyConfig
 from .limits import Limiter
 from .spend import SpendTracker
@@ -82,18 +85,20 @@ class ProxyState:
         await self.upstream.start()
         if self.webhook is not None:
             await self.webhook.start()
-        from .guards import limits_of  # guards reads the state; bound here to avoid an import cycle
-
-        self.spend.duration_of = lambda kind, record: limits_of(self, kind, record).budget_duration
+        default_tier = self.config.max_end_user_budget_id
+        self.spend.duration_of = lambda kind, record: entity_limits(self.cache, default_tier, kind,
+                                                                    record).budget_duration
         if self.config.lago_enabled:
             self.billing = billing.LagoSettings.from_env()
             self.pipeline = self._open_pipeline(self.billing)
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
-        from . import billing_watch
 
-        await billing_watch.check_codes(self)  # before the first call: a code Lago does not know is held
-        self._tasks.append(asyncio.create_task(billing_watch.run(self)))
+    def run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """A task that lives as long as the state (cancelled and awaited by stop())."""
+        self._tasks.append(asyncio.create_task(work))
+
+    def announce_ready(self) -> None:
         # One line per worker process: which process serves, and where its billing spool is.
         print(f"  worker {os.getpid()} ready (spool {self.spool_dir or 'off'})", flush=True)
 

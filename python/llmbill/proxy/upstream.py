@@ -17,6 +17,7 @@ from . import mock
 from .config import Deployment
 from .errors import ProxyError
 from .httpclient import Client, Reply, Target, UpstreamError
+from .providers.base import UpstreamRequest
 
 ROUTE_PATHS = {"chat": "/chat/completions", "completion": "/completions", "embedding": "/embeddings"}
 T = TypeVar("T")
@@ -111,20 +112,56 @@ class Upstream:
             resp: Reply = await _within(d.timeout, lambda: client.post(target, payload))
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
+        return _streamed(d, resp)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                async for data in resp.chunks(d.timeout):
-                    yield data
-            except (UpstreamError, OSError, TimeoutError):
-                return  # a cut or silent stream ends here; what arrived is billed
-            finally:
-                resp.release()
+    async def send(self, d: Deployment, request: UpstreamRequest) -> UpstreamReply:
+        """One POST an adapter built (its own URL and headers, e.g. signed per request)."""
+        client = self._client
+        assert client is not None
+        target = _adapter_target(d, request)
 
-        async def close() -> None:
+        async def exchange() -> UpstreamReply:
+            resp = await client.post(target, request.body)
+            return UpstreamReply(resp.status, await resp.read(), resp.content_type)
+
+        try:
+            return await _within(d.timeout, exchange)
+        except (UpstreamError, OSError, TimeoutError) as exc:
+            raise _unreachable(d, exc) from None
+
+    async def open_stream(self, d: Deployment, request: UpstreamRequest) -> UpstreamStream:
+        """A streamed POST an adapter built; the reply's bytes as they arrive."""
+        client = self._client
+        assert client is not None
+        target = _adapter_target(d, request)
+        try:
+            resp: Reply = await _within(d.timeout, lambda: client.post(target, request.body))
+        except (UpstreamError, OSError, TimeoutError) as exc:
+            raise _unreachable(d, exc) from None
+        return _streamed(d, resp)
+
+
+def _adapter_target(d: Deployment, request: UpstreamRequest) -> Target:
+    try:
+        return Target(request.url, dict(request.headers))
+    except ValueError as exc:
+        raise ProxyError(502, f"{d.model_name}: {exc}", "upstream_error") from None
+
+
+def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for data in resp.chunks(d.timeout):
+                yield data
+        except (UpstreamError, OSError, TimeoutError):
+            return  # a cut or silent stream ends here; what arrived is billed
+        finally:
             resp.release()
 
-        return UpstreamStream(resp.status, chunks(), resp.content_type, close)
+    async def close() -> None:
+        resp.release()
+
+    return UpstreamStream(resp.status, chunks(), resp.content_type, close)
 
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from ..._native import core
-from ...ops.deadletters import DeadLetterBook
+from ...lago.deadletters import DeadLetterBook
 from ..auth import Principal
 from ..http import Request, Response, json_response
 from ..state import ProxyState

@@ -10,29 +10,25 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from ..._native import core
-from ...ops.reconcile import call_timestamp_ms
-from .. import observe
+from .. import forward, observe
 from ..auth import Principal
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
-from ..guards import Admission, admit, allowed_models, check_model_access, customer_id, limits_of, window_spend
+from ..call import Call
+from ..guards import admit, allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..settle import settle
 from ..state import ProxyState
-from ..store.base import SpendLog
 from ..upstream import upstream_error
-from .. import webhook as hooks
 
 log = logging.getLogger("llmbill.proxy")
-CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding": "embedding"}
 
 
 def _validate(route: str, body: dict[str, Any]) -> str:
@@ -64,95 +60,6 @@ def _estimate_prompt(body: dict[str, Any]) -> int:
     return max(1, math.ceil(len(orjson.dumps(source)) / 4))
 
 
-class Call:
-    """One LLM call in flight: who, what, when."""
-
-    def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
-                 customer: str, started: float, admission: Admission) -> None:
-        self.state, self.principal, self.route, self.model, self.d = state, principal, route, model, d
-        self.customer = customer
-        self.admission = admission
-        self.started = started  # perf_counter at arrival
-        self.start_wall = datetime.now(timezone.utc)
-        self.call_id = uuid.uuid4().hex
-        self.upstream_seconds = 0.0
-        observe.note_call(self)
-
-    def settle(self, usage: core.Usage) -> Decimal:
-        """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
-        price = self.d.price
-        cost = price.cost(usage) if price is not None else None
-        total = cost.total if cost is not None else Decimal(0)
-        key = self.principal.key or {}
-        meta: dict[str, Any] = {}
-        if price is None:
-            meta["unpriced"] = True
-        if usage.estimated:
-            meta["estimated"] = True
-        # What the Lago event carries beyond the row's columns, so reconcile rebuilds it exactly.
-        if key.get("key_alias"):
-            meta["key_alias"] = key["key_alias"]
-        if usage.cache_creation_tokens:
-            meta["cache_creation_tokens"] = usage.cache_creation_tokens
-        row = SpendLog(
-            request_id=self.call_id, call_type=CALL_TYPES[self.route], model=self.model,
-            api_key=self.principal.token_hash, user=key.get("user_id") or "", team_id=key.get("team_id") or "",
-            end_user=self.customer, spend=total, prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens, start_time=self.start_wall,
-            end_time=datetime.now(timezone.utc), status="success", metadata=meta)
-        before = self._limit_spends() if self.state.webhook is not None else None
-        self.state.spend.record(usage, cost, row, model=self.model)
-        self.admission.release(usage.total_tokens)
-        if before is not None:
-            self._notify(total, before)
-        if self.state.pipeline is not None:
-            try:
-                self.state.pipeline.submit(
-                    call_id=self.call_id, timestamp_ms=call_timestamp_ms(self.start_wall), model=self.model,
-                    usage=usage, cost=cost, unpriced=price is None, key_alias=key.get("key_alias") or "",
-                    user_id=key.get("user_id") or "", team_id=key.get("team_id") or "", end_user_id=self.customer)
-            except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
-                log.error("billing event for call %s not spooled: %s", self.call_id, exc)
-        observe.note_settled(self, usage, total)
-        return total
-
-    def _limit_spends(self) -> dict[tuple[str, str], Decimal]:
-        return {entity: window_spend(self.state, entity[0], entity[1], record)
-                for entity, record in self.admission.entities if entity[0] != "member"}
-
-    def _notify(self, cost: Decimal, before: dict[tuple[str, str], Decimal]) -> None:
-        """spend_tracked for a customer call; soft_budget_crossed / budget_crossed for any entity."""
-        hook = self.state.webhook
-        assert hook is not None
-        key = self.principal.key or {}
-        user = self.state.cache.get("user", key["user_id"]) if key.get("user_id") else None
-        who: dict[str, Any] = {"token": self.principal.token_hash, "customer": self.customer, "user_id": key.get("user_id") or "",
-               "team_id": key.get("team_id") or "", "user_email": (user or {}).get("user_email"),
-               "key_alias": key.get("key_alias")}
-        for (kind, ident), record in self.admission.entities:
-            if kind == "member":
-                continue
-            limits = limits_of(self.state, kind, record)
-            old, new = before[(kind, ident)], before[(kind, ident)] + cost
-            for event, limit in (("soft_budget_crossed", limits.soft_budget), ("budget_crossed", limits.max_budget)):
-                if limit is not None and old < limit <= new:
-                    hook.emit(hooks.crossed(event=event, group=kind, ident=ident, spend=new, limit=limit, **who))
-        if self.customer:
-            record = self.state.cache.get("customer", self.customer)
-            hook.emit(hooks.spend_tracked(
-                cost=cost, total_spend=before[("customer", self.customer)] + cost,
-                max_budget=limits_of(self.state, "customer", record).max_budget, **who))
-
-    def headers(self, cost: Decimal | None) -> dict[str, str]:
-        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
-        h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
-             "x-litellm-model-api-base": self.d.api_base or "mock"}
-        if cost is not None:
-            h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
-        return h
-
-
 async def _begin(state: ProxyState, request: Request, route: str, principal: Principal) -> tuple[Call, dict[str, Any]]:
     started = time.perf_counter()
     body = await request.json()
@@ -165,7 +72,9 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     check_model_access(state, principal, model)
     customer = customer_id(request.headers, body)
     admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
-    return Call(state, principal, route, model, d, customer, started, admission), body
+    call = Call(state, principal, route, model, d, customer, started, admission)
+    observe.note_call(call)
+    return call, body
 
 
 def upper_bound_cost(d: Deployment, route: str, body: dict[str, Any]) -> Decimal:
@@ -195,6 +104,12 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
     state, route = call.state, call.route
     upstream_body = dict(body)
     upstream_body["model"] = call.d.upstream_model
+    if call.d.adapter is not None:  # a provider with its own API shape: translated both ways
+        if route != "chat":
+            raise bad_request(f"model {call.model!r} ({call.d.provider}) serves /chat/completions only", "model")
+        if body.get("stream"):
+            return await forward.chat_stream(call, upstream_body)
+        return await forward.chat(call, upstream_body)
     if body.get("stream") and route != "embedding":
         return await _stream(call, body, upstream_body)
     t = time.perf_counter()
@@ -214,7 +129,7 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
     except core.UsageError:
         usage = _estimated_usage(body, data)
     data["model"] = call.model  # the name the client asked for
-    cost = call.settle(usage)
+    cost = settle(call, usage)
     return Response(200, orjson.dumps(data), list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()])
 
 
@@ -270,10 +185,10 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
             if buffer:
                 yield buffer
             settled = True
-            call.settle(scanner.usage or _stream_estimate(body, content_events))
+            settle(call, scanner.usage or _stream_estimate(body, content_events))
         finally:
             if not settled:  # cancelled mid-stream: bill what was generated so far, marked estimated
-                call.settle(scanner.usage or _stream_estimate(body, content_events))
+                settle(call, scanner.usage or _stream_estimate(body, content_events))
 
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]

@@ -12,10 +12,11 @@ from datetime import timedelta
 from typing import Any
 
 from ...errors import Error
-from ...ops.deadletters import DeadLetterBook
-from ...ops.lago_read import LagoReader, LagoReadError
-from ...ops.reconcile import call_timestamp_ms
-from ...ops.reconcile_run import DEFAULT_MAX_AGE, reconcile_async
+from ...lago.deadletters import DeadLetterBook
+from ...lago.reader import LagoReader, LagoReadError
+from ...calls import call_timestamp_ms
+from ...lago.reconcile_run import DEFAULT_MAX_AGE, reconcile_async
+from ...lago.timeparse import UsageError, parse_duration, parse_time
 from ..auth import Principal
 from ..errors import ProxyError, bad_request
 from ..http import Request, Response, json_response
@@ -30,8 +31,6 @@ async def scrape(state: ProxyState, request: Request, principal: Principal | Non
 
 
 def _time_ms(body: dict[str, Any], name: str) -> int:
-    from ...ops.commands import UsageError, parse_time
-
     value = body.get(name)
     if not isinstance(value, str) or not value:
         raise bad_request(f"'{name}' is required: an ISO 8601 time, 'now' or '-<n>[smhdw]'", name)
@@ -42,8 +41,6 @@ def _time_ms(body: dict[str, Any], name: str) -> int:
 
 
 def _options(body: dict[str, Any]) -> tuple[bool, timedelta, bool, float]:
-    from ...ops.commands import UsageError, parse_duration
-
     for name in ("fix", "force_late"):
         if name in body and not isinstance(body[name], bool):
             raise bad_request(f"'{name}' must be true or false", name)

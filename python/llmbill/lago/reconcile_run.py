@@ -13,13 +13,17 @@ import asyncio
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from .. import billing
 from .._native import core
 from ..errors import Error
-from ..proxy.store.base import SpendLog, Store
-from .lago_read import LagoReader, StoredEvent
-from .reconcile import EPOCH, Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, call_timestamp_ms, compare
+from ..calls import EPOCH, call_timestamp_ms
+from .reader import LagoReader, StoredEvent
+from .reconcile import Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, compare
+
+if TYPE_CHECKING:  # the store's types only: the proxy imports this package, never the reverse
+    from ..proxy.store.base import SpendLog, Store
 
 #: Both sides are read this much beyond the window, so a boundary never hides a match.
 MARGIN_MS = 1000

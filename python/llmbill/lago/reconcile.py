@@ -24,26 +24,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from .lago_read import StoredEvent, decimal_or_none, ms_to_iso
+from .reader import StoredEvent, decimal_or_none, ms_to_iso
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
 #: Event properties compared exactly (as numbers, except model).
 COMPARED = ("model", "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
             "cached_tokens", "cache_creation_tokens", "reasoning_tokens", "response_cost")
-
-
-def call_timestamp_ms(start: datetime) -> int:
-    """The Lago timestamp (Unix ms, floored) of a call that started at `start`: integer arithmetic,
-    so the spend log's start time gives back exactly the timestamp its event was sent with."""
-    if start.tzinfo is None:
-        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
-    return (start - EPOCH) // _MS
-
 
 @dataclass(frozen=True)
 class Amounts:

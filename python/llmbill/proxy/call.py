@@ -1,0 +1,43 @@
+"""One LLM call in flight through the proxy: who calls, which deployment, for which customer, when
+it started, and what the guards reserved for it. Routes make it; settle.py bills it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .auth import Principal
+from .config import Deployment
+
+if TYPE_CHECKING:
+    from .guards import Admission
+    from .state import ProxyState
+
+CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding": "embedding"}
+
+
+class Call:
+    def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
+                 customer: str, started: float, admission: Admission) -> None:
+        self.state, self.principal, self.route, self.model, self.d = state, principal, route, model, d
+        self.customer = customer
+        self.admission = admission
+        self.started = started  # perf_counter at arrival
+        self.start_wall = datetime.now(timezone.utc)
+        self.call_id = uuid.uuid4().hex
+        self.upstream_seconds = 0.0
+
+    @property
+    def call_type(self) -> str:
+        return CALL_TYPES.get(self.route, self.route)
+
+    def headers(self, cost: Decimal | None) -> dict[str, str]:
+        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
+             "x-litellm-model-api-base": self.d.api_base or "mock"}
+        if cost is not None:
+            h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
+        return h

@@ -1,0 +1,106 @@
+"""Forwarding a chat call through a provider adapter (providers/*.py): translate the OpenAI request,
+send it over the pooled client, translate the reply or stream back, and hand the usage to settle.
+
+The OpenAI-shaped deployments keep their byte pass-through in routes/llm.py (no translation, usage
+parsed by C++ from the reply's bytes); everything else comes here. An adapter is pure, so this module
+owns the I/O and the failure rules: a provider error maps to the client's status (adapter.failure)
+and the call is never billed; a stream is billed for what the provider reported, or estimated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from .._native import core
+from .call import Call
+from .errors import ProxyError
+from .http import JSON_HEADERS, Response, StreamingResponse
+from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
+from .settle import settle
+
+
+def _adapter(call: Call) -> ChatAdapter:
+    adapter = call.d.adapter
+    assert adapter is not None and call.d.params is not None
+    return adapter
+
+
+def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
+    assert call.d.params is not None
+    try:
+        return _adapter(call).chat_request(call.d.params, body, stream)
+    except ProviderInputError as exc:
+        raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
+
+
+def _failure(call: Call, status: int, body: bytes) -> ProxyError:
+    assert call.d.params is not None
+    f = _adapter(call).failure(call.d.params, status, body)
+    return ProxyError(f.status, f"{call.d.model_name}: {f.message}", f.type)
+
+
+async def chat(call: Call, body: dict[str, Any]) -> Response:
+    """A non-streamed chat call: one request, one reply, settled before the reply is returned."""
+    assert call.d.params is not None
+    request = _request(call, body, stream=False)
+    t = time.perf_counter()
+    reply = await call.state.upstream.send(call.d, request)
+    call.upstream_seconds = time.perf_counter() - t
+    if reply.status >= 400:
+        raise _failure(call, reply.status, reply.body)  # a failed call is never billed
+    try:
+        data, usage = _adapter(call).chat_reply(call.d.params, reply.body, call.model)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
+                         "upstream_error") from None
+    cost = settle(call, usage)
+    headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
+    return Response(200, orjson.dumps(data), headers)
+
+
+async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
+    """A streamed chat call: the provider's events translated as they arrive; billed once when the
+    provider's stream ends (or the client leaves: the stream is drained, see http.StreamingResponse)."""
+    assert call.d.params is not None
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    request = _request(call, body, stream=True)
+    t = time.perf_counter()
+    up = await call.state.upstream.open_stream(call.d, request)
+    if up.status >= 400:
+        data = b"".join([c async for c in up.chunks])
+        raise _failure(call, up.status, data)
+    call.upstream_seconds = time.perf_counter() - t
+    translator = _adapter(call).chat_stream(call.d.params, call.model, wants_usage)
+
+    async def relay() -> AsyncIterator[bytes]:
+        settled = False
+        events = 0
+        try:
+            async for data in up.chunks:
+                out = translator.feed(data)
+                events += len(out)
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+            tail = translator.finish()
+            settled = True
+            settle(call, translator.usage or _estimate(body, events))
+            if tail:
+                yield b"".join(tail)
+        finally:
+            if not settled:  # cancelled mid-stream: bill what the provider reported so far (or estimate)
+                settle(call, translator.usage or _estimate(body, events))
+
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
+    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+
+
+def _estimate(body: dict[str, Any], events: int) -> core.Usage:
+    """A stream that never reported usage: 4 bytes a prompt token, one token an event; marked estimated."""
+    prompt = max(1, math.ceil(len(orjson.dumps(body.get("messages", ""))) / 4))
+    return core.Usage(prompt_tokens=prompt, completion_tokens=max(0, events - 1), estimated=True)

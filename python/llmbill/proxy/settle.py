@@ -1,0 +1,103 @@
+"""Settle: the one place a proxy call is billed, whatever its route or provider — cost (C++), the
+ledger and spend log (written behind the reply), the Lago event (spooled before the reply, by
+`llmbill.settle`, the same code the library's callbacks use), the reservation released, webhooks,
+metrics. Called exactly once per successful call; a failed call never reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from .. import settle as billing_rules
+from .._native import core
+from ..calls import BilledCall, call_timestamp_ms
+from . import observe
+from . import webhook as hooks
+from .call import Call
+from .guards import limits_of, window_spend
+from .store.base import SpendLog
+
+log = logging.getLogger("llmbill.proxy")
+
+
+def priced(call: Call, usage: core.Usage) -> BilledCall:
+    """The call's record, priced by its deployment (None: unpriced, cost 0, flagged)."""
+    price = call.d.price
+    detail = price.cost(usage) if price is not None else None
+    key = call.principal.key or {}
+    return BilledCall(
+        call_id=call.call_id, timestamp_ms=call_timestamp_ms(call.start_wall), model=call.model, usage=usage,
+        cost=detail.total if detail is not None else Decimal(0), cost_detail=detail, unpriced=price is None,
+        key_alias=key.get("key_alias") or "", user_id=key.get("user_id") or "", team_id=key.get("team_id") or "",
+        end_user_id=call.customer)
+
+
+def spend_log(call: Call, billed: BilledCall) -> SpendLog:
+    usage = billed.usage
+    meta: dict[str, Any] = {}
+    if billed.unpriced:
+        meta["unpriced"] = True
+    if usage.estimated:
+        meta["estimated"] = True
+    # What the Lago event carries beyond the row's columns, so reconcile rebuilds it exactly.
+    if billed.key_alias:
+        meta["key_alias"] = billed.key_alias
+    if usage.cache_creation_tokens:
+        meta["cache_creation_tokens"] = usage.cache_creation_tokens
+    return SpendLog(
+        request_id=billed.call_id, call_type=call.call_type, model=billed.model, api_key=call.principal.token_hash,
+        user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.cost,
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens, start_time=call.start_wall,
+        end_time=datetime.now(timezone.utc), status="success", metadata=meta)
+
+
+def settle(call: Call, usage: core.Usage) -> Decimal:
+    """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
+    state = call.state
+    billed = priced(call, usage)
+    before = _limit_spends(call) if state.webhook is not None else None
+    state.spend.record(usage, billed.cost_detail, spend_log(call, billed), model=call.model)
+    call.admission.release(usage.total_tokens)
+    if before is not None:
+        _notify(call, billed.cost, before)
+    if state.pipeline is not None:
+        try:
+            billing_rules.spool(state.pipeline, billed)
+        except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
+            log.error("billing event for call %s not spooled: %s", call.call_id, exc)
+    observe.note_settled(call, usage, billed.cost)
+    return billed.cost
+
+
+def _limit_spends(call: Call) -> dict[tuple[str, str], Decimal]:
+    return {entity: window_spend(call.state, entity[0], entity[1], record)
+            for entity, record in call.admission.entities if entity[0] != "member"}
+
+
+def _notify(call: Call, cost: Decimal, before: dict[tuple[str, str], Decimal]) -> None:
+    """spend_tracked for a customer call; soft_budget_crossed / budget_crossed for any entity."""
+    state = call.state
+    hook = state.webhook
+    assert hook is not None
+    key = call.principal.key or {}
+    user = state.cache.get("user", key["user_id"]) if key.get("user_id") else None
+    who: dict[str, Any] = {"token": call.principal.token_hash, "customer": call.customer,
+                           "user_id": key.get("user_id") or "", "team_id": key.get("team_id") or "",
+                           "user_email": (user or {}).get("user_email"), "key_alias": key.get("key_alias")}
+    for (kind, ident), record in call.admission.entities:
+        if kind == "member":
+            continue
+        limits = limits_of(state, kind, record)
+        old, new = before[(kind, ident)], before[(kind, ident)] + cost
+        for event, limit in (("soft_budget_crossed", limits.soft_budget), ("budget_crossed", limits.max_budget)):
+            if limit is not None and old < limit <= new:
+                hook.emit(hooks.crossed(event=event, group=kind, ident=ident, spend=new, limit=limit, **who))
+    if call.customer:
+        record = state.cache.get("customer", call.customer)
+        hook.emit(hooks.spend_tracked(
+            cost=cost, total_spend=before[("customer", call.customer)] + cost,
+            max_budget=limits_of(state, "customer", record).max_budget, **who))
