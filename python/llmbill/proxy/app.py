@@ -9,10 +9,11 @@ from typing import Any
 
 from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, presented_key
 from .config import ProxyConfig, load_config
+from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
 from . import billing_watch, logs, observe
-from .routes import budgets, customers, health, keys, llm, ops, spend, spend_report, teams, users
+from .routes import budgets, customers, health, keys, llm, messages, ops, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
 from .ui import pages as ui
@@ -23,6 +24,8 @@ log = logging.getLogger("llmbill.proxy")
 Handler = Callable[[ProxyState, Request, Any], Awaitable[Response | StreamingResponse]]
 
 PUBLIC, ANY_KEY, ADMIN = "public", "any key", "admin"
+# Routes whose clients read Anthropic's error shape.
+ANTHROPIC_PATHS = frozenset(f"{p}/v1/messages{s}" for p in ("", "/anthropic") for s in ("", "/count_tokens"))
 
 
 def _llm(route: str) -> Handler:
@@ -39,6 +42,9 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         table[("POST", f"{prefix}/embeddings")] = (_llm("embedding"), ANY_KEY)
         table[("GET", f"{prefix}/models")] = (llm.models, ANY_KEY)
     table[("POST", "/engines/embeddings")] = (_llm("embedding"), ANY_KEY)
+    for prefix in ("", "/anthropic"):  # Anthropic's Messages API (the SDK and Claude Code)
+        table[("POST", f"{prefix}/v1/messages")] = (messages.messages, ANY_KEY)
+        table[("POST", f"{prefix}/v1/messages/count_tokens")] = (messages.count_tokens, ANY_KEY)
     table.update({
         ("GET", "/health/liveliness"): (health.liveliness, PUBLIC),
         ("GET", "/health/liveness"): (health.liveliness, PUBLIC),
@@ -134,7 +140,8 @@ class ProxyApp:
         except ProxyError as exc:
             if exc.type == "budget_exceeded":
                 observe.budget_refused(exc.message, getattr(exc, "budget_kind", None))
-            response = Response(exc.status, exc.body(),
+            body = anthropic_error_body(exc.status, exc.message, exc.type) if path in ANTHROPIC_PATHS else exc.body()
+            response = Response(exc.status, body,
                                 list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
         except StoreError as exc:
             log.error("database error on %s %s: %s", request.method, path, exc)

@@ -21,7 +21,7 @@ CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding"
 
 class Call:
     def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
-                 customer: str, started: float, admission: Admission) -> None:
+                 customer: str, started: float, admission: Admission, call_type: str | None = None) -> None:
         self.state, self.principal, self.route, self.model, self.d = state, principal, route, model, d
         self.customer = customer
         self.admission = admission
@@ -29,10 +29,11 @@ class Call:
         self.start_wall = datetime.now(timezone.utc)
         self.call_id = uuid.uuid4().hex
         self.upstream_seconds = 0.0
+        self._call_type = call_type  # the spend log's call_type when the route is not the chat shape
 
     @property
     def call_type(self) -> str:
-        return CALL_TYPES.get(self.route, self.route)
+        return self._call_type or CALL_TYPES.get(self.route, self.route)
 
     def headers(self, cost: Decimal | None) -> dict[str, str]:
         overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000

@@ -100,6 +100,12 @@ async def llm_call(state: ProxyState, request: Request, principal: Principal, ro
         raise
 
 
+async def forward_chat(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
+    """A call admitted by another route (e.g. /v1/messages, translated): forwarded and settled as a
+    chat call; the caller releases the reservation if this raises."""
+    return await _forward(call, body)
+
+
 async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
     state, route = call.state, call.route
     upstream_body = dict(body)

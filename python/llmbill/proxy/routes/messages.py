@@ -1,0 +1,240 @@
+"""Anthropic's Messages API: POST /v1/messages (and /anthropic/v1/messages), /v1/messages/count_tokens.
+
+What the Anthropic SDK and Claude Code (`ANTHROPIC_BASE_URL`) call, with the virtual key in `x-api-key`
+or `Authorization`. The same pipeline as every LLM route — model access, blocked, budgets and a
+reserved upper bound (guards), the upstream, then settle (cost, ledger, spend log, Lago, webhook,
+metrics) — only the shapes are Anthropic's, errors included (app.py renders them for these paths).
+Anthropic deployments get the body natively; others are translated (providers/anthropic_inbound.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from ..._native import core
+from .. import observe
+from ..auth import Principal
+from ..call import Call
+from ..config import Deployment
+from ..errors import ProxyError, bad_request
+from ..guards import admit, check_model_access, customer_id
+from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..providers import anthropic_inbound as inbound
+from ..providers.base import ProviderInputError, UpstreamRequest
+from ..settle import settle
+from ..sse import split_events
+from ..state import ProxyState
+from . import llm
+from .llm import upper_bound_cost
+
+ANTHROPIC_VERSION = "2023-06-01"
+NATIVE = ("anthropic",)  # providers whose deployments take the Messages body as it is
+
+
+def _validate(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model: Field required (a string)", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages: Field required (a non-empty list)", "messages")
+    mt = body.get("max_tokens")
+    if isinstance(mt, bool) or not isinstance(mt, int) or not 1 <= mt < 2**31:
+        raise bad_request("max_tokens: Field required (a positive integer)", "max_tokens")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad_request("stream: must be true or false", "stream")
+    if "system" in body and not isinstance(body["system"], (str, list)):
+        raise bad_request("system: must be a string or a list of text blocks", "system")
+    meta = body.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise bad_request("metadata: must be an object", "metadata")
+    return model
+
+
+async def _begin(state: ProxyState, request: Request, principal: Principal) -> tuple[Call, dict[str, Any]]:
+    started = time.perf_counter()
+    body = await request.json()
+    model = _validate(body)
+    d = state.deployment(model)
+    if d is None:
+        raise ProxyError(404, f"model: {model} (this proxy serves: {', '.join(state.config.model_names)})",
+                         "not_found_error", "model")
+    check_model_access(state, principal, model)
+    customer = customer_id(request.headers, body)  # metadata.user_id is Anthropic's end-user field
+    admission = admit(state, principal, customer, upper_bound_cost(d, "messages", body))
+    call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="anthropic_messages")
+    observe.note_call(call)
+    return call, body
+
+
+async def messages(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
+    call, body = await _begin(state, request, principal)
+    try:
+        if call.d.provider in NATIVE:
+            return await _native(call, body, request.headers)
+        return await _translated(call, body)
+    except BaseException:
+        call.admission.release()  # a failed call frees its reservation and is never billed
+        raise
+
+
+def messages_url(api_base: str, path: str = "/v1/messages") -> str:
+    """LiteLLM's convention: api_base is the host (optionally with /v1); the path is appended."""
+    base = (api_base or "https://api.anthropic.com").rstrip("/")
+    if base.endswith("/v1/messages"):
+        base = base[: -len("/v1/messages")]
+    if base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return base + path
+
+
+def native_request(d: Deployment, body: Mapping[str, Any], client_headers: Mapping[str, str],
+                   path: str = "/v1/messages") -> UpstreamRequest:
+    out = dict(body)
+    out["model"] = d.upstream_model
+    headers = {"content-type": "application/json", "x-api-key": d.api_key,
+               "anthropic-version": client_headers.get("anthropic-version") or ANTHROPIC_VERSION}
+    if client_headers.get("anthropic-beta"):  # Claude Code's betas (prompt caching, tools) reach the provider
+        headers["anthropic-beta"] = client_headers["anthropic-beta"]
+    return UpstreamRequest(messages_url(d.api_base, path), headers, orjson.dumps(out))
+
+
+def upstream_failure(d: Deployment, status: int, body: bytes) -> ProxyError:
+    """Anthropic's error → the client's status: overloaded (529) → 503; the deployment's own
+    credentials refused → 502 naming it (never 401: that would blame the client's key)."""
+    message, type_ = body.decode("utf-8", "replace")[:500], "api_error"
+    try:
+        err = orjson.loads(body).get("error")
+        if isinstance(err, dict):
+            message, type_ = str(err.get("message") or message), str(err.get("type") or type_)
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    if status in (401, 403):
+        return ProxyError(502, f"{d.model_name}: the provider refused this deployment's credentials ({status}): "
+                          f"{message}", "api_error")
+    if status == 529:
+        return ProxyError(503, f"{d.model_name}: {message}", "overloaded_error")
+    if status >= 500:
+        return ProxyError(502, f"{d.model_name}: {message}", "api_error")
+    return ProxyError(status, f"{d.model_name}: {message}", type_)
+
+
+async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str, str]) -> Response | StreamingResponse:
+    request = native_request(call.d, body, client_headers)
+    if body.get("stream"):
+        return await _native_stream(call, body, request)
+    t = time.perf_counter()
+    reply = await call.state.upstream.send(call.d, request)
+    call.upstream_seconds = time.perf_counter() - t
+    if reply.status >= 400:
+        raise upstream_failure(call.d, reply.status, reply.body)
+    try:
+        data = orjson.loads(reply.body)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (orjson.JSONDecodeError, ValueError):
+        raise ProxyError(502, f"{call.d.model_name}: the provider's reply is not a JSON object", "api_error") from None
+    try:
+        usage = core.Usage.from_response(reply.body)
+    except core.UsageError:
+        usage = _estimate(body, _text_bytes(data))
+    data["model"] = call.model
+    cost = settle(call, usage)
+    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
+
+
+async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequest) -> StreamingResponse:
+    t = time.perf_counter()
+    up = await call.state.upstream.open_stream(call.d, request)
+    if up.status >= 400:
+        data = b"".join([c async for c in up.chunks])
+        raise upstream_failure(call.d, up.status, data)
+    call.upstream_seconds = time.perf_counter() - t
+    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
+
+    async def relay() -> AsyncIterator[bytes]:
+        scanner = core.SseUsageScanner()
+        buffer = b""
+        text = 0
+        settled = False
+        try:
+            async for data in up.chunks:
+                events, buffer = split_events(buffer + data)
+                for event in events:
+                    try:
+                        scanner.feed(event)
+                    except core.UsageError:
+                        pass  # a malformed event is passed through; usage comes from the good ones
+                    text += len(event) if b"content_block_delta" in event else 0
+                if events:
+                    out = b"".join(events)
+                    yield out.replace(*rename) if rename[0] != rename[1] else out
+            if buffer:
+                yield buffer
+            settled = True
+            settle(call, scanner.usage or _estimate(body, text))
+        finally:
+            if not settled:  # the client left: bill what the provider reported so far, else estimate
+                settle(call, scanner.usage or _estimate(body, text))
+
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
+    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+
+
+async def _translated(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
+    """A deployment that does not speak Messages: the request becomes a chat call (the same forwarding
+    and settling as /chat/completions), its reply or stream becomes Anthropic's again."""
+    try:
+        chat_body = inbound.chat_request(body)
+    except ProviderInputError as exc:
+        raise bad_request(str(exc), exc.param) from None
+    chat_body["model"] = call.model
+    if body.get("stream"):
+        chat_body["stream_options"] = {"include_usage": True}  # the translator reports usage at the end
+    result = await llm.forward_chat(call, chat_body)
+    if isinstance(result, StreamingResponse):
+        result.chunks = inbound.messages_stream(result.chunks, call.model)
+        return result
+    result.body = orjson.dumps(inbound.messages_reply(orjson.loads(result.body), call.model))
+    return result
+
+
+def _headers(call: Call, cost: Any) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
+
+
+def _text_bytes(data: dict[str, Any]) -> int:
+    return sum(len(str(b.get("text") or "")) for b in data.get("content") or [] if isinstance(b, dict))
+
+
+def _estimate(body: dict[str, Any], output_bytes: int) -> core.Usage:
+    """No usage from the provider: 4 bytes a token, marked estimated — never billed as zero."""
+    prompt = max(1, math.ceil(len(orjson.dumps([body.get("system"), body.get("messages")])) / 4))
+    return core.Usage(prompt_tokens=prompt, completion_tokens=math.ceil(output_bytes / 4), estimated=True)
+
+
+async def count_tokens(state: ProxyState, request: Request, principal: Principal) -> Response:
+    """Anthropic deployments answer it themselves (not billed); others get an upper estimate
+    (4 bytes a token rounded up — a bound, not Anthropic's tokenizer)."""
+    body = await request.json()
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model: Field required (a string)", "model")
+    if not isinstance(body.get("messages"), list):
+        raise bad_request("messages: Field required (a list)", "messages")
+    d = state.deployment(model)
+    if d is None:
+        raise ProxyError(404, f"model: {model}", "not_found_error", "model")
+    check_model_access(state, principal, model)
+    if d.provider in NATIVE:
+        reply = await state.upstream.send(d, native_request(d, body, request.headers, "/v1/messages/count_tokens"))
+        if reply.status >= 400:
+            raise upstream_failure(d, reply.status, reply.body)
+        return Response(200, reply.body, list(JSON_HEADERS))
+    size = len(orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")]))
+    return json_response({"input_tokens": math.ceil(size / 4)})
