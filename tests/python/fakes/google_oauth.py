@@ -7,8 +7,8 @@
 
 The exchange is checked as Google's endpoint does: form-encoded `grant_type` =
 urn:ietf:params:oauth:grant-type:jwt-bearer and an `assertion` that is a JWT signed RS256 with the
-service account's private key (checked with its public key), `iss` = the account's email, `aud` = the
-token URI, a `scope`, and `iat`/`exp` current with at most an hour between them. The clock that ages
+service account's private key (checked with its public key), `iss` = the account's email, `aud` =
+Google's token endpoint, a `scope`, and `iat`/`exp` current with at most an hour between them. The clock that ages
 issued tokens is injectable, so tests expire them without sleeping.
 """
 
@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: The assertion's audience is Google's token endpoint, whatever URI the key names for the exchange.
+TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class FakeGoogleOAuth:
         info = self.account.info
         if header.get("alg") != "RS256" or header.get("kid") != info["private_key_id"]:
             return "Invalid JWT header"
-        if claims.get("iss") != info["client_email"] or claims.get("aud") != info["token_uri"]:
+        if claims.get("iss") != info["client_email"] or claims.get("aud") != TOKEN_AUDIENCE:
             return "Invalid JWT: iss or aud"
         if not str(claims.get("scope") or "").strip():
             return "Invalid OAuth scope or ID token audience provided."

@@ -47,6 +47,11 @@ class FakeVertex(FakeGemini):
     def token_uri(self) -> str:
         return f"{self.url}/token"
 
+    def trust(self, account: FakeServiceAccount) -> FakeGoogleOAuth:
+        """Serve /token for `account` (made once the port, hence its token_uri, is known)."""
+        self.account, self.oauth = account, FakeGoogleOAuth(account)
+        return self.oauth
+
     def route(self, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes, body: Any) -> Reply:
         if path == "/token":
             if self.oauth is None:
