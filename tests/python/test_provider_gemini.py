@@ -160,6 +160,12 @@ def test_tool_call_history_becomes_function_call_and_response_parts() -> None:
             {"functionResponse": {"name": "get_weather", "response": {"output": "21C"}}},
             {"text": "Thanks"}]}]
     rejects({"messages": [*HI, {"role": "tool", "tool_call_id": "nope", "content": "x"}]}, "messages[1].tool_call_id")
+    call = {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f"}}]}
+    named = generate_content_body({"messages": [*HI, call, {"role": "tool", "tool_call_id": "c", "name": "f",
+                                                             "content": "ok"}]})
+    assert named["contents"][2]["parts"] == [{"functionResponse": {"name": "f", "response": {"output": "ok"}}}]
+    rejects({"messages": [*HI, call, {"role": "tool", "tool_call_id": "c", "name": "g", "content": "ok"}]},
+            "messages[2].name")
     rejects({"messages": [*HI, {"role": "assistant", "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}]},
         "messages[1].tool_calls[0].function.arguments")
@@ -178,13 +184,15 @@ def test_images_audio_and_files() -> None:
                      {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}},
                      {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}]
     where = "messages[0].content[0]"
-    for part, param in [({"type": "image_url", "image_url": {"url": "https://example.com/picture"}}, f"{where}.image_url.url"),
-                        ({"type": "image_url", "image_url": {"url": "gs://bucket/a.png"}}, f"{where}.image_url.url"),
-                        ({"type": "image_url", "image_url": {"url": "data:image/png,raw"}}, f"{where}.image_url.url"),
+    url = f"{where}.image_url.url"
+    for part, param in [({"type": "image_url", "image_url": {"url": "https://example.com/picture"}}, url),
+                        ({"type": "image_url", "image_url": {"url": "gs://bucket/a.png"}}, url),
+                        ({"type": "image_url", "image_url": {"url": "data:image/png,raw"}}, url),
                         ({"type": "image_url", "image_url": {"url": "https://e.com/a.png", "detail": "high"}},
                          f"{where}.image_url.detail"),
                         ({"type": "file", "file": {"file_id": "file-abc"}}, f"{where}.file"),
-                        ({"type": "input_audio", "input_audio": {"data": "x", "format": "flac"}}, f"{where}.input_audio"),
+                        ({"type": "input_audio", "input_audio": {"data": "x", "format": "flac"}},
+                         f"{where}.input_audio"),
                         ({"type": "refusal", "refusal": "no"}, where)]:
         rejects({"messages": [{"role": "user", "content": [part]}]}, param)
     assert generate_content_body({"messages": [{"role": "user", "content": [
@@ -258,7 +266,8 @@ def test_function_calls_thoughts_and_candidates_in_the_reply() -> None:
              {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "U0lH"},
              {"functionCall": {"name": "now", "args": {}}}]
     reply = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0},
-                            {"content": {"role": "model", "parts": [{"text": "B"}]}, "finishReason": "STOP", "index": 1}],
+                            {"content": {"role": "model", "parts": [{"text": "B"}]}, "finishReason": "STOP",
+                             "index": 1}],
              "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 8, "thoughtsTokenCount": 3}}
     out, _ = adapter().chat_reply(PARAMS, json.dumps(reply).encode(), "m")
     first, second = out["choices"]

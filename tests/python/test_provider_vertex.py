@@ -12,11 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+import llmbill
 
 from llmbill._native import core
 from llmbill.proxy.providers.base import ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
@@ -162,6 +165,14 @@ def test_replies_streams_and_failures_go_to_the_right_translator() -> None:
     overloaded = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}).encode()
     assert (v.failure(claude, 529, overloaded).status, v.failure(claude, 529, overloaded).type) == \
         (503, "from-anthropic-adapter")
+
+
+def test_vertex_gemini_prices_by_the_bare_table_key_with_its_200k_tier() -> None:
+    usage = VertexAdapter().chat_reply(params(), json.dumps({"candidates": [], "usageMetadata": {
+        "promptTokenCount": 210_000, "candidatesTokenCount": 100, "thoughtsTokenCount": 50}}).encode(), "m")[1]
+    cost = llmbill.cost("vertex_ai/gemini-2.5-pro", usage)
+    assert cost.tier_above_tokens == 200_000
+    assert cost.total == Decimal("210000") * Decimal("0.0000025") + Decimal("150") * Decimal("0.000015")
 
 
 # --- credentials and tokens ----------------------------------------------------------------------

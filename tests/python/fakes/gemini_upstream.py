@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, urlsplit
 from .gemini_checks import check_generate_content
 
 Json = dict[str, Any]
-GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>[A-Za-z0-9._@-]+):(?P<method>generateContent|streamGenerateContent)$")
+GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>[A-Za-z0-9._@-]+)"
+                         r":(?P<method>generateContent|streamGenerateContent)$")
 
 
 class Reply:

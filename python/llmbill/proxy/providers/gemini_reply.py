@@ -164,9 +164,11 @@ def google_error(body: bytes) -> GoogleError:
     err = data.get("error") if isinstance(data, Mapping) else None
     if not isinstance(err, Mapping):
         return GoogleError(None, "", body.decode("utf-8", "replace")[:500], frozenset())
-    reasons = frozenset(str(d["reason"]) for d in field_list(err, "details") if isinstance(d, Mapping) and d.get("reason"))
+    reasons = frozenset(str(d["reason"]) for d in field_list(err, "details")
+                        if isinstance(d, Mapping) and d.get("reason"))
     code = err.get("code")
-    return GoogleError(code if isinstance(code, int) else None, str(err.get("status") or ""), str(err.get("message") or ""), reasons)
+    return GoogleError(code if isinstance(code, int) else None, str(err.get("status") or ""),
+                       str(err.get("message") or ""), reasons)
 
 
 #: ErrorInfo reasons that blame the deployment's credentials, whatever the status (Google answers a

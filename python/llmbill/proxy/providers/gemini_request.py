@@ -26,9 +26,10 @@ The mapping, per Google's generateContent reference:
   dropped silently. The same for message fields, except `reasoning_content` (a reply field clients
   echo back: Gemini takes thought text back only as signatures) and `refusal: null`.
 
->>> generate_content_body({"messages": [{"role": "system", "content": "Be brief."},
-...                                     {"role": "user", "content": "Hi"}], "max_tokens": 5})
-{'contents': [{'role': 'user', 'parts': [{'text': 'Hi'}]}], 'systemInstruction': {'parts': [{'text': 'Be brief.'}]}, 'generationConfig': {'maxOutputTokens': 5}}
+>>> out = generate_content_body({"messages": [{"role": "system", "content": "Be brief."},
+...                                           {"role": "user", "content": "Hi"}], "max_tokens": 5})
+>>> out["systemInstruction"], out["contents"], out["generationConfig"]
+({'parts': [{'text': 'Be brief.'}]}, [{'role': 'user', 'parts': [{'text': 'Hi'}]}], {'maxOutputTokens': 5})
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ _KNOWN = _PASSIVE | set(_NUMBERS) | set(_INTEGERS) | {
     "messages", "max_tokens", "max_completion_tokens", "stop", "response_format", "tools", "tool_choice",
     "parallel_tool_calls"}
 _MESSAGE_FIELDS = {"system": {"content"}, "developer": {"content"}, "user": {"content"},
-                   "assistant": {"content", "tool_calls", "reasoning_content"}, "tool": {"content", "tool_call_id"}}
+                   "assistant": {"content", "tool_calls", "reasoning_content"},
+                   "tool": {"content", "tool_call_id", "name"}}
 _IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
                 "heic": "image/heic", "heif": "image/heif", "gif": "image/gif"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
@@ -106,6 +108,8 @@ def _contents(messages: Any, allow_gcs: bool) -> tuple[list[dict[str, Any]], lis
             if not isinstance(call_id, str) or call_id not in calls:
                 raise ProviderInputError(f"{where}.tool_call_id names no earlier assistant tool call",
                                          f"{where}.tool_call_id")
+            if m.get("name") not in (None, calls[call_id]):  # some clients repeat the function's name here
+                raise ProviderInputError(f"{where}.name differs from the name of call {call_id!r}", f"{where}.name")
             output = _text(m.get("content"), f"{where}.content")
             parts = [{"functionResponse": {"name": calls[call_id], "response": {"output": output}}}]
         gemini_role = "model" if role == "assistant" else "user"

@@ -18,12 +18,14 @@ which adds `Authorization: Bearer <token>` from a cached, self-refreshing TokenP
 
 >>> from .base import ProviderParams
 >>> p = ProviderParams("vertex_ai", "gemini-2.5-pro", extra={"vertex_project": "acme"})
->>> VertexAdapter().chat_request(p, {"messages": [{"role": "user", "content": "Hi"}]}, stream=False).url
-'https://us-central1-aiplatform.googleapis.com/v1/projects/acme/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent'
+>>> url = VertexAdapter().chat_request(p, {"messages": [{"role": "user", "content": "Hi"}]}, stream=False).url
+>>> url.removeprefix("https://us-central1-aiplatform.googleapis.com/v1/projects/acme/locations/us-central1")
+'/publishers/google/models/gemini-2.5-pro:generateContent'
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -57,12 +59,25 @@ def vertex_target(params: ProviderParams) -> VertexTarget:
     project = params.extra_str("vertex_project") or os.environ.get("VERTEXAI_PROJECT") \
         or os.environ.get("GOOGLE_CLOUD_PROJECT")
     if not project:
-        project = str(load_service_account_info(params.extra.get("vertex_credentials")).get("project_id") or "")
+        project = _key_project(params.extra.get("vertex_credentials"))
         if not project:
             raise GoogleAuthError(f"vertex_ai/{params.model}: set litellm_params.vertex_project")
     host = "https://aiplatform.googleapis.com" if location == "global" \
         else f"https://{location}-aiplatform.googleapis.com"
     return VertexTarget(project, location, (params.api_base or host).rstrip("/"))
+
+
+def _key_project(source: Any) -> str:
+    """The key's project_id; a key named by a path (or the environment) is read once per process."""
+    if isinstance(source, Mapping):
+        return str(source.get("project_id") or "")
+    return _key_project_cached(source if isinstance(source, str) else None,
+                               os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _key_project_cached(source: str | None, env_path: str) -> str:
+    return str(load_service_account_info(source).get("project_id") or "")
 
 
 def is_claude(model: str) -> bool:
