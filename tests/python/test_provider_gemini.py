@@ -89,7 +89,10 @@ def test_response_format_json_object_and_schema_subset() -> None:
               "properties": {"city": {"type": "string", "title": "City"},
                              "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}, "maxItems": 3},
                              "size": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]},
-                             "kind": {"const": "x"}, "note": {"type": ["string", "null"]}}}
+                             "kind": {"const": "x"}, "note": {"type": ["string", "null"]},
+                             "site": {"type": "string", "format": "uri"},
+                             "when": {"type": "string", "format": "date-time"},
+                             "pos": {"properties": {"x": {"type": "number", "format": "double"}}}}}
     out = generate_content_body({"messages": HI, "response_format": {
         "type": "json_schema", "json_schema": {"name": "place", "strict": True, "schema": schema}}})
     assert out["generationConfig"] == {"responseMimeType": "application/json", "responseSchema": {
@@ -98,7 +101,9 @@ def test_response_format_json_object_and_schema_subset() -> None:
             "tags": {"type": "ARRAY", "maxItems": 3,
                      "items": {"type": "STRING", "description": "a tag", "enum": ["a", "b"]}},
             "size": {"type": "INTEGER", "minimum": 0, "nullable": True},
-            "kind": {"enum": ["x"]}, "note": {"type": "STRING", "nullable": True}}}}
+            "kind": {"enum": ["x"]}, "note": {"type": "STRING", "nullable": True},
+            "site": {"type": "STRING"}, "when": {"type": "STRING", "format": "date-time"},
+            "pos": {"type": "OBJECT", "properties": {"x": {"type": "NUMBER", "format": "double"}}}}}}
 
 
 @pytest.mark.parametrize("schema", [
@@ -472,7 +477,7 @@ def test_e2e_unary_and_stream_agree_on_usage(fake: FakeGemini) -> None:
 
 def test_e2e_tool_round_trip_is_accepted(fake: FakeGemini) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+        "type": "object", "properties": {"city": {"type": "string"}, "source": {"type": "string", "format": "uri"}}}}}]
     fake.function_calls = [{"name": "get_weather", "args": {"city": "Paris"}, "thoughtSignature": "U0lH"}]
     status, raw = send(adapter().chat_request(on(fake), {"messages": HI, "tools": tools, "tool_choice": "auto"},
                                               stream=False))
@@ -495,6 +500,11 @@ def test_e2e_fake_rejects_malformed_bodies_and_bad_keys(fake: FakeGemini) -> Non
                 {"contents": [{"role": "user", "parts": [{"text": "a"}]}], "generationConfig": {"max_tokens": 5}},
                 {"contents": [{"role": "user", "parts": [{"text": "a"}]}], "tools": [{"functionDeclarations": [
                     {"name": "f", "parameters": {"type": "OBJECT", "properties": {}}}]}]},
+                {"contents": [{"role": "user", "parts": [{"text": "a"}]}], "tools": [{"functionDeclarations": [
+                    {"name": "f", "parameters": {"type": "OBJECT", "properties": {
+                        "u": {"type": "STRING", "format": "uri"}}}}]}]},
+                {"contents": [{"role": "user", "parts": [{"text": "a"}]}], "generationConfig": {
+                    "responseMimeType": "application/json", "responseSchema": {"type": "object"}}},
                 {"contents": [{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}]}]:
         status, raw = send(UpstreamRequest(good.url, good.headers, json.dumps(bad).encode()))
         failure = adapter().failure(on(fake), status, raw)

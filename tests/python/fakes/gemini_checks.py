@@ -5,7 +5,8 @@ INVALID_ARGUMENT messages where the rule is Google's. The rules come from the ge
 reference (Content, Part, GenerationConfig, Schema, Tool, ToolConfig) and from errors Google answers:
 roles `user` and `model` only, alternating; one data field a part; `functionCall` only from the model
 and `functionResponse` only from the user, the responses naming exactly the calls of the model turn
-before them; Schema types in upper case; an OBJECT parameter schema needs properties.
+before them; Schema types in upper case, and only the formats AI Studio knows; an OBJECT parameter
+schema needs properties.
 """
 
 from __future__ import annotations
@@ -186,6 +187,10 @@ def check_schema(schema: Any, where: str) -> list[str]:
         problems += check_schema(schema["items"], f"{where}.items")
     for k, sub in enumerate(schema.get("anyOf") or []):
         problems += check_schema(sub, f"{where}.any_of[{k}]")
+    formats = {"STRING": ("enum", "date-time"), "NUMBER": ("float", "double"), "INTEGER": ("int32", "int64")}
+    if "format" in schema and schema["format"] not in formats.get(schema.get("type"), ()):
+        problems.append(f"* GenerateContentRequest.{where}.format: only 'enum' and 'date-time' are supported for "
+                        "STRING type")
     if "enum" in schema and not all(isinstance(v, str) for v in schema["enum"]):
         problems.append(f"{where}.enum: strings only")
     missing = [r for r in schema.get("required") or [] if r not in (schema.get("properties") or {})]

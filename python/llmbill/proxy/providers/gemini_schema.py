@@ -4,11 +4,15 @@ Used for `response_format.json_schema.schema` (→ generationConfig.responseSche
 `function.parameters` (→ functionDeclarations[].parameters). Gemini accepts only its own subset, so
 the schema is rewritten, never passed through:
 
-- passed as is: `description`, `title`, `format`, `enum` (strings only), `required`, `minItems`,
+- passed as is: `description`, `title`, `enum` (strings only), `required`, `minItems`,
   `maxItems`, `minLength`, `maxLength`, `pattern`, `minimum`, `maximum`, `minProperties`,
   `maxProperties`, `propertyOrdering`, `default`, `example`; `properties`, `items` and `anyOf` recurse;
-- `type` becomes Gemini's upper-case enum; `["string", "null"]` and `anyOf: [X, {"type": "null"}]`
-  become `nullable: true`; a string `const` becomes a one-value `enum`;
+- `type` becomes Gemini's upper-case enum (OBJECT or ARRAY when only `properties` or `items` says
+  so); `["string", "null"]` and `anyOf: [X, {"type": "null"}]` become `nullable: true`; a string
+  `const` becomes a one-value `enum`;
+- `format` is kept where Gemini knows it (`enum` and `date-time` for strings, `float`/`double`,
+  `int32`/`int64`) and dropped otherwise (`uri`, `email`, `uuid` ... are validation hints that Google
+  AI Studio refuses with a 400; the value's type is unchanged);
 - local references (`$ref: "#/$defs/X"` or `#/definitions/X`, as pydantic writes them) are inlined,
   and a one-element `allOf` is merged into its parent; a recursive reference cannot be inlined;
 - `additionalProperties: false` is dropped: Gemini generates only the declared properties anyway
@@ -30,11 +34,12 @@ from .base import ProviderInputError
 
 _TYPES = {"string": "STRING", "number": "NUMBER", "integer": "INTEGER", "boolean": "BOOLEAN",
           "array": "ARRAY", "object": "OBJECT"}
-_COPIED = ("description", "title", "format", "required", "minItems", "maxItems", "minLength", "maxLength",
+_COPIED = ("description", "title", "required", "minItems", "maxItems", "minLength", "maxLength",
            "pattern", "minimum", "maximum", "minProperties", "maxProperties", "propertyOrdering", "default",
            "example")
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "definitions", "examples"})
-_HANDLED = frozenset({"type", "properties", "items", "anyOf", "enum", "const", "nullable", "$ref", "allOf",
+_FORMATS = {"STRING": {"enum", "date-time"}, "NUMBER": {"float", "double"}, "INTEGER": {"int32", "int64"}}
+_HANDLED = frozenset({"type", "format", "properties", "items", "anyOf", "enum", "const", "nullable", "$ref", "allOf",
                       "additionalProperties"}) | frozenset(_COPIED) | _ANNOTATIONS
 
 
@@ -74,6 +79,10 @@ def _convert(schema: Any, param: str, defs: Mapping[str, Any], seen: tuple[str, 
         if raw_type not in _TYPES:
             raise ProviderInputError(f"{param}: type {raw_type!r} cannot be expressed for Gemini", param)
         out["type"] = _TYPES[raw_type]
+    elif "properties" in schema or "items" in schema:
+        out["type"] = "OBJECT" if "properties" in schema else "ARRAY"
+    if schema.get("format") in _FORMATS.get(out.get("type", ""), ()):
+        out["format"] = schema["format"]
     for key in _COPIED:
         if key in schema:
             out[key] = schema[key]
