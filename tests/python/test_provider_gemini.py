@@ -227,6 +227,54 @@ def test_bad_messages_are_refused() -> None:
     rejects({"messages": [{"role": "user", "content": 5}]}, "messages[0].content")
 
 
+GARBAGE: list[Any] = [None, 1, 1.5, True, "x", [], [1], {}, {"a": [1]}]
+
+
+def test_any_malformed_value_is_an_input_error_never_a_crash() -> None:
+    """Every field of a rich request replaced by values of the wrong type: ProviderInputError or a body,
+    never TypeError/KeyError (which the proxy would answer with a 500)."""
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a": {"type": "string", "format": "date-time", "enum": ["x"]}}}}}]
+    base: dict[str, Any] = {
+        "messages": [{"role": "system", "content": "s"},
+                     {"role": "user", "content": [{"type": "text", "text": "t"},
+                                                  {"type": "image_url", "image_url": {"url": "https://e.com/a.png"}},
+                                                  {"type": "input_audio", "input_audio": {"data": "QQ==",
+                                                                                          "format": "wav"}}]},
+                     {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                           "function": {"name": "f", "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": "c", "content": "r"}],
+        "tools": tools, "tool_choice": "auto", "max_tokens": 5, "stop": "x", "temperature": 1,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": tools[0]["function"][
+            "parameters"]}}}
+    generate_content_body(base)
+
+    def paths(node: Any, trail: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield trail + (k,)
+                yield from paths(v, trail + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield trail + (i,)
+                yield from paths(v, trail + (i,))
+
+    tried = 0
+    for path in list(paths(base)):
+        for value in GARBAGE:
+            body = json.loads(json.dumps(base))
+            target = body
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = value
+            try:
+                generate_content_body(body)
+            except ProviderInputError:
+                pass
+            tried += 1
+    assert tried > 500
+
+
 # --- reply ---------------------------------------------------------------------------------------
 def test_reply_becomes_an_openai_chat_completion() -> None:
     reply = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}, {"text": "lo"}]},

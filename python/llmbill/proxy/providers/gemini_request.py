@@ -91,7 +91,7 @@ def _contents(messages: Any, allow_gcs: bool) -> tuple[list[dict[str, Any]], lis
         if not isinstance(m, Mapping):
             raise ProviderInputError(f"{where} must be an object", where)
         role = m.get("role")
-        if role not in _MESSAGE_FIELDS:
+        if not isinstance(role, str) or role not in _MESSAGE_FIELDS:
             raise ProviderInputError(f"{where}.role {role!r} is not supported for Gemini models", f"{where}.role")
         for key, value in m.items():
             if key != "role" and key not in _MESSAGE_FIELDS[role] and value not in (None, [], {}):
@@ -153,7 +153,8 @@ def _user_parts(content: Any, where: str, allow_gcs: bool) -> list[dict[str, Any
             parts.append(_image(part.get("image_url"), f"{at}.image_url", allow_gcs))
         elif kind == "input_audio":
             audio = part.get("input_audio")
-            if not isinstance(audio, Mapping) or audio.get("format") not in _AUDIO_TYPES \
+            if not isinstance(audio, Mapping) or not isinstance(audio.get("format"), str) \
+                    or audio["format"] not in _AUDIO_TYPES \
                     or not isinstance(audio.get("data"), str):
                 raise ProviderInputError(f"{at}.input_audio needs base64 data and format wav or mp3",
                                          f"{at}.input_audio")

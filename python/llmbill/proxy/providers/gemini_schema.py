@@ -76,12 +76,12 @@ def _convert(schema: Any, param: str, defs: Mapping[str, Any], seen: tuple[str, 
             raise ProviderInputError(f"{param}: a type list must name one type besides null", param)
         raw_type = named[0]
     if raw_type is not None:
-        if raw_type not in _TYPES:
+        if not isinstance(raw_type, str) or raw_type not in _TYPES:
             raise ProviderInputError(f"{param}: type {raw_type!r} cannot be expressed for Gemini", param)
         out["type"] = _TYPES[raw_type]
     elif "properties" in schema or "items" in schema:
         out["type"] = "OBJECT" if "properties" in schema else "ARRAY"
-    if schema.get("format") in _FORMATS.get(out.get("type", ""), ()):
+    if isinstance(schema.get("format"), str) and schema["format"] in _FORMATS.get(out.get("type", ""), ()):
         out["format"] = schema["format"]
     for key in _COPIED:
         if key in schema:
