@@ -13,7 +13,7 @@ from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
 from . import billing_watch, logs, observe
-from .routes import budgets, customers, health, keys, llm, messages, ops, spend, spend_report, teams, users
+from .routes import budgets, customers, health, keys, llm, messages, ops, responses, spend, spend_report, teams, users
 from .state import ProxyState
 from .store.base import StoreError
 from .ui import pages as ui
@@ -41,6 +41,7 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         table[("POST", f"{prefix}/completions")] = (_llm("completion"), ANY_KEY)
         table[("POST", f"{prefix}/embeddings")] = (_llm("embedding"), ANY_KEY)
         table[("GET", f"{prefix}/models")] = (llm.models, ANY_KEY)
+        table[("POST", f"{prefix}/responses")] = (responses.responses, ANY_KEY)  # OpenAI's Responses API
     table[("POST", "/engines/embeddings")] = (_llm("embedding"), ANY_KEY)
     for prefix in ("", "/anthropic"):  # Anthropic's Messages API (the SDK and Claude Code)
         table[("POST", f"{prefix}/v1/messages")] = (messages.messages, ANY_KEY)

@@ -1,0 +1,149 @@
+"""OpenAI's Responses API: POST /v1/responses (and /responses), forwarded to OpenAI-shaped
+deployments as it is, billed from the reply's usage (streamed: `response.completed`). The same
+pipeline as every LLM route: guards before, settle after (the spend log's call_type is `responses`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from ..._native import core
+from .. import observe
+from ..auth import Principal
+from ..call import Call
+from ..config import Deployment
+from ..errors import ProxyError, bad_request
+from ..guards import admit, check_model_access, customer_id
+from ..http import JSON_HEADERS, Request, Response, StreamingResponse
+from ..providers.base import UpstreamRequest
+from ..settle import settle
+from ..sse import split_events
+from ..state import ProxyState
+from ..upstream import upstream_error
+from .llm import upper_bound_cost
+
+SERVED_BY = ("openai",)  # providers whose API has /responses
+
+
+def _validate(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' is required and must be a string", "model")
+    if not isinstance(body.get("input"), (str, list)) or not body.get("input"):
+        raise bad_request("'input' must be a non-empty string or list", "input")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad_request("'stream' must be true or false", "stream")
+    mot = body.get("max_output_tokens")
+    if mot is not None and (isinstance(mot, bool) or not isinstance(mot, int) or not 1 <= mot < 2**31):
+        raise bad_request("'max_output_tokens' must be a positive integer", "max_output_tokens")
+    if body.get("background"):
+        # A background response is billed when it completes, which this proxy does not observe.
+        raise bad_request("'background' responses are not supported: their usage would go unbilled", "background")
+    return model
+
+
+def _request(d: Deployment, body: dict[str, Any]) -> UpstreamRequest:
+    out = dict(body)
+    out["model"] = d.upstream_model
+    headers = {"content-type": "application/json"}
+    if d.api_key:
+        headers["authorization"] = f"Bearer {d.api_key}"
+    return UpstreamRequest(d.api_base + "/responses", headers, orjson.dumps(out))
+
+
+async def responses(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
+    started = time.perf_counter()
+    body = await request.json()
+    model = _validate(body)
+    d = state.deployment(model)
+    if d is None:
+        raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
+    if d.provider not in SERVED_BY or d.adapter is not None:
+        raise bad_request(f"model {model!r} ({d.provider}) does not serve the Responses API; "
+                          "call /chat/completions", "model")
+    check_model_access(state, principal, model)
+    customer = customer_id(request.headers, body)
+    admission = admit(state, principal, customer, upper_bound_cost(d, "responses", body))
+    call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
+    observe.note_call(call)
+    try:
+        if body.get("stream"):
+            return await _stream(call, body)
+        return await _plain(call, body)
+    except BaseException:
+        admission.release()  # a failed call frees its reservation and is never billed
+        raise
+
+
+async def _plain(call: Call, body: dict[str, Any]) -> Response:
+    t = time.perf_counter()
+    reply = await call.state.upstream.send(call.d, _request(call.d, body))
+    call.upstream_seconds = time.perf_counter() - t
+    if reply.status >= 400:
+        raise upstream_error(call.d, reply.status, reply.body)
+    try:
+        data = orjson.loads(reply.body)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (orjson.JSONDecodeError, ValueError):
+        raise ProxyError(502, f"{call.d.model_name}: upstream returned a reply that is not a JSON object",
+                         "upstream_error") from None
+    try:
+        usage = core.Usage.from_response(reply.body)
+    except core.UsageError:
+        usage = _estimate(body, len(reply.body))
+    data["model"] = call.model
+    cost = settle(call, usage)
+    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
+
+
+async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
+    t = time.perf_counter()
+    up = await call.state.upstream.open_stream(call.d, _request(call.d, body))
+    if up.status >= 400:
+        raise upstream_error(call.d, up.status, b"".join([c async for c in up.chunks]))
+    call.upstream_seconds = time.perf_counter() - t
+    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
+
+    async def relay() -> AsyncIterator[bytes]:
+        scanner = core.SseUsageScanner()
+        buffer = b""
+        seen = 0
+        settled = False
+        try:
+            async for data in up.chunks:
+                events, buffer = split_events(buffer + data)
+                for event in events:
+                    seen += len(event)
+                    try:
+                        scanner.feed(event)
+                    except core.UsageError:
+                        pass
+                if events:
+                    out = b"".join(events)
+                    yield out.replace(*rename) if rename[0] != rename[1] else out
+            if buffer:
+                yield buffer
+            settled = True
+            settle(call, scanner.usage or _estimate(body, seen))
+        finally:
+            if not settled:  # the client left: bill what the provider reported, else estimate
+                settle(call, scanner.usage or _estimate(body, seen))
+
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
+    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+
+
+def _headers(call: Call, cost: Any) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
+
+
+def _estimate(body: dict[str, Any], reply_bytes: int) -> core.Usage:
+    """No usage from the provider: 4 bytes a token, marked estimated — never billed as zero."""
+    prompt = max(1, math.ceil(len(orjson.dumps([body.get("instructions"), body.get("input")])) / 4))
+    return core.Usage(prompt_tokens=prompt, completion_tokens=math.ceil(reply_bytes / 16), estimated=True)
