@@ -102,7 +102,7 @@ def _conversation(raw: object) -> tuple[list[Block], list[dict[str, Any]]]:
         else:
             raise ProviderInputError(f"{where}: role {role!r} is not supported by Bedrock Converse", "messages")
         if not blocks:
-            raise ProviderInputError(f"{where} has no content", "messages")
+            continue  # an empty turn says nothing, and Converse refuses blank text
         if messages and messages[-1]["role"] == their_role:
             messages[-1]["content"] += blocks  # Converse needs turns to alternate: merge same-role neighbours
         else:
