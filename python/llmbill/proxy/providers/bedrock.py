@@ -10,7 +10,8 @@ reads a clock the adapter is given, so a test pins the signature.
 >>> import datetime
 >>> a = BedrockAdapter(clock=lambda: datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc), env={})
 >>> p = ProviderParams(provider="bedrock", model="converse/anthropic.claude-3-haiku-20240307-v1:0",
-...                    extra={"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "s", "aws_region_name": "us-east-1"})
+...                    extra={"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "s",
+...                           "aws_region_name": "us-east-1"})
 >>> r = a.chat_request(p, {"messages": [{"role": "user", "content": "Hi"}]}, stream=False)
 >>> r.url
 'https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse'

@@ -8,9 +8,10 @@ cannot be said in Converse is refused with ProviderInputError naming the paramet
 silently. `cache_control` on a content part (the Anthropic convention LiteLLM accepts) becomes a
 Converse `cachePoint` after it.
 
->>> converse_body({"messages": [{"role": "system", "content": "Be brief."},
-...                              {"role": "user", "content": "Hi"}], "max_tokens": 5})
-{'messages': [{'role': 'user', 'content': [{'text': 'Hi'}]}], 'system': [{'text': 'Be brief.'}], 'inferenceConfig': {'maxTokens': 5}}
+>>> body = converse_body({"messages": [{"role": "system", "content": "Be brief."},
+...                                     {"role": "user", "content": "Hi"}], "max_tokens": 5})
+>>> body["system"], body["messages"], body["inferenceConfig"]
+([{'text': 'Be brief.'}], [{'role': 'user', 'content': [{'text': 'Hi'}]}], {'maxTokens': 5})
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _conversation(raw: object) -> tuple[list[Block], list[dict[str, Any]]]:
         if role == "user":
             blocks, their_role = _blocks(msg.get("content"), where), "user"
         elif role == "assistant":
-            blocks, their_role = _blocks(msg.get("content"), where) + _tool_uses(msg.get("tool_calls"), where), "assistant"
+            blocks = _blocks(msg.get("content"), where) + _tool_uses(msg.get("tool_calls"), where)
+            their_role = "assistant"
         elif role == "tool":
             blocks, their_role = [_tool_result(msg, where)], "user"
         else:

@@ -93,7 +93,9 @@ def usage_of(usage: object) -> tuple[dict[str, Any], core.Usage]:
 
 def event_buffer() -> Any:
     try:
-        from botocore.eventstream import EventStreamBuffer  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        from botocore.eventstream import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            EventStreamBuffer,
+        )
     except ImportError:
         raise ProviderConfigError("bedrock/ deployments need botocore: pip install 'llmbill[bedrock]'",
                                   "model") from None
@@ -172,7 +174,8 @@ class BedrockChatStream:
             tool = delta.get("toolUse")
             if isinstance(tool, dict):
                 index = self._tools.get(int(event.get("contentBlockIndex") or 0), 0)
-                return [self._delta({"tool_calls": [{"index": index, "function": {"arguments": tool.get("input", "")}}]})]
+                piece = {"index": index, "function": {"arguments": tool.get("input", "")}}
+                return [self._delta({"tool_calls": [piece]})]
             reasoning = delta.get("reasoningContent")
             if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str):
                 return [self._delta({"reasoning_content": reasoning["text"]})]
