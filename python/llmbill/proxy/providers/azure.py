@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from ..._native import core
-from .base import ProviderFailure, ProviderParams, UpstreamRequest
+from .base import ChatAdapter, ProviderFailure, ProviderParams, UpstreamRequest
 from .openai_compatible import OpenAIStream, ProviderConfigError, error_message, passthrough_body, reply_object
 
 
@@ -122,3 +122,7 @@ class AzureAdapter:
         if status == 503:
             return ProviderFailure(503, "upstream_error", f"{who}: {message}")
         return ProviderFailure(502, "upstream_error", f"{who}: upstream answered {status}: {message}")
+
+
+if TYPE_CHECKING:  # mypy proves the adapter meets the contract
+    _conforms: ChatAdapter = AzureAdapter()

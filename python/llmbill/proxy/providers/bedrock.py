@@ -26,13 +26,13 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 
 from ..._native import core
-from .base import ProviderFailure, ProviderParams, UpstreamRequest
+from .base import ChatAdapter, ProviderFailure, ProviderParams, UpstreamRequest
 from . import bedrock_embeddings as embeddings
 from .bedrock_messages import converse_body
 from .bedrock_stream import BedrockChatStream, bedrock_failure, finish_reason, usage_of
@@ -226,3 +226,6 @@ class BedrockAdapter:
         failure = bedrock_failure(name, status, message)
         return ProviderFailure(failure.status, failure.type, f"bedrock/{params.model}: {failure.message}")
 
+
+if TYPE_CHECKING:  # mypy proves the adapter meets the contract
+    _conforms: ChatAdapter = BedrockAdapter()

@@ -15,12 +15,12 @@ streamed and the unstreamed call of the same tokens bill the same.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..._native import core
-from .base import ProviderFailure
+from .base import ChatStream, ProviderFailure
 from .openai_compatible import ProviderConfigError
 
 FINISH_REASONS = {
@@ -209,3 +209,7 @@ def _message_of(payload: bytes) -> str:
     if isinstance(data, dict):
         return str(data.get("message") or data.get("Message") or "")
     return ""
+
+
+if TYPE_CHECKING:  # mypy proves the stream meets the contract
+    _conforms: ChatStream = BedrockChatStream("m", True, "id", 0)

@@ -17,12 +17,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..._native import core
-from .base import ProviderFailure, ProviderParams, UpstreamRequest
+from .base import ChatAdapter, ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
 
 
 class ProviderConfigError(ValueError):
@@ -236,3 +236,8 @@ class OpenAICompatibleAdapter:
 
     def failure(self, params: ProviderParams, status: int, body: bytes) -> ProviderFailure:
         return openai_failure(f"{params.provider}/{params.model}", status, body)
+
+
+if TYPE_CHECKING:  # mypy proves the adapter meets the contract
+    _conforms: ChatAdapter = OpenAICompatibleAdapter()
+    _streams: ChatStream = OpenAIStream("m", True)
