@@ -18,7 +18,7 @@ from llmbill.proxy.providers.base import ProviderInputError, ProviderParams, Ups
 from llmbill.proxy.providers.bedrock import BedrockAdapter, sign
 from llmbill.proxy.providers.bedrock_messages import converse_body
 from llmbill.proxy.providers.openai_compatible import ProviderConfigError
-from tests.python.fakes.bedrock_upstream import ACCESS_KEY, SECRET_KEY, FakeBedrock
+from tests.python.fakes.bedrock_upstream import ACCESS_KEY, SECRET_KEY, FakeBedrock, check_converse
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 45, tzinfo=datetime.timezone.utc)
@@ -168,6 +168,37 @@ def test_cache_control_marks_become_cache_points() -> None:
     assert body["system"] == [{"text": "long rules"}, {"cachePoint": {"type": "default"}}]
     assert body["messages"][0]["content"] == [{"text": "long doc"}, {"cachePoint": {"type": "default"}},
                                               {"text": "question"}]
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"messages": [{"role": "assistant", "content": [{"text": "x"}]}]}, "start with a user message"),
+    ({"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"text": "b"}]}]},
+     "alternate"),
+    ({"messages": [{"role": "system", "content": [{"text": "x"}]}]}, "role must be user or assistant"),
+    ({"messages": [{"role": "user", "content": [{"text": "  "}]}]}, "is blank"),
+    ({"messages": [{"role": "user", "content": [{"text": "x"}]},
+                   {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]},
+                   {"role": "user", "content": [{"text": "no result"}]}]}, "Expected toolResult"),
+    ({"messages": [{"role": "user", "content": [{"text": "x"}]},
+                   {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]},
+                   {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": []}}]}]}, "toolConfig"),
+    ({"messages": [{"role": "user", "content": [{"text": "x"}]}], "temperature": 1}, "extraneous key")])
+def test_the_fake_refuses_what_bedrock_refuses(body: dict[str, Any], says: str) -> None:
+    assert says in (check_converse(body) or "")
+
+
+def test_every_translation_above_passes_the_fakes_rules() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    conversations = [
+        [{"role": "system", "content": "s"}, user("a"), user("b"), {"role": "assistant", "content": "c"}, user("d")],
+        [user("a"), {"role": "assistant", "content": "thinking", "tool_calls": [call]},
+         {"role": "tool", "tool_call_id": "c1", "content": ""}, user("more")],
+        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                                      {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}]]
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    for messages in conversations:
+        assert check_converse(converse_body({"messages": messages, "tools": tools, "tool_choice": "auto",
+                                             "max_tokens": 9, "stop": ["x"]})) is None
 
 
 # --- URL, credentials and SigV4 -------------------------------------------------------------------
