@@ -25,9 +25,10 @@ from ..._native import core
 from .base import ChatAdapter, ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
 
 
-class ProviderConfigError(ValueError):
+class ProviderConfigError(RuntimeError):
     """A deployment that cannot reach its provider as configured (a missing key, region or optional
-    dependency): one line naming the key. Not the client's fault, so never a 400: check at start-up."""
+    dependency): one line naming the key. Not the client's fault, so never a 400 (hence not a
+    ValueError like ProviderInputError): check at start-up."""
 
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
