@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .._native import core
 from .auth import Principal
 from .config import Deployment
 
@@ -29,6 +30,7 @@ class Call:
         self.start_wall = datetime.now(timezone.utc)
         self.call_id = uuid.uuid4().hex
         self.upstream_seconds = 0.0
+        self.price: core.ModelPrice | None = d.price  # the deployment's; an Azure call without base_model is priced by its reply
         self._call_type = call_type  # the spend log's call_type when the route is not the chat shape
 
     @property

@@ -18,12 +18,14 @@ from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
 from .providers.base import ChatAdapter, ProviderParams
+from .providers.openai_compatible import ProviderConfigError
+from .providers.registry import EXTRA_PARAMS, PROVIDERS, resolve
 
-PROVIDERS = ("openai", "text-completion-openai", "mock")
 KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
 KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token",
                 "cache_read_input_token_cost", "cache_creation_input_token_cost", "input_cost_per_request",
-                "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response"}
+                "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response",
+                *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
@@ -157,14 +159,18 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
         raise ConfigError(f"{pkey}.model: {model!r} needs a provider prefix ({', '.join(p + '/<name>' for p in PROVIDERS)})")
     if provider not in PROVIDERS:
         raise ConfigError(f"{pkey}.model: unknown provider {provider!r} in {model!r} (supported: {', '.join(PROVIDERS)})")
-    api_base = _env_ref(params.get("api_base", ""), f"{pkey}.api_base") or ""
-    _expect(api_base, str, f"{pkey}.api_base")
-    api_key = _env_ref(params.get("api_key", ""), f"{pkey}.api_key") or ""
-    _expect(api_key, str, f"{pkey}.api_key")
-    if provider != "mock" and not api_base:
-        api_base = os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    if provider != "mock" and not api_key:
-        api_key = os.environ.get("OPENAI_API_KEY", "")
+    resolved_params: dict[str, Any] = {}
+    for param in ("api_base", "api_key", *EXTRA_PARAMS):
+        if params.get(param) is not None:
+            value = _env_ref(params[param], f"{pkey}.{param}")
+            if param != "vertex_credentials":  # a key file's path, its JSON text, or the parsed object
+                _expect(value, (str, int) if param == "max_output_tokens" else str, f"{pkey}.{param}")
+            resolved_params[param] = value
+    try:
+        route = resolve(provider, upstream, resolved_params)
+    except ProviderConfigError as exc:
+        raise ConfigError(f"{pkey}.{exc.key or 'model'}: {exc}") from None
+    api_base, api_key = route.api_base, route.api_key
     timeout = _expect(params.get("timeout", 600), (int, float), f"{pkey}.timeout")
     mock_response = params.get("mock_response")
     if mock_response is not None:
@@ -173,8 +179,8 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
     table = default_prices()
     price: core.ModelPrice | None
     try:
-        price = (table.resolve_with(model, **custom) if custom
-                 else None if upstream == "*" else _table_price(table, provider, upstream, model))
+        price = (table.resolve_with(_price_name(provider, upstream, model, entry), **custom) if custom
+                 else None if upstream == "*" else table.find(_price_name(provider, upstream, model, entry)))
     except core.Error:
         price = None
     if price is not None and not price.priced:
@@ -197,14 +203,25 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
         max_input_tokens=price.max_input_tokens if price else 0,
         max_output_tokens=price.max_output_tokens if price else 0,
         mock_response=mock_response,
+        adapter=route.adapter,
+        params=route.params if route.adapter is not None else None,
     )
 
 
-def _table_price(table: core.PriceTable, provider: str, upstream: str, model: str) -> core.ModelPrice | None:
-    # openai/<name> resolves through the provider rule; mock/<name> is priced as <name> when the table
-    # knows it (a stand-in for that model).
-    found = table.find(model) if provider != "mock" else table.find(upstream)
-    return found
+def _price_name(provider: str, upstream: str, model: str, entry: Mapping[str, Any]) -> str:
+    """The price table's name for a deployment: mock/<name> is priced as <name> (a stand-in for that
+    model); bedrock/converse/<id> as bedrock/<id>; an Azure deployment by `model_info.base_model` (its
+    deployment name says nothing of the model); everything else as <provider>/<name>, which the table
+    resolves through each entry's litellm_provider (anthropic/claude-… finds claude-…)."""
+    if provider == "mock":
+        return upstream
+    if provider == "bedrock" and upstream.startswith("converse/"):
+        return "bedrock/" + upstream[len("converse/"):]
+    info = entry.get("model_info")
+    base_model = info.get("base_model") if isinstance(info, dict) else None
+    if provider == "azure" and isinstance(base_model, str) and base_model:
+        return base_model if "/" in base_model else f"azure/{base_model}"
+    return model
 
 
 def _str_list(value: Any, key: str) -> tuple[str, ...]:

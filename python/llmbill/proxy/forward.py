@@ -9,14 +9,16 @@ and the call is never billed; a stream is billed for what the provider reported,
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
 from .._native import core
+from ..pricing import default_prices
 from .call import Call
 from .errors import ProxyError
 from .http import JSON_HEADERS, Response, StreamingResponse
@@ -38,26 +40,55 @@ def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
         raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
 
 
-def _failure(call: Call, status: int, body: bytes) -> ProxyError:
+def _failure(call: Call, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
     assert call.d.params is not None
-    f = _adapter(call).failure(call.d.params, status, body)
+    adapter: Any = _adapter(call)
+    if headers and "headers" in inspect.signature(adapter.failure).parameters:  # Bedrock names errors in a header
+        f = adapter.failure(call.d.params, status, body, headers=headers)
+    else:
+        f = adapter.failure(call.d.params, status, body)
     return ProxyError(f.status, f"{call.d.model_name}: {f.message}", f.type)
+
+
+async def _authorized(call: Call, request: UpstreamRequest) -> UpstreamRequest:
+    """Adapters whose credentials are fetched (Vertex's OAuth token) add them here, off the pure path."""
+    authorize = getattr(call.d.adapter, "authorize", None)
+    if authorize is None:
+        return request
+    assert call.d.params is not None
+    try:
+        signed: UpstreamRequest = await authorize(call.d.params, request)
+    except RuntimeError as exc:  # the deployment's credentials, not the client's request
+        raise ProxyError(502, f"{call.d.model_name}: {exc}", "upstream_error") from None
+    return signed
+
+
+def _priced_by_reply(call: Call, data: Mapping[str, Any]) -> None:
+    """An Azure deployment without model_info.base_model: priced by the model its reply names."""
+    if call.d.price is None and call.d.provider == "azure" and isinstance(data.get("model"), str):
+        from .providers.azure import price_name
+
+        assert call.d.params is not None
+        found = default_prices().find(price_name(call.d.params, data["model"]))
+        if found is not None and found.priced:
+            call.price = found
 
 
 async def chat(call: Call, body: dict[str, Any]) -> Response:
     """A non-streamed chat call: one request, one reply, settled before the reply is returned."""
     assert call.d.params is not None
-    request = _request(call, body, stream=False)
+    request = await _authorized(call, _request(call, body, stream=False))
     t = time.perf_counter()
     reply = await call.state.upstream.send(call.d, request)
     call.upstream_seconds = time.perf_counter() - t
     if reply.status >= 400:
-        raise _failure(call, reply.status, reply.body)  # a failed call is never billed
+        raise _failure(call, reply.status, reply.body, reply.headers)  # a failed call is never billed
     try:
         data, usage = _adapter(call).chat_reply(call.d.params, reply.body, call.model)
     except (ValueError, KeyError, TypeError) as exc:
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
                          "upstream_error") from None
+    _priced_by_reply(call, data)
     cost = settle(call, usage)
     headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
     return Response(200, orjson.dumps(data), headers)
@@ -68,7 +99,7 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     provider's stream ends (or the client leaves: the stream is drained, see http.StreamingResponse)."""
     assert call.d.params is not None
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    request = _request(call, body, stream=True)
+    request = await _authorized(call, _request(call, body, stream=True))
     t = time.perf_counter()
     up = await call.state.upstream.open_stream(call.d, request)
     if up.status >= 400:
@@ -98,6 +129,44 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
     return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+
+
+async def embeddings(call: Call, body: dict[str, Any]) -> Response:
+    """Embeddings through an adapter that has them (Azure: one request; Bedrock Titan: one per input)."""
+    adapter: Any = call.d.adapter
+    params = call.d.params
+    assert params is not None
+    try:
+        if hasattr(adapter, "embedding_requests"):
+            requests = adapter.embedding_requests(params, body)
+        elif hasattr(adapter, "embedding_request"):
+            requests = [adapter.embedding_request(params, body)]
+        else:
+            raise ProxyError(400, f"model {call.model!r} ({call.d.provider}) has no embeddings API here",
+                             "invalid_request_error", "model")
+    except ProviderInputError as exc:
+        raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
+    t = time.perf_counter()
+    replies = []
+    for request in requests:
+        reply = await call.state.upstream.send(call.d, await _authorized(call, request))
+        if reply.status >= 400:
+            raise _failure(call, reply.status, reply.body, reply.headers)  # nothing billed
+        replies.append(reply)
+    call.upstream_seconds = time.perf_counter() - t
+    try:
+        if hasattr(adapter, "embedding_requests"):  # several replies (and the last one's headers)
+            data, usage = adapter.embedding_reply(params, [r.body for r in replies], body, call.model,
+                                                  headers=replies[-1].headers)
+        else:
+            data, usage = adapter.embedding_reply(params, replies[0].body, call.model)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
+                         "upstream_error") from None
+    _priced_by_reply(call, data)
+    cost = settle(call, usage)
+    headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
+    return Response(200, orjson.dumps(data), headers)
 
 
 def _estimate(body: dict[str, Any], events: int) -> core.Usage:

@@ -161,6 +161,10 @@ class Reply:
         self._inflate = zlib.decompressobj(47) if encoding in ("gzip", "deflate", "x-gzip") else None
         self._released = False
 
+    def header_map(self) -> dict[str, str]:
+        """Every reply header, names lower-cased (adapters read provider-specific ones)."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self._conn.headers}
+
     def _take(self) -> bytes:
         conn = self._conn
         data = conn.chunks[0] if len(conn.chunks) == 1 else b"".join(conn.chunks)

@@ -25,7 +25,7 @@ log = logging.getLogger("llmbill.proxy")
 
 def priced(call: Call, usage: core.Usage) -> BilledCall:
     """The call's record, priced by its deployment (None: unpriced, cost 0, flagged)."""
-    price = call.d.price
+    price = call.price
     detail = price.cost(usage) if price is not None else None
     key = call.principal.key or {}
     return BilledCall(

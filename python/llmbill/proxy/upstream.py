@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -28,6 +28,7 @@ class UpstreamReply:
     status: int
     body: bytes
     content_type: str
+    headers: dict[str, str] = field(default_factory=dict)  # filled for adapters' requests only
 
 
 @dataclass
@@ -122,7 +123,7 @@ class Upstream:
 
         async def exchange() -> UpstreamReply:
             resp = await client.post(target, request.body)
-            return UpstreamReply(resp.status, await resp.read(), resp.content_type)
+            return UpstreamReply(resp.status, await resp.read(), resp.content_type, resp.header_map())
 
         try:
             return await _within(d.timeout, exchange)

@@ -111,6 +111,8 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
     upstream_body = dict(body)
     upstream_body["model"] = call.d.upstream_model
     if call.d.adapter is not None:  # a provider with its own API shape: translated both ways
+        if route == "embedding":
+            return await forward.embeddings(call, upstream_body)
         if route != "chat":
             raise bad_request(f"model {call.model!r} ({call.d.provider}) serves /chat/completions only", "model")
         if body.get("stream"):
