@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import redact
 from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
@@ -27,6 +28,7 @@ KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "ma
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout"}
+_SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
 # The built-in defaults: a mock model priced like gpt-3.5-turbo, and one with explicit prices.
@@ -94,7 +96,8 @@ def _expect(value: Any, types: type | tuple[type, ...], key: str) -> Any:
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(f"{key}: expected {_names(types)}, got bool")
     if not isinstance(value, types):
-        raise ConfigError(f"{key}: expected {_names(types)}, got {_type_name(value)} {value!r}")
+        shown = "" if key.lower().endswith(_SECRET_KEYS) else f" {value!r}"  # a mistyped key is still a key
+        raise ConfigError(f"{key}: expected {_names(types)}, got {_type_name(value)}{shown}")
     return value
 
 
@@ -256,7 +259,8 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     if db is not None:
         _expect(db, str, "general_settings.database_url")
         if not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ConfigError(f"general_settings.database_url: {db!r} is neither sqlite:///path nor postgresql://...")
+            raise ConfigError(f"general_settings.database_url: {redact.url(db)!r} is neither sqlite:///path "
+                              "nor postgresql://...")
     else:
         db = f"sqlite:///{(base_dir / 'llmbill.db').resolve()}"
 
