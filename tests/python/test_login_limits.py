@@ -127,3 +127,17 @@ def test_no_route_reads_a_large_body_without_credentials(tmp_path: Any, with_ses
         assert answer.read <= 32 * 1024, (method, path, access, answer.status)
         if access != PUBLIC:
             assert answer.status == 401, (method, path)
+
+
+def test_any_public_route_is_bounded_by_the_app_not_by_its_handler(tmp_path: Any) -> None:
+    from llmbill.proxy.http import Response
+
+    app = make_app(tmp_path)
+
+    async def reads_everything(state: Any, request: Any, principal: Any) -> Response:
+        return Response(200, str(len(await request.body())).encode())
+
+    app.routes[("POST", "/public/echo")] = (reads_everything, PUBLIC)  # a route added later, careless
+    app.paths.add("/public/echo")
+    assert call(app, "POST", "/public/echo", b"x" * (1 << 20)).status == 413
+    assert call(app, "POST", "/public/echo", b"x" * 2000).body == b"2000"

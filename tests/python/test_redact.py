@@ -196,3 +196,22 @@ def test_an_undelivered_webhook_is_logged_by_its_origin_only(caplog: pytest.LogC
     with caplog.at_level(logging.WARNING, "llmbill.proxy"):
         asyncio.run(deliver())
     assert hook.failed == 1 and "not delivered to http://127.0.0.1:" in caplog.text and SECRET not in caplog.text
+
+
+def test_a_running_proxy_shows_its_lago_url_without_the_password(tmp_path: Path, lago: Any) -> None:
+    """Banner, logs, readiness and the reconcile route of a proxy whose LAGO_API_BASE holds a password
+    (urllib cannot read through such a URL: its reads fail, and their errors name the URL)."""
+    from tests.python.proxy_harness import Proxy
+
+    master = "sk-master-0123456789abcdef"
+    base = lago.url.replace("http://", f"http://billing:{SECRET}@")
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+              "litellm_settings": {"callbacks": ["lago"]}, "general_settings": {"master_key": master}}
+    env = {"LAGO_API_BASE": base, "LAGO_API_KEY": "lago-key", "LAGO_API_EVENT_CODE": "openai_tokens"}
+    with Proxy(config, env, workdir=tmp_path) as proxy:
+        status, ready, _ = proxy.request("GET", "/health/readiness", None, master)
+        assert status == 200 and "billing:***@" in json.dumps(ready)
+        status, body, _ = proxy.request("POST", "/billing/reconcile", {"from": "-1h", "to": "now"}, master)
+        assert status == 502 and "billing:***@" in body["error"]["message"]
+        assert SECRET not in json.dumps(ready) + json.dumps(body)
+    assert "billing:***@" in proxy.output and SECRET not in proxy.output

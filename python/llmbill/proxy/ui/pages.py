@@ -21,7 +21,7 @@ from .sessions import COOKIE, CSRF_HEADER, cookie_value
 
 log = logging.getLogger("llmbill.proxy")
 
-LOGIN_MAX_BYTES = 8 * 1024  # a sign-in form is a few dozen bytes; nobody authenticated sends it
+LOGIN_MAX_BYTES = 8 * 1024  # a sign-in form is a few dozen bytes, and read before any authentication
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
 # Everything the page loads comes from the proxy itself; no inline script, no framing.
@@ -112,13 +112,13 @@ async def login(state: ProxyState, request: Request, principal: Principal | None
     client = client_of(request)
     wait = sessions.wrong_keys.retry_after(client)
     if wait > 0:
-        response = _login_page(429, "Too many wrong master keys from your address in the last minute; "
-                                    "wait a minute and try again.")
+        response = _login_page(429, f"Too many wrong master keys from your address in the last minute; "
+                                    f"try again in {math.ceil(wait)} s.")
         response.headers.append((b"retry-after", str(math.ceil(wait)).encode()))
         return response
     if sessions.wrong_keys.note(client):
-        log.warning("admin UI: %d wrong master keys from %s within a minute; its sign-ins wait (429)",
-                    MAX_WRONG_PER_MINUTE, client)
+        log.warning("admin UI: %d wrong master keys from %s within a minute; its wrong keys are answered 429 "
+                    "(and no longer logged) until that minute has passed", MAX_WRONG_PER_MINUTE, client)
     else:
         log.warning("admin UI: a wrong master key from %s", client)
     return _login_page(401, "Wrong master key.")
