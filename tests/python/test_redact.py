@@ -215,3 +215,17 @@ def test_a_running_proxy_shows_its_lago_url_without_the_password(tmp_path: Path,
         assert status == 502 and "billing:***@" in body["error"]["message"]
         assert SECRET not in json.dumps(ready) + json.dumps(body)
     assert "billing:***@" in proxy.output and SECRET not in proxy.output
+
+
+def test_secrets_stay_out_of_the_settings_reprs(tmp_path: Path) -> None:
+    from llmbill.billing import LagoSettings
+    from llmbill.ops.context import OpsContext
+
+    config = load_config_dict({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/m", "api_key": f"sk-up-{SECRET}"}}],
+        "general_settings": {"master_key": f"sk-master-{SECRET}", "database_url": f"postgresql://u:{SECRET}@db/x"}})
+    settings = LagoSettings.from_env({"LAGO_API_BASE": "http://lago", "LAGO_API_KEY": f"lago-{SECRET}",
+                                      "LAGO_API_EVENT_CODE": "tokens"})
+    context = OpsContext(config.database_url, settings, tmp_path)
+    for value in (config, config.deployments[0], settings, context):
+        assert SECRET not in repr(value), type(value).__name__

@@ -50,7 +50,7 @@ class Deployment:
     provider: str  # openai | mock
     upstream_model: str  # the name sent upstream
     api_base: str
-    api_key: str
+    api_key: str = field(repr=False)  # secrets stay out of reprs (tracebacks, debug output)
     price: core.ModelPrice | None  # None: unpriced (billed by tokens, cost 0, flagged)
     timeout: float
     max_input_tokens: int
@@ -61,8 +61,8 @@ class Deployment:
 @dataclass(frozen=True)
 class ProxyConfig:
     deployments: tuple[Deployment, ...]
-    master_key: str | None
-    database_url: str
+    master_key: str | None = field(repr=False)
+    database_url: str = field(repr=False)
     callbacks: tuple[str, ...]
     alerting: tuple[str, ...]
     webhook_url: str | None
