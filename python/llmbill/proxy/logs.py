@@ -2,6 +2,11 @@
 (`llmbill-proxy --log-format json`). Records may carry `fields` (a dict, e.g. the access line's):
 text appends them as key=value, JSON puts them at the top level.
 
+Values come from clients (a customer id, a path, an alias): a text line escapes their control
+characters and quotes field values, so a newline cannot forge a record nor a blank a field; JSON
+escapes by construction. Both formats mask the passwords of URLs (redact.py) in messages and
+tracebacks, whichever library logged them.
+
 Workers started by uvicorn are fresh processes: they configure logging from LLMBILL_LOG_LEVEL and
 LLMBILL_LOG_FORMAT, which `llmbill-proxy` sets.
 
