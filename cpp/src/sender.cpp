@@ -143,6 +143,20 @@ std::string lago_batch_url(std::string_view base) {
   return b + "/api/v1/events/batch";
 }
 
+std::string redact_url_password(std::string_view url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  std::size_t start = scheme + 3;
+  std::size_t end = url.find_first_of("/?#", start);  // the authority ends here
+  if (end == std::string_view::npos) end = url.size();
+  std::string_view authority = url.substr(start, end - start);
+  auto at = authority.rfind('@');  // a raw '@' in a password: the last one ends the user info
+  if (at == std::string_view::npos) return std::string(url);
+  auto colon = authority.find(':');
+  if (colon == std::string_view::npos || colon >= at || colon + 1 == at) return std::string(url);
+  return std::string(url.substr(0, start + colon + 1)) + "***" + std::string(url.substr(start + at));
+}
+
 std::chrono::milliseconds backoff_delay(int failures, std::chrono::milliseconds base, std::chrono::milliseconds cap,
                                         double random01) {
   double d = static_cast<double>(base.count()) * std::pow(2.0, std::min(failures - 1, 30));

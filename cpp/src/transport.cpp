@@ -71,7 +71,7 @@ class LagoTransport final : public Transport {
   }
 
   void interrupt() override { interrupted_ = true; }
-  std::string describe() const override { return "lago " + url_; }
+  std::string describe() const override { return "lago " + redact_url_password(url_); }
 
  private:
   static size_t on_body(char* data, size_t size, size_t count, void* user) {

@@ -25,7 +25,7 @@ import atexit
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._native import core
@@ -60,7 +60,7 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 @dataclass(frozen=True)
 class LagoSettings:
     api_base: str
-    api_key: str
+    api_key: str = field(repr=False)  # a secret stays out of reprs (tracebacks, debug output)
     event_codes: tuple[str, ...]
     charge_by: str
     spool_dir: Path

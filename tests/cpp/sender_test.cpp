@@ -86,6 +86,14 @@ TEST(Sender, BatchBodyAndUrl) {
   }
 }
 
+TEST(Sender, UrlPasswordsAreRedacted) {
+  EXPECT_EQ(llmbill::redact_url_password("https://u:pw@h/api/v1/events/batch"), "https://u:***@h/api/v1/events/batch");
+  EXPECT_EQ(llmbill::redact_url_password("https://u:p@w@h:3000"), "https://u:***@h:3000");
+  EXPECT_EQ(llmbill::redact_url_password("https://u@h/x"), "https://u@h/x");
+  EXPECT_EQ(llmbill::redact_url_password("http://h:3000/a@b"), "http://h:3000/a@b");  // '@' in the path
+  EXPECT_EQ(llmbill::redact_url_password("no url"), "no url");
+}
+
 TEST(Sender, BackoffGrowsWithJitterAndCap) {
   using ms = std::chrono::milliseconds;
   EXPECT_EQ(llmbill::backoff_delay(1, ms(100), ms(1000), 0.999999).count(), 99);

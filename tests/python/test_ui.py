@@ -362,11 +362,12 @@ def test_sessions_expire_are_bounded_and_count_wrong_keys() -> None:
     for _ in range(MAX_SESSIONS):
         sessions.create(now=200.0)
     assert len(sessions) == MAX_SESSIONS and sessions.get(first, now=201.0) is None  # the oldest went
-    for _ in range(MAX_FAILURES_PER_MINUTE):
-        assert not sessions.too_many_failures(now=300.0)
-        sessions.note_failure(now=300.0)
-    assert sessions.too_many_failures(now=359.0)
-    assert not sessions.too_many_failures(now=361.0)
+    for _ in range(MAX_FAILURES_PER_MINUTE):  # wrong keys are counted per client (attempts.py)
+        assert not sessions.wrong_keys.retry_after("192.0.2.1", now=300.0)
+        sessions.wrong_keys.note("192.0.2.1", now=300.0)
+    assert sessions.wrong_keys.retry_after("192.0.2.1", now=359.0) == 1.0
+    assert not sessions.wrong_keys.retry_after("192.0.2.2", now=359.0)
+    assert not sessions.wrong_keys.retry_after("192.0.2.1", now=361.0)
 
 
 def test_login_answers_json_clients_and_sets_no_cookie_when_wrong(proxy: Proxy) -> None:

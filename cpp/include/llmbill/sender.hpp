@@ -49,6 +49,10 @@ std::string batch_body(const std::vector<const std::string*>& events);
 // LAGO_API_BASE with or without a trailing slash or /api/v1 → ".../api/v1/events/batch".
 std::string lago_batch_url(std::string_view api_base);
 
+// The URL with the password of its user info replaced by *** ("https://u:***@host/..."), for
+// anything shown to people (readiness, logs); unchanged when it has none.
+std::string redact_url_password(std::string_view url);
+
 // Backoff for the n-th consecutive failure (n >= 1): min(cap, base * 2^(n-1)) scaled by a uniform
 // jitter in [0.5, 1.0], from `random01` in [0, 1).
 std::chrono::milliseconds backoff_delay(int failures, std::chrono::milliseconds base, std::chrono::milliseconds cap,

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
+from .. import redact
 from ..billing import ConfigError
 from ..errors import Error
 from .context import OpsContext
@@ -58,7 +59,7 @@ def reconcile(start: datetime, end: datetime, *, config: str | None = None, spoo
 
 
 def _fail(message: str, err: TextIO, status: int = 2) -> int:
-    print(f"llmbill: {message}", file=err)
+    print(f"llmbill: {redact.text(message)}", file=err)  # a Lago or database URL may hold a password
     return status
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import billing
@@ -23,7 +23,7 @@ from ..lago.reader import LagoReader, LagoReadError
 
 @dataclass(frozen=True)
 class OpsContext:
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a password
     settings: billing.LagoSettings
     spool_base: Path
 

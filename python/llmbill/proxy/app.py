@@ -26,6 +26,7 @@ Handler = Callable[[ProxyState, Request, Any], Awaitable[Response | StreamingRes
 PUBLIC, ANY_KEY, ADMIN = "public", "any key", "admin"
 # Routes whose clients read Anthropic's error shape.
 ANTHROPIC_PATHS = frozenset(f"{p}/v1/messages{s}" for p in ("", "/anthropic") for s in ("", "/count_tokens"))
+PUBLIC_MAX_BODY = 8 * 1024  # what a route anyone may call reads at most (the sign-in form)
 
 
 def _llm(route: str) -> Handler:
@@ -137,6 +138,8 @@ class ProxyApp:
                 raise ProxyError(404, f"no route {request.method} {path}", "not_found_error")
             handler, access = entry
             principal = None if access == PUBLIC else await self._authenticate(request, access)
+            if access == PUBLIC:  # no credentials: never buffer the configured 32 MB for it
+                request.max_body = min(request.max_body, PUBLIC_MAX_BODY)
             response = await handler(self.state, request, principal)
         except ProxyError as exc:
             if exc.type == "budget_exceeded":

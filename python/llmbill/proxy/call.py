@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .. import redact
 from .._native import core
 from .auth import Principal
 from .config import Deployment
@@ -40,7 +41,7 @@ class Call:
     def headers(self, cost: Decimal | None) -> dict[str, str]:
         overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
         h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
-             "x-litellm-model-api-base": self.d.api_base or "mock"}
+             "x-litellm-model-api-base": redact.url(self.d.api_base) if self.d.api_base else "mock"}
         if cost is not None:
             h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
         return h

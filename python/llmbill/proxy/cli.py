@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 
+from .. import redact
 from ..billing import ConfigError, LagoSettings
 
 
@@ -46,18 +47,19 @@ def _serve(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         billing = LagoSettings.from_env() if config.lago_enabled else None
     except ConfigError as exc:
-        print(f"llmbill-proxy: config error: {exc}", file=sys.stderr)
+        print(f"llmbill-proxy: config error: {redact.text(str(exc))}", file=sys.stderr)
         return 2
     host = args.host or ("0.0.0.0" if args.config else "127.0.0.1")
     for note in config.warnings:
-        print(f"llmbill-proxy: warning: {note}", file=sys.stderr)
+        print(f"llmbill-proxy: warning: {redact.text(note)}", file=sys.stderr)
     print(f"llmbill-proxy listening on http://{host}:{args.port} ({args.workers} worker(s), config: {config.source})")
     print(f"  models:   {', '.join(config.model_names) or '(none)'}")
-    print(f"  database: {config.database_url}")
+    # Every URL printed here goes through redact: a DATABASE_URL or LAGO_API_BASE may hold a password.
+    print(f"  database: {redact.url(config.database_url)}")
     if billing is None:
         print("  billing:  off (add 'lago' to litellm_settings.callbacks)")
     elif billing.api_base:
-        print(f"  billing:  {billing.describe()}")
+        print(f"  billing:  {redact.text(billing.describe())}")
     else:
         print(f"  billing:  local file (LAGO_API_BASE unset): lago-events.jsonl beside the database"
               f" (code {','.join(billing.event_codes)}, charge by {billing.charge_by})")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import redact
 from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
@@ -30,6 +31,7 @@ KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "ma
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout"}
+_SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
 # The built-in defaults: a mock model priced like gpt-3.5-turbo, and one with explicit prices.
@@ -51,7 +53,7 @@ class Deployment:
     provider: str  # openai | mock
     upstream_model: str  # the name sent upstream
     api_base: str
-    api_key: str
+    api_key: str = field(repr=False)  # secrets stay out of reprs (tracebacks, debug output)
     price: core.ModelPrice | None  # None: unpriced (billed by tokens, cost 0, flagged)
     timeout: float
     max_input_tokens: int
@@ -66,8 +68,8 @@ class Deployment:
 @dataclass(frozen=True)
 class ProxyConfig:
     deployments: tuple[Deployment, ...]
-    master_key: str | None
-    database_url: str
+    master_key: str | None = field(repr=False)
+    database_url: str = field(repr=False)
     callbacks: tuple[str, ...]
     alerting: tuple[str, ...]
     webhook_url: str | None
@@ -101,7 +103,8 @@ def _expect(value: Any, types: type | tuple[type, ...], key: str) -> Any:
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(f"{key}: expected {_names(types)}, got bool")
     if not isinstance(value, types):
-        raise ConfigError(f"{key}: expected {_names(types)}, got {_type_name(value)} {value!r}")
+        shown = "" if key.lower().endswith(_SECRET_KEYS) else f" {value!r}"  # a mistyped key is still a key
+        raise ConfigError(f"{key}: expected {_names(types)}, got {_type_name(value)}{shown}")
     return value
 
 
@@ -278,7 +281,8 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     if db is not None:
         _expect(db, str, "general_settings.database_url")
         if not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ConfigError(f"general_settings.database_url: {db!r} is neither sqlite:///path nor postgresql://...")
+            raise ConfigError(f"general_settings.database_url: {redact.url(db)!r} is neither sqlite:///path "
+                              "nor postgresql://...")
     else:
         db = f"sqlite:///{(base_dir / 'llmbill.db').resolve()}"
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .. import redact
 from . import mock
 from .config import Deployment
 from .errors import ProxyError
@@ -72,7 +73,7 @@ class Upstream:
             try:
                 target = Target(d.api_base + ROUTE_PATHS[route], headers)
             except ValueError as exc:
-                raise ProxyError(502, f"{d.model_name}: {exc}", "upstream_error") from None
+                raise ProxyError(502, f"{d.model_name}: {redact.text(str(exc))}", "upstream_error") from None
             if len(self._targets) >= 10_000:
                 self._targets.clear()
             entry = self._targets[(id(d), route)] = (d, target)
@@ -167,7 +168,8 @@ def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:
     detail = str(exc) or type(exc).__name__
-    return ProxyError(502, f"{d.model_name}: upstream {d.api_base} unreachable: {detail}", "upstream_error")
+    return ProxyError(502, f"{d.model_name}: upstream {redact.url(d.api_base)} unreachable: {redact.text(detail)}",
+                      "upstream_error")
 
 
 def upstream_error(d: Deployment, status: int, body: bytes) -> ProxyError:
@@ -183,4 +185,6 @@ def upstream_error(d: Deployment, status: int, body: bytes) -> ProxyError:
             message = err
     except (orjson.JSONDecodeError, AttributeError):
         pass
+    if d.api_key and d.api_key in message:  # an upstream that quotes the key it was sent: not to our client
+        message = message.replace(d.api_key, redact.MASK)
     return ProxyError(status if 400 <= status < 600 else 502, f"{d.model_name}: {message}", type_, param)

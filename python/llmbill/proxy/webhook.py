@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .. import redact
+
 log = logging.getLogger("llmbill.proxy")
 
 QUEUE_SIZE = 10_000
@@ -105,4 +107,5 @@ class Webhook:
                 pass
             await asyncio.sleep(0.2 * 2 ** attempt)
         self.failed += 1
-        log.warning("webhook event %s not delivered to %s", event_id, self.url)
+        # Only the origin: chat webhooks carry their secret token in the URL's path.
+        log.warning("webhook event %s not delivered to %s", event_id, redact.origin(self.url))

@@ -11,6 +11,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from ... import redact
 from ...errors import Error
 from ...lago.deadletters import DeadLetterBook
 from ...lago.reader import LagoReader, LagoReadError
@@ -78,7 +79,7 @@ async def reconcile(state: ProxyState, request: Request, principal: Principal) -
             dead_letters=dead, submit=pipeline.submit_event if fix else None, flush=pipeline.flush if fix else None,
             max_age=max_age, force_late=force_late, wait=wait)
     except LagoReadError as exc:
-        raise ProxyError(502, str(exc), "lago_error") from None
+        raise ProxyError(502, redact.text(str(exc)), "lago_error") from None  # LAGO_API_BASE may hold a password
     except Error as exc:
         raise ProxyError(500, f"reconciliation failed: {exc}", "internal_error") from None
     return json_response(report.to_json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from importlib import resources
@@ -15,10 +16,12 @@ import orjson
 from ..auth import Principal, is_master
 from ..http import Request, Response, json_response
 from ..state import ProxyState
+from .attempts import MAX_WRONG_PER_MINUTE, client_of
 from .sessions import COOKIE, CSRF_HEADER, cookie_value
 
 log = logging.getLogger("llmbill.proxy")
 
+LOGIN_MAX_BYTES = 8 * 1024  # a sign-in form is a few dozen bytes, and read before any authentication
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
 # Everything the page loads comes from the proxy itself; no inline script, no framing.
@@ -79,30 +82,46 @@ async def page(state: ProxyState, request: Request, principal: Principal | None)
     return _login_page(200)
 
 
-async def login(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+async def _presented_key(request: Request) -> object:
+    """master_key from a form or JSON body (whatever type the client sent; None when absent)."""
     raw = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             data = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError:
             data = {}
-        key = data.get("master_key") if isinstance(data, dict) else None
-    else:
-        key = dict(parse_qsl(raw.decode("utf-8", "replace"))).get("master_key")
+        return data.get("master_key") if isinstance(data, dict) else None
+    return dict(parse_qsl(raw.decode("utf-8", "replace"))).get("master_key")
+
+
+async def login(state: ProxyState, request: Request, principal: Principal | None) -> Response:
+    # Unauthenticated: the app already bounds the body to PUBLIC_MAX_BODY; bound it here too, so
+    # the form never costs more than a few KB whatever route table serves it.
+    request.max_body = min(request.max_body, LOGIN_MAX_BYTES)
+    key = await _presented_key(request)
     sessions = state.ui_sessions
-    if sessions.too_many_failures():
-        return _login_page(429, "Too many wrong master keys in the last minute; wait a minute and try again.")
-    if state.config.master_key is not None:
-        if not isinstance(key, str) or not key:
-            return _login_page(400, "Enter the proxy's master key.")
-        if not is_master(key, state.config.master_key):
-            sessions.note_failure()
-            client = request.scope.get("client") or ("?", 0)
-            log.warning("admin UI: a wrong master key from %s", client[0])
-            return _login_page(401, "Wrong master key.")
-    sid, _ = sessions.create()
-    headers = [(b"location", b"/ui?signed_in=1"), (b"cache-control", b"no-store"), _set_cookie(sid, int(sessions.ttl_s))]
-    return Response(303, b"", headers)
+    master = state.config.master_key
+    # The right key first: accepted from any client, however many wrong ones came before.
+    if master is None or (isinstance(key, str) and key and is_master(key, master)):
+        sid, _ = sessions.create()
+        headers = [(b"location", b"/ui?signed_in=1"), (b"cache-control", b"no-store"),
+                   _set_cookie(sid, int(sessions.ttl_s))]
+        return Response(303, b"", headers)
+    if not isinstance(key, str) or not key:
+        return _login_page(400, "Enter the proxy's master key.")
+    client = client_of(request)
+    wait = sessions.wrong_keys.retry_after(client)
+    if wait > 0:
+        response = _login_page(429, f"Too many wrong master keys from your address in the last minute; "
+                                    f"try again in {math.ceil(wait)} s.")
+        response.headers.append((b"retry-after", str(math.ceil(wait)).encode()))
+        return response
+    if sessions.wrong_keys.note(client):
+        log.warning("admin UI: %d wrong master keys from %s within a minute; its wrong keys are answered 429 "
+                    "(and no longer logged) until that minute has passed", MAX_WRONG_PER_MINUTE, client)
+    else:
+        log.warning("admin UI: a wrong master key from %s", client)
+    return _login_page(401, "Wrong master key.")
 
 
 async def logout(state: ProxyState, request: Request, principal: Principal | None) -> Response:

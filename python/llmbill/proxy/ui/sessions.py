@@ -29,12 +29,13 @@ from dataclasses import dataclass
 
 from ..errors import auth_error
 from ..http import Request
+from .attempts import MAX_WRONG_PER_MINUTE, WrongKeys
 
 COOKIE = "llmbill_session"
 CSRF_HEADER = "x-llmbill-csrf"
 TTL_S = 8 * 3600  # a working day; signing in again is cheap
 MAX_SESSIONS = 256  # bounded: the oldest session goes first
-MAX_FAILURES_PER_MINUTE = 10  # wrong master keys at /ui/login, per process
+MAX_FAILURES_PER_MINUTE = MAX_WRONG_PER_MINUTE  # wrong master keys at /ui/login, per client (attempts.py)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class UiSessions:
     def __init__(self, ttl_s: float = TTL_S) -> None:
         self.ttl_s = ttl_s
         self._sessions: dict[str, Session] = {}
-        self._failures: list[float] = []
+        self.wrong_keys = WrongKeys()  # per client: one client's flood locks nobody else out
 
     def create(self, now: float | None = None) -> tuple[str, str]:
         """A new session: (session id for the cookie, CSRF token for the page)."""
@@ -99,14 +100,6 @@ class UiSessions:
     def end(self, sid: str | None) -> None:
         if sid:
             self._sessions.pop(_digest(sid), None)
-
-    def note_failure(self, now: float | None = None) -> None:
-        self._failures.append(time.time() if now is None else now)
-
-    def too_many_failures(self, now: float | None = None) -> bool:
-        now = time.time() if now is None else now
-        self._failures = [t for t in self._failures if t > now - 60]
-        return len(self._failures) >= MAX_FAILURES_PER_MINUTE
 
     def _expire(self, now: float) -> None:
         for key in [k for k, s in self._sessions.items() if s.expires <= now]:
