@@ -3,6 +3,7 @@ it started, and what the guards reserved for it. Routes make it; settle.py bills
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from datetime import datetime, timezone
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
     from .state import ProxyState
 
 CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding": "embedding"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_base(api_base: str) -> str:
+    """The deployment's base as clients may see it (no password or key in it); computed once per base."""
+    return redact.url(api_base) if api_base else "mock"
 
 
 class Call:
@@ -41,7 +48,7 @@ class Call:
     def headers(self, cost: Decimal | None) -> dict[str, str]:
         overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
         h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
-             "x-litellm-model-api-base": redact.url(self.d.api_base) if self.d.api_base else "mock"}
+             "x-litellm-model-api-base": _public_base(self.d.api_base)}
         if cost is not None:
             h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
         return h
