@@ -23,6 +23,7 @@ from ...ops.reconcile import call_timestamp_ms
 from .. import observe
 from ..auth import Principal
 from ..config import Deployment
+from ..customer_binding import bound_customer
 from ..errors import ProxyError, bad_request
 from ..guards import Admission, admit, allowed_models, check_model_access, customer_id, limits_of, window_spend
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
@@ -163,7 +164,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     if d.provider == "text-completion-openai" and route != "completion":
         raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
-    customer = customer_id(request.headers, body)
+    customer = bound_customer(principal, customer_id(request.headers, body))
     admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
     return Call(state, principal, route, model, d, customer, started, admission), body
 
