@@ -12,7 +12,7 @@ the upper bounds apply to every /key/generate (a missing value takes the bound, 
 beyond LiteLLM, to a non-admin's /key/update, which would otherwise lift them.
 
 >>> s = parse_key_generation({"upperbound_key_generate_params": {"duration": "30d"}})
->>> check_upper_bounds(s, {"duration": "1mo"}, fill=False)
+>>> check_upper_bounds(s, {"duration": "5w"}, fill=False)
 Traceback (most recent call last):
 ...
 llmbill.proxy.errors.ProxyError: 'duration' may be at most 30d (litellm_settings.upperbound_key_generate_params)
