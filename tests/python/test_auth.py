@@ -32,8 +32,9 @@ def test_ranks() -> None:
     assert above("internal_user", "internal_user_viewer") and not above("internal_user", "internal_user")
 
 
-@pytest.mark.parametrize("raw", ["sk-12345678", "sk-" + "x" * 23, "sk-" + "ab" * 20, "pk-" + "a1b2c3d4e5f6g7h8i9j0k1l2",
-                                 "sk-" + "a1b2c3d4e5f6 7h8i9j0k1l2", "sk-" + "a1b2c3d4e5f6g7h8é9j0k1l2", "sk-" + "Ab1" * 90])
+@pytest.mark.parametrize("raw", [
+    "sk-12345678", "sk-" + "x" * 23, "sk-" + "ab" * 20, "pk-" + "a1b2c3d4e5f6g7h8i9j0k1l2",
+    "sk-" + "a1b2c3d4e5f6 7h8i9j0k1l2", "sk-" + "a1b2c3d4e5f6g7h8é9j0k1l2", "sk-" + "Ab1" * 90])
 def test_weak_custom_keys_are_refused(raw: str) -> None:
     with pytest.raises(ProxyError) as refused:
         check_custom_key(raw, "key")

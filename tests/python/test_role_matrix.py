@@ -270,7 +270,8 @@ def _chat(c: Ctx, key: str, **extra: Any) -> int:
 
 def test_a_key_made_for_another_user_acts_only_as_itself(ctx: Ctx) -> None:
     member, other_team = _fresh_member(ctx), ctx.fresh("team")
-    ctx.admin("POST", "/team/new", {"team_id": other_team, "members_with_roles": [{"user_id": member, "role": "admin"}]})
+    ctx.admin("POST", "/team/new", {"team_id": other_team,
+                                    "members_with_roles": [{"user_id": member, "role": "admin"}]})
     s, made = ctx.call(ctx.keys["team_admin_iu"], "POST", "/key/generate", {"team_id": "T", "user_id": member})
     assert s == 200 and made["delegated"] is True
     key = made["key"]
@@ -330,5 +331,6 @@ def test_custom_keys_need_24_characters_after_sk(ctx: Ctx) -> None:
 def test_a_team_admin_adding_a_user_by_id_does_not_learn_its_email(ctx: Ctx) -> None:
     user = ctx.fresh("u")
     ctx.admin("POST", "/user/new", {"user_id": user, "user_email": f"{user}@secret.example", "auto_create_key": False})
-    s, b = ctx.call(ctx.keys["team_admin_iu"], "POST", "/team/member_add", {"team_id": "T", "member": {"user_id": user}})
+    s, b = ctx.call(ctx.keys["team_admin_iu"], "POST", "/team/member_add",
+                    {"team_id": "T", "member": {"user_id": user}})
     assert s == 200 and b["added"] == [{"user_id": user, "role": "user", "user_email": None}]
