@@ -208,6 +208,12 @@ CASES: list[tuple[str, Setup, dict[str, int]]] = [
                                                            {"user_id": ME[r], "user_role": "proxy_admin"}), exp()),
     ("user/update: unblock oneself", lambda c, r: ("POST", "/user/update", {"user_id": ME[r], "blocked": False}),
      exp()),
+    ("user/update: another user to proxy_admin", lambda c, r: ("POST", "/user/update", {
+        "user_id": c.admin("POST", "/user/new", {"user_id": c.fresh("u"), "auto_create_key": False})["user_id"],
+        "user_role": "proxy_admin"}), exp()),
+    ("user/update: block another user", lambda c, r: ("POST", "/user/update", {
+        "user_id": c.admin("POST", "/user/new", {"user_id": c.fresh("u"), "auto_create_key": False})["user_id"],
+        "blocked": True}), exp()),
     ("user/update: another user's budget", lambda c, r: ("POST", "/user/update",
                                                          {"user_id": "m", "max_budget": 100}), exp()),
     # /team/member_add, member_update, member_delete
