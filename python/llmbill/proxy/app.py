@@ -7,7 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, presented_key
+from .auth import MASTER, Principal, check_key_usable, hash_key, is_master, presented_key, principal_for
 from .config import ProxyConfig, load_config
 from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
@@ -176,7 +176,7 @@ class ProxyApp:
             raise auth_error("invalid API key")
         check_key_usable(record)
         user = self.state.cache.get("user", record["user_id"]) if record.get("user_id") else None
-        principal = Principal(str(user.get("user_role") or "internal_user") if user else "internal_user_viewer", record)
+        principal = principal_for(record, user)  # a blocked user's keys are refused on every route
         if access == ADMIN and not principal.is_admin:
             if principal.reads_all and request.method == "GET":
                 return principal

@@ -20,13 +20,22 @@ class EntityCache:
         self.store = store
         self.records: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in CACHED_KINDS}
         self.version = -1
+        self._touched: set[tuple[str, str]] | None = None  # (kind, id) this process wrote during a load
 
     async def load(self) -> None:
+        self._touched = set()  # a write made while the load reads is newer than what the load read
         version = await self.store.version()
         fresh: dict[str, dict[str, dict[str, Any]]] = {}
         for kind in CACHED_KINDS:
             id_field = KINDS[kind]
             fresh[kind] = {r[id_field]: r for r in await self.store.list(kind)}
+        # Else a block, a revocation or a new member made meanwhile would be undone until the next load.
+        for kind, ident in self._touched:
+            if (record := self.records[kind].get(ident)) is None:
+                fresh[kind].pop(ident, None)
+            else:
+                fresh[kind][ident] = record
+        self._touched = None
         self.records = fresh
         self.version = version
 
@@ -43,9 +52,13 @@ class EntityCache:
 
     def put(self, kind: str, record: dict[str, Any]) -> None:
         self.records[kind][record[KINDS[kind]]] = record
+        if self._touched is not None:
+            self._touched.add((kind, record[KINDS[kind]]))
 
     def drop(self, kind: str, ident: str) -> None:
         self.records[kind].pop(ident, None)
+        if self._touched is not None:
+            self._touched.add((kind, ident))
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return list(self.records[kind].values())

@@ -18,6 +18,7 @@ from .. import redact
 from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
+from .keygen_settings import KeyGenerationSettings, parse_key_generation
 from .providers.base import ChatAdapter, ProviderParams
 from .providers.openai_compatible import ProviderConfigError
 from .providers.registry import EXTRA_PARAMS, PROVIDERS, resolve
@@ -30,7 +31,8 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
-                 "drop_params", "set_verbose", "num_retries", "request_timeout"}
+                 "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
+                 "upperbound_key_generate_params"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -82,6 +84,7 @@ class ProxyConfig:
     source: str  # the config file, or "embedded defaults"
     warnings: tuple[str, ...] = field(default_factory=tuple)
     metrics_open: bool = False  # GET /metrics without the master key
+    key_generation: KeyGenerationSettings = field(default_factory=KeyGenerationSettings)  # keygen_settings.py
 
     @property
     def model_names(self) -> list[str]:
@@ -325,6 +328,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         source=source,
         warnings=tuple(notes),
         metrics_open=metrics_open,
+        key_generation=parse_key_generation(litellm),
     )
 
 

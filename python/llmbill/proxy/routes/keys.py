@@ -2,7 +2,8 @@
 
 Keys are stored hashed; the raw key appears once, in the /key/generate (or /key/regenerate) reply.
 A key may name a team or user that does not exist yet: the record is created, so its spend is tracked
-(the seeds generate a key for a team id nobody created). Who may act on which key: permissions.py.
+(the seeds generate a key for a team id nobody created). Who may act on which key: permissions.py;
+which limits a change may lift: key_limits.py; customer binding: customer_binding.py.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ..auth import Principal, hash_key, masked, new_key
+from .. import key_limits
+from ..auth import Principal, check_custom_key, hash_key, masked, new_key
+from ..customer_binding import check_binding
 from ..durations import add_duration, next_reset
 from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response, query_int
-from ..permissions import can_read_key, is_team_admin, require_key_write, team_role
+from ..keygen_settings import check_upper_bounds
+from ..permissions import can_read_key, key_authority, place_key, require_key_write
 from ..state import ProxyState
 from ..store.base import DuplicateError
 from ..validate import Fields
 
 KEY_FIELDS = {"key_alias", "team_id", "user_id", "models", "max_budget", "budget_duration", "duration", "metadata",
-              "tpm_limit", "rpm_limit", "max_parallel_requests", "key", "blocked", "soft_budget"}
+              "tpm_limit", "rpm_limit", "max_parallel_requests", "key", "blocked", "soft_budget", "customer_id",
+              "allowed_customer_ids"}
 
 
 def _now() -> datetime:
@@ -55,9 +60,11 @@ async def ensure_owner(state: ProxyState, kind: str, ident: str | None) -> None:
 
 def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for name in ("key_alias", "team_id", "user_id"):
+    for name in ("key_alias", "team_id", "user_id", "customer_id"):
         if f.has(name):
-            fields[name] = f.text(name)
+            fields[name] = f.text(name) or None
+    if f.has("allowed_customer_ids"):
+        fields["allowed_customer_ids"] = f.texts("allowed_customer_ids") or None
     if f.has("models"):
         fields["models"] = f.texts("models") or []
         unknown = [m for m in fields["models"] if m != "all-team-models" and not state.has_model(m)]
@@ -83,29 +90,26 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     return fields
 
 
-def _check_generate(state: ProxyState, principal: Principal, fields: dict[str, Any]) -> None:
-    """Admins make any key; a team admin makes keys in its team; an internal user makes its own."""
-    if principal.is_admin:
-        return
-    team_id = fields.get("team_id")
-    if team_id and is_team_admin(state, principal, team_id):
-        return
-    if principal.role != "internal_user" or not principal.user_id:
-        raise auth_error("this key may not generate keys", 403)
-    if fields.get("user_id") not in (None, principal.user_id):
-        raise auth_error("an internal user may generate keys only for itself", 403)
-    fields["user_id"] = principal.user_id
-    if team_id and team_role(state, team_id, principal.user_id) is None:
-        raise auth_error(f"user {principal.user_id!r} is not a member of team {team_id!r}", 403)
+def _raw_key(f: Fields, param: str) -> str:
+    raw = f.text(param)
+    if not raw:
+        return new_key()
+    check_custom_key(raw, param)
+    return raw
 
 
 async def generate(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), KEY_FIELDS)
+    body = await request.json()
+    _key_fields(Fields(body, KEY_FIELDS), state)  # types first: the upper bounds read the values
+    body = {**body, **check_upper_bounds(state.config.key_generation, body, fill=True)}
+    f = Fields(body, KEY_FIELDS)
     fields = _key_fields(f, state)
-    _check_generate(state, principal, fields)
-    raw = f.text("key") or new_key()
-    if not raw.startswith("sk-") or len(raw) < 8:
-        raise bad_request("'key' must start with 'sk-' and have at least 8 characters", "key")
+    fields["user_id"] = place_key(state, principal, fields.get("team_id"), fields.get("user_id"), body)
+    check_binding(fields)
+    raw = _raw_key(f, "key")
+    # Made by a non-admin for another user: the maker holds the secret, so the key acts only as itself.
+    fields["delegated"] = not principal.is_admin and fields["user_id"] not in (None, principal.user_id)
+    fields["limits_set_by"] = key_limits.initial(fields, key_authority(state, principal, fields))
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
     try:
@@ -147,15 +151,30 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
 
 
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), KEY_FIELDS)
+    body = await request.json()
+    f = Fields(body, KEY_FIELDS)
     record = await target(state, principal, f.text("key", required=True), write=True)
     fields = _key_fields(f, state)
-    if not principal.is_admin and ("user_id" in fields or "team_id" in fields) and not is_team_admin(
-            state, principal, fields.get("team_id") or record.get("team_id")):
-        raise auth_error("only an admin moves a key to another user or team", 403)
+    if not principal.is_admin:  # else a non-admin would lift the bounds /key/generate applies
+        check_upper_bounds(state.config.key_generation, body, fill=False)
+    await _move(state, principal, record, fields)
+    check_binding(fields, record)
+    fields["limits_set_by"] = key_limits.check_change(key_limits.set_by_of(record), record, fields,
+                                                      key_authority(state, principal, record))
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
     return json_response(public(await _save(state, record["token_hash"], fields), state))
+
+
+async def _move(state: ProxyState, principal: Principal, record: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A new user or team for the key: checked as if it were made there. A non-admin cannot know who
+    holds the secret, so a key it moves stays its own only if it was and is the caller's own."""
+    team_id, user_id = fields.get("team_id", record.get("team_id")), fields.get("user_id", record.get("user_id"))
+    if (team_id, user_id) == (record.get("team_id"), record.get("user_id")) or principal.is_admin:
+        return
+    fields["user_id"] = place_key(state, principal, team_id, user_id)
+    mine = principal.user_id is not None and record.get("user_id") == principal.user_id and not record.get("delegated")
+    fields["delegated"] = fields["user_id"] is not None and not (mine and fields["user_id"] == principal.user_id)
 
 
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -191,12 +210,12 @@ async def regenerate(state: ProxyState, request: Request, principal: Principal) 
     """A new secret for the same record (spend, limits, alias kept); the old secret stops working."""
     f = Fields(await request.json(), {"key", "new_key"})
     record = await target(state, principal, f.text("key", required=True), write=True)
-    raw = f.text("new_key") or new_key()
-    if not raw.startswith("sk-") or len(raw) < 8:
-        raise bad_request("'new_key' must start with 'sk-' and have at least 8 characters", "new_key")
+    raw = _raw_key(f, "new_key")
     await state.spend.flush()  # the old record's unwritten spend lands before it moves
     moved = {k: v for k, v in record.items() if k not in ("token_hash", "key_name", "spend")}
-    moved.update(token_hash=hash_key(raw), key_name=masked(raw))
+    # Whoever re-issues the secret holds it: a non-admin re-issuing another user's key gets a delegated key.
+    delegated = not principal.is_admin and record.get("user_id") not in (None, principal.user_id)
+    moved.update(token_hash=hash_key(raw), key_name=masked(raw), delegated=delegated)
     fresh = await state.store.get("key", record["token_hash"])
     try:
         new = await state.store.insert("key", {**moved, "spend": (fresh or record).get("spend", 0)})
@@ -211,7 +230,10 @@ async def regenerate(state: ProxyState, request: Request, principal: Principal) 
 async def _set_blocked(state: ProxyState, request: Request, principal: Principal, blocked: bool) -> Response:
     f = Fields(await request.json(), {"key"})
     record = await target(state, principal, f.text("key", required=True), write=True)
-    return json_response(public(await _save(state, record["token_hash"], {"blocked": blocked}), state))
+    fields: dict[str, Any] = {"blocked": blocked}
+    fields["limits_set_by"] = key_limits.check_change(key_limits.set_by_of(record), record, fields,
+                                                      key_authority(state, principal, record))
+    return json_response(public(await _save(state, record["token_hash"], fields), state))
 
 
 async def block(state: ProxyState, request: Request, principal: Principal) -> Response:

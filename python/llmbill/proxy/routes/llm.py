@@ -20,6 +20,7 @@ from ..._native import core
 from .. import forward, observe
 from ..auth import Principal
 from ..config import Deployment
+from ..customer_binding import bound_customer
 from ..errors import ProxyError, bad_request
 from ..call import Call
 from ..guards import admit, allowed_models, check_model_access, customer_id
@@ -70,7 +71,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     if d.provider == "text-completion-openai" and route != "completion":
         raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
-    customer = customer_id(request.headers, body)
+    customer = bound_customer(principal, customer_id(request.headers, body))
     admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
     call = Call(state, principal, route, model, d, customer, started, admission)
     observe.note_call(call)

@@ -22,6 +22,7 @@ from ..auth import Principal
 from ..call import Call
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
+from ..customer_binding import bound_customer
 from ..guards import admit, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..providers import anthropic_inbound as inbound
@@ -65,7 +66,8 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
         raise ProxyError(404, f"model: {model} (this proxy serves: {', '.join(state.config.model_names)})",
                          "not_found_error", "model")
     check_model_access(state, principal, model)
-    customer = customer_id(request.headers, body)  # metadata.user_id is Anthropic's end-user field
+    # metadata.user_id is Anthropic's end-user field
+    customer = bound_customer(principal, customer_id(request.headers, body))
     admission = admit(state, principal, customer, upper_bound_cost(d, "messages", body))
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="anthropic_messages")
     observe.note_call(call)

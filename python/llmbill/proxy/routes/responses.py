@@ -18,6 +18,7 @@ from ..auth import Principal
 from ..call import Call
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
+from ..customer_binding import bound_customer
 from ..guards import admit, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse
 from ..providers.base import UpstreamRequest
@@ -67,7 +68,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
         raise bad_request(f"model {model!r} ({d.provider}) does not serve the Responses API; "
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
-    customer = customer_id(request.headers, body)
+    customer = bound_customer(principal, customer_id(request.headers, body))
     admission = admit(state, principal, customer, upper_bound_cost(d, "responses", body))
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
     observe.note_call(call)

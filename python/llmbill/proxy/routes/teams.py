@@ -4,6 +4,9 @@ member_delete, member_update.
 Deleting a team deletes its keys too (they would otherwise keep billing a team that no longer
 exists); the reply lists them. Members live in the team's `members_with_roles`; each member's user
 record lists the team in `teams`, and unknown users (by id or email) are created on member_add.
+A member's `max_budget_in_team` remembers who set it (`budget_set_by`): a team admin does not lift
+what a proxy admin set, nor its own (key_limits.py). Only callers who read every user may add an
+existing user by email: for anyone else that would reveal the user's id.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .. import key_limits
 from ..auth import Principal
 from ..durations import next_reset
 from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response
-from ..permissions import can_read_team, require_team_admin
+from ..permissions import can_read_team, member_authority, require_team_admin
 from ..state import ProxyState
 from ..store.base import DuplicateError
 from ..validate import Fields
@@ -76,7 +80,7 @@ async def _save(state: ProxyState, team_id: str, fields: dict[str, Any]) -> dict
     return updated
 
 
-async def _resolve_member(state: ProxyState, raw: Any, param: str) -> dict[str, Any]:
+async def _resolve_member(state: ProxyState, raw: Any, param: str, principal: Principal) -> dict[str, Any]:
     """{'user_id' | 'user_email', 'role'} → a member entry, creating the user when unknown."""
     if not isinstance(raw, dict):
         raise bad_request(f"'{param}' entries must be objects with user_id or user_email", param)
@@ -91,6 +95,8 @@ async def _resolve_member(state: ProxyState, raw: Any, param: str) -> dict[str, 
     if user is None and email and not user_id:
         found = await state.store.list("user", {"user_email": email})
         user = found[0] if found else None
+        if user is not None and not principal.reads_all:
+            raise auth_error(f"a user with email {email!r} exists; add it by user_id, or ask a proxy admin", 403)
     if user is None:
         user = {"user_id": user_id or str(uuid.uuid4()), "user_email": email, "user_alias": None,
                 "user_role": "internal_user", "teams": [], "models": [], "max_budget": None, "metadata": {},
@@ -100,9 +106,13 @@ async def _resolve_member(state: ProxyState, raw: Any, param: str) -> dict[str, 
         except DuplicateError:
             user = await state.store.get("user", user["user_id"]) or user
         state.cache.put("user", user)
-    entry: dict[str, Any] = {"user_id": user["user_id"], "user_email": user.get("user_email"), "role": role}
-    if f.has("max_budget_in_team"):
-        entry["max_budget_in_team"] = f.money("max_budget_in_team")
+    # Only a reader of every user learns an existing user's email from its id.
+    entry: dict[str, Any] = {"user_id": user["user_id"], "role": role,
+                             "user_email": user.get("user_email") if principal.reads_all or not user_id else email}
+    budget = f.money("max_budget_in_team")
+    if budget is not None:
+        entry["max_budget_in_team"] = budget
+        entry["budget_set_by"] = member_authority(principal, entry["user_id"])
     return entry
 
 
@@ -125,7 +135,7 @@ async def team_new(state: ProxyState, request: Request, principal: Principal) ->
     if await state.cache.get_or_fetch("team", team_id) is not None:
         raise bad_request(f"team {team_id!r} already exists", "team_id")
     fields = limit_fields(f, state)
-    members = [await _resolve_member(state, m, "members_with_roles") for m in raw_members]
+    members = [await _resolve_member(state, m, "members_with_roles", principal) for m in raw_members]
     record = {"team_id": team_id, "team_alias": f.text("team_alias"), "models": [], "max_budget": None,
               "budget_duration": None, "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None,
               "metadata": {}, "members_with_roles": members, "blocked": bool(f.flag("blocked")),
@@ -214,10 +224,11 @@ async def member_add(state: ProxyState, request: Request, principal: Principal) 
              and (m.get("user_id") in present or (m.get("user_email") and m.get("user_email") in present))]
     if clash:
         raise bad_request(f"already a member of team {team['team_id']!r}: {', '.join(clash)}", "member")
-    added = [await _resolve_member(state, m, "member") for m in raw_list]
+    added = [await _resolve_member(state, m, "member", principal) for m in raw_list]
     for m in added:
         if default_budget is not None and "max_budget_in_team" not in m:
             m["max_budget_in_team"] = default_budget
+            m["budget_set_by"] = member_authority(principal, m["user_id"])
     updated = await _save(state, team["team_id"], {"members_with_roles": current + added})
     for m in added:
         await _set_user_teams(state, m["user_id"], team["team_id"], True)
@@ -240,6 +251,8 @@ async def member_delete(state: ProxyState, request: Request, principal: Principa
     require_team_admin(state, principal, team["team_id"])
     members = list(team.get("members_with_roles") or [])
     gone = members.pop(await _member_index(state, team, f))
+    # Leaving the team drops the member's budget in it (its keys there keep working): a lift.
+    key_limits.member_budget_change(gone, None, member_authority(principal, gone.get("user_id")))
     updated = await _save(state, team["team_id"], {"members_with_roles": members})
     await _set_user_teams(state, gone["user_id"], team["team_id"], False)
     return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "removed": gone})
@@ -258,7 +271,12 @@ async def member_update(state: ProxyState, request: Request, principal: Principa
             raise bad_request(f"member role must be 'admin' or 'user', not {role!r}", "role")
         entry["role"] = role
     if f.has("max_budget_in_team"):
-        entry["max_budget_in_team"] = f.money("max_budget_in_team")
+        budget = f.money("max_budget_in_team")
+        setter = key_limits.member_budget_change(entry, budget, member_authority(principal, entry.get("user_id")))
+        entry["max_budget_in_team"] = budget
+        entry.pop("budget_set_by", None)
+        if setter is not None:
+            entry["budget_set_by"] = setter
     members[i] = entry
     updated = await _save(state, team["team_id"], {"members_with_roles": members})
     return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "member": entry})

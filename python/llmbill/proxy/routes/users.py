@@ -89,8 +89,9 @@ async def _user(state: ProxyState, user_id: str | None) -> dict[str, Any]:
 
 async def user_info(state: ProxyState, request: Request, principal: Principal) -> Response:
     user_id = request.query.get("user_id") or principal.user_id
-    if not principal.reads_all and user_id != principal.user_id:
-        raise auth_error("a virtual key may only read its own user", 403)
+    if not principal.reads_all and (principal.user_id is None or user_id != principal.user_id):
+        raise auth_error("a virtual key may only read its own user (a delegated key or one without a user: "
+                         "none)", 403)
     user = await _user(state, user_id)
     keys = await state.store.list("key", {"user_id": user["user_id"]})
     teams = [t for t in (state.cache.get("team", tid) for tid in user.get("teams") or []) if t]
