@@ -19,7 +19,10 @@ Decisions (each one a place where the two APIs differ):
   OpenAI's default (`n: 1`, `logprobs: false`, penalties 0, ...). `metadata` (OpenAI's tags for
   stored completions) and `service_tier` do not change the answer and are not forwarded.
 - Anthropic-only parameters LiteLLM users send through the OpenAI route, `top_k` and `thinking`,
-  are passed on as they are.
+  are passed on as they are; an assistant message's `thinking_blocks` (LiteLLM's field) go back as
+  its first blocks, as Anthropic requires when thinking and tools are combined.
+- Within messages, what Anthropic has no place for is left out: a message's `name` and an image's
+  `detail` (Anthropic sizes images itself).
 """
 
 from __future__ import annotations
