@@ -447,6 +447,14 @@ def test_an_unreadable_event_is_an_error() -> None:
     assert stream.failure is not None
 
 
+def test_an_endless_line_is_an_error_not_unbounded_memory() -> None:
+    stream = ADAPTER.chat_stream(PARAMS, "m", True)
+    stream.feed(sse(START))
+    events = stream.feed(b"data: " + b"x" * (17 << 20))
+    assert json.loads(events[-1][6:])["error"]["message"] == "Anthropic's stream sent a line over 16 MiB"
+    assert stream.finish() == []
+
+
 # ---- errors ---------------------------------------------------------------------------------------
 
 def anthropic_error(kind: str, message: str) -> bytes:

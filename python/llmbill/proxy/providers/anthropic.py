@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,7 +34,7 @@ from .anthropic_reply import completion, parse_message
 from .anthropic_request import DEFAULT_MAX_TOKENS as DEFAULT_MAX_TOKENS
 from .anthropic_request import messages_body
 from .anthropic_stream import AnthropicChatStream
-from .base import ProviderFailure, ProviderParams, UpstreamRequest
+from .base import ChatAdapter, ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -77,6 +77,11 @@ def messages_url(params: ProviderParams, path: str = "/v1/messages") -> str:
 
 def headers(params: ProviderParams) -> dict[str, str]:
     return {"x-api-key": params.api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
+
+
+if TYPE_CHECKING:  # mypy --strict proves the adapter and its stream meet the contract
+    _adapter: ChatAdapter = AnthropicAdapter()
+    _stream: ChatStream = AnthropicChatStream("m", False, 0)
 
 
 # ---- the native /v1/messages route ------------------------------------------------------------------

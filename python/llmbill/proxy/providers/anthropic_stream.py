@@ -31,6 +31,7 @@ from .base import ProviderFailure
 
 Json = dict[str, Any]
 DONE = b"data: [DONE]\n\n"
+MAX_LINE = 16 << 20  # as the core's scanner: a longer line is a broken or hostile upstream
 
 
 class AnthropicChatStream:
@@ -71,6 +72,10 @@ class AnthropicChatStream:
         out: list[bytes] = []
         for line in lines:
             self._line(line[:-1] if line.endswith(b"\r") else line, out)
+        if len(self._pending) > MAX_LINE:
+            self._pending = b""
+            if self.failure is None:
+                out += self._fail(ProviderFailure(502, "upstream_error", "Anthropic's stream sent a line over 16 MiB"))
         return out
 
     def finish(self) -> list[bytes]:
