@@ -207,7 +207,8 @@ ModelPrice PriceTable::resolve_with(std::string_view model, const CustomPrices& 
   if (custom.cache_read) m.base.cache_read = custom.cache_read;
   if (custom.cache_creation) {
     m.base.cache_creation = custom.cache_creation;
-    m.base.cache_creation_1h.reset();  // the table's 1h rate belongs to the table's 5m rate: 1h writes fall back to the custom one
+    // The table's 1h rate goes with the table's write rate: 1h writes now fall back to the custom one.
+    m.base.cache_creation_1h.reset();
   }
   if (custom.per_request) m.per_request = custom.per_request;
   return m;
