@@ -37,6 +37,8 @@ void register_prices(py::module_& m) {
                              [](const ModelPrice& p) { return to_decimal_or_none(p.base.cache_read); })
       .def_property_readonly("cache_creation_input_token_cost",
                              [](const ModelPrice& p) { return to_decimal_or_none(p.base.cache_creation); })
+      .def_property_readonly("cache_creation_input_token_cost_above_1hr",
+                             [](const ModelPrice& p) { return to_decimal_or_none(p.base.cache_creation_1h); })
       .def_property_readonly("input_cost_per_request", [](const ModelPrice& p) { return to_decimal_or_none(p.per_request); })
       .def_property_readonly("tier_thresholds", [](const ModelPrice& p) {
         std::vector<std::int64_t> out;
@@ -50,6 +52,7 @@ void register_prices(py::module_& m) {
       .def_property_readonly("input", [](const Cost& c) { return to_decimal(c.input); })
       .def_property_readonly("cache_read", [](const Cost& c) { return to_decimal(c.cache_read); })
       .def_property_readonly("cache_creation", [](const Cost& c) { return to_decimal(c.cache_creation); })
+      .def_property_readonly("cache_creation_1h", [](const Cost& c) { return to_decimal(c.cache_creation_1h); })
       .def_property_readonly("output", [](const Cost& c) { return to_decimal(c.output); })
       .def_property_readonly("reasoning", [](const Cost& c) { return to_decimal(c.reasoning); })
       .def_property_readonly("per_request", [](const Cost& c) { return to_decimal(c.per_request); })

@@ -26,18 +26,25 @@ std::string as_text(const py::handle& obj) {
 void register_usage(py::module_& m) {
   py::class_<Usage>(m, "Usage", "Token usage of one call, normalised (details are parts of the totals).")
       .def(py::init([](std::int64_t prompt, std::int64_t completion, std::int64_t cached, std::int64_t creation,
-                       std::int64_t reasoning, bool estimated) {
-             Usage u{prompt, completion, cached, creation, reasoning, estimated};
+                       std::int64_t creation_1h, std::int64_t reasoning, bool estimated) {
+             Usage u{.prompt_tokens = prompt,
+                     .completion_tokens = completion,
+                     .cached_tokens = cached,
+                     .cache_creation_tokens = creation,
+                     .cache_creation_1h_tokens = creation_1h,
+                     .reasoning_tokens = reasoning,
+                     .estimated = estimated};
              u.validate();
              return u;
            }),
            py::kw_only(), py::arg("prompt_tokens") = 0, py::arg("completion_tokens") = 0,
-           py::arg("cached_tokens") = 0, py::arg("cache_creation_tokens") = 0, py::arg("reasoning_tokens") = 0,
-           py::arg("estimated") = false)
+           py::arg("cached_tokens") = 0, py::arg("cache_creation_tokens") = 0, py::arg("cache_creation_1h_tokens") = 0,
+           py::arg("reasoning_tokens") = 0, py::arg("estimated") = false)
       .def_readonly("prompt_tokens", &Usage::prompt_tokens)
       .def_readonly("completion_tokens", &Usage::completion_tokens)
       .def_readonly("cached_tokens", &Usage::cached_tokens)
       .def_readonly("cache_creation_tokens", &Usage::cache_creation_tokens)
+      .def_readonly("cache_creation_1h_tokens", &Usage::cache_creation_1h_tokens)
       .def_readonly("reasoning_tokens", &Usage::reasoning_tokens)
       .def_readonly("estimated", &Usage::estimated)
       .def_property_readonly("total_tokens", &Usage::total_tokens)
@@ -52,6 +59,8 @@ void register_usage(py::module_& m) {
                ", completion_tokens=" + std::to_string(u.completion_tokens) +
                ", cached_tokens=" + std::to_string(u.cached_tokens) +
                ", cache_creation_tokens=" + std::to_string(u.cache_creation_tokens) +
+               (u.cache_creation_1h_tokens ? ", cache_creation_1h_tokens=" + std::to_string(u.cache_creation_1h_tokens)
+                                           : std::string()) +
                ", reasoning_tokens=" + std::to_string(u.reasoning_tokens) +
                (u.estimated ? ", estimated=True)" : ")");
       });

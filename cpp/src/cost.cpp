@@ -15,6 +15,7 @@ Cost compute_cost(const ModelPrice& price, const Usage& usage) {
   for (const PriceTier& tier : price.tiers) {  // ascending: the highest crossed tier wins
     if (usage.prompt_tokens > tier.above_tokens) {
       rates.overlay(tier.rates);
+      if (tier.rates.cache_creation && !tier.rates.cache_creation_1h) rates.cache_creation_1h.reset();
       cost.tier_above_tokens = tier.above_tokens;
     }
   }
@@ -24,7 +25,10 @@ Cost compute_cost(const ModelPrice& price, const Usage& usage) {
   const std::int64_t uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_creation_tokens;
   cost.input = input.times(uncached);
   cost.cache_read = rates.cache_read.value_or(input).times(usage.cached_tokens);
-  cost.cache_creation = rates.cache_creation.value_or(input).times(usage.cache_creation_tokens);
+  const Money write_5m = rates.cache_creation.value_or(input);
+  cost.cache_creation_1h = rates.cache_creation_1h.value_or(write_5m).times(usage.cache_creation_1h_tokens);
+  cost.cache_creation =
+      write_5m.times(usage.cache_creation_tokens - usage.cache_creation_1h_tokens) + cost.cache_creation_1h;
   cost.output = output.times(usage.completion_tokens - usage.reasoning_tokens);
   cost.reasoning = rates.reasoning.value_or(output).times(usage.reasoning_tokens);
   cost.per_request = price.per_request.value_or(Money());

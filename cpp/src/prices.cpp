@@ -20,11 +20,12 @@ struct RateField {
   std::string_view name;
   std::optional<Money> TokenRates::*slot;
 };
-constexpr std::array<RateField, 5> kRateFields{{
+constexpr std::array<RateField, 6> kRateFields{{
     {"input_cost_per_token", &TokenRates::input},
     {"output_cost_per_token", &TokenRates::output},
     {"cache_read_input_token_cost", &TokenRates::cache_read},
     {"cache_creation_input_token_cost", &TokenRates::cache_creation},
+    {"cache_creation_input_token_cost_above_1hr", &TokenRates::cache_creation_1h},
     {"output_cost_per_reasoning_token", &TokenRates::reasoning},
 }};
 
@@ -204,7 +205,11 @@ ModelPrice PriceTable::resolve_with(std::string_view model, const CustomPrices& 
   if (custom.input) m.base.input = custom.input;
   if (custom.output) m.base.output = custom.output;
   if (custom.cache_read) m.base.cache_read = custom.cache_read;
-  if (custom.cache_creation) m.base.cache_creation = custom.cache_creation;
+  if (custom.cache_creation) {
+    m.base.cache_creation = custom.cache_creation;
+    // The table's 1h rate goes with the table's write rate: 1h writes now fall back to the custom one.
+    m.base.cache_creation_1h.reset();
+  }
   if (custom.per_request) m.per_request = custom.per_request;
   return m;
 }

@@ -7,9 +7,10 @@
 //   into Python as str even when the body was not UTF-8. Arrays and objects are never dumped
 //   (dump() recurses, and a deeply nested value would exhaust the stack).
 // - Shape detection: prompt_tokens/completion_tokens is OpenAI chat/completions/embeddings;
-//   input_tokens/output_tokens is the Responses API when *_details are present, Anthropic when
-//   cache_*_input_tokens are present; a body with both kinds of markers is ambiguous and rejected.
-//   Plain input/output counts mean the same in both, so they need no marker.
+//   input_tokens/output_tokens is the Responses API when input_tokens_details or
+//   output_tokens_details.reasoning_tokens are present, Anthropic when cache_*_input_tokens,
+//   cache_creation or output_tokens_details.thinking_tokens are; a body with both kinds of markers is
+//   ambiguous and rejected. Plain input/output counts mean the same in both, so they need no marker.
 // - SSE is read line by line; each `data:` line is one JSON document (what OpenAI and Anthropic
 //   send). A data line that is not JSON is an error, but the scanner drops that line, reads the
 //   rest of the bytes, and only then throws, so it stays usable.
@@ -144,19 +145,62 @@ Usage responses_usage(const json& u, const std::string& prefix) {
   return out;
 }
 
-// Anthropic's input_tokens excludes cache reads and writes; both are added to the prompt.
-Usage anthropic_usage(const json& u, const std::string& prefix) {
+bool has(const json& obj, const char* name) { return field(obj, name) != nullptr; }
+
+// True when obj[outer] is an object holding a non-null `inner`.
+bool has_inside(const json& obj, const char* outer, const char* inner) {
+  const json* v = field(obj, outer);
+  return v != nullptr && v->is_object() && has(*v, inner);
+}
+
+// Reads the Anthropic fields present in `u` over `c`: a stream's message_delta updates only the
+// counts it names (they are cumulative), a whole reply names them all.
+void read_anthropic(const json& u, const std::string& prefix, detail::AnthropicCounts& c) {
+  if (has(u, "input_tokens")) c.input = required_count(u, "input_tokens", prefix);
+  if (has(u, "cache_read_input_tokens")) c.cache_read = required_count(u, "cache_read_input_tokens", prefix);
+  if (has(u, "cache_creation_input_tokens")) {
+    c.cache_creation = required_count(u, "cache_creation_input_tokens", prefix);
+  }
+  if (const json* d = details(u, "cache_creation", prefix)) {
+    c.write_5m = optional_count(*d, "ephemeral_5m_input_tokens", prefix + ".cache_creation");
+    c.write_1h = optional_count(*d, "ephemeral_1h_input_tokens", prefix + ".cache_creation");
+  }
+  if (has(u, "output_tokens")) c.output = required_count(u, "output_tokens", prefix);
+  if (const json* d = details(u, "output_tokens_details", prefix)) {
+    c.thinking = optional_count(*d, "thinking_tokens", prefix + ".output_tokens_details");
+  }
+}
+
+// Anthropic's input_tokens excludes cache reads and writes; both are added to the prompt. The write
+// total (cache_creation_input_tokens) is authoritative when reported, and its TTL breakdown must fit
+// in it; a breakdown without a total is summed. One function for replies and streams, so the same
+// tokens give the same Usage either way.
+Usage anthropic_counts_usage(const detail::AnthropicCounts& c, const std::string& prefix) {
   Usage out;
-  std::int64_t input = required_count(u, "input_tokens", prefix);
-  out.cached_tokens = optional_count(u, "cache_read_input_tokens", prefix);
-  out.cache_creation_tokens = optional_count(u, "cache_creation_input_tokens", prefix);
-  out.completion_tokens = optional_count(u, "output_tokens", prefix);
-  out.prompt_tokens = checked_sum(checked_sum(input, out.cached_tokens, prefix + " prompt"),
-                                  out.cache_creation_tokens, prefix + " prompt");
+  const bool split = c.write_5m.has_value() || c.write_1h.has_value();
+  const std::int64_t parts = checked_sum(c.write_5m.value_or(0), c.write_1h.value_or(0), prefix + ".cache_creation");
+  out.cache_creation_tokens = c.cache_creation.value_or(parts);
+  if (split && parts > out.cache_creation_tokens) {
+    throw UsageError(prefix + ".cache_creation: ephemeral_5m_input_tokens + ephemeral_1h_input_tokens (" +
+                     std::to_string(parts) + ") exceed cache_creation_input_tokens (" +
+                     std::to_string(out.cache_creation_tokens) + ")");
+  }
+  out.cache_creation_1h_tokens = c.write_1h.value_or(0);
+  out.cached_tokens = c.cache_read;
+  out.completion_tokens = c.output;
+  out.reasoning_tokens = c.thinking;
+  out.prompt_tokens = checked_sum(checked_sum(c.input, c.cache_read, prefix + " prompt"), out.cache_creation_tokens,
+                                  prefix + " prompt");
+  out.validate();
   return out;
 }
 
-bool has(const json& obj, const char* name) { return field(obj, name) != nullptr; }
+Usage anthropic_usage(const json& u, const std::string& prefix) {
+  detail::AnthropicCounts c;
+  c.input = required_count(u, "input_tokens", prefix);
+  read_anthropic(u, prefix, c);
+  return anthropic_counts_usage(c, prefix);
+}
 
 Usage usage_object(const json& u, const std::string& prefix) {
   if (!u.is_object()) throw UsageError(prefix + " must be an object, got " + describe(u));
@@ -170,8 +214,11 @@ Usage usage_object(const json& u, const std::string& prefix) {
   if (openai) {
     out = openai_usage(u, prefix);
   } else if (input_output) {
-    bool responses = has(u, "input_tokens_details") || has(u, "output_tokens_details");
-    bool anthropic = has(u, "cache_read_input_tokens") || has(u, "cache_creation_input_tokens");
+    // output_tokens_details is both APIs' name: reasoning_tokens inside marks the Responses API,
+    // thinking_tokens marks Anthropic (whose replies may carry it next to cache counts).
+    bool responses = has(u, "input_tokens_details") || has_inside(u, "output_tokens_details", "reasoning_tokens");
+    bool anthropic = has(u, "cache_read_input_tokens") || has(u, "cache_creation_input_tokens") ||
+                     has(u, "cache_creation") || has_inside(u, "output_tokens_details", "thinking_tokens");
     if (responses && anthropic) {
       throw UsageError(prefix + " is ambiguous: it has both *_tokens_details (OpenAI Responses) and "
                        "cache_*_input_tokens (Anthropic)");
@@ -214,12 +261,17 @@ void Usage::validate() const {
   negative("completion_tokens", completion_tokens);
   negative("cached_tokens", cached_tokens);
   negative("cache_creation_tokens", cache_creation_tokens);
+  negative("cache_creation_1h_tokens", cache_creation_1h_tokens);
   negative("reasoning_tokens", reasoning_tokens);
   // Written without a sum so that huge parts cannot overflow the check itself.
   if (cache_creation_tokens > prompt_tokens || cached_tokens > prompt_tokens - cache_creation_tokens) {
     throw UsageError("usage cached_tokens (" + std::to_string(cached_tokens) + ") + cache_creation_tokens (" +
                      std::to_string(cache_creation_tokens) + ") exceed prompt_tokens (" +
                      std::to_string(prompt_tokens) + ")");
+  }
+  if (cache_creation_1h_tokens > cache_creation_tokens) {
+    throw UsageError("usage cache_creation_1h_tokens (" + std::to_string(cache_creation_1h_tokens) +
+                     ") exceed cache_creation_tokens (" + std::to_string(cache_creation_tokens) + ")");
   }
   if (reasoning_tokens > completion_tokens) {
     throw UsageError("usage reasoning_tokens (" + std::to_string(reasoning_tokens) +
@@ -329,10 +381,11 @@ void SseUsageScanner::handle_line(std::string_view line) {
       const json* u = field(*msg, "usage");
       if (u == nullptr) throw UsageError("Anthropic message_start has no message.usage");
       if (!u->is_object()) throw UsageError("message.usage must be an object, got " + describe(*u));
-      Usage start = anthropic_usage(*u, "message.usage");
-      start.validate();
+      detail::AnthropicCounts start;
+      start.input = required_count(*u, "input_tokens", "message.usage");
+      read_anthropic(*u, "message.usage", start);
+      usage_ = anthropic_counts_usage(start, "message.usage");
       anthropic_ = start;
-      usage_ = start;
       return;
     }
     if (type == "message_delta") {  // Anthropic: cumulative counts, the last one wins
@@ -342,22 +395,10 @@ void SseUsageScanner::handle_line(std::string_view line) {
       if (!anthropic_ && !has(*u, "input_tokens")) {
         throw UsageError("Anthropic message_delta usage without a message_start: input tokens unknown");
       }
-      Usage next = anthropic_.value_or(Usage{});
-      std::int64_t input = next.prompt_tokens - next.cached_tokens - next.cache_creation_tokens;
-      const std::string prefix = "usage";
-      if (has(*u, "input_tokens")) input = required_count(*u, "input_tokens", prefix);
-      if (has(*u, "cache_read_input_tokens")) {
-        next.cached_tokens = required_count(*u, "cache_read_input_tokens", prefix);
-      }
-      if (has(*u, "cache_creation_input_tokens")) {
-        next.cache_creation_tokens = required_count(*u, "cache_creation_input_tokens", prefix);
-      }
-      if (has(*u, "output_tokens")) next.completion_tokens = required_count(*u, "output_tokens", prefix);
-      next.prompt_tokens = checked_sum(checked_sum(input, next.cached_tokens, "usage prompt"),
-                                       next.cache_creation_tokens, "usage prompt");
-      next.validate();
+      detail::AnthropicCounts next = anthropic_.value_or(detail::AnthropicCounts{});
+      read_anthropic(*u, "usage", next);
+      usage_ = anthropic_counts_usage(next, "usage");  // throws before anything changes
       anthropic_ = next;
-      usage_ = next;
       return;
     }
     if (type == "response.completed" || type == "response.incomplete" || type == "response.failed") {

@@ -49,6 +49,63 @@ TEST(Cost, Claude35SonnetCacheReadAndWrite) {
   EXPECT_EQ(c.total.to_usd_string(), "0.0021");
 }
 
+TEST(Cost, OneHourCacheWritesAtTheirOwnRate) {
+  // claude-sonnet-4-5: in 3e-6, cache read 3e-7, 5m write 3.75e-6, 1h write 6e-6, out 1.5e-5.
+  // Anthropic counted input 100, read 1000, writes 3000 of which 2000 for 1 hour, output 50:
+  // 100*3e-6 + 1000*3e-7 + (1000*3.75e-6 + 2000*6e-6) + 50*1.5e-5
+  Usage u{.prompt_tokens = 4100, .completion_tokens = 50, .cached_tokens = 1000, .cache_creation_tokens = 3000,
+          .cache_creation_1h_tokens = 2000};
+  auto c = compute_cost(bundled().resolve("claude-sonnet-4-5"), u);
+  EXPECT_EQ(c.input.to_usd_string(), "0.0003");
+  EXPECT_EQ(c.cache_read.to_usd_string(), "0.0003");
+  EXPECT_EQ(c.cache_creation_1h.to_usd_string(), "0.012");
+  EXPECT_EQ(c.cache_creation.to_usd_string(), "0.01575");  // 0.00375 + 0.012: the 1h part is inside
+  EXPECT_EQ(c.output.to_usd_string(), "0.00075");
+  EXPECT_EQ(c.total.to_usd_string(), "0.0171");
+  // Without the split the same writes would all cost the 5m rate: the split changes the bill.
+  Usage flat = u;
+  flat.cache_creation_1h_tokens = 0;
+  EXPECT_EQ(compute_cost(bundled().resolve("claude-sonnet-4-5"), flat).total.to_usd_string(), "0.0126");
+}
+
+TEST(Cost, OneHourWritesFallBackToTheWriteRateWhenTheTableLacksIt) {
+  auto table = PriceTable::from_json_texts({R"({"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
+      "cache_creation_input_token_cost": 1.25e-6}, "bare": {"input_cost_per_token": 1e-6}})"});
+  Usage u{.prompt_tokens = 300, .cache_creation_tokens = 200, .cache_creation_1h_tokens = 200};
+  auto c = compute_cost(table.resolve("m"), u);
+  EXPECT_EQ(c.cache_creation_1h.to_usd_string(), "0.00025");  // 200 * 1.25e-6
+  EXPECT_EQ(c.total.to_usd_string(), "0.00035");
+  // No write rate at all: writes, 1h or not, at the input rate (as before).
+  EXPECT_EQ(compute_cost(table.resolve("bare"), u).total.to_usd_string(), "0.0003");
+}
+
+TEST(Cost, OneHourRateOfTheAppliedTier) {
+  // claude-haiku-5-5 above 100k: in 5e-7, 5m write 6.25e-7, 1h write 1e-6 (base 1h: 2e-7).
+  // input 48000 + writes 102000 (100000 for 1h) = 150000 > 100000:
+  // 48000*5e-7 + 2000*6.25e-7 + 100000*1e-6
+  Usage u{.prompt_tokens = 150000, .cache_creation_tokens = 102000, .cache_creation_1h_tokens = 100000};
+  auto c = compute_cost(bundled().resolve("claude-haiku-5-5"), u);
+  EXPECT_EQ(c.tier_above_tokens, 100000);
+  EXPECT_EQ(c.cache_creation_1h.to_usd_string(), "0.1");
+  EXPECT_EQ(c.total.to_usd_string(), "0.12525");
+  // A tier with a write rate but no 1h rate: its write rate, not the (cheaper) base 1h rate.
+  auto table = PriceTable::from_json_texts({R"({"m": {"input_cost_per_token": 1e-6,
+      "cache_creation_input_token_cost": 1.25e-6, "cache_creation_input_token_cost_above_1hr": 2e-6,
+      "input_cost_per_token_above_1k_tokens": 2e-6, "cache_creation_input_token_cost_above_1k_tokens": 2.5e-6}})"});
+  Usage big{.prompt_tokens = 2000, .cache_creation_tokens = 1000, .cache_creation_1h_tokens = 1000};
+  EXPECT_EQ(compute_cost(table.resolve("m"), big).cache_creation_1h.to_usd_string(), "0.0025");
+  Usage small{.prompt_tokens = 1000, .cache_creation_tokens = 500, .cache_creation_1h_tokens = 500};
+  EXPECT_EQ(compute_cost(table.resolve("m"), small).cache_creation_1h.to_usd_string(), "0.001");  // base 1h
+}
+
+TEST(Cost, DeploymentWriteRateAlsoPricesOneHourWrites) {
+  // A deployment's own cache-write price replaces the table's, and the table's 1h rate with it.
+  llmbill::CustomPrices custom{.cache_creation = Money::parse_usd("0.000001")};
+  auto price = bundled().resolve_with("claude-sonnet-4-5", custom);
+  Usage u{.prompt_tokens = 100, .cache_creation_tokens = 100, .cache_creation_1h_tokens = 100};
+  EXPECT_EQ(compute_cost(price, u).cache_creation.to_usd_string(), "0.0001");
+}
+
 TEST(Cost, TierAbove200kAppliesToTheWholeRequest) {
   // gemini-2.5-pro: in 1.25e-6 / 2.5e-6 above 200k; out 1e-5 / 1.5e-5 above 200k.
   EXPECT_EQ(total("gemini-2.5-pro", {.prompt_tokens = 200000, .completion_tokens = 1000}), "0.26");

@@ -151,6 +151,71 @@ TEST(UsageFromResponse, AnthropicWithoutCacheFieldsOrWithNullOnes) {
             make(16, 6, 0, 4));
 }
 
+// Anthropic splits cache writes by lifetime; cache_creation_input_tokens is their total.
+const char* const kAnthropicOneHour = R"({
+  "id": "msg_2", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+  "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+  "usage": {"input_tokens": 100, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 3000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+            "output_tokens": 50}
+})";
+
+TEST(UsageFromResponse, AnthropicOneHourWritesArePartOfCacheWrites) {
+  Usage u = usage_from_response(kAnthropicOneHour);
+  EXPECT_EQ(u.prompt_tokens, 100 + 1000 + 3000);  // the 1h writes are not added a second time
+  EXPECT_EQ(u.cached_tokens, 1000);
+  EXPECT_EQ(u.cache_creation_tokens, 3000);
+  EXPECT_EQ(u.cache_creation_1h_tokens, 2000);
+  EXPECT_EQ(u.completion_tokens, 50);
+}
+
+TEST(UsageFromResponse, AnthropicCacheBreakdownAloneIsSummedAndMarksAnthropic) {
+  // No cache_creation_input_tokens, only the breakdown: the breakdown is the total.
+  Usage u = usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":2,
+      "cache_creation":{"ephemeral_5m_input_tokens":30,"ephemeral_1h_input_tokens":40}}})");
+  EXPECT_EQ(u.prompt_tokens, 80);
+  EXPECT_EQ(u.cache_creation_tokens, 70);
+  EXPECT_EQ(u.cache_creation_1h_tokens, 40);
+  // A null breakdown, or one with null parts, counts zero.
+  EXPECT_EQ(usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":2,"cache_creation":null,
+      "cache_creation_input_tokens":5}})"),
+            make(15, 2, 0, 5));
+  EXPECT_EQ(usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":2,"cache_creation_input_tokens":5,
+      "cache_creation":{"ephemeral_5m_input_tokens":null,"ephemeral_1h_input_tokens":null}}})"),
+            make(15, 2, 0, 5));
+}
+
+TEST(UsageFromResponse, AnthropicCacheBreakdownMustFitItsTotal) {
+  std::string msg = usage_error_of([] {
+    usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":2,"cache_creation_input_tokens":50,
+        "cache_creation":{"ephemeral_5m_input_tokens":30,"ephemeral_1h_input_tokens":40}}})");
+  });
+  EXPECT_NE(msg.find("exceed cache_creation_input_tokens (50)"), std::string::npos) << msg;
+  msg = usage_error_of([] {
+    usage_from_response(R"({"usage":{"input_tokens":1,"output_tokens":1,"cache_creation":
+        {"ephemeral_1h_input_tokens":-3}}})");
+  });
+  EXPECT_NE(msg.find("usage.cache_creation.ephemeral_1h_input_tokens"), std::string::npos) << msg;
+  EXPECT_THROW(usage_from_response(R"({"usage":{"input_tokens":1,"output_tokens":1,"cache_creation":7}})"),
+               UsageError);
+}
+
+TEST(UsageFromResponse, AnthropicThinkingTokensAreReasoningAndNotAmbiguous) {
+  // output_tokens_details is also a Responses API name; with thinking_tokens it is Anthropic's, and
+  // a reply that also has cache counts must not be rejected as ambiguous (it would go unbilled).
+  Usage u = usage_from_response(R"({"usage":{"input_tokens":10,"cache_read_input_tokens":20,"output_tokens":30,
+      "output_tokens_details":{"thinking_tokens":12}}})");
+  EXPECT_EQ(u, make(30, 30, 20, 0, 12));
+  EXPECT_THROW(usage_from_response(R"({"usage":{"input_tokens":10,"output_tokens":3,
+      "output_tokens_details":{"thinking_tokens":4}}})"),
+               UsageError);  // a part larger than its total
+  EXPECT_NE(usage_error_of([] {
+              usage_from_response(R"({"usage":{"input_tokens":1,"output_tokens":1,"cache_read_input_tokens":1,
+                  "output_tokens_details":{"reasoning_tokens":0}}})");
+            }).find("ambiguous"),
+            std::string::npos);
+}
+
 TEST(UsageFromResponse, ResponsesApiDetailsAreParts) {
   EXPECT_EQ(usage_from_response(kResponses), make(328, 52, 256, 0, 32));
 }
@@ -252,6 +317,16 @@ TEST(UsageValidate, Invariants) {
   EXPECT_NO_THROW(make(kMax, 0, kMax).validate());
 }
 
+TEST(UsageValidate, OneHourWritesArePartOfCacheWrites) {
+  Usage u = make(10, 0, 0, 6);
+  u.cache_creation_1h_tokens = 6;
+  EXPECT_NO_THROW(u.validate());
+  u.cache_creation_1h_tokens = 7;
+  EXPECT_NE(usage_error_of([&] { u.validate(); }).find("cache_creation_1h_tokens (7)"), std::string::npos);
+  u.cache_creation_1h_tokens = -1;
+  EXPECT_THROW(u.validate(), UsageError);
+}
+
 // ---- server-sent events -------------------------------------------------------------------------
 
 TEST(UsageFromSse, OpenAiFinalUsageChunk) {
@@ -283,6 +358,47 @@ TEST(UsageFromSse, AnthropicDeltaMayUpdateInputCounts) {
   EXPECT_EQ(usage_from_sse(stream), make(15, 9, 3));
   EXPECT_THROW(usage_from_sse("data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n"),
                UsageError);  // input tokens unknown: never bill as zero
+}
+
+TEST(UsageFromSse, AnthropicOneHourWritesMatchTheUnstreamedReply) {
+  // The same call streamed: message_start carries the cache counts and their breakdown, the final
+  // message_delta the cumulative counts without the breakdown (as the API sends them).
+  std::string stream =
+      "event: message_start\n"
+      "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"usage\":{\"input_tokens\":100,"
+      "\"cache_read_input_tokens\":1000,\"cache_creation_input_tokens\":3000,\"cache_creation\":"
+      "{\"ephemeral_5m_input_tokens\":1000,\"ephemeral_1h_input_tokens\":2000},\"output_tokens\":1}}}\n\n"
+      "event: message_delta\n"
+      "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":100,"
+      "\"cache_read_input_tokens\":1000,\"cache_creation_input_tokens\":3000,\"output_tokens\":50}}\n\n"
+      "event: message_stop\n"
+      "data: {\"type\":\"message_stop\"}\n\n";
+  Usage streamed = usage_from_sse(stream);
+  EXPECT_EQ(streamed, usage_from_response(kAnthropicOneHour));
+  EXPECT_EQ(streamed.cache_creation_1h_tokens, 2000);
+}
+
+TEST(UsageFromSse, AnthropicDeltaMayUpdateTheBreakdownButNotBreakIt) {
+  std::string start =
+      "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":"
+      "40,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":40},\"output_tokens\":1}}}\n";
+  Usage u = usage_from_sse(start + "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5,"
+                                   "\"output_tokens_details\":{\"thinking_tokens\":2}}}\n");
+  EXPECT_EQ(u.prompt_tokens, 50);
+  EXPECT_EQ(u.cache_creation_1h_tokens, 40);
+  EXPECT_EQ(u.reasoning_tokens, 2);
+  // A later total smaller than the breakdown it kept is inconsistent: an error, and the scanner keeps
+  // the last good usage.
+  SseUsageScanner scanner;
+  scanner.feed(start);
+  EXPECT_THROW(scanner.feed("data: {\"type\":\"message_delta\",\"usage\":{\"cache_creation_input_tokens\":30,"
+                            "\"output_tokens\":5}}\n"),
+               UsageError);
+  ASSERT_TRUE(scanner.usage().has_value());
+  EXPECT_EQ(scanner.usage()->cache_creation_tokens, 40);
+  scanner.feed("data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n");
+  EXPECT_EQ(scanner.usage()->completion_tokens, 6);
+  EXPECT_EQ(scanner.usage()->cache_creation_1h_tokens, 40);
 }
 
 TEST(UsageFromSse, ResponsesApiCompletedEvent) {

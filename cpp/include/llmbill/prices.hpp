@@ -2,10 +2,11 @@
 // exact Money at load (see money.hpp), with model-name resolution.
 //
 // Which fields are read (per token unless named): input_cost_per_token, output_cost_per_token,
-// cache_read_input_token_cost, cache_creation_input_token_cost, output_cost_per_reasoning_token, their
-// `*_above_<N>k_tokens` variants, the `tiered_pricing` list (`range: [lo, hi]`), and
-// input_cost_per_request. Service-tier variants (`*_batches`, `*_priority`, `*_flex`, ...), the 1-hour
-// cache price and per-second/per-image/per-character prices are not billed by llmbill: a model whose
+// cache_read_input_token_cost, cache_creation_input_token_cost, cache_creation_input_token_cost_above_1hr
+// (1-hour cache writes), output_cost_per_reasoning_token, their `*_above_<N>k_tokens` variants, the
+// `tiered_pricing` list (`range: [lo, hi]`), and input_cost_per_request. Service-tier variants
+// (`*_batches`, `*_priority`, `*_flex`, ...) and per-second/per-image/per-character prices are not
+// billed by llmbill: a model whose
 // only prices are of those kinds resolves, but priced() is false and compute_cost refuses it.
 //
 // Resolution (find/resolve): the exact key first; then `<provider>/<name>` resolves to the entry
@@ -34,6 +35,7 @@ struct TokenRates {
   std::optional<Money> output;
   std::optional<Money> cache_read;
   std::optional<Money> cache_creation;
+  std::optional<Money> cache_creation_1h;  // 1-hour cache writes (Anthropic); absent → cache_creation
   std::optional<Money> reasoning;
 
   void overlay(const TokenRates& other);  // other's present rates replace ours

@@ -3,9 +3,14 @@
 // Semantics (../shared/docs/usage-semantics.md): prompt_tokens counts ALL input tokens, cache reads
 // and cache writes included; completion_tokens counts ALL output tokens, reasoning included. The
 // detail counts are parts of those totals, never additions to them:
-//   cached_tokens + cache_creation_tokens <= prompt_tokens, reasoning_tokens <= completion_tokens.
+//   cached_tokens + cache_creation_tokens <= prompt_tokens, reasoning_tokens <= completion_tokens,
+//   cache_creation_1h_tokens <= cache_creation_tokens.
 // OpenAI replies already count this way; Anthropic's input_tokens excludes cache reads/writes, so its
-// prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
+// prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens. Anthropic splits
+// cache writes by lifetime (`cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`);
+// the 1-hour writes have their own, higher price, so they are kept as cache_creation_1h_tokens (the
+// 5-minute writes are cache_creation_tokens - cache_creation_1h_tokens). Anthropic's
+// `output_tokens_details.thinking_tokens` (a part of output_tokens) becomes reasoning_tokens.
 //
 // Failure: malformed JSON, negative or non-integer counts, or parts larger than their totals throw
 // UsageError; nothing here crashes on hostile input.
@@ -20,11 +25,26 @@
 
 namespace llmbill {
 
+namespace detail {
+// Anthropic's counts as reported, before they become a Usage: a stream reports them piecewise
+// (message_start, then cumulative message_delta events), so the scanner keeps the raw fields.
+struct AnthropicCounts {
+  std::int64_t input = 0;
+  std::int64_t cache_read = 0;
+  std::optional<std::int64_t> cache_creation;  // cache_creation_input_tokens, when reported
+  std::optional<std::int64_t> write_5m;        // cache_creation.ephemeral_5m_input_tokens
+  std::optional<std::int64_t> write_1h;        // cache_creation.ephemeral_1h_input_tokens
+  std::int64_t output = 0;
+  std::int64_t thinking = 0;  // output_tokens_details.thinking_tokens
+};
+}  // namespace detail
+
 struct Usage {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   std::int64_t cached_tokens = 0;
   std::int64_t cache_creation_tokens = 0;
+  std::int64_t cache_creation_1h_tokens = 0;  // the 1-hour cache writes among cache_creation_tokens
   std::int64_t reasoning_tokens = 0;
   bool estimated = false;  // counted by llmbill, not reported by the provider
 
@@ -37,7 +57,8 @@ struct Usage {
 // "usage". Recognised shapes: OpenAI chat/completions/embeddings (prompt_tokens, completion_tokens,
 // prompt_tokens_details.cached_tokens, completion_tokens_details.reasoning_tokens), OpenAI Responses
 // (input_tokens/output_tokens with *_details), Anthropic messages (input_tokens, output_tokens,
-// cache_read_input_tokens, cache_creation_input_tokens). Throws UsageError for anything else.
+// cache_read_input_tokens, cache_creation_input_tokens, cache_creation.ephemeral_{5m,1h}_input_tokens,
+// output_tokens_details.thinking_tokens). Throws UsageError for anything else.
 Usage usage_from_json(const nlohmann::json& value);
 Usage usage_from_response(std::string_view body);  // parses JSON text, then as above
 
@@ -63,7 +84,7 @@ class SseUsageScanner {
   void handle_line(std::string_view line);
   std::string pending_;
   std::optional<Usage> usage_;
-  std::optional<Usage> anthropic_;  // accumulates message_start + message_delta
+  std::optional<detail::AnthropicCounts> anthropic_;  // accumulates message_start + message_delta
   bool last_usage_only_ = false;
   bool discarding_ = false;  // skipping the rest of an over-long line
 };
