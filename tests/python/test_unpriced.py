@@ -104,3 +104,14 @@ def test_a_wildcard_deployment_honours_its_own_prices() -> None:
     assert wildcard_price(bare.deployments[0], "gpt-4o-mini", None).input_cost_per_token == Decimal("1.5e-7")  # type: ignore[union-attr]
     assert wildcard_price(bare.deployments[0], "not-in-the-table", None) is None
     assert wildcard_price(bare.deployments[0], "not-in-the-table", {"output_cost_per_token": 1e-06}) is not None
+
+
+@pytest.mark.parametrize("value,message", [(float("inf"), "finite"), (float("nan"), "finite"), ("1e999", "decimal"),
+                                           (1e-30, "finer than 1e-19")])
+def test_a_custom_price_the_core_cannot_hold_stops_start_up(value: Any, message: str) -> None:
+    """It used to leave the deployment silently unpriced (free under every budget)."""
+    for general, entry_prices in (({}, {"input_cost_per_token": value}),
+                                  ({"unpriced_model_fallback": {"output_cost_per_token": value}}, {})):
+        entry = {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k", **entry_prices}}
+        with pytest.raises(ConfigError, match=rf"_cost_per_token: .*{message}"):
+            load_config_dict({"model_list": [entry], "general_settings": general})

@@ -142,6 +142,10 @@ def _price(params: Mapping[str, Any], key: str) -> dict[str, Any]:
                 _expect(v, (int, float), f"{key}.{name}")
             if float(v) < 0:
                 raise ConfigError(f"{key}.{name}: must not be negative, got {v!r}")
+            try:  # the core's own check: finite, and exact in its 1e-19 USD unit
+                default_prices().resolve_with("price-check", **{name: v})
+            except core.Error as exc:
+                raise ConfigError(f"{key}.{name}: {exc}") from None
             out[name] = v
     return out
 
@@ -228,8 +232,8 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallba
     try:
         price = (table.resolve_with(model, **custom) if custom
                  else None if upstream == "*" else _table_price(table, provider, upstream, model))
-    except core.Error:
-        price = None
+    except core.Error as exc:  # a custom price llmbill cannot hold exactly: never silently unpriced
+        raise ConfigError(f"{pkey}: {exc}") from None
     if price is not None and not price.priced:
         price = None
     if upstream == "*":
