@@ -101,7 +101,8 @@ def test_a_wildcard_deployment_honours_its_own_prices() -> None:
     price = wildcard_price(cfg.deployments[0], "gpt-4o-mini", None)
     assert price is not None and price.input_cost_per_token == Decimal("0.000001")
     bare = load_config_dict({"model_list": [{"model_name": "*", "litellm_params": {"model": "openai/*", "api_key": "k"}}]})
-    assert wildcard_price(bare.deployments[0], "gpt-4o-mini", None).input_cost_per_token == Decimal("1.5e-7")  # type: ignore[union-attr]
+    table = wildcard_price(bare.deployments[0], "gpt-4o-mini", None)
+    assert table is not None and table.input_cost_per_token == Decimal("1.5e-7")
     assert wildcard_price(bare.deployments[0], "not-in-the-table", None) is None
     assert wildcard_price(bare.deployments[0], "not-in-the-table", {"output_cost_per_token": 1e-06}) is not None
 

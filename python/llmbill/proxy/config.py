@@ -241,8 +241,9 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallba
         unpriced = ("billed at general_settings.unpriced_model_fallback" if fallback
                     else "refused (general_settings.require_prices)" if require_prices
                     else "refused where a budget applies, else billed with response_cost 0, flagged unpriced")
-        notes.append(f"{pkey}.model: {model!r} is a wildcard: each model name is priced "
-                     f"{'by this deployment' if custom else 'by the table'} at call time; names without a price are {unpriced}")
+        by = "this deployment's prices" if custom else "the table"
+        notes.append(f"{pkey}.model: {model!r} is a wildcard: each model name is priced by {by} at call time; "
+                     f"names without a price are {unpriced}")
     elif price is None:
         msg = f"{pkey}.model: {model!r} has no price in the table and no custom price"
         if require_prices:

@@ -197,8 +197,8 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
         limits = limits_of(state, kind, record)
         if limits.max_budget is not None:
             if bound.unpriced is not None:
-                raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} "
-                                                       f"{ident if kind != 'key' else (record or {}).get('key_alias') or 'key'}")
+                who = ident if kind != "key" else (record or {}).get("key_alias") or "key"
+                raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} {who}")
             spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:

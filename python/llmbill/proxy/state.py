@@ -64,9 +64,10 @@ class ProxyState:
         if found is None:
             upstream = model if template.upstream_model == "*" else template.upstream_model
             price = wildcard_price(template, upstream, dict(self.config.unpriced_fallback or ()))
-            found = dataclasses.replace(template, model_name=model, upstream_model=upstream, price=price,
-                                        max_input_tokens=(price.max_input_tokens if price else 0) or template.max_input_tokens,
-                                        max_output_tokens=(price.max_output_tokens if price else 0) or template.max_output_tokens)
+            found = dataclasses.replace(
+                template, model_name=model, upstream_model=upstream, price=price,
+                max_input_tokens=(price.max_input_tokens if price else 0) or template.max_input_tokens,
+                max_output_tokens=(price.max_output_tokens if price else 0) or template.max_output_tokens)
             if len(self._wildcard) < 10_000:  # bounded: names come from clients
                 self._wildcard[(template, model)] = found
         return found
