@@ -46,6 +46,13 @@ void register_prices(py::module_& m) {
         return out;
       })
       .def("cost", &compute_cost, py::arg("usage"), "The exact, itemised cost of one call at these prices.")
+      .def(
+          "upper_bound",
+          [](const ModelPrice& p, std::int64_t prompt_tokens, std::int64_t completion_tokens) {
+            return to_decimal(cost_upper_bound(p, prompt_tokens, completion_tokens));
+          },
+          py::arg("prompt_tokens"), py::arg("completion_tokens"),
+          "The most a call of at most these token counts can cost (USD), whatever its usage's split.")
       .def("__repr__", [](const ModelPrice& p) { return "ModelPrice(" + p.name + ")"; });
 
   py::class_<Cost>(m, "Cost", "An exact, itemised cost in USD (decimal.Decimal); float(cost) at the edge only.")

@@ -1,8 +1,22 @@
 #include "llmbill/cost.hpp"
 
+#include <algorithm>
+#include <initializer_list>
+
 #include "llmbill/errors.hpp"
 
 namespace llmbill {
+namespace {
+
+// The highest of the present rates, or zero when none is present.
+Money highest(Money so_far, std::initializer_list<const std::optional<Money>*> rates) {
+  for (const auto* rate : rates) {
+    if (*rate) so_far = std::max(so_far, **rate);
+  }
+  return so_far;
+}
+
+}  // namespace
 
 Cost compute_cost(const ModelPrice& price, const Usage& usage) {
   if (!price.priced()) {
@@ -34,6 +48,24 @@ Cost compute_cost(const ModelPrice& price, const Usage& usage) {
   cost.per_request = price.per_request.value_or(Money());
   cost.total = cost.input + cost.cache_read + cost.cache_creation + cost.output + cost.reasoning + cost.per_request;
   return cost;
+}
+
+Money cost_upper_bound(const ModelPrice& price, std::int64_t prompt_tokens, std::int64_t completion_tokens) {
+  if (!price.priced()) {
+    throw UnknownModelError("model '" + price.name + "' has no per-token or per-request price");
+  }
+  if (prompt_tokens < 0 || completion_tokens < 0) throw UsageError("token counts must not be negative");
+  // compute_cost only ever uses one of these values (or falls back to another of them), so their
+  // maximum bounds every rate a token of that side can be billed at.
+  auto prompt_rate = [](Money m, const TokenRates& r) { return highest(m, {&r.input, &r.cache_read, &r.cache_creation}); };
+  auto completion_rate = [](Money m, const TokenRates& r) { return highest(m, {&r.output, &r.reasoning}); };
+  Money in = prompt_rate(Money(), price.base);
+  Money out = completion_rate(Money(), price.base);
+  for (const PriceTier& tier : price.tiers) {
+    in = prompt_rate(in, tier.rates);
+    out = completion_rate(out, tier.rates);
+  }
+  return in.times(prompt_tokens) + out.times(completion_tokens) + price.per_request.value_or(Money());
 }
 
 }  // namespace llmbill

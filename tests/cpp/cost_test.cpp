@@ -157,3 +157,34 @@ TEST(Cost, SumOfManyCallsIsExact) {
   for (int i = 0; i < 10000; ++i) sum += compute_cost(bundled().resolve("gpt-4o-mini"), {.prompt_tokens = 7, .completion_tokens = 3}).total;
   EXPECT_EQ(sum.to_usd_string(), "0.0285");  // 10000 * (7*1.5e-7 + 3*6e-7)
 }
+
+TEST(CostUpperBound, EveryTokenAtTheHighestRateOfItsSide) {
+  // claude 3.5 sonnet (bedrock): in 3e-6, cache write 3.75e-6 (the highest prompt rate), out 1.5e-5.
+  const auto& claude = bundled().resolve("anthropic.claude-3-5-sonnet-20241022-v2:0");
+  EXPECT_EQ(llmbill::cost_upper_bound(claude, 1000, 100).to_usd_string(), "0.00525");  // 1000*3.75e-6 + 100*1.5e-5
+  // Whatever the split, a call within the counts costs no more than the bound.
+  const Usage worst{.prompt_tokens = 1000, .completion_tokens = 100, .cache_creation_tokens = 1000};
+  EXPECT_EQ(compute_cost(claude, worst).total, llmbill::cost_upper_bound(claude, 1000, 100));
+}
+
+TEST(CostUpperBound, HighestTierAppliesWhateverThePrompt) {
+  // gemini-2.5-pro: above 200k in 2.5e-6, out 1.5e-5 — used even for a small prompt (it is a bound).
+  const auto& pro = bundled().resolve("gemini-2.5-pro");
+  EXPECT_EQ(llmbill::cost_upper_bound(pro, 1000, 1000).to_usd_string(), "0.0175");
+  EXPECT_GE(llmbill::cost_upper_bound(pro, 250000, 1000), compute_cost(pro, {.prompt_tokens = 250000, .completion_tokens = 1000}).total);
+}
+
+TEST(CostUpperBound, ReasoningRatePerRequestAndRefusals) {
+  llmbill::ModelPrice p;
+  p.name = "reasoner";
+  p.base.input = Money::parse_usd("0.000001");
+  p.base.output = Money::parse_usd("0.000002");
+  p.base.reasoning = Money::parse_usd("0.000005");  // reasoning dearer than output
+  p.per_request = Money::parse_usd("0.01");
+  EXPECT_EQ(llmbill::cost_upper_bound(p, 10, 100).to_usd_string(), "0.01051");  // 10*1e-6 + 100*5e-6 + 0.01
+  EXPECT_EQ(compute_cost(p, {.prompt_tokens = 10, .completion_tokens = 100, .reasoning_tokens = 100}).total,
+            llmbill::cost_upper_bound(p, 10, 100));
+  EXPECT_THROW(llmbill::cost_upper_bound(p, -1, 0), llmbill::UsageError);
+  llmbill::ModelPrice unpriced;
+  EXPECT_THROW(llmbill::cost_upper_bound(unpriced, 1, 1), llmbill::UnknownModelError);
+}

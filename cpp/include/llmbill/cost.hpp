@@ -35,4 +35,12 @@ struct Cost {
 
 Cost compute_cost(const ModelPrice& price, const Usage& usage);
 
+// The most any call of at most `prompt_tokens` prompt and `completion_tokens` completion tokens can
+// cost at these prices, however its usage splits: every prompt token at the highest prompt-side rate
+// (input, cache read, cache write — cache writes can cost more than input) and every completion token
+// at the highest completion-side rate (output, reasoning), over the base rates and every tier (a tier
+// can apply whatever the prompt turns out to be), plus the per-request price. Budget reservations rest
+// on it. Throws like compute_cost: UnknownModelError unpriced, UsageError for negative counts.
+Money cost_upper_bound(const ModelPrice& price, std::int64_t prompt_tokens, std::int64_t completion_tokens);
+
 }  // namespace llmbill

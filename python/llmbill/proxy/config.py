@@ -29,12 +29,17 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
                 "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response",
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
-                 "spend_flush_interval", "cache_refresh_interval", "metrics_open"}
+                 "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback"}
+PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+                "cache_creation_input_token_cost", "input_cost_per_request")
+LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
                  "upperbound_key_generate_params"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
+
+UNKNOWN_OUTPUT_TOKENS = 131_072  # a call's completion bound when neither it nor the model's limit says
 
 # The built-in defaults: a mock model priced like gpt-3.5-turbo, and one with explicit prices.
 EMBEDDED: dict[str, Any] = {
@@ -56,11 +61,12 @@ class Deployment:
     upstream_model: str  # the name sent upstream
     api_base: str
     api_key: str = field(repr=False)  # secrets stay out of reprs (tracebacks, debug output)
-    price: core.ModelPrice | None  # None: unpriced (billed by tokens, cost 0, flagged)
+    price: core.ModelPrice | None  # None: unpriced (billed by tokens, cost 0, flagged; refused under budgets)
     timeout: float
-    max_input_tokens: int
+    max_input_tokens: int  # 0: unknown (model_info, else the table)
     max_output_tokens: int
     mock_response: str | None = None
+    custom_prices: tuple[tuple[str, Any], ...] = ()  # litellm_params prices: a wildcard prices each name with them
     # A provider that is not OpenAI-shaped: its adapter (providers/) and parameters. None: the OpenAI
     # byte pass-through (openai/, the OpenAI-compatible hosts, mock/).
     adapter: ChatAdapter | None = None
@@ -85,6 +91,8 @@ class ProxyConfig:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     metrics_open: bool = False  # GET /metrics without the master key
     key_generation: KeyGenerationSettings = field(default_factory=KeyGenerationSettings)  # keygen_settings.py
+    # general_settings.unpriced_model_fallback: the price of a model that has none (None: refused under budgets)
+    unpriced_fallback: tuple[tuple[str, Any], ...] | None = None
 
     @property
     def model_names(self) -> list[str]:
@@ -135,8 +143,7 @@ def _warn_unknown(section: Mapping[str, Any], known: set[str], where: str, out: 
 
 def _price(params: Mapping[str, Any], key: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
-                 "cache_creation_input_token_cost", "input_cost_per_request"):
+    for name in PRICE_FIELDS:
         if name in params and params[name] is not None:
             v = _env_ref(params[name], f"{key}.{name}")
             if isinstance(v, str):
@@ -148,11 +155,66 @@ def _price(params: Mapping[str, Any], key: str) -> dict[str, Any]:
                 _expect(v, (int, float), f"{key}.{name}")
             if float(v) < 0:
                 raise ConfigError(f"{key}.{name}: must not be negative, got {v!r}")
+            try:  # the core's own check: finite, and exact in its 1e-19 USD unit
+                default_prices().resolve_with("price-check", **{name: v})
+            except core.Error as exc:
+                raise ConfigError(f"{key}.{name}: {exc}") from None
             out[name] = v
     return out
 
 
-def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes: list[str]) -> Deployment:
+def _fallback(general: Mapping[str, Any], require_prices: bool) -> dict[str, Any] | None:
+    """general_settings.unpriced_model_fallback: prices (litellm_params' price fields) for models with none."""
+    raw = general.get("unpriced_model_fallback")
+    if raw is None:
+        return None
+    key = "general_settings.unpriced_model_fallback"
+    _expect(raw, dict, key)
+    unknown = sorted(set(raw) - set(PRICE_FIELDS))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: not a price field (use {', '.join(PRICE_FIELDS)})")
+    prices = _price(raw, key)
+    if not any(prices.get(f) is not None for f in ("input_cost_per_token", "output_cost_per_token",
+                                                    "input_cost_per_request")):
+        raise ConfigError(f"{key}: needs input_cost_per_token, output_cost_per_token or input_cost_per_request")
+    if require_prices:
+        raise ConfigError(f"{key}: contradicts general_settings.require_prices (which refuses unpriced models); "
+                          "set one of them")
+    return prices
+
+
+def _limits(entry: Mapping[str, Any], key: str, price: core.ModelPrice | None) -> tuple[int, int]:
+    """(max_input_tokens, max_output_tokens): model_info's, else the table's; 0 when unknown."""
+    info = entry.get("model_info") or {}
+    _expect(info, dict, f"{key}.model_info")
+    out = []
+    for name in LIMIT_FIELDS:
+        v = info.get(name)
+        if v is not None:
+            _expect(v, int, f"{key}.model_info.{name}")
+            if v <= 0:
+                raise ConfigError(f"{key}.model_info.{name}: must be a positive integer, got {v!r}")
+        out.append(v if v is not None else getattr(price, name) if price is not None else 0)
+    return out[0], out[1]
+
+
+def wildcard_price(template: Deployment, upstream: str, fallback: Mapping[str, Any] | None) -> core.ModelPrice | None:
+    """The price of one name a wildcard deployment forwards: the deployment's own prices (explicit
+    config wins, as for a named deployment), else the table's, else the fallback; None: unpriced."""
+    model = f"{template.provider}/{upstream}"
+    table = default_prices()
+    if template.custom_prices:
+        own = table.resolve_with(model, **dict(template.custom_prices))
+        if own.priced:
+            return own
+    found = table.find(model)
+    if found is not None and found.priced:
+        return found
+    return table.resolve_with(model, **fallback) if fallback else None
+
+
+def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallback: dict[str, Any] | None,
+                notes: list[str]) -> Deployment:
     key = f"model_list[{i}]"
     _expect(entry, dict, key)
     name = _expect(entry.get("model_name"), str, f"{key}.model_name")
@@ -187,17 +249,33 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
     try:
         price = (table.resolve_with(_price_name(provider, upstream, model, entry), **custom) if custom
                  else None if upstream == "*" else table.find(_price_name(provider, upstream, model, entry)))
-    except core.Error:
-        price = None
+    except core.Error as exc:  # a custom price llmbill cannot hold exactly: never silently unpriced
+        raise ConfigError(f"{pkey}: {exc}") from None
     if price is not None and not price.priced:
         price = None
-    if price is None and upstream == "*":
-        notes.append(f"{pkey}.model: {model!r} is a wildcard: each model name is priced by the table at call time")
+    if upstream == "*":
+        price = None  # each name is priced at call time (wildcard_price)
+        unpriced = ("billed at general_settings.unpriced_model_fallback" if fallback
+                    else "refused (general_settings.require_prices)" if require_prices
+                    else "refused where a budget applies, else billed with response_cost 0, flagged unpriced")
+        by = "this deployment's prices" if custom else "the table"
+        notes.append(f"{pkey}.model: {model!r} is a wildcard: each model name is priced by {by} at call time; "
+                     f"names without a price are {unpriced}")
     elif price is None:
         msg = f"{pkey}.model: {model!r} has no price in the table and no custom price"
         if require_prices:
             raise ConfigError(msg + " (general_settings.require_prices is true)")
-        notes.append(msg + ": its calls are billed by tokens with response_cost 0, flagged unpriced")
+        if fallback:
+            price = table.resolve_with(model, **fallback)
+            notes.append(msg + ": billed at general_settings.unpriced_model_fallback")
+        else:
+            notes.append(msg + ": its calls are refused where a budget applies (a key, user, team or customer "
+                         "max_budget; set a price or general_settings.unpriced_model_fallback), else billed "
+                         "by tokens with response_cost 0, flagged unpriced")
+    max_input, max_output = _limits(entry, key, price)
+    if price is not None and not max_output:
+        notes.append(f"{pkey}.model: {model!r} has no known output limit: a call without max_tokens reserves "
+                     f"{UNKNOWN_OUTPUT_TOKENS} completion tokens against budgets (set {key}.model_info.max_output_tokens)")
     return Deployment(
         model_name=name,
         provider=provider,
@@ -206,9 +284,10 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, notes:
         api_key=api_key,
         price=price,
         timeout=float(timeout),
-        max_input_tokens=price.max_input_tokens if price else 0,
-        max_output_tokens=price.max_output_tokens if price else 0,
+        max_input_tokens=max_input,
+        max_output_tokens=max_output,
         mock_response=mock_response,
+        custom_prices=tuple(custom.items()),
         adapter=route.adapter,
         params=route.params if route.adapter is not None else None,
     )
@@ -267,9 +346,10 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     _warn_unknown(litellm, KNOWN_LITELLM, "litellm_settings.", notes)
 
     require_prices = _expect(general.get("require_prices", False), bool, "general_settings.require_prices")
+    fallback = _fallback(general, require_prices)
     models = raw.get("model_list") or []
     _expect(models, list, "model_list")
-    deployments = tuple(_deployment(e, i, base_dir, require_prices, notes) for i, e in enumerate(models))
+    deployments = tuple(_deployment(e, i, base_dir, require_prices, fallback, notes) for i, e in enumerate(models))
 
     master_key = _env_ref(general.get("master_key"), "general_settings.master_key")
     if master_key is not None:
@@ -329,6 +409,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         warnings=tuple(notes),
         metrics_open=metrics_open,
         key_generation=parse_key_generation(litellm),
+        unpriced_fallback=tuple(fallback.items()) if fallback else None,
     )
 
 

@@ -15,6 +15,7 @@ from .auth import Principal
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .state import ProxyState
+from .upper_bound import UpperBound
 
 Entity = tuple[str, str]
 
@@ -28,9 +29,11 @@ def window_spend(state: ProxyState, kind: str, ident: str, record: dict[str, Any
                  now: datetime | None = None) -> Decimal:
     """Spend in the current budget window. Past `budget_reset_at` the stored spend belongs to the old
     window, so only what this process recorded since counts — the reset takes effect at that instant,
-    whenever the background job gets to write it."""
+    whenever the background job gets to write it. A `budget_reset_at` left behind by a duration
+    since removed (a record written before updates cleared it) starts no window: all spend counts."""
     reset_at = (record or {}).get("budget_reset_at")
-    if isinstance(reset_at, datetime) and (now or datetime.now(timezone.utc)) >= reset_at:
+    if (isinstance(reset_at, datetime) and (now or datetime.now(timezone.utc)) >= reset_at
+            and limits_of(state, kind, record).budget_duration):
         return state.spend.pending(kind, ident)
     return state.spend.spend(kind, ident)
 
@@ -142,9 +145,20 @@ def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[
     return out
 
 
-def admit(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal) -> Admission:
+def unpriced_refused(model: str, why: str) -> ProxyError:
+    return ProxyError(403, f"model {model!r} has no price, so {why}; the operator can price it "
+                           "(litellm_params input_cost_per_token / output_cost_per_token, or "
+                           "general_settings.unpriced_model_fallback)", "model_unpriced", "model")
+
+
+def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound) -> Admission:
     """Checks every entity of the call, then reserves for all of them (no await in between, so the
-    check and the reservation are one step for the event loop)."""
+    check and the reservation are one step for the event loop). An unpriced model has no upper
+    bound, so a call to it is refused wherever a budget applies (and always under require_prices):
+    it would spend nothing against the budget however much it used."""
+    if bound.unpriced is not None and state.config.require_prices:
+        raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
+    upper_bound = bound.cost
     entities = entities_of(state, principal, customer)
     for (kind, ident), record in entities:
         if record is not None and record.get("blocked"):
@@ -153,6 +167,9 @@ def admit(state: ProxyState, principal: Principal, customer: str, upper_bound: D
             raise ProxyError(401, f"{kind} {ident} is blocked", "auth_error")
         limits = limits_of(state, kind, record)
         if limits.max_budget is not None:
+            if bound.unpriced is not None:
+                who = ident if kind != "key" else (record or {}).get("key_alias") or "key"
+                raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} {who}")
             spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:

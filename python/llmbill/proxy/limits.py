@@ -2,8 +2,7 @@
 cost for calls in flight, requests and tokens per minute, and parallel requests.
 
 The overspend bound. A call is admitted only while spend + reserved < max_budget for every entity on
-it, and reserves an upper bound of its own cost (prompt bytes as tokens — a BPE token is at least one
-byte — and max_tokens, else the model's output limit, else 4096) until it settles. So within one
+it, and reserves an upper bound of its own cost (upper_bound.py) until it settles. So within one
 process the final spend stays below max_budget + the upper-bound cost of one call. With R processes
 sharing a database the bound is R such calls, plus what the other processes spent in the last
 cache refresh interval (1 s by default) before a process saw it.

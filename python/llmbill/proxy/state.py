@@ -15,11 +15,10 @@ from typing import Any
 
 from .. import billing
 from .._native import core
-from ..pricing import default_prices
 from ..lago import slots
 from .cache import EntityCache
 from .entity_limits import entity_limits
-from .config import Deployment, ProxyConfig
+from .config import Deployment, ProxyConfig, wildcard_price
 from .limits import Limiter
 from .spend import SpendTracker
 from .store import open_store
@@ -67,11 +66,11 @@ class ProxyState:
         found = self._wildcard.get((template, model))
         if found is None:
             upstream = model if template.upstream_model == "*" else template.upstream_model
-            price = default_prices().find(f"{template.provider}/{upstream}")
-            price = price if price is not None and price.priced else None
-            found = dataclasses.replace(template, model_name=model, upstream_model=upstream, price=price,
-                                        max_input_tokens=price.max_input_tokens if price else 0,
-                                        max_output_tokens=price.max_output_tokens if price else 0)
+            price = wildcard_price(template, upstream, dict(self.config.unpriced_fallback or ()))
+            found = dataclasses.replace(
+                template, model_name=model, upstream_model=upstream, price=price,
+                max_input_tokens=(price.max_input_tokens if price else 0) or template.max_input_tokens,
+                max_output_tokens=(price.max_output_tokens if price else 0) or template.max_output_tokens)
             if len(self._wildcard) < 10_000:  # bounded: names come from clients
                 self._wildcard[(template, model)] = found
         return found

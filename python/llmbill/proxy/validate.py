@@ -6,13 +6,16 @@ Decimal('4')
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
 from .durations import parse_duration
 from .errors import bad_request
 
 _MISSING = object()
+MAX_USD = Decimal(10) ** 15  # a budget past a quadrillion USD is a typo; omit it for no limit
+USD_UNIT = Decimal("1e-19")
+_EXACT = Context(prec=40)  # MAX_USD in USD_UNIT is 35 digits: quantize never rounds or traps here
 
 
 class Fields:
@@ -61,7 +64,9 @@ class Fields:
         return v
 
     def money(self, name: str) -> Decimal | None:
-        """A USD amount: a number or a numeric string (LiteLLM accepts "0"), not negative."""
+        """A USD amount: a number or a numeric string (LiteLLM accepts "0"), from 0 to MAX_USD, in
+        whole 1e-19 USD (llmbill's money unit). Anything else is refused, never stored: "1e999" would
+        read back as null (no limit) once it became a JSON double."""
         v = self.body.get(name)
         if v is None:
             return None
@@ -71,9 +76,12 @@ class Fields:
             amount = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v).strip())
         except InvalidOperation:
             raise bad_request(f"'{name}' must be a number, got {v!r}", name) from None
-        if not amount.is_finite() or amount < 0:
-            raise bad_request(f"'{name}' must be a finite, non-negative number", name)
-        return amount
+        if not amount.is_finite() or amount < 0 or amount > MAX_USD:
+            raise bad_request(f"'{name}' must be a number from 0 to {MAX_USD:f} (omit it or send null for no limit),"
+                              f" got {v!r}", name)
+        if amount != amount.quantize(USD_UNIT, rounding=ROUND_DOWN, context=_EXACT):
+            raise bad_request(f"'{name}' has more than 19 decimal places: {v!r}", name)
+        return amount if amount else Decimal(0)  # -0 → 0; no arithmetic: it would round to 28 digits
 
     def duration(self, name: str) -> str | None:
         v = self.text(name)

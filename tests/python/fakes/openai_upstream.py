@@ -1,6 +1,10 @@
 """A fake OpenAI-compatible upstream for the proxy's tests: chat, completions, embeddings, SSE
 streams with OpenAI's usage rules, and faults (an error status, a reply without usage, a stream cut
 mid-way, a slow reply). It records every request so tests can see what the proxy forwarded.
+Like OpenAI it answers `n` (and `best_of`) with that many choices. With `usage_from_request` it bills
+each request as an upstream using everything it allows: about 4 bytes a text token over messages,
+prompt, input, tools, functions and response_format, `image_tokens` per image part, and every
+choice running to max_completion_tokens / max_tokens (finish_reason "length").
 
     with FakeOpenAI() as up:             # http://127.0.0.1:<port>/v1
         up.usage = {"prompt_tokens": 12, "completion_tokens": 7}
@@ -72,6 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _count(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 1
+
+
 class FakeOpenAI:
     def __init__(self, port: int = 0) -> None:
         self.port = port
@@ -82,6 +90,8 @@ class FakeOpenAI:
         self.chunk_delay = 0.0
         self.omit_usage = False
         self.cut_stream_after: int | None = None
+        self.usage_from_request = False
+        self.image_tokens = 1_445  # gpt-4o at detail "high", the largest image it bills (8 tiles)
         self._failures: list[tuple[int, Json]] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -134,16 +144,20 @@ class FakeOpenAI:
             h.send_json(*failure)
             return
         model = body.get("model", "unknown")
+        n = max(_count(body.get("n")), _count(body.get("best_of")))  # generated (and billed)
+        finish = "length" if self.usage_from_request else "stop"
         if path.endswith("/chat/completions"):
             if body.get("stream"):
                 h.send_stream(self._chat_events(body, model), self.cut_stream_after, self.chunk_delay)
                 return
             reply: Json = {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                           "model": model, "choices": [{"index": 0, "finish_reason": "stop",
-                                                        "message": {"role": "assistant", "content": self.reply_text}}]}
+                           "model": model, "choices": [{"index": i, "finish_reason": finish,
+                                                        "message": {"role": "assistant", "content": self.reply_text}}
+                                                       for i in range(n)]}
         elif path.endswith("/completions"):
             reply = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
-                     "choices": [{"index": 0, "text": self.reply_text, "finish_reason": "stop"}]}
+                     "choices": [{"index": i, "text": self.reply_text, "finish_reason": finish}
+                                 for i in range(_count(body.get("n")))]}
         elif path.endswith("/embeddings"):
             inputs = body.get("input")
             n = len(inputs) if isinstance(inputs, list) else 1
@@ -157,8 +171,22 @@ class FakeOpenAI:
             h.send_json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
             return
         if not self.omit_usage:
-            reply["usage"] = dict(self.usage)
+            reply["usage"] = self._usage_of(body, n)
         h.send_json(200, reply)
+
+    def _usage_of(self, body: Json, choices: int) -> Json:
+        if not self.usage_from_request:
+            return dict(self.usage)
+        text = [body.get(k) for k in ("messages", "prompt", "input", "tools", "functions", "response_format")]
+        prompt = -(-len(json.dumps(text, separators=(",", ":")).encode()) // 4)
+        for message in body.get("messages") or []:
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else []:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    prompt += self.image_tokens
+        per_choice = body.get("max_completion_tokens") or body.get("max_tokens") or 16
+        completion = per_choice * choices
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _chat_events(self, body: Json, model: str) -> list[bytes]:
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
@@ -168,7 +196,7 @@ class FakeOpenAI:
             events.append({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage") and not self.omit_usage:
-            events.append({**base, "choices": [], "usage": dict(self.usage)})
+            events.append({**base, "choices": [], "usage": self._usage_of(body, _count(body.get("n")))})
         out = [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events]
         return out + [b"data: [DONE]\n\n"]
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..auth import Principal
+from ..budget_windows import reset_fields
 from ..errors import bad_request, not_found
 from ..http import Request, Response, json_response
 from ..state import ProxyState
@@ -95,7 +96,28 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
     if updated is None:
         raise not_found(f"budget {ident!r} not found", "budget_id")
     state.cache.put("budget", updated)
+    if "budget_duration" in fields:
+        await _move_windows(state, ident, current.get("budget_duration"), fields["budget_duration"])
     return json_response(public(state, updated))
+
+
+async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str | None) -> None:
+    """A tier's duration governs the window of each customer on it without a duration of its own:
+    removed → their reset times are cleared (else, once passed, the budget would count nothing);
+    set or changed → their windows restart now, as a key's do."""
+    on_tier = await state.store.list("customer", {"budget_id": tier})
+    if tier == state.config.max_end_user_budget_id:  # the default tier: customers with no limits of their own
+        on_tier += [c for c in await state.store.list("customer", {"budget_id": None}) if c.get("max_budget") is None]
+    now = datetime.now(timezone.utc)
+    for customer in on_tier:
+        if customer.get("budget_duration"):
+            continue
+        change = reset_fields(old, new, touched=True, current_reset=customer.get("budget_reset_at"), now=now,
+                              tz=state.config.timezone)
+        if change:
+            moved = await state.store.update("customer", customer["user_id"], change)
+            if moved is not None:
+                state.cache.put("customer", moved)
 
 
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:

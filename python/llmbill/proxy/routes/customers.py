@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..auth import Principal
-from ..durations import next_reset
+from ..budget_windows import reset_fields
 from ..errors import ProxyError, bad_request, not_found
 from ..guards import limits_of, window_spend
 from ..http import Request, Response, json_response, query_int
@@ -67,9 +67,12 @@ def _fields(f: Fields, state: ProxyState, current: dict[str, Any] | None) -> dic
                          "bad_request_error", "max_budget")
     if out.get("budget_id") and state.cache.get("budget", out["budget_id"]) is None:
         raise not_found(f"budget {out['budget_id']!r} not found", "budget_id")
-    duration = limits_of(state, "customer", merged).budget_duration
-    if ("budget_duration" in out or "budget_id" in out) and duration:
-        out["budget_reset_at"] = next_reset(_now(), duration, state.config.timezone)
+    # The governing duration is the customer's own, else its tier's (or the default tier's): any of
+    # budget_duration, budget_id or max_budget can change it.
+    old = limits_of(state, "customer", current).budget_duration if current is not None else None
+    new = limits_of(state, "customer", merged).budget_duration
+    out.update(reset_fields(old, new, touched="budget_duration" in out, current_reset=(current or {}).get("budget_reset_at"),
+                            now=_now(), tz=state.config.timezone))
     return out
 
 

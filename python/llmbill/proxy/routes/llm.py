@@ -27,6 +27,7 @@ from ..guards import admit, allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..settle import settle
 from ..state import ProxyState
+from ..upper_bound import upper_bound_cost
 from ..upstream import upstream_error
 
 log = logging.getLogger("llmbill.proxy")
@@ -76,20 +77,6 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     call = Call(state, principal, route, model, d, customer, started, admission)
     observe.note_call(call)
     return call, body
-
-
-def upper_bound_cost(d: Deployment, route: str, body: dict[str, Any]) -> Decimal:
-    """The most this call can cost: every prompt byte a token (a BPE token is at least a byte), and
-    max_tokens, else the model's output limit, else 4096 completion tokens."""
-    if d.price is None:
-        return Decimal(0)
-    source = body.get("messages", body.get("prompt", body.get("input", "")))
-    prompt = len(orjson.dumps(source))
-    completion = 0
-    if route != "embedding":
-        asked = body.get("max_completion_tokens") or body.get("max_tokens")
-        completion = asked if isinstance(asked, int) and asked > 0 else (d.max_output_tokens or 4096)
-    return d.price.cost(core.Usage(prompt_tokens=prompt, completion_tokens=completion)).total
 
 
 async def llm_call(state: ProxyState, request: Request, principal: Principal, route: str) -> Response | StreamingResponse:

@@ -31,7 +31,7 @@ from ..settle import settle
 from ..sse import split_events
 from ..state import ProxyState
 from . import llm
-from .llm import upper_bound_cost
+from ..upper_bound import upper_bound_cost
 
 ANTHROPIC_VERSION = "2023-06-01"
 NATIVE = ("anthropic",)  # providers whose deployments take the Messages body as it is

@@ -26,7 +26,7 @@ from ..settle import settle
 from ..sse import split_events
 from ..state import ProxyState
 from ..upstream import upstream_error
-from .llm import upper_bound_cost
+from ..upper_bound import upper_bound_cost
 
 SERVED_BY = ("openai",)  # providers whose API has /responses
 
