@@ -2,7 +2,7 @@
 the same streams on the direct path (client → fake upstream), in the same run.
 
     .venv/bin/python bench/stream_bench.py --out R.json [--quick] [--streams 1000] [--ramp 2]
-        [--chunks 40] [--interval-ms 100] [--rounds 2] [--keep]
+        [--chunks 40] [--interval-ms 100] [--rounds 2] [--gc-probe] [--gc-freeze] [--keep]
 
 Processes, all on this machine: bench/fake_stream (C++, one epoll thread, N chunks one interval apart
 per request, reporting how late it sent), llmbill-proxy on SQLite set up as in proxy_bench.py (a
@@ -24,6 +24,14 @@ included) must have exactly one Lago event (by transaction_id, the call id the p
 x-litellm-call-id) and exactly one spend-log row, and there must be none for anything else.
 Any error, a missing or duplicated bill, makes the run invalid (exit 1). `uptime`'s load is
 recorded before and after every round: figures taken on a busy machine say so.
+
+Where the tail comes from: the generator reports when late chunks (over 1.2 x interval) arrived, by
+50 ms window from the round's first stream; a window holding many streams' late chunks is a stall of
+the whole proxy, not of one stream. With --gc-probe the proxy runs with bench/gc_probe on its
+PYTHONPATH (a sitecustomize that logs every garbage collection, nothing else), and each round lists
+the proxy's collections over 5 ms, placed on the same time axis. --gc-freeze (an experiment, implies
+--gc-probe) has the proxy call gc.freeze() after the warm-up (SIGUSR1 to the same sitecustomize): what
+keeping start-up objects out of full collections would do to the tail.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -112,6 +121,23 @@ def run_round(path: str, url: str, auth: str, args: argparse.Namespace, proxy: p
     return r
 
 
+def gc_pauses(log: Path, rounds: list[dict[str, Any]]) -> None:
+    """Adds to each proxy round its garbage collections: count and total ms per generation, and every
+    one over 5 ms as [seconds from the round's first stream, generation, ms]."""
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    for r in rounds:
+        if r["path"] == "direct":
+            continue
+        t0, t1 = r["t0_wall"], r["t0_wall"] + r["wall_s"]
+        mine = [e for e in events if t0 <= e["t"] <= t1]
+        r["gc"] = {f"gen{g}": {"count": sum(1 for e in mine if e["gen"] == g),
+                               "total_ms": round(sum(e["ms"] for e in mine if e["gen"] == g), 1),
+                               "max_ms": round(max((e["ms"] for e in mine if e["gen"] == g), default=0), 1)}
+                   for g in (0, 1, 2)}
+        r["gc"]["over_5ms"] = [[round(e["t"] - e["ms"] / 1000 - t0, 3), e["gen"], round(e["ms"], 1)]
+                               for e in mine if e["ms"] > 5]
+
+
 def billing_check(ids_file: Path, db: Path, issued: list[str]) -> dict[str, Any]:
     """Exactly one Lago event and one spend-log row per call id the proxy returned, none for others."""
     want = collections.Counter(issued)
@@ -138,12 +164,15 @@ def main() -> int:
     ap.add_argument("--chunks", type=int)
     ap.add_argument("--interval-ms", type=int, default=100)
     ap.add_argument("--rounds", type=int)
+    ap.add_argument("--gc-probe", action="store_true", help="log the proxy's garbage collections (bench/gc_probe)")
+    ap.add_argument("--gc-freeze", action="store_true", help="experiment: gc.freeze() in the proxy after the warm-up")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, database, ids)")
     args = ap.parse_args()
     args.streams = args.streams or (200 if args.quick else 1000)
     args.ramp = args.ramp if args.ramp is not None else (1.0 if args.quick else 2.0)
     args.chunks = args.chunks or (10 if args.quick else 40)
     args.rounds = args.rounds or (1 if args.quick else 2)
+    args.gc_probe = args.gc_probe or args.gc_freeze
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * args.streams:  # the proxy holds two sockets per stream; children inherit this
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * args.streams + 1000), hard))
@@ -163,7 +192,16 @@ def main() -> int:
         ids = work / "lago-ids.txt"
         db = work / "sqlite" / "llmbill.db"
         pb.log("starting llmbill-proxy on SQLite")
-        proxy = pb.start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{db}", work / "sqlite", ["--ids", str(ids)])
+        gc_log = work / "gc.jsonl"
+        if args.gc_probe:
+            os.environ.update(PYTHONPATH=str(pb.ROOT / "bench" / "gc_probe"), BENCH_GC_PROBE_LOG=str(gc_log))
+        if args.gc_freeze:
+            os.environ["BENCH_GC_FREEZE_ON_USR1"] = "1"
+        try:
+            proxy = pb.start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{db}", work / "sqlite", ["--ids", str(ids)])
+        finally:
+            for name in ("PYTHONPATH", "BENCH_GC_PROBE_LOG", "BENCH_GC_FREEZE_ON_USR1"):
+                os.environ.pop(name, None)
         assert proxy.proc is not None
         result["proxy"] = {"startup_s": round(proxy.startup_s, 2), "idle_rss_mb": pb.status_kb(proxy.pids(), "VmRSS") / 1024,
                            "notes": proxy.notes}
@@ -177,6 +215,10 @@ def main() -> int:
                 raise RuntimeError(f"warm-up on {name}: {w['error_samples']}")
             if name != "direct":
                 issued += w["call_ids"]
+        if args.gc_freeze:
+            proxy.proc.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            result["proxy"]["experiment"] = "gc.freeze() after the warm-up (--gc-freeze)"
         for rnd in range(args.rounds):
             order = list(paths) if rnd % 2 == 0 else list(paths)[::-1]
             for name in order:
@@ -198,6 +240,8 @@ def main() -> int:
         while time.monotonic() < deadline and (not ids.exists() or len(ids.read_text().split()) < len(issued)):
             time.sleep(0.2)
         result["billing"] = billing_check(ids, db, issued)
+        if args.gc_probe:
+            gc_pauses(gc_log, result["rounds"])
         if not result["billing"]["every_stream_billed_once"]:
             result["errors"].append(f"billing: {result['billing']}")
     except Exception as exc:  # a process that cannot start or a generator that fails: the run is invalid

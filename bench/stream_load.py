@@ -8,7 +8,7 @@ Lean on purpose, because its own delays land in what it measures: asyncio on uvl
 `asyncio.Protocol` per stream whose `data_received` only appends (perf_counter_ns, bytes), no
 parsing while streams run. Everything is read apart afterwards: the response head (status, the
 proxy's x-litellm-call-id), the chunked framing, the SSE events, and for each content event the time
-of the read that completed it. A probe callback every 10 ms records how late the loop ran it (the
+of the read that completed it, and when the late ones (over 1.2 x interval) came, by 50 ms window. A probe callback every 10 ms records how late the loop ran it (the
 generator's own lag), and the process's CPU time is reported, so a run shows whether the generator
 could keep up.
 
@@ -75,7 +75,7 @@ def request_bytes(url: str, auth: str, chunks: int, interval_ms: int) -> bytes:
     return (head + "\r\n").encode() + body
 
 
-def analyse(p: StreamProtocol, t_due: int, chunks: int) -> dict[str, Any]:
+def analyse(p: StreamProtocol, t_due: int, chunks: int, interval_ms: int) -> dict[str, Any]:
     """One stream's figures from its timestamped reads (ms), or its error."""
     out: dict[str, Any] = {"error": p.error, "call_id": "", "gaps": []}
     if not p.reads:
@@ -129,10 +129,24 @@ def analyse(p: StreamProtocol, t_due: int, chunks: int) -> dict[str, Any]:
     out["connect_ms"] = (p.t_connected - t_due) * ms if p.t_connected else None
     out["first_event_ms"] = (times[0] - t_due) * ms if times else None
     out["gaps"] = [(b - a) * ms for a, b in zip(times, times[1:])]
+    # When the late chunks arrived (ns): stalls that hit every open stream at once are the server's.
+    late = (interval_ms * 1.2) / ms
+    out["late_at"] = [b for a, b in zip(times, times[1:]) if b - a > late]
     out["start_ns"], out["end_ns"] = t_due, p.t_end
     if len(times) != chunks or not done_seen or not complete:
         out["error"] = out["error"] or f"incomplete: {len(times)}/{chunks} chunks, [DONE] {done_seen}, end {complete}"
     return out
+
+
+def late_windows(late_at: list[int], t0: int, width_ms: int = 50) -> list[list[float]]:
+    """Chunks more than 20 % late, counted by 50 ms window of their arrival: [window start s, count],
+    the busiest windows first (at most 10)."""
+    counts: dict[int, int] = {}
+    for t in late_at:
+        w = (t - t0) // (width_ms * 1_000_000)
+        counts[w] = counts.get(w, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+    return [[w * width_ms / 1000, n] for w, n in top]
 
 
 async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, interval_ms: int) -> dict[str, Any]:
@@ -177,8 +191,9 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
         failures.append(f"not finished after {deadline:.0f} s")
     stop = True
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    results = [analyse(p, due[i], chunks) if p.done.done() else {"error": "timeout", "gaps": [], "call_id": ""}
+    results = [analyse(p, due[i], chunks, interval_ms) if p.done.done() else {"error": "timeout", "gaps": [], "call_id": ""}
                for i, p in enumerate(protos)]
+    first = min((t for t in due if t), default=_now())
     # Streams open at once: a sweep over their start and end.
     marks = sorted([(r["start_ns"], 1) for r in results if "start_ns" in r] +
                    [(r["end_ns"], -1) for r in results if "end_ns" in r])
@@ -196,6 +211,8 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
         "gaps_ms": [g for r in results for g in r["gaps"]],
         "call_ids": [r["call_id"] for r in results if r["call_id"]],
         "peak_open": peak, "wall_s": wall, "loadgen_cpu_s": cpu, "loop_lag_ms": lags,
+        "late_windows": late_windows([t for r in results for t in r.get("late_at", [])], first),
+        "t0_wall": time.time() - (_now() - first) * 1e-9,  # the first stream's start, on the wall clock
     }
 
 
