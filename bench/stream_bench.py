@@ -53,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy_bench as pb  # noqa: E402
+from stream_load import schedstat  # noqa: E402
 
 TARGETS = {"added_ttfb_p99_ms": 10.0, "added_gap_p99_ms": 5.0, "peak_rss_mb": 250.0, "errors": 0}
 
@@ -74,16 +75,48 @@ def fake_stats(port: int) -> dict[str, Any]:
     return stats if isinstance(stats, dict) else {}
 
 
-def load(url: str, auth: str, streams: int, ramp: float, chunks: int, interval_ms: int, out: Path) -> dict[str, Any]:
+def load(url: str, auth: str, streams: int, ramp: float, chunks: int, interval_ms: int, out: Path,
+         watch: list[int] | None = None) -> dict[str, Any]:
+    """Runs stream_load.py; with `watch` (pids), samples their main threads' CPU and run-queue wait every
+    0.5 s meanwhile: result["timeline"] = [[s, CPU share of a core, run-queue wait share], ...] (from
+    this process, so the generator's loop is not disturbed)."""
     argv = [sys.executable, str(pb.ROOT / "bench" / "stream_load.py"), "--url", url, "--auth", auth,
             "--streams", str(streams), "--ramp", str(ramp), "--chunks", str(chunks), "--interval-ms", str(interval_ms),
             "--out", str(out)]
     out.unlink(missing_ok=True)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=ramp + chunks * interval_ms / 1000 + 180)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"stream_load.py failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    timeline: list[list[float]] = []
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        start = last_t = time.monotonic()
+        last = sched(watch or [])
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - start > ramp + chunks * interval_ms / 1000 + 180:
+                    proc.kill()
+            if watch:
+                now_t, now = time.monotonic(), sched(watch)
+                dt = now_t - last_t
+                timeline.append([round(now_t - start, 2), round((now[0] - last[0]) * 1e-9 / dt, 3),
+                                 round((now[1] - last[1]) * 1e-9 / dt, 3)])
+                last_t, last = now_t, now
+        err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"stream_load.py failed ({proc.returncode}): {err.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
+    result["timeline"] = timeline
     return result
+
+
+def sched(pids: list[int]) -> tuple[int, int]:
+    """(ns on a CPU, ns ready but waiting on a run queue), summed over the main threads of `pids` (the
+    proxy's event loop, the fake's epoll loop: the threads whose delays the streams see)."""
+    run = wait = 0
+    for p in pids:
+        r, w = schedstat(p, main_only=True)
+        run, wait = run + r, wait + w
+    return run, wait
 
 
 def summary(samples: dict[str, list[float]]) -> dict[str, Any]:
@@ -104,15 +137,21 @@ def run_round(path: str, url: str, auth: str, args: argparse.Namespace, proxy: p
     before = loadavg()
     pids = proxy.pids()
     cpu0, fake0 = pb.cpu_seconds(pids), pb.cpu_seconds([upstream.pid])
-    r = load(url, auth, args.streams, args.ramp, args.chunks, args.interval_ms, work / "load.json")
+    sched0, fake_sched0 = sched(pids[:1]), sched([upstream.pid])
+    r = load(url, auth, args.streams, args.ramp, args.chunks, args.interval_ms, work / "load.json",
+             pids[:1] if path != "direct" else [upstream.pid])
     pids = proxy.pids()
     cpu, fake_cpu = pb.cpu_seconds(pids) - cpu0, pb.cpu_seconds([upstream.pid]) - fake0
+    sched1, fake_sched1 = sched(pids[:1]), sched([upstream.pid])
     stats = fake_stats(upstream.port)
     r.update(path=path, load_before=before, load_after=loadavg(), fake=stats,
              fake_cpu_share=fake_cpu / r["wall_s"] if r["wall_s"] else None,
-             loadgen_cpu_share=r["loadgen_cpu_s"] / r["wall_s"] if r["wall_s"] else None)
+             loadgen_cpu_share=r["loadgen_cpu_s"] / r["wall_s"] if r["wall_s"] else None,
+             loadgen_wait_share=r["loadgen_runqueue_wait_s"] / r["wall_s"] if r["wall_s"] else None,
+             fake_wait_share=(fake_sched1[1] - fake_sched0[1]) * 1e-9 / r["wall_s"] if r["wall_s"] else None)
     if path != "direct":
         r.update(proxy_cpu_s=cpu, proxy_cpu_ms_per_stream=cpu * 1000 / args.streams,
+                 proxy_wait_share=(sched1[1] - sched0[1]) * 1e-9 / r["wall_s"] if r["wall_s"] else None,
                  proxy_cpu_share=cpu / r["wall_s"] if r["wall_s"] else None,
                  proxy_rss_mb=pb.status_kb(pids, "VmRSS") / 1024, proxy_peak_rss_mb=pb.status_kb(pids, "VmHWM") / 1024)
     pb.log(f"{path:15} {args.streams} streams: ttfb p50 {pct(r['ttfb_ms'], 50) or 0:7.2f} p99 {pct(r['ttfb_ms'], 99) or 0:7.2f} ms, "
@@ -270,11 +309,13 @@ def pooled(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r["path"] for r in rounds):
         rs = [r for r in rounds if r["path"] == name]
-        p = summary({k: [v for r in rs for v in r[k + "_ms"]] for k in ("ttfb", "first_event", "gaps", "loop_lag")})
+        p = summary({k: [v for r in rs for v in r[k + "_ms"]] for k in ("ttfb", "connect", "first_event", "gaps", "loop_lag")})
         p.update(streams=sum(r["streams"] for r in rs), errors=sum(r["errors"] for r in rs),
                  peak_open=max(r["peak_open"] for r in rs), rounds=len(rs),
                  loadgen_cpu_share=max(r["loadgen_cpu_share"] or 0 for r in rs),
                  fake_cpu_share=max(r["fake_cpu_share"] or 0 for r in rs),
+                 loadgen_wait_share=max(r["loadgen_wait_share"] or 0 for r in rs),
+                 fake_wait_share=max(r["fake_wait_share"] or 0 for r in rs),
                  fake_late_p99_us=max(r["fake"].get("late_p99_us", 0) for r in rs),
                  fake_late_max_us=max(r["fake"].get("late_max_us", 0) for r in rs),
                  load=[f"{r['load_before']} → {r['load_after']}" for r in rs])
@@ -282,6 +323,7 @@ def pooled(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
         if name != "direct":
             p.update(cpu_ms_per_stream=sum(r["proxy_cpu_s"] for r in rs) * 1000 / p["streams"],
                      cpu_share=max(r["proxy_cpu_share"] or 0 for r in rs),
+                     wait_share=max(r["proxy_wait_share"] or 0 for r in rs),
                      peak_rss_mb=max(r["proxy_peak_rss_mb"] for r in rs))
         out[name] = p
     direct = out.get("direct")
@@ -315,9 +357,12 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         r("direct: content-chunk gap p99 (generator + fake jitter)", d.get("gaps_p99_ms"), "ms", "configured interval", interval),
         r("direct: TTFB p50 / p99", _pair(d, "ttfb"), "ms"),
         r("generator: CPU share of a core (max over rounds)", _pct_of(p.get("loadgen_cpu_share")), "%"),
+        r("run-queue wait, share of the round (ready, no CPU: the machine busy): generator / fake / llmbill's loop",
+          f"{_n(_pct_of(p.get('loadgen_wait_share')))} / {_n(_pct_of(p.get('fake_wait_share')))} / "
+          f"{_n(_pct_of(p.get('wait_share')))}", "%", "", None, "≈ 0 on a quiet machine"),
         r("generator: loop lag p99 (direct / proxy rounds)", _pair2(d, p, "loop_lag_p99_ms"), "ms"),
         r("fake upstream: send lateness p99 / max", f"{p.get('fake_late_p99_us', '–')} / {p.get('fake_late_max_us', '–')}", "µs"),
-        r("llmbill: TTFB p50 / p99", _pair(p, "ttfb"), "ms"),
+        r("llmbill: TTFB p50 / p99 (of which connect p50 / p99)", f"{_pair(p, 'ttfb')} ({_pair(p, 'connect')})", "ms"),
         r("llmbill: added TTFB p50", p.get("added_ttfb_p50_ms"), "ms", "direct TTFB p50", d.get("ttfb_p50_ms")),
         r("llmbill: added TTFB p99", p.get("added_ttfb_p99_ms"), "ms", "direct TTFB p99", d.get("ttfb_p99_ms"),
           "≤ 10 ms", le(p.get("added_ttfb_p99_ms"), TARGETS["added_ttfb_p99_ms"])),

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import bisect
 import json
+import os
 import resource
 import sys
 import time
@@ -138,6 +139,24 @@ def analyse(p: StreamProtocol, t_due: int, chunks: int, interval_ms: int) -> dic
     return out
 
 
+def schedstat(pid: int | str = "self", main_only: bool = False) -> tuple[int, int]:
+    """(ns on a CPU, ns waiting on a run queue) summed over the process's threads (/proc/PID/task/*/schedstat),
+    or of its main thread alone."""
+    run = wait = 0
+    try:
+        tasks = [str(pid) if pid != "self" else str(os.getpid())] if main_only else os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0, 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return run, wait
+
+
 def late_windows(late_at: list[int], t0: int, width_ms: int = 50) -> list[list[float]]:
     """Chunks more than 20 % late, counted by 50 ms window of their arrival: [window start s, count],
     the busiest windows first (at most 10)."""
@@ -177,7 +196,7 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
         if not stop:
             loop.call_later(0.01, probe, _now() + 10_000_000)
 
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, sched0 = time.process_time(), time.perf_counter(), schedstat()
     t0 = loop.time() + 0.05
     for i in range(streams):
         protos.append(StreamProtocol(request, loop.create_future()))
@@ -191,7 +210,9 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
         failures.append(f"not finished after {deadline:.0f} s")
     stop = True
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    results = [analyse(p, due[i], chunks, interval_ms) if p.done.done() else {"error": "timeout", "gaps": [], "call_id": ""}
+    sched1 = schedstat()
+    waited = (sched1[1] - sched0[1]) * 1e-9  # on a run queue, ready but not running: the machine's doing
+    results: list[dict[str, Any]] = [analyse(p, due[i], chunks, interval_ms) if p.done.done() else {"error": "timeout", "gaps": [], "call_id": ""}
                for i, p in enumerate(protos)]
     first = min((t for t in due if t), default=_now())
     # Streams open at once: a sweep over their start and end.
@@ -210,7 +231,7 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
         "connect_ms": [r["connect_ms"] for r in results if r.get("connect_ms") is not None],
         "gaps_ms": [g for r in results for g in r["gaps"]],
         "call_ids": [r["call_id"] for r in results if r["call_id"]],
-        "peak_open": peak, "wall_s": wall, "loadgen_cpu_s": cpu, "loop_lag_ms": lags,
+        "peak_open": peak, "wall_s": wall, "loadgen_cpu_s": cpu, "loadgen_runqueue_wait_s": waited, "loop_lag_ms": lags,
         "late_windows": late_windows([t for r in results for t in r.get("late_at", [])], first),
         "t0_wall": time.time() - (_now() - first) * 1e-9,  # the first stream's start, on the wall clock
     }
