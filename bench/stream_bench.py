@@ -154,8 +154,9 @@ def run_round(path: str, url: str, auth: str, args: argparse.Namespace, proxy: p
                  proxy_wait_share=(sched1[1] - sched0[1]) * 1e-9 / r["wall_s"] if r["wall_s"] else None,
                  proxy_cpu_share=cpu / r["wall_s"] if r["wall_s"] else None,
                  proxy_rss_mb=pb.status_kb(pids, "VmRSS") / 1024, proxy_peak_rss_mb=pb.status_kb(pids, "VmHWM") / 1024)
-    pb.log(f"{path:15} {args.streams} streams: ttfb p50 {pct(r['ttfb_ms'], 50) or 0:7.2f} p99 {pct(r['ttfb_ms'], 99) or 0:7.2f} ms, "
-           f"gap p50 {pct(r['gaps_ms'], 50) or 0:7.2f} p99 {pct(r['gaps_ms'], 99) or 0:7.2f} ms, errors {r['errors']}, "
+    ttfb, gaps = r["ttfb_ms"], r["gaps_ms"]
+    pb.log(f"{path:15} {args.streams} streams: ttfb p50 {pct(ttfb, 50) or 0:7.2f} p99 {pct(ttfb, 99) or 0:7.2f} ms, "
+           f"gap p50 {pct(gaps, 50) or 0:7.2f} p99 {pct(gaps, 99) or 0:7.2f} ms, errors {r['errors']}, "
            f"open {r['peak_open']}, load {before} → {r['load_after']}")
     return r
 
@@ -180,7 +181,8 @@ def gc_pauses(log: Path, rounds: list[dict[str, Any]]) -> None:
 def billing_check(ids_file: Path, db: Path, issued: list[str]) -> dict[str, Any]:
     """Exactly one Lago event and one spend-log row per call id the proxy returned, none for others."""
     want = collections.Counter(issued)
-    lago = collections.Counter(line for line in ids_file.read_text().split("\n") if line) if ids_file.exists() else collections.Counter()
+    lines = ids_file.read_text().split("\n") if ids_file.exists() else []
+    lago = collections.Counter(line for line in lines if line)
     with sqlite3.connect(db) as conn:
         logs = collections.Counter(row[0] for row in conn.execute("SELECT request_id FROM spend_logs"))
     out: dict[str, Any] = {"streams_through_proxy": len(issued), "distinct_call_ids": len(want)}
@@ -361,7 +363,9 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
           f"{_n(_pct_of(p.get('loadgen_wait_share')))} / {_n(_pct_of(p.get('fake_wait_share')))} / "
           f"{_n(_pct_of(p.get('wait_share')))}", "%", "", None, "≈ 0 on a quiet machine"),
         r("generator: loop lag p99 (direct / proxy rounds)", _pair2(d, p, "loop_lag_p99_ms"), "ms"),
-        r("fake upstream: send lateness p99 / max", f"{p.get('fake_late_p99_us', '–')} / {p.get('fake_late_max_us', '–')}", "µs"),
+        r("fake upstream: send lateness p99 / max (direct rounds; llmbill rounds)",
+          f"{d.get('fake_late_p99_us', '–')} / {d.get('fake_late_max_us', '–')}; "
+          f"{p.get('fake_late_p99_us', '–')} / {p.get('fake_late_max_us', '–')}", "µs"),
         r("llmbill: TTFB p50 / p99 (of which connect p50 / p99)", f"{_pair(p, 'ttfb')} ({_pair(p, 'connect')})", "ms"),
         r("llmbill: added TTFB p50", p.get("added_ttfb_p50_ms"), "ms", "direct TTFB p50", d.get("ttfb_p50_ms")),
         r("llmbill: added TTFB p99", p.get("added_ttfb_p99_ms"), "ms", "direct TTFB p99", d.get("ttfb_p99_ms"),

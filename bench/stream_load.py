@@ -8,9 +8,10 @@ Lean on purpose, because its own delays land in what it measures: asyncio on uvl
 `asyncio.Protocol` per stream whose `data_received` only appends (perf_counter_ns, bytes), no
 parsing while streams run. Everything is read apart afterwards: the response head (status, the
 proxy's x-litellm-call-id), the chunked framing, the SSE events, and for each content event the time
-of the read that completed it, and when the late ones (over 1.2 x interval) came, by 50 ms window. A probe callback every 10 ms records how late the loop ran it (the
-generator's own lag), and the process's CPU time is reported, so a run shows whether the generator
-could keep up.
+of the read that completed it (and, for the late ones, over 1.2 x interval, when they came, by 50 ms
+window). A probe callback every 10 ms records how late the loop ran it (the generator's own lag), and
+the process's CPU time and run-queue wait are reported, so a run shows whether the generator could
+keep up.
 
 Per stream: time to first byte (from the moment it was due to start, connect included, to the first
 byte of the reply), time to the first content event, and the gaps between consecutive content events
@@ -212,8 +213,8 @@ async def run(url: str, auth: str, streams: int, ramp: float, chunks: int, inter
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     sched1 = schedstat()
     waited = (sched1[1] - sched0[1]) * 1e-9  # on a run queue, ready but not running: the machine's doing
-    results: list[dict[str, Any]] = [analyse(p, due[i], chunks, interval_ms) if p.done.done() else {"error": "timeout", "gaps": [], "call_id": ""}
-               for i, p in enumerate(protos)]
+    timed_out: dict[str, Any] = {"error": "timeout", "gaps": [], "call_id": ""}
+    results = [analyse(p, due[i], chunks, interval_ms) if p.done.done() else timed_out for i, p in enumerate(protos)]
     first = min((t for t in due if t), default=_now())
     # Streams open at once: a sweep over their start and end.
     marks = sorted([(r["start_ns"], 1) for r in results if "start_ns" in r] +
