@@ -234,15 +234,19 @@ def main() -> int:
         db = work / "sqlite" / "llmbill.db"
         pb.log("starting llmbill-proxy on SQLite")
         gc_log = work / "gc.jsonl"
+        saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "BENCH_GC_PROBE_LOG", "BENCH_GC_FREEZE_ON_USR1")}
         if args.gc_probe:
             os.environ.update(PYTHONPATH=str(pb.ROOT / "bench" / "gc_probe"), BENCH_GC_PROBE_LOG=str(gc_log))
         if args.gc_freeze:
             os.environ["BENCH_GC_FREEZE_ON_USR1"] = "1"
         try:
             proxy = pb.start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{db}", work / "sqlite", ["--ids", str(ids)])
-        finally:
-            for name in ("PYTHONPATH", "BENCH_GC_PROBE_LOG", "BENCH_GC_FREEZE_ON_USR1"):
-                os.environ.pop(name, None)
+        finally:  # only the proxy gets them
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         assert proxy.proc is not None
         result["proxy"] = {"startup_s": round(proxy.startup_s, 2), "idle_rss_mb": pb.status_kb(proxy.pids(), "VmRSS") / 1024,
                            "notes": proxy.notes}
