@@ -12,10 +12,12 @@
 //   anything else               404
 //
 // Events are counted by their "transaction_id" keys, not parsed: this fake measures the sender, it
-// does not validate events (the strict fake Lago of the test suite does that). Prints the port it
-// listens on as the first line of stdout.
+// does not validate events (the strict fake Lago of the test suite does that). With --ids FILE it
+// also appends every accepted event's transaction_id to FILE, one a line, flushed per request
+// (stream_bench.py checks each stream was billed exactly once). Prints the port it listens on as the
+// first line of stdout.
 //
-//   fake_lago [--port N] [--api-key K]      (port 0, the default, picks a free one)
+//   fake_lago [--port N] [--api-key K] [--ids FILE]      (port 0, the default, picks a free one)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +35,7 @@ using llmbill::bench::http::response;
 std::uint64_t g_requests = 0;
 std::uint64_t g_events = 0;
 std::string g_api_key;
+std::FILE* g_ids = nullptr;
 
 std::size_t count_events(std::string_view body) {
   std::size_t n = 0;
@@ -41,6 +44,19 @@ std::size_t count_events(std::string_view body) {
     ++n;
   }
   return n;
+}
+
+// Appends the value of every "transaction_id" in the body to g_ids, one a line.
+void write_ids(std::string_view body) {
+  constexpr std::string_view key = "\"transaction_id\":\"";
+  for (std::size_t at = body.find(key); at != std::string_view::npos; at = body.find(key, at)) {
+    at += key.size();
+    const std::size_t end = body.find('"', at);
+    if (end == std::string_view::npos) break;
+    std::fwrite(body.data() + at, 1, end - at, g_ids);
+    std::fputc('\n', g_ids);
+  }
+  std::fflush(g_ids);
 }
 
 std::string handle(const Request& r) {
@@ -80,6 +96,7 @@ std::string handle(const Request& r) {
                     close);
   }
   g_events += n;
+  if (g_ids != nullptr) write_ids(r.body);
   if (!batch) return response(200, "OK", "{\"event\":{}}", close);
   return response(200, "OK", "{\"events_received\":" + std::to_string(n) + "}", close);
 }
@@ -91,8 +108,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
     else if (std::strcmp(argv[i], "--api-key") == 0) g_api_key = argv[i + 1];
-    else {
-      std::fprintf(stderr, "usage: fake_lago [--port N] [--api-key K]\n");
+    else if (std::strcmp(argv[i], "--ids") == 0) {
+      g_ids = std::fopen(argv[i + 1], "a");
+      if (g_ids == nullptr) {
+        std::perror(argv[i + 1]);
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "usage: fake_lago [--port N] [--api-key K] [--ids FILE]\n");
       return 2;
     }
   }

@@ -211,8 +211,9 @@ def lago_env(lago: Child) -> dict[str, str]:
             "LAGO_API_EVENT_CODE": "llm_usage", "LAGO_API_CHARGE_BY": "end_user_id"}
 
 
-def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path) -> System:
-    lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago")], port_from_stdout=True)
+def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
+                  lago_args: list[str] | None = None) -> System:
+    lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
     config = {"model_list": model_list(upstream), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": MASTER, "database_url": database_url}}
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,14 @@
 """Merges one bench/run into bench/results/<date>-<host>.json and prints it as a Markdown table.
 
 Inputs are the raw outputs of the run: Google Benchmark JSON from cost_bench and pipeline_bench,
-cost_python.py's JSON, and proxy_bench.py's JSON (scenarios 1 and 2: direct / llmbill / LiteLLM under
-wrk), which also gets its own table and a chart (chart.py) beside the result. Every figure is printed beside the same-run baseline it is read against and
+cost_python.py's JSON, proxy_bench.py's JSON (scenarios 1 and 2: direct / llmbill / LiteLLM under
+wrk), which also gets its own table and a chart (chart.py) beside the result, and stream_bench.py's
+JSON (scenario 4: ~1,000 open streams, direct and through llmbill), which gets its own table. Every figure is printed beside the same-run baseline it is read against and
 the ratio between them; a benchmark that reported an error makes the whole run fail (a run with
 errors is not a result).
 
     python bench/report.py [--cost-cpp A.json --pipeline LABEL=B.json [--pipeline LABEL2=B2.json]
-                            --cost-python C.json] [--proxy P.json] --out R.json [--meta k=v ...]
+                            --cost-python C.json] [--proxy P.json] [--stream S.json] --out R.json [--meta k=v ...]
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_bench import markdown as stream_markdown  # noqa: E402
 
 SUFFIX = re.compile(r"/(iterations|repeats|min_time|manual_time|real_time):?.*$")
 
@@ -195,6 +200,7 @@ def main() -> None:
                     help="pipeline_bench JSON, labelled by the fake Lago it ran against (repeatable)")
     ap.add_argument("--cost-python")
     ap.add_argument("--proxy", help="proxy_bench.py JSON")
+    ap.add_argument("--stream", help="stream_bench.py JSON")
     ap.add_argument("--out", required=True)
     ap.add_argument("--meta", nargs="*", default=[], help="key=value pairs recorded with the run")
     args = ap.parse_args()
@@ -213,6 +219,7 @@ def main() -> None:
         pipe_raws[label] = load(path)
     py = load(args.cost_python)
     proxy = load(args.proxy)
+    stream = load(args.stream)
     cpp, cpp_errors = figures(cpp_raw)
     pipes, errors = {}, list(cpp_errors)
     for label, raw in pipe_raws.items():
@@ -221,10 +228,12 @@ def main() -> None:
         meta[f"fake_lago[{label}]"] = raw.get("context", {}).get("fake_lago", "?")
     rows = build_rows(cpp, pipes, py) if cpp_raw else []
     errors += [f"proxy: {e}" for e in proxy.get("errors", [])]
+    errors += [f"stream: {e}" for e in stream.get("errors", [])]
     result = {
         "meta": meta,
         "rows": rows,
         "proxy": {k: v for k, v in proxy.items() if k != "errors"},
+        "stream": {k: v for k, v in stream.items() if k != "errors"},
         "errors": errors,
         "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raws, "cost_python": py},
     }
@@ -232,13 +241,12 @@ def main() -> None:
         json.dump(result, f, indent=1)
     if rows:
         print(markdown(rows, meta))
-    if proxy:
-        if rows:
-            print()
-        else:
-            print(f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} ({meta.get('mode', '')}; "
-                  f"{meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})\n")
-        print(proxy_markdown(proxy))
+    if (proxy or stream) and not rows:
+        print(f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} ({meta.get('mode', '')}; "
+              f"{meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})")
+    for table in ([proxy_markdown(proxy)] if proxy else []) + ([stream_markdown(stream)] if stream.get("rows") else []):
+        print()
+        print(table)
     if result["errors"]:
         print("\nERRORS (this run is not a result):", *result["errors"], sep="\n  ", file=sys.stderr)
         sys.exit(1)
