@@ -119,6 +119,7 @@ def _deployments(f: Fakes) -> list[dict[str, Any]]:
         ("azure-embed", {"model": "azure/embed", **azure}, {"base_model": "text-embedding-3-small"}),
         ("groq-oss", {"model": "groq/openai/gpt-oss-20b", "api_base": f.openai.url, "api_key": "gsk-1"}, {}),
         ("groq-badkey", {"model": "groq/openai/gpt-oss-20b", "api_base": f.openai.url, "api_key": "gsk-2"}, {}),
+        ("*", {"model": "gemini/*", "api_base": f.gemini.url, "api_key": "gemini-key"}, {}),
         ("vllm", {"model": "hosted_vllm/my-llama", "api_base": f.openai.url, "input_cost_per_token": "3e-07",
                   "output_cost_per_token": "6e-07"}, {}),
     ]
@@ -420,6 +421,18 @@ def test_an_azure_deployment_without_base_model_is_priced_by_the_model_its_reply
     assert Decimal(event["properties"]["response_cost"]) == cost(price, 12, 7)
     assert "unpriced" not in event["properties"]
     assert key_spend(proxy, key) == 2 * cost(price, 12, 7)
+
+
+def test_a_wildcard_deployment_of_an_adapted_provider_calls_the_model_asked_for(proxy: Proxy, f: Fakes) -> None:
+    price = llmbill.default_prices().find("gemini/gemini-2.5-pro")
+    assert price is not None and price.priced
+    with sdk(proxy, new_key(proxy)) as client:
+        raw = client.chat.completions.with_raw_response.create(model="gemini-2.5-pro", messages=HI)
+        assert raw.parse().model == "gemini-2.5-pro"
+        assert f.gemini.requests[-1]["path"] == "/v1beta/models/gemini-2.5-pro:generateContent"
+        list(client.chat.completions.create(model="gemini-2.5-pro", messages=HI, stream=True))
+        assert f.gemini.requests[-1]["path"] == "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+    assert Decimal(raw.headers["x-litellm-response-cost"]) == cost(price, 12, 7)
 
 
 def test_a_custom_price_written_with_an_exponent_in_yaml_is_a_price() -> None:

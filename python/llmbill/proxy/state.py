@@ -52,7 +52,9 @@ class ProxyState:
         for name, ds in self._deployments.items():
             self._rr[name] = itertools.cycle(ds)
         self._tasks: list[asyncio.Task[None]] = []
-        self._wildcard: dict[tuple[Deployment, str], Deployment] = {}
+        # Keyed by the template's id (deployments live as long as the config; an adapter's params
+        # hold a dict, so a Deployment is not hashable).
+        self._wildcard: dict[tuple[int, str], Deployment] = {}
 
     def deployment(self, model: str) -> Deployment | None:
         """One deployment of `model`, round-robin across its deployments; else the wildcard
@@ -64,16 +66,17 @@ class ProxyState:
         if wild is None:
             return None
         template = next(wild)
-        found = self._wildcard.get((template, model))
+        found = self._wildcard.get((id(template), model))
         if found is None:
             upstream = model if template.upstream_model == "*" else template.upstream_model
             price = default_prices().find(f"{template.provider}/{upstream}")
             price = price if price is not None and price.priced else None
-            found = dataclasses.replace(template, model_name=model, upstream_model=upstream, price=price,
+            params = template.params and dataclasses.replace(template.params, model=upstream)  # adapters read it
+            found = dataclasses.replace(template, model_name=model, upstream_model=upstream, price=price, params=params,
                                         max_input_tokens=price.max_input_tokens if price else 0,
                                         max_output_tokens=price.max_output_tokens if price else 0)
             if len(self._wildcard) < 10_000:  # bounded: names come from clients
-                self._wildcard[(template, model)] = found
+                self._wildcard[(id(template), model)] = found
         return found
 
     def has_model(self, model: str) -> bool:
