@@ -435,6 +435,17 @@ def test_a_wildcard_deployment_of_an_adapted_provider_calls_the_model_asked_for(
     assert Decimal(raw.headers["x-litellm-response-cost"]) == cost(price, 12, 7)
 
 
+def test_vertex_exchanges_its_service_account_key_for_a_token_once(proxy: Proxy, f: Fakes) -> None:
+    assert f.vertex.oauth is not None
+    with sdk(proxy, new_key(proxy)) as client:
+        client.chat.completions.create(model="vertex-flash", messages=HI)
+        exchanges = f.vertex.oauth.exchanges
+        for _ in range(3):
+            client.chat.completions.create(model="vertex-flash", messages=HI)
+    assert exchanges >= 1 and f.vertex.oauth.exchanges == exchanges  # cached until it nears expiry
+    assert f.vertex.requests[-1]["headers"]["authorization"].startswith("Bearer ya29.fake-")
+
+
 def test_a_custom_price_written_with_an_exponent_in_yaml_is_a_price() -> None:
     # PyYAML reads `3e-07` (no dot) as a string; it was once passed on as such and left the model unpriced.
     raw = yaml.safe_load("model_list:\n- model_name: m\n  litellm_params: {model: hosted_vllm/m, api_base: "
