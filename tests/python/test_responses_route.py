@@ -33,8 +33,8 @@ def gpt4o() -> Any:
 def cost(prompt: int, completion: int, cached: int = 0) -> Decimal:
     """Tokens times the table's gpt-4o prices, cached prompt tokens at the cache-read price."""
     p = gpt4o()
-    return ((prompt - cached) * p.input_cost_per_token + cached * p.cache_read_input_token_cost
-            + completion * p.output_cost_per_token)
+    return Decimal((prompt - cached) * p.input_cost_per_token + cached * p.cache_read_input_token_cost
+                   + completion * p.output_cost_per_token)
 
 
 @pytest.fixture(scope="module")

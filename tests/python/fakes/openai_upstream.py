@@ -181,8 +181,9 @@ class FakeOpenAI:
         """A Responses-shaped reply, or its SSE events ending with `response.completed` (which carries
         the usage, OpenAI's `usage` rendered as Responses' input/output tokens)."""
         if not isinstance(body.get("input"), (str, list)):
-            h.send_json(400, {"error": {"message": "Missing required parameter: 'input'.", "type":
-                                        "invalid_request_error", "param": "input", "code": "missing_required_parameter"}})
+            h.send_json(400, {"error": {"message": "Missing required parameter: 'input'.",
+                                        "type": "invalid_request_error", "param": "input",
+                                        "code": "missing_required_parameter"}})
             return
         if body.get("stream"):
             h.send_stream(self._response_events(model), self.cut_stream_after, self.chunk_delay)
