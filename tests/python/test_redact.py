@@ -173,7 +173,7 @@ def test_an_upstream_error_does_not_echo_the_deployment_key_to_the_client() -> N
     body = json.dumps({"error": {"message": f"Incorrect API key provided: sk-upstream-{SECRET}.",
                                  "type": "invalid_request_error"}}).encode()
     error = upstream_error(d, 401, body)
-    assert error.status == 401 and SECRET not in error.message and "Incorrect API key provided: ***" in error.message
+    assert error.status == 502 and SECRET not in error.message and "Incorrect API key provided: ***" in error.message
     raw = f"<html>bad key sk-upstream-{SECRET}</html>".encode()
     assert SECRET not in upstream_error(d, 401, raw).message
 

@@ -9,6 +9,7 @@ environment_variables. Every mistake stops start-up with one line naming the key
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,10 +148,15 @@ def _price(params: Mapping[str, Any], key: str) -> dict[str, Any]:
         if name in params and params[name] is not None:
             v = _env_ref(params[name], f"{key}.{name}")
             if isinstance(v, str):
+                # YAML reads `3e-07` (no dot) as a string, and the core takes plain decimals only:
+                # written out, else the deployment would silently go unpriced.
                 try:
-                    float(v)
-                except ValueError:
-                    raise ConfigError(f"{key}.{name}: expected a number, got {v!r}") from None
+                    amount = Decimal(v.strip())
+                except InvalidOperation:
+                    amount = Decimal("NaN")
+                if not amount.is_finite():
+                    raise ConfigError(f"{key}.{name}: expected a number, got {v!r}")
+                v = format(amount, "f")
             else:
                 _expect(v, (int, float), f"{key}.{name}")
             if float(v) < 0:

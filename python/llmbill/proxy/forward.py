@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,6 +25,8 @@ from .errors import ProxyError
 from .http import JSON_HEADERS, Response, StreamingResponse
 from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
 from .settle import settle
+
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"([^"\\]+)"')
 
 
 def _adapter(call: Call) -> ChatAdapter:
@@ -63,15 +66,34 @@ async def _authorized(call: Call, request: UpstreamRequest) -> UpstreamRequest:
     return signed
 
 
-def _priced_by_reply(call: Call, data: Mapping[str, Any]) -> None:
-    """An Azure deployment without model_info.base_model: priced by the model its reply names."""
-    if call.d.price is None and call.d.provider == "azure" and isinstance(data.get("model"), str):
-        from .providers.azure import price_name
+def _unpriced_azure(call: Call) -> bool:
+    return call.price is None and call.d.provider == "azure"
 
-        assert call.d.params is not None
-        found = default_prices().find(price_name(call.d.params, data["model"]))
-        if found is not None and found.priced:
-            call.price = found
+
+def _priced_by_reply(call: Call, body: bytes) -> None:
+    """An Azure deployment without model_info.base_model: priced by the model its reply names. Read
+    from the provider's bytes: the translated reply already names the client's model instead."""
+    if _unpriced_azure(call):
+        from .providers.azure import reply_model
+
+        _price_as(call, reply_model(body))
+
+
+def _priced_by_stream(call: Call, data: bytes) -> None:
+    """The same for a stream: every Azure chunk names the model (the first, a filter report, names "")."""
+    if _unpriced_azure(call):
+        found = _MODEL_FIELD.search(data)
+        if found is not None:
+            _price_as(call, found.group(1).decode("utf-8", "replace"))
+
+
+def _price_as(call: Call, reply_model: str) -> None:
+    from .providers.azure import price_name
+
+    assert call.d.params is not None
+    found = default_prices().find(price_name(call.d.params, reply_model)) if reply_model else None
+    if found is not None and found.priced:
+        call.price = found
 
 
 async def chat(call: Call, body: dict[str, Any]) -> Response:
@@ -88,7 +110,7 @@ async def chat(call: Call, body: dict[str, Any]) -> Response:
     except (ValueError, KeyError, TypeError) as exc:
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
                          "upstream_error") from None
-    _priced_by_reply(call, data)
+    _priced_by_reply(call, reply.body)
     cost = settle(call, usage)
     headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
     return Response(200, orjson.dumps(data), headers)
@@ -104,7 +126,7 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     up = await call.state.upstream.open_stream(call.d, request)
     if up.status >= 400:
         data = b"".join([c async for c in up.chunks])
-        raise _failure(call, up.status, data)
+        raise _failure(call, up.status, data, up.headers)
     call.upstream_seconds = time.perf_counter() - t
     translator = _adapter(call).chat_stream(call.d.params, call.model, wants_usage)
 
@@ -113,6 +135,7 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
         events = 0
         try:
             async for data in up.chunks:
+                _priced_by_stream(call, data)
                 out = translator.feed(data)
                 events += len(out)
                 if out:
@@ -163,7 +186,7 @@ async def embeddings(call: Call, body: dict[str, Any]) -> Response:
     except (ValueError, KeyError, TypeError) as exc:
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
                          "upstream_error") from None
-    _priced_by_reply(call, data)
+    _priced_by_reply(call, replies[0].body)
     cost = settle(call, usage)
     headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
     return Response(200, orjson.dumps(data), headers)

@@ -51,7 +51,9 @@ class ProxyState:
         for name, ds in self._deployments.items():
             self._rr[name] = itertools.cycle(ds)
         self._tasks: list[asyncio.Task[None]] = []
-        self._wildcard: dict[tuple[Deployment, str], Deployment] = {}
+        # Keyed by the template's id (deployments live as long as the config; an adapter's params
+        # hold a dict, so a Deployment is not hashable).
+        self._wildcard: dict[tuple[int, str], Deployment] = {}
 
     def deployment(self, model: str) -> Deployment | None:
         """One deployment of `model`, round-robin across its deployments; else the wildcard
@@ -63,16 +65,17 @@ class ProxyState:
         if wild is None:
             return None
         template = next(wild)
-        found = self._wildcard.get((template, model))
+        found = self._wildcard.get((id(template), model))
         if found is None:
             upstream = model if template.upstream_model == "*" else template.upstream_model
             price = wildcard_price(template, upstream, dict(self.config.unpriced_fallback or ()))
+            params = template.params and dataclasses.replace(template.params, model=upstream)  # adapters read it
             found = dataclasses.replace(
-                template, model_name=model, upstream_model=upstream, price=price,
+                template, model_name=model, upstream_model=upstream, price=price, params=params,
                 max_input_tokens=(price.max_input_tokens if price else 0) or template.max_input_tokens,
                 max_output_tokens=(price.max_output_tokens if price else 0) or template.max_output_tokens)
             if len(self._wildcard) < 10_000:  # bounded: names come from clients
-                self._wildcard[(template, model)] = found
+                self._wildcard[(id(template), model)] = found
         return found
 
     def has_model(self, model: str) -> bool:

@@ -38,6 +38,7 @@ class UpstreamStream:
     chunks: AsyncIterator[bytes]  # raw bytes as they arrive
     content_type: str
     close: Any  # async callable releasing the connection
+    headers: dict[str, str] = field(default_factory=dict)  # an error reply's (Bedrock names its errors there)
 
 
 async def _within(seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
@@ -163,7 +164,8 @@ def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
     async def close() -> None:
         resp.release()
 
-    return UpstreamStream(resp.status, chunks(), resp.content_type, close)
+    return UpstreamStream(resp.status, chunks(), resp.content_type, close,
+                          resp.header_map() if resp.status >= 400 else {})
 
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:
@@ -187,4 +189,7 @@ def upstream_error(d: Deployment, status: int, body: bytes) -> ProxyError:
         pass
     if d.api_key and d.api_key in message:  # an upstream that quotes the key it was sent: not to our client
         message = message.replace(d.api_key, redact.MASK)
+    if status in (401, 403):  # the deployment's key was refused, not the caller's: as every adapter says it
+        return ProxyError(502, f"{d.model_name}: the upstream rejected the deployment's credentials: {message}",
+                          "upstream_error")
     return ProxyError(status if 400 <= status < 600 else 502, f"{d.model_name}: {message}", type_, param)

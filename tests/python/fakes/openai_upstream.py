@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible upstream for the proxy's tests: chat, completions, embeddings, SSE
-streams with OpenAI's usage rules, and faults (an error status, a reply without usage, a stream cut
-mid-way, a slow reply). It records every request so tests can see what the proxy forwarded.
+streams with OpenAI's usage rules, the Responses API (/v1/responses: usage in the reply, streamed in
+`response.completed`), and faults (an error status, a reply without usage, a stream cut mid-way, a
+slow reply). It records every request so tests can see what the proxy forwarded.
 Like OpenAI it answers `n` (and `best_of`) with that many choices. With `usage_from_request` it bills
 each request as an upstream using everything it allows: about 4 bytes a text token over messages,
 prompt, input, tools, functions and response_format, `image_tokens` per image part, and every
@@ -144,6 +145,9 @@ class FakeOpenAI:
             h.send_json(*failure)
             return
         model = body.get("model", "unknown")
+        if path.endswith("/responses"):
+            self._respond(h, body, model)
+            return
         n = max(_count(body.get("n")), _count(body.get("best_of")))  # generated (and billed)
         finish = "length" if self.usage_from_request else "stop"
         if path.endswith("/chat/completions"):
@@ -199,6 +203,58 @@ class FakeOpenAI:
             events.append({**base, "choices": [], "usage": self._usage_of(body, _count(body.get("n")))})
         out = [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events]
         return out + [b"data: [DONE]\n\n"]
+
+    # --- the Responses API (POST /v1/responses) ---------------------------------------------------
+    def _respond(self, h: _Handler, body: Json, model: str) -> None:
+        """A Responses-shaped reply, or its SSE events ending with `response.completed` (which carries
+        the usage, OpenAI's `usage` rendered as Responses' input/output tokens)."""
+        if not isinstance(body.get("input"), (str, list)):
+            h.send_json(400, {"error": {"message": "Missing required parameter: 'input'.",
+                                        "type": "invalid_request_error", "param": "input",
+                                        "code": "missing_required_parameter"}})
+            return
+        if body.get("stream"):
+            h.send_stream(self._response_events(model), self.cut_stream_after, self.chunk_delay)
+            return
+        h.send_json(200, self._response(model, "completed"))
+
+    def _response_usage(self) -> Json | None:
+        if self.omit_usage:
+            return None
+        u = self.usage
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
+        return {"input_tokens": u["prompt_tokens"], "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": u["completion_tokens"], "output_tokens_details": {"reasoning_tokens": reasoning},
+                "total_tokens": u["prompt_tokens"] + u["completion_tokens"]}
+
+    def _response(self, model: str, status: str) -> Json:
+        done = status == "completed"
+        text = {"type": "output_text", "text": self.reply_text, "annotations": []}
+        message = {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant", "content": [text]}
+        return {"id": "resp_fake", "object": "response", "created_at": int(time.time()), "status": status,
+                "model": model, "output": [message] if done else [], "usage": self._response_usage() if done else None,
+                "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
+                "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "tools": [], "top_p": 1.0}
+
+    def _response_events(self, model: str) -> list[bytes]:
+        ids = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
+        item = {"type": "message", "id": "msg_fake", "status": "in_progress", "role": "assistant", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events: list[Json] = [
+            {"type": "response.created", "response": self._response(model, "in_progress")},
+            {"type": "response.in_progress", "response": self._response(model, "in_progress")},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            {"type": "response.content_part.added", **ids, "part": part}]
+        for i, word in enumerate(self.reply_text.split(" ")):
+            events.append({"type": "response.output_text.delta", **ids, "delta": word if i == 0 else " " + word})
+        final = self._response(model, "completed")
+        events += [{"type": "response.output_text.done", **ids, "text": self.reply_text},
+                   {"type": "response.content_part.done", **ids, "part": final["output"][0]["content"][0]},
+                   {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
+                   {"type": "response.completed", "response": final}]
+        return [f"event: {e['type']}\ndata: ".encode() + json.dumps({**e, "sequence_number": n}).encode() + b"\n\n"
+                for n, e in enumerate(events)]
 
 
 def main() -> None:
