@@ -75,6 +75,9 @@ void put_properties(std::string& out, const CallRecord& call) {
   put_field(out, "total_tokens", u.total_tokens());
   put_field(out, "cached_tokens", u.cached_tokens);
   put_field(out, "cache_creation_tokens", u.cache_creation_tokens);
+  // The 1-hour writes among them (their own rate): only when there are any, so every other event
+  // stays byte-identical to what earlier releases sent (resends of spooled events match).
+  if (u.cache_creation_1h_tokens != 0) put_field(out, "cache_creation_1h_tokens", u.cache_creation_1h_tokens);
   put_field(out, "reasoning_tokens", u.reasoning_tokens);
   put_field(out, "response_cost", call.cost.to_usd_string());  // exact decimal string of the ledger value
   if (!call.key_alias.empty()) put_field(out, "key_alias", call.key_alias);

@@ -61,8 +61,8 @@ def reload_default_prices() -> core.PriceTable:
 
 
 USAGE_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens", "cache_creation_tokens",
-                          "reasoning_tokens", "estimated"})
-_OWN_ONLY = frozenset({"cached_tokens", "cache_creation_tokens", "reasoning_tokens"})
+                          "cache_creation_1h_tokens", "reasoning_tokens", "estimated"})
+_OWN_ONLY = frozenset({"cached_tokens", "cache_creation_tokens", "cache_creation_1h_tokens", "reasoning_tokens"})
 
 
 def as_usage(usage: UsageLike) -> core.Usage:

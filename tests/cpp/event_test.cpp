@@ -61,6 +61,19 @@ TEST(LagoEvent, FieldsFollowTheContract) {
   for (const auto& [k, v] : e.items()) EXPECT_TRUE(allowed.count(k)) << k;
 }
 
+TEST(LagoEvent, OneHourCacheWritesAreItemisedOnlyWhenPresent) {
+  auto call = sample_call();
+  EXPECT_FALSE(json::parse(llmbill::build_lago_events(call, EventOptions{{"c"}, ChargeBy::end_user_id}).events.at(0))
+                   ["properties"].contains("cache_creation_1h_tokens"));
+  call.usage.prompt_tokens += 300;
+  call.usage.cache_creation_tokens = 300;
+  call.usage.cache_creation_1h_tokens = 120;
+  const json p = json::parse(llmbill::build_lago_events(call, EventOptions{{"c"}, ChargeBy::end_user_id}).events.at(0))
+                     ["properties"];
+  EXPECT_EQ(p["cache_creation_tokens"], 300);
+  EXPECT_EQ(p["cache_creation_1h_tokens"], 120);
+}
+
 TEST(LagoEvent, ChargeByPicksTheId) {
   auto call = sample_call();
   for (auto [by, id] : {std::pair{ChargeBy::end_user_id, "cust-1"}, std::pair{ChargeBy::user_id, "user-1"},

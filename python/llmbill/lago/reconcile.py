@@ -31,7 +31,7 @@ from .reader import StoredEvent, decimal_or_none, ms_to_iso
 
 #: Event properties compared exactly (as numbers, except model).
 COMPARED = ("model", "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
-            "cached_tokens", "cache_creation_tokens", "reasoning_tokens", "response_cost")
+            "cached_tokens", "cache_creation_tokens", "cache_creation_1h_tokens", "reasoning_tokens", "response_cost")
 
 @dataclass(frozen=True)
 class Amounts:

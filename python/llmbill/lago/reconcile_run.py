@@ -69,6 +69,7 @@ def expected_events(logs: Iterable[SpendLog],
         usage = core.Usage(prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens,
                            cached_tokens=log.cached_tokens,
                            cache_creation_tokens=int(meta.get("cache_creation_tokens") or 0),
+                           cache_creation_1h_tokens=int(meta.get("cache_creation_1h_tokens") or 0),
                            reasoning_tokens=log.reasoning_tokens, estimated=bool(meta.get("estimated")))
         timestamp_ms = call_timestamp_ms(log.start_time)
         events, missing = core.build_lago_events(

@@ -35,10 +35,25 @@ def _adapter(call: Call) -> ChatAdapter:
     return adapter
 
 
+# Request fields that steer LiteLLM-style proxies, not the model: never sent to a provider (a provider
+# refuses what it does not know, so a client written for LiteLLM would fail here for them).
+PROXY_ONLY = frozenset({"tags", "litellm_metadata", "mock_response", "num_retries", "fallbacks", "caching", "cache",
+                        "guardrails", "drop_params", "litellm_session_id", "litellm_trace_id", "prompt_id",
+                        "prompt_variables", "context_window_fallback_dict", "api_base", "api_key", "api_version",
+                        "base_model", "metadata"})
+
+
+def provider_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the proxy-only fields (a copy only when there is something to drop)."""
+    if PROXY_ONLY.isdisjoint(body):
+        return body
+    return {k: v for k, v in body.items() if k not in PROXY_ONLY}
+
+
 def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
     assert call.d.params is not None
     try:
-        return _adapter(call).chat_request(call.d.params, body, stream)
+        return _adapter(call).chat_request(call.d.params, provider_body(body), stream)
     except ProviderInputError as exc:
         raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
 
@@ -130,6 +145,14 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     call.upstream_seconds = time.perf_counter() - t
     translator = _adapter(call).chat_stream(call.d.params, call.model, wants_usage)
 
+    def bill(events: int) -> None:
+        usage = translator.usage
+        # A stream the provider failed before it generated anything (an error event first, no usage):
+        # a failed call, never billed. Anything it generated is billed, as reported or estimated.
+        if usage is None and getattr(translator, "failure", None) is not None and events <= 1:
+            return
+        settle(call, usage or _estimate(body, events))
+
     async def relay() -> AsyncIterator[bytes]:
         settled = False
         events = 0
@@ -142,12 +165,12 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
                     yield out[0] if len(out) == 1 else b"".join(out)
             tail = translator.finish()
             settled = True
-            settle(call, translator.usage or _estimate(body, events))
+            bill(events)
             if tail:
                 yield b"".join(tail)
         finally:
             if not settled:  # cancelled mid-stream: bill what the provider reported so far (or estimate)
-                settle(call, translator.usage or _estimate(body, events))
+                bill(events)
 
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]

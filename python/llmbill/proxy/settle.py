@@ -47,6 +47,8 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
         meta["key_alias"] = billed.key_alias
     if usage.cache_creation_tokens:
         meta["cache_creation_tokens"] = usage.cache_creation_tokens
+    if usage.cache_creation_1h_tokens:
+        meta["cache_creation_1h_tokens"] = usage.cache_creation_1h_tokens
     return SpendLog(
         request_id=billed.call_id, call_type=call.call_type, model=billed.model, api_key=call.principal.token_hash,
         user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.cost,

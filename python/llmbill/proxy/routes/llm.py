@@ -96,7 +96,7 @@ async def forward_chat(call: Call, body: dict[str, Any]) -> Response | Streaming
 
 async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
     state, route = call.state, call.route
-    upstream_body = dict(body)
+    upstream_body = dict(forward.provider_body(body))
     upstream_body["model"] = call.d.upstream_model
     if call.d.adapter is not None:  # a provider with its own API shape: translated both ways
         if route == "embedding":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import quote
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -27,6 +28,9 @@ from ..guards import admit, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..providers import anthropic_inbound as inbound
 from ..providers.base import ProviderInputError, UpstreamRequest
+from ..providers.google_auth import GoogleAuthError
+from ..providers.vertex import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
+from ..providers.vertex import VertexAdapter, is_claude, vertex_target
 from ..settle import settle
 from ..sse import split_events
 from ..state import ProxyState
@@ -34,7 +38,11 @@ from . import llm
 from ..upper_bound import upper_bound_cost
 
 ANTHROPIC_VERSION = "2023-06-01"
-NATIVE = ("anthropic",)  # providers whose deployments take the Messages body as it is
+NATIVE = ("anthropic",)  # providers whose deployments take the Messages body as it is (+ Claude on Vertex)
+
+
+def is_native(d: Deployment) -> bool:
+    return d.provider in NATIVE or (d.provider == "vertex_ai" and is_claude(d.upstream_model))
 
 
 def _validate(body: dict[str, Any]) -> str:
@@ -77,7 +85,7 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
 async def messages(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
     call, body = await _begin(state, request, principal)
     try:
-        if call.d.provider in NATIVE:
+        if is_native(call.d):
             return await _native(call, body, request.headers)
         return await _translated(call, body)
     except BaseException:
@@ -93,6 +101,22 @@ def messages_url(api_base: str, path: str = "/v1/messages") -> str:
     if base.endswith("/v1"):
         base = base[: -len("/v1")]
     return base + path
+
+
+def vertex_claude_request(d: Deployment, body: Mapping[str, Any], client_headers: Mapping[str, str]) -> UpstreamRequest:
+    """Claude on Vertex: the Messages body minus `model`, plus Vertex's anthropic_version, posted to the
+    publisher model's rawPredict (streamRawPredict); the bearer token is added by the adapter."""
+    assert d.params is not None
+    t = vertex_target(d.params)
+    out = {k: v for k, v in body.items() if k != "model"}
+    out["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+    verb = "streamRawPredict" if body.get("stream") else "rawPredict"
+    url = (f"{t.base}/v1/projects/{quote(t.project, safe='')}/locations/{quote(t.location, safe='')}"
+           f"/publishers/anthropic/models/{quote(d.upstream_model, safe='-._~@')}:{verb}")
+    headers = {"content-type": "application/json"}
+    if client_headers.get("anthropic-beta"):
+        headers["anthropic-beta"] = client_headers["anthropic-beta"]
+    return UpstreamRequest(url, headers, orjson.dumps(out))
 
 
 def native_request(d: Deployment, body: Mapping[str, Any], client_headers: Mapping[str, str],
@@ -126,8 +150,19 @@ def upstream_failure(d: Deployment, status: int, body: bytes) -> ProxyError:
     return ProxyError(status, f"{d.model_name}: {message}", type_)
 
 
+async def _native_request(call: Call, body: dict[str, Any], client_headers: Mapping[str, str]) -> UpstreamRequest:
+    if call.d.provider != "vertex_ai":
+        return native_request(call.d, body, client_headers)
+    adapter = call.d.adapter
+    assert isinstance(adapter, VertexAdapter) and call.d.params is not None
+    try:
+        return await adapter.authorize(call.d.params, vertex_claude_request(call.d, body, client_headers))
+    except GoogleAuthError as exc:  # the deployment's credentials, not the client's request
+        raise ProxyError(502, f"{call.d.model_name}: {exc}", "api_error") from None
+
+
 async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str, str]) -> Response | StreamingResponse:
-    request = native_request(call.d, body, client_headers)
+    request = await _native_request(call, body, client_headers)
     if body.get("stream"):
         return await _native_stream(call, body, request)
     t = time.perf_counter()
@@ -233,7 +268,7 @@ async def count_tokens(state: ProxyState, request: Request, principal: Principal
     if d is None:
         raise ProxyError(404, f"model: {model}", "not_found_error", "model")
     check_model_access(state, principal, model)
-    if d.provider in NATIVE:
+    if d.provider in NATIVE:  # Anthropic's own endpoint (Vertex has no count_tokens for Claude: estimated)
         reply = await state.upstream.send(d, native_request(d, body, request.headers, "/v1/messages/count_tokens"))
         if reply.status >= 400:
             raise upstream_failure(d, reply.status, reply.body)
