@@ -265,10 +265,11 @@ class SqlStore(Store):
     async def apply_spend(self, batch: SpendBatch) -> None:
         if not batch:
             return
+        for kind, _ in batch.increments:
+            spend_table(kind)  # a caller's mistake (ValueError), not a value the database refused
         try:
             groups: dict[str, list[tuple[str, Decimal]]] = {}
             for (kind, ident), amount in sorted(batch.increments.items()):
-                spend_table(kind)
                 groups.setdefault(kind, []).append((ident, money(amount)))
             logs = [log_row(self.dialect, log) for log in batch.logs]
         except (ValueError, TypeError, ArithmeticError) as exc:
