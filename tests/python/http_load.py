@@ -17,6 +17,7 @@ class Reply:
     index: int  # position of the request in the list sent
     status: int  # 0 when the connection broke before a reply
     body: bytes
+    headers: dict[str, str]  # lower-case names
 
 
 def http_request(method: str, path: str, body: bytes | None = None,
@@ -29,24 +30,21 @@ def http_request(method: str, path: str, body: bytes | None = None,
     return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
 
 
-async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes, dict[str, str]]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length, chunked = 0, False
-    for line in head.split(b"\r\n")[1:]:
+    headers: dict[str, str] = {}
+    for line in head.strip().split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-        elif name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-    if not chunked:
-        return status, await reader.readexactly(length)
+        headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+    if "chunked" not in headers.get("transfer-encoding", ""):
+        return status, await reader.readexactly(int(headers.get("content-length", "0"))), headers
     parts = []
     while True:  # a streamed reply (SSE): chunks until the zero-length one
         size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
         data = await reader.readexactly(size + 2)
         if size == 0:
-            return status, b"".join(parts)
+            return status, b"".join(parts), headers
         parts.append(data[:-2])
 
 
@@ -56,14 +54,17 @@ async def _connection(port: int, work: Iterator[tuple[int, bytes]], out: list[Re
         for index, raw in work:
             try:
                 writer.write(raw)
-                status, body = await asyncio.wait_for(_read_reply(reader), timeout)
+                status, body, headers = await asyncio.wait_for(_read_reply(reader), timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 # The server closed this connection (as it may on a malformed request): a new one.
-                out.append(Reply(index, 0, b""))
+                out.append(Reply(index, 0, b"", {}))
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
-            out.append(Reply(index, status, body))
+            out.append(Reply(index, status, body, headers))
+            if headers.get("connection", "").lower() == "close":
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
     finally:
         writer.close()
 
