@@ -135,3 +135,13 @@ def test_numbers_and_shapes_the_core_cannot_hold_are_400(proxy: Proxy) -> None:
     assert s == 200, b
     s, b, _ = proxy.request("GET", "/key/list", None, MASTER)
     assert s == 200, b
+
+
+def test_member_ids_of_the_wrong_type_are_400(proxy: Proxy) -> None:
+    """Found by the fuzzer: an object or list as a member's id was hashed before it was checked (500)."""
+    assert proxy.request("POST", "/team/new", {"team_id": "t1"}, MASTER)[0] == 200
+    for member in ({"user_id": {}}, {"user_id": ["a"]}, [{"user_email": {"x": 1}}], {"user_id": "a\x00"}):
+        s, b, _ = proxy.request("POST", "/team/member_add", {"team_id": "t1", "member": member}, MASTER)
+        assert_400(s, b)
+    s, b, _ = proxy.request("GET", "/team/info?team_id=t1", None, MASTER)
+    assert s == 200 and b["team_info"]["members_with_roles"] == []
