@@ -22,19 +22,18 @@ MAX_STORED_BYTES = 64 * 1024
 
 
 def depth_over(value: Any, limit: int) -> bool:
-    """True when `value` nests lists and objects more than `limit` levels deep (a scalar is level 0)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """True when `value` nests lists and objects more than `limit` levels deep (a scalar is level 0).
+    A tight loop: it runs on request bodies, and visits every value inside a list or object."""
+    stack: list[tuple[Any, int]] = [(value, 0)] if type(value) is dict or type(value) is list else []
+    pop, push = stack.pop, stack.append
     while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if level + 1 > limit:
+        item, level = pop()
+        if level >= limit:  # this container is level + 1 deep
             return True
-        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+        level += 1
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                push((child, level))
     return False
 
 
