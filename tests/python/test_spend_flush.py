@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,3 +273,41 @@ def test_calls_batch_adds_what_the_ledger_added() -> None:
         if kind in ("key", "user", "team", "customer") and totals.spend_units:
             drained.add(kind, ident, totals.spend)
     assert calls_batch(rows).increments == drained.increments
+
+
+def test_budget_windows_are_rescanned_only_when_records_change_or_one_is_due(tmp_path: Path) -> None:
+    """The window scan visits every cached record; twice a second over 100k customers it took half
+    of the event loop. Now a flush skips it while nothing changed and no window is due."""
+    async def scenario() -> None:
+        store, tracker = await opened(f"sqlite:///{tmp_path / 'llmbill.db'}")
+        for i in range(1000):
+            call(tracker, f"r{i}", customer=f"c{i}")
+        visits: list[str] = []
+
+        def duration_of(kind: str, record: dict[str, Any]) -> str | None:
+            visits.append(kind)
+            return record.get("budget_duration")
+
+        tracker.duration_of = duration_of
+        now = datetime.now(timezone.utc)
+        tracker.clock = lambda: now
+        assert await tracker.flush()  # creates the 1000 customers, none with a window
+        visits.clear()
+        for _ in range(3):
+            assert await tracker.flush()
+        assert visits == []
+        # A route changes a record (put): the next flush rescans every record.
+        due = now + timedelta(hours=1)
+        tracker.cache.put("key", {**(tracker.cache.get("key", "k1") or {}), "budget_duration": "1h",
+                                  "budget_reset_at": due})
+        assert await tracker.flush()
+        assert len(visits) >= 1000
+        visits.clear()
+        assert await tracker.flush()
+        assert visits == []  # nothing changed, nothing due
+        now = due
+        assert await tracker.flush()
+        assert visits == ["key"]  # only the kind whose earliest window is due is scanned again
+        await store.close()
+
+    asyncio.run(scenario())

@@ -263,6 +263,16 @@ def test_values_the_database_cannot_store_raise_record_error(store: Store, url: 
     assert run(store.get("key", "k1"))["spend"] == Decimal("1")
 
 
+def test_spends_reads_every_spend_by_id(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1", alias="a")))
+    run(store.apply_spend(batch(("key", "k1", Decimal("0.25")), ("customer", "c1", TINY))))
+    assert run(store.spends("key")) == {"k1": Decimal("0.25")}
+    assert run(store.spends("customer")) == {"c1": TINY}
+    assert run(store.spends("team")) == {}
+    with pytest.raises(ValueError, match="budget"):
+        run(store.spends("budget"))
+
+
 def test_concurrent_tasks(store: Store, run: Run[Any]) -> None:
     run(store.insert("key", record("key", "k1")))
 

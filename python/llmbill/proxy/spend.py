@@ -71,7 +71,10 @@ class SpendTracker:
         self.flush_failures = 0
         self.dead_letters: deque[tuple[SpendLog, str]] = deque(maxlen=DEAD_LETTERS_KEPT)
         self._attempts: dict[str, int] = {}  # request_id of a one-call part → failed writes, database up
+        self._scanned: dict[str, tuple[int, datetime | None]] = {}  # kind → (cache generation, earliest reset)
+        self._unstarted: list[tuple[str, str]] = []
         self.duration_of: DurationOf = lambda kind, record: record.get("budget_duration")
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def record(self, usage: core.Usage, cost: core.Cost | None, log_row: SpendLog, *, model: str) -> None:
         # cost None: an unpriced model, counted in requests and tokens with no money.
@@ -156,7 +159,9 @@ class SpendTracker:
             record = self.cache.get(kind, ident)
             if record is None and kind == "customer":
                 record = {KINDS[kind]: ident, "spend": Decimal(0)}
-                self.cache.put(kind, record)
+                self.cache.remember(kind, record)
+                if self.duration_of(kind, record):
+                    self._unstarted.append((kind, ident))  # its window starts at the next flush
             if record is not None:
                 record["spend"] = Decimal(record.get("spend", 0)) + amount
 
@@ -190,33 +195,54 @@ class SpendTracker:
             return not self.unwritten
 
     async def _reset_due_windows(self) -> None:
-        now = datetime.now(timezone.utc)
+        """Starts the windows that never started and resets those past due. A kind is scanned again
+        only when its records changed (cache.generation) or its earliest window is due: the scan
+        visits every record (every customer ever seen), and the flush runs twice a second."""
+        now = self.clock()
+        unstarted, self._unstarted = self._unstarted, []
+        for kind, ident in unstarted:  # customers the flush created, on a tier with a window
+            record = self.cache.get(kind, ident)
+            if record is not None:
+                await self._window(kind, record, now)
+        generation = self.cache.generation
         for kind in PERSISTED:
+            seen = self._scanned.get(kind)
+            if seen is not None and seen[0] == generation and (seen[1] is None or now < seen[1]):
+                continue
+            due: datetime | None = None
             for record in list(self.cache.all(kind)):
-                duration = self.duration_of(kind, record)
-                if not duration:
-                    continue
-                reset_at = record.get("budget_reset_at")
-                ident = record[KINDS[kind]]
-                if not isinstance(reset_at, datetime):
-                    # A window that never started (a customer upserted by a call, on a tier): start it.
-                    fields = {"budget_reset_at": next_reset(now, duration, self.timezone)}
-                    updated = await self.store.update(kind, ident, fields)
-                    if updated is not None:
-                        self.cache.put(kind, updated)
-                    continue
-                if reset_at > now:
-                    continue
-                following = next_reset(reset_at, duration, self.timezone)
-                while following <= now:
-                    following = next_reset(following, duration, self.timezone)
-                updated = await self.store.reset_spend(kind, ident, following)
-                if updated is not None:
-                    self.cache.put(kind, updated)
+                reset_at = await self._window(kind, record, now)
+                if reset_at is not None and (due is None or reset_at < due):
+                    due = reset_at
+            self._scanned[kind] = (generation, due)
+
+    async def _window(self, kind: str, record: dict[str, Any], now: datetime) -> datetime | None:
+        """Starts or resets one record's budget window when due; returns its next reset (None: no window)."""
+        duration = self.duration_of(kind, record)
+        if not duration:
+            return None
+        reset_at = record.get("budget_reset_at")
+        ident = record[KINDS[kind]]
+        if not isinstance(reset_at, datetime):
+            # A window that never started (a customer upserted by a call, on a tier): start it.
+            following = next_reset(now, duration, self.timezone)
+            updated = await self.store.update(kind, ident, {"budget_reset_at": following})
+        else:
+            if reset_at > now:
+                return reset_at
+            following = next_reset(reset_at, duration, self.timezone)
+            while following <= now:
+                following = next_reset(following, duration, self.timezone)
+            updated = await self.store.reset_spend(kind, ident, following)
+        if updated is None:
+            return None
+        self.cache.remember(kind, updated)  # accounted for here: no new cache generation
+        stored = updated.get("budget_reset_at")
+        return stored if isinstance(stored, datetime) else following
 
     async def refresh_cache(self) -> None:
         async with self.lock:
-            await self.cache.load()
+            await self.cache.refresh()
 
     async def run(self, interval: float, refresh_interval: float) -> None:
         """The background loop: flush often, reload the cache now and then."""

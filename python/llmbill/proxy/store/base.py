@@ -160,6 +160,11 @@ class Store(abc.ABC):
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
         end_user, model, request_id."""
 
+    async def spends(self, kind: str) -> dict[str, Decimal]:
+        """Every record's spend by id: what a cache needs to see other processes' spend without
+        decoding every record again."""
+        return {r[KINDS[kind]]: r["spend"] for r in await self.list(kind)}
+
     @abc.abstractmethod
     async def version(self) -> int:
         """A number that grows with every insert/update/delete (not with spend)."""

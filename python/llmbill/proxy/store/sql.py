@@ -325,6 +325,13 @@ class SqlStore(Store):
             rows = await tx.fetch(sql, p.values)
         return [log_from_row(d, row) for row in rows]
 
+    async def spends(self, kind: str) -> dict[str, Decimal]:
+        t = spend_table(kind)
+        async with self._transaction(False) as tx:
+            rows = await tx.fetch(f"SELECT {q(t.id_col)}, spend FROM {t.name}")
+        money_out = self.dialect.money_out
+        return {row[0]: money_out(row[1]) for row in rows}
+
     async def version(self) -> int:
         async with self._transaction(False) as tx:
             row = await tx.fetchone("SELECT value FROM meta WHERE name = 'version'")
