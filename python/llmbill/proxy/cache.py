@@ -6,6 +6,7 @@ columns are read (other processes' spend): a full reload decodes every record, a
 customers that was half a second of the event loop every second. `generation` counts the changes
 of the records other than spend (a reload, a put, a drop), so the spend flush rescans budget windows
 only when something changed.
+
 A key unknown here is looked up in the database before the caller is refused, so a key made by
 another process works at once.
 
