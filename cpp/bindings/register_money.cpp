@@ -21,7 +21,10 @@ Money money_from_units(const py::int_& units) { return Money::parse_units(py::st
 Money money_from_usd(const py::handle& usd) {
   if (py::isinstance<py::float_>(usd)) return Money::from_usd_price(usd.cast<double>());
   if (py::isinstance<py::bool_>(usd)) throw py::type_error("a USD amount must be a number, not a bool");
-  std::string text = py::str(usd).cast<std::string>();
+  // str(Decimal("0.00000008")) is "8E-8", which parse_usd refuses: a Decimal is written out in full.
+  static PyObject* decimal = py::object(py::module_::import("decimal").attr("Decimal")).release().ptr();  // immortal
+  std::string text = py::isinstance(usd, py::handle(decimal)) ? py::str("{:f}").attr("format")(usd).cast<std::string>()
+                                                              : py::str(usd).cast<std::string>();
   return Money::parse_usd(text);
 }
 

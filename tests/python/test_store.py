@@ -6,6 +6,7 @@ Coroutines run on a per-test event loop (the `run` fixture), so no pytest plugin
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -18,8 +19,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, SpendBatch, SpendLog, Store, StoreError,
-                                 open_store)
+from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store,
+                                 StoreError, open_store)
 from llmbill.proxy.store.codec import dumps, loads
 from tests.python.pg import create_database
 
@@ -242,6 +243,34 @@ def test_failed_batch_changes_nothing(store: Store, run: Run[Any]) -> None:
     assert run(store.get("key", "k1"))["spend"] == Decimal("1")
     assert run(store.get("customer", "c9")) is None
     assert [x.request_id for x in run(store.spend_logs())] == ["r1"]
+
+
+def test_values_the_database_cannot_store_raise_record_error(store: Store, url: str, run: Run[Any]) -> None:
+    """RecordError, not a plain StoreError: the spend flush isolates such a row instead of retrying it
+    forever (and holding back every other row)."""
+    run(store.insert("key", record("key", "k1")))
+    unstorable = [log("r-big", prompt_tokens=2**70)]  # over a 64-bit column on both backends
+    if url.startswith("postgresql"):
+        # PostgreSQL refuses NUL in text and index entries over ~2.7 kB; SQLite stores both.
+        unstorable += [log("r-nul", end_user="a\x00b"), log("r-long", end_user=secrets.token_urlsafe(4000))]
+    for bad in unstorable:
+        with pytest.raises(RecordError):
+            run(store.apply_spend(batch(("key", "k1", Decimal("5")), ("customer", bad.end_user, Decimal("5")),
+                                        logs=(bad,))))
+    assert run(store.get("key", "k1"))["spend"] == Decimal(0)
+    assert run(store.spend_logs()) == [] and run(store.list("customer")) == []
+    run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=(log("r1"),))))  # the connection still works
+    assert run(store.get("key", "k1"))["spend"] == Decimal("1")
+
+
+def test_spends_reads_every_spend_by_id(store: Store, run: Run[Any]) -> None:
+    run(store.insert("key", record("key", "k1", alias="a")))
+    run(store.apply_spend(batch(("key", "k1", Decimal("0.25")), ("customer", "c1", TINY))))
+    assert run(store.spends("key")) == {"k1": Decimal("0.25")}
+    assert run(store.spends("customer")) == {"c1": TINY}
+    assert run(store.spends("team")) == {}
+    with pytest.raises(ValueError, match="budget"):
+        run(store.spends("budget"))
 
 
 def test_concurrent_tasks(store: Store, run: Run[Any]) -> None:

@@ -107,7 +107,7 @@ def test_a_wildcard_deployment_honours_its_own_prices() -> None:
     assert wildcard_price(bare.deployments[0], "not-in-the-table", {"output_cost_per_token": 1e-06}) is not None
 
 
-@pytest.mark.parametrize("value,message", [(float("inf"), "finite"), (float("nan"), "finite"), ("1e999", "decimal"),
+@pytest.mark.parametrize("value,message", [(float("inf"), "finite"), (float("nan"), "finite"), ("1e999", "out of range"),
                                            (1e-30, "finer than 1e-19")])
 def test_a_custom_price_the_core_cannot_hold_stops_start_up(value: Any, message: str) -> None:
     """It used to leave the deployment silently unpriced (free under every budget)."""

@@ -14,6 +14,7 @@ from typing import Any
 from .auth import Principal
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
+from .ids import check_id, header_id
 from .state import ProxyState
 from .upper_bound import UpperBound
 
@@ -71,16 +72,17 @@ def check_model_access(state: ProxyState, principal: Principal, model: str) -> N
 
 
 def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
-    """Headers x-litellm-customer-id / x-litellm-end-user-id, then body `user`, then metadata.user_id."""
+    """Headers x-litellm-customer-id / x-litellm-end-user-id, then body `user`, then metadata.user_id —
+    each checked as an id (ids.py): a customer id is stored, indexed and billed, so a bad one is a 400."""
     for h in ("x-litellm-customer-id", "x-litellm-end-user-id"):
         if headers.get(h):
-            return headers[h]
+            return header_id(headers[h], h)
     user = body.get("user")
     if isinstance(user, str) and user:
-        return user
+        return check_id(user, "user")
     meta = body.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
-        return str(meta["user_id"])
+        return check_id(meta["user_id"], "metadata.user_id")
     return ""
 
 

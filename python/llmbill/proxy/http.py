@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from .bounds import MAX_BODY_DEPTH, depth_over, raw_depth_within
 from .errors import ProxyError, bad_request
+from .ids import id_problem
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,6 +23,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+MAX_QUERY_LENGTH = 1024  # ids are at most 256 characters; dates and filters fit easily
 
 
 class Request:
@@ -39,7 +42,17 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
-            self._query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+            try:
+                query = dict(parse_qsl(self.scope.get("query_string", b"").decode("utf-8"), errors="strict"))
+            except UnicodeDecodeError:
+                raise bad_request("the query string is not valid UTF-8") from None
+            for name, value in query.items():
+                # Query values are ids and filters the database is asked about: the id rules apply
+                # (PostgreSQL refuses NUL even in a lookup, which would answer 503).
+                problem = id_problem(name, MAX_QUERY_LENGTH) or id_problem(value, MAX_QUERY_LENGTH)
+                if problem is not None:
+                    raise bad_request(f"query parameter {name[:40]!r} (name or value) {problem}", name[:40])
+            self._query = query
         return self._query
 
     async def body(self) -> bytes:
@@ -70,6 +83,8 @@ class Request:
             raise bad_request(f"malformed JSON body: {exc}") from None
         if not isinstance(data, dict):
             raise bad_request("request body must be a JSON object")
+        if not raw_depth_within(raw, MAX_BODY_DEPTH) and depth_over(data, MAX_BODY_DEPTH):
+            raise bad_request(f"request body nests deeper than {MAX_BODY_DEPTH} levels")
         return data
 
 

@@ -7,7 +7,10 @@ process the final spend stays below max_budget + the upper-bound cost of one cal
 sharing a database the bound is R such calls, plus what the other processes spent in the last
 cache refresh interval (1 s by default) before a process saw it.
 
-Rate windows are fixed minutes (UTC), counted per process.
+Rate windows are fixed minutes (UTC), counted per process. An entity's minute is dropped once a
+later minute has begun (at the first call of each new minute, in one pass), so memory follows the
+entities active in the last minute, not every customer id ever seen; reservations and in-flight
+counts are dropped when they reach zero.
 """
 
 from __future__ import annotations
@@ -29,13 +32,17 @@ class Limiter:
     reserved: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     inflight: dict[tuple[str, str], int] = field(default_factory=dict)
     minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict)
+    pruned_at: int = -1  # the minute whose first call last swept out the older minutes
 
     def reserved_for(self, entity: tuple[str, str]) -> Decimal:
         return self.reserved.get(entity, Decimal(0))
 
     def _minute(self, entity: tuple[str, str], now: float) -> _Minute:
-        m = self.minutes.get(entity)
         current = int(now // 60)
+        if current > self.pruned_at:
+            self.pruned_at = current
+            self.minutes = {e: m for e, m in self.minutes.items() if m.minute >= current}
+        m = self.minutes.get(entity)
         if m is None or m.minute != current:
             m = self.minutes[entity] = _Minute(current)
         return m

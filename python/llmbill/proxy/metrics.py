@@ -3,7 +3,8 @@
 With `--workers` > 1 every worker writes its figures to PROMETHEUS_MULTIPROC_DIR (set by
 `llmbill-proxy` before any worker imports prometheus_client) and a scrape of any worker sums them
 all, so the figures are whole. Label sets are bounded: routes come from the route table, models from
-the config, teams from the store; customers are never labels.
+the config (a wildcard deployment's calls are all labelled "*", whatever name the client sent), teams
+from the store; customers are never labels.
 
 Spend is a float counter, as every Prometheus value is: it is for watching. The exact figures are
 in the spend logs and in Lago (`llmbill reconcile`).
@@ -48,6 +49,8 @@ OLDEST_DEAD_LETTER = Gauge("llmbill_billing_oldest_dead_letter_age_seconds", "Ag
                            multiprocess_mode="livemax")
 HELD_CODES = Gauge("llmbill_billing_held_codes", "Configured event codes Lago does not know (their events are "
                    "dead-lettered)", multiprocess_mode="livemax")
+SPEND_DEAD_LETTERS = Counter("llmbill_spend_dead_lettered_calls",
+                             "Calls whose spend the database refused to store (logged; the Lago event is unaffected)")
 WEBHOOK_DELIVERIES = Counter("llmbill_webhook_deliveries", "Webhook events delivered, by event", ["event"])
 WEBHOOK_FAILURES = Counter("llmbill_webhook_failures", "Webhook delivery attempts that failed, by event", ["event"])
 

@@ -57,14 +57,21 @@ def note_call(call: Call) -> None:
         info.request_id = call.call_id
 
 
+def model_label(call: Call) -> str:
+    """The model as a metrics label: a configured model_name, or "*" for every name a wildcard
+    deployment served — those names come from clients, and each label value is a series kept forever."""
+    return call.model if call.state.has_model(call.model) else "*"
+
+
 def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
     """The call was billed (once): tokens and spend go to the counters now, even if the client is gone."""
     key = call.principal.key or {}
     team = str(key.get("team_id") or "")
-    metrics.tokens(call.model, team, "prompt").inc(usage.prompt_tokens)
-    metrics.tokens(call.model, team, "completion").inc(usage.completion_tokens)
-    metrics.spend(call.model, team).inc(float(cost))
-    metrics.billed_calls(call.model, team).inc()
+    model = model_label(call)
+    metrics.tokens(model, team, "prompt").inc(usage.prompt_tokens)
+    metrics.tokens(model, team, "completion").inc(usage.completion_tokens)
+    metrics.spend(model, team).inc(float(cost))
+    metrics.billed_calls(model, team).inc()
     info = _current.get()
     if info is not None and info.call is call:
         info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
@@ -79,7 +86,7 @@ def finish(info: RequestInfo, status: int) -> None:
     info.status = status
     elapsed = time.perf_counter() - info.started
     call = info.call
-    model = call.model if call is not None else ""
+    model = model_label(call) if call is not None else ""
     metrics.requests(info.route, model, str(status)).inc()
     metrics.request_seconds(info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None

@@ -3,8 +3,12 @@ budgets see it), and a background flush writes the accumulated increments and th
 the database in one transaction, every `spend_flush_interval` and at shutdown.
 
 The spend a budget check sees = the record's spend as last read from the database + what this process
-has recorded and not yet written. A failed write is kept and retried first on the next flush; a retry
-refused as a duplicate was in fact applied by the attempt whose reply was lost, and is dropped.
+has recorded and not yet written. A write that fails with the database unreachable is kept and retried
+first on the next flush; a retry refused as a duplicate was in fact applied by the attempt whose reply
+was lost, and is dropped. A write the database refuses for its data (store.RecordError, or any failure
+while the database answers) is split by calls and the halves written, down to the one call at fault,
+which is dead-lettered (logged, counted, kept in `dead_letters`): one bad row never stops the others.
+Parts are never merged again, so a duplicate always means "this very part was applied".
 
 Budget windows: the same loop starts each due window (store.reset_spend, which only one process wins)
 before it writes new spend, so spend recorded within one flush interval before `budget_reset_at`
@@ -16,22 +20,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from .._native import core
+from . import metrics
 from .cache import EntityCache
 from .durations import next_reset
-from .store.base import KINDS, DuplicateError, SpendBatch, SpendLog, Store
+from .store.base import KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store
+from .store.codec import add_money
 
 log = logging.getLogger("llmbill.proxy")
 
 PERSISTED = ("key", "user", "team", "customer")
+MAX_ATTEMPTS = 5  # failed writes of one call, the database answering, before it is dead-lettered
+DEAD_LETTERS_KEPT = 1000  # the latest dead-lettered rows, kept for inspection (all are logged)
+_APPLIED, _REFUSED, _FAILED, _DOWN = object(), object(), object(), object()
 
 # (kind, record) → the budget_duration that governs the record's window, or None.
 DurationOf = Callable[[str, dict[str, Any]], str | None]
+
+
+def calls_batch(logs: Sequence[SpendLog]) -> SpendBatch:
+    """The batch of these calls alone: their rows and the increments they add (each call adds its cost
+    to its key, user, team and customer, as the ledger did), summed exactly."""
+    batch = SpendBatch(logs=list(logs))
+    for row in logs:
+        if not row.spend:
+            continue
+        for kind, ident in (("key", row.api_key), ("user", row.user), ("team", row.team_id),
+                            ("customer", row.end_user)):
+            if ident:
+                batch.increments[(kind, ident)] = add_money(batch.increments.get((kind, ident), Decimal(0)), row.spend)
+    return batch
 
 
 class SpendTracker:
@@ -41,11 +65,16 @@ class SpendTracker:
         self.timezone = timezone_name
         self.ledger = core.Ledger()
         self.logs: list[SpendLog] = []
-        self.unwritten: SpendBatch | None = None  # a batch whose write failed, retried first
-        self.writing: SpendBatch | None = None  # the batch being written right now
+        self.unwritten: list[SpendBatch] = []  # parts whose write failed, retried first, never merged
+        self.writing: list[SpendBatch] = []  # the parts of the write in progress, not yet applied
         self.lock = asyncio.Lock()  # flush, resets and cache refresh never interleave
         self.flush_failures = 0
+        self.dead_letters: deque[tuple[SpendLog, str]] = deque(maxlen=DEAD_LETTERS_KEPT)
+        self._attempts: dict[str, int] = {}  # request_id of a one-call part → failed writes, database up
+        self._scanned: dict[str, tuple[int, datetime | None]] = {}  # kind → (cache generation, earliest reset)
+        self._unstarted: list[tuple[str, str]] = []
         self.duration_of: DurationOf = lambda kind, record: record.get("budget_duration")
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     def record(self, usage: core.Usage, cost: core.Cost | None, log_row: SpendLog, *, model: str) -> None:
         # cost None: an unpriced model, counted in requests and tokens with no money.
@@ -54,11 +83,11 @@ class SpendTracker:
         self.logs.append(log_row)
 
     def pending(self, kind: str, ident: str) -> Decimal:
-        """Recorded here and not yet in the cached records: the ledger, the batch being written (it
-        left the ledger before the write and joins the records only after it), a failed batch."""
+        """Recorded here and not yet in the cached records: the ledger, the parts being written (they
+        left the ledger before the write and join the records only once applied), failed parts."""
         amount: Decimal = self.ledger.get(kind, ident).spend
-        for batch in (self.writing, self.unwritten):
-            if batch is not None:
+        for parts in (self.writing, self.unwritten):
+            for batch in parts:
                 amount += batch.increments.get((kind, ident), Decimal(0))
         return amount
 
@@ -67,72 +96,153 @@ class SpendTracker:
         base = record.get("spend", Decimal(0)) if record else Decimal(0)
         return Decimal(base) + self.pending(kind, ident)
 
-    async def _write(self, batch: SpendBatch) -> bool:
-        self.writing = batch  # still counted by pending() while the write is awaited
+    async def _write(self, parts: list[SpendBatch]) -> bool:
+        """Writes `parts` one transaction each. A part the database refuses is split by calls and its
+        halves written, down to one call, which is dead-lettered: one bad row never holds back the
+        others. False when the database is unreachable; what was not applied waits in `unwritten`."""
+        queue = self.writing = list(parts)  # pending() counts each part until it is applied
         try:
-            await self.store.apply_spend(batch)
+            while queue:
+                part = queue[0]
+                outcome, reason = await self._apply(part)
+                queue.pop(0)  # no await from here to the next write: pending() stays exact
+                if outcome is _APPLIED:
+                    self._credit(part)
+                elif outcome is _DOWN:
+                    self.unwritten += [part, *queue]
+                    queue.clear()
+                    return False
+                elif len(part.logs) > 1:
+                    half = len(part.logs) // 2
+                    queue[0:0] = [calls_batch(part.logs[:half]), calls_batch(part.logs[half:])]
+                elif outcome is _REFUSED or self._attempts_of(part) >= MAX_ATTEMPTS:
+                    self._dead_letter(part, reason)
+                else:
+                    self.unwritten.append(part)  # an unexplained failure of one call: retried next time
+            return True
+        finally:
+            self.unwritten += queue  # cancelled mid-write: the parts not yet applied are kept
+            self.writing = []
+
+    async def _apply(self, part: SpendBatch) -> tuple[object, str]:
+        """One transaction: (outcome, why it failed)."""
+        try:
+            await self.store.apply_spend(part)
         except DuplicateError:
             log.warning("spend batch already applied by an earlier attempt; not applied twice")
-        except Exception as exc:
-            self.unwritten = batch
+        except RecordError as exc:
             self.flush_failures += 1
-            log.error("spend flush failed (will retry): %s", exc)
-            return False
-        finally:
-            self.writing = None
-        # No await from here on: the amounts move from `writing` into the records in one step.
-        for (kind, ident), amount in batch.increments.items():
+            if len(part.logs) > 1:
+                log.warning("spend flush of %d calls refused (isolating the bad one): %s", len(part.logs), exc)
+            return _REFUSED, str(exc)
+        except Exception as exc:
+            self.flush_failures += 1
+            if not await self.store.ping():
+                log.error("spend flush failed, the database is unreachable (will retry): %s", exc)
+                return _DOWN, str(exc)
+            log.error("spend flush of %d call(s) failed with the database up (isolating them): %s",
+                      len(part.logs), exc)
+            if len(part.logs) == 1:
+                rid = part.logs[0].request_id
+                self._attempts[rid] = self._attempts.get(rid, 0) + 1
+            return _FAILED, str(exc)
+        for row in part.logs:
+            self._attempts.pop(row.request_id, None)
+        return _APPLIED, ""
+
+    def _attempts_of(self, part: SpendBatch) -> int:
+        return self._attempts.get(part.logs[0].request_id, 0) if part.logs else MAX_ATTEMPTS
+
+    def _credit(self, part: SpendBatch) -> None:
+        """The applied amounts join the cached records (a customer first seen in a call is created)."""
+        for (kind, ident), amount in part.increments.items():
             record = self.cache.get(kind, ident)
             if record is None and kind == "customer":
                 record = {KINDS[kind]: ident, "spend": Decimal(0)}
-                self.cache.put(kind, record)
+                self.cache.remember(kind, record)
+                if self.duration_of(kind, record):
+                    self._unstarted.append((kind, ident))  # its window starts at the next flush
             if record is not None:
                 record["spend"] = Decimal(record.get("spend", 0)) + amount
-        return True
+
+    def _dead_letter(self, part: SpendBatch, reason: str) -> None:
+        if not part.logs:
+            log.error("spend increments %s cannot be stored and are dropped: %s", part.increments, reason)
+        for row in part.logs:
+            self._attempts.pop(row.request_id, None)
+            self.dead_letters.append((row, reason))
+            metrics.SPEND_DEAD_LETTERS.inc()
+            log.error("spend of call %s (%s USD, key %s, customer %r, model %r) cannot be stored and is left out "
+                      "of the spend tables: %s (its Lago event is unaffected; `llmbill reconcile` lists it)",
+                      row.request_id, format(row.spend, "f"), row.api_key or "master", row.end_user[:80],
+                      row.model[:80], reason)
 
     async def flush(self) -> bool:
+        """Writes what failed before, then what was recorded since; True when nothing is left unwritten."""
         async with self.lock:
             await self._reset_due_windows()
-            if self.unwritten is not None:
-                retry, self.unwritten = self.unwritten, None
-                if not await self._write(retry):
-                    return False
+            retry, self.unwritten = self.unwritten, []
+            if retry and not await self._write(retry):
+                return False  # the database is down: new spend waits in the ledger
             batch = SpendBatch()
             for kind, ident, totals in self.ledger.drain():
                 if kind in PERSISTED and totals.spend_units:
                     batch.add(kind, ident, totals.spend)
             batch.logs.extend(self.logs)
             self.logs = []
-            return await self._write(batch) if batch else True
+            if batch:
+                await self._write([batch])
+            return not self.unwritten
 
     async def _reset_due_windows(self) -> None:
-        now = datetime.now(timezone.utc)
+        """Starts the windows that never started and resets those past due. A kind is scanned again
+        only when its records changed (cache.generation) or its earliest window is due: the scan
+        visits every record (every customer ever seen), and the flush runs twice a second."""
+        now = self.clock()
+        unstarted, self._unstarted = self._unstarted, []
+        for kind, ident in unstarted:  # customers the flush created, on a tier with a window
+            record = self.cache.get(kind, ident)
+            if record is not None:
+                await self._window(kind, record, now)
+        generation = self.cache.generation
         for kind in PERSISTED:
+            seen = self._scanned.get(kind)
+            if seen is not None and seen[0] == generation and (seen[1] is None or now < seen[1]):
+                continue
+            due: datetime | None = None
             for record in list(self.cache.all(kind)):
-                duration = self.duration_of(kind, record)
-                if not duration:
-                    continue
-                reset_at = record.get("budget_reset_at")
-                ident = record[KINDS[kind]]
-                if not isinstance(reset_at, datetime):
-                    # A window that never started (a customer upserted by a call, on a tier): start it.
-                    fields = {"budget_reset_at": next_reset(now, duration, self.timezone)}
-                    updated = await self.store.update(kind, ident, fields)
-                    if updated is not None:
-                        self.cache.put(kind, updated)
-                    continue
-                if reset_at > now:
-                    continue
-                following = next_reset(reset_at, duration, self.timezone)
-                while following <= now:
-                    following = next_reset(following, duration, self.timezone)
-                updated = await self.store.reset_spend(kind, ident, following)
-                if updated is not None:
-                    self.cache.put(kind, updated)
+                reset_at = await self._window(kind, record, now)
+                if reset_at is not None and (due is None or reset_at < due):
+                    due = reset_at
+            self._scanned[kind] = (generation, due)
+
+    async def _window(self, kind: str, record: dict[str, Any], now: datetime) -> datetime | None:
+        """Starts or resets one record's budget window when due; returns its next reset (None: no window)."""
+        duration = self.duration_of(kind, record)
+        if not duration:
+            return None
+        reset_at = record.get("budget_reset_at")
+        ident = record[KINDS[kind]]
+        if not isinstance(reset_at, datetime):
+            # A window that never started (a customer upserted by a call, on a tier): start it.
+            following = next_reset(now, duration, self.timezone)
+            updated = await self.store.update(kind, ident, {"budget_reset_at": following})
+        else:
+            if reset_at > now:
+                return reset_at
+            following = next_reset(reset_at, duration, self.timezone)
+            while following <= now:
+                following = next_reset(following, duration, self.timezone)
+            updated = await self.store.reset_spend(kind, ident, following)
+        if updated is None:
+            return None
+        self.cache.remember(kind, updated)  # accounted for here: no new cache generation
+        stored = updated.get("budget_reset_at")
+        return stored if isinstance(stored, datetime) else following
 
     async def refresh_cache(self) -> None:
         async with self.lock:
-            await self.cache.load()
+            await self.cache.refresh()
 
     async def run(self, interval: float, refresh_interval: float) -> None:
         """The background loop: flush often, reload the cache now and then."""

@@ -1,5 +1,10 @@
 """Body validation for management routes: each field's type checked, a 400 naming the field otherwise.
 
+Everything a management route stores passes here, so the bounds live here too: every string is an
+id or a short name (ids.py: at most 256 characters, no control characters), lists are at most
+MAX_ITEMS long, integers at most MAX_INT, and objects (metadata) bounded in depth and size
+(bounds.py) — a stored value must serialise again in every reply that carries it.
+
 >>> Fields({"max_budget": "4"}).money("max_budget")
 Decimal('4')
 """
@@ -9,13 +14,19 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
+from .bounds import MAX_STORED_BYTES, MAX_STORED_DEPTH, depth_over
 from .durations import parse_duration
 from .errors import bad_request
+from .ids import check_id
 
 _MISSING = object()
 MAX_USD = Decimal(10) ** 15  # a budget past a quadrillion USD is a typo; omit it for no limit
 USD_UNIT = Decimal("1e-19")
 _EXACT = Context(prec=40)  # MAX_USD in USD_UNIT is 35 digits: quantize never rounds or traps here
+MAX_ITEMS = 1000
+MAX_INT = 2**53 - 1  # the largest integer the admin UI's JavaScript reads exactly
 
 
 class Fields:
@@ -37,7 +48,7 @@ class Fields:
             return None
         if not isinstance(v, str) or (required and not v):
             raise bad_request(f"'{name}' must be a{' non-empty' if required else ''} string", name)
-        return v
+        return check_id(v, name)
 
     def texts(self, name: str) -> list[str] | None:
         v = self.body.get(name)
@@ -45,14 +56,16 @@ class Fields:
             return None
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise bad_request(f"'{name}' must be a list of strings", name)
-        return list(v)
+        if len(v) > MAX_ITEMS:
+            raise bad_request(f"'{name}' may list at most {MAX_ITEMS} items", name)
+        return [check_id(x, name) for x in v]
 
     def integer(self, name: str) -> int | None:
         v = self.body.get(name)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise bad_request(f"'{name}' must be a non-negative integer", name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_INT:
+            raise bad_request(f"'{name}' must be an integer between 0 and {MAX_INT}", name)
         return v
 
     def flag(self, name: str) -> bool | None:
@@ -99,4 +112,13 @@ class Fields:
             return None
         if not isinstance(v, dict):
             raise bad_request(f"'{name}' must be an object", name)
+        check_stored(v, name)
         return v
+
+
+def check_stored(value: Any, name: str) -> None:
+    """A 400 unless `value` (a JSON value from a request) may be stored: depth and encoded size bounded."""
+    if depth_over(value, MAX_STORED_DEPTH):
+        raise bad_request(f"'{name}' nests deeper than {MAX_STORED_DEPTH} levels", name)
+    if len(orjson.dumps(value)) > MAX_STORED_BYTES:
+        raise bad_request(f"'{name}' is over {MAX_STORED_BYTES} bytes of JSON", name)

@@ -25,6 +25,7 @@ from ..errors import ProxyError, bad_request
 from ..call import Call
 from ..guards import admit, allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..ids import check_id
 from ..settle import settle
 from ..state import ProxyState
 from ..upper_bound import upper_bound_cost
@@ -33,10 +34,22 @@ from ..upstream import upstream_error
 log = logging.getLogger("llmbill.proxy")
 
 
+# Token counts are int64 in the C++ core and reserve money before the call; no model generates more.
+MAX_TOKENS = 2**31 - 1
+MAX_N = 128  # OpenAI's own limit on choices per request
+
+
+def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> None:
+    v = body.get(name)
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+        raise bad_request(f"'{name}' must be an integer between {lo} and {hi}", name)
+
+
 def _validate(route: str, body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required and must be a string", "model")
+    check_id(model, "model")  # a wildcard deployment stores and labels the name the client sent
     if route == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -48,12 +61,15 @@ def _validate(route: str, body: dict[str, Any]) -> str:
         raise bad_request("'input' must be a non-empty string or list", "input")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise bad_request("'stream' must be true or false", "stream")
-    if "user" in body and body["user"] is not None and not isinstance(body["user"], str):
-        raise bad_request("'user' must be a string", "user")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise bad_request("'stream_options' must be an object", "stream_options")
+    if "user" in body and body["user"] is not None:
+        if not isinstance(body["user"], str):
+            raise bad_request("'user' must be a string", "user")
+        check_id(body["user"], "user")
     for name in ("max_tokens", "max_completion_tokens"):
-        if name in body and body[name] is not None and (not isinstance(body[name], int) or isinstance(body[name], bool)
-                                                         or body[name] < 0):
-            raise bad_request(f"'{name}' must be a non-negative integer", name)
+        _count(body, name, 0, MAX_TOKENS)
+    _count(body, "n", 1, MAX_N)
     return model
 
 

@@ -220,6 +220,9 @@ async def member_add(state: ProxyState, request: Request, principal: Principal) 
     default_budget = f.money("max_budget_in_team")
     current = list(team.get("members_with_roles") or [])
     present = {m.get("user_id") for m in current} | {m.get("user_email") for m in current if m.get("user_email")}
+    for m in raw_list:  # ids must be strings (a 400) before the membership test below hashes them
+        if isinstance(m, dict):
+            Fields(m).text("user_id"), Fields(m).text("user_email")
     clash = [str(m.get("user_id") or m.get("user_email")) for m in raw_list if isinstance(m, dict)
              and (m.get("user_id") in present or (m.get("user_email") and m.get("user_email") in present))]
     if clash:

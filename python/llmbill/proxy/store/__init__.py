@@ -10,14 +10,15 @@ from .base import INDEXED as INDEXED
 from .base import KINDS as KINDS
 from .base import DuplicateError as DuplicateError
 from .base import Record as Record
+from .base import RecordError as RecordError
 from .base import SpendBatch as SpendBatch
 from .base import SpendLog as SpendLog
 from .base import Store as Store
 from .base import StoreError as StoreError
 from .codec import redact_url
 
-__all__ = ["INDEXED", "KINDS", "DuplicateError", "Record", "SpendBatch", "SpendLog", "Store", "StoreError",
-           "open_store"]
+__all__ = ["INDEXED", "KINDS", "DuplicateError", "Record", "RecordError", "SpendBatch", "SpendLog", "Store",
+           "StoreError", "open_store"]
 
 _SQLITE = "sqlite:///"
 

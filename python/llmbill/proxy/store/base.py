@@ -50,6 +50,11 @@ class StoreError(Exception):
     """A storage failure (connection lost, constraint broken) the caller reports as a 5xx/503."""
 
 
+class RecordError(StoreError):
+    """A write refused for the data it carries — a value the database cannot store (NUL in text, an
+    index entry over its size limit, a number out of range): retrying the same data fails the same way."""
+
+
 class DuplicateError(StoreError):
     """insert() of an id that exists, or apply_spend() of a log whose request_id is stored (then
     nothing of that batch was applied: it most likely was already, by an earlier attempt)."""
@@ -137,7 +142,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def apply_spend(self, batch: SpendBatch) -> None:
         """Adds every increment and inserts every log in one transaction (all or nothing).
-        Raises DuplicateError when a log's request_id is already stored."""
+        Raises DuplicateError when a log's request_id is already stored, RecordError when a value of
+        the batch cannot be stored (nothing applied either way)."""
 
     @abc.abstractmethod
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
@@ -153,6 +159,11 @@ class Store(abc.ABC):
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
         end_user, model, request_id."""
+
+    async def spends(self, kind: str) -> dict[str, Decimal]:
+        """Every record's spend by id: what a cache needs to see other processes' spend without
+        decoding every record again."""
+        return {r[KINDS[kind]]: r["spend"] for r in await self.list(kind)}
 
     @abc.abstractmethod
     async def version(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from .base import DuplicateError, StoreError
+from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, encode_record, redact_url, utc
 from .sql import Dialect, SqlStore, Tx, q
 
@@ -33,6 +33,9 @@ POSTGRES = Dialect(
     table_exists="SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1", placeholder=lambda i: f"${i}",
     money_in=lambda v: v, money_out=lambda v: v, time_in=utc, time_out=lambda v: v)
 
+# A value the database cannot store (NUL in text, a number out of range, an index entry over ~2.7 kB,
+# a NOT NULL or CHECK violation): the same data fails again, unlike the errors below.
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, asyncpg.IntegrityConstraintViolationError)
 # What asyncpg raises when the database is unreachable or refuses a statement.
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
            asyncio.TimeoutError)
@@ -97,6 +100,8 @@ class PostgresStore(SqlStore):
                     yield _Tx(conn)
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateError(f"{exc} {exc.detail or ''}".strip()) from exc
+        except _DATA_ERRORS as exc:
+            raise RecordError(f"PostgreSQL refused a value: {exc}") from exc
         except _ERRORS as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 

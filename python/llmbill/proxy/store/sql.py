@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .base import DuplicateError, Record, SpendBatch, SpendLog, Store, StoreError
+from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError
 from .codec import (TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record, loads,
                     money, now, spend_table, table, utc)
 
@@ -265,11 +265,15 @@ class SqlStore(Store):
     async def apply_spend(self, batch: SpendBatch) -> None:
         if not batch:
             return
-        groups: dict[str, list[tuple[str, Decimal]]] = {}
-        for (kind, ident), amount in sorted(batch.increments.items()):
-            spend_table(kind)
-            groups.setdefault(kind, []).append((ident, money(amount)))
-        logs = [log_row(self.dialect, log) for log in batch.logs]
+        for kind, _ in batch.increments:
+            spend_table(kind)  # a caller's mistake (ValueError), not a value the database refused
+        try:
+            groups: dict[str, list[tuple[str, Decimal]]] = {}
+            for (kind, ident), amount in sorted(batch.increments.items()):
+                groups.setdefault(kind, []).append((ident, money(amount)))
+            logs = [log_row(self.dialect, log) for log in batch.logs]
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
         names = ", ".join(map(q, LOG_FIELDS))
         marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
         try:
@@ -280,6 +284,8 @@ class SqlStore(Store):
                     await tx.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", logs)
         except DuplicateError as exc:
             raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
+        except (ValueError, TypeError, ArithmeticError) as exc:  # an exact sum that overflowed, a bad id
+            raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
 
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
         t = spend_table(kind)
@@ -318,6 +324,13 @@ class SqlStore(Store):
         async with self._transaction(False) as tx:
             rows = await tx.fetch(sql, p.values)
         return [log_from_row(d, row) for row in rows]
+
+    async def spends(self, kind: str) -> dict[str, Decimal]:
+        t = spend_table(kind)
+        async with self._transaction(False) as tx:
+            rows = await tx.fetch(f"SELECT {q(t.id_col)}, spend FROM {t.name}")
+        money_out = self.dialect.money_out
+        return {row[0]: money_out(row[1]) for row in rows}
 
     async def version(self) -> int:
         async with self._transaction(False) as tx:

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from .base import DuplicateError, StoreError
+from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, add_money, encode_record, from_micros, to_micros
 from .sql import Dialect, SqlStore, Tx, q
 
@@ -122,6 +122,8 @@ class SqliteStore(SqlStore):
                     await self._rollback(conn)
                 if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
                     raise DuplicateError(str(exc)) from exc
+                if isinstance(exc, (sqlite3.DataError, sqlite3.IntegrityError)):
+                    raise RecordError(f"SQLite {self.path}: {exc}") from exc
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"SQLite {self.path}: {exc}") from exc
                 raise

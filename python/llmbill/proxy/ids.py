@@ -1,0 +1,54 @@
+"""The one check every id and short name passes at the edge: bounded length, no control characters,
+valid UTF-8 — so that whatever a client sends can be stored by both databases and indexed.
+
+Why these bounds: PostgreSQL refuses NUL in text and index entries over ~2.7 kB, so one such id in a
+spend flush would fail the transaction (SQLite would store it); 256 characters are at most 1 kB of
+UTF-8. Control characters have no place in an id and break log lines and the UI.
+
+>>> check_id("cust-1", "user")
+'cust-1'
+>>> check_id("a\\x00b", "user")
+Traceback (most recent call last):
+...
+llmbill.proxy.errors.ProxyError: 'user' must not contain control characters
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import bad_request
+
+MAX_ID_LENGTH = 256
+# C0 controls (NUL, newline, ...), DEL and the C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(value: str, limit: int = MAX_ID_LENGTH) -> str | None:
+    """Why `value` cannot be an id, or None when it can."""
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
+    if _CONTROL.search(value) is not None:
+        return "must not contain control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, no database stores it
+        return "must be valid UTF-8"
+    return None
+
+
+def check_id(value: str, param: str, limit: int = MAX_ID_LENGTH) -> str:
+    """`value` unchanged, or a 400 naming `param`."""
+    problem = id_problem(value, limit)
+    if problem is not None:
+        raise bad_request(f"'{param}' {problem}", param)
+    return value
+
+
+def header_id(raw: str, param: str) -> str:
+    """An id sent in a header. ASGI servers hand header bytes over as latin-1; clients send UTF-8."""
+    try:
+        value = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise bad_request(f"header '{param}' must be valid UTF-8", param) from None
+    return check_id(value, param)

@@ -1,0 +1,35 @@
+"""The edge check for ids (proxy/ids.py): what both databases can store and index, or a 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmbill.proxy.errors import ProxyError
+from llmbill.proxy.ids import MAX_ID_LENGTH, check_id, header_id, id_problem
+
+
+@pytest.mark.parametrize("good", ["c", "cust-1", "café", "名前", "x" * MAX_ID_LENGTH, "a b", "😀", "\xa0"])
+def test_ids_that_pass(good: str) -> None:
+    assert check_id(good, "user") == good
+    assert id_problem(good) is None
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("a\x00b", "control"), ("line\nbreak", "control"), ("\t", "control"), ("\x7f", "control"),
+    ("\x85", "control"), ("x" * (MAX_ID_LENGTH + 1), "at most 256"), ("\ud800", "UTF-8")])
+def test_ids_that_are_refused_name_the_field(bad: str, why: str) -> None:
+    with pytest.raises(ProxyError) as refused:
+        check_id(bad, "metadata.user_id")
+    assert refused.value.status == 400 and refused.value.param == "metadata.user_id"
+    assert why in refused.value.message
+
+
+def test_header_ids_are_utf8() -> None:
+    as_sent = "café".encode().decode("latin-1")  # what an ASGI server hands over
+    assert header_id(as_sent, "x-litellm-customer-id") == "café"
+    for raw in (b"\xff\xfe", b"caf\xe9"):  # not UTF-8 (the second is latin-1 bytes)
+        with pytest.raises(ProxyError) as refused:
+            header_id(raw.decode("latin-1"), "x-litellm-customer-id")
+        assert refused.value.status == 400 and refused.value.param == "x-litellm-customer-id"
+    with pytest.raises(ProxyError):
+        header_id("x" * 300, "x-litellm-end-user-id")
