@@ -67,9 +67,9 @@ def test_the_proxy_access_log_escapes_a_forged_user(tmp_path: Any) -> None:
     with Proxy(config, workdir=tmp_path, args=["--log-level", "info"]) as proxy:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "acme\n" + FORGED}
         status, _, _ = proxy.request("POST", "/chat/completions", body, "sk-master-0123456789abcdef")
-        assert status == 200
+        assert status == 400  # a control character in an id is refused at the edge (proxy/ids.py)
         status, _, _ = proxy.request("GET", "/no%0A" + FORGED.replace(" ", "%20"))  # a decoded path too
         assert status == 404
     forged = [line for line in proxy.output.splitlines() if line.startswith("2026-01-01")]
     assert not forged, forged
-    assert "customer=\"acme\\n2026-01-01" in proxy.output
+    assert "/no\\n2026-01-01" in proxy.output  # the decoded path's newline, escaped on its one line
