@@ -89,6 +89,7 @@ async def chat(call: Call, body: dict[str, Any]) -> Response:
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
                          "upstream_error") from None
     _priced_by_reply(call, data)
+    call.note_reply(data)
     cost = settle(call, usage)
     headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
     return Response(200, orjson.dumps(data), headers)
@@ -115,6 +116,8 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
             async for data in up.chunks:
                 out = translator.feed(data)
                 events += len(out)
+                if out and not call.response_id:
+                    call.note_event(out[0])
                 if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
             tail = translator.finish()

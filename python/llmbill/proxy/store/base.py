@@ -75,6 +75,7 @@ class SpendLog:
     end_time: datetime
     status: str  # success
     metadata: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"unpriced": true, "estimated": true}
+    response_id: str = ""  # the upstream reply's `id` (chatcmpl-…, msg_…, resp_…); "" when it had none
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Store(abc.ABC):
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
-        end_user, model, request_id."""
+        end_user, model, request_id, response_id."""
 
     @abc.abstractmethod
     async def version(self) -> int:
