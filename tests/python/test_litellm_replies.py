@@ -110,3 +110,26 @@ def test_spend_logs_find_a_call_by_its_reply_id(proxy: Proxy) -> None:
     mine = post(proxy, "/key/generate", {})
     s, rows, _ = proxy.request("GET", f"/spend/logs?request_id={completion.id}", None, mine["key"])
     assert s == 200 and rows == []  # a key reads only its own calls, whichever id it names
+
+
+def test_spend_logs_find_a_native_messages_call_by_its_msg_id(upstream: FakeOpenAI, lago: FakeLago) -> None:
+    """/v1/messages on an Anthropic deployment: the id is Anthropic's (`msg_…`; in a stream, inside
+    message_start's `message`)."""
+    import anthropic
+
+    from tests.python.fakes.anthropic_upstream import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        cfg = config(upstream, None)
+        cfg["model_list"].append({"model_name": "claude", "litellm_params": {
+            "model": "anthropic/claude-sonnet-4-5", "api_base": fake.url, "api_key": fake.api_key}})
+        with Proxy(cfg, lago_env(lago, "team_id")) as proxy:
+            client = anthropic.Anthropic(api_key=MASTER, base_url=proxy.url, max_retries=0)
+            plain = client.messages.create(model="claude", max_tokens=20, messages=HI)
+            with client.messages.stream(model="claude", max_tokens=20, messages=HI) as stream:
+                streamed = stream.get_final_message()
+            client.close()
+            assert plain.id.startswith("msg_") and streamed.id.startswith("msg_") and plain.id != streamed.id
+            for reply_id in (plain.id, streamed.id):
+                [row] = get(proxy, f"/spend/logs?request_id={reply_id}")
+                assert row["response_id"] == reply_id and row["model"] == "claude"
