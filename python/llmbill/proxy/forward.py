@@ -116,8 +116,8 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
             async for data in up.chunks:
                 out = translator.feed(data)
                 events += len(out)
-                if out and not call.response_id:
-                    call.note_event(out[0])
+                for event in out if not call.response_id else ():
+                    call.note_event(event)
                 if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
             tail = translator.finish()
