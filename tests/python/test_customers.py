@@ -64,7 +64,7 @@ def test_seed_customer_budget_zero(proxy: Proxy, upstream: FakeOpenAI, lago: Fak
     assert s == 200
     calls = len(upstream.requests)
     s, b, h = ask(proxy, "my-customer-id", "mistral")
-    assert s == 429 and b["error"]["type"] == "budget_exceeded" and h["x-should-retry"] == "false"
+    assert s == 422 and b["error"]["type"] == "budget_exceeded" and h["x-should-retry"] == "false"
     assert b["error"]["message"] == "ExceededBudget: End User=my-customer-id over budget. Spend=0, Budget=0"
     assert len(upstream.requests) == calls  # refused before the upstream
     lago.wait_for(1, timeout=10)
@@ -99,7 +99,7 @@ def test_tier_refuses_each_customer_once_over_and_resets(proxy: Proxy) -> None:
     for cust in ("a", "b"):
         s, b, _ = proxy.request("POST", "/customer/new", {"user_id": cust, "budget_id": "tiny"}, MASTER)
         assert s == 200 and b["litellm_budget_table"]["budget_reset_at"], b
-    assert [ask(proxy, "a")[0] for _ in range(3)] == [200, 200, 429]
+    assert [ask(proxy, "a")[0] for _ in range(3)] == [200, 200, 422]
     assert ask(proxy, "b")[0] == 200  # b has its own spend on the same tier
     s, info, _ = proxy.request("GET", "/customer/info?end_user_id=a", None, MASTER)
     reset_at = info["litellm_budget_table"]["budget_reset_at"]
@@ -171,7 +171,7 @@ def test_parallel_calls_cannot_overspend_the_budget(upstream: FakeOpenAI, lago: 
         accepted = statuses.count(200)
         # Reservations are upper bounds (~2.7x a real call here), so a burst admits fewer calls than
         # the budget could pay for; what the burst left is then usable one call at a time.
-        assert statuses.count(429) == 200 - accepted and accepted >= 1
+        assert statuses.count(422) == 200 - accepted and accepted >= 1  # budget refusals
         while ask(proxy, "busy", "custom-model", max_tokens=10)[0] == 200:
             accepted += 1
         # The documented bound: one call's upper-bound cost (prompt bytes as tokens + max_tokens).

@@ -99,7 +99,7 @@ def test_errors_use_anthropics_shape(clients: list[anthropic.Anthropic], proxy: 
                                messages=[{"role": "user", "content": "hi"}])
     assert "top_k" in unsupported.value.body["error"]["message"]  # type: ignore[index]
     client.messages.create(model="custom-model", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
-    with pytest.raises(anthropic.RateLimitError) as over:
+    with pytest.raises(anthropic.UnprocessableEntityError) as over:  # LiteLLM's budget status, 422
         client.messages.create(model="custom-model", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
     assert "Budget has been exceeded" in over.value.body["error"]["message"]  # type: ignore[index]
 

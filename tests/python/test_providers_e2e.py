@@ -254,7 +254,7 @@ def _calls_until_refused(proxy: Proxy, model: str, budget: Decimal) -> tuple[int
         for n in range(20):
             try:
                 client.chat.completions.create(model=model, messages=HI, max_tokens=16)
-            except openai.RateLimitError as exc:
+            except openai.UnprocessableEntityError as exc:  # budget refusals: 422, as LiteLLM 1.108
                 assert "budget" in exc.message
                 return n, key
     raise AssertionError(f"{model}: never refused")

@@ -186,7 +186,7 @@ def test_errors_are_openai_shaped_and_bill_nothing(upstream: FakeOpenAI, lago: F
         assert s == 200
         before = len(upstream.requests)
         s, b, h = proxy.request("POST", "/chat/completions", {**chat, "model": "gpt-4o"}, key["key"])
-        assert s == 429 and h.get("x-should-retry") == "false"
+        assert s == 422 and h.get("x-should-retry") == "false"
         err(s, b, "budget_exceeded")
         assert b["error"]["message"].startswith("Budget has been exceeded! Current cost: 0.0001")
         assert len(upstream.requests) == before

@@ -160,7 +160,7 @@ def test_a_failed_response_is_not_billed_and_frees_its_reservation(proxy: Proxy,
         assert spend(proxy, f"/key/info?key={key}") == 0
         client.responses.create(model="gpt-4o", input="Say hello.")
         assert spend(proxy, f"/key/info?key={key}") == cost(12, 7)
-        with pytest.raises(openai.RateLimitError) as over:  # now over its budget, as for chat calls
+        with pytest.raises(openai.UnprocessableEntityError) as over:  # now over its budget, as for chat calls
             client.responses.create(model="gpt-4o", input="Say hello.")
         assert "budget" in over.value.message.lower()
 

@@ -33,7 +33,9 @@ def test_aggregate_sums_exactly_per_day_and_group() -> None:
     assert t1["total_tokens"] == 38
     assert [(m["model"], m["spend"]) for m in t1["metadata"]] == [("m2", Decimal("0.2")), ("m1", Decimal("0.1"))]
     assert t2["total_spend"] == Decimal("0.000026")
-    assert report[1]["teams"][0]["team_name"] is None  # a call without a team
+    assert (report[1]["teams"][0]["team_name"], report[1]["teams"][0]["team_id"]) == ("Unassigned Team", None)
+    named = aggregate(rows, "team", "UTC", {"t1": "Research", "t2": None})[0]["teams"]
+    assert [(t["team_name"], t["team_id"]) for t in named] == [("Research", "t1"), ("t2", "t2")]
     by_customer = aggregate(rows, "customer", "UTC")[0]["customers"]
     assert [(c["customer"], c["total_spend"]) for c in by_customer] == [("c2", Decimal("0.2")), ("c1", Decimal("0.100026"))]
     by_model = aggregate(rows, "model", "UTC")

@@ -396,6 +396,33 @@ def test_spend_logs(store: Store, run: Run[Any]) -> None:
         run(store.spend_logs({"spend": "0"}))
 
 
+def test_spend_logs_by_response_id(store: Store, run: Run[Any]) -> None:
+    logs = [log("a", T0, response_id="chatcmpl-1"), log("b", T0 + timedelta(minutes=1))]
+    run(store.apply_spend(batch(logs=tuple(logs))))
+    assert [r.request_id for r in run(store.spend_logs({"response_id": "chatcmpl-1"}))] == ["a"]
+    assert run(store.spend_logs({"request_id": "b"}))[0].response_id == ""
+
+
+def test_a_version_1_database_gains_the_response_id_column(store: Store, url: str, run: Run[Any]) -> None:
+    """Schema 1 (before spend logs kept the reply's id): opening it adds the column, keeping the rows."""
+    async def downgrade() -> None:
+        async with store._transaction(True) as tx:  # type: ignore[attr-defined]
+            await tx.execute("DROP INDEX spend_logs_response_id")
+            await tx.execute("ALTER TABLE spend_logs DROP COLUMN response_id")
+            await tx.execute("UPDATE meta SET value = 1 WHERE name = 'schema'")
+
+    run(store.apply_spend(batch(logs=(log("old"),))))
+    run(downgrade())
+    upgraded = open_store(url)
+    run(upgraded.open())
+    try:
+        run(upgraded.apply_spend(batch(logs=(log("new", T0 + timedelta(minutes=1), response_id="resp_1"),))))
+        assert [(r.request_id, r.response_id) for r in run(upgraded.spend_logs())] == [("new", "resp_1"), ("old", "")]
+        assert [r.request_id for r in run(upgraded.spend_logs({"response_id": "resp_1"}))] == ["new"]
+    finally:
+        run(upgraded.close())
+
+
 def test_version(store: Store, run: Run[Any]) -> None:
     seen = [run(store.version())]
 

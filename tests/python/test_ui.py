@@ -267,9 +267,7 @@ def test_operator_journey(browser: Browser, proxy: Proxy) -> None:
     kform.get_by_role("button", name="Generate").click()
     expect(kform.locator('[data-for="duration"]')).to_contain_text("30s")
     kform.locator("#key-duration").fill("30d")
-    kform.locator("#key-models").fill("gpt-3.5-turbo, no-such-model")
-    kform.get_by_role("button", name="Generate").click()
-    expect(kform.locator('[data-for="models"]')).to_contain_text("no-such-model")  # the API's message
+    # (Names the proxy does not serve are accepted, as LiteLLM accepts them: tests/python/test_model_access.py.)
     kform.locator("#key-models").fill("gpt-3.5-turbo")
     kform.get_by_role("button", name="Generate").click()
     raw = page.locator("#new-key-value")

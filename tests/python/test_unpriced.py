@@ -68,7 +68,7 @@ def test_a_configured_fallback_prices_them_and_budgets_apply(upstream: FakeOpenA
             s, b, h = call(proxy, key["key"], model)
             assert s == 200 and Decimal(h["x-litellm-response-cost"]) == CUSTOM_COST, b  # 12*1e-6 + 7*2e-6
         s, b, _ = call(proxy, key["key"], "free-model")
-        assert s == 429 and b["error"]["type"] == "budget_exceeded"
+        assert s == 422 and b["error"]["type"] == "budget_exceeded"
 
 
 @pytest.mark.parametrize("general,message", [

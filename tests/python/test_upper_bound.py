@@ -158,7 +158,7 @@ def test_parallel_calls_with_n_tools_and_images_end_within_one_upper_bound(upstr
             while True:
                 s, reply, headers = proxy.request("POST", "/chat/completions", body, key["key"])
                 if s != 200:
-                    assert s == 429 and reply["error"]["type"] == "budget_exceeded", reply
+                    assert s == 422 and reply["error"]["type"] == "budget_exceeded", reply
                     return costs
                 assert len(reply["choices"]) == 16
                 costs.append(Decimal(headers["x-litellm-response-cost"]))

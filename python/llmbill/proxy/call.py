@@ -6,9 +6,12 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .. import redact
 from .._native import core
@@ -40,6 +43,33 @@ class Call:
         self.upstream_seconds = 0.0
         self.price: core.ModelPrice | None = d.price  # the deployment's; an Azure call without base_model is priced by its reply
         self._call_type = call_type  # the spend log's call_type when the route is not the chat shape
+        # The reply's own `id` (chatcmpl-…, msg_…, resp_…), kept with the spend log row so that
+        # /spend/logs?request_id= finds a call by what the client saw, as LiteLLM's does.
+        self.response_id = ""
+
+    def note_reply(self, reply: Mapping[str, Any]) -> None:
+        """Remembers the id of a reply object, or of a stream event's (Anthropic's message_start
+        carries it in `message`, the Responses API's response.created in `response`)."""
+        if self.response_id:
+            return
+        for obj in (reply, reply.get("message"), reply.get("response")):
+            if isinstance(obj, Mapping) and isinstance(obj.get("id"), str) and obj["id"]:
+                self.response_id = obj["id"]
+                return
+
+    def note_event(self, event: bytes) -> None:
+        """note_reply for one SSE event (its `data:` line); a no-op once the id is known."""
+        if self.response_id:
+            return
+        for line in event.splitlines():
+            if line.startswith(b"data:") and b'"id"' in line:
+                try:
+                    data = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    return
+                if isinstance(data, dict):
+                    self.note_reply(data)
+                return
 
     @property
     def call_type(self) -> str:

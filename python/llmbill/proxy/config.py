@@ -8,6 +8,7 @@ environment_variables. Every mistake stops start-up with one line naming the key
 
 from __future__ import annotations
 
+import functools
 import os
 from decimal import Decimal, InvalidOperation
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from .. import redact
 from ..billing import ConfigError
 from ..pricing import default_prices
 from .._native import core
+from .errors import BUDGET_EXCEEDED_STATUS
 from .keygen_settings import KeyGenerationSettings, parse_key_generation
 from .providers.base import ChatAdapter, ProviderParams
 from .providers.openai_compatible import ProviderConfigError
@@ -36,7 +38,7 @@ PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_inp
 LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
-                 "upperbound_key_generate_params"}
+                 "upperbound_key_generate_params", "budget_exceeded_status_code"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -72,6 +74,7 @@ class Deployment:
     # byte pass-through (openai/, the OpenAI-compatible hosts, mock/).
     adapter: ChatAdapter | None = None
     params: ProviderParams | None = None
+    access_groups: tuple[str, ...] = ()  # model_info.access_groups: names a `models` list may grant it by
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class ProxyConfig:
     key_generation: KeyGenerationSettings = field(default_factory=KeyGenerationSettings)  # keygen_settings.py
     # general_settings.unpriced_model_fallback: the price of a model that has none (None: refused under budgets)
     unpriced_fallback: tuple[tuple[str, Any], ...] | None = None
+    # litellm_settings.budget_exceeded_status_code: the status of a budget refusal (LiteLLM 1.108's 422)
+    budget_exceeded_status_code: int = BUDGET_EXCEEDED_STATUS
 
     @property
     def model_names(self) -> list[str]:
@@ -101,6 +106,15 @@ class ProxyConfig:
         for d in self.deployments:
             seen.setdefault(d.model_name, None)
         return list(seen)
+
+    @functools.cached_property  # read on every call's model check; the config never changes
+    def access_groups(self) -> dict[str, list[str]]:
+        """Access group → the model names whose deployments name it, in config order."""
+        groups: dict[str, dict[str, None]] = {}
+        for d in self.deployments:
+            for g in d.access_groups:
+                groups.setdefault(g, {}).setdefault(d.model_name, None)
+        return {g: list(names) for g, names in groups.items()}
 
     @property
     def lago_enabled(self) -> bool:
@@ -296,6 +310,8 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallba
         custom_prices=tuple(custom.items()),
         adapter=route.adapter,
         params=route.params if route.adapter is not None else None,
+        access_groups=_str_list((entry.get("model_info") or {}).get("access_groups"),
+                                f"{key}.model_info.access_groups"),
     )
 
 
@@ -398,6 +414,11 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         _expect(tier, str, "litellm_settings.max_end_user_budget_id")
     tz = _expect(litellm.get("timezone", "UTC"), str, "litellm_settings.timezone")
     metrics_open = _expect(general.get("metrics_open", False), bool, "general_settings.metrics_open")
+    budget_status = _expect(litellm.get("budget_exceeded_status_code", BUDGET_EXCEEDED_STATUS), int,
+                            "litellm_settings.budget_exceeded_status_code")
+    if not 400 <= budget_status <= 599:
+        raise ConfigError(f"litellm_settings.budget_exceeded_status_code: an HTTP error status (400-599), "
+                          f"got {budget_status}")
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -416,6 +437,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         metrics_open=metrics_open,
         key_generation=parse_key_generation(litellm),
         unpriced_fallback=tuple(fallback.items()) if fallback else None,
+        budget_exceeded_status_code=budget_status,
     )
 
 

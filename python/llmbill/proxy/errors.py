@@ -44,9 +44,13 @@ def auth_error(message: str, status: int = 401) -> ProxyError:
     return ProxyError(status, message, "auth_error")
 
 
-def budget_exceeded(message: str) -> ProxyError:
-    # 429 like current LiteLLM and OpenAI's quota errors; x-should-retry stops the openai SDK retrying.
-    return ProxyError(429, message, "budget_exceeded", None, {"x-should-retry": "false"})
+BUDGET_EXCEEDED_STATUS = 422  # LiteLLM 1.108's default; litellm_settings.budget_exceeded_status_code changes it
+
+
+def budget_exceeded(message: str, status: int = BUDGET_EXCEEDED_STATUS) -> ProxyError:
+    # The status is the operator's (clients pin LiteLLM's 422, older 400, or 429); x-should-retry
+    # stops the openai SDK retrying whichever it is: spending more time will not lower the spend.
+    return ProxyError(status, message, "budget_exceeded", None, {"x-should-retry": "false"})
 
 
 def rate_limited(message: str, retry_after: float) -> ProxyError:

@@ -126,6 +126,7 @@ async def chat(call: Call, body: dict[str, Any]) -> Response:
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply could not be read: {exc}",
                          "upstream_error") from None
     _priced_by_reply(call, reply.body)
+    call.note_reply(data)
     cost = settle(call, usage)
     headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
     return Response(200, orjson.dumps(data), headers)
@@ -161,6 +162,8 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
                 _priced_by_stream(call, data)
                 out = translator.feed(data)
                 events += len(out)
+                for event in out if not call.response_id else ():
+                    call.note_event(event)
                 if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
             tail = translator.finish()

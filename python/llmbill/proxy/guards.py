@@ -15,6 +15,7 @@ from .auth import Principal
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id
+from .model_access import Governing, governing, listed, refusing
 from .state import ProxyState
 from .upper_bound import UpperBound
 
@@ -39,36 +40,34 @@ def window_spend(state: ProxyState, kind: str, ident: str, record: dict[str, Any
     return state.spend.spend(kind, ident)
 
 
-def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
-    """The configured models this caller may call (key ∩ team)."""
-    names = state.config.model_names
-    key = principal.key
-    if key is None:
-        return names
-    allowed = set(names)
-    key_models = key.get("models") or []
+def _rules(state: ProxyState, key: dict[str, Any]) -> Governing:
     team = state.cache.get("team", key["team_id"]) if key.get("team_id") else None
-    team_models = (team or {}).get("models") or []
     user = state.cache.get("user", key["user_id"]) if key.get("user_id") else None
-    user_models = (user or {}).get("models") or []
-    if key_models and "all-team-models" not in key_models:
-        allowed &= set(key_models)
-    if team_models:
-        allowed &= set(team_models)
-    if user_models:
-        allowed &= set(user_models)
-    if "*" in allowed:  # a wildcard deployment forwards any name the key is not otherwise denied
-        allowed |= {m for m in key_models if m != "all-team-models"}
-    return [n for n in names if n in allowed] + sorted(allowed - set(names))
+    return governing(key, team, user)
+
+
+def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
+    """The models this caller may call, as /v1/models lists them (model_access.py)."""
+    if principal.key is None:
+        return [n for n in state.config.model_names if n != "*"]
+    return listed(state.config, _rules(state, principal.key))
 
 
 def check_model_access(state: ProxyState, principal: Principal, model: str) -> None:
+    """403 when a `models` list governing the key refuses `model`, typed by the list's owner as
+    LiteLLM types it (key_model_access_denied, team_model_access_denied, user_model_access_denied)."""
     if principal.key is None:
         return
-    allowed = allowed_models(state, principal)
-    if model not in allowed and not ("*" in allowed and not state.has_model(model)):
-        raise ProxyError(403, f"this key may not call model {model!r}; it may call: {', '.join(allowed) or 'no model'}",
-                         "key_model_access_denied", "model")
+    rules = _rules(state, principal.key)
+    kind = refusing(state.config, rules, model)
+    if kind is not None:
+        why = ("its user has no-default-models: only team models" if rules.denied_by
+               else f"not in its {kind}'s models" if kind != "key" else "not in its models")
+        allowed = listed(state.config, rules)
+        raise ProxyError(403, f"this key may not call model {model!r} ({why}); it may call: "
+                              f"{', '.join(allowed) or 'no model'}",
+                         "key_model_access_denied" if kind == "key" or rules.denied_by else f"{kind}_model_access_denied",
+                         "model")
 
 
 def customer_id(headers: dict[str, str], body: dict[str, Any]) -> str:
@@ -175,7 +174,8 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
             spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:
-                over = budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))
+                over = budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved),
+                                       state.config.budget_exceeded_status_code)
                 over.budget_kind = kind
                 raise over
         refused = state.limiter.rate_check((kind, ident), limits.rpm, limits.tpm, limits.parallel)

@@ -54,7 +54,7 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
         user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.cost,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens, start_time=call.start_wall,
-        end_time=datetime.now(timezone.utc), status="success", metadata=meta)
+        end_time=datetime.now(timezone.utc), status="success", metadata=meta, response_id=call.response_id)
 
 
 def settle(call: Call, usage: core.Usage) -> Decimal:

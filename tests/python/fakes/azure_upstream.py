@@ -87,10 +87,10 @@ class FakeAzure(FakeOpenAI):
                                                                          "hate": {"filtered": True, "severity": "high"}}}}}
         return None
 
-    def _chat_events(self, body: Json, model: str) -> list[bytes]:
+    def _chat_events(self, body: Json, model: str, reply_id: str) -> list[bytes]:
         # Azure's first chunk reports the prompt's filter results: no choices and an empty model.
         head = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
                 "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
         first = b"data: " + json.dumps(head, separators=(",", ":")).encode() + b"\n\n"
-        return [first] + super()._chat_events(body, model)
+        return [first] + super()._chat_events(body, model, reply_id)
 

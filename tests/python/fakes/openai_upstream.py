@@ -138,6 +138,7 @@ class FakeOpenAI:
     def _handle(self, h: _Handler, path: str, body: Json) -> None:
         with self._lock:
             self.requests.append({"path": path, "body": body, "headers": dict(h.headers.items())})
+            reply_id = f"fake-{len(self.requests)}"  # each reply its own id, as OpenAI's are
             failure = self._failures.pop(0) if self._failures else None
         if self.delay:
             time.sleep(self.delay)
@@ -152,14 +153,15 @@ class FakeOpenAI:
         finish = "length" if self.usage_from_request else "stop"
         if path.endswith("/chat/completions"):
             if body.get("stream"):
-                h.send_stream(self._chat_events(body, model), self.cut_stream_after, self.chunk_delay)
+                h.send_stream(self._chat_events(body, model, "chatcmpl-" + reply_id), self.cut_stream_after,
+                              self.chunk_delay)
                 return
-            reply: Json = {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            reply: Json = {"id": "chatcmpl-" + reply_id, "object": "chat.completion", "created": int(time.time()),
                            "model": model, "choices": [{"index": i, "finish_reason": finish,
                                                         "message": {"role": "assistant", "content": self.reply_text}}
                                                        for i in range(n)]}
         elif path.endswith("/completions"):
-            reply = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
+            reply = {"id": "cmpl-" + reply_id, "object": "text_completion", "created": int(time.time()), "model": model,
                      "choices": [{"index": i, "text": self.reply_text, "finish_reason": finish}
                                  for i in range(_count(body.get("n")))]}
         elif path.endswith("/embeddings"):
@@ -192,8 +194,8 @@ class FakeOpenAI:
         completion = per_choice * choices
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    def _chat_events(self, body: Json, model: str) -> list[bytes]:
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    def _chat_events(self, body: Json, model: str, reply_id: str) -> list[bytes]:
+        base = {"id": reply_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         events = []
         for i, word in enumerate(self.reply_text.split(" ")):
             delta = {"content": word if i == 0 else " " + word}

@@ -33,15 +33,21 @@ def _now() -> datetime:
 
 
 def new_record(raw: str, fields: dict[str, Any]) -> dict[str, Any]:
+    now = _now()
     return {"token_hash": hash_key(raw), "key_name": masked(raw), "key_alias": None, "team_id": None,
             "user_id": None, "models": [], "max_budget": None, "soft_budget": None, "budget_duration": None,
             "budget_reset_at": None, "expires": None, "tpm_limit": None, "rpm_limit": None,
-            "max_parallel_requests": None, "metadata": {}, "blocked": False, "created_at": _now(), **fields}
+            "max_parallel_requests": None, "metadata": {}, "blocked": False, "created_at": now, "updated_at": now,
+            **fields}
 
 
 def public(record: dict[str, Any], state: ProxyState) -> dict[str, Any]:
-    """A key record as the API shows it: spend including what is not yet written; never the raw key."""
-    return {**record, "token": record["token_hash"], "spend": state.spend.spend("key", record["token_hash"])}
+    """A key record as the API shows it: spend including what is not yet written; never the raw key.
+    `token` and `token_id` are both the hash, as in LiteLLM's replies; `updated_at` is `created_at`
+    for records written before updates stamped it."""
+    return {**record, "token": record["token_hash"], "token_id": record["token_hash"],
+            "updated_at": record.get("updated_at") or record.get("created_at"),
+            "spend": state.spend.spend("key", record["token_hash"])}
 
 
 async def ensure_owner(state: ProxyState, kind: str, ident: str | None) -> None:
@@ -66,10 +72,9 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     if f.has("allowed_customer_ids"):
         fields["allowed_customer_ids"] = f.texts("allowed_customer_ids") or None
     if f.has("models"):
+        # Stored as given: model names (deployed or not yet), access groups, wildcards and LiteLLM's
+        # special names all resolve at call time (model_access.py).
         fields["models"] = f.texts("models") or []
-        unknown = [m for m in fields["models"] if m != "all-team-models" and not state.has_model(m)]
-        if unknown:
-            raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
     for name in ("max_budget", "soft_budget"):
         if f.has(name):
             fields[name] = f.money(name)
@@ -138,7 +143,7 @@ async def target(state: ProxyState, principal: Principal, raw_or_hash: str | Non
 
 
 async def _save(state: ProxyState, token: str, fields: dict[str, Any]) -> dict[str, Any]:
-    updated = await state.store.update("key", token, fields)
+    updated = await state.store.update("key", token, {**fields, "updated_at": _now()})
     if updated is None:
         raise not_found("key not found", "key")
     state.cache.put("key", updated)
@@ -215,7 +220,7 @@ async def regenerate(state: ProxyState, request: Request, principal: Principal) 
     moved = {k: v for k, v in record.items() if k not in ("token_hash", "key_name", "spend")}
     # Whoever re-issues the secret holds it: a non-admin re-issuing another user's key gets a delegated key.
     delegated = not principal.is_admin and record.get("user_id") not in (None, principal.user_id)
-    moved.update(token_hash=hash_key(raw), key_name=masked(raw), delegated=delegated)
+    moved.update(token_hash=hash_key(raw), key_name=masked(raw), delegated=delegated, updated_at=_now())
     fresh = await state.store.get("key", record["token_hash"])
     try:
         new = await state.store.insert("key", {**moved, "spend": (fresh or record).get("spend", 0)})

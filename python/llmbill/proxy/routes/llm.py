@@ -141,6 +141,7 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
     except core.UsageError:
         usage = _estimated_usage(body, data)
     data["model"] = call.model  # the name the client asked for
+    call.note_reply(data)
     cost = settle(call, usage)
     return Response(200, orjson.dumps(data), list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()])
 
@@ -187,6 +188,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
                         scanner.feed(event)
                     except core.UsageError:
                         pass  # a malformed line is passed through; usage comes from the good ones
+                    call.note_event(event)
                     if scanner.last_event_was_usage_only and not wants_usage:
                         continue
                     if event.startswith(b"data: {"):

@@ -181,6 +181,7 @@ async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str,
     except core.UsageError:
         usage = _estimate(body, _text_bytes(data))
     data["model"] = call.model
+    call.note_reply(data)
     cost = settle(call, usage)
     return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
 
@@ -207,6 +208,7 @@ async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequ
                         scanner.feed(event)
                     except core.UsageError:
                         pass  # a malformed event is passed through; usage comes from the good ones
+                    call.note_event(event)
                     text += len(event) if b"content_block_delta" in event else 0
                 if events:
                     out = b"".join(events)

@@ -99,6 +99,7 @@ async def _plain(call: Call, body: dict[str, Any]) -> Response:
     except core.UsageError:
         usage = _estimate(body, len(reply.body))
     data["model"] = call.model
+    call.note_reply(data)
     cost = settle(call, usage)
     return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
 
@@ -121,6 +122,7 @@ async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
                 events, buffer = split_events(buffer + data)
                 for event in events:
                     seen += len(event)
+                    call.note_event(event)
                     try:
                         scanner.feed(event)
                     except core.UsageError:

@@ -1,10 +1,12 @@
-"""Spend read back: /spend/logs (one row per billed call) and /customer/info's spend field."""
+"""Spend read back: /spend/logs (one row per billed call) and the /global/spend/{teams,keys,end_users}
+views."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..auth import Principal
 from ..errors import bad_request
@@ -30,7 +32,7 @@ def log_row(r: SpendLog) -> dict[str, Any]:
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cached_tokens": r.cached_tokens,
             "reasoning_tokens": r.reasoning_tokens, "startTime": r.start_time, "endTime": r.end_time,
-            "status": r.status, "metadata": dict(r.metadata)}
+            "status": r.status, "metadata": dict(r.metadata), "response_id": r.response_id or None}
 
 
 async def logs(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -44,8 +46,12 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
         from ..auth import hash_key
 
         filters["api_key"] = hash_key(filters["api_key"])
-    rows = await state.store.spend_logs({k: v for k, v in filters.items() if v}, _date(request, "start_date"),
-                                        _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
+    chosen = {k: v for k, v in filters.items() if v}
+    window = (_date(request, "start_date"), _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
+    rows = await state.store.spend_logs(chosen, *window)
+    if not rows and "request_id" in chosen:  # LiteLLM's request_id is the reply's `id`: accept that too
+        chosen["response_id"] = chosen.pop("request_id")
+        rows = await state.store.spend_logs(chosen, *window)
     return json_response([log_row(r) for r in rows])
 
 
@@ -54,20 +60,38 @@ def _limit(request: Request) -> int:
     return query_int(request, "limit", 100, 1, 100_000)
 
 
+UNASSIGNED = "Unassigned"  # LiteLLM's name for spend without a team
+TEAM_WINDOW_DAYS = 30  # LiteLLM's window when no start_date is given
+
+
 async def teams(state: ProxyState, request: Request, principal: Principal) -> Response:
-    """Spend per team, with each team's spend per day in the window (from the spend logs)."""
+    """LiteLLM's shape: `daily_spend` [{date, <team>: spend}], `teams` (the team names that spent in
+    the window) and `total_spend_per_team` [{team_id, team_alias, total_spend}], largest first. A
+    team is named by its alias, else its id; calls without a team by "Unassigned". Unlike LiteLLM,
+    spend is exact (not rounded to cents) and `team_id` is the id (LiteLLM puts the alias there)."""
     await state.spend.flush()
-    rows = await state.store.spend_logs(None, _date(request, "start_date"), _date(request, "end_date"), 1_000_000)
+    start = _date(request, "start_date")
+    if start is None:
+        today = datetime.now(ZoneInfo(state.config.timezone)).date()
+        start = datetime.combine(today - timedelta(days=TEAM_WINDOW_DAYS), time(), ZoneInfo(state.config.timezone))
+    rows = await state.store.spend_logs(None, start, _date(request, "end_date"), 1_000_000)
+    aliases = {t["team_id"]: t.get("team_alias") for t in state.cache.all("team")}
+
+    def name(team_id: str) -> str:
+        return (aliases.get(team_id) or team_id) if team_id else UNASSIGNED
+
     daily: dict[str, dict[str, Decimal]] = {}
+    totals: dict[str, Decimal] = {}
     for r in rows:
-        if r.team_id:
-            day = daily.setdefault(r.start_time.date().isoformat(), {})
-            day[r.team_id] = day.get(r.team_id, Decimal(0)) + r.spend
-    listed = [{"team_id": t["team_id"], "team_alias": t.get("team_alias"), "spend": state.spend.spend("team", t["team_id"])}
-              for t in state.cache.all("team")]
-    listed.sort(key=lambda t: t["spend"], reverse=True)
-    return json_response({"teams": listed[:_limit(request)],
-                          "daily_spend": [{"date": d, **v} for d, v in sorted(daily.items())]})
+        day = daily.setdefault(r.start_time.astimezone(ZoneInfo(state.config.timezone)).date().isoformat(), {})
+        day[name(r.team_id)] = day.get(name(r.team_id), Decimal(0)) + r.spend
+        totals[r.team_id] = totals.get(r.team_id, Decimal(0)) + r.spend
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    per_team = [{"team_id": t or None, "team_alias": aliases.get(t) if t else UNASSIGNED, "total_spend": spend}
+                for t, spend in ranked[:_limit(request)]]
+    return json_response({"daily_spend": [{"date": d, **v} for d, v in sorted(daily.items())],
+                          "teams": list(dict.fromkeys(name(t) for t, _ in ranked)),
+                          "total_spend_per_team": per_team})
 
 
 async def keys(state: ProxyState, request: Request, principal: Principal) -> Response:

@@ -6,11 +6,12 @@ Days are calendar days in `litellm_settings.timezone` (default UTC); `start_date
 report — one entry per day that had spend, each group with its total and a per-model breakdown:
 
     [{"group_by_day": "2026-03-02",
-      "teams": [{"team_name": "t-1", "total_spend": 0.000126, "total_tokens": 38, "requests": 2,
-                 "metadata": [{"model": "gpt-4o", "spend": 0.0001, "total_tokens": 19, "requests": 1}, ...]}]}]
+      "teams": [{"team_name": "Research", "team_id": "t-1", "total_spend": 0.000126, "total_tokens": 38,
+                 "requests": 2, "metadata": [{"model": "gpt-4o", "spend": 0.0001, "total_tokens": 19, "requests": 1}, ...]}]}]
 
-(`customers`/`customer` and `models`/`model` for the other groupings; calls without a team or
-customer are grouped under null.)
+(`customers`/`customer` and `models`/`model` for the other groupings. A team is named by its alias
+(else its id), calls without a team by "Unassigned Team" as LiteLLM names them, and each team group
+also carries its `team_id`; calls without a customer are grouped under null.)
 
 >>> from decimal import Decimal
 >>> from datetime import datetime, timezone
@@ -22,7 +23,7 @@ customer are grouped under null.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,7 @@ GROUPS: dict[str, tuple[str, str, Callable[[SpendLog], str]]] = {
     "customer": ("customers", "customer", lambda r: r.end_user),
     "model": ("models", "model", lambda r: r.model),
 }
+UNASSIGNED_TEAM = "Unassigned Team"  # LiteLLM's team_name for calls without a team
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 MAX_ROWS = 500_000  # aggregated in memory from the logs; past this the caller narrows the range
@@ -59,9 +61,19 @@ class _Sum:
         self.requests += 1
 
 
-def aggregate(rows: Iterable[SpendLog], group_by: str, tz: str) -> list[dict[str, Any]]:
+def _group(group_by: str, ident: str, team_aliases: Mapping[str, str | None]) -> dict[str, Any]:
+    """A group's name fields. A team is named as LiteLLM names it — its alias, or "Unassigned Team"
+    for calls without one — except that a team without an alias is named by its id (LiteLLM would
+    merge every such team into "Unassigned Team"); `team_id` (llmbill's) tells teams apart."""
+    if group_by != "team":
+        return {GROUPS[group_by][1]: ident or None}
+    return {"team_name": (team_aliases.get(ident) or ident) if ident else UNASSIGNED_TEAM, "team_id": ident or None}
+
+
+def aggregate(rows: Iterable[SpendLog], group_by: str, tz: str,
+              team_aliases: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
     """Rows → the report (days ascending; groups by spend, largest first)."""
-    list_field, name_field, value = GROUPS[group_by]
+    list_field, _, value = GROUPS[group_by]
     zone = ZoneInfo(tz)
     days: dict[str, dict[str, tuple[_Sum, dict[str, _Sum]]]] = {}
     for row in rows:
@@ -73,7 +85,7 @@ def aggregate(rows: Iterable[SpendLog], group_by: str, tz: str) -> list[dict[str
     for day in sorted(days):
         groups = sorted(days[day].items(), key=lambda kv: (-kv[1][0].spend, kv[0]))
         report.append({"group_by_day": day, list_field: [
-            {name_field: name or None, "total_spend": total.spend, "total_tokens": total.tokens,
+            {**_group(group_by, name, team_aliases or {}), "total_spend": total.spend, "total_tokens": total.tokens,
              "requests": total.requests,
              "metadata": [{"model": m, "spend": s.spend, "total_tokens": s.tokens, "requests": s.requests}
                           for m, s in sorted(models.items(), key=lambda kv: (-kv[1].spend, kv[0]))]}
@@ -115,4 +127,5 @@ async def report(state: ProxyState, request: Request, principal: Principal) -> R
     rows = await state.store.spend_logs(None, start, end, MAX_ROWS + 1)
     if len(rows) > MAX_ROWS:
         raise bad_request(f"more than {MAX_ROWS} calls in the range; narrow start_date/end_date", "start_date")
-    return json_response(aggregate(rows, group_by, state.config.timezone))
+    aliases = {t["team_id"]: t.get("team_alias") for t in state.cache.all("team")}
+    return json_response(aggregate(rows, group_by, state.config.timezone, aliases))

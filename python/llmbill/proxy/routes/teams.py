@@ -47,10 +47,7 @@ def limit_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
         out["budget_reset_at"] = next_reset(_now(), out["budget_duration"], state.config.timezone) \
             if out["budget_duration"] else None
     if f.has("models"):
-        out["models"] = f.texts("models") or []
-        unknown = [m for m in out["models"] if not state.has_model(m) and m != "all-team-models"]
-        if unknown:
-            raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
+        out["models"] = f.texts("models") or []  # resolved at call time (model_access.py), as for keys
     for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
         if f.has(name):
             out[name] = f.integer(name)
@@ -172,7 +169,8 @@ async def team_update(state: ProxyState, request: Request, principal: Principal)
         fields["team_alias"] = f.text("team_alias")
     if f.has("blocked"):
         fields["blocked"] = bool(f.flag("blocked"))
-    return json_response(public(state, await _save(state, team["team_id"], fields)))
+    # LiteLLM's reply shape: the id, and the updated team under `data`.
+    return json_response({"team_id": team["team_id"], "data": public(state, await _save(state, team["team_id"], fields))})
 
 
 async def team_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -258,7 +256,8 @@ async def member_delete(state: ProxyState, request: Request, principal: Principa
     key_limits.member_budget_change(gone, None, member_authority(principal, gone.get("user_id")))
     updated = await _save(state, team["team_id"], {"members_with_roles": members})
     await _set_user_teams(state, gone["user_id"], team["team_id"], False)
-    return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "removed": gone})
+    # The updated team, as LiteLLM replies; `removed` (llmbill's) names the member that left.
+    return json_response({**public(state, updated), "removed": gone})
 
 
 async def member_update(state: ProxyState, request: Request, principal: Principal) -> Response:

@@ -102,10 +102,11 @@ async def user_info(state: ProxyState, request: Request, principal: Principal) -
 
 async def user_update(state: ProxyState, request: Request, principal: Principal) -> Response:
     f = Fields(await request.json(), USER_FIELDS - {"auto_create_key", "teams"})
-    user = await _user(state, f.text("user_id", required=True))
+    by_email = not f.text("user_id") and bool(f.text("user_email"))
+    user = await _by_email(state, f.text("user_email")) if by_email else await _user(state, f.text("user_id", required=True))
     fields = team_routes.limit_fields(f, state)
     for name in ("user_email", "user_alias"):
-        if f.has(name):
+        if f.has(name) and not (by_email and name == "user_email"):
             fields[name] = f.text(name)
     if f.has("user_role"):
         fields["user_role"] = _role(f)
@@ -115,7 +116,16 @@ async def user_update(state: ProxyState, request: Request, principal: Principal)
     if updated is None:
         raise not_found(f"user {user['user_id']!r} not found", "user_id")
     state.cache.put("user", updated)
-    return json_response(public(state, updated))
+    return json_response({"user_id": updated["user_id"], "data": public(state, updated)})  # LiteLLM's shape
+
+
+async def _by_email(state: ProxyState, email: str | None) -> dict[str, Any]:
+    """/user/update names its user by `user_email` when it gives no `user_id`, as LiteLLM's does (the
+    first user with that email; LiteLLM would create one, llmbill answers 404)."""
+    found = await state.store.list("user", {"user_email": email})
+    if not found:
+        raise not_found(f"no user with user_email {email!r}", "user_email")
+    return found[0]
 
 
 async def user_delete(state: ProxyState, request: Request, principal: Principal) -> Response:

@@ -80,6 +80,7 @@ class SpendLog:
     end_time: datetime
     status: str  # success
     metadata: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"unpriced": true, "estimated": true}
+    response_id: str = ""  # the upstream reply's `id` (chatcmpl-…, msg_…, resp_…); "" when it had none
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Store(abc.ABC):
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
-        end_user, model, request_id."""
+        end_user, model, request_id, response_id."""
 
     async def spends(self, kind: str) -> dict[str, Decimal]:
         """Every record's spend by id: what a cache needs to see other processes' spend without

@@ -21,14 +21,19 @@ from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Sto
 from .codec import (TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record, loads,
                     money, now, spend_table, table, utc)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema changes an existing database needs to reach each version (from the one before it); a fresh
+# database gets the whole schema() instead.
+UPGRADES: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE spend_logs ADD COLUMN response_id TEXT NOT NULL DEFAULT ''",),
+}
 PING_TIMEOUT = 5.0
 LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
-LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id"})
+LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
 _LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metadata": "json",
               "prompt_tokens": "int", "completion_tokens": "int", "cached_tokens": "int",
               "reasoning_tokens": "int"}  # every other SpendLog field is text
-_LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user")
+_LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user", "response_id")
 
 
 def q(name: str) -> str:
@@ -136,10 +141,16 @@ class SqlStore(Store):
             if d.schema_lock:
                 await tx.execute(d.schema_lock)
             found = None
-            if await tx.fetchone(d.table_exists, ("meta",)) is not None:
+            existing = await tx.fetchone(d.table_exists, ("meta",)) is not None
+            if existing:
                 row = await tx.fetchone("SELECT value FROM meta WHERE name = 'schema'")
                 found = None if row is None else int(row[0])
             if found is None or found < SCHEMA_VERSION:
+                # A database from before the schema was numbered has version 1's tables.
+                at = found if found is not None else 1 if existing else SCHEMA_VERSION
+                for version in range(at + 1, SCHEMA_VERSION + 1):
+                    for statement in UPGRADES.get(version, ()):
+                        await tx.execute(statement)
                 for statement in schema(d):
                     await tx.execute(statement)
                 await tx.execute(f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE name = 'schema'")
