@@ -65,7 +65,7 @@ def main() -> int:
                 s = pb.start_llmbill(f"{label} {rev}", upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run")
             finally:
                 del os.environ["PYTHONPATH"]
-            pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json")
+            pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json", pb.MODES[args.mode].path)
             systems.append(s)
         for r in range(args.rounds):
             for conns in ladder:
