@@ -266,9 +266,10 @@ def lago_env(lago: Child) -> dict[str, str]:
 
 
 def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
-                  lago_args: list[str] | None = None) -> System:
+                  lago_args: list[str] | None = None, anthropic: bool = True) -> System:
+    """anthropic=False leaves the Anthropic deployment out (ab_proxy.py on a revision without it)."""
     lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
-    config = {"model_list": model_list(upstream, anthropic=True), "litellm_settings": {"callbacks": ["lago"]},
+    config = {"model_list": model_list(upstream, anthropic), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": MASTER, "database_url": database_url}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -478,7 +479,8 @@ def main() -> int:
                 if not serves(s.name, mode):
                     continue
                 w = wrk(s.url, s.auth, bodies[mode], 8, 2, work / "warm.json", endpoint(s, mode))
-                if w["requests"] == 0 or sum(w["errors"].values()):
+                if MODES[mode].pass_through and (w["requests"] == 0 or sum(w["errors"].values())):
+                    # a deployment the proxy cannot reach or translate: say so now, not after the ladder
                     raise RuntimeError(f"{s.name} {mode}: warm-up failed: {w['requests']} requests, {w['errors']}")
                 rate = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
                 # the OpenAI modes size a slow system's points (LiteLLM serves no other)
