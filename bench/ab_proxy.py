@@ -62,10 +62,11 @@ def main() -> int:
             path = tree(rev, work / label)
             os.environ["PYTHONPATH"] = str(path)
             try:
-                s = pb.start_llmbill(f"{label} {rev}", upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run")
+                s = pb.start_llmbill(f"{label} {rev}", upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run",
+                                     anthropic=pb.MODES[args.mode].pass_through is not None)
             finally:
                 del os.environ["PYTHONPATH"]
-            pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json")
+            pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json", pb.MODES[args.mode].path)
             systems.append(s)
         for r in range(args.rounds):
             for conns in ladder:

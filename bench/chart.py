@@ -27,8 +27,9 @@ STYLE = {
 
 def draw(result: dict[str, Any], out: str) -> None:
     proxy = result.get("proxy", result)
-    points = proxy["points"]
-    modes = [m for m in proxy.get("modes", ["chat", "stream"]) if any(p["mode"] == m for p in points)]
+    # The first round of the systems' shared modes: the Anthropic modes (llmbill only) have their own table.
+    points = [p for p in proxy["points"] if p.get("round", 0) == 0]
+    modes = [m for m in proxy.get("modes", ["chat", "stream"]) if m in ("chat", "stream") and any(p["mode"] == m for p in points)]
     ladder = sorted({p["concurrency"] for p in points})
     fig, axes = plt.subplots(len(modes), 2, figsize=(11, 4.2 * len(modes)), squeeze=False)
     for row, mode in enumerate(modes):

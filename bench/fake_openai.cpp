@@ -1,12 +1,18 @@
-// A fast OpenAI-compatible upstream for the proxy benchmark (bench/proxy_bench.py): it answers every
-// call at once with a fixed reply that carries usage, so what a run measures is the proxy in front of
-// it. The epoll loop of http_responder.hpp (keep-alive, TCP_NODELAY, one send() per reply); every
-// reply is built once at start.
+// A fast OpenAI-compatible (and Anthropic Messages) upstream for the proxy benchmark
+// (bench/proxy_bench.py): it answers every call at once with a fixed reply that carries usage, so what
+// a run measures is the proxy in front of it. The epoll loop of http_responder.hpp (keep-alive,
+// TCP_NODELAY, one send() per reply); every reply is built once at start.
 //
 //   POST .../chat/completions   a chat.completion (12 prompt + 7 completion tokens); with "stream":true
 //                               in the body, an SSE stream (chunked): a role chunk, --chunks content
 //                               chunks, a finish chunk, a usage chunk, [DONE] (usage always sent)
 //   POST .../completions        a text_completion;  POST .../embeddings  one 8-float embedding
+//   POST .../v1/messages        Anthropic's Messages reply (claude-sonnet-4-5, 12 input + 7 output tokens,
+//                               with the cache fields); with "stream":true, Anthropic's SSE sequence
+//                               (chunked): message_start, ping, content_block_start, --chunks
+//                               content_block_delta, content_block_stop, message_delta (stop_reason and
+//                               the cumulative usage), message_stop. Auth headers are not checked
+//   POST .../v1/messages/count_tokens   {"input_tokens":12}
 //   GET  .../models             one model;  GET /_fake/stats  {"requests":R}
 //   anything else               404
 //
@@ -31,9 +37,16 @@ using llmbill::bench::http::response;
 
 constexpr std::string_view kModel = "gpt-4o-mini";
 constexpr std::string_view kUsage = R"({"prompt_tokens":12,"completion_tokens":7,"total_tokens":19})";
+constexpr std::string_view kClaude = "claude-sonnet-4-5";
+// Anthropic's usage object as its replies carry it (cache fields present and zero: no prompt caching).
+constexpr std::string_view kClaudeUsage =
+    R"({"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,)"
+    R"("cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":7,)"
+    R"("service_tier":"standard"})";
 
 struct Replies {
   std::string chat, chat_close, stream, stream_close, completion, embedding, models;
+  std::string messages, messages_close, messages_stream, messages_stream_close, count_tokens;
 };
 Replies g;
 std::atomic<std::uint64_t> g_requests{0};
@@ -70,6 +83,49 @@ std::string stream_reply(int chunks, bool close) {
   return r;
 }
 
+std::string messages_body() {
+  return std::string(R"({"id":"msg_bench","type":"message","role":"assistant","model":")") + std::string(kClaude) +
+         R"(","content":[{"type":"text","text":"Hello from the fast fake upstream."}],"stop_reason":"end_turn",)"
+         R"("stop_sequence":null,"usage":)" + std::string(kClaudeUsage) + "}";
+}
+
+// One SSE event of Anthropic's stream (named by its type), framed as one HTTP chunk.
+std::string sse_event(std::string_view type, std::string_view json) {
+  std::string event = "event: " + std::string(type) + "\ndata: " + std::string(json) + "\n\n";
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", event.size());
+  return size + event + "\r\n";
+}
+
+std::string messages_stream_reply(int chunks, bool close) {
+  std::string r = std::string("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n") +
+                  (close ? "Connection: close\r\n" : "") + "Transfer-Encoding: chunked\r\n\r\n";
+  // message_start carries the input side of usage (output_tokens 1 so far), message_delta the totals.
+  r += sse_event("message_start",
+                 std::string(R"({"type":"message_start","message":{"id":"msg_bench","type":"message","role":"assistant",)"
+                             R"("model":")") + std::string(kClaude) +
+                     R"(","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,)"
+                     R"("cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":)"
+                     R"({"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":1,)"
+                     R"("service_tier":"standard"}}})");
+  r += sse_event("ping", R"({"type":"ping"})");
+  r += sse_event("content_block_start",
+                 R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})");
+  for (int i = 0; i < chunks; ++i) {
+    r += sse_event("content_block_delta",
+                   R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok)" +
+                       std::to_string(i) + R"( "}})");
+  }
+  r += sse_event("content_block_stop", R"({"type":"content_block_stop","index":0})");
+  r += sse_event("message_delta",
+                 R"({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},)"
+                 R"("usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,)"
+                 R"("output_tokens":7}})");
+  r += sse_event("message_stop", R"({"type":"message_stop"})");
+  r += "0\r\n\r\n";
+  return r;
+}
+
 bool ends_with(std::string_view s, std::string_view suffix) {
   const std::size_t q = s.find('?');
   if (q != std::string_view::npos) s = s.substr(0, q);
@@ -87,6 +143,11 @@ bool wants_stream(std::string_view body) {
 
 std::string handle(const Request& r) {
   g_requests.fetch_add(1, std::memory_order_relaxed);
+  if (r.method == "POST" && ends_with(r.target, "/v1/messages")) {
+    if (wants_stream(r.body)) return r.close ? g.messages_stream_close : g.messages_stream;
+    return r.close ? g.messages_close : g.messages;
+  }
+  if (r.method == "POST" && ends_with(r.target, "/v1/messages/count_tokens")) return g.count_tokens;
   if (r.method == "POST" && ends_with(r.target, "/chat/completions")) {
     if (wants_stream(r.body)) return r.close ? g.stream_close : g.stream;
     return r.close ? g.chat_close : g.chat;
@@ -118,6 +179,12 @@ int main(int argc, char** argv) {
   g.chat_close = response(200, "OK", body, true);
   g.stream = stream_reply(chunks, false);
   g.stream_close = stream_reply(chunks, true);
+  const std::string messages = messages_body();
+  g.messages = response(200, "OK", messages, false);
+  g.messages_close = response(200, "OK", messages, true);
+  g.messages_stream = messages_stream_reply(chunks, false);
+  g.messages_stream_close = messages_stream_reply(chunks, true);
+  g.count_tokens = response(200, "OK", R"({"input_tokens":12})", false);
   g.completion = response(200, "OK",
                           std::string(R"({"id":"cmpl-bench","object":"text_completion","created":1700000000,"model":")") +
                               std::string(kModel) + R"(","choices":[{"index":0,"text":"Hello.","finish_reason":"stop"}],"usage":)" +

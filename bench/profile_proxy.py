@@ -2,7 +2,7 @@
 as in proxy_bench.py) in front of bench/fake_openai, wrk at a fixed concurrency, py-spy recording
 the proxy process for the same time.
 
-    .venv/bin/python bench/profile_proxy.py [--seconds 15] [--concurrency 64] [--mode chat|stream]
+    .venv/bin/python bench/profile_proxy.py [--seconds 15] [--concurrency 64] [--mode chat|stream|anthropic-chat|messages|...]
         [--native] [--out-dir bench/results/profiles] [--label before]
 
 Writes <label>.svg (flamegraph), <label>.txt (collapsed stacks) and <label>-top.md (the top entries
@@ -121,7 +121,8 @@ def main() -> int:
         s = pb.start_llmbill("llmbill", upstream.port, db_url, work / "proxy")
         body = work / "body.json"
         body.write_text(json.dumps(pb.BODIES[args.mode]))
-        pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json")
+        path = pb.MODES[args.mode].path
+        pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json", path)
         assert s.proc is not None
         raw = out_dir / f"{args.label}.txt"
         svg = out_dir / f"{args.label}.svg"
@@ -133,7 +134,7 @@ def main() -> int:
                      for fmt in (["--format", "raw", "--output", str(raw)], ["--output", str(svg)])]
         time.sleep(0.5)
         cpu0 = pb.cpu_seconds(s.pids())
-        r = pb.wrk(s.url, s.auth, body, args.concurrency, args.seconds, work / "wrk.json")
+        r = pb.wrk(s.url, s.auth, body, args.concurrency, args.seconds, work / "wrk.json", path)
         cpu = pb.cpu_seconds(s.pids()) - cpu0
         for rec in recorders:
             _, err = rec.communicate(timeout=args.seconds + 60)

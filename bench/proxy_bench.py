@@ -2,7 +2,8 @@
 (SQLite and PostgreSQL) and LiteLLM's proxy, in front of the same fast fake upstream, driven by wrk.
 
     .venv/bin/python bench/proxy_bench.py --out R.json [--quick] [--duration S] [--concurrency 1,8,64,256]
-        [--systems direct,llmbill-sqlite,llmbill-pg,litellm] [--modes chat,stream] [--litellm EXE]
+        [--systems direct,llmbill-sqlite,llmbill-pg,litellm] [--modes chat,stream,anthropic-chat,...]
+        [--anthropic-concurrency 1,64] [--rounds R] [--litellm EXE]
 
 Everything runs on this machine as its own process: bench/fake_openai (C++, the upstream), one
 bench/fake_lago (C++) per proxy (so each proxy's Lago events are counted apart), PostgreSQL (Debian's,
@@ -15,6 +16,14 @@ proxy's process tree (utime+stime from /proc; PostgreSQL's own CPU is reported a
 (VmHWM, summed over the tree) and errors (connect/read/write/timeout/non-2xx). A point with any
 error makes the run invalid (exit 1). After the ladder every proxy is stopped cleanly and its fake
 Lago's event count is checked against the requests it served (billing really was on).
+
+The Anthropic modes (MODES) put llmbill's `anthropic/claude-sonnet-4-5` deployment (the same fake, on
+its /v1/messages) beside the OpenAI pass-through: `anthropic-chat` is the OpenAI chat body translated
+to Messages and back, `messages` an Anthropic body on /v1/messages passed through natively (and their
+stream twins). Each is measured right after the OpenAI mode of the same system and concurrency, and
+report.py reads its added latency against that row. The direct path measures the fake's /v1/messages.
+With --rounds R the whole ladder is repeated R times (report.py takes the median of the per-round
+differences): on a shared machine one pair of 2 s points differs by more than 0.05 ms by chance.
 
 What each system does per call:
   llmbill    a virtual key (max_budget) checked in memory, a customer with a budget (the `user`
@@ -49,15 +58,55 @@ BIN = ROOT / "build" / "bench" / "bench"
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 
 MODEL = "gpt-4o-mini"
+CLAUDE = "claude-sonnet-4-5"
 CUSTOMER = "bench-customer"
 MASTER = "sk-bench-master-" + os.urandom(8).hex()
 CLK = os.sysconf("SC_CLK_TCK")
 ALL: list[Child] = []
+PROMPT = [{"role": "user", "content": "Say hello in five words."}]
+# The translated modes send exactly the OpenAI body but for the model: what differs is the translation.
 BODIES = {
-    "chat": {"model": MODEL, "messages": [{"role": "user", "content": "Say hello in five words."}], "user": CUSTOMER},
-    "stream": {"model": MODEL, "messages": [{"role": "user", "content": "Say hello in five words."}], "user": CUSTOMER,
-               "stream": True},
+    "chat": {"model": MODEL, "messages": PROMPT, "user": CUSTOMER},
+    "stream": {"model": MODEL, "messages": PROMPT, "user": CUSTOMER, "stream": True},
+    "anthropic-chat": {"model": CLAUDE, "messages": PROMPT, "user": CUSTOMER},
+    "anthropic-stream": {"model": CLAUDE, "messages": PROMPT, "user": CUSTOMER, "stream": True},
+    "messages": {"model": CLAUDE, "max_tokens": 256, "messages": PROMPT, "metadata": {"user_id": CUSTOMER}},
+    "messages-stream": {"model": CLAUDE, "max_tokens": 256, "messages": PROMPT, "metadata": {"user_id": CUSTOMER},
+                        "stream": True},
 }
+
+
+@dataclass(frozen=True)
+class Mode:
+    path: str  # on a proxy; the direct path's base URL already ends in /v1 (endpoint() drops it)
+    direct: str  # the direct path's mode that "added" latency over direct is read against
+    pass_through: str | None = None  # Anthropic modes: the OpenAI mode of the same system they are read against
+    translated: bool = False  # the proxy translates OpenAI ↔ Messages (issue 14's target applies)
+
+
+MODES = {
+    "chat": Mode("/chat/completions", "chat"),
+    "stream": Mode("/chat/completions", "stream"),
+    "anthropic-chat": Mode("/chat/completions", "messages", "chat", translated=True),
+    "anthropic-stream": Mode("/chat/completions", "messages-stream", "stream", translated=True),
+    "messages": Mode("/v1/messages", "messages", "chat"),
+    "messages-stream": Mode("/v1/messages", "messages-stream", "stream"),
+}
+
+
+def serves(system: str, mode: str) -> bool:
+    """Direct measures only the upstream's own routes (an OpenAI body sent straight to /v1/messages
+    means nothing); LiteLLM only the OpenAI modes (its slow points at high concurrency cost minutes,
+    and the Anthropic rows compare llmbill with itself)."""
+    m = MODES[mode]
+    if system == "direct":
+        return m.direct == mode
+    return m.pass_through is None or system.startswith("llmbill")
+
+
+def endpoint(s: System, mode: str) -> str:
+    path = MODES[mode].path
+    return path[len("/v1"):] if s.name == "direct" and path.startswith("/v1/") else path
 
 
 def log(msg: str) -> None:
@@ -201,9 +250,14 @@ class System:
         return children(self.proc.pid) if self.proc else []
 
 
-def model_list(upstream: int) -> list[dict[str, Any]]:
-    return [{"model_name": MODEL, "litellm_params": {"model": f"openai/{MODEL}", "api_base": f"http://127.0.0.1:{upstream}/v1",
-                                                    "api_key": "sk-upstream-fake"}}]
+def model_list(upstream: int, anthropic: bool = False) -> list[dict[str, Any]]:
+    models = [{"model_name": MODEL, "litellm_params": {"model": f"openai/{MODEL}", "api_base": f"http://127.0.0.1:{upstream}/v1",
+                                                      "api_key": "sk-upstream-fake"}}]
+    if anthropic:  # the same fake answers Messages on /v1/messages (and ignores the key)
+        models.append({"model_name": CLAUDE, "litellm_params": {"model": f"anthropic/{CLAUDE}",
+                                                               "api_base": f"http://127.0.0.1:{upstream}",
+                                                               "api_key": "sk-ant-upstream-fake"}})
+    return models
 
 
 def lago_env(lago: Child) -> dict[str, str]:
@@ -212,9 +266,10 @@ def lago_env(lago: Child) -> dict[str, str]:
 
 
 def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
-                  lago_args: list[str] | None = None) -> System:
+                  lago_args: list[str] | None = None, anthropic: bool = True) -> System:
+    """anthropic=False leaves the Anthropic deployment out (ab_proxy.py on a revision without it)."""
     lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
-    config = {"model_list": model_list(upstream), "litellm_settings": {"callbacks": ["lago"]},
+    config = {"model_list": model_list(upstream, anthropic), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": MASTER, "database_url": database_url}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -287,11 +342,12 @@ def postgres_pids(port: int) -> list[int]:
 
 # ---- one measured point ----------------------------------------------------------------------------
 
-def wrk(url: str, auth: str, body_file: Path, conns: int, seconds: float, out: Path) -> dict[str, Any]:
+def wrk(url: str, auth: str, body_file: Path, conns: int, seconds: float, out: Path,
+        path: str = "/chat/completions") -> dict[str, Any]:
     env = dict(os.environ, WRK_BODY_FILE=str(body_file), WRK_AUTH=auth, WRK_OUT=str(out))
     out.unlink(missing_ok=True)
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "120s", "-s",
-            str(ROOT / "bench" / "wrk_post.lua"), url + "/chat/completions"]
+            str(ROOT / "bench" / "wrk_post.lua"), url + path]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}")
@@ -323,10 +379,11 @@ def point_seconds(s: System, conns: int, seconds: float) -> float:
 
 def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_file: Path) -> dict[str, Any]:
     seconds = point_seconds(s, conns, seconds)
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
     pids = s.pids() if s.proc else []
     db = s.db_pids() if s.db_pids else []
     cpu0, db0, t0 = cpu_seconds(pids), cpu_seconds(db), time.monotonic()
-    r = wrk(s.url, s.auth, body_file, conns, seconds, tmp / "wrk.json")
+    r = wrk(s.url, s.auth, body_file, conns, seconds, tmp / "wrk.json", endpoint(s, mode))
     wall = time.monotonic() - t0
     pids = s.pids() if s.proc else []
     cpu = cpu_seconds(pids) - cpu0
@@ -345,6 +402,7 @@ def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_fi
         "db_cpu_ms_per_req": db_cpu * 1000 / n if db_cpu is not None and n else None,
         "rss_mb": status_kb(pids, "VmRSS") / 1024 if s.proc else None,
         "peak_rss_mb": status_kb(pids, "VmHWM") / 1024 if s.proc else None,
+        "load1": load1,  # the machine's 1-minute load average as the point began (2 cores, shared)
     }
     return point
 
@@ -358,7 +416,10 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="seconds per point")
     ap.add_argument("--concurrency", default="1,8,64,256")
     ap.add_argument("--systems", default="direct,llmbill-sqlite,llmbill-pg,litellm")
-    ap.add_argument("--modes", help="chat,stream (default; chat with --quick)")
+    ap.add_argument("--modes", help="of " + ",".join(MODES) + " (default: all; with --quick those without a stream)")
+    ap.add_argument("--anthropic-concurrency",
+                    help="the concurrencies of the Anthropic modes (default: the whole ladder with --quick, else 1,64)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the ladder; the points carry their round")
     ap.add_argument("--litellm", default=str(ROOT / "build" / "bench-litellm-venv" / "bin" / "litellm"),
                     help="the litellm CLI of a venv with litellm[proxy]")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
@@ -366,17 +427,24 @@ def main() -> int:
     seconds = args.duration or (2.0 if args.quick else 10.0)
     ladder = [int(c) for c in args.concurrency.split(",")]
     wanted = args.systems.split(",")
-    modes = (args.modes or ("chat" if args.quick else "chat,stream")).split(",")
+    modes = args.modes.split(",") if args.modes else [m for m in MODES if not (args.quick and "stream" in m)]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"proxy_bench: unknown modes {unknown} (of {', '.join(MODES)})")
+    anthropic_ladder = ([int(c) for c in args.anthropic_concurrency.split(",")] if args.anthropic_concurrency
+                        else ladder if args.quick else [1, 64])
     if shutil.which("wrk") is None:
         raise SystemExit("proxy_bench: wrk not found (apt-get install wrk)")
     work = Path(tempfile.mkdtemp(prefix="llmbill-proxy-bench-"))
     systems: list[System] = []
     pg_stop = None
     result: dict[str, Any] = {"seconds_per_point": seconds, "concurrency": ladder, "modes": modes, "points": [],
+                              "rounds": args.rounds, "anthropic_concurrency": anthropic_ladder, "cpus": os.cpu_count(),
                               "systems": {}, "errors": [], "load_generator": "wrk 4.1 -t1 --timeout 120s, keep-alive, POST"}
     try:
         upstream = Child("fake_openai", [str(BIN / "fake_openai")], port_from_stdout=True)
-        result["upstream"] = "bench/fake_openai.cpp (C++ epoll, one thread, fixed reply with usage; 8-chunk SSE stream)"
+        result["upstream"] = ("bench/fake_openai.cpp (C++ epoll, one thread, fixed reply with usage; 8-chunk SSE stream; "
+                              "the same on Anthropic's /v1/messages)")
         systems.append(System("direct", f"http://127.0.0.1:{upstream.port}/v1", ""))
         if "llmbill-sqlite" in wanted:
             log("starting llmbill-proxy on SQLite")
@@ -402,28 +470,43 @@ def main() -> int:
             if s.proc is not None:
                 s.idle_rss_mb = status_kb(s.pids(), "VmRSS") / 1024
         bodies = {}
-        for mode in modes:
+        for mode in modes:  # one request body file per shape
             bodies[mode] = work / f"{mode}.json"
             bodies[mode].write_text(json.dumps(BODIES[mode]))
         # Warm-up: the first calls of a process pay imports, caches, connection pools.
         for s in systems:
             for mode in modes:
-                w = wrk(s.url, s.auth, bodies[mode], 8, 2, work / "warm.json")
+                if not serves(s.name, mode):
+                    continue
+                w = wrk(s.url, s.auth, bodies[mode], 8, 2, work / "warm.json", endpoint(s, mode))
+                if MODES[mode].pass_through and (w["requests"] == 0 or sum(w["errors"].values())):
+                    # a deployment the proxy cannot reach or translate: say so now, not after the ladder
+                    raise RuntimeError(f"{s.name} {mode}: warm-up failed: {w['requests']} requests, {w['errors']}")
                 rate = w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
-                s.warm_rps = rate if s.warm_rps == 0 else min(s.warm_rps, rate)
+                # the OpenAI modes size a slow system's points (LiteLLM serves no other)
+                if MODES[mode].pass_through is None:
+                    s.warm_rps = rate if s.warm_rps == 0 else min(s.warm_rps, rate)
                 settle(s)
-        for conns in ladder:
-            for mode in modes:
-                for s in systems:
-                    p = measure(s, mode, conns, seconds, work, bodies[mode])
-                    p["settle_s"] = settle(s)
-                    result["points"].append(p)
-                    log(f"{mode:6} c={conns:<3} {s.name:15} {p['rps']:9,.0f} req/s  p50 {p['p50_ms']:8.2f} ms  "
-                        f"p99 {p['p99_ms']:8.2f} ms  errors {p['errors']}")
-                    if p["errors"]:
-                        result["errors"].append(f"{s.name} {mode} c={conns}: {p['error_detail']}")
-                    if p["requests"] == 0:
-                        result["errors"].append(f"{s.name} {mode} c={conns}: no request completed in {p['seconds']:.0f} s")
+        for rnd in range(args.rounds):
+            for conns in ladder:
+                for group in mode_groups(modes):
+                    # direct's routes first, then each proxy: its OpenAI mode and right after it the
+                    # Anthropic modes read against it
+                    for s in systems:
+                        for mode in group:
+                            if not serves(s.name, mode) or (MODES[mode].pass_through and conns not in anthropic_ladder):
+                                continue
+                            p = measure(s, mode, conns, seconds, work, bodies[mode])
+                            p["settle_s"] = settle(s)
+                            p["round"] = rnd
+                            result["points"].append(p)
+                            log(f"{mode:16} c={conns:<3} {s.name:15} {p['rps']:9,.0f} req/s  p50 {p['p50_ms']:8.3f} ms  "
+                                f"p99 {p['p99_ms']:8.2f} ms  errors {p['errors']}  load {p['load1']:.1f}")
+                            if p["errors"]:
+                                result["errors"].append(f"{s.name} {mode} c={conns}: {p['error_detail']}")
+                            if p["requests"] == 0:
+                                result["errors"].append(f"{s.name} {mode} c={conns}: no request completed in "
+                                                        f"{p['seconds']:.0f} s")
         for s in systems:
             info: dict[str, Any] = {"startup_s": round(s.startup_s, 2), "notes": s.notes, "served": s.served}
             if s.proc is not None:
@@ -466,17 +549,29 @@ def main() -> int:
     return 1 if result["errors"] else 0
 
 
+def mode_groups(modes: list[str]) -> list[list[str]]:
+    """Each OpenAI mode with the Anthropic modes read against it, in the order given."""
+    groups: dict[str, list[str]] = {}
+    for m in modes:
+        groups.setdefault(MODES[m].pass_through or m, []).append(m)
+    return [sorted(g, key=lambda m: MODES[m].pass_through is not None) for g in groups.values()]
+
+
 def add_baselines(result: dict[str, Any]) -> None:
-    """Added latency over the direct path of the same mode and concurrency, and throughput ratios."""
-    direct = {(p["mode"], p["concurrency"]): p for p in result["points"] if p["system"] == "direct"}
-    lite = {(p["mode"], p["concurrency"]): p for p in result["points"] if p["system"] == "litellm"}
+    """Added latency over the direct path (its mode for this one: MODES[mode].direct) at the same
+    concurrency and round, and throughput ratios."""
+    def key(p: dict[str, Any], mode: str | None = None) -> tuple[str, int, int]:
+        return (mode or p["mode"], p["concurrency"], p.get("round", 0))
+
+    direct = {key(p): p for p in result["points"] if p["system"] == "direct"}
+    lite = {key(p): p for p in result["points"] if p["system"] == "litellm"}
     for p in result["points"]:
-        d = direct.get((p["mode"], p["concurrency"]))
+        d = direct.get(key(p, MODES[p["mode"]].direct))
         if d is not None and p["system"] != "direct":
             p["added_p50_ms"] = p["p50_ms"] - d["p50_ms"]
             p["added_p99_ms"] = p["p99_ms"] - d["p99_ms"]
             p["rps_vs_direct"] = p["rps"] / d["rps"] if d["rps"] else None
-        lt = lite.get((p["mode"], p["concurrency"]))
+        lt = lite.get(key(p))
         if lt is not None and p["system"] != "litellm" and p["system"] != "direct" and lt["rps"]:
             p["rps_vs_litellm"] = p["rps"] / lt["rps"]
             if p.get("cpu_ms_per_req") and lt.get("cpu_ms_per_req"):

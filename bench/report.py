@@ -3,7 +3,9 @@
 Inputs are the raw outputs of the run: Google Benchmark JSON from cost_bench and pipeline_bench,
 cost_python.py's JSON, proxy_bench.py's JSON (scenarios 1 and 2: direct / llmbill / LiteLLM under
 wrk), which also gets its own table and a chart (chart.py) beside the result, and stream_bench.py's
-JSON (scenario 4: ~1,000 open streams, direct and through llmbill), which gets its own table. Every figure is printed beside the same-run baseline it is read against and
+JSON (scenario 4: ~1,000 open streams, direct and through llmbill), which gets its own table. The
+proxy's Anthropic modes get one more table: each beside the OpenAI pass-through row of the same
+system, concurrency and round (anthropic_rows). Every figure is printed beside the same-run baseline it is read against and
 the ratio between them; a benchmark that reported an error makes the whole run fail (a run with
 errors is not a result).
 
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proxy_bench import MODES  # noqa: E402
 from stream_bench import markdown as stream_markdown  # noqa: E402
 
 SUFFIX = re.compile(r"/(iterations|repeats|min_time|manual_time|real_time):?.*$")
@@ -149,6 +153,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
 
 
 SYSTEM_ORDER = ["direct", "llmbill-sqlite", "llmbill-pg", "litellm"]
+TRANSLATION_TARGET_MS = 0.05  # issue 14: translation's added p50 over the OpenAI pass-through
 
 
 def proxy_markdown(proxy: dict[str, Any]) -> str:
@@ -157,21 +162,25 @@ def proxy_markdown(proxy: dict[str, Any]) -> str:
     def n(v: float | None, spec: str) -> str:
         return "–" if v is None else format(v, spec)
 
+    rounds = int(proxy.get("rounds", 1))
     lines = [
         f"Proxies in front of the same fake upstream: {proxy.get('upstream', '')}; load: {proxy.get('load_generator', '')}; "
         f"{proxy.get('seconds_per_point', 0):g} s per point (s: longer for a system too slow to answer every connection "
-        "twice in that time: 2 x c / its warm-up req/s).",
+        "twice in that time: 2 x c / its warm-up req/s)" + (f"; {rounds} rounds" if rounds > 1 else "") + ". "
+        "Added p50/p99: over the direct path (for the Anthropic modes, the fake's own /v1/messages).",
         "",
-        "| mode | c | system | s | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | peak RSS MB | errors | req/s ÷ LiteLLM | CPU ÷ LiteLLM's |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        load_line(proxy),
+        "",
+        "| mode | c | system |" + (" round |" if rounds > 1 else "") + " s | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | peak RSS MB | errors | req/s ÷ LiteLLM | CPU ÷ LiteLLM's |",
+        "|---|---:|---|" + ("---:|" if rounds > 1 else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = {name: i for i, name in enumerate(SYSTEM_ORDER)}
     points = sorted(proxy.get("points", []), key=lambda p: (proxy.get("modes", []).index(p["mode"]) if p["mode"] in
                                                              proxy.get("modes", []) else 9, p["concurrency"],
-                                                             order.get(p["system"], 9)))
+                                                             order.get(p["system"], 9), p.get("round", 0)))
     for p in points:
         lines.append(
-            f"| {p['mode']} | {p['concurrency']} | {p['system']} | {p.get('seconds', proxy.get('seconds_per_point', 0)):.0f} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+            f"| {p['mode']} | {p['concurrency']} | {p['system']} |" + (f" {p.get('round', 0) + 1} |" if rounds > 1 else "") + f" {p.get('seconds', proxy.get('seconds_per_point', 0)):.0f} | {p['rps']:,.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
             f"{n(p.get('added_p50_ms'), '.2f')} | {n(p.get('added_p99_ms'), '.2f')} | {n(p.get('cpu_ms_per_req'), '.3f')} | "
             f"{n(p.get('peak_rss_mb'), '.0f')} | {p['errors']} | "
             f"{n(p.get('rps_vs_litellm'), '.1f') + 'x' if p.get('rps_vs_litellm') else '–'} | "
@@ -186,6 +195,84 @@ def proxy_markdown(proxy: dict[str, Any]) -> str:
                                                  ("served", info.get("served")),
                                                  ("Lago events", info.get("lago_events"))) if v is not None)
         lines.append(f"- **{name}**: {extra}. {'; '.join(info.get('notes', []))}")
+    return "\n".join(lines)
+
+
+def load_line(proxy: dict[str, Any]) -> str:
+    loads = [p["load1"] for p in proxy.get("points", []) if p.get("load1") is not None]
+    if not loads:
+        return "Machine load: not recorded."
+    cores = int(proxy.get("cpus") or 2)
+    busy = max(loads) > cores  # more runnable work than cores: the proxy waits for a CPU at times
+    return (f"Machine load (1-minute average as each point began): {min(loads):.1f}–{max(loads):.1f}, median "
+            f"{statistics.median(loads):.1f}, on {cores} cores shared with other work"
+            + (" — **a busy machine**: the latencies include waiting for a CPU." if busy else "."))
+
+
+def anthropic_rows(proxy: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each Anthropic point beside the OpenAI pass-through point of the same system, concurrency and
+    round (measured just before it); over several rounds, the medians of the per-round figures."""
+    points = proxy.get("points", [])
+    base = {(p["system"], p["mode"], p["concurrency"], p.get("round", 0)): p for p in points}
+    pairs: dict[tuple[str, str, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for p in points:
+        mode = MODES.get(p["mode"])
+        if mode is None or mode.pass_through is None or p["system"] == "direct":
+            continue
+        b = base.get((p["system"], mode.pass_through, p["concurrency"], p.get("round", 0)))
+        if b is not None:
+            pairs.setdefault((p["system"], p["mode"], p["concurrency"]), []).append((p, b))
+
+    def med(values: list[float | None]) -> float | None:
+        vs = [v for v in values if v is not None]
+        return statistics.median(vs) if vs else None
+
+    def diff(a: float | None, b: float | None) -> float | None:
+        return a - b if a is not None and b is not None else None
+
+    rows = []
+    for (system, mode, conns), ps in pairs.items():
+        added_p50 = med([p["p50_ms"] - b["p50_ms"] for p, b in ps])
+        translated = MODES[mode].translated
+        rows.append({
+            "system": system, "mode": mode, "concurrency": conns, "rounds": len(ps),
+            "pass_through": MODES[mode].pass_through, "translated": translated,
+            "p50_ms": med([p["p50_ms"] for p, _ in ps]), "pass_through_p50_ms": med([b["p50_ms"] for _, b in ps]),
+            "added_p50_ms": added_p50,
+            "added_p50_ms_each": [round(p["p50_ms"] - b["p50_ms"], 4) for p, b in ps],
+            "added_p99_ms": med([p["p99_ms"] - b["p99_ms"] for p, b in ps]),
+            "rps_ratio": med([p["rps"] / b["rps"] if b["rps"] else None for p, b in ps]),
+            "cpu_ms_per_req": med([p.get("cpu_ms_per_req") for p, _ in ps]),
+            "added_cpu_ms_per_req": med([diff(p.get("cpu_ms_per_req"), b.get("cpu_ms_per_req")) for p, b in ps]),
+            "target_ms": TRANSLATION_TARGET_MS if translated else None,
+            "met": (added_p50 <= TRANSLATION_TARGET_MS) if translated and added_p50 is not None else None,
+        })
+    order = {m: i for i, m in enumerate(MODES)}
+    sysorder = {name: i for i, name in enumerate(SYSTEM_ORDER)}
+    rows.sort(key=lambda r: (order[r["mode"]], r["concurrency"], sysorder.get(r["system"], 9)))
+    return rows
+
+
+def anthropic_markdown(rows: list[dict[str, Any]]) -> str:
+    def n(v: float | None, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        "Anthropic deployment (`anthropic/claude-sonnet-4-5` on the same fake's /v1/messages) beside the OpenAI "
+        "pass-through row of the same system, concurrency and round: anthropic-chat / anthropic-stream = the OpenAI "
+        "body translated to Messages and back (target: added p50 ≤ 0.05 ms); messages / messages-stream = an "
+        "Anthropic body on /v1/messages, passed through natively. Over several rounds: medians of the per-round "
+        "differences (each round's in the JSON).",
+        "",
+        "| mode | c | system | rounds | p50 ms | OpenAI p50 ms | added p50 ms | target | added p99 ms | req/s ÷ OpenAI's | CPU ms/req | added CPU ms/req |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        target = "–" if r["target_ms"] is None else f"≤ {r['target_ms']:g} ({'met' if r['met'] else 'missed'})"
+        lines.append(
+            f"| {r['mode']} | {r['concurrency']} | {r['system']} | {r['rounds']} | {n(r['p50_ms'], '.3f')} | "
+            f"{n(r['pass_through_p50_ms'], '.3f')} | {n(r['added_p50_ms'], '+.3f')} | {target} | {n(r['added_p99_ms'], '+.2f')} | "
+            f"{n(r['rps_ratio'], '.2f')}x | {n(r['cpu_ms_per_req'], '.3f')} | {n(r['added_cpu_ms_per_req'], '+.3f')} |")
     return "\n".join(lines)
 
 
@@ -227,12 +314,14 @@ def main() -> None:
         errors += pipe_errors
         meta[f"fake_lago[{label}]"] = raw.get("context", {}).get("fake_lago", "?")
     rows = build_rows(cpp, pipes, py) if cpp_raw else []
+    anthropic = anthropic_rows(proxy) if proxy else []
     errors += [f"proxy: {e}" for e in proxy.get("errors", [])]
     errors += [f"stream: {e}" for e in stream.get("errors", [])]
     result = {
         "meta": meta,
         "rows": rows,
         "proxy": {k: v for k, v in proxy.items() if k != "errors"},
+        "anthropic_vs_openai": anthropic,
         "stream": {k: v for k, v in stream.items() if k != "errors"},
         "errors": errors,
         "raw": {"cost_bench": cpp_raw, "pipeline_bench": pipe_raws, "cost_python": py},
@@ -244,7 +333,8 @@ def main() -> None:
     if (proxy or stream) and not rows:
         print(f"llmbill benchmarks — {meta.get('date', '')} on {meta.get('host', '')} ({meta.get('mode', '')}; "
               f"{meta.get('cpus', '?')} CPUs, load {meta.get('load', '?')}; commit {meta.get('commit', '?')})")
-    for table in ([proxy_markdown(proxy)] if proxy else []) + ([stream_markdown(stream)] if stream.get("rows") else []):
+    tables = ([proxy_markdown(proxy)] if proxy else []) + ([anthropic_markdown(anthropic)] if anthropic else [])
+    for table in tables + ([stream_markdown(stream)] if stream.get("rows") else []):
         print()
         print(table)
     if result["errors"]:
