@@ -158,15 +158,21 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
         settled = False
         events = 0
         try:
+            finished = False
             async for data in up.chunks:
                 _priced_by_stream(call, data)
                 out = translator.feed(data)
                 events += len(out)
                 for event in out if not call.response_id else ():
                     call.note_event(event)
+                if not finished and getattr(translator, "complete", False):
+                    # The provider said its last word: the tail ([DONE], the usage chunk) goes out in
+                    # the same write as the last events, as an OpenAI upstream's would.
+                    out += translator.finish()
+                    finished = True
                 if out:
                     yield out[0] if len(out) == 1 else b"".join(out)
-            tail = translator.finish()
+            tail = [] if finished else translator.finish()
             settled = True
             bill(events)
             if tail:

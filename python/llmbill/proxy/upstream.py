@@ -144,11 +144,24 @@ class Upstream:
         return _streamed(d, resp)
 
 
+_adapter_targets: dict[tuple[str, tuple[tuple[str, str], ...]], Target] = {}
+
+
 def _adapter_target(d: Deployment, request: UpstreamRequest) -> Target:
+    """The request's Target, reused while its URL and headers repeat (most adapters' do; a signed
+    request's never do, so the memo is bounded)."""
+    key = (request.url, tuple(request.headers.items()))
+    target = _adapter_targets.get(key)
+    if target is not None:
+        return target
     try:
-        return Target(request.url, dict(request.headers))
+        target = Target(request.url, dict(request.headers))
     except ValueError as exc:
         raise ProxyError(502, f"{d.model_name}: {exc}", "upstream_error") from None
+    if len(_adapter_targets) >= 1024:
+        _adapter_targets.clear()
+    _adapter_targets[key] = target
+    return target
 
 
 def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
