@@ -7,7 +7,9 @@ process the final spend stays below max_budget + the upper-bound cost of one cal
 sharing a database the bound is R such calls, plus what the other processes spent in the last
 cache refresh interval (1 s by default) before a process saw it.
 
-Rate windows are fixed minutes (UTC), counted per process.
+Rate windows are fixed minutes (UTC), counted per process; `tpd_limit` counts tokens per UTC day the
+same way. Per-model limits use the same counters under a per-model entity (`per_model`). Spend per
+model for per-model budgets: model_spend.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from .model_spend import ModelSpend
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Limiter:
     reserved: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     inflight: dict[tuple[str, str], int] = field(default_factory=dict)
     minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict)
+    days: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # entity → (UTC day, tokens)
+    model_spend: ModelSpend = field(default_factory=ModelSpend)
 
     def reserved_for(self, entity: tuple[str, str]) -> Decimal:
         return self.reserved.get(entity, Decimal(0))
@@ -76,4 +82,15 @@ class Limiter:
             else:
                 self.reserved.pop(entity, None)
 
+    def day_tokens(self, entity: tuple[str, str], now: float | None = None) -> int:
+        day, tokens = self.days.get(entity, (-1, 0))
+        return tokens if day == int((time.time() if now is None else now) // 86400) else 0
 
+    def add_day_tokens(self, entity: tuple[str, str], tokens: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.days[entity] = (int(now // 86400), self.day_tokens(entity, now) + tokens)
+
+
+def per_model(entity: tuple[str, str], model: str) -> tuple[str, str]:
+    """The limiter entity of `entity`'s calls to one model (per-model rate limits and reservations)."""
+    return f"{entity[0]}@model", f"{entity[1]}\x00{model}"

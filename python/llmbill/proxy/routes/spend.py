@@ -13,6 +13,9 @@ from ..state import ProxyState
 from ..store.base import SpendLog
 
 
+TAG_SCAN = 1_000_000  # rows read to filter by tag (tags live in each row's metadata)
+
+
 def _date(request: Request, name: str) -> datetime | None:
     raw = request.query.get(name)
     if not raw:
@@ -30,7 +33,7 @@ def log_row(r: SpendLog) -> dict[str, Any]:
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cached_tokens": r.cached_tokens,
             "reasoning_tokens": r.reasoning_tokens, "startTime": r.start_time, "endTime": r.end_time,
-            "status": r.status, "metadata": dict(r.metadata)}
+            "status": r.status, "metadata": dict(r.metadata), "request_tags": list(r.metadata.get("tags") or [])}
 
 
 async def logs(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -44,8 +47,12 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
         from ..auth import hash_key
 
         filters["api_key"] = hash_key(filters["api_key"])
+    limit = query_int(request, "limit", 1000, 1, 100_000)
+    tags = {t for t in (request.query.get("tags") or "").split(",") if t}  # rows with any of these tags
     rows = await state.store.spend_logs({k: v for k, v in filters.items() if v}, _date(request, "start_date"),
-                                        _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
+                                        _date(request, "end_date"), TAG_SCAN if tags else limit)
+    if tags:
+        rows = [r for r in rows if tags & set(r.metadata.get("tags") or ())][:limit]
     return json_response([log_row(r) for r in rows])
 
 
