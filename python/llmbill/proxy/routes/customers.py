@@ -20,6 +20,9 @@ from ..spend_set import set_spend
 from ..validate import Fields
 
 # Honoured limit fields kept on the record as checked (guards and entity_limits read them).
+# A customer's own limits: any of them set, its reply has a litellm_budget_table.
+_BUDGET_TABLE = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration",
+                 "tpd_limit", "model_max_budget")
 # Fields beyond the seed's reply shape, shown when set (LiteLLM's end-user table has them).
 SHOWN = ("models", "object_permission", "metadata", "spend_audit")
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
@@ -34,8 +37,7 @@ def public(state: ProxyState, ident: str, record: dict[str, Any] | None) -> dict
     """The seed's shape, with the tier (or the customer's own limits) as litellm_budget_table."""
     r = record or {"user_id": ident}
     table: dict[str, Any] | None = None
-    if r.get("budget_id") or r.get("max_budget") is not None or any(
-            r.get(k) is not None for k in ("tpm_limit", "rpm_limit", "budget_duration", "tpd_limit", "model_max_budget")):
+    if r.get("budget_id") or any(r.get(k) is not None for k in _BUDGET_TABLE):
         limits = limits_of(state, "customer", r)
         table = {"budget_id": r.get("budget_id"), "max_budget": limits.max_budget,
                  "soft_budget": limits.soft_budget, "tpm_limit": limits.tpm, "rpm_limit": limits.rpm,
