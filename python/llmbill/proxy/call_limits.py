@@ -98,6 +98,15 @@ def model_limit(entity: Entity, limits: Limits, model: str) -> ModelLimit | None
                       budget.get("budget_duration"), rpm, tpm)
 
 
+class SpendNotLoaded(Exception):
+    """admit() met a per-model budget whose spend this process has not read yet (guards.admit_model
+    reads it and admits again: the request path awaits nothing otherwise)."""
+
+    def __init__(self, limits: list[ModelLimit]) -> None:
+        super().__init__("per-model spend not read yet")
+        self.limits = limits
+
+
 def _fmt(x: Decimal) -> str:
     return format(x.normalize(), "f")
 

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from .auth import Principal
-from .call_limits import (ModelLimit, call_tags, check_customer_models, check_model_limit, check_tpd,
-                          load_model_spend, model_limit, window_of)
+from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, check_model_limit,
+                          check_tpd, load_model_spend, model_limit, window_of)
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .limits import per_model
@@ -174,15 +174,17 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
 
 async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
                       model: str, body: dict[str, Any] | None = None) -> Admission:
-    """admit() for a call to `model`, after reading the per-model spend this process has not read
-    yet (only when an entity of the call has a budget on that model). The body's `metadata.tags`
-    join the key's and team's tags on the call's spend log."""
-    limits = [model_limit(entity, limits_of(state, entity[0], record), model)
-              for entity, record in entities_of(state, principal, customer) if entity[0] != "member"]
-    found = [lim for lim in limits if lim is not None]
-    if any(lim.max_budget is not None for lim in found):
-        await load_model_spend(state, found)
-    admission = admit(state, principal, customer, bound, model)
+    """admit() for a call to `model`. A per-model budget this process has not read the spend of yet
+    is read first (once per pair: then admit runs again); otherwise nothing is awaited. The body's
+    `metadata.tags` join the key's and team's tags on the call's spend log."""
+    for _ in range(4):  # key, user, team, customer: at most one pair each to read
+        try:
+            admission = admit(state, principal, customer, bound, model)
+            break
+        except SpendNotLoaded as missing:
+            await load_model_spend(state, missing.limits)
+    else:
+        admission = admit(state, principal, customer, bound, model)
     admission.tags = call_tags(state, principal, body)
     return admission
 
@@ -233,6 +235,9 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
                 if lim.max_budget is not None and bound.unpriced is not None:
                     raise unpriced_refused(bound.unpriced, f"its calls cannot count against the {model} budget "
                                                            f"of {kind} {ident if kind != 'key' else 'key'}")
+                if lim.max_budget is not None and not state.limiter.model_spend.loaded(lim.pair,
+                                                                                       window_of(state, lim)):
+                    raise SpendNotLoaded([lim])
                 check_model_limit(state, lim, record)
                 model_limits.append(lim)
     for entity, _ in entities:

@@ -64,8 +64,9 @@ class ModelSpend:
         if cost and (start is None or at >= start):
             self._window(pair, start).local[request_id] = (at, cost)
 
-    async def load(self, store: Store, pairs: Iterable[Pair]) -> None:
-        """Reads each pair's rows of its current window from the database."""
+    async def load(self, store: Store, pairs: Iterable[Pair], strict: bool = True) -> None:
+        """Reads each pair's rows of its current window from the database. A failed read raises when
+        `strict` (a call waiting for it is answered 503), else is logged and retried next time."""
         async with self.lock:
             for pair in list(pairs):
                 w = self.windows.get(pair)
@@ -76,6 +77,8 @@ class ModelSpend:
                     rows = await store.spend_logs({LOG_COLUMN[kind]: ident, "model": model}, start=w.start,
                                                   limit=MAX_ROWS)
                 except Exception as exc:  # keep what is known; the next refresh tries again
+                    if strict:
+                        raise
                     log.error("per-model spend of %s %s on %s not read: %s", kind, ident, model, exc)
                     continue
                 current = self.windows.get(pair)
@@ -88,4 +91,4 @@ class ModelSpend:
                 w.loaded = True
 
     async def refresh(self, store: Store) -> None:
-        await self.load(store, list(self.windows))
+        await self.load(store, list(self.windows), strict=False)
