@@ -12,8 +12,10 @@ from .config import ProxyConfig, load_config
 from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from . import billing_watch, logs, observe
-from .routes import budgets, customers, health, keys, llm, messages, ops, responses, spend, spend_report, teams, users
+from . import billing_watch, logs, observe, openapi
+from .route_access import check_route, spend_granted
+from .routes import (budgets, customers, docs, health, keys, llm, messages, ops, responses, spend, spend_report, teams,
+                     users)
 from .state import ProxyState
 from .store.base import StoreError
 from .ui import pages as ui
@@ -51,6 +53,8 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
         ("GET", "/health/liveliness"): (health.liveliness, PUBLIC),
         ("GET", "/health/liveness"): (health.liveliness, PUBLIC),
         ("GET", "/health/readiness"): (health.readiness, PUBLIC),
+        ("GET", "/openapi.json"): (docs.openapi_json, PUBLIC),  # generated from the routes' field declarations
+        ("GET", "/docs"): (docs.page, PUBLIC),
         # Key routes check ownership themselves (own keys, team admins, admins): permissions.py.
         ("POST", "/key/generate"): (keys.generate, ANY_KEY),
         ("GET", "/key/info"): (keys.info, ANY_KEY),
@@ -118,6 +122,7 @@ class ProxyApp:
         if config.metrics_open:
             self.routes[("GET", "/metrics")] = (self.routes[("GET", "/metrics")][0], PUBLIC)
         self.paths = {path for _, path in self.routes}
+        docs.publish(openapi.build(self.routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -177,7 +182,9 @@ class ProxyApp:
         check_key_usable(record)
         user = self.state.cache.get("user", record["user_id"]) if record.get("user_id") else None
         principal = principal_for(record, user)  # a blocked user's keys are refused on every route
-        if access == ADMIN and not principal.is_admin:
+        path = request.path.rstrip("/") or "/"
+        check_route(principal, path)  # allowed_routes / key_type
+        if access == ADMIN and not principal.is_admin and not spend_granted(principal, request.method, path):
             if principal.reads_all and request.method == "GET":
                 return principal
             raise auth_error(f"{request.method} {request.path} needs the master key or a proxy_admin user's key"

@@ -1,13 +1,18 @@
 """An entity's limits (budget, rate limits, window) as the guards and the spend windows read them.
 
-A key's, user's and team's limits are its own fields; a team member's is its `max_budget_in_team`; a
-customer's come from its own fields, else its tier (`budget_id`), else the default tier
-(`litellm_settings.max_end_user_budget_id`). Lower than the guards and the state, so both use it.
+A key's, user's and team's limits are its own fields; a key on a tier (`budget_id`) takes the tier's
+where it has none of its own; a key's `temp_budget_increase` adds to its max_budget until
+`temp_budget_expiry`. A team member's budget is its `max_budget_in_team`, else the team's
+`team_member_budget`. A customer's limits come from its own fields, else its tier (`budget_id`), else
+the default tier (`litellm_settings.max_end_user_budget_id`). Lower than the guards and the state, so
+both use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -22,26 +27,44 @@ class Limits:
     rpm: int | None = None
     parallel: int | None = None
     budget_duration: str | None = None
+    tpd: int | None = None
+    # Per model: {model: {"max_budget", "budget_duration", "tpm_limit", "rpm_limit"}}, and rpm / tpm maps.
+    model_max_budget: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    model_rpm: Mapping[str, int] = field(default_factory=dict)
+    model_tpm: Mapping[str, int] = field(default_factory=dict)
 
 
 def _dec(v: Any) -> Decimal | None:
     return None if v is None else Decimal(v)
 
 
+def temp_increase(record: Mapping[str, Any], now: datetime | None = None) -> Decimal:
+    """A key's temporary budget increase while it lasts (LiteLLM: only on a key that has a budget)."""
+    amount, until = record.get("temp_budget_increase"), record.get("temp_budget_expiry")
+    if amount is None or not isinstance(until, datetime):
+        return Decimal(0)
+    return Decimal(amount) if (now or datetime.now(timezone.utc)) < until else Decimal(0)
+
+
+def _limits(r: Mapping[str, Any], tier: Mapping[str, Any]) -> Limits:
+    def pick(name: str) -> Any:
+        return r.get(name) if r.get(name) is not None else tier.get(name)
+
+    return Limits(_dec(pick("max_budget")), _dec(pick("soft_budget")), pick("tpm_limit"), pick("rpm_limit"),
+                  pick("max_parallel_requests"), pick("budget_duration"), pick("tpd_limit"),
+                  pick("model_max_budget") or {}, r.get("model_rpm_limit") or {}, r.get("model_tpm_limit") or {})
+
+
 def entity_limits(cache: EntityCache, default_tier: str | None, kind: str, record: dict[str, Any] | None) -> Limits:
     r = record or {}
     if kind == "member":
         return Limits(max_budget=_dec(r.get("max_budget_in_team")))
-    if kind == "customer":
-        tier_id = r.get("budget_id")
-        if tier_id is None and r.get("max_budget") is None:
-            tier_id = default_tier
-        tier = (cache.get("budget", tier_id) or {}) if tier_id else {}
-
-        def pick(name: str) -> Any:
-            return r.get(name) if r.get(name) is not None else tier.get(name)
-
-        return Limits(_dec(pick("max_budget")), _dec(pick("soft_budget")), pick("tpm_limit"), pick("rpm_limit"),
-                      pick("max_parallel_requests"), pick("budget_duration"))
-    return Limits(_dec(r.get("max_budget")), _dec(r.get("soft_budget")), r.get("tpm_limit"), r.get("rpm_limit"),
-                  r.get("max_parallel_requests"), r.get("budget_duration"))
+    tier_id = r.get("budget_id") if kind in ("customer", "key") else None
+    if kind == "customer" and tier_id is None and r.get("max_budget") is None:
+        tier_id = default_tier
+    limits = _limits(r, (cache.get("budget", tier_id) or {}) if tier_id else {})
+    if kind == "key" and limits.max_budget is not None and r.get("temp_budget_increase") is not None:
+        extra = temp_increase(r)
+        if extra:
+            limits = Limits(**{**limits.__dict__, "max_budget": limits.max_budget + extra})
+    return limits

@@ -12,10 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from .auth import Principal
+from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, check_model_limit,
+                          check_tpd, load_model_spend, model_limit, window_of)
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id
 from .model_access import Governing, governing, listed, refusing
+from .limits import per_model
 from .state import ProxyState
 from .upper_bound import UpperBound
 
@@ -119,12 +122,27 @@ class Admission:
     entities: list[tuple[Entity, dict[str, Any] | None]]
     upper_bound: Decimal
     released: bool = False
+    model_limits: tuple[ModelLimit, ...] = ()
+    tpd: tuple[Entity, ...] = ()  # entities with a tokens-per-day limit: their tokens are counted
+    tags: tuple[str, ...] = ()  # written on the call's spend log
 
-    def release(self, tokens: int = 0) -> None:
+    def release(self, tokens: int = 0, cost: Decimal | None = None, request_id: str = "",
+                at: datetime | None = None) -> None:
+        """Frees the reservations; a settled call passes its cost (per-model spend counts it)."""
         if not self.released:
             self.released = True
+            limiter = self.state.limiter
             for entity, _ in self.entities:
-                self.state.limiter.release(entity, self.upper_bound, tokens)
+                limiter.release(entity, self.upper_bound, tokens)
+            for entity in self.tpd:
+                limiter.add_day_tokens(entity, tokens)
+            for lim in self.model_limits:
+                limiter.release(per_model(lim.entity, lim.model), self._bound(lim), tokens)
+                if cost and lim.max_budget is not None and at is not None:
+                    limiter.model_spend.record(lim.pair, window_of(self.state, lim, at), request_id, at, cost)
+
+    def _bound(self, lim: ModelLimit) -> Decimal:
+        return self.upper_bound if lim.max_budget is not None else Decimal(0)
 
 
 def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[tuple[Entity, dict[str, Any] | None]]:
@@ -138,6 +156,9 @@ def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[
             team = state.cache.get("team", key["team_id"])
             member = next((m for m in (team or {}).get("members_with_roles") or []
                            if key.get("user_id") and m.get("user_id") == key["user_id"]), None)
+            if member is not None and member.get("max_budget_in_team") is None \
+                    and (team or {}).get("team_member_budget") is not None:  # the team's default for members
+                member = {**member, "max_budget_in_team": team["team_member_budget"]}  # type: ignore[index]
             if member is not None and member.get("max_budget_in_team") is not None:
                 out.append((("member", f"{key['team_id']}/{key['user_id']}"), member))
             out.append((("team", key["team_id"]), team))
@@ -152,7 +173,25 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
                            "general_settings.unpriced_model_fallback)", "model_unpriced", "model")
 
 
-def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound) -> Admission:
+async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
+                      model: str, body: dict[str, Any] | None = None) -> Admission:
+    """admit() for a call to `model`. A per-model budget this process has not read the spend of yet
+    is read first (once per pair: then admit runs again); otherwise nothing is awaited. The body's
+    `metadata.tags` join the key's and team's tags on the call's spend log."""
+    for _ in range(4):  # key, user, team, customer: at most one pair each to read
+        try:
+            admission = admit(state, principal, customer, bound, model)
+            break
+        except SpendNotLoaded as missing:
+            await load_model_spend(state, missing.limits)
+    else:
+        admission = admit(state, principal, customer, bound, model)
+    admission.tags = call_tags(state, principal, body)
+    return admission
+
+
+def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
+          model: str | None = None) -> Admission:
     """Checks every entity of the call, then reserves for all of them (no await in between, so the
     check and the reservation are one step for the event loop). An unpriced model has no upper
     bound, so a call to it is refused wherever a budget applies (and always under require_prices):
@@ -161,6 +200,8 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
         raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
     upper_bound = bound.cost
     entities = entities_of(state, principal, customer)
+    model_limits: list[ModelLimit] = []
+    tpd: list[Entity] = []
     for (kind, ident), record in entities:
         if record is not None and record.get("blocked"):
             if kind == "customer":
@@ -183,6 +224,27 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
             what, wait = refused
             raise rate_limited(f"{kind} {ident if kind != 'key' else (record or {}).get('key_alias') or 'key'} "
                                f"is over its {what}; retry later", wait)
+        if kind == "member":
+            continue
+        check_tpd(state, (kind, ident), limits, record)
+        if limits.tpd is not None:
+            tpd.append((kind, ident))
+        if model is not None:
+            if kind == "customer":
+                check_customer_models(record, ident, model)
+            lim = model_limit((kind, ident), limits, model)
+            if lim is not None:
+                if lim.max_budget is not None and bound.unpriced is not None:
+                    raise unpriced_refused(bound.unpriced, f"its calls cannot count against the {model} budget "
+                                                           f"of {kind} {ident if kind != 'key' else 'key'}")
+                if lim.max_budget is not None and not state.limiter.model_spend.loaded(lim.pair,
+                                                                                       window_of(state, lim)):
+                    raise SpendNotLoaded([lim])
+                check_model_limit(state, lim, record)
+                model_limits.append(lim)
     for entity, _ in entities:
         state.limiter.admit(entity, upper_bound)
-    return Admission(state, entities, upper_bound)
+    admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), tpd=tuple(tpd))
+    for lim in model_limits:
+        state.limiter.admit(per_model(lim.entity, lim.model), admission._bound(lim))
+    return admission

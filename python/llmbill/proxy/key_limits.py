@@ -27,11 +27,25 @@ LEVELS = {"owner": 1, "team_admin": 2, "proxy_admin": 3}
 LIMITS = {"max_budget": "max_budget", "soft_budget": "soft_budget", "budget_duration": "budget_duration",
           "expires": "duration", "models": "models", "tpm_limit": "tpm_limit", "rpm_limit": "rpm_limit",
           "max_parallel_requests": "max_parallel_requests", "customer_id": "customer_id",
-          "allowed_customer_ids": "allowed_customer_ids", "blocked": "blocked"}
+          "allowed_customer_ids": "allowed_customer_ids", "blocked": "blocked", "tpd_limit": "tpd_limit",
+          "model_max_budget": "model_max_budget", "model_rpm_limit": "model_rpm_limit",
+          "model_tpm_limit": "model_tpm_limit", "temp_budget_increase": "temp_budget_increase",
+          "temp_budget_expiry": "temp_budget_expiry", "budget_id": "budget_id", "allowed_routes": "allowed_routes",
+          "enforced_params": "enforced_params"}
+_PER_MODEL = ("model_max_budget", "model_rpm_limit", "model_tpm_limit")
 
 
 def unlimited(name: str, value: Any) -> bool:
-    return value is None or value is False or (name == "models" and not value)
+    return value is None or value is False or (isinstance(value, (list, dict)) and not value)
+
+
+def _tighter_or_equal(new: Any, old: Any) -> bool:
+    """One model's limit: an int, or {max_budget, budget_duration} (same window, no larger budget)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return (new.get("budget_duration") == old.get("budget_duration")
+                and new.get("max_budget") is not None
+                and (old.get("max_budget") is None or new["max_budget"] <= old["max_budget"]))
+    return bool(new is not None and old is not None and new <= old)
 
 
 def loosens(name: str, old: Any, new: Any) -> bool:
@@ -44,8 +58,12 @@ def loosens(name: str, old: Any, new: Any) -> bool:
         return old is None or duration_seconds(new) < duration_seconds(old)
     if name == "models":
         return "all-team-models" not in old and not set(new) <= set(old)
-    if name == "allowed_customer_ids":
+    if name in ("allowed_customer_ids", "allowed_routes"):
         return not set(new) <= set(old)
+    if name == "enforced_params":  # dropping a required field lets calls do more
+        return not set(old) <= set(new)
+    if name in _PER_MODEL:  # a model no longer limited, or limited less
+        return any(m not in new or not _tighter_or_equal(new[m], limit) for m, limit in old.items())
     if name == "customer_id":
         return bool(new != old)
     if isinstance(old, (Decimal, int, datetime)):

@@ -7,10 +7,12 @@ process the final spend stays below max_budget + the upper-bound cost of one cal
 sharing a database the bound is R such calls, plus what the other processes spent in the last
 cache refresh interval (1 s by default) before a process saw it.
 
-Rate windows are fixed minutes (UTC), counted per process. An entity's minute is dropped once a
-later minute has begun (at the first call of each new minute, in one pass), so memory follows the
-entities active in the last minute, not every customer id ever seen; reservations and in-flight
-counts are dropped when they reach zero.
+Rate windows are fixed minutes (UTC), counted per process; `tpd_limit` counts tokens per UTC day the
+same way. Per-model limits use the same counters under a per-model entity (`per_model`). Spend per
+model for per-model budgets: model_spend.py. An entity's minute is dropped once a later minute has
+begun (at the first call of each new minute, in one pass), and its day once a later day has, so
+memory follows the entities active lately, not every customer id ever seen; reservations and
+in-flight counts are dropped when they reach zero.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from .model_spend import ModelSpend
 
 
 @dataclass
@@ -33,6 +37,9 @@ class Limiter:
     inflight: dict[tuple[str, str], int] = field(default_factory=dict)
     minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict)
     pruned_at: int = -1  # the minute whose first call last swept out the older minutes
+    days: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # entity → (UTC day, tokens)
+    pruned_day: int = -1  # the UTC day whose first count last swept out the older days
+    model_spend: ModelSpend = field(default_factory=ModelSpend)
 
     def reserved_for(self, entity: tuple[str, str]) -> Decimal:
         return self.reserved.get(entity, Decimal(0))
@@ -83,4 +90,19 @@ class Limiter:
             else:
                 self.reserved.pop(entity, None)
 
+    def day_tokens(self, entity: tuple[str, str], now: float | None = None) -> int:
+        day, tokens = self.days.get(entity, (-1, 0))
+        return tokens if day == int((time.time() if now is None else now) // 86400) else 0
 
+    def add_day_tokens(self, entity: tuple[str, str], tokens: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        today = int(now // 86400)
+        if today > self.pruned_day:  # yesterday's counts are over: memory follows today's entities
+            self.pruned_day = today
+            self.days = {e: d for e, d in self.days.items() if d[0] >= today}
+        self.days[entity] = (today, self.day_tokens(entity, now) + tokens)
+
+
+def per_model(entity: tuple[str, str], model: str) -> tuple[str, str]:
+    """The limiter entity of `entity`'s calls to one model (per-model rate limits and reservations)."""
+    return f"{entity[0]}@model", f"{entity[1]}\x00{model}"

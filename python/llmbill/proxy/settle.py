@@ -49,6 +49,8 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
         meta["cache_creation_tokens"] = usage.cache_creation_tokens
     if usage.cache_creation_1h_tokens:
         meta["cache_creation_1h_tokens"] = usage.cache_creation_1h_tokens
+    if call.admission.tags:
+        meta["tags"] = list(call.admission.tags)
     return SpendLog(
         request_id=billed.call_id, call_type=call.call_type, model=billed.model, api_key=call.principal.token_hash,
         user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.cost,
@@ -63,7 +65,7 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     billed = priced(call, usage)
     before = _limit_spends(call) if state.webhook is not None else None
     state.spend.record(usage, billed.cost_detail, spend_log(call, billed), model=call.model)
-    call.admission.release(usage.total_tokens)
+    call.admission.release(usage.total_tokens, billed.cost, billed.call_id, call.start_wall)
     if before is not None:
         _notify(call, billed.cost, before)
     if state.pipeline is not None:

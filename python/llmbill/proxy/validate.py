@@ -22,6 +22,8 @@ from .errors import bad_request
 from .ids import check_id
 
 _MISSING = object()
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 31 * 86400}
+MAX_DURATION_S = 100 * 366 * 86400
 MAX_USD = Decimal(10) ** 15  # a budget past a quadrillion USD is a typo; omit it for no limit
 USD_UNIT = Decimal("1e-19")
 _EXACT = Context(prec=40)  # MAX_USD in USD_UNIT is 35 digits: quantize never rounds or traps here
@@ -101,9 +103,11 @@ class Fields:
         if v is None:
             return None
         try:
-            parse_duration(v)
+            n, unit = parse_duration(v)
         except ValueError as exc:
             raise bad_request(f"'{name}': {exc}", name) from None
+        if n * _UNIT_SECONDS[unit] > MAX_DURATION_S:  # a window or expiry past year 9999 cannot be computed
+            raise bad_request(f"'{name}' may be at most 100 years, got {v.strip()!r}", name)
         return v.strip()
 
     def mapping(self, name: str) -> dict[str, Any] | None:

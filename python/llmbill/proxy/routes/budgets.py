@@ -13,20 +13,17 @@ from ..errors import bad_request, not_found
 from ..http import Request, Response, json_response
 from ..state import ProxyState
 from ..store.base import DuplicateError
+from ..fields import read, values
+from ..fields.customers import BUDGET_DELETE, BUDGET_INFO, BUDGET_INFO_QUERY, BUDGET_NEW, BUDGET_UPDATE
+from ..fields.registry import query, takes
 from ..validate import Fields
 
-FIELDS = {"budget_id", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
-          "budget_duration", "model_max_budget", "budget_reset_at"}
+_AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
+          "model_max_budget", "budget_reset_at")
 
 
 def _fields(f: Fields) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("max_budget", "soft_budget"):
-        if f.has(name):
-            out[name] = f.money(name)
-    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
-        if f.has(name):
-            out[name] = f.integer(name)
+    out: dict[str, Any] = values(BUDGET_NEW, f, *_AS_IS)
     if f.has("budget_duration"):
         out["budget_duration"] = f.duration("budget_duration")
     soft, hard = out.get("soft_budget"), out.get("max_budget")
@@ -41,11 +38,13 @@ def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
             "soft_budget": record.get("soft_budget"), "tpm_limit": record.get("tpm_limit"),
             "rpm_limit": record.get("rpm_limit"), "max_parallel_requests": record.get("max_parallel_requests"),
             "budget_duration": record.get("budget_duration"), "created_at": record.get("created_at"),
-            "customers": on_tier}
+            "tpd_limit": record.get("tpd_limit"), "model_max_budget": record.get("model_max_budget"),
+            "budget_reset_at": record.get("budget_reset_at"), "customers": on_tier}
 
 
+@takes(BUDGET_NEW)
 async def new(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), FIELDS)
+    f = read(BUDGET_NEW, await request.json())
     ident = f.text("budget_id", required=True)
     assert ident is not None
     record = {"budget_id": ident, "max_budget": None, "soft_budget": None, "tpm_limit": None, "rpm_limit": None,
@@ -56,6 +55,8 @@ async def new(state: ProxyState, request: Request, principal: Principal) -> Resp
     except DuplicateError:
         raise bad_request(f"budget {ident!r} already exists", "budget_id") from None
     state.cache.put("budget", record)
+    if record.get("budget_reset_at") and record.get("budget_duration"):
+        await _move_windows(state, ident, None, record["budget_duration"], record["budget_reset_at"])
     return json_response(public(state, record))
 
 
@@ -66,13 +67,15 @@ async def _get(state: ProxyState, ident: str) -> dict[str, Any]:
     return record
 
 
+@takes(BUDGET_INFO)
+@query(*BUDGET_INFO_QUERY)
 async def info(state: ProxyState, request: Request, principal: Principal) -> Response:
     if request.method == "GET":
         ident = request.query.get("budget_id")
         if not ident:
             raise bad_request("'budget_id' is required", "budget_id")
         return json_response(public(state, await _get(state, ident)))
-    f = Fields(await request.json(), {"budgets"})
+    f = read(BUDGET_INFO, await request.json())
     ids = f.texts("budgets")
     if not ids:
         raise bad_request("'budgets' must list at least one budget id", "budgets")
@@ -82,8 +85,9 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
     return json_response([public(state, await _get(state, i)) for i in ids])
 
 
+@takes(BUDGET_UPDATE)
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), FIELDS)
+    f = read(BUDGET_UPDATE, await request.json())
     ident = f.text("budget_id", required=True)
     assert ident is not None
     current = await _get(state, ident)
@@ -96,15 +100,18 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
     if updated is None:
         raise not_found(f"budget {ident!r} not found", "budget_id")
     state.cache.put("budget", updated)
-    if "budget_duration" in fields:
-        await _move_windows(state, ident, current.get("budget_duration"), fields["budget_duration"])
+    if "budget_duration" in fields or fields.get("budget_reset_at"):
+        await _move_windows(state, ident, current.get("budget_duration"), updated.get("budget_duration"),
+                            fields.get("budget_reset_at"))
     return json_response(public(state, updated))
 
 
-async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str | None) -> None:
+async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str | None,
+                        reset_at: datetime | None = None) -> None:
     """A tier's duration governs the window of each customer on it without a duration of its own:
     removed → their reset times are cleared (else, once passed, the budget would count nothing);
-    set or changed → their windows restart now, as a key's do."""
+    set or changed → their windows restart now, as a key's do, and end at `reset_at` when the
+    request names it (budget_reset_at)."""
     on_tier = await state.store.list("customer", {"budget_id": tier})
     if tier == state.config.max_end_user_budget_id:  # the default tier: customers with no limits of their own
         on_tier += [c for c in await state.store.list("customer", {"budget_id": None}) if c.get("max_budget") is None]
@@ -114,14 +121,17 @@ async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str 
             continue
         change = reset_fields(old, new, touched=True, current_reset=customer.get("budget_reset_at"), now=now,
                               tz=state.config.timezone)
+        if new and reset_at is not None:
+            change = {"budget_reset_at": reset_at}
         if change:
             moved = await state.store.update("customer", customer["user_id"], change)
             if moved is not None:
                 state.cache.put("customer", moved)
 
 
+@takes(BUDGET_DELETE)
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"id", "budget_id"})
+    f = read(BUDGET_DELETE, await request.json())
     ident = f.text("id") or f.text("budget_id")
     if not ident:
         raise bad_request("'id' is required", "id")

@@ -13,11 +13,20 @@ from ..guards import limits_of, window_spend
 from ..http import Request, Response, json_response, query_int
 from ..state import ProxyState
 from ..store.base import DuplicateError
+from ..fields import read, stored_values, values
+from ..fields.customers import CUSTOMER_IDS, CUSTOMER_INFO_QUERY, CUSTOMER_LIST_QUERY, CUSTOMER_NEW, CUSTOMER_UPDATE
+from ..fields.registry import query, takes
+from ..spend_set import set_spend
 from ..validate import Fields
 
-FIELDS = {"user_id", "alias", "blocked", "max_budget", "budget_id", "default_model", "allowed_model_region",
-          "tpm_limit", "rpm_limit", "budget_duration", "soft_budget", "max_parallel_requests", "metadata"}
-REGIONS = ("eu", "us")
+# Honoured limit fields kept on the record as checked (guards and entity_limits read them).
+# A customer's own limits: any of them set, its reply has a litellm_budget_table.
+_BUDGET_TABLE = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration",
+                 "tpd_limit", "model_max_budget")
+# Fields beyond the seed's reply shape, shown when set (LiteLLM's end-user table has them).
+SHOWN = ("models", "object_permission", "metadata", "spend_audit")
+_AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
+          "model_max_budget")
 
 
 def _now() -> datetime:
@@ -28,33 +37,32 @@ def public(state: ProxyState, ident: str, record: dict[str, Any] | None) -> dict
     """The seed's shape, with the tier (or the customer's own limits) as litellm_budget_table."""
     r = record or {"user_id": ident}
     table: dict[str, Any] | None = None
-    if r.get("budget_id") or r.get("max_budget") is not None or any(
-            r.get(k) is not None for k in ("tpm_limit", "rpm_limit", "budget_duration")):
+    if r.get("budget_id") or any(r.get(k) is not None for k in _BUDGET_TABLE):
         limits = limits_of(state, "customer", r)
         table = {"budget_id": r.get("budget_id"), "max_budget": limits.max_budget,
                  "soft_budget": limits.soft_budget, "tpm_limit": limits.tpm, "rpm_limit": limits.rpm,
                  "max_parallel_requests": limits.parallel, "budget_duration": limits.budget_duration,
                  "budget_reset_at": r.get("budget_reset_at")}
+        table.update(tpd_limit=limits.tpd, model_max_budget=limits.model_max_budget or None)
     return {"user_id": ident, "blocked": bool(r.get("blocked")), "alias": r.get("alias"),
             "spend": window_spend(state, "customer", ident, record), "allowed_model_region": r.get("allowed_model_region"),
-            "default_model": r.get("default_model"), "litellm_budget_table": table}
+            "default_model": r.get("default_model"), "litellm_budget_table": table,
+            **{k: r[k] for k in SHOWN if r.get(k) is not None}}
 
 
 def _fields(f: Fields, state: ProxyState, current: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("alias", "default_model", "allowed_model_region", "budget_id"):
+    out: dict[str, Any] = stored_values(CUSTOMER_NEW, f)
+    for name in ("alias", "budget_id"):
         if f.has(name):
             out[name] = f.text(name)
     if out.get("default_model") and not state.has_model(out["default_model"]):
         raise bad_request(f"unknown model {out['default_model']!r} in 'default_model'", "default_model")
-    if out.get("allowed_model_region") and out["allowed_model_region"] not in REGIONS:
-        raise bad_request(f"'allowed_model_region' must be one of {', '.join(REGIONS)}", "allowed_model_region")
-    for name in ("max_budget", "soft_budget"):
-        if f.has(name):
-            out[name] = f.money(name)
-    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
-        if f.has(name):
-            out[name] = f.integer(name)
+    if f.has("models"):
+        out["models"] = f.texts("models") or []
+        unknown = [m for m in out["models"] if not state.has_model(m)]
+        if unknown:
+            raise bad_request(f"unknown model(s) in 'models': {', '.join(unknown)}", "models")
+    out.update(values(CUSTOMER_NEW, f, *_AS_IS))
     if f.has("blocked"):
         out["blocked"] = bool(f.flag("blocked"))
     if f.has("metadata"):
@@ -73,14 +81,24 @@ def _fields(f: Fields, state: ProxyState, current: dict[str, Any] | None) -> dic
     new = limits_of(state, "customer", merged).budget_duration
     out.update(reset_fields(old, new, touched="budget_duration" in out, current_reset=(current or {}).get("budget_reset_at"),
                             now=_now(), tz=state.config.timezone))
+    tier = state.cache.get("budget", out["budget_id"]) if out.get("budget_id") else None
+    tier_reset = (tier or {}).get("budget_reset_at")
+    if tier_reset is not None and not merged.get("budget_duration") and tier_reset > _now():
+        out["budget_reset_at"] = tier_reset  # joining a tier whose windows end at a set time
+    if f.has("budget_reset_at"):  # an explicit end of the current window wins over the computed one
+        out["budget_reset_at"] = values(CUSTOMER_NEW, f, "budget_reset_at")["budget_reset_at"]
     return out
 
 
+@takes(CUSTOMER_NEW)
 async def new(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), FIELDS)
+    f = read(CUSTOMER_NEW, await request.json())
     ident = f.text("user_id", required=True)
     assert ident is not None
     record = {"user_id": ident, "blocked": False, "created_at": _now(), **_fields(f, state, None)}
+    spend = f.money("spend")
+    if spend:
+        record["spend"] = spend
     if state.cache.get("customer", ident) is not None or await state.store.get("customer", ident) is not None:
         raise bad_request(f"customer {ident!r} already exists", "user_id")
     try:
@@ -98,6 +116,7 @@ async def _existing(state: ProxyState, ident: str) -> dict[str, Any]:
     return record
 
 
+@query(*CUSTOMER_INFO_QUERY)
 async def info(state: ProxyState, request: Request, principal: Principal) -> Response:
     ident = request.query.get("end_user_id") or request.query.get("user_id")
     if not ident:
@@ -108,12 +127,15 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
     return json_response(public(state, ident, record))
 
 
+@takes(CUSTOMER_UPDATE)
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), FIELDS)
+    f = read(CUSTOMER_UPDATE, await request.json())
     ident = f.text("user_id", required=True)
     assert ident is not None
     current = await _existing(state, ident)
     fields = _fields(f, state, current)
+    if f.has("spend"):
+        await set_spend(state, principal, "customer", ident, f.money("spend"))
     updated = await state.store.update("customer", ident, fields)
     if updated is None:
         raise not_found(f"customer {ident!r} not found", "user_id")
@@ -122,7 +144,7 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
 
 
 async def _ids(request: Request) -> list[str]:
-    f = Fields(await request.json(), {"user_ids"})
+    f = read(CUSTOMER_IDS, await request.json())
     ids = f.texts("user_ids")
     if not ids:
         raise bad_request("'user_ids' must list at least one customer id", "user_ids")
@@ -135,6 +157,7 @@ async def _all_exist(state: ProxyState, ids: list[str]) -> None:
         raise not_found(f"customer(s) not found: {', '.join(missing)}", "user_ids")
 
 
+@takes(CUSTOMER_IDS)
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
     ids = await _ids(request)
     await _all_exist(state, ids)
@@ -155,14 +178,17 @@ async def _set_blocked(state: ProxyState, request: Request, blocked: bool) -> Re
     return json_response({"blocked" if blocked else "unblocked": ids})
 
 
+@takes(CUSTOMER_IDS)
 async def block(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, True)
 
 
+@takes(CUSTOMER_IDS)
 async def unblock(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, False)
 
 
+@query(*CUSTOMER_LIST_QUERY)
 async def list_customers(state: ProxyState, request: Request, principal: Principal) -> Response:
     await state.spend.flush()  # customers first seen in calls are upserted by the flush
     filters = {"budget_id": request.query["budget_id"]} if request.query.get("budget_id") else None

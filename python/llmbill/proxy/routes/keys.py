@@ -21,11 +21,19 @@ from ..keygen_settings import check_upper_bounds
 from ..permissions import can_read_key, key_authority, place_key, require_key_write
 from ..state import ProxyState
 from ..store.base import DuplicateError
+from ..fields import Body, read, stored_values, values
+from ..fields.keys import KEY_DELETE, KEY_GENERATE, KEY_INFO_QUERY, KEY_LIST_QUERY, KEY_ONE, KEY_REGENERATE, KEY_UPDATE
+from ..fields.registry import query, takes
+from ..fields.users import KEY_OF_USER
+from ..spend_set import set_spend
 from ..validate import Fields
 
-KEY_FIELDS = {"key_alias", "team_id", "user_id", "models", "max_budget", "budget_duration", "duration", "metadata",
-              "tpm_limit", "rpm_limit", "max_parallel_requests", "key", "blocked", "soft_budget", "customer_id",
-              "allowed_customer_ids"}
+# Honoured key fields kept on the record as checked (guards and entity_limits read them).
+_AS_IS = ("max_parallel_requests", "tpm_limit", "rpm_limit", "tpd_limit", "model_max_budget", "model_rpm_limit",
+          "model_tpm_limit", "aliases", "permissions", "tags", "enforced_params", "allowed_routes",
+          "temp_budget_increase", "temp_budget_expiry", "max_budget", "soft_budget", "key_type")
+# key_type presets (LiteLLM's handle_key_type): the route group such a key may call.
+KEY_TYPE_ROUTES = {"llm_api": ["llm_api_routes"], "management": ["management_routes"], "read_only": ["info_routes"]}
 
 
 def _now() -> datetime:
@@ -64,23 +72,23 @@ async def ensure_owner(state: ProxyState, kind: str, ident: str | None) -> None:
     state.cache.put(kind, record)
 
 
-def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name in ("key_alias", "team_id", "user_id", "customer_id"):
+def _key_fields(f: Fields, state: ProxyState, spec: Body) -> dict[str, Any]:
+    """The record fields a /key/generate or /key/update body sets (types checked by fields.read)."""
+    fields: dict[str, Any] = stored_values(spec, f)
+    for name in ("key_alias", "team_id", "user_id", "customer_id", "budget_id"):
         if f.has(name):
             fields[name] = f.text(name) or None
+    if fields.get("budget_id") and state.cache.get("budget", fields["budget_id"]) is None:
+        raise not_found(f"budget {fields['budget_id']!r} not found", "budget_id")
     if f.has("allowed_customer_ids"):
         fields["allowed_customer_ids"] = f.texts("allowed_customer_ids") or None
     if f.has("models"):
         # Stored as given: model names (deployed or not yet), access groups, wildcards and LiteLLM's
         # special names all resolve at call time (model_access.py).
         fields["models"] = f.texts("models") or []
-    for name in ("max_budget", "soft_budget"):
-        if f.has(name):
-            fields[name] = f.money(name)
-    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
-        if f.has(name):
-            fields[name] = f.integer(name)
+    fields.update(values(spec, f, *_AS_IS))
+    if fields.get("key_type") in KEY_TYPE_ROUTES and not fields.get("allowed_routes"):
+        fields["allowed_routes"] = KEY_TYPE_ROUTES[fields["key_type"]]
     if f.has("budget_duration"):
         fields["budget_duration"] = f.duration("budget_duration")
         fields["budget_reset_at"] = (next_reset(_now(), fields["budget_duration"], state.config.timezone)
@@ -95,6 +103,23 @@ def _key_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
     return fields
 
 
+def key_fields_of_user(f: Fields, state: ProxyState, spec: Body) -> dict[str, Any]:
+    """/user/new: the fields of the user's auto-created key (alias, expiry, aliases, permissions and
+    the stored key-only fields)."""
+    fields = {k: v for k, v in stored_values(spec, f).items() if k in KEY_OF_USER}
+    fields.update(values(spec, f, "key_alias", "aliases", "permissions"))
+    if f.has("duration"):
+        d = f.duration("duration")
+        fields["expires"] = add_duration(_now(), d) if d else None
+    return fields
+
+
+def check_grants(principal: Principal, fields: dict[str, Any]) -> None:
+    """`permissions.get_spend_routes` opens every team's and customer's spend: a proxy admin's grant."""
+    if (fields.get("permissions") or {}).get("get_spend_routes") and not principal.is_admin:
+        raise auth_error("only a proxy admin may grant 'permissions.get_spend_routes'", 403)
+
+
 def _raw_key(f: Fields, param: str) -> str:
     raw = f.text(param)
     if not raw:
@@ -103,12 +128,14 @@ def _raw_key(f: Fields, param: str) -> str:
     return raw
 
 
+@takes(KEY_GENERATE)
 async def generate(state: ProxyState, request: Request, principal: Principal) -> Response:
     body = await request.json()
-    _key_fields(Fields(body, KEY_FIELDS), state)  # types first: the upper bounds read the values
+    _key_fields(read(KEY_GENERATE, body), state, KEY_GENERATE)  # types first: the upper bounds read the values
     body = {**body, **check_upper_bounds(state.config.key_generation, body, fill=True)}
-    f = Fields(body, KEY_FIELDS)
-    fields = _key_fields(f, state)
+    f = read(KEY_GENERATE, body)
+    fields = _key_fields(f, state, KEY_GENERATE)
+    check_grants(principal, fields)
     fields["user_id"] = place_key(state, principal, fields.get("team_id"), fields.get("user_id"), body)
     check_binding(fields)
     raw = _raw_key(f, "key")
@@ -117,8 +144,9 @@ async def generate(state: ProxyState, request: Request, principal: Principal) ->
     fields["limits_set_by"] = key_limits.initial(fields, key_authority(state, principal, fields))
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
+    spend = f.money("spend")
     try:
-        record = await state.store.insert("key", new_record(raw, fields))
+        record = await state.store.insert("key", {**new_record(raw, fields), **({"spend": spend} if spend else {})})
     except DuplicateError:
         raise bad_request("this key already exists", "key") from None
     state.cache.put("key", record)
@@ -150,16 +178,19 @@ async def _save(state: ProxyState, token: str, fields: dict[str, Any]) -> dict[s
     return updated
 
 
+@query(*KEY_INFO_QUERY)
 async def info(state: ProxyState, request: Request, principal: Principal) -> Response:
     record = await target(state, principal, request.query.get("key"), write=False)
     return json_response({"key": record["token_hash"], "info": public(record, state)})
 
 
+@takes(KEY_UPDATE)
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
     body = await request.json()
-    f = Fields(body, KEY_FIELDS)
+    f = read(KEY_UPDATE, body)
     record = await target(state, principal, f.text("key", required=True), write=True)
-    fields = _key_fields(f, state)
+    fields = _key_fields(f, state, KEY_UPDATE)
+    check_grants(principal, fields)
     if not principal.is_admin:  # else a non-admin would lift the bounds /key/generate applies
         check_upper_bounds(state.config.key_generation, body, fill=False)
     await _move(state, principal, record, fields)
@@ -168,6 +199,8 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
                                                       key_authority(state, principal, record))
     await ensure_owner(state, "team", fields.get("team_id"))
     await ensure_owner(state, "user", fields.get("user_id"))
+    if f.has("spend"):
+        await set_spend(state, principal, "key", record["token_hash"], f.money("spend"))
     return json_response(public(await _save(state, record["token_hash"], fields), state))
 
 
@@ -182,8 +215,9 @@ async def _move(state: ProxyState, principal: Principal, record: dict[str, Any],
     fields["delegated"] = fields["user_id"] is not None and not (mine and fields["user_id"] == principal.user_id)
 
 
+@takes(KEY_DELETE)
 async def delete(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"keys", "key_aliases"})
+    f = read(KEY_DELETE, await request.json())
     keys = f.texts("keys") or []
     aliases = f.texts("key_aliases") or []
     if not keys and not aliases:
@@ -211,9 +245,10 @@ async def delete_keys_of(state: ProxyState, field: str, ident: str) -> list[str]
     return deleted
 
 
+@takes(KEY_REGENERATE)
 async def regenerate(state: ProxyState, request: Request, principal: Principal) -> Response:
     """A new secret for the same record (spend, limits, alias kept); the old secret stops working."""
-    f = Fields(await request.json(), {"key", "new_key"})
+    f = read(KEY_REGENERATE, await request.json())
     record = await target(state, principal, f.text("key", required=True), write=True)
     raw = _raw_key(f, "new_key")
     await state.spend.flush()  # the old record's unwritten spend lands before it moves
@@ -233,7 +268,7 @@ async def regenerate(state: ProxyState, request: Request, principal: Principal) 
 
 
 async def _set_blocked(state: ProxyState, request: Request, principal: Principal, blocked: bool) -> Response:
-    f = Fields(await request.json(), {"key"})
+    f = read(KEY_ONE, await request.json())
     record = await target(state, principal, f.text("key", required=True), write=True)
     fields: dict[str, Any] = {"blocked": blocked}
     fields["limits_set_by"] = key_limits.check_change(key_limits.set_by_of(record), record, fields,
@@ -241,14 +276,17 @@ async def _set_blocked(state: ProxyState, request: Request, principal: Principal
     return json_response(public(await _save(state, record["token_hash"], fields), state))
 
 
+@takes(KEY_ONE)
 async def block(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, principal, True)
 
 
+@takes(KEY_ONE)
 async def unblock(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, principal, False)
 
 
+@query(*KEY_LIST_QUERY)
 async def list_keys(state: ProxyState, request: Request, principal: Principal) -> Response:
     filters = {k: request.query[k] for k in ("team_id", "user_id", "key_alias") if request.query.get(k)}
     page = query_int(request, "page", 1, 1)

@@ -23,7 +23,8 @@ from ..config import Deployment
 from ..customer_binding import bound_customer
 from ..errors import ProxyError, bad_request
 from ..call import Call
-from ..guards import admit, allowed_models, check_model_access, customer_id
+from ..call_limits import resolve_model
+from ..guards import admit_model, allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..ids import check_id
 from ..settle import settle
@@ -81,7 +82,7 @@ def _estimate_prompt(body: dict[str, Any]) -> int:
 async def _begin(state: ProxyState, request: Request, route: str, principal: Principal) -> tuple[Call, dict[str, Any]]:
     started = time.perf_counter()
     body = await request.json()
-    model = _validate(route, body)
+    model = resolve_model(state, principal, _validate(route, body), body)  # aliases resolved
     d = state.deployment(model)
     if d is None:
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
@@ -89,7 +90,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
         raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
+    admission = await admit_model(state, principal, customer, upper_bound_cost(d, route, body), model, body)
     call = Call(state, principal, route, model, d, customer, started, admission)
     observe.note_call(call)
     return call, body

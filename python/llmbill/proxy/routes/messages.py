@@ -21,10 +21,11 @@ from ..._native import core
 from .. import observe
 from ..auth import Principal
 from ..call import Call
+from ..call_limits import resolve_model
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
-from ..guards import admit, check_model_access, customer_id
+from ..guards import admit_model, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..providers import anthropic_inbound as inbound
 from ..providers.base import ProviderInputError, UpstreamRequest
@@ -68,7 +69,7 @@ def _validate(body: dict[str, Any]) -> str:
 async def _begin(state: ProxyState, request: Request, principal: Principal) -> tuple[Call, dict[str, Any]]:
     started = time.perf_counter()
     body = await request.json()
-    model = _validate(body)
+    model = resolve_model(state, principal, _validate(body), body)  # aliases resolved
     d = state.deployment(model)
     if d is None:
         raise ProxyError(404, f"model: {model} (this proxy serves: {', '.join(state.config.model_names)})",
@@ -76,7 +77,7 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
     check_model_access(state, principal, model)
     # metadata.user_id is Anthropic's end-user field
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, "messages", body))
+    admission = await admit_model(state, principal, customer, upper_bound_cost(d, "messages", body), model, body)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="anthropic_messages")
     observe.note_call(call)
     return call, body

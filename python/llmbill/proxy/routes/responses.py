@@ -16,10 +16,11 @@ from ..._native import core
 from .. import observe
 from ..auth import Principal
 from ..call import Call
+from ..call_limits import resolve_model
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
-from ..guards import admit, check_model_access, customer_id
+from ..guards import admit_model, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse
 from ..providers.base import UpstreamRequest
 from ..settle import settle
@@ -60,7 +61,7 @@ def _request(d: Deployment, body: dict[str, Any]) -> UpstreamRequest:
 async def responses(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
     started = time.perf_counter()
     body = await request.json()
-    model = _validate(body)
+    model = resolve_model(state, principal, _validate(body), body)  # aliases resolved
     d = state.deployment(model)
     if d is None:
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
@@ -69,7 +70,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, "responses", body))
+    admission = await admit_model(state, principal, customer, upper_bound_cost(d, "responses", body), model, body)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
     observe.note_call(call)
     try:

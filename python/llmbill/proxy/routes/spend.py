@@ -15,6 +15,9 @@ from ..state import ProxyState
 from ..store.base import SpendLog
 
 
+TAG_SCAN = 1_000_000  # rows read to filter by tag (tags live in each row's metadata)
+
+
 def _date(request: Request, name: str) -> datetime | None:
     raw = request.query.get(name)
     if not raw:
@@ -32,7 +35,8 @@ def log_row(r: SpendLog) -> dict[str, Any]:
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cached_tokens": r.cached_tokens,
             "reasoning_tokens": r.reasoning_tokens, "startTime": r.start_time, "endTime": r.end_time,
-            "status": r.status, "metadata": dict(r.metadata), "response_id": r.response_id or None}
+            "status": r.status, "metadata": dict(r.metadata), "response_id": r.response_id or None,
+            "request_tags": list(r.metadata.get("tags") or [])}
 
 
 async def logs(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -47,11 +51,15 @@ async def logs(state: ProxyState, request: Request, principal: Principal) -> Res
 
         filters["api_key"] = hash_key(filters["api_key"])
     chosen = {k: v for k, v in filters.items() if v}
-    window = (_date(request, "start_date"), _date(request, "end_date"), query_int(request, "limit", 1000, 1, 100_000))
+    limit = query_int(request, "limit", 1000, 1, 100_000)
+    tags = {t for t in (request.query.get("tags") or "").split(",") if t}  # rows with any of these tags
+    window = (_date(request, "start_date"), _date(request, "end_date"), TAG_SCAN if tags else limit)
     rows = await state.store.spend_logs(chosen, *window)
     if not rows and "request_id" in chosen:  # LiteLLM's request_id is the reply's `id`: accept that too
         chosen["response_id"] = chosen.pop("request_id")
         rows = await state.store.spend_logs(chosen, *window)
+    if tags:
+        rows = [r for r in rows if tags & set(r.metadata.get("tags") or ())][:limit]
     return json_response([log_row(r) for r in rows])
 
 

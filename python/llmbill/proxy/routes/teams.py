@@ -24,11 +24,16 @@ from ..http import Request, Response, json_response
 from ..permissions import can_read_team, member_authority, require_team_admin
 from ..state import ProxyState
 from ..store.base import DuplicateError
+from ..fields import Body, read, stored_values, values
+from ..fields.teams import (MEMBER_ADD, MEMBER_DELETE, MEMBER_UPDATE, TEAM_DELETE, TEAM_INFO_QUERY, TEAM_NEW, TEAM_ONE,
+                            TEAM_UPDATE)
+from ..fields.registry import query, takes
 from ..validate import Fields
 from . import keys as key_routes
 
-TEAM_FIELDS = {"team_id", "team_alias", "max_budget", "budget_duration", "models", "tpm_limit", "rpm_limit",
-               "metadata", "members_with_roles", "blocked", "max_parallel_requests", "soft_budget"}
+# Honoured limit fields kept on the record as checked (guards and entity_limits read them).
+LIMIT_AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
+               "model_max_budget", "model_rpm_limit", "model_tpm_limit", "tags", "model_aliases", "team_member_budget")
 MEMBER_ROLES = ("admin", "user")
 
 
@@ -36,21 +41,16 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def limit_fields(f: Fields, state: ProxyState) -> dict[str, Any]:
-    """Budget, models and limit fields shared by teams and users."""
-    out: dict[str, Any] = {}
-    for name in ("max_budget", "soft_budget"):
-        if f.has(name):
-            out[name] = f.money(name)
+def limit_fields(f: Fields, state: ProxyState, spec: Body) -> dict[str, Any]:
+    """Budget, models and limit fields shared by teams and users, and the spec's stored fields."""
+    out: dict[str, Any] = stored_values(spec, f)
+    out.update(values(spec, f, *(n for n in LIMIT_AS_IS if n in spec.names)))
     if f.has("budget_duration"):
         out["budget_duration"] = f.duration("budget_duration")
         out["budget_reset_at"] = next_reset(_now(), out["budget_duration"], state.config.timezone) \
             if out["budget_duration"] else None
     if f.has("models"):
         out["models"] = f.texts("models") or []  # resolved at call time (model_access.py), as for keys
-    for name in ("tpm_limit", "rpm_limit", "max_parallel_requests"):
-        if f.has(name):
-            out[name] = f.integer(name)
     if f.has("metadata"):
         out["metadata"] = f.mapping("metadata") or {}
     return out
@@ -123,15 +123,17 @@ async def _set_user_teams(state: ProxyState, user_id: str, team_id: str, member_
         state.cache.put("user", updated)
 
 
+@takes(TEAM_NEW)
 async def team_new(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), TEAM_FIELDS)
+    f = read(TEAM_NEW, await request.json())
     team_id = f.text("team_id") or str(uuid.uuid4())
-    raw_members = f.body.get("members_with_roles") or []
-    if not isinstance(raw_members, list):
-        raise bad_request("'members_with_roles' must be a list", "members_with_roles")
+    raw_members = list(f.body.get("members_with_roles") or [])
+    # LiteLLM's older lists of ids: admins, then members.
+    raw_members += [{"user_id": u, "role": "admin"} for u in f.texts("admins") or []]
+    raw_members += [{"user_id": u, "role": "user"} for u in f.texts("members") or []]
     if await state.cache.get_or_fetch("team", team_id) is not None:
         raise bad_request(f"team {team_id!r} already exists", "team_id")
-    fields = limit_fields(f, state)
+    fields = limit_fields(f, state, TEAM_NEW)
     members = [await _resolve_member(state, m, "members_with_roles", principal) for m in raw_members]
     record = {"team_id": team_id, "team_alias": f.text("team_alias"), "models": [], "max_budget": None,
               "budget_duration": None, "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None,
@@ -147,6 +149,7 @@ async def team_new(state: ProxyState, request: Request, principal: Principal) ->
     return json_response(public(state, record))
 
 
+@query(*TEAM_INFO_QUERY)
 async def team_info(state: ProxyState, request: Request, principal: Principal) -> Response:
     team = await _team(state, request.query.get("team_id"))
     if not can_read_team(state, principal, team["team_id"]):
@@ -161,10 +164,11 @@ async def team_list(state: ProxyState, request: Request, principal: Principal) -
     return json_response([public(state, t) for t in teams if can_read_team(state, principal, t["team_id"])])
 
 
+@takes(TEAM_UPDATE)
 async def team_update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), TEAM_FIELDS - {"members_with_roles"})
+    f = read(TEAM_UPDATE, await request.json())
     team = await _team(state, f.text("team_id", required=True))
-    fields = limit_fields(f, state)
+    fields = limit_fields(f, state, TEAM_UPDATE)
     if f.has("team_alias"):
         fields["team_alias"] = f.text("team_alias")
     if f.has("blocked"):
@@ -173,8 +177,9 @@ async def team_update(state: ProxyState, request: Request, principal: Principal)
     return json_response({"team_id": team["team_id"], "data": public(state, await _save(state, team["team_id"], fields))})
 
 
+@takes(TEAM_DELETE)
 async def team_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"team_ids"})
+    f = read(TEAM_DELETE, await request.json())
     ids = f.texts("team_ids")
     if not ids:
         raise bad_request("'team_ids' must list at least one team", "team_ids")
@@ -194,21 +199,24 @@ async def team_delete(state: ProxyState, request: Request, principal: Principal)
 
 
 async def _set_blocked(state: ProxyState, request: Request, blocked: bool) -> Response:
-    f = Fields(await request.json(), {"team_id"})
+    f = read(TEAM_ONE, await request.json())
     team = await _team(state, f.text("team_id", required=True))
     return json_response(public(state, await _save(state, team["team_id"], {"blocked": blocked})))
 
 
+@takes(TEAM_ONE)
 async def team_block(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, True)
 
 
+@takes(TEAM_ONE)
 async def team_unblock(state: ProxyState, request: Request, principal: Principal) -> Response:
     return await _set_blocked(state, request, False)
 
 
+@takes(MEMBER_ADD)
 async def member_add(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"team_id", "member", "max_budget_in_team"})
+    f = read(MEMBER_ADD, await request.json())
     team = await _team(state, f.text("team_id", required=True))
     require_team_admin(state, principal, team["team_id"])
     raw = f.body.get("member")
@@ -246,8 +254,9 @@ async def _member_index(state: ProxyState, team: dict[str, Any], f: Fields) -> i
     raise bad_request(f"{user_id or email!r} is not a member of team {team['team_id']!r}", "user_id")
 
 
+@takes(MEMBER_DELETE)
 async def member_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"team_id", "user_id", "user_email"})
+    f = read(MEMBER_DELETE, await request.json())
     team = await _team(state, f.text("team_id", required=True))
     require_team_admin(state, principal, team["team_id"])
     members = list(team.get("members_with_roles") or [])
@@ -260,8 +269,9 @@ async def member_delete(state: ProxyState, request: Request, principal: Principa
     return json_response({**public(state, updated), "removed": gone})
 
 
+@takes(MEMBER_UPDATE)
 async def member_update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"team_id", "user_id", "user_email", "role", "max_budget_in_team"})
+    f = read(MEMBER_UPDATE, await request.json())
     team = await _team(state, f.text("team_id", required=True))
     require_team_admin(state, principal, team["team_id"])
     members = list(team.get("members_with_roles") or [])

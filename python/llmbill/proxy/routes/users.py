@@ -9,18 +9,20 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from ..auth import ROLES, Principal, hash_key, masked, new_key
+from ..auth import ROLES, Principal, new_key
 from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response, query_int
 from ..state import ProxyState
 from ..store.base import DuplicateError
+from .. import key_limits
+from ..fields import read
+from ..fields.users import KEY_OF_USER, USER_DELETE, USER_INFO_QUERY, USER_LIST_QUERY, USER_NEW, USER_UPDATE
+from ..fields.registry import query, takes
+from ..spend_set import set_spend
 from ..validate import Fields
 from . import keys as key_routes
 from . import teams as team_routes
 
-USER_FIELDS = {"user_id", "user_email", "user_alias", "user_role", "teams", "max_budget", "budget_duration",
-               "models", "tpm_limit", "rpm_limit", "metadata", "auto_create_key", "max_parallel_requests",
-               "soft_budget", "blocked"}
 
 
 def _now() -> datetime:
@@ -38,43 +40,75 @@ def _role(f: Fields) -> str | None:
     return role
 
 
+async def _teams_to_join(state: ProxyState, f: Fields) -> list[dict[str, Any]]:
+    """`team_id` and `teams` (ids, or {team_id, max_budget_in_team, user_role}) as member entries to add."""
+    wanted: list[dict[str, Any]] = []
+    if f.text("team_id"):
+        wanted.append({"team_id": f.text("team_id")})
+    for t in f.body.get("teams") or []:
+        entry = t if isinstance(t, dict) else {"team_id": t}
+        tf = Fields(entry, {"team_id", "max_budget_in_team", "user_role"})
+        team_id = tf.text("team_id", required=True)
+        role = tf.text("user_role") or "user"
+        if role not in team_routes.MEMBER_ROLES:
+            raise bad_request(f"'teams': user_role must be 'admin' or 'user', not {role!r}", "teams")
+        if all(w["team_id"] != team_id for w in wanted):
+            wanted.append({"team_id": team_id, "role": role, "max_budget_in_team": tf.money("max_budget_in_team")})
+    for w in wanted:
+        if await state.cache.get_or_fetch("team", w["team_id"]) is None:
+            raise not_found(f"team {w['team_id']!r} not found", "team_id" if w["team_id"] == f.text("team_id") else "teams")
+    return wanted
+
+
+async def _join(state: ProxyState, record: dict[str, Any], wanted: list[dict[str, Any]]) -> dict[str, Any]:
+    user_id = record["user_id"]
+    for w in wanted:  # join each team (as a plain member unless the entry says otherwise)
+        team = state.cache.get("team", w["team_id"]) or {}
+        members = list(team.get("members_with_roles") or [])
+        if not any(m.get("user_id") == user_id for m in members):
+            entry = {"user_id": user_id, "user_email": record.get("user_email"), "role": w.get("role") or "user"}
+            if w.get("max_budget_in_team") is not None:
+                entry.update(max_budget_in_team=w["max_budget_in_team"], budget_set_by="proxy_admin")
+            updated = await state.store.update("team", w["team_id"], {"members_with_roles": members + [entry]})
+            if updated is not None:
+                state.cache.put("team", updated)
+    if wanted:
+        record = await state.store.update("user", user_id, {"teams": [w["team_id"] for w in wanted]}) or record
+        state.cache.put("user", record)
+    return record
+
+
+@takes(USER_NEW)
 async def user_new(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), USER_FIELDS)
+    f = read(USER_NEW, await request.json())
     user_id = f.text("user_id") or str(uuid.uuid4())
     role = _role(f) or "internal_user"
-    teams = f.texts("teams") or []
-    for t in teams:
-        if await state.cache.get_or_fetch("team", t) is None:
-            raise not_found(f"team {t!r} not found", "teams")
+    wanted = await _teams_to_join(state, f)
     if await state.cache.get_or_fetch("user", user_id) is not None:
         raise bad_request(f"user {user_id!r} already exists", "user_id")
+    # Fields that describe the auto-created key go on it, not on the user.
+    key_fields = key_routes.key_fields_of_user(f, state, USER_NEW)
+    limits = {k: v for k, v in team_routes.limit_fields(f, state, USER_NEW).items() if k not in KEY_OF_USER}
     record = {"user_id": user_id, "user_email": f.text("user_email"), "user_alias": f.text("user_alias"),
               "user_role": role, "teams": [], "models": [], "max_budget": None, "budget_duration": None,
               "budget_reset_at": None, "tpm_limit": None, "rpm_limit": None, "metadata": {},
-              "blocked": bool(f.flag("blocked")), "created_at": _now(), **team_routes.limit_fields(f, state)}
+              "blocked": bool(f.flag("blocked")), "created_at": _now(), **limits}
+    spend = f.money("spend")
     try:
-        record = await state.store.insert("user", record)
+        record = await state.store.insert("user", {**record, **({"spend": spend} if spend else {})})
     except DuplicateError:
         raise bad_request(f"user {user_id!r} already exists", "user_id") from None
     state.cache.put("user", record)
-    for t in teams:  # join each team as a plain member
-        team = state.cache.get("team", t) or {}
-        members = list(team.get("members_with_roles") or [])
-        if not any(m.get("user_id") == user_id for m in members):
-            members.append({"user_id": user_id, "user_email": record.get("user_email"), "role": "user"})
-            updated = await state.store.update("team", t, {"members_with_roles": members})
-            if updated is not None:
-                state.cache.put("team", updated)
-    if teams:
-        record = await state.store.update("user", user_id, {"teams": teams}) or record
-        state.cache.put("user", record)
+    record = await _join(state, record, wanted)
     reply = public(state, record)
     auto_key = f.flag("auto_create_key")
     if auto_key is None or auto_key:
         raw = new_key()
-        key = await state.store.insert("key", key_routes.new_record(raw, {"user_id": user_id, "models": record["models"]}))
+        fields = {"user_id": user_id, "models": record["models"], "team_id": f.text("team_id"), **key_fields}
+        fields["limits_set_by"] = key_limits.initial(fields, "proxy_admin")
+        key = await state.store.insert("key", key_routes.new_record(raw, fields))
         state.cache.put("key", key)
-        reply["key"] = raw
+        reply.update(key=raw, key_alias=key.get("key_alias"), expires=key.get("expires"), token=key["token_hash"])
     return json_response(reply)
 
 
@@ -87,6 +121,17 @@ async def _user(state: ProxyState, user_id: str | None) -> dict[str, Any]:
     return user
 
 
+async def _by_email(state: ProxyState, email: str | None) -> str | None:
+    """LiteLLM's /user/update names the user by user_id or user_email."""
+    if not email:
+        return None
+    found = await state.store.list("user", {"user_email": email})
+    if not found:
+        raise not_found(f"no user with email {email!r}", "user_email")
+    return str(found[0]["user_id"])
+
+
+@query(*USER_INFO_QUERY)
 async def user_info(state: ProxyState, request: Request, principal: Principal) -> Response:
     user_id = request.query.get("user_id") or principal.user_id
     if not principal.reads_all and (principal.user_id is None or user_id != principal.user_id):
@@ -100,11 +145,12 @@ async def user_info(state: ProxyState, request: Request, principal: Principal) -
                           "teams": [team_routes.public(state, t) for t in teams]})
 
 
+@takes(USER_UPDATE)
 async def user_update(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), USER_FIELDS - {"auto_create_key", "teams"})
-    by_email = not f.text("user_id") and bool(f.text("user_email"))
-    user = await _by_email(state, f.text("user_email")) if by_email else await _user(state, f.text("user_id", required=True))
-    fields = team_routes.limit_fields(f, state)
+    f = read(USER_UPDATE, await request.json())
+    by_email = not f.text("user_id") and bool(f.text("user_email"))  # the email names the user, not a change
+    user = await _user(state, f.text("user_id") or await _by_email(state, f.text("user_email")))
+    fields = team_routes.limit_fields(f, state, USER_UPDATE)
     for name in ("user_email", "user_alias"):
         if f.has(name) and not (by_email and name == "user_email"):
             fields[name] = f.text(name)
@@ -112,6 +158,8 @@ async def user_update(state: ProxyState, request: Request, principal: Principal)
         fields["user_role"] = _role(f)
     if f.has("blocked"):
         fields["blocked"] = bool(f.flag("blocked"))
+    if f.has("spend"):
+        await set_spend(state, principal, "user", user["user_id"], f.money("spend"))
     updated = await state.store.update("user", user["user_id"], fields)
     if updated is None:
         raise not_found(f"user {user['user_id']!r} not found", "user_id")
@@ -119,17 +167,9 @@ async def user_update(state: ProxyState, request: Request, principal: Principal)
     return json_response({"user_id": updated["user_id"], "data": public(state, updated)})  # LiteLLM's shape
 
 
-async def _by_email(state: ProxyState, email: str | None) -> dict[str, Any]:
-    """/user/update names its user by `user_email` when it gives no `user_id`, as LiteLLM's does (the
-    first user with that email; LiteLLM would create one, llmbill answers 404)."""
-    found = await state.store.list("user", {"user_email": email})
-    if not found:
-        raise not_found(f"no user with user_email {email!r}", "user_email")
-    return found[0]
-
-
+@takes(USER_DELETE)
 async def user_delete(state: ProxyState, request: Request, principal: Principal) -> Response:
-    f = Fields(await request.json(), {"user_ids"})
+    f = read(USER_DELETE, await request.json())
     ids = f.texts("user_ids")
     if not ids:
         raise bad_request("'user_ids' must list at least one user", "user_ids")
@@ -153,6 +193,7 @@ async def user_delete(state: ProxyState, request: Request, principal: Principal)
     return json_response({"deleted_users": deleted, "deleted_keys": deleted_keys})
 
 
+@query(*USER_LIST_QUERY)
 async def user_list(state: ProxyState, request: Request, principal: Principal) -> Response:
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "page_size", 25, 1, 1000)

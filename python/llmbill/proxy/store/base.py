@@ -155,6 +155,11 @@ class Store(abc.ABC):
         process has already started the new window and nothing changes (the current record is
         returned), so processes that notice the same expiry cannot wipe each other's new spend."""
 
+    async def set_spend(self, kind: str, ident: str, amount: Decimal) -> Record | None:
+        """Sets the record's spend to `amount` (an operator's correction or reset, /key/update `spend`);
+        returns the record or None when absent. Increments applied later add to it."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:

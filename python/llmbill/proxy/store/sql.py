@@ -318,6 +318,17 @@ class SqlStore(Store):
                              f"WHERE {q(t.id_col)} = {p(ident)}", p.values)
         return decode_record(t, rec.data, Decimal(0))
 
+    async def set_spend(self, kind: str, ident: str, amount: Decimal) -> Record | None:
+        t = spend_table(kind)
+        async with self._transaction(True) as tx:
+            row = await self._locked(tx, t, ident)
+            if row is None:
+                return None
+            p = Params(self.dialect)
+            await tx.execute(f"UPDATE {t.name} SET spend = {p(self.dialect.money_in(money(amount)))} "
+                             f"WHERE {q(t.id_col)} = {p(ident)}", p.values)
+        return decode_record(t, row[0], money(amount))
+
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
         d = self.dialect

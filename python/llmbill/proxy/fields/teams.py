@@ -1,0 +1,60 @@
+"""Request bodies of the /team/* routes (LiteLLM 1.108's NewTeamRequest / UpdateTeamRequest)."""
+
+from __future__ import annotations
+
+from .common import (ACCESS_GROUP_IDS, BLOCKED, BUDGET_DURATION, BUDGET_LIMITS, ESTIMATED, ESTIMATED_PER_MODEL,
+                     GUARDRAILS, MAX_BUDGET, MCP_RPM, METADATA, MODEL_MAX_BUDGET, MODEL_RPM, MODEL_TPM, MODELS,
+                     NO_GLOBAL_GUARDRAILS, OBJECT_PERM, ORGANIZATION_ID, PARALLEL, PASSTHROUGH_ALLOWED,
+                     PASSTHROUGH_DENIED, POLICIES, PROMPTS, ROUTER_SETTINGS, RPM, RPM_TYPE, SOFT_BUDGET, TAGS, TPD, TPM,
+                     TPM_TYPE, VECTOR_STORES)
+from .kinds import DURATION, FLAG, INTEGER, JSON, MAPPING, MONEY, OBJECTS, TEXT, TEXT_MAP, TEXTS
+from .spec import Body, honoured, refused, stored
+
+_MEMBER_BUDGET_WHY = "member budgets in llmbill are per team member (max_budget_in_team), without a window"
+
+TEAM_NEW = Body((
+    honoured("team_alias", TEXT, "a display name"),
+    honoured("team_id", TEXT, "the team's id; generated when absent"),
+    ORGANIZATION_ID,
+    honoured("admins", TEXTS, "user ids added as team admins (LiteLLM's older form of members_with_roles)"),
+    honoured("members", TEXTS, "user ids added as members (LiteLLM's older form of members_with_roles)"),
+    honoured("members_with_roles", OBJECTS, "[{role: admin|user, user_id | user_email}]; unknown users are created"),
+    refused("team_member_permissions", TEXTS, "extra management routes for team members"),
+    METADATA, TPM, RPM, TPD, MAX_BUDGET, SOFT_BUDGET, BUDGET_DURATION, BUDGET_LIMITS, MODELS,
+    BLOCKED, PARALLEL, ROUTER_SETTINGS, ACCESS_GROUP_IDS,
+    refused("default_team_member_models", TEXTS, "default models for members' keys"),
+    honoured("model_aliases", TEXT_MAP, "model aliases {alias: model} for every key of the team; a key's own "
+                                        "aliases win"),
+    MODEL_MAX_BUDGET, TAGS, GUARDRAILS, POLICIES, PROMPTS, OBJECT_PERM, PASSTHROUGH_ALLOWED, PASSTHROUGH_DENIED,
+    NO_GLOBAL_GUARDRAILS,
+    refused("require_trace_id", FLAG, "calls that must carry a trace id"),
+    stored("secret_manager_settings", MAPPING, "stored; llmbill reads upstream secrets from its config"),
+    MODEL_RPM, RPM_TYPE, TPM_TYPE, MODEL_TPM, ESTIMATED, ESTIMATED_PER_MODEL, MCP_RPM,
+    honoured("team_member_budget", MONEY, "each member's budget in the team (max_budget_in_team) unless set per member"),
+    refused("team_member_rpm_limit", INTEGER, "per-member rate limits"),
+    refused("team_member_tpm_limit", INTEGER, "per-member rate limits"),
+    refused("team_member_key_duration", DURATION, "a default expiry for members' keys; send duration on /key/generate"),
+    refused("team_member_budget_duration", DURATION, _MEMBER_BUDGET_WHY),
+    refused("team_member_model_max_budget", JSON, "per-member per-model budgets"),
+    VECTOR_STORES,
+    stored("enforced_batch_output_expires_after", MAPPING, "stored; llmbill has no batch API"),
+    stored("enforced_file_expires_after", MAPPING, "stored; llmbill has no files API"),
+), "Make a team.")
+
+TEAM_UPDATE = TEAM_NEW.but("admins", "members", "members_with_roles", "team_member_permissions").plus(
+    honoured("team_id", TEXT, "the team to change", required=True), summary="Change a team's fields.")
+
+TEAM_DELETE = Body((honoured("team_ids", TEXTS, "teams to delete, with their keys", required=True),), "Delete teams.")
+TEAM_ONE = Body((honoured("team_id", TEXT, "the team", required=True),), "Block or unblock a team.")
+MEMBER_ADD = Body((honoured("team_id", TEXT, "the team", required=True),
+                   honoured("member", JSON, "one member {role, user_id | user_email} or a list", required=True),
+                   honoured("max_budget_in_team", MONEY, "each added member's budget in the team")),
+                  "Add members (unknown users are created).")
+MEMBER_DELETE = Body((honoured("team_id", TEXT, "the team", required=True),
+                      honoured("user_id", TEXT, "the member"), honoured("user_email", TEXT, "or its email")),
+                     "Remove a member.")
+MEMBER_UPDATE = MEMBER_DELETE.plus(honoured("role", TEXT, "admin or user"),
+                                   honoured("max_budget_in_team", MONEY, "the member's budget in the team"),
+                                   summary="Change a member's role or budget.")
+
+TEAM_INFO_QUERY = (honoured("team_id", TEXT, "the team", required=True),)
