@@ -134,7 +134,7 @@ void Pipeline::add_dead_letter(DeadLetter letter) {
     }
     stats_.last_error = std::string(e.what()) + " (dead letter held in memory, retried)";
     ++not_durable_;
-    unwritten_letters_.push_back(std::move(letter));
+    unwritten_letters_.push_back(UnwrittenLetter{std::move(letter), 0, false});
     wake_.notify_one();
   }
 }
@@ -292,14 +292,14 @@ bool Pipeline::close(std::chrono::milliseconds timeout) {
 // named in the warnings (the caller's own records, e.g. the spend log, let reconcile resend it).
 void Pipeline::spool_what_is_left() {
   std::vector<Pending> left;
-  std::vector<DeadLetter> letters;
+  std::vector<UnwrittenLetter> letters;
   {
     std::lock_guard lock(mu_);
     left = std::move(unspooled_);
     unspooled_.clear();
-    for (auto& p : queue_) {
-      if (p.seq == 0) left.push_back(std::move(p));
-    }
+    std::deque<Pending> spooled;
+    for (auto& p : queue_) (p.seq == 0 ? left.push_back(std::move(p)) : spooled.push_back(std::move(p)));
+    queue_.swap(spooled);
     letters = std::move(unwritten_letters_);
     unwritten_letters_.clear();
   }
@@ -315,14 +315,19 @@ void Pipeline::spool_what_is_left() {
       for (const auto& p : left) lost += " " + transaction_id_of(p.json);
     }
   }
-  for (const DeadLetter& d : letters) {
+  std::vector<std::uint64_t> acks;
+  for (const UnwrittenLetter& u : letters) {
     try {
-      dead_letters_.add(d);
-      --not_durable_;
+      dead_letters_.add(u.letter);
     } catch (const Error& e) {
-      lost += " dead letter " + d.id + " (" + e.what() + ")";
+      // One whose event is in the spool is refused again after the restart, and written then.
+      if (u.seq == 0) lost += " dead letter " + u.letter.id + " (" + e.what() + ")";
+      continue;
     }
+    if (u.seq != 0) acks.push_back(u.seq);
+    else --not_durable_;
   }
+  spool_->ack(acks);
   if (!lost.empty()) throw Error("lost: " + lost);
 }
 
@@ -333,6 +338,7 @@ PipelineStats Pipeline::stats() const {
     std::lock_guard lock(mu_);
     s = stats_;
     s.pending = queue_.size() + in_flight_ + unspooled_.size();
+    for (const auto& u : unwritten_letters_) s.pending += u.from_batch ? 1 : 0;  // waits for its letter
     s.unspooled = not_durable_.load();
     // Retries return to the front, so the front (or the batch in flight) holds the oldest event.
     if (!queue_.empty()) oldest = queue_.front().timestamp_ms;

@@ -58,7 +58,7 @@ void Pipeline::run() {
       for (const auto& p : batch) events.push_back(&p.json);
       HttpReply reply = transport_->send(events);
       ReplyOutcome outcome = classify_reply(reply, batch.size());
-      const bool letters_ok = settle(batch, outcome, outcome.dead.empty() ? std::string() : reply_text(reply, outcome));
+      settle(batch, outcome, outcome.dead.empty() ? std::string() : reply_text(reply, outcome));
       const std::size_t sent = batch.size();
       batch.clear();  // settled: nothing to put back if what follows throws
       switch (outcome.action) {
@@ -78,10 +78,6 @@ void Pipeline::run() {
           ++failures;
           wait = options_.config_error_retry;
           break;
-      }
-      // A dead letter that could not be written comes back at once otherwise: wait for the disk.
-      if (!letters_ok && wait.count() == 0) {
-        wait = backoff_delay(++failures, options_.backoff_base, options_.backoff_cap, unit(rng));
       }
     } catch (const std::exception& e) {
       note_sender_error(e.what());
@@ -120,10 +116,9 @@ bool Pipeline::next_batch(std::vector<Pending>& batch, std::size_t limit) {
   return true;
 }
 
-bool Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply) {
+void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply) {
   std::vector<std::uint64_t> acks;
-  std::vector<std::size_t> retry = outcome.retry;
-  std::size_t done = outcome.delivered.size();
+  std::vector<UnwrittenLetter> unwritten;
   std::size_t dead = 0;
   std::size_t from_memory = 0;  // settled events that were only in memory
   std::string letter_error;
@@ -134,46 +129,47 @@ bool Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, 
   }
   for (std::size_t i : outcome.dead) {
     auto reason = outcome.dead_reasons.find(i);
+    DeadLetter letter{transaction_id_of(batch[i].json), batch[i].json,
+                      reason == outcome.dead_reasons.end() ? outcome.error : reason->second, reply,
+                      static_cast<double>(now_ms()) / 1000.0};
     try {
-      dead_letters_.add(DeadLetter{transaction_id_of(batch[i].json), batch[i].json,
-                                   reason == outcome.dead_reasons.end() ? outcome.error : reason->second, reply,
-                                   static_cast<double>(now_ms()) / 1000.0});
+      dead_letters_.add(letter);
     } catch (const std::exception& e) {
-      // Not acknowledged: the event stays in the spool (or in memory) and is refused again later.
+      // Not acknowledged: the event stays in the spool (or, if it was only in memory, stays counted
+      // as such) until the letter is written; it is not resent, so the rest of its batch goes on.
       letter_error = e.what();
-      retry.push_back(i);
+      unwritten.push_back(UnwrittenLetter{std::move(letter), batch[i].seq, true});
       continue;
     }
     ++dead;
     if (batch[i].seq != 0) acks.push_back(batch[i].seq);
     else ++from_memory;
   }
-  std::sort(retry.begin(), retry.end());
   spool_->ack(acks);  // the sender thread runs only while spool_ exists
 
   std::lock_guard lock(mu_);
   // Retries go back to the front, in their original order, ahead of newer events; ones that were
   // only in memory go back to memory, so the next tick tries the spool first.
-  for (auto it = retry.rbegin(); it != retry.rend(); ++it) {
+  for (auto it = outcome.retry.rbegin(); it != outcome.retry.rend(); ++it) {
     if (batch[*it].seq == 0) unspooled_.push_back(std::move(batch[*it]));
     else queue_.push_front(std::move(batch[*it]));
   }
+  for (auto& u : unwritten) unwritten_letters_.push_back(std::move(u));
   in_flight_ = 0;
-  finished_ += done + dead;
+  finished_ += outcome.delivered.size() + dead;
   not_durable_ -= from_memory;
   stats_.delivered += outcome.delivered.size();
   stats_.duplicates += outcome.duplicates.size();
   stats_.dead_lettered += dead;
-  stats_.retried += retry.size();
+  stats_.retried += outcome.retry.size();
   ++stats_.batches;
   if (outcome.action == ReplyAction::config_error) ++stats_.config_errors;
   if (!outcome.error.empty()) stats_.last_error = outcome.error;
   if (!letter_error.empty()) {
     ++stats_.spool_failures;
-    stats_.last_error = "dead letter not written (event kept, retried): " + letter_error;
+    stats_.last_error = "dead letter not written (its event is kept, retried): " + letter_error;
   }
   settled_.notify_all();
-  return letter_error.empty();
 }
 
 void Pipeline::requeue(std::vector<Pending>& batch) {
@@ -231,29 +227,39 @@ void Pipeline::retry_unspooled() {
 }
 
 void Pipeline::retry_dead_letters() {
-  std::vector<DeadLetter> letters;
+  std::vector<UnwrittenLetter> letters;
   {
     std::lock_guard lock(mu_);
     if (unwritten_letters_.empty()) return;
     letters.swap(unwritten_letters_);
   }
-  std::vector<DeadLetter> failed;
+  std::vector<UnwrittenLetter> failed;
+  std::vector<std::uint64_t> acks;
+  std::size_t from_memory = 0, settled = 0;
   std::string error;
-  for (auto& d : letters) {
+  for (auto& u : letters) {
     try {
-      dead_letters_.add(d);
+      dead_letters_.add(u.letter);
     } catch (const std::exception& e) {
       error = e.what();
-      failed.push_back(std::move(d));
+      failed.push_back(std::move(u));
+      continue;
     }
+    if (u.seq != 0) acks.push_back(u.seq);
+    else ++from_memory;
+    if (u.from_batch) ++settled;
   }
+  spool_->ack(acks);
   std::lock_guard lock(mu_);
-  not_durable_ -= letters.size() - failed.size();
-  for (auto& d : failed) unwritten_letters_.push_back(std::move(d));
+  not_durable_ -= from_memory;
+  finished_ += settled;
+  stats_.dead_lettered += settled;
+  for (auto& u : failed) unwritten_letters_.push_back(std::move(u));
   if (!error.empty()) {
     ++stats_.spool_failures;
     stats_.last_error = "dead letter not written (held in memory, retried): " + error;
   }
+  if (settled > 0) settled_.notify_all();
 }
 
 void Pipeline::pause(std::chrono::milliseconds wait) {

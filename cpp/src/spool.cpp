@@ -110,7 +110,9 @@ struct Spool::Impl {
   explicit Impl(SpoolOptions o);
   void warn(std::string text);
   int fault(SpoolOp op) const { return opt.inject_fault ? opt.inject_fault(op) : 0; }
-  bool room_locked() const { return bytes + reserve <= opt.max_bytes && fs_free >= reserve; }
+  bool room_locked() const {  // no overflow: a spool reopened with a lower max_bytes may be past it
+    return bytes <= opt.max_bytes && opt.max_bytes - bytes >= reserve && fs_free >= reserve;
+  }
   void update_accepting_locked() { accepting.store(!last_failed && room_locked(), std::memory_order_release); }
   void fail_locked(const std::string& what);
   void append_locked(const std::string_view* payloads, std::size_t n, std::uint64_t need,
@@ -335,6 +337,9 @@ std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads,
     std::lock_guard lock(mu);
     try {
       append_locked(payloads, n, need, seqs);
+    } catch (const SpoolFullError&) {
+      ++failed_appends;  // admission follows the byte count: acks that free room reopen it
+      throw;
     } catch (const Error& e) {
       fail_locked(e.what());
       throw;

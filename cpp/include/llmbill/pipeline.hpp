@@ -118,6 +118,12 @@ class Pipeline {
     std::string json;
     std::int64_t timestamp_ms;
   };
+  // A dead letter whose write failed, retried by the sender each tick.
+  struct UnwrittenLetter {
+    DeadLetter letter;
+    std::uint64_t seq = 0;    // its event's spool record, acknowledged once the letter is written (0: none)
+    bool from_batch = false;  // refused by Lago: counted as finished and dead-lettered once written
+  };
   void queue_spooled(std::vector<Pending> items);
   // After a failed append: keeps the events in memory for the sender; throws when the list is full.
   void hold_unspooled(std::vector<Pending> items, const std::string& error);
@@ -127,9 +133,9 @@ class Pipeline {
   // The sender thread (pipeline_sender.cpp).
   void run();
   bool next_batch(std::vector<Pending>& batch, std::size_t limit);
-  // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch.
-  // Returns false when a dead letter could not be written (that event is resent later).
-  bool settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply);
+  // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch. A
+  // letter that cannot be written is kept for retry_dead_letters(); its event stays unacknowledged.
+  void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply);
   void requeue(std::vector<Pending>& batch);  // after an exception: the whole batch goes back
   void housekeeping() noexcept;               // each tick: fsync per policy, free space, memory retries
   void retry_unspooled();
@@ -155,8 +161,8 @@ class Pipeline {
   std::condition_variable settled_;  // flush() waiters
   std::deque<Pending> queue_;
   std::vector<Pending> unspooled_;           // held in memory, not in queue_ (under mu_)
-  std::vector<DeadLetter> unwritten_letters_;  // dead letters whose write failed (under mu_)
-  std::atomic<std::size_t> not_durable_{0};  // events and letters only in memory, wherever they are
+  std::vector<UnwrittenLetter> unwritten_letters_;  // dead letters whose write failed (under mu_)
+  std::atomic<std::size_t> not_durable_{0};  // events and letters only in memory (not in the spool)
   std::size_t in_flight_ = 0;
   std::int64_t in_flight_oldest_ms_ = 0;
   std::uint64_t submitted_ = 0;  // events ever queued (the flush target)
