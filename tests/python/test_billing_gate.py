@@ -73,9 +73,12 @@ def test_fail_closed_refuses_with_503_while_the_spool_is_full_then_recovers_and_
         assert billing["failure_policy"] == "fail_closed" and billing["spool_dir"]
         metrics = proxy.request("GET", "/metrics", None, MASTER)[1]
         assert "llmbill_billing_unspooled_events" in metrics
+        eventually(lambda: "billable calls are refused with 503 billing_unavailable" in proxy.output,
+                   what="the watcher logs the refusals")  # not only a 503 per call: one line for the operator
 
         lago.set_down(False)
         eventually(lambda: _ready(proxy, None)[1] == {"status": "healthy"}, timeout=40, what="billing recovers")
+        eventually(lambda: "billable calls are accepted" in proxy.output, what="the watcher logs the recovery")
         more, refused = _fill(proxy, 5, workers=1)
         assert len(more) == 5 and not refused
         _billed_once(lago, served + more)
