@@ -316,7 +316,7 @@ TEST_F(PipelineTest, AnAppendThatFailsAfterTheCallIsHeldInMemoryUntilTheSpoolTak
   for (int i = 0; i < 5; ++i) EXPECT_EQ(p->submit(call(i)), std::vector<std::string>{"call-" + std::to_string(i)});
   auto s = p->stats();
   EXPECT_EQ(s.unspooled, 5u);
-  EXPECT_EQ(s.spool_failures, 5u);
+  EXPECT_GE(s.spool_failures, 5u);  // and the sender's retries meanwhile
   EXPECT_FALSE(s.accepting);
   EXPECT_FALSE(p->can_accept());  // nothing more is admitted while events wait in memory
   EXPECT_NE(s.last_error.find("No space left on device"), std::string::npos) << s.last_error;
