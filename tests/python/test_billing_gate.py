@@ -62,6 +62,14 @@ def test_fail_closed_refuses_with_503_while_the_spool_is_full_then_recovers_and_
             assert status == 503 and body["error"]["type"] == "billing_unavailable", body
             assert body["error"]["code"] == "503" and headers["retry-after"] == "5"
         assert len(upstream.calls("/chat/completions")) == len(served)  # refused before forwarding
+        # Every billable route is gated, not only /chat/completions.
+        for path, body in (("/v1/messages", {"model": "custom-model", "max_tokens": 5,
+                                             "messages": [{"role": "user", "content": "hi"}]}),
+                           ("/v1/responses", {"model": "custom-model", "input": "hi"}),
+                           ("/embeddings", {"model": "custom-model", "input": "hi"})):
+            status, body, _ = proxy.request("POST", path, body, MASTER)
+            assert status == 503 and "billing is unavailable" in str(body), (path, body)  # each route's error shape
+        assert len(upstream.requests) == len(served)
 
         # Readiness: the status alone for anyone, the details with the master key.
         assert _ready(proxy, None) == (503, {"status": "degraded"})
