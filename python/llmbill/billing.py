@@ -27,6 +27,7 @@ filled after the call was admitted) is held in memory and retried until it is du
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -149,6 +150,20 @@ def flush(timeout: float = 10.0) -> bool:
     return True if pipeline is None else pipeline.flush(timeout)
 
 
+log = logging.getLogger("llmbill")
+
+
+def close_pipeline(pipeline: core.Pipeline, timeout: float) -> bool:
+    """Closes a pipeline and logs, as errors, what its close could not keep: events still held in
+    memory that the spool could not take even then (their calls need `llmbill reconcile --fix`), or
+    a failed final fsync. Nothing else reads the pipeline's warnings at exit."""
+    done = pipeline.close(timeout)
+    for warning in pipeline.warnings():
+        if warning.startswith("billing pipeline:"):
+            log.error("%s", warning)
+    return done
+
+
 def close(timeout: float | None = None) -> bool:
     """Flushes within `timeout` and stops the sender; undelivered events stay in the spool."""
     global _pipeline
@@ -156,7 +171,7 @@ def close(timeout: float | None = None) -> bool:
         pipeline, _pipeline = _pipeline, None
     if pipeline is None:
         return True
-    return pipeline.close(_exit_flush_s if timeout is None else timeout)
+    return close_pipeline(pipeline, _exit_flush_s if timeout is None else timeout)
 
 
 atexit.register(close)

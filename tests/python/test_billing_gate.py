@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from llmbill import _core
-from llmbill.billing import ConfigError, LagoSettings
+from llmbill.billing import ConfigError, LagoSettings, close_pipeline
 from llmbill.proxy.config import load_config_dict
 from tests.python.fakes.lago import FakeLago
 from tests.python.fakes.openai_upstream import FakeOpenAI
@@ -150,3 +150,21 @@ def test_a_pipeline_past_its_spool_bound_holds_events_in_memory_and_refuses_new_
     assert pipeline.flush(20)
     assert fake_lago.count_by_transaction_id() == {i: 1 for i in ids}
     eventually(pipeline.can_accept, what="the delivered spool frees its room")
+
+
+def test_closing_with_events_the_spool_still_cannot_take_logs_each_lost_call(
+        make_pipeline: Callable[..., _core.Pipeline], fake_lago: FakeLago, caplog: pytest.LogCaptureFixture) -> None:
+    fake_lago.set_down("refuse")
+    pipeline = make_pipeline(api_base=fake_lago.url, api_key="llmbill-e2e-key", max_spool_bytes=3000)
+    n = 0
+    while pipeline.can_accept():
+        submit_call(pipeline, f"call-{n}")
+        n += 1
+    for i in range(5):  # the first may still fit in the reserve; the last ones cannot
+        submit_call(pipeline, f"late-{i}")
+    in_memory = pipeline.stats()["unspooled"]
+    assert in_memory > 0
+    with caplog.at_level("ERROR", logger="llmbill"):
+        assert close_pipeline(pipeline, 0.05) is False
+    lost = [r.getMessage() for r in caplog.records if "could not be spooled" in r.getMessage()]
+    assert len(lost) == 1 and f"lost: {in_memory} event(s)" in lost[0] and "late-4" in lost[0], caplog.text
