@@ -25,8 +25,9 @@ std::unique_ptr<Pipeline> make_pipeline(const std::filesystem::path& spool_dir, 
                                         const std::string& charge_by, const std::string& api_base,
                                         const std::string& api_key, const std::filesystem::path& sink_file,
                                         const std::string& fsync, double fsync_interval, std::uint64_t max_spool_bytes,
-                                        std::size_t max_batch, double flush_interval, double backoff_base,
-                                        double backoff_cap, double config_error_retry, double timeout) {
+                                        std::uint64_t spool_reserve_bytes, std::size_t max_batch, double flush_interval,
+                                        double backoff_base, double backoff_cap, double config_error_retry, double timeout,
+                                        std::size_t max_unspooled) {
   PipelineOptions o;
   o.events.codes = codes;
   o.events.charge_by = parse_charge_by(charge_by);
@@ -34,6 +35,8 @@ std::unique_ptr<Pipeline> make_pipeline(const std::filesystem::path& spool_dir, 
   o.spool.fsync = fsync_policy(fsync);
   o.spool.fsync_interval = ms(fsync_interval);
   o.spool.max_bytes = max_spool_bytes;
+  o.spool.reserve_bytes = spool_reserve_bytes;
+  o.max_unspooled = max_unspooled;
   o.max_batch = max_batch;
   o.flush_interval = ms(flush_interval);
   o.backoff_base = ms(backoff_base);
@@ -63,7 +66,12 @@ py::dict stats_dict(const PipelineStats& s) {
   d["batches"] = s.batches;
   d["config_errors"] = s.config_errors;
   d["pending"] = s.pending;
+  d["unspooled"] = s.unspooled;
+  d["spool_failures"] = s.spool_failures;
+  d["sender_errors"] = s.sender_errors;
   d["spool_bytes"] = s.spool_bytes;
+  d["spool_free_bytes"] = s.spool_free_bytes;
+  d["accepting"] = s.accepting;
   d["oldest_pending_age_s"] = s.oldest_pending_age_s;
   d["last_error"] = s.last_error;
   return d;
@@ -100,8 +108,12 @@ void register_pipeline(py::module_& m) {
            py::arg("charge_by") = "end_user_id", py::arg("api_base") = "", py::arg("api_key") = "",
            py::arg("sink_file") = std::filesystem::path(), py::arg("fsync") = "interval",
            py::arg("fsync_interval") = 0.02, py::arg("max_spool_bytes") = std::uint64_t{1} << 30,
-           py::arg("max_batch") = 100, py::arg("flush_interval") = 0.05, py::arg("backoff_base") = 0.1,
-           py::arg("backoff_cap") = 30.0, py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0)
+           py::arg("spool_reserve_bytes") = std::uint64_t{4} << 20, py::arg("max_batch") = 100,
+           py::arg("flush_interval") = 0.05, py::arg("backoff_base") = 0.1, py::arg("backoff_cap") = 30.0,
+           py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0, py::arg("max_unspooled") = 10000)
+      .def("can_accept", &Pipeline::can_accept,
+           "Whether a new billable call's events can be made durable now (spool reserve free, last append "
+           "succeeded, nothing held in memory). Cheap: an atomic load and an uncontended lock.")
       .def(
           "submit",
           [](Pipeline& p, const std::string& call_id, std::int64_t timestamp_ms, const std::string& model,

@@ -1,23 +1,33 @@
+// The pipeline's caller side: submit, hold, flush, close, stats (contract in llmbill/pipeline.hpp).
+// The sender thread is in pipeline_sender.cpp.
+//
+// Design notes — holding events in memory (issue 13). Measured before: a full filesystem made
+// submit() throw after the provider had answered; the proxy logged it and the call was served and
+// never billed. Two parts fix it. (1) can_accept() lets the caller refuse before any work is done.
+// (2) What still fails to append (calls admitted before the disk filled, another process filling it
+// between two space checks) is held in `unspooled_` and counted in `not_durable_`; the sender retries
+// it each tick, into the spool or straight to Lago. The list is bounded (max_unspooled): an unbounded
+// one would trade a lost event for a lost process. Not chosen: blocking submit() until the disk has
+// room (the caller's reply would wait on an operator), or writing elsewhere on the same disk.
 #include "llmbill/pipeline.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
 #include "llmbill/errors.hpp"
+#include "pipeline_events.hpp"
 
 namespace llmbill {
-namespace {
+namespace pipeline_detail {
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-// The event's own timestamp ("1786000000.123"), for the oldest-pending age; now when unreadable.
 std::int64_t timestamp_of(const std::string& event_json) {
   auto e = nlohmann::json::parse(event_json, nullptr, false);
   if (e.is_object()) {
@@ -42,13 +52,11 @@ std::string transaction_id_of(const std::string& event_json) {
   return "";
 }
 
-// What a dead letter keeps of Lago's reply: the body as Lago sent it (bounded), else what went wrong.
-std::string reply_text(const HttpReply& reply, const ReplyOutcome& outcome) {
-  constexpr std::size_t kMax = 16 * 1024;
-  if (reply.body.empty()) return reply.transport_error.empty() ? outcome.error : reply.transport_error;
-  if (reply.body.size() <= kMax) return reply.body;
-  return reply.body.substr(0, kMax) + "... (" + std::to_string(reply.body.size()) + " bytes)";
-}
+}  // namespace pipeline_detail
+
+using namespace pipeline_detail;
+
+namespace {
 
 PipelineOptions with_defaults(PipelineOptions o) {
   if (o.spool.dir.empty()) throw Error("billing pipeline: no spool directory (LLMBILL_SPOOL_DIR)");
@@ -75,7 +83,13 @@ Pipeline::Pipeline(PipelineOptions options, std::unique_ptr<Transport> transport
   sender_ = std::thread([this] { run(); });
 }
 
-Pipeline::~Pipeline() { close(std::chrono::seconds(5)); }
+Pipeline::~Pipeline() {
+  try {
+    close(std::chrono::seconds(5));
+  } catch (const std::exception&) {
+    // close() reports through warnings(); only allocation can throw here, and a destructor must not.
+  }
+}
 
 void Pipeline::queue_spooled(std::vector<Pending> items) {
   if (items.empty()) return;
@@ -88,6 +102,49 @@ void Pipeline::queue_spooled(std::vector<Pending> items) {
   if (was_empty || queue_.size() >= options_.max_batch) wake_.notify_one();
 }
 
+void Pipeline::hold_unspooled(std::vector<Pending> items, const std::string& error) {
+  std::lock_guard lock(mu_);
+  ++stats_.spool_failures;
+  if (not_durable_.load() + items.size() > options_.max_unspooled) {
+    stats_.last_error = error + " (and " + std::to_string(not_durable_.load()) +
+                        " events already held in memory: these are not billed)";
+    throw SpoolFullError(stats_.last_error);
+  }
+  stats_.last_error = error + " (held in memory, retried until durable)";
+  submitted_ += items.size();
+  stats_.enqueued += items.size();
+  not_durable_ += items.size();
+  for (auto& p : items) {
+    p.seq = 0;
+    unspooled_.push_back(std::move(p));
+  }
+  wake_.notify_one();
+}
+
+void Pipeline::add_dead_letter(DeadLetter letter) {
+  try {
+    dead_letters_.add(letter);
+    return;
+  } catch (const Error& e) {
+    std::lock_guard lock(mu_);
+    ++stats_.spool_failures;
+    if (not_durable_.load() >= options_.max_unspooled) {
+      stats_.last_error = std::string(e.what()) + " (memory list full: dead letter " + letter.id + " not kept)";
+      throw;
+    }
+    stats_.last_error = std::string(e.what()) + " (dead letter held in memory, retried)";
+    ++not_durable_;
+    unwritten_letters_.push_back(UnwrittenLetter{std::move(letter), 0, false});
+    wake_.notify_one();
+  }
+}
+
+bool Pipeline::can_accept() const {
+  if (not_durable_.load(std::memory_order_acquire) != 0) return false;
+  std::shared_lock spool_lock(spool_mu_);
+  return spool_ && spool_->can_accept();
+}
+
 std::vector<std::string> Pipeline::submit(const CallRecord& call) {
   {
     std::lock_guard lock(mu_);
@@ -95,8 +152,8 @@ std::vector<std::string> Pipeline::submit(const CallRecord& call) {
   }
   BuiltEvents built = build_lago_events(call, options_.events);
   if (!built.ok()) {
-    dead_letters_.add(DeadLetter{call.call_id, unbillable_event_json(call, options_.events), built.missing_reason, "",
-                                 static_cast<double>(now_ms()) / 1000.0});
+    add_dead_letter(DeadLetter{call.call_id, unbillable_event_json(call, options_.events), built.missing_reason, "",
+                               static_cast<double>(now_ms()) / 1000.0});
     std::lock_guard lock(mu_);
     ++stats_.no_charge_id;
     ++stats_.dead_lettered;
@@ -118,15 +175,26 @@ std::vector<std::string> Pipeline::submit(const CallRecord& call) {
   }
   if (events.empty()) return ids;
   std::vector<std::uint64_t> seqs;
+  std::string failure;
   {
     std::shared_lock spool_lock(spool_mu_);
     if (!spool_) throw Error("billing pipeline is closed");
-    seqs = events.size() == 1 ? std::vector<std::uint64_t>{spool_->append(events[0])} : spool_->append_batch(events);
+    try {
+      seqs = events.size() == 1 ? std::vector<std::uint64_t>{spool_->append(events[0])} : spool_->append_batch(events);
+    } catch (const Error& e) {
+      failure = e.what();  // the call is served already: hold its events rather than lose them
+    }
   }
   std::vector<Pending> items;
-  items.reserve(seqs.size());
-  for (std::size_t i = 0; i < seqs.size(); ++i) items.push_back(Pending{seqs[i], std::move(events[i]), call.timestamp_ms});
-  queue_spooled(std::move(items));
+  items.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    items.push_back(Pending{failure.empty() ? seqs[i] : 0, std::move(events[i]), call.timestamp_ms});
+  }
+  if (failure.empty()) {
+    queue_spooled(std::move(items));
+  } else {
+    hold_unspooled(std::move(items), failure);
+  }
   return ids;
 }
 
@@ -139,6 +207,8 @@ bool Pipeline::submit_event(const std::string& event_json) {
       return false;
     }
   }
+  // A replay or a reconciliation resend: the caller keeps its own copy until this returns, so a
+  // failed append is thrown to it rather than held here.
   std::uint64_t seq;
   {
     std::shared_lock spool_lock(spool_mu_);
@@ -168,8 +238,8 @@ std::string Pipeline::held_reason(const std::string& code) const {
 }
 
 void Pipeline::dead_letter_held(const std::string& id, const std::string& event_json, const std::string& reason) {
-  // Stored before we return, like any dead letter: the caller's call is on disk, only not sent.
-  dead_letters_.add(DeadLetter{id, event_json, reason, "", static_cast<double>(now_ms()) / 1000.0});
+  // Stored before we return, like any dead letter (or held in memory and retried when the write fails).
+  add_dead_letter(DeadLetter{id, event_json, reason, "", static_cast<double>(now_ms()) / 1000.0});
   std::lock_guard lock(mu_);
   ++stats_.held;
   ++stats_.dead_lettered;
@@ -188,7 +258,7 @@ bool Pipeline::flush(std::chrono::milliseconds timeout) {
 bool Pipeline::close(std::chrono::milliseconds timeout) {
   {
     std::lock_guard lock(mu_);
-    if (closed_) return queue_.empty() && in_flight_ == 0;
+    if (closed_) return queue_.empty() && in_flight_ == 0 && not_durable_.load() == 0;
     closed_ = true;
   }
   bool all = flush(timeout);
@@ -201,112 +271,64 @@ bool Pipeline::close(std::chrono::milliseconds timeout) {
   settled_.notify_all();
   if (sender_.joinable()) sender_.join();
   std::unique_lock spool_lock(spool_mu_);
-  spool_->sync();
+  std::vector<std::string> losses;
+  try {
+    spool_what_is_left();
+  } catch (const std::exception& e) {
+    losses.push_back(std::string("billing pipeline: events held in memory could not be spooled at close: ") + e.what());
+  }
+  try {
+    spool_->sync();
+  } catch (const std::exception& e) {
+    losses.push_back(std::string("billing pipeline: final fsync failed: ") + e.what());
+  }
   final_warnings_ = spool_->warnings();
+  final_warnings_.insert(final_warnings_.end(), losses.begin(), losses.end());
   spool_.reset();
-  return all;
+  return all && losses.empty();
 }
 
-void Pipeline::run() {
-  std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  std::size_t batch_limit = options_.max_batch;
-  int failures = 0;
-  const auto tick = std::min(options_.flush_interval, options_.spool.fsync_interval);
-
-  while (true) {
-    std::vector<Pending> batch;
-    {
-      std::unique_lock lock(mu_);
-      wake_.wait_for(lock, options_.flush_interval, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) break;
-      if (queue_.empty()) {
-        lock.unlock();
-        spool_->maybe_sync();
-        continue;
-      }
-      // Linger so a batch can fill, unless it is full already or someone waits in flush().
-      auto deadline = std::chrono::steady_clock::now() + options_.flush_interval;
-      while (!stopping_ && queue_.size() < batch_limit && flushers_ == 0 &&
-             std::chrono::steady_clock::now() < deadline) {
-        wake_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + tick));
-      }
-      if (stopping_) break;
-      std::size_t n = std::min(batch_limit, queue_.size());
-      batch.reserve(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      in_flight_ = n;
-      in_flight_oldest_ms_ = batch.front().timestamp_ms;
-      for (const auto& p : batch) in_flight_oldest_ms_ = std::min(in_flight_oldest_ms_, p.timestamp_ms);
-    }
-    spool_->maybe_sync();  // the batch's records reach the disk before we report them delivered
-
-    std::vector<const std::string*> events;
-    events.reserve(batch.size());
-    for (const auto& p : batch) events.push_back(&p.json);
-    HttpReply reply = transport_->send(events);
-    ReplyOutcome outcome = classify_reply(reply, batch.size());
-    settle(batch, outcome, outcome.dead.empty() ? std::string() : reply_text(reply, outcome));
-
-    std::chrono::milliseconds wait{0};
-    switch (outcome.action) {
-      case ReplyAction::done: failures = 0; break;
-      case ReplyAction::split: batch_limit = std::max<std::size_t>(1, batch.size() / 2); break;
-      case ReplyAction::backoff:
-        wait = backoff_delay(++failures, options_.backoff_base, options_.backoff_cap, unit(rng));
-        break;
-      case ReplyAction::rate_limited:
-        ++failures;
-        wait = outcome.wait + std::chrono::milliseconds(static_cast<long long>(unit(rng) * 250));
-        break;
-      case ReplyAction::config_error:
-        ++failures;
-        wait = options_.config_error_retry;
-        break;
-    }
-    if (wait.count() > 0) {
-      // Back off, but keep syncing the spool meanwhile: events keep arriving during an outage.
-      const auto until = std::chrono::steady_clock::now() + wait;
-      std::unique_lock lock(mu_);
-      while (!stopping_ && std::chrono::steady_clock::now() < until) {
-        wake_.wait_until(lock, std::min(until, std::chrono::steady_clock::now() + tick));
-        lock.unlock();
-        spool_->maybe_sync();
-        lock.lock();
-      }
+// At close, with the sender joined: one last append of what is only in memory; what still fails is
+// named in the warnings (the caller's own records, e.g. the spend log, let reconcile resend it).
+void Pipeline::spool_what_is_left() {
+  std::vector<Pending> left;
+  std::vector<UnwrittenLetter> letters;
+  {
+    std::lock_guard lock(mu_);
+    left = std::move(unspooled_);
+    unspooled_.clear();
+    std::deque<Pending> spooled;
+    for (auto& p : queue_) (p.seq == 0 ? left.push_back(std::move(p)) : spooled.push_back(std::move(p)));
+    queue_.swap(spooled);
+    letters = std::move(unwritten_letters_);
+    unwritten_letters_.clear();
+  }
+  std::string lost;
+  if (!left.empty()) {
+    std::vector<std::string> payloads;
+    for (const auto& p : left) payloads.push_back(p.json);
+    try {
+      spool_->append_batch(payloads);
+      not_durable_ -= left.size();
+    } catch (const Error& e) {
+      lost = std::to_string(left.size()) + " event(s) (" + e.what() + "):";
+      for (const auto& p : left) lost += " " + transaction_id_of(p.json);
     }
   }
-}
-
-void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply) {
   std::vector<std::uint64_t> acks;
-  acks.reserve(outcome.delivered.size() + outcome.dead.size());
-  for (std::size_t i : outcome.delivered) acks.push_back(batch[i].seq);
-  for (std::size_t i : outcome.dead) {
-    auto reason = outcome.dead_reasons.find(i);
-    dead_letters_.add(DeadLetter{transaction_id_of(batch[i].json), batch[i].json,
-                                 reason == outcome.dead_reasons.end() ? outcome.error : reason->second, reply,
-                                 static_cast<double>(now_ms()) / 1000.0});
-    acks.push_back(batch[i].seq);
+  for (const UnwrittenLetter& u : letters) {
+    try {
+      dead_letters_.add(u.letter);
+    } catch (const Error& e) {
+      // One whose event is in the spool is refused again after the restart, and written then.
+      if (u.seq == 0) lost += " dead letter " + u.letter.id + " (" + e.what() + ")";
+      continue;
+    }
+    if (u.seq != 0) acks.push_back(u.seq);
+    else --not_durable_;
   }
-  spool_->ack(acks);  // the sender thread runs only while spool_ exists
-
-  std::lock_guard lock(mu_);
-  // Retries go back to the front, in their original order, ahead of newer events.
-  for (auto it = outcome.retry.rbegin(); it != outcome.retry.rend(); ++it) queue_.push_front(std::move(batch[*it]));
-  in_flight_ = 0;
-  finished_ += outcome.delivered.size() + outcome.dead.size();
-  stats_.delivered += outcome.delivered.size();
-  stats_.duplicates += outcome.duplicates.size();
-  stats_.dead_lettered += outcome.dead.size();
-  stats_.retried += outcome.retry.size();
-  ++stats_.batches;
-  if (outcome.action == ReplyAction::config_error) ++stats_.config_errors;
-  if (!outcome.error.empty()) stats_.last_error = outcome.error;
-  settled_.notify_all();
+  spool_->ack(acks);
+  if (!lost.empty()) throw Error("lost: " + lost);
 }
 
 PipelineStats Pipeline::stats() const {
@@ -315,14 +337,27 @@ PipelineStats Pipeline::stats() const {
   {
     std::lock_guard lock(mu_);
     s = stats_;
-    s.pending = queue_.size() + in_flight_;
+    s.pending = queue_.size() + in_flight_ + unspooled_.size();
+    for (const auto& u : unwritten_letters_) s.pending += u.from_batch ? 1 : 0;  // waits for its letter
+    s.unspooled = not_durable_.load();
     // Retries return to the front, so the front (or the batch in flight) holds the oldest event.
     if (!queue_.empty()) oldest = queue_.front().timestamp_ms;
     if (in_flight_ > 0 && (oldest == 0 || in_flight_oldest_ms_ < oldest)) oldest = in_flight_oldest_ms_;
+    for (const auto& p : unspooled_) {
+      if (oldest == 0 || p.timestamp_ms < oldest) oldest = p.timestamp_ms;
+    }
   }
   {
     std::shared_lock spool_lock(spool_mu_);
-    if (spool_) s.spool_bytes = spool_->stats().bytes;
+    if (spool_) {
+      SpoolStats sp = spool_->stats();
+      s.spool_bytes = sp.bytes;
+      s.spool_free_bytes = sp.free_bytes;
+      s.accepting = sp.accepting && s.unspooled == 0;
+      if (!sp.last_error.empty()) s.last_error = sp.last_error;  // the spool is failing now
+    } else {
+      s.accepting = false;
+    }
   }
   if (oldest > 0) s.oldest_pending_age_s = static_cast<double>(std::max<std::int64_t>(0, now_ms() - oldest)) / 1000.0;
   return s;

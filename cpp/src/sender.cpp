@@ -51,7 +51,8 @@ ReplyOutcome classify_422(const HttpReply& reply, std::size_t n) {
   if (auto whole = details->find("events"); whole != details->end()) {
     if (whole->dump().find("too_many_events") != std::string::npos) {
       all_to(out.retry, n);
-      out.action = ReplyAction::split;
+      // Nothing smaller than one event exists: back off rather than resend it in a tight loop.
+      out.action = n > 1 ? ReplyAction::split : ReplyAction::backoff;
       out.error = "lago: too_many_events";
       return out;
     }
@@ -99,6 +100,13 @@ ReplyOutcome classify_reply(const HttpReply& reply, std::size_t n) {
     all_to(out.retry, n);
     out.action = ReplyAction::backoff;
     out.error = s == 0 ? "lago unreachable: " + reply.transport_error : "lago " + std::to_string(s);
+    return out;
+  }
+  if (s == 413 && n == 1) {
+    // One event larger than Lago takes: resending it alone forever (with no wait: a split) cannot help.
+    out.dead.push_back(0);
+    out.dead_reasons[0] = "413: the event alone is larger than Lago accepts";
+    out.error = "lago 413 on a single event";
     return out;
   }
   if (s == 413) {

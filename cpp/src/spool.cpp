@@ -33,6 +33,15 @@
 //   seqs are strictly increasing, not dense).
 // - Pending records are a bitset per segment (seq - first seq), not a set: no allocation per record.
 // - Recovered payloads are held in memory until take_recovered(); bounded by max_bytes.
+// - Admission (can_accept) is an atomic bool recomputed under the mutex whenever its inputs change
+//   (bytes, the free-space estimate, the last outcome), so the request path pays one load and no
+//   syscall. Free space comes from statvfs in refresh_space(), called from the pipeline's sender each
+//   tick; appends subtract what they write, deletions add nothing until the next statvfs (the
+//   estimate errs towards refusing). Measured before the fix: a full filesystem made appends fail
+//   after the provider had answered, so calls were served and never billed; refusing up front is the
+//   only place where nothing has been spent yet.
+// - A failed fsync is not retried into a false success silently: it closes admission (the caller's
+//   queue still holds those events in memory until Lago has them) and counts as a failure.
 // - Not chosen: mmap (a torn page after a crash is harder to reason about than a short write),
 //   O_DIRECT (alignment, and the page cache is what makes FsyncPolicy::never survive a process crash),
 //   one global ack log (its compaction would be a second rewrite path to get right).
@@ -41,9 +50,11 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -88,9 +99,25 @@ struct Spool::Impl {
   std::uint64_t bytes = 0, pending = 0, torn = 0;
   std::vector<SpoolRecord> recovered;
   std::vector<std::string> warnings;
+  // Admission (can_accept), all under mu except the atomic.
+  std::uint64_t reserve = 0;             // opt.reserve_bytes capped at max_bytes / 4
+  std::uint64_t fs_free = UINT64_MAX;    // statvfs figure less appends since; MAX until the first check
+  bool last_failed = false;              // the last append (or fsync) failed
+  std::uint64_t failed_appends = 0;
+  std::string last_error;
+  std::atomic<bool> accepting{true};
 
   explicit Impl(SpoolOptions o);
   void warn(std::string text);
+  int fault(SpoolOp op) const { return opt.inject_fault ? opt.inject_fault(op) : 0; }
+  bool room_locked() const {  // no overflow: a spool reopened with a lower max_bytes may be past it
+    return bytes <= opt.max_bytes && opt.max_bytes - bytes >= reserve && fs_free >= reserve;
+  }
+  void update_accepting_locked() { accepting.store(!last_failed && room_locked(), std::memory_order_release); }
+  void fail_locked(const std::string& what);
+  void append_locked(const std::string_view* payloads, std::size_t n, std::uint64_t need,
+                     std::vector<std::uint64_t>& seqs);
+  void read_free_space();
   fs::path log_path(std::uint64_t first) const { return opt.dir / seg_name(first, "log"); }
   fs::path ack_path(std::uint64_t first) const { return opt.dir / seg_name(first, "ack"); }
   void fsync_dir();
@@ -106,6 +133,27 @@ struct Spool::Impl {
 
 void Spool::Impl::warn(std::string text) {
   if (warnings.size() < kMaxWarnings) warnings.push_back(std::move(text));
+}
+
+void Spool::Impl::fail_locked(const std::string& what) {
+  last_failed = true;
+  ++failed_appends;
+  last_error = what;
+  update_accepting_locked();
+}
+
+// statvfs of the spool directory into fs_free (available to unprivileged users: f_bavail).
+void Spool::Impl::read_free_space() {
+  struct statvfs st {};
+  if (::statvfs(opt.dir.c_str(), &st) != 0) return;  // keep the previous figure
+  std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize);
+  std::lock_guard lock(mu);
+  fs_free = free;
+  if (last_failed && room_locked()) {
+    last_failed = false;
+    last_error.clear();
+  }
+  update_accepting_locked();
 }
 
 void Spool::Impl::fsync_dir() {
@@ -145,6 +193,8 @@ Spool::Impl::Impl(SpoolOptions o) : opt(std::move(o)) {
     next_seq = std::max(next_seq, *it + 1);
   }
   written_seq = durable_seq = next_seq - 1;
+  reserve = std::min(opt.reserve_bytes, opt.max_bytes / 4);
+  read_free_space();
 
   std::lock_guard lock(mu);
   open_segment_locked(next_seq);  // before any deletion: its name keeps the seq floor
@@ -258,12 +308,15 @@ bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterat
   bytes -= it->second.bytes;
   pending -= it->second.pending_count;
   segments.erase(it);
+  update_accepting_locked();
   return true;
 }
 
 void Spool::Impl::rotate_locked() {
   if (opt.fsync != FsyncPolicy::never && written_seq > durable_seq) {
-    if (int e = datasync(active->get())) throw_io("fsync", log_path(segments.rbegin()->first), e);
+    int e = fault(SpoolOp::sync);
+    if (e == 0) e = datasync(active->get());
+    if (e != 0) throw_io("fsync", log_path(segments.rbegin()->first), e);
     durable_seq = written_seq;
     last_sync = Clock::now();
   }
@@ -280,46 +333,63 @@ std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads,
     need += kHeader + payloads[i].size();
   }
   std::vector<std::uint64_t> seqs(n);
-  bool do_sync = false;
   {
     std::lock_guard lock(mu);
-    const Segment* act = &segments.rbegin()->second;
-    if (bytes + need > opt.max_bytes && act->bytes > 0 && act->pending_count == 0) {
-      rotate_locked();  // frees the acknowledged active segment
-      act = &segments.rbegin()->second;
+    try {
+      append_locked(payloads, n, need, seqs);
+    } catch (const SpoolFullError&) {
+      ++failed_appends;  // admission follows the byte count: acks that free room reopen it
+      throw;
+    } catch (const Error& e) {
+      fail_locked(e.what());
+      throw;
     }
-    if (bytes + need > opt.max_bytes) {
-      throw SpoolFullError("spool: full (" + std::to_string(bytes) + " of " + std::to_string(opt.max_bytes) +
-                           " bytes used, " + std::to_string(need) + " more needed)");
-    }
-    if (seal_active || (act->bytes > 0 && act->bytes + need > opt.segment_bytes)) rotate_locked();
-    auto seg_it = std::prev(segments.end());
-    Segment& seg = seg_it->second;
-
-    std::string buf;
-    buf.reserve(need);
-    for (std::size_t i = 0; i < n; ++i) {
-      seqs[i] = next_seq + i;
-      encode_record(buf, seqs[i], payloads[i]);
-    }
-    next_seq += n;  // never reused, even if the write fails
-    if (int e = write_all(active->get(), buf.data(), buf.size())) {
-      if (::ftruncate(active->get(), static_cast<off_t>(seg.bytes)) != 0) seal_active = true;
-      throw_io("write", log_path(seg_it->first), e);
-    }
-    seg.bytes += need;
-    bytes += need;
-    seg.pending.resize(seqs.back() - seg_it->first + 1, false);
-    for (std::uint64_t s : seqs) seg.pending[s - seg_it->first] = true;
-    seg.pending_count += n;
-    pending += n;
-    written_seq = seqs.back();
-    // Under `interval` an append never waits on the disk: the owner's maybe_sync() (the pipeline's
-    // sender thread) does the syncing, so callers keep microsecond appends (measured in bench/).
-    do_sync = opt.fsync == FsyncPolicy::every_record;
   }
-  if (do_sync) sync_through(seqs.back());
+  // Under `interval` an append never waits on the disk: the owner's maybe_sync() (the pipeline's
+  // sender thread) does the syncing, so callers keep microsecond appends (measured in bench/).
+  if (opt.fsync == FsyncPolicy::every_record) sync_through(seqs.back());
   return seqs;
+}
+
+void Spool::Impl::append_locked(const std::string_view* payloads, std::size_t n, std::uint64_t need,
+                                std::vector<std::uint64_t>& seqs) {
+  const Segment* act = &segments.rbegin()->second;
+  if (bytes + need > opt.max_bytes && act->bytes > 0 && act->pending_count == 0) {
+    rotate_locked();  // frees the acknowledged active segment
+    act = &segments.rbegin()->second;
+  }
+  if (bytes + need > opt.max_bytes) {
+    throw SpoolFullError("spool: full (" + std::to_string(bytes) + " of " + std::to_string(opt.max_bytes) +
+                         " bytes used, " + std::to_string(need) + " more needed)");
+  }
+  if (seal_active || (act->bytes > 0 && act->bytes + need > opt.segment_bytes)) rotate_locked();
+  auto seg_it = std::prev(segments.end());
+  Segment& seg = seg_it->second;
+
+  std::string buf;
+  buf.reserve(need);
+  for (std::size_t i = 0; i < n; ++i) {
+    seqs[i] = next_seq + i;
+    encode_record(buf, seqs[i], payloads[i]);
+  }
+  next_seq += n;  // never reused, even if the write fails
+  int e = fault(SpoolOp::write);
+  if (e == 0) e = write_all(active->get(), buf.data(), buf.size());
+  if (e != 0) {
+    if (::ftruncate(active->get(), static_cast<off_t>(seg.bytes)) != 0) seal_active = true;
+    throw_io("write", log_path(seg_it->first), e);
+  }
+  seg.bytes += need;
+  bytes += need;
+  fs_free = fs_free > need ? fs_free - need : 0;
+  seg.pending.resize(seqs.back() - seg_it->first + 1, false);
+  for (std::uint64_t s : seqs) seg.pending[s - seg_it->first] = true;
+  seg.pending_count += n;
+  pending += n;
+  written_seq = seqs.back();
+  last_failed = false;
+  last_error.clear();
+  update_accepting_locked();
 }
 
 // Makes every seq <= target durable; returns at once if another thread's fsync already did.
@@ -335,8 +405,14 @@ void Spool::Impl::sync_through(std::uint64_t target) {
     upto = written_seq;
     first = segments.rbegin()->first;
   }
-  if (int e = datasync(fd->get())) throw_io("fsync", log_path(first), e);
+  int e = fault(SpoolOp::sync);
+  if (e == 0) e = datasync(fd->get());
   std::lock_guard lock(mu);
+  if (e != 0) {
+    std::string what = "spool: fsync " + log_path(first).string() + ": " + errno_text(e);
+    fail_locked(what);
+    throw Error(what);
+  }
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }
@@ -354,12 +430,16 @@ void Spool::Impl::sync_all() {
       seg.ack_dirty = false;
     }
   }
-  int failed = 0;
+  int failed = fault(SpoolOp::sync);
   for (const FdPtr& fd : fds) {
     if (int e = datasync(fd->get())) failed = e;
   }
-  if (failed != 0) throw_io("fsync", opt.dir, failed);
   std::lock_guard lock(mu);
+  if (failed != 0) {
+    std::string what = "spool: fsync " + opt.dir.string() + ": " + errno_text(failed);
+    fail_locked(what);
+    throw Error(what);
+  }
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }
@@ -422,6 +502,18 @@ void Spool::ack(const std::vector<std::uint64_t>& seqs) {
       seg.ack_dirty = true;
       writes.emplace_back(seg.ack_fd, std::move(data));
     }
+    // A fully acknowledged active segment still counts against max_bytes until it is rotated away.
+    // When that keeps admission closed, rotate now: otherwise, with callers refused, no append would
+    // ever come to do it and the spool would stay "full" of delivered events.
+    const Impl::Segment& act = segs.rbegin()->second;
+    if (act.bytes > 0 && act.pending_count == 0 && !impl_->room_locked()) {
+      try {
+        impl_->rotate_locked();
+      } catch (const Error& e) {
+        impl_->warn(e.what());
+      }
+      impl_->update_accepting_locked();
+    }
   }
   // Outside the lock: appends need not wait for ack writes. Entries are independent, so the order
   // of concurrent ack() calls in a file does not matter.
@@ -466,9 +558,21 @@ void Spool::maybe_sync() {
   impl_->sync_through(target);
 }
 
+bool Spool::can_accept() const noexcept { return impl_->accepting.load(std::memory_order_acquire); }
+
+void Spool::refresh_space() noexcept {
+  try {
+    impl_->read_free_space();
+  } catch (const std::exception&) {
+    // Only allocation can fail here; the previous figure stands until the next tick.
+  }
+}
+
 SpoolStats Spool::stats() const {
   std::lock_guard lock(impl_->mu);
-  return {impl_->bytes, impl_->pending, impl_->torn, impl_->segments.size()};
+  const Impl& i = *impl_;
+  return {i.bytes, i.pending, i.torn, i.segments.size(), i.fs_free, i.failed_appends,
+          i.accepting.load(std::memory_order_relaxed), i.last_failed ? i.last_error : std::string()};
 }
 
 std::vector<std::string> Spool::warnings() const {

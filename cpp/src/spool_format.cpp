@@ -27,7 +27,7 @@ Fd::~Fd() {
 
 int open_file(const fs::path& path, int flags, const char* what) {
   for (;;) {
-    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);  // events name customers and amounts
     if (fd >= 0) return fd;
     if (errno != EINTR) throw_io(what, path, errno);
   }

@@ -45,7 +45,7 @@ class Fd {
 };
 using FdPtr = std::shared_ptr<Fd>;
 
-// open(2) with O_CLOEXEC and mode 0644; throws "spool: <what> <path>: <errno text>" on failure.
+// open(2) with O_CLOEXEC and mode 0600 (owner only); throws "spool: <what> <path>: <errno text>" on failure.
 int open_file(const std::filesystem::path& path, int flags, const char* what);
 
 // Writes all of [data, data+size); returns 0 or the errno. One write() unless the kernel splits it.

@@ -40,8 +40,14 @@ class LagoTransport final : public Transport {
 
   HttpReply send(const std::vector<const std::string*>& events) override {
     HttpReply reply;
+    // interrupt() is final (the pipeline calls it only to stop): a send that starts after it returns
+    // at once. Resetting the flag here lost an interrupt that landed just before a send, and close()
+    // then waited out the whole timeout.
+    if (interrupted_.load()) {
+      reply.transport_error = "interrupted (the pipeline is closing)";
+      return reply;
+    }
     std::string body = batch_body(events);
-    interrupted_ = false;
     // The same easy handle every time: libcurl keeps the connection alive between batches.
     curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
@@ -109,7 +115,7 @@ class FileTransport final : public Transport {
  public:
   explicit FileTransport(std::filesystem::path path) : path_(std::move(path)) {
     if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);  // billing data: owner only
     if (fd_ < 0) throw Error("cannot open billing sink " + path_.string() + ": " + std::strerror(errno));
   }
   ~FileTransport() override { ::close(fd_); }
@@ -118,23 +124,33 @@ class FileTransport final : public Transport {
     std::string lines;
     for (const auto* e : events) lines += *e + "\n";
     HttpReply reply;
+    const off_t before = ::lseek(fd_, 0, SEEK_END);
     std::size_t done = 0;
     while (done < lines.size()) {
       ssize_t n = ::write(fd_, lines.data() + done, lines.size() - done);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        reply.transport_error = std::string("write ") + path_.string() + ": " + std::strerror(errno);
-        return reply;  // status 0: retried like a network error
-      }
+      if (n < 0) return failed("write", before);
       done += static_cast<std::size_t>(n);
     }
-    ::fsync(fd_);
+    // The events are acknowledged (and leave the spool) on a 200: only once they are on disk here.
+    while (::fsync(fd_) != 0) {
+      if (errno != EINTR) return failed("fsync", before);
+    }
     reply.status = 200;
     return reply;
   }
   std::string describe() const override { return "file " + path_.string(); }
 
  private:
+  // Status 0 (retried like a network error). The partial batch is cut off so that the resend does not
+  // leave a torn line in the sink (if the cut fails too, the error says so).
+  HttpReply failed(const char* what, off_t before) {
+    HttpReply reply;
+    reply.transport_error = std::string(what) + " " + path_.string() + ": " + std::strerror(errno);
+    if (before >= 0 && ::ftruncate(fd_, before) != 0) reply.transport_error += " (partial batch left)";
+    return reply;
+  }
+
   std::filesystem::path path_;
   int fd_ = -1;
 };

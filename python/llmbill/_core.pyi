@@ -187,13 +187,16 @@ class Pipeline:
         fsync: str = "interval",
         fsync_interval: float = 0.02,
         max_spool_bytes: int = ...,
+        spool_reserve_bytes: int = ...,
         max_batch: int = 100,
         flush_interval: float = 0.05,
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
         config_error_retry: float = 15.0,
         timeout: float = 10.0,
+        max_unspooled: int = 10000,
     ) -> None: ...
+    def can_accept(self) -> bool: ...
     def submit(
         self,
         *,

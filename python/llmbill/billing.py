@@ -9,10 +9,15 @@ Environment:
     LLMBILL_SPOOL_DIR    the durable spool (default ~/.local/state/llmbill/spool).
     LLMBILL_FSYNC        always | interval (default) | never;  LLMBILL_FSYNC_INTERVAL_MS (default 20).
     LLMBILL_SPOOL_MAX_BYTES  disk bound of the spool (default 1 GiB).
+    LLMBILL_SPOOL_RESERVE_BYTES  room kept free, under that bound and on the filesystem, for calls
+                         already admitted (default 4 MiB, at most a quarter of the bound): while it is
+                         not free, `Pipeline.can_accept()` is false and the proxy refuses billable calls.
     LLMBILL_EXIT_FLUSH_SECONDS  how long interpreter exit waits for delivery (default 5).
 
 Delivery is guaranteed by the spool, not by waiting: `flush()` waits for Lago, `close()` stops the
-sender and leaves the rest on disk for the next start.
+sender and leaves the rest on disk for the next start. An event the spool cannot take (the disk
+filled after the call was admitted) is held in memory and retried until it is durable; ask
+`get_pipeline().can_accept()` before billable work to refuse it while that is so.
 
 >>> settings = LagoSettings.from_env({"LAGO_API_CHARGE_BY": "team_id"})
 >>> settings.charge_by
@@ -22,6 +27,7 @@ sender and leaves the rest on disk for the next start.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -69,6 +75,7 @@ class LagoSettings:
     fsync_interval_s: float
     max_spool_bytes: int
     exit_flush_s: float
+    spool_reserve_bytes: int = 4 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LagoSettings:
@@ -96,6 +103,7 @@ class LagoSettings:
             fsync_interval_s=_number(env, "LLMBILL_FSYNC_INTERVAL_MS", 20) / 1000,
             max_spool_bytes=int(_number(env, "LLMBILL_SPOOL_MAX_BYTES", 1 << 30)),
             exit_flush_s=_number(env, "LLMBILL_EXIT_FLUSH_SECONDS", 5),
+            spool_reserve_bytes=int(_number(env, "LLMBILL_SPOOL_RESERVE_BYTES", 4 << 20)),
         )
 
     def describe(self) -> str:
@@ -115,6 +123,7 @@ def open_pipeline(settings: LagoSettings) -> core.Pipeline:
         fsync=settings.fsync,
         fsync_interval=settings.fsync_interval_s,
         max_spool_bytes=settings.max_spool_bytes,
+        spool_reserve_bytes=settings.spool_reserve_bytes,
     )
 
 
@@ -141,6 +150,20 @@ def flush(timeout: float = 10.0) -> bool:
     return True if pipeline is None else pipeline.flush(timeout)
 
 
+log = logging.getLogger("llmbill")
+
+
+def close_pipeline(pipeline: core.Pipeline, timeout: float) -> bool:
+    """Closes a pipeline and logs, as errors, what its close could not keep: events still held in
+    memory that the spool could not take even then (their calls need `llmbill reconcile --fix`), or
+    a failed final fsync. Nothing else reads the pipeline's warnings at exit."""
+    done = pipeline.close(timeout)
+    for warning in pipeline.warnings():
+        if warning.startswith("billing pipeline:"):
+            log.error("%s", warning)
+    return done
+
+
 def close(timeout: float | None = None) -> bool:
     """Flushes within `timeout` and stops the sender; undelivered events stay in the spool."""
     global _pipeline
@@ -148,7 +171,7 @@ def close(timeout: float | None = None) -> bool:
         pipeline, _pipeline = _pipeline, None
     if pipeline is None:
         return True
-    return pipeline.close(_exit_flush_s if timeout is None else timeout)
+    return close_pipeline(pipeline, _exit_flush_s if timeout is None else timeout)
 
 
 atexit.register(close)

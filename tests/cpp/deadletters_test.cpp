@@ -223,3 +223,18 @@ TEST(DeadLetters, IoFailuresThrowTheRootError) {
   EXPECT_THROW(DeadLetterStore(blocker / "dead.jsonl"), llmbill::Error);
   EXPECT_THROW(DeadLetterStore(""), llmbill::Error);
 }
+
+TEST(DeadLetterStore, FilesAreForTheOwnerOnlyAndAnOlderWiderFileIsNarrowed) {
+  TempDir dir;
+  fs::path file = dir.path() / "deadletters.jsonl";
+  append_text(file, "");  // an older version's file, made with the umask's default
+  fs::permissions(file, fs::perms(0644));
+  DeadLetterStore store(file);
+  store.add(letter("a"));
+  store.add(letter("b"));
+  auto mode = [](const fs::path& p) { return static_cast<unsigned>(fs::status(p).permissions() & fs::perms::all); };
+  EXPECT_EQ(mode(file), 0600u);
+  EXPECT_EQ(mode(dir.path() / "deadletters.jsonl.lock"), 0600u);
+  ASSERT_TRUE(store.remove("a"));  // the rewrite (temp file, rename) keeps it private too
+  EXPECT_EQ(mode(file), 0600u);
+}

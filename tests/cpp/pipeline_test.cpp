@@ -273,3 +273,204 @@ TEST_F(PipelineTest, ConcurrentSubmitsAreAllDeliveredOnce) {
   EXPECT_EQ(stored_total(), 2000u);
   EXPECT_EQ(stored_distinct(), 2000u);
 }
+
+// --- Durability (issue 13) ---
+
+namespace {
+
+// A spool write (or fsync) fault switched on and off by the test.
+struct DiskFault {
+  std::atomic<int> write{0};
+  std::atomic<int> sync{0};
+  std::function<int(llmbill::SpoolOp)> hook() {
+    return [this](llmbill::SpoolOp op) { return op == llmbill::SpoolOp::write ? write.load() : sync.load(); };
+  }
+};
+
+HttpReply lago_down(int, const std::vector<const std::string*>&) { return HttpReply{0, "", {}, "connection refused"}; }
+
+// Polls `done` (the sender works on its own clock) for up to 5 s.
+template <class F>
+bool eventually(F done) {
+  for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+    if (done()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_F(PipelineTest, AnAppendThatFailsAfterTheCallIsHeldInMemoryUntilTheSpoolTakesIt) {
+  DiskFault fault;
+  auto o = options();
+  o.spool.inject_fault = fault.hook();
+  std::atomic<bool> up{false};
+  state_->script = [&](int c, const auto& e) -> std::optional<HttpReply> {
+    if (!up) return lago_down(c, e);
+    return std::nullopt;
+  };
+  auto p = open(o);
+  EXPECT_TRUE(p->can_accept());
+  fault.write = ENOSPC;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(p->submit(call(i)), std::vector<std::string>{"call-" + std::to_string(i)});
+  auto s = p->stats();
+  EXPECT_EQ(s.unspooled, 5u);
+  EXPECT_GE(s.spool_failures, 5u);  // and the sender's retries meanwhile
+  EXPECT_FALSE(s.accepting);
+  EXPECT_FALSE(p->can_accept());  // nothing more is admitted while events wait in memory
+
+  fault.write = 0;  // the disk has room again: the sender's next tick spools them
+  ASSERT_TRUE(eventually([&] { return p->stats().unspooled == 0; }));
+  EXPECT_TRUE(p->can_accept());
+  EXPECT_EQ(stored_total(), 0u);
+  EXPECT_FALSE(p->close(50ms));  // Lago is still down: they wait in the spool, not in memory
+  p.reset();
+
+  up = true;
+  p = open(options());
+  EXPECT_EQ(p->stats().recovered, 5u);
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 5u);
+  EXPECT_EQ(stored_distinct(), 5u);
+}
+
+TEST_F(PipelineTest, EventsTheSpoolCannotTakeAreSentStraightToLagoOnce) {
+  DiskFault fault;
+  fault.write = EIO;
+  auto o = options();
+  o.spool.inject_fault = fault.hook();
+  auto p = open(o);
+  for (int i = 0; i < 20; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_total(), 20u);
+  EXPECT_EQ(stored_distinct(), 20u);
+  EXPECT_EQ(p->stats().unspooled, 0u);
+  EXPECT_EQ(p->stats().delivered, 20u);
+}
+
+TEST_F(PipelineTest, AFullSpoolHoldsTheCallsAlreadyServedAndLagoGetsEachOnceWhenItReturns) {
+  // The measured case: Lago down, the spool fills, calls admitted before it filled settle after.
+  std::atomic<bool> up{false};
+  state_->script = [&](int c, const auto& e) -> std::optional<HttpReply> {
+    if (!up) return lago_down(c, e);
+    return std::nullopt;
+  };
+  auto o = options();
+  o.spool.max_bytes = 8 * 1024;
+  o.spool.reserve_bytes = 1024;
+  auto p = open(o);
+  int n = 0;
+  while (p->can_accept()) p->submit(call(n++));
+  EXPECT_GT(n, 3);
+  for (int i = 0; i < 10; ++i) p->submit(call(n++));  // admitted earlier, answered now: never thrown
+  EXPECT_GT(p->stats().unspooled, 0u);
+  EXPECT_FALSE(p->can_accept());
+  up = true;
+  ASSERT_TRUE(p->flush(10s));
+  EXPECT_EQ(stored_total(), static_cast<std::size_t>(n));
+  EXPECT_EQ(stored_distinct(), static_cast<std::size_t>(n));
+  ASSERT_TRUE(eventually([&] { return p->can_accept(); }));  // delivered, acknowledged, room again
+}
+
+TEST_F(PipelineTest, TheInMemoryListIsBoundedAndOnlyThenSubmitThrows) {
+  DiskFault fault;
+  fault.write = ENOSPC;
+  state_->script = lago_down;
+  auto o = options();
+  o.spool.inject_fault = fault.hook();
+  o.max_unspooled = 3;
+  auto p = open(o);
+  for (int i = 0; i < 3; ++i) p->submit(call(i));
+  EXPECT_THROW(p->submit(call(3)), llmbill::SpoolFullError);
+  EXPECT_EQ(p->stats().unspooled, 3u);
+  EXPECT_FALSE(p->close(10ms));
+}
+
+TEST_F(PipelineTest, CloseSpoolsWhatIsHeldInMemoryOrNamesItInTheWarnings) {
+  DiskFault fault;
+  fault.write = ENOSPC;
+  state_->script = lago_down;
+  auto o = options();
+  o.spool.inject_fault = fault.hook();
+  auto p = open(o);
+  p->submit(call(1));
+  p->submit(call(2));
+  fault.sync = EIO;  // the final fsync fails too: close() must report it, not throw
+  EXPECT_FALSE(p->close(30ms));
+  std::string all;
+  for (const auto& w : p->warnings()) all += w + "\n";
+  EXPECT_NE(all.find("call-1"), std::string::npos) << all;
+  EXPECT_NE(all.find("call-2"), std::string::npos) << all;
+  EXPECT_NE(all.find("fsync"), std::string::npos) << all;
+}
+
+TEST_F(PipelineTest, ADeadLetterThatCannotBeWrittenNeitherEndsTheSenderNorLosesTheEvent) {
+  state_->reject_ids = {"call-3"};
+  auto o = options();
+  o.dead_letter_file = dir_ / "letters" / "deadletters.jsonl";
+  auto p = open(o);
+  std::filesystem::create_directories(o.dead_letter_file);  // a directory where the file goes: EISDIR
+  for (int i = 0; i < 5; ++i) p->submit(call(i));
+  // The other four are delivered; call-3 waits for its letter, unacknowledged in the spool.
+  ASSERT_TRUE(eventually([&] { return stored_total() == 4 && p->stats().pending == 1; }))
+      << p->stats().last_error << " stored " << stored_total();
+  EXPECT_GT(p->stats().spool_failures, 0u);
+  EXPECT_EQ(p->stats().dead_lettered, 0u);
+  EXPECT_NE(p->stats().last_error.find("dead letter not written"), std::string::npos);
+  std::filesystem::remove(o.dead_letter_file);
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(p->stats().dead_lettered, 1u);
+  EXPECT_EQ(p->dead_letters().count(), 1u);
+  EXPECT_EQ(stored_total(), 4u);
+}
+
+TEST_F(PipelineTest, AFailingFsyncInTheSenderIsCountedAndDeliveryGoesOn) {
+  DiskFault fault;
+  fault.sync = EIO;
+  auto o = options();
+  o.spool.fsync = llmbill::FsyncPolicy::interval;
+  o.spool.fsync_interval = 1ms;
+  o.spool.inject_fault = fault.hook();
+  auto p = open(o);
+  for (int i = 0; i < 10; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_distinct(), 10u);
+  ASSERT_TRUE(eventually([&] { return p->stats().sender_errors > 0; }));  // the next fsync due fails
+  EXPECT_NE(p->stats().last_error.find("fsync"), std::string::npos);
+  fault.sync = 0;
+}
+
+TEST_F(PipelineTest, AnExceptionFromTheTransportIsCaughtCountedAndTheBatchResent) {
+  state_->script = [](int c, const auto&) -> std::optional<HttpReply> {
+    if (c == 0) throw std::runtime_error("transport bug");
+    return std::nullopt;
+  };
+  auto p = open(options());
+  for (int i = 0; i < 3; ++i) p->submit(call(i));
+  ASSERT_TRUE(p->flush(5s));
+  EXPECT_EQ(stored_distinct(), 3u);
+  EXPECT_EQ(p->stats().sender_errors, 1u);
+  EXPECT_NE(p->stats().last_error.find("transport bug"), std::string::npos);
+}
+
+TEST_F(PipelineTest, TheBatchLimitGrowsBackAfterA413) {
+  state_->script = [](int c, const auto&) -> std::optional<HttpReply> {
+    if (c == 0) return HttpReply{413, "Request Entity Too Large", {}, ""};
+    return std::nullopt;
+  };
+  auto o = options();
+  o.max_batch = 8;
+  o.flush_interval = 1s;  // batches leave when full (or flushed): their sizes are the limit's
+  auto p = open(o);
+  int n = 0;
+  for (int round = 0; round < 8; ++round) {
+    for (int i = 0; i < 8; ++i) p->submit(call(n++));
+    ASSERT_TRUE(p->flush(5s));
+  }
+  std::lock_guard lock(state_->mu);
+  EXPECT_EQ(state_->batch_sizes.front(), 8u);
+  EXPECT_EQ(state_->batch_sizes[1], 4u);          // halved after the 413
+  EXPECT_EQ(state_->batch_sizes.back(), 8u);      // and back to max_batch after successes
+  EXPECT_EQ(state_->stored.size(), static_cast<std::size_t>(n));
+}

@@ -100,3 +100,34 @@ TEST(Sender, BackoffGrowsWithJitterAndCap) {
   EXPECT_EQ(llmbill::backoff_delay(3, ms(100), ms(1000), 0.0).count(), 200);
   EXPECT_EQ(llmbill::backoff_delay(20, ms(100), ms(1000), 0.0).count(), 500);
 }
+
+TEST(ClassifyReply, A413OnASingleEventDeadLettersItInsteadOfResendingItForever) {
+  auto o = classify_reply(reply(413, "Request Entity Too Large"), 1);
+  EXPECT_EQ(o.dead, (V{0}));
+  EXPECT_TRUE(o.retry.empty());
+  EXPECT_NE(o.dead_reasons.at(0).find("413"), std::string::npos);
+  EXPECT_EQ(classify_reply(reply(413), 2).action, ReplyAction::split);
+}
+
+TEST(ClassifyReply, TooManyEventsOnASingleEventBacksOffInsteadOfSplitting) {
+  auto o = classify_reply(reply(422, R"({"status":422,"error_details":{"events":["too_many_events"]}})"), 1);
+  EXPECT_EQ(o.retry, (V{0}));
+  EXPECT_EQ(o.action, ReplyAction::backoff);
+}
+
+TEST(BatchLimit, HalvesOnASplitAndGrowsBackAfterSuccesses) {
+  llmbill::BatchLimit limit(100);
+  EXPECT_EQ(limit.get(), 100u);
+  limit.on_split(100);
+  EXPECT_EQ(limit.get(), 50u);
+  limit.on_split(50);
+  EXPECT_EQ(limit.get(), 25u);
+  for (int i = 1; i < llmbill::BatchLimit::kGrowAfter; ++i) limit.on_success();
+  EXPECT_EQ(limit.get(), 25u);
+  limit.on_success();
+  EXPECT_EQ(limit.get(), 50u);
+  for (int i = 0; i < 10 * llmbill::BatchLimit::kGrowAfter; ++i) limit.on_success();
+  EXPECT_EQ(limit.get(), 100u);  // never past max_batch
+  limit.on_split(1);
+  EXPECT_EQ(limit.get(), 1u);  // never below one
+}

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -502,4 +503,117 @@ TEST(Spool, ProcessKilledWithoutDestructorsLosesNothing) {
   for (int i = 0; i < kRecords; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)].payload, payload(i));
   EXPECT_TRUE(spool.warnings().empty());
   EXPECT_GT(spool.append("after"), got.back().seq);
+}
+
+// --- Admission and failure reporting (issue 13: a full disk lost billable calls silently) ---
+
+namespace {
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) throw std::runtime_error("stat " + p.string());
+  return st.st_mode & 0777;
+}
+}  // namespace
+
+TEST(SpoolAdmission, FilesAreCreatedForTheOwnerOnly) {
+  TempDir dir;
+  Spool spool(options(dir.path()));
+  spool.ack({spool.append("event with a customer id")});
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    EXPECT_EQ(mode_of(e.path()), 0600u) << e.path();
+  }
+  EXPECT_FALSE(files_with(dir.path(), ".ack").empty());
+}
+
+TEST(SpoolAdmission, KeepsTheReserveFreeUnderMaxBytesAndReopensWhenAcksFreeIt) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.max_bytes = 10 * (kHeader + 10);
+  o.reserve_bytes = 2 * (kHeader + 10);  // under the cap of max_bytes / 4
+  Spool spool(o);
+  std::vector<std::uint64_t> seqs;
+  while (spool.can_accept()) seqs.push_back(spool.append(std::string(10, 'x')));
+  EXPECT_EQ(seqs.size(), 9u);  // 8 fit with the reserve kept; the 9th used it and closed admission
+  EXPECT_FALSE(spool.stats().accepting);
+  // The reserve is for calls admitted before: their appends still succeed, up to max_bytes.
+  seqs.push_back(spool.append(std::string(10, 'y')));
+  EXPECT_THROW(spool.append(std::string(10, 'z')), SpoolFullError);
+  EXPECT_FALSE(spool.can_accept());
+  // Delivered: the fully acknowledged active segment is rotated away without waiting for an append.
+  spool.ack(seqs);
+  EXPECT_EQ(spool.stats().bytes, 0u);
+  EXPECT_TRUE(spool.can_accept());
+}
+
+TEST(SpoolAdmission, TheReserveIsCappedAtAQuarterOfMaxBytes) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.max_bytes = 4 * (kHeader + 10);
+  o.reserve_bytes = 1ull << 40;  // larger than the spool: would never accept without the cap
+  Spool spool(o);
+  EXPECT_TRUE(spool.can_accept());
+  spool.append(std::string(10, 'a'));
+  spool.append(std::string(10, 'b'));
+  spool.append(std::string(10, 'c'));
+  EXPECT_TRUE(spool.can_accept());
+  spool.append(std::string(10, 'd'));
+  EXPECT_FALSE(spool.can_accept());
+}
+
+TEST(SpoolAdmission, TheFilesystemsFreeSpaceCounts) {
+  TempDir dir;
+  SpoolOptions o = options(dir.path());
+  o.max_bytes = UINT64_MAX / 2;
+  o.reserve_bytes = UINT64_MAX / 16;  // more than any disk has free
+  Spool spool(o);
+  EXPECT_FALSE(spool.can_accept());
+  EXPECT_GT(spool.stats().free_bytes, 0u);
+  EXPECT_LT(spool.stats().free_bytes, o.reserve_bytes);
+}
+
+TEST(SpoolAdmission, AFailedWriteClosesAdmissionUntilAnAppendSucceeds) {
+  TempDir dir;
+  std::atomic<int> fail_with{0};
+  SpoolOptions o = options(dir.path());
+  o.inject_fault = [&](llmbill::SpoolOp op) { return op == llmbill::SpoolOp::write ? fail_with.load() : 0; };
+  Spool spool(o);
+  fail_with = ENOSPC;
+  EXPECT_THROW(spool.append("a"), llmbill::Error);
+  EXPECT_FALSE(spool.can_accept());
+  auto s = spool.stats();
+  EXPECT_EQ(s.failed_appends, 1u);
+  EXPECT_NE(s.last_error.find("No space left on device"), std::string::npos) << s.last_error;
+  EXPECT_EQ(s.bytes, 0u);  // nothing half-written stays counted
+  fail_with = 0;
+  spool.append("b");
+  EXPECT_TRUE(spool.can_accept());
+  EXPECT_TRUE(spool.stats().last_error.empty());
+}
+
+TEST(SpoolAdmission, AFailedWriteReopensAtTheNextSpaceCheckThatFindsRoom) {
+  TempDir dir;
+  std::atomic<int> fail_with{EIO};
+  SpoolOptions o = options(dir.path());
+  o.inject_fault = [&](llmbill::SpoolOp op) { return op == llmbill::SpoolOp::write ? fail_with.load() : 0; };
+  Spool spool(o);
+  EXPECT_THROW(spool.append("a"), llmbill::Error);
+  EXPECT_FALSE(spool.can_accept());
+  fail_with = 0;
+  spool.refresh_space();  // no append needed to find out the disk has room again
+  EXPECT_TRUE(spool.can_accept());
+}
+
+TEST(SpoolAdmission, AFailedFsyncThrowsAndClosesAdmission) {
+  TempDir dir;
+  std::atomic<int> fail_with{EIO};
+  SpoolOptions o = options(dir.path(), FsyncPolicy::every_record);
+  o.inject_fault = [&](llmbill::SpoolOp op) { return op == llmbill::SpoolOp::sync ? fail_with.load() : 0; };
+  Spool spool(o);
+  EXPECT_THROW(spool.append("a"), llmbill::Error);
+  EXPECT_FALSE(spool.can_accept());
+  EXPECT_NE(spool.stats().last_error.find("fsync"), std::string::npos);
+  EXPECT_THROW(spool.sync(), llmbill::Error);
+  fail_with = 0;
+  spool.append("b");
+  EXPECT_TRUE(spool.can_accept());
 }

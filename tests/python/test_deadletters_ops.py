@@ -137,3 +137,14 @@ def test_replay_delivers_once_refuses_held_codes_and_never_loses_a_letter_refuse
         pipeline.close(1)
     assert "still not a billable metric" in held.refused and held.sent == []
     eventually(lambda: [x.id for x in DeadLetterBook(base).letters()] == ["bad"], what="the refused letter kept")
+
+
+def test_the_audit_file_is_for_the_owner_only_and_an_older_wider_one_is_narrowed(tmp_path: Path) -> None:
+    base = tmp_path / "spool"
+    book = DeadLetterBook(base)
+    book.audit("drop", letter(event("a")))
+    assert (base / AUDIT_FILE).stat().st_mode & 0o777 == 0o600  # the events name customers and amounts
+    (base / AUDIT_FILE).chmod(0o644)  # as an older version left it
+    book.audit("drop", letter(event("b"), "b"))
+    assert (base / AUDIT_FILE).stat().st_mode & 0o777 == 0o600
+    assert [json.loads(line)["id"] for line in (base / AUDIT_FILE).read_text().splitlines()] == ["x", "b"]

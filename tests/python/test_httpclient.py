@@ -1,15 +1,21 @@
 """The proxy's upstream HTTP client (proxy/httpclient.py) against a raw asyncio server: keep-alive reuse,
-Content-Length, chunked and close-delimited bodies, gzip, a stale pooled connection, a cut stream."""
+Content-Length, chunked and close-delimited bodies, gzip, a stale pooled connection, a cut stream, and
+a request never sent twice (lost after it was written: 502; a connection found closed: replaced unused)."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from llmbill.proxy.config import Deployment
+from llmbill.proxy.errors import ProxyError
 from llmbill.proxy.httpclient import Client, Target, UpstreamError
+from llmbill.proxy.upstream import Upstream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 
@@ -158,3 +164,104 @@ def test_unreachable_upstream_and_bad_urls() -> None:
     asyncio.run(work())
     with pytest.raises(ValueError):
         Target("ftp://example.com/x", {})
+
+
+# --- A request is never sent twice (issue 13: the provider would run and charge it twice) ---
+
+def test_a_request_lost_after_it_was_written_is_not_resent_and_the_proxy_answers_502() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n in (1, 3):
+            return False  # read the request (the provider may have run it), then close without a reply
+        writer.write(_reply(b'{"n":%d}' % n))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        assert await (await client.post(target, b"{}")).read() == b'{"n":0}'
+        with pytest.raises(UpstreamError):
+            await client.post(target, b'{"second":1}')  # on the reused connection
+        await client.close()
+
+        upstream = Upstream()
+        await upstream.start()
+        d = Deployment(model_name="m", provider="openai", upstream_model="m", api_base=url.removesuffix("/chat/completions"),
+                       api_key="", price=None, timeout=5.0, max_input_tokens=0, max_output_tokens=0)
+        await upstream.call(d, "chat", {"n": 2})
+        with pytest.raises(ProxyError) as refused:
+            await upstream.call(d, "chat", {"n": 3})
+        assert refused.value.status == 502 and refused.value.type == "upstream_error"
+        await upstream.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    # Each request reached the server once: neither lost one was resent on a new connection.
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"1", b"2", b"2"]
+    assert seen[1].endswith(b'{"second":1}')
+
+
+class _HalfClosingServer:
+    """A blocking server in a thread: answers the first request on connection 1, then shuts its side
+    (FIN) without closing, so it still sees anything the client writes there afterwards; later
+    connections are answered normally. `requests` lists (connection number, body) as seen."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1/chat/completions"
+        self.requests: list[tuple[int, bytes]] = []
+        self.half_closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _read(conn: socket.socket, buf: bytearray) -> bytes | None:
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        buf[:] = rest[length:]
+        return rest[:length]
+
+    def _run(self) -> None:
+        with self.sock:
+            for number in (1, 2):
+                self._serve(number)
+
+    def _serve(self, number: int) -> None:
+        conn, _ = self.sock.accept()
+        conn.settimeout(10)
+        buf = bytearray()
+        with conn:
+            while (body := self._read(conn, buf)) is not None:
+                self.requests.append((number, body))
+                if number == 1 and len(self.requests) > 1:
+                    continue  # written to a connection the server had closed: it still got here
+                conn.sendall(_reply(b"{}"))
+                if number == 1:
+                    conn.shutdown(socket.SHUT_WR)
+                    self.half_closed.set()
+                else:
+                    return
+
+
+def test_a_pooled_connection_found_closed_before_the_request_is_written_is_replaced_unused() -> None:
+    server = _HalfClosingServer()
+
+    async def work() -> None:
+        client = Client()
+        target = Target(server.url, {})
+        assert await (await client.post(target, b'{"first":1}')).read() == b"{}"
+        # Blocking wait: the loop cannot run, so the client has not processed the server's FIN yet
+        # when the next request picks the pooled connection.
+        assert server.half_closed.wait(10)
+        assert await (await client.post(target, b'{"second":1}')).read() == b"{}"
+        await client.close()
+
+    asyncio.run(work())
+    server.thread.join(10)
+    assert server.requests == [(1, b'{"first":1}'), (2, b'{"second":1}')]

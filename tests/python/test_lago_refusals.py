@@ -107,7 +107,8 @@ def test_an_unreadable_timestamp_in_the_spool_never_blocks_recovery(tmp_path: Pa
 def test_full_spool_refuses_new_calls_loudly_and_delivers_the_rest(fake_lago: FakeLago,
                                                                    make_pipeline: MakePipeline) -> None:
     fake_lago.set_down("refuse")
-    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY, max_spool_bytes=4000)
+    # Past the spool's bound, events are held in memory (max_unspooled) and only then refused.
+    pipeline = make_pipeline(api_base=fake_lago.url, api_key=KEY, max_spool_bytes=4000, max_unspooled=3)
     accepted: list[str] = []
     with pytest.raises(llmbill.SpoolFullError):
         for i in range(100):
@@ -115,6 +116,7 @@ def test_full_spool_refuses_new_calls_loudly_and_delivers_the_rest(fake_lago: Fa
     assert 0 < len(accepted) < 100
     refused = f"full-{len(accepted)}"
     assert pipeline.stats()["enqueued"] == len(accepted)
+    assert not pipeline.can_accept() and pipeline.stats()["unspooled"] == 3
 
     fake_lago.set_down(False)
     assert pipeline.flush(10)

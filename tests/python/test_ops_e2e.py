@@ -137,7 +137,7 @@ def test_wrong_event_code_is_held_as_a_dead_letter_and_replayed_once_after_the_f
         status, body, headers = proxy.request("POST", "/chat/completions", chat("cust-1"), MASTER)
         assert status == 200, body
         call_id = headers["x-litellm-call-id"]
-        status, ready, _ = proxy.request("GET", "/health/readiness")
+        status, ready, _ = proxy.request("GET", "/health/readiness", None, MASTER)
         assert ready["billing"]["held_codes"] == ["openai_tokenz"]
         assert ready["billing"]["dead_letters"] == 1 and ready["billing"]["oldest_dead_letter_age_s"] >= 0
         rc, out, _ = cli(proxy, "deadletters", "list", "--format", "json")
@@ -152,7 +152,7 @@ def test_wrong_event_code_is_held_as_a_dead_letter_and_replayed_once_after_the_f
 
     fixed = lago_env(lago, "end_user_id")
     with Proxy(config(upstream, None), fixed, workdir=proxy.dir) as proxy:
-        status, ready, _ = proxy.request("GET", "/health/readiness")
+        status, ready, _ = proxy.request("GET", "/health/readiness", None, MASTER)
         assert ready["billing"]["held_codes"] == [] and ready["billing"]["dead_letters"] == 1
         rc, out, err = cli(proxy, "deadletters", "replay", "--all", process=True)
         assert rc == 0, out + err
@@ -175,7 +175,7 @@ def test_wrong_event_code_is_held_as_a_dead_letter_and_replayed_once_after_the_f
         assert rc == 0 and "dropped" in out
         audit = (proxy.dir / "spool" / "deadletters-audit.jsonl").read_text().splitlines()
         assert [json.loads(line)["action"] for line in audit] == ["replay", "drop"]
-        status, ready, _ = proxy.request("GET", "/health/readiness")
+        status, ready, _ = proxy.request("GET", "/health/readiness", None, MASTER)
         assert ready["billing"]["dead_letters"] == 0 and ready["billing"]["oldest_dead_letter_age_s"] is None
 
 

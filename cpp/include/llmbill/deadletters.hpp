@@ -2,7 +2,8 @@
 // operator can inspect, fix and resend them. An event is acknowledged in the spool only after it is
 // stored here, so nothing is lost between the two.
 //
-// Storage: one JSON object per line, {"id","event_json","reason","reply","at"}, in `file`.
+// Storage: one JSON object per line, {"id","event_json","reason","reply","at"}, in `file`, mode 0600
+// (an older file with wider permissions is narrowed at the next add).
 // add() appends a line and fsyncs before returning; remove() rewrites the file (temp file, fsync,
 // rename, directory fsync), so a crash leaves either the old or the new file. A torn last line (a crash
 // in the middle of add) and any other unreadable line are skipped, never a crash; the next add starts

@@ -7,6 +7,16 @@
 // acknowledged in the spool; the rest are resent, with backoff, forever — until close().
 // Events left at close() stay in the spool and are resent by the next Pipeline on the same directory.
 //
+// Durability (issue 13): can_accept() says, before a caller does billable work, whether its events
+// could be made durable now (the spool's reserve and last outcome, and nothing held in memory). An
+// append that fails anyway (the call was already served) does not lose the event: it is held in a
+// bounded in-memory list, and the sender retries it every tick — into the spool, or straight to Lago
+// when the spool still cannot take it — until it is durable in one of them; stats().unspooled counts
+// them and can_accept() stays false meanwhile. Only when that list is full too does submit() throw.
+// A dead letter that cannot be written is kept and retried the same way. No exception ends the
+// sender thread: anything thrown is counted (sender_errors, last_error), the batch is kept, and the
+// sender backs off and retries.
+//
 // Thread safety: every public method may be called from any thread. The sender never calls back into
 // the caller (Python learns state by polling stats()).
 #pragma once
@@ -40,6 +50,7 @@ struct PipelineOptions {
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_cap{30000};
   std::chrono::milliseconds config_error_retry{15000};  // 401/403/404: retry slowly, never drop
+  std::size_t max_unspooled = 10000;  // events (and dead letters) held in memory while the disk fails
 };
 
 struct PipelineStats {
@@ -53,8 +64,13 @@ struct PipelineStats {
   std::uint64_t held = 0;           // events of a held code (dead-lettered, never sent)
   std::uint64_t batches = 0;        // HTTP requests made
   std::uint64_t config_errors = 0;  // 401/403/404 and unexpected statuses seen
-  std::uint64_t pending = 0;        // queued or in flight
+  std::uint64_t pending = 0;        // queued or in flight (unspooled ones included)
+  std::uint64_t unspooled = 0;      // held in memory: the spool could not take them (retried each tick)
+  std::uint64_t spool_failures = 0; // appends or dead-letter writes that failed (each retried)
+  std::uint64_t sender_errors = 0;  // exceptions caught in the sender thread (the work is retried)
   std::uint64_t spool_bytes = 0;
+  std::uint64_t spool_free_bytes = 0;  // free on the spool's filesystem (last check, less appends)
+  bool accepting = true;            // can_accept() when the figures were taken
   double oldest_pending_age_s = 0;  // by the events' own timestamps
   std::string last_error;
 };
@@ -66,9 +82,12 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
+  // Whether a new billable call's events can be made durable now: the spool keeps its reserve free,
+  // its last append succeeded and nothing waits in memory. Cheap (no syscall): ask before every call.
+  bool can_accept() const;
   // Returns the transaction ids queued (empty when the call had no id to charge and was
-  // dead-lettered). Throws SpoolFullError (nothing queued) when the spool is at its limit, Error after
-  // close().
+  // dead-lettered). When the spool cannot take the events they are held in memory and retried (see
+  // above); throws SpoolFullError (nothing queued) only when that list is full too, Error after close().
   std::vector<std::string> submit(const CallRecord& call);
   // Queues an already-built event (a dead letter being replayed, a reconciliation resend) unchanged.
   // Returns false when the event's code is held (then it is dead-lettered, not queued).
@@ -84,23 +103,48 @@ class Pipeline {
   // passes. Returns whether everything settled.
   bool flush(std::chrono::milliseconds timeout);
   // flush(timeout), then stops the sender and releases the spool (its lock too); what is left stays
-  // in the spool for the next Pipeline. Idempotent.
+  // in the spool for the next Pipeline. Events still held in memory get one last append; those that
+  // cannot be spooled even then are named in warnings() (their calls are in the caller's own records,
+  // e.g. the proxy's spend log, for `llmbill reconcile --fix`). Idempotent; never throws.
   bool close(std::chrono::milliseconds timeout);
   PipelineStats stats() const;
-  std::vector<std::string> warnings() const;  // spool recovery warnings
+  std::vector<std::string> warnings() const;  // spool recovery warnings (and, after close, losses)
   DeadLetterStore& dead_letters() { return dead_letters_; }
   std::string describe() const;
 
  private:
   struct Pending {
-    std::uint64_t seq;
+    std::uint64_t seq;  // 0: not in the spool, held in memory (seqs start at 1)
     std::string json;
     std::int64_t timestamp_ms;
   };
+  // A dead letter whose write failed, retried by the sender each tick.
+  struct UnwrittenLetter {
+    DeadLetter letter;
+    std::uint64_t seq = 0;    // its event's spool record, acknowledged once the letter is written (0: none)
+    bool from_batch = false;  // refused by Lago: counted as finished and dead-lettered once written
+  };
   void queue_spooled(std::vector<Pending> items);
+  // After a failed append: keeps the events in memory for the sender; throws when the list is full.
+  void hold_unspooled(std::vector<Pending> items, const std::string& error);
+  // A dead letter stored now, or kept in memory for the sender to store when the write fails.
+  void add_dead_letter(DeadLetter letter);
+
+  // The sender thread (pipeline_sender.cpp).
   void run();
-  // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch.
+  bool next_batch(std::vector<Pending>& batch, std::size_t limit);
+  // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch. A
+  // letter that cannot be written is kept for retry_dead_letters(); its event stays unacknowledged.
   void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply);
+  void requeue(std::vector<Pending>& batch);  // after an exception: the whole batch goes back
+  void housekeeping() noexcept;               // each tick: fsync per policy, free space, memory retries
+  void retry_unspooled();
+  void retry_dead_letters();
+  void pause(std::chrono::milliseconds wait);  // back off, housekeeping meanwhile; returns on stop
+  void note_sender_error(const std::string& what) noexcept;
+  // Events and letters only in memory, taken out at close() for a last append.
+  void spool_what_is_left();
+
   // The reason when `code` is held, else empty.
   std::string held_reason(const std::string& code) const;
   void dead_letter_held(const std::string& id, const std::string& event_json, const std::string& reason);
@@ -116,6 +160,9 @@ class Pipeline {
   std::condition_variable wake_;     // the sender: work, flush or stop
   std::condition_variable settled_;  // flush() waiters
   std::deque<Pending> queue_;
+  std::vector<Pending> unspooled_;           // held in memory, not in queue_ (under mu_)
+  std::vector<UnwrittenLetter> unwritten_letters_;  // dead letters whose write failed (under mu_)
+  std::atomic<std::size_t> not_durable_{0};  // events and letters only in memory (not in the spool)
   std::size_t in_flight_ = 0;
   std::int64_t in_flight_oldest_ms_ = 0;
   std::uint64_t submitted_ = 0;  // events ever queued (the flush target)

@@ -27,7 +27,8 @@ enum class ReplyAction {
   backoff,       // 5xx, timeout, connection error: jittered exponential backoff, then resend
   rate_limited,  // 429: wait `wait` (X-RateLimit-Reset / Retry-After), then resend
   config_error,  // 401/403/404 and unexpected statuses: keep the events, alert, retry slowly
-  split,         // too many events (422 too_many_events, 413): resend in smaller batches
+  split,         // too many events (422 too_many_events, 413): resend in smaller batches (a single
+                 // event answered 413 is dead-lettered instead: no smaller batch exists)
 };
 
 struct ReplyOutcome {
@@ -52,6 +53,31 @@ std::string lago_batch_url(std::string_view api_base);
 // The URL with the password of its user info replaced by *** ("https://u:***@host/..."), for
 // anything shown to people (readiness, logs); unchanged when it has none.
 std::string redact_url_password(std::string_view url);
+
+// The sender's batch size limit. A split (413, too_many_events) halves it at once; after
+// kGrowAfter successful batches in a row it doubles back towards max_batch, so one 413 (a proxy in
+// front of Lago, one oversized batch) does not cap every later batch for the life of the process.
+class BatchLimit {
+ public:
+  static constexpr int kGrowAfter = 8;
+  explicit BatchLimit(std::size_t max_batch) : max_(max_batch < 1 ? 1 : max_batch), limit_(max_) {}
+  std::size_t get() const { return limit_; }
+  void on_split(std::size_t sent) {
+    limit_ = sent / 2 < 1 ? 1 : sent / 2;
+    successes_ = 0;
+  }
+  void on_success() {
+    if (limit_ < max_ && ++successes_ >= kGrowAfter) {
+      limit_ = limit_ * 2 < max_ ? limit_ * 2 : max_;
+      successes_ = 0;
+    }
+  }
+
+ private:
+  std::size_t max_;
+  std::size_t limit_;
+  int successes_ = 0;
+};
 
 // Backoff for the n-th consecutive failure (n >= 1): min(cap, base * 2^(n-1)) scaled by a uniform
 // jitter in [0.5, 1.0], from `random01` in [0, 1).

@@ -22,12 +22,24 @@
 // Disk use is bounded by max_bytes: an append that would pass it throws SpoolFullError and writes
 // nothing.
 //
+// Admission (refined, issue 13): can_accept() tells a caller *before* it does billable work whether
+// an event could be made durable now: at least the reserve (reserve_bytes, at most a quarter of
+// max_bytes) is left both under max_bytes and free on the filesystem, and the last append did not
+// fail. It is one atomic load. The filesystem's free space is read (statvfs) by refresh_space(), which
+// the owner calls periodically (the pipeline's sender, every tick); in between, appends subtract what
+// they write from that figure. The reserve is what calls admitted but not yet settled will append: an
+// append itself may use it, only max_bytes is a hard limit. A failed append closes admission until an
+// append succeeds or refresh_space() finds the reserve free again.
+//
+// Files are created 0600: events carry customer ids and amounts.
+//
 // Thread safety: all methods may be called concurrently (one internal mutex; fsync happens outside it
 // where the policy allows batching: concurrent appenders share one fsync).
 //
 // Failure modes: I/O errors throw Error (an append that throws may still have reached the file; it
 // is then resent at recovery, which the fixed transaction_id makes harmless). A failed ack write is
-// recorded in warnings() instead: its only cost is a resend after a restart.
+// recorded in warnings() instead: its only cost is a resend after a restart. A failed fsync throws
+// and also closes admission (see can_accept()) until a later append or space check succeeds.
 //
 //   Spool spool({.dir = "/var/lib/llmbill/spool", .fsync = FsyncPolicy::interval});
 //   for (auto& r : spool.take_recovered()) resend(r.seq, r.payload);
@@ -37,6 +49,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,12 +72,19 @@ enum class FsyncPolicy : std::uint8_t {
   never,         // leave it to the OS: survives a process crash, not power loss
 };
 
+// The disk operations a fault can be injected into (SpoolOptions::inject_fault).
+enum class SpoolOp : std::uint8_t { write, sync };
+
 struct SpoolOptions {
   std::filesystem::path dir;
   FsyncPolicy fsync = FsyncPolicy::interval;
   std::chrono::milliseconds fsync_interval{20};
   std::uint64_t max_bytes = 1ull << 30;      // total of segment files
   std::uint64_t segment_bytes = 8ull << 20;  // seal and start a new segment past this size
+  std::uint64_t reserve_bytes = 4ull << 20;  // kept free for admitted calls (capped at max_bytes / 4)
+  // Test seam: when set, called before each segment write and each fsync; a non-zero errno makes
+  // that operation fail as if the system call had returned it (ENOSPC, EIO). Never set in production.
+  std::function<int(SpoolOp)> inject_fault;
 };
 
 struct SpoolRecord {
@@ -77,6 +97,10 @@ struct SpoolStats {
   std::uint64_t pending_records = 0;  // appended (or recovered) and not acknowledged
   std::uint64_t torn_records = 0;     // skipped at recovery
   std::uint64_t segments = 0;
+  std::uint64_t free_bytes = 0;       // free on the filesystem, as of the last space check, less appends since
+  std::uint64_t failed_appends = 0;   // appends (and fsyncs) that failed since open
+  bool accepting = true;              // can_accept()
+  std::string last_error;             // of the last failed append or fsync while admission is closed
 };
 
 class Spool {
@@ -96,6 +120,11 @@ class Spool {
   std::vector<SpoolRecord> take_recovered();
   void sync();        // fsync the active segment and ack files now, whatever the policy
   void maybe_sync();  // fsync if the interval policy says it is due
+  // Whether a new billable call's events can be made durable now (see Admission above). Lock-free.
+  bool can_accept() const noexcept;
+  // Re-reads the filesystem's free space (one statvfs) and re-opens admission if the reserve is free
+  // again after a failed append. Never throws: a failed statvfs keeps the previous figure.
+  void refresh_space() noexcept;
   SpoolStats stats() const;
   std::vector<std::string> warnings() const;  // recovery warnings (torn records and the like) and
                                               // failed ack writes; the first 1000 are kept

@@ -17,7 +17,9 @@ class Transport {
   virtual ~Transport() = default;
   // Sends one batch; never throws for network or HTTP failures (they come back in the reply).
   virtual HttpReply send(const std::vector<const std::string*>& events) = 0;
-  // Makes a send in progress return promptly (from another thread), for a bounded shutdown.
+  // Makes a send in progress return promptly (from another thread), for a bounded shutdown. Final:
+  // every later send returns at once too (status 0), so an interrupt that lands just before a send
+  // starts is not lost.
   virtual void interrupt() {}
   virtual std::string describe() const = 0;
 };
@@ -26,7 +28,8 @@ class Transport {
 std::unique_ptr<Transport> make_lago_transport(const std::string& api_base, const std::string& api_key,
                                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-// Appends each event as one line to `path` (fsync per batch) and answers 200. At-least-once: after a
+// Appends each event as one line to `path` (mode 0600, fsync per batch) and answers 200 only once the
+// fsync succeeded (else status 0, and the partial batch is cut off). At-least-once: after a
 // crash a line may repeat; its transaction_id tells the copies apart.
 std::unique_ptr<Transport> make_file_transport(const std::filesystem::path& path);
 

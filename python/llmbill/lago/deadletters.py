@@ -12,7 +12,7 @@ without a charge id takes it from its properties per LAGO_API_CHARGE_BY. Timesta
 never change.
 
 Drop removes a letter for good; the letter is first appended to `<spool base>/deadletters-audit.jsonl`
-(with who and when), so even a dropped event can be recovered by hand. Replays are audited too.
+(mode 0600, with who and when), so even a dropped event can be recovered by hand. Replays are audited too.
 """
 
 from __future__ import annotations
@@ -119,7 +119,11 @@ class DeadLetterBook:
         entry = {"at": time.time(), "action": action, "by": f"{getpass.getuser()}@{socket.gethostname()}",
                  "id": letter.id, "slot": letter.slot, "reason": letter.reason, "reply": letter.reply,
                  "event": letter.event_json, **extra}
-        with open(self.base / AUDIT_FILE, "a", encoding="utf-8") as f:
+        # Owner only, like the spool and the letters: the entries hold whole events (customers, amounts).
+        fd = os.open(self.base / AUDIT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # a file made by an older version
             f.write(json.dumps(entry, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -7,6 +7,9 @@ uniqueness ignores the code), so nothing sent later under the right code could b
 So such a code is held: its events become dead letters, kept with the reason, and the readiness
 route, /metrics and the log say so. Once the operator fixes LAGO_API_EVENT_CODE (or creates the
 metric), `llmbill deadletters replay --all` sends them. When Lago cannot be asked, nothing changes.
+
+It also logs when billing stops being able to keep new events durably (spool full or unwritable:
+billable calls are refused under fail_closed, see billing_gate.py) and when it can again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..lago.deadletters import DeadLetterBook
 from ..lago.reader import LagoReader, LagoReadError
@@ -59,13 +62,31 @@ async def check_codes(state: ProxyState, timeout: float = 5.0) -> None:
 class _Watch:
     mirror = metrics.PipelineMirror()
     last_scan = 0.0
+    accepting = True
+
+
+def note_durability(state: ProxyState, stats: dict[str, Any]) -> None:
+    """One log line when billing stops (or resumes) being able to keep new events durably."""
+    accepting = bool(stats.get("accepting", True)) and not stats.get("unspooled", 0)
+    if accepting == _Watch.accepting:
+        return
+    _Watch.accepting = accepting
+    if accepting:
+        log.warning("billing: events can be stored durably again; billable calls are accepted")
+        return
+    action = ("served anyway (billing_failure_policy: fail_open)" if state.config.billing_failure_policy == "fail_open"
+              else "refused with 503 billing_unavailable")
+    log.error("billing: new events cannot be stored durably (%s; %s held in memory); billable calls are %s",
+              stats.get("last_error") or "spool full", stats.get("unspooled", 0), action)
 
 
 async def sync_metrics(state: ProxyState, scan_dead_letters: bool = True) -> None:
     """This process's pipeline figures into the gauges and counters; the dead letters of every slot
     when `scan_dead_letters` (they are files: read at most every few seconds by the loop)."""
     if state.pipeline is not None:
-        _Watch.mirror.sync(state.pipeline.stats())
+        stats = state.pipeline.stats()
+        _Watch.mirror.sync(stats)
+        note_durability(state, stats)
     if scan_dead_letters and state.billing is not None:
         count, oldest = await asyncio.to_thread(DeadLetterBook(state.spool_base()).count_and_oldest)
         metrics.set_dead_letters(count, oldest)

@@ -32,10 +32,12 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
                 "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response",
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
-                 "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback"}
+                 "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
+                 "billing_failure_policy"}
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "input_cost_per_request")
 LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
+BILLING_FAILURE_POLICIES = ("fail_closed", "fail_open")  # proxy/billing_gate.py
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
                  "upperbound_key_generate_params", "budget_exceeded_status_code"}
@@ -99,6 +101,7 @@ class ProxyConfig:
     unpriced_fallback: tuple[tuple[str, Any], ...] | None = None
     # litellm_settings.budget_exceeded_status_code: the status of a budget refusal (LiteLLM 1.108's 422)
     budget_exceeded_status_code: int = BUDGET_EXCEEDED_STATUS
+    billing_failure_policy: str = "fail_closed"  # when billing events cannot be made durable
 
     @property
     def model_names(self) -> list[str]:
@@ -419,6 +422,9 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     if not 400 <= budget_status <= 599:
         raise ConfigError(f"litellm_settings.budget_exceeded_status_code: an HTTP error status (400-599), "
                           f"got {budget_status}")
+    policy = _expect(general.get("billing_failure_policy", "fail_closed"), str, "general_settings.billing_failure_policy")
+    if policy not in BILLING_FAILURE_POLICIES:
+        raise ConfigError(f"general_settings.billing_failure_policy: {policy!r} is not one of fail_closed, fail_open")
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -438,6 +444,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         key_generation=parse_key_generation(litellm),
         unpriced_fallback=tuple(fallback.items()) if fallback else None,
         budget_exceeded_status_code=budget_status,
+        billing_failure_policy=policy,
     )
 
 

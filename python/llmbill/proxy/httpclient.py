@@ -8,14 +8,20 @@ request/response objects, timers, header multidicts and payload writers), about 
 this does for the same exchange (bench/profile_proxy.py; ../shared/docs/benchmarks.md measured the
 same gap on a bare pass-through proxy).
 
-A pooled connection that the server closed while idle is detected when the reply's first byte never
-comes (EOF or reset before any byte): the request is sent once more on a new connection — the
-upstream never saw it. Any other failure is the caller's (UpstreamError, or TimeoutError).
+A request is never sent twice. A provider charges for what it ran, and once a byte of the request
+is written nothing proves it did not run: the reply's first byte never coming only shows that the
+reply was lost (issue 13: the old rule resent a POST whenever no byte of the reply arrived on a
+reused connection, so a call could run and be charged twice). So a pooled connection is checked
+just before the request is written instead: one closed by the server while idle is readable (its
+EOF, a reset, or stray bytes; one poll(2) with no wait) or already marked closed, and is discarded
+unused for another idle one or a new connection. Every failure after the write is the caller's
+(UpstreamError, or TimeoutError), and the proxy answers 502 without resending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import zlib
 from collections.abc import AsyncIterator
@@ -55,7 +61,6 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
         self.idle_since = 0.0
         self._start(None)
 
@@ -64,7 +69,6 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
-        self.received = False  # any byte of this exchange's reply
         self.headers_done = False
         self.complete = False
         self.reusable = False
@@ -77,7 +81,6 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
@@ -142,6 +145,20 @@ class _Connection(asyncio.Protocol):
 
     def keep_alive(self) -> bool:
         return self.complete and self.reusable and self.error is None and not self.closed
+
+    def can_take_request(self) -> bool:
+        """For an idle pooled connection, just before a request is written: still open, and nothing to
+        read. Between exchanges an HTTP/1.1 server sends nothing, so anything readable (EOF, reset,
+        stray bytes) means the connection cannot carry a request that would surely reach the server."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        sock = self.transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+        if fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)  # POLLHUP and POLLERR are reported even when not asked for
 
     def close(self) -> None:
         self.closed = True
@@ -251,9 +268,9 @@ class Client:
         oldest_usable = asyncio.get_running_loop().time() - self._idle_seconds
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.idle_since >= oldest_usable:
+            if conn.idle_since >= oldest_usable and conn.can_take_request():
                 return conn
-            conn.close()
+            conn.close()  # never written to: nothing of a request was lost on it
         return None
 
     def _put(self, key: tuple[bool, str, int], conn: _Connection) -> None:
@@ -261,36 +278,27 @@ class Client:
         if self._closed or len(idle) >= self._max_idle:
             conn.close()
         else:
-            conn.reused = True
             conn.idle_since = asyncio.get_running_loop().time()
             idle.append(conn)
 
     async def post(self, target: Target, body: bytes) -> Reply:
-        """Sends the request and waits for the reply's status and headers (not its body)."""
+        """Sends the request once and waits for the reply's status and headers (not its body)."""
         data = target.head + str(len(body)).encode() + b"\r\n\r\n" + body
-        loop = asyncio.get_running_loop()
-        for attempt in (0, 1):
-            conn = self._get_idle(target) if attempt == 0 else None
-            if conn is None:
-                conn = await self._connect(target)
-            conn._start(loop)
-            assert conn.transport is not None
-            conn.transport.write(data)
-            try:
-                while not conn.headers_done:
-                    if conn.error is not None:
-                        raise conn.error
-                    await conn.waiter()
-            except UpstreamError:
-                conn.close()
-                if conn.reused and not conn.received and attempt == 0:
-                    continue  # the server had closed the idle connection: it never saw the request
-                raise
-            except BaseException:  # timeout or cancellation mid-exchange: the connection is unusable
-                conn.close()
-                raise
-            return Reply(self, target, conn)
-        raise AssertionError("unreachable")  # pragma: no cover
+        conn = self._get_idle(target)  # checked just now: open, with nothing to read
+        if conn is None:
+            conn = await self._connect(target)
+        conn._start(asyncio.get_running_loop())
+        assert conn.transport is not None
+        conn.transport.write(data)
+        try:
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.waiter()
+        except BaseException:  # broken, timed out or cancelled: the request may have run; never resent
+            conn.close()
+            raise
+        return Reply(self, target, conn)
 
     async def close(self) -> None:
         self._closed = True

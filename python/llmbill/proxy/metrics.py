@@ -42,6 +42,8 @@ BILLING_EVENTS = Counter("llmbill_billing_events",
                          ["outcome"])
 PENDING = Gauge("llmbill_billing_pending_events", "Lago events queued or in flight", multiprocess_mode="livesum")
 SPOOL_BYTES = Gauge("llmbill_billing_spool_bytes", "Bytes in the durable spools", multiprocess_mode="livesum")
+UNSPOOLED = Gauge("llmbill_billing_unspooled_events", "Lago events held in memory because the spool could not take "
+                  "them (retried until durable; billable calls are refused meanwhile)", multiprocess_mode="livesum")
 OLDEST_PENDING = Gauge("llmbill_billing_oldest_undelivered_age_seconds",
                        "Age of the oldest event not yet delivered (by its own timestamp)", multiprocess_mode="livemax")
 DEAD_LETTERS = Gauge("llmbill_billing_dead_letters", "Dead letters in every spool slot", multiprocess_mode="livemax")
@@ -131,6 +133,7 @@ class PipelineMirror:
             self._last[outcome] = value
         PENDING.set(stats.get("pending", 0))
         SPOOL_BYTES.set(stats.get("spool_bytes", 0))
+        UNSPOOLED.set(stats.get("unspooled", 0))
         OLDEST_PENDING.set(stats.get("oldest_pending_age_s", 0.0))
 
 

@@ -133,7 +133,7 @@ class ProxyState:
             await self.webhook.stop()
         if self.pipeline is not None:
             pipeline, self.pipeline = self.pipeline, None
-            await asyncio.to_thread(pipeline.close, self.billing.exit_flush_s if self.billing else 5.0)
+            await asyncio.to_thread(billing.close_pipeline, pipeline, self.billing.exit_flush_s if self.billing else 5.0)
         await self.upstream.close()
         await self.store.close()
         from .metrics import mark_process_dead

@@ -1,4 +1,12 @@
-"""/health/liveliness (the process answers) and /health/readiness (database and billing sink)."""
+"""/health/liveliness (the process answers) and /health/readiness (database and billing).
+
+Readiness is public, so anyone sees only `{"status": ...}`: `healthy`; `degraded` while billing
+cannot make new events durable (spool full or unwritable, events held in memory), when billable
+calls are refused under `billing_failure_policy: fail_closed` (then the answer is 503, so a load
+balancer sends calls elsewhere) or served at risk under `fail_open` (200); `unhealthy` (503) when
+the database does not answer. The details (Lago URL, spool path and figures, last error, dead
+letters) are for the master key, or a signed-in admin UI session, only.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,24 @@ from typing import Any
 
 from ..._native import core
 from ...lago.deadletters import DeadLetterBook
-from ..auth import Principal
+from ..auth import Principal, is_master, presented_key
 from ..http import Request, Response, json_response
 from ..state import ProxyState
+from ..ui.sessions import cookie_value
 
 
 async def liveliness(state: ProxyState, request: Request, principal: Principal | None) -> Response:
     return json_response("I'm alive!")
+
+
+def _may_see_details(state: ProxyState, request: Request) -> bool:
+    master = state.config.master_key
+    if master is None:
+        return True  # an open proxy (warned at start-up)
+    if is_master(presented_key(request) or "", master):
+        return True
+    # The admin UI reads this with its session cookie (a cross-site page cannot read the reply).
+    return state.ui_sessions.get(cookie_value(request)) is not None
 
 
 async def readiness(state: ProxyState, request: Request, principal: Principal | None) -> Response:
@@ -22,21 +41,31 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
         db_ok = await state.store.ping()
     except Exception:
         db_ok = False
-    billing: dict[str, Any] = {"enabled": state.pipeline is not None}
-    if state.pipeline is not None:
-        stats = state.pipeline.stats()
-        billing.update(sink=state.pipeline.describe(), delivered=stats["delivered"], pending=stats["pending"],
+    pipeline = state.pipeline
+    stats = pipeline.stats() if pipeline is not None else None
+    billing_ok = stats is None or (bool(stats["accepting"]) and stats["unspooled"] == 0)
+    status = "unhealthy" if not db_ok else "healthy" if billing_ok else "degraded"
+    refusing = status == "degraded" and state.config.billing_failure_policy == "fail_closed"
+    code = 503 if status == "unhealthy" or refusing else 200
+    if not _may_see_details(state, request):
+        return json_response({"status": status}, code)
+
+    billing: dict[str, Any] = {"enabled": pipeline is not None}
+    if pipeline is not None and stats is not None:
+        billing.update(sink=pipeline.describe(), delivered=stats["delivered"], pending=stats["pending"],
                        dead_lettered=stats["dead_lettered"], oldest_pending_age_s=stats["oldest_pending_age_s"],
-                       last_error=stats["last_error"], spool_bytes=stats["spool_bytes"])
+                       last_error=stats["last_error"], spool_bytes=stats["spool_bytes"],
+                       spool_free_bytes=stats["spool_free_bytes"], spool_dir=str(state.spool_dir or ""),
+                       accepting=stats["accepting"], unspooled=stats["unspooled"],
+                       spool_failures=stats["spool_failures"], sender_errors=stats["sender_errors"],
+                       failure_policy=state.config.billing_failure_policy, refusing_calls=refusing)
         # Dead letters of every process's slot, waiting for an operator (llmbill deadletters).
         try:
             count, oldest = await asyncio.to_thread(DeadLetterBook(state.spool_base()).count_and_oldest)
         except (core.Error, OSError) as exc:  # readiness reports it; it never fails on it
             count, oldest = None, None
             billing["dead_letters_error"] = str(exc)
-        billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest,
-                       held_codes=sorted(state.pipeline.held_codes()))
-    healthy = db_ok
-    body = {"status": "healthy" if healthy else "unhealthy", "db": "connected" if db_ok else "unreachable",
-            "billing": billing, "spend_flush_failures": state.spend.flush_failures}
-    return json_response(body, 200 if healthy else 503)
+        billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest, held_codes=sorted(pipeline.held_codes()))
+    body = {"status": status, "db": "connected" if db_ok else "unreachable", "billing": billing,
+            "spend_flush_failures": state.spend.flush_failures}
+    return json_response(body, code)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import forward, observe
+from .. import billing_gate, forward, observe
 from ..auth import Principal
 from ..config import Deployment
 from ..customer_binding import bound_customer
@@ -89,6 +89,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     if d.provider == "text-completion-openai" and route != "completion":
         raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
+    billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     customer = bound_customer(principal, customer_id(request.headers, body))
     admission = await admit_model(state, principal, customer, upper_bound_cost(d, route, body), model, body)
     call = Call(state, principal, route, model, d, customer, started, admission)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import observe
+from .. import billing_gate, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
@@ -75,6 +75,7 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
         raise ProxyError(404, f"model: {model} (this proxy serves: {', '.join(state.config.model_names)})",
                          "not_found_error", "model")
     check_model_access(state, principal, model)
+    billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     # metadata.user_id is Anthropic's end-user field
     customer = bound_customer(principal, customer_id(request.headers, body))
     admission = await admit_model(state, principal, customer, upper_bound_cost(d, "messages", body), model, body)

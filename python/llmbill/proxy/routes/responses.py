@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import observe
+from .. import billing_gate, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
@@ -69,6 +69,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
         raise bad_request(f"model {model!r} ({d.provider}) does not serve the Responses API; "
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
+    billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     customer = bound_customer(principal, customer_id(request.headers, body))
     admission = await admit_model(state, principal, customer, upper_bound_cost(d, "responses", body), model, body)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
