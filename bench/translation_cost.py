@@ -37,9 +37,8 @@ from llmbill.proxy.config import Deployment, load_config_dict  # noqa: E402
 from llmbill.proxy.httpclient import Target  # noqa: E402
 from llmbill.proxy.providers.anthropic_reply import completion, parse_message  # noqa: E402
 from llmbill.proxy.providers.anthropic_request import messages_body  # noqa: E402
-from llmbill.proxy.routes import llm  # noqa: E402
 from llmbill.proxy.routes import messages as messages_route  # noqa: E402
-from llmbill.proxy.sse import split_events  # noqa: E402
+from llmbill.proxy.sse import event_end, split_events  # noqa: E402
 
 
 def fetch(port: int, path: str, body: dict[str, Any]) -> bytes:
@@ -96,7 +95,7 @@ def steps(port: int) -> dict[str, tuple[str, Callable[[], object]]]:
     def openai_stream() -> list[bytes]:  # routes/llm.py _stream's relay, one upstream read
         scanner, buffer, out = core.SseUsageScanner(), chat_stream, []
         rename = (f'"model":"{gpt.upstream_model}"'.encode(), b'"model":"gpt-4o-mini"')
-        while (cut := llm._event_end(buffer)) >= 0:
+        while (cut := event_end(buffer)) >= 0:
             event, buffer = buffer[:cut], buffer[cut:]
             scanner.feed(event)
             out.append(event.replace(*rename) if rename[0] != rename[1] else event)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +26,7 @@ from ..call_limits import resolve_model
 from ..guards import admit_model, allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..ids import check_id
+from ..relay import relay
 from ..settle import settle
 from ..state import ProxyState
 from ..upper_bound import upper_bound_cost
@@ -170,61 +170,15 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
         data = b"".join([c async for c in up.chunks])
         raise upstream_error(call.d, up.status, data)  # llm_call releases the reservation
     call.upstream_seconds = time.perf_counter() - t  # time to the first byte of the reply
-    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
-
-    async def relay() -> AsyncIterator[bytes]:
-        scanner = core.SseUsageScanner()
-        buffer = b""
-        content_events = 0
-        settled = False
-        try:
-            async for data in up.chunks:
-                buffer += data
-                out: list[bytes] = []  # the complete events of this read, relayed with one send (one write)
-                while True:
-                    cut = _event_end(buffer)
-                    if cut < 0:
-                        break
-                    event, buffer = buffer[:cut], buffer[cut:]
-                    try:
-                        scanner.feed(event)
-                    except core.UsageError:
-                        pass  # a malformed line is passed through; usage comes from the good ones
-                    call.note_event(event)
-                    if scanner.last_event_was_usage_only and not wants_usage:
-                        continue
-                    if event.startswith(b"data: {"):
-                        content_events += 1
-                    out.append(event.replace(*rename) if rename[0] != rename[1] else event)
-                if out:
-                    yield out[0] if len(out) == 1 else b"".join(out)
-            if buffer:
-                yield buffer
-            settled = True
-            settle(call, scanner.usage or _stream_estimate(body, content_events))
-        finally:
-            if not settled:  # cancelled mid-stream: bill what was generated so far, marked estimated
-                settle(call, scanner.usage or _stream_estimate(body, content_events))
-
+    chunks = relay(call, up.chunks, lambda n: _stream_estimate(body, n), strip_usage_only=not wants_usage)
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
-    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+    return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 
 
 def _stream_estimate(body: dict[str, Any], content_events: int) -> core.Usage:
     # OpenAI-style streams carry about one token per content chunk.
     return core.Usage(prompt_tokens=_estimate_prompt(body), completion_tokens=max(0, content_events - 1), estimated=True)
-
-
-def _event_end(buffer: bytes) -> int:
-    """Index just past the first complete SSE event (blank-line terminated), or -1."""
-    i = buffer.find(b"\n\n")
-    j = buffer.find(b"\r\n\r\n")
-    if i < 0 and j < 0:
-        return -1
-    if j >= 0 and (i < 0 or j < i):
-        return j + 4
-    return i + 2
 
 
 async def models(state: ProxyState, request: Request, principal: Principal) -> Response:

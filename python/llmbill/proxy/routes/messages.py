@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from urllib.parse import quote
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -32,8 +32,8 @@ from ..providers.base import ProviderInputError, UpstreamRequest
 from ..providers.google_auth import GoogleAuthError
 from ..providers.vertex import ANTHROPIC_VERSION as VERTEX_ANTHROPIC_VERSION
 from ..providers.vertex import VertexAdapter, is_claude, vertex_target
+from ..relay import relay
 from ..settle import settle
-from ..sse import split_events
 from ..state import ProxyState
 from . import llm
 from ..upper_bound import upper_bound_cost
@@ -195,36 +195,10 @@ async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequ
         data = b"".join([c async for c in up.chunks])
         raise upstream_failure(call.d, up.status, data)
     call.upstream_seconds = time.perf_counter() - t
-    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
-
-    async def relay() -> AsyncIterator[bytes]:
-        scanner = core.SseUsageScanner()
-        buffer = b""
-        text = 0
-        settled = False
-        try:
-            async for data in up.chunks:
-                events, buffer = split_events(buffer + data)
-                for event in events:
-                    try:
-                        scanner.feed(event)
-                    except core.UsageError:
-                        pass  # a malformed event is passed through; usage comes from the good ones
-                    call.note_event(event)
-                    text += len(event) if b"content_block_delta" in event else 0
-                if events:
-                    out = b"".join(events)
-                    yield out.replace(*rename) if rename[0] != rename[1] else out
-            if buffer:
-                yield buffer
-            settled = True
-            settle(call, scanner.usage or _estimate(body, text))
-        finally:
-            if not settled:  # the client left: bill what the provider reported so far, else estimate
-                settle(call, scanner.usage or _estimate(body, text))
-
+    # No usage from the provider (never for Anthropic, but never billed as zero): a token an event.
+    chunks = relay(call, up.chunks, lambda events: _estimate(body, 4 * events))
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
-    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+    return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 
 
 async def _translated(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -23,8 +22,8 @@ from ..customer_binding import bound_customer
 from ..guards import admit_model, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse
 from ..providers.base import UpstreamRequest
+from ..relay import relay
 from ..settle import settle
-from ..sse import split_events
 from ..state import ProxyState
 from ..upstream import upstream_error
 from ..upper_bound import upper_bound_cost
@@ -112,36 +111,10 @@ async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     if up.status >= 400:
         raise upstream_error(call.d, up.status, b"".join([c async for c in up.chunks]))
     call.upstream_seconds = time.perf_counter() - t
-    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
-
-    async def relay() -> AsyncIterator[bytes]:
-        scanner = core.SseUsageScanner()
-        buffer = b""
-        seen = 0
-        settled = False
-        try:
-            async for data in up.chunks:
-                events, buffer = split_events(buffer + data)
-                for event in events:
-                    seen += len(event)
-                    call.note_event(event)
-                    try:
-                        scanner.feed(event)
-                    except core.UsageError:
-                        pass
-                if events:
-                    out = b"".join(events)
-                    yield out.replace(*rename) if rename[0] != rename[1] else out
-            if buffer:
-                yield buffer
-            settled = True
-            settle(call, scanner.usage or _estimate(body, seen))
-        finally:
-            if not settled:  # the client left: bill what the provider reported, else estimate
-                settle(call, scanner.usage or _estimate(body, seen))
-
+    # No usage from the provider: about a token an event (each delta carries one), marked estimated.
+    chunks = relay(call, up.chunks, lambda events: _estimate(body, 16 * events))
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
-    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+    return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 
 
 def _headers(call: Call, cost: Any) -> list[tuple[bytes, bytes]]:
