@@ -25,11 +25,13 @@ def row(i: int, spend: str = "0.000134") -> SpendLog:
 
 
 async def tracker_on(tmp_path: Path) -> tuple[Store, SpendTracker]:
+    """A new process's tracker on the database (key, user and team created on first use)."""
     store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     await store.open()
-    await store.insert("key", {"token_hash": "hash-1"})
-    await store.insert("user", {"user_id": "u-1"})
-    await store.insert("team", {"team_id": "t-1"})
+    if await store.get("key", "hash-1") is None:
+        await store.insert("key", {"token_hash": "hash-1"})
+        await store.insert("user", {"user_id": "u-1"})
+        await store.insert("team", {"team_id": "t-1"})
     cache = EntityCache(store)
     await cache.load()
     return store, SpendTracker(store, cache)
