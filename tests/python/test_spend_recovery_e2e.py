@@ -111,14 +111,15 @@ def test_a_replica_adopts_a_dead_replicas_slot_on_shared_storage(upstream: FakeO
     shared = Path(tempfile.mkdtemp(prefix="llmbill-shared-"))
     cfg = config(upstream, f"sqlite:///{shared / 'llmbill.db'}")
     env = {**lago_env(lago, "end_user_id"), "LLMBILL_SPOOL_DIR": str(shared / "spool")}
-    a = Proxy(cfg, env).start()
+    never_flushes = {**cfg, "general_settings": {**cfg["general_settings"], "spend_flush_interval": 3600}}
+    a = Proxy(never_flushes, env).start()  # all of a's spend is still unwritten when it dies
     try:
         key = make_key(a)
         with Proxy(cfg, env) as b:
             assert "slot-1" in b.output and "slot-0" in a.output
             costs = burst(a, key, 100)
-            costs.update(burst(b, key, 50))
             kill9(a)
+            costs.update(burst(b, key, 50))  # b serves on from its own slot meanwhile
             with Proxy(cfg, env) as c:  # takes slot-0, the one the dead replica held
                 assert "slot-0" in c.output
                 costs.update(burst(c, key, 20))
