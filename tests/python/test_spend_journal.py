@@ -52,8 +52,9 @@ def test_recovery_applies_the_unflushed_calls_once_and_skips_those_already_flush
         store, _ = await tracker_on(tmp_path)
         await store.apply_spend(calls_batch(rows[:4]))
 
-        _, tracker = await tracker_on(tmp_path)
+        second, tracker = await tracker_on(tmp_path)
         assert await tracker.recover(SpendJournal(journal_dir)) == 6
+        await second.close()
         total = sum((r.spend for r in rows), Decimal(0))
         for kind, ident in (("key", "hash-1"), ("user", "u-1"), ("team", "t-1")):
             assert (await store.get(kind, ident) or {})["spend"] == total
@@ -62,8 +63,9 @@ def test_recovery_applies_the_unflushed_calls_once_and_skips_those_already_flush
         assert list(journal_dir.iterdir()) == []  # the cursor passed them
 
         # A second start finds nothing left to apply.
-        _, again = await tracker_on(tmp_path)
+        third, again = await tracker_on(tmp_path)
         assert await again.recover(SpendJournal(journal_dir)) == 0
+        await third.close()
         assert (await store.get("key", "hash-1") or {})["spend"] == total
         await store.close()
 
