@@ -22,7 +22,9 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 def make_app(tmp_path: Any) -> ProxyApp:
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
               "general_settings": {"master_key": MASTER, "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}"}}
-    return ProxyApp(load_config_dict(config))
+    app = ProxyApp(load_config_dict(config))
+    asyncio.run(app.state.store.open())  # sign-ins are stored in the database (ui/sessions.py)
+    return app
 
 
 class Exchange:

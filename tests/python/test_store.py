@@ -468,3 +468,38 @@ def test_open_store_urls() -> None:
         assert "hunter2" not in str(info.value)
     with pytest.raises(ValueError, match="mysql://u:\\*\\*\\*@db/x"):
         open_store("mysql://u:hunter2@db/x")
+
+
+def test_logged_request_ids_names_the_calls_already_stored(store: Store, run: Run[Any]) -> None:
+    run(store.apply_spend(batch(logs=(log("a"), log("b", T0 + timedelta(minutes=1))))))
+    asked = ["a", "x", "b", "a"] + [f"n{i}" for i in range(1200)]  # more than one query's worth
+    assert run(store.logged_request_ids(asked)) == {"a", "b"}
+    assert run(store.logged_request_ids([])) == set()
+
+
+def test_ui_sessions_are_stored_by_digest_bounded_and_ended(store: Store, run: Run[Any]) -> None:
+    run(store.put_ui_session("d1", "c1", expires_ms=2_000, now_ms=1_000, keep=2))
+    run(store.put_ui_session("d2", "c2", expires_ms=3_000, now_ms=1_000, keep=2))
+    assert run(store.ui_session("d1")) == ("c1", 2_000)
+    run(store.put_ui_session("d3", "c3", expires_ms=4_000, now_ms=1_000, keep=2))  # d1, the oldest, goes
+    assert run(store.ui_session("d1")) is None and run(store.count_ui_sessions(1_000)) == 2
+    run(store.put_ui_session("d4", "c4", expires_ms=9_000, now_ms=3_500, keep=10))  # d2 expired: dropped
+    assert run(store.ui_session("d2")) is None and run(store.count_ui_sessions(3_500)) == 2
+    run(store.end_ui_session("d3"))
+    assert run(store.ui_session("d3")) is None and run(store.ui_session("d4")) == ("c4", 9_000)
+
+
+def test_a_version_2_database_gains_the_ui_sessions_table(store: Store, url: str, run: Run[Any]) -> None:
+    async def downgrade() -> None:
+        async with store._transaction(True) as tx:  # type: ignore[attr-defined]
+            await tx.execute("DROP TABLE ui_sessions")
+            await tx.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
+
+    run(downgrade())
+    upgraded = open_store(url)
+    run(upgraded.open())
+    try:
+        run(upgraded.put_ui_session("d", "c", expires_ms=2, now_ms=1, keep=5))
+        assert run(upgraded.ui_session("d")) == ("c", 2)
+    finally:
+        run(upgraded.close())

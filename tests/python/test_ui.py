@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from llmbill.proxy.ui.sessions import MAX_FAILURES_PER_MINUTE, MAX_SESSIONS, UiSessions
 from tests.python.fakes.lago import FakeLago
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
@@ -349,23 +348,6 @@ def test_ui_serves_its_files_from_the_installed_package(proxy: Proxy) -> None:
     status, headers = raw_request(proxy, "GET", "/ui", {})
     assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
     assert headers["cache-control"] == "no-store"
-
-
-def test_sessions_expire_are_bounded_and_count_wrong_keys() -> None:
-    sessions = UiSessions(ttl_s=10)
-    sid, csrf = sessions.create(now=100.0)
-    assert sessions.get(sid, now=109.9) is not None
-    assert sessions.get(sid, now=110.0) is None and len(sessions) == 0  # expired, and dropped
-    first, _ = sessions.create(now=200.0)
-    for _ in range(MAX_SESSIONS):
-        sessions.create(now=200.0)
-    assert len(sessions) == MAX_SESSIONS and sessions.get(first, now=201.0) is None  # the oldest went
-    for _ in range(MAX_FAILURES_PER_MINUTE):  # wrong keys are counted per client (attempts.py)
-        assert not sessions.wrong_keys.retry_after("192.0.2.1", now=300.0)
-        sessions.wrong_keys.note("192.0.2.1", now=300.0)
-    assert sessions.wrong_keys.retry_after("192.0.2.1", now=359.0) == 1.0
-    assert not sessions.wrong_keys.retry_after("192.0.2.2", now=359.0)
-    assert not sessions.wrong_keys.retry_after("192.0.2.1", now=361.0)
 
 
 def test_login_answers_json_clients_and_sets_no_cookie_when_wrong(proxy: Proxy) -> None:

@@ -170,7 +170,7 @@ class ProxyApp:
         raw = presented_key(request)
         if not raw and (session := cookie_value(request)) is not None:
             # The admin UI: a live session cookie plus its CSRF header act as the master key.
-            self.state.ui_sessions.check(session, request.headers.get(CSRF_HEADER))
+            await self.state.ui_sessions.check(session, request.headers.get(CSRF_HEADER))
             return MASTER
         if not raw:
             raise auth_error("missing API key: send 'Authorization: Bearer <key>'")

@@ -64,7 +64,13 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     state = call.state
     billed = priced(call, usage)
     before = _limit_spends(call) if state.webhook is not None else None
-    state.spend.record(usage, billed.cost_detail, spend_log(call, billed), model=call.model)
+    row = spend_log(call, billed)
+    state.spend.record(usage, billed.cost_detail, row, model=call.model)
+    if state.spend.journal is not None:
+        try:
+            state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
+        except OSError as exc:
+            log.error("spend of call %s not journaled (kept in memory until the next flush): %s", call.call_id, exc)
     call.admission.release(usage.total_tokens, billed.cost, billed.call_id, call.start_wall)
     if before is not None:
         _notify(call, billed.cost, before)

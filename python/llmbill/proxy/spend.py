@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._native import core
 from . import metrics
@@ -32,6 +32,9 @@ from .cache import EntityCache
 from .durations import next_reset
 from .store.base import KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store
 from .store.codec import add_money
+
+if TYPE_CHECKING:
+    from .spend_journal import SpendJournal
 
 log = logging.getLogger("llmbill.proxy")
 
@@ -75,6 +78,7 @@ class SpendTracker:
         self._unstarted: list[tuple[str, str]] = []
         self.duration_of: DurationOf = lambda kind, record: record.get("budget_duration")
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.journal: SpendJournal | None = None  # settle appends each row; see recover()
 
     def record(self, usage: core.Usage, cost: core.Cost | None, log_row: SpendLog, *, model: str) -> None:
         # cost None: an unpriced model, counted in requests and tokens with no money.
@@ -184,6 +188,8 @@ class SpendTracker:
             retry, self.unwritten = self.unwritten, []
             if retry and not await self._write(retry):
                 return False  # the database is down: new spend waits in the ledger
+            # Every row drained below is in a journal file up to `mark` (no await in between).
+            mark = self.journal.mark() if self.journal is not None else None
             batch = SpendBatch()
             for kind, ident, totals in self.ledger.drain():
                 if kind in PERSISTED and totals.spend_units:
@@ -192,7 +198,33 @@ class SpendTracker:
             self.logs = []
             if batch:
                 await self._write([batch])
+            if mark is not None and self.journal is not None and not self.unwritten:
+                self.journal.release(mark)  # applied or dead-lettered: the journal's cursor passes them
             return not self.unwritten
+
+    async def recover(self, journal: SpendJournal) -> int:
+        """Called once at start, before the first call: the calls a killed process journaled and
+        did not flush are written now (the rows whose request_id is already in spend_logs were
+        flushed just before the kill and are skipped). Returns how many calls were applied; what
+        the database cannot take now stays in `unwritten`, and its journal files with it."""
+        self.journal = journal
+        rows, mark = journal.recovered()
+        if not rows:
+            journal.release(mark)
+            return 0
+        async with self.lock:
+            logged = await self.store.logged_request_ids([row.request_id for row in rows])
+            fresh: dict[str, SpendLog] = {}
+            for row in rows:
+                if row.request_id not in logged:
+                    fresh.setdefault(row.request_id, row)
+            if fresh:
+                await self._write([calls_batch(list(fresh.values()))])
+            if not self.unwritten:
+                journal.release(mark)
+        log.warning("spend journal: %d call(s) of a stopped process recovered (%d were already stored)",
+                    len(fresh), len(rows) - len(fresh))
+        return len(fresh)
 
     async def _reset_due_windows(self) -> None:
         """Starts the windows that never started and resets those past due. A kind is scanned again

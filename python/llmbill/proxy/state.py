@@ -21,6 +21,7 @@ from .entity_limits import entity_limits
 from .config import Deployment, ProxyConfig, wildcard_price
 from .limits import Limiter
 from .spend import SpendTracker
+from .spend_journal import JOURNAL_DIR, SpendJournal
 from .store import open_store
 from .store.base import Store
 from .ui.sessions import UiSessions
@@ -38,7 +39,7 @@ class ProxyState:
         self.cache = EntityCache(self.store)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
-        self.ui_sessions = UiSessions()  # admin UI sign-ins (proxy/ui), this process only
+        self.ui_sessions = UiSessions(self.store)  # admin UI sign-ins (proxy/ui), in the database
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
         self.upstream = Upstream()
         self.pipeline: core.Pipeline | None = None
@@ -93,6 +94,8 @@ class ProxyState:
         if self.config.lago_enabled:
             self.billing = billing.LagoSettings.from_env()
             self.pipeline = self._open_pipeline(self.billing)
+            if self.spool_dir is not None:  # the slot's flock makes this process the journal's one writer
+                await self.spend.recover(SpendJournal(Path(self.spool_dir) / JOURNAL_DIR))
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
 

@@ -25,14 +25,17 @@ async def liveliness(state: ProxyState, request: Request, principal: Principal |
     return json_response("I'm alive!")
 
 
-def _may_see_details(state: ProxyState, request: Request) -> bool:
+async def _may_see_details(state: ProxyState, request: Request) -> bool:
     master = state.config.master_key
     if master is None:
         return True  # an open proxy (warned at start-up)
     if is_master(presented_key(request) or "", master):
         return True
     # The admin UI reads this with its session cookie (a cross-site page cannot read the reply).
-    return state.ui_sessions.get(cookie_value(request)) is not None
+    try:
+        return await state.ui_sessions.get(cookie_value(request)) is not None
+    except Exception:  # the database is down (readiness says so): sessions cannot be read
+        return False
 
 
 async def readiness(state: ProxyState, request: Request, principal: Principal | None) -> Response:
@@ -47,7 +50,7 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
     status = "unhealthy" if not db_ok else "healthy" if billing_ok else "degraded"
     refusing = status == "degraded" and state.config.billing_failure_policy == "fail_closed"
     code = 503 if status == "unhealthy" or refusing else 200
-    if not _may_see_details(state, request):
+    if not await _may_see_details(state, request):
         return json_response({"status": status}, code)
 
     billing: dict[str, Any] = {"enabled": pipeline is not None}

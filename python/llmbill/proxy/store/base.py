@@ -166,6 +166,30 @@ class Store(abc.ABC):
         """Logs in [start, end) by start_time, newest first; filters: api_key, user, team_id,
         end_user, model, request_id, response_id."""
 
+    # Admin UI sessions (proxy/ui/sessions.py), by the sha256 of the session id; times in ms.
+    async def put_ui_session(self, digest: str, csrf: str, expires_ms: int, now_ms: int, keep: int) -> None:
+        """Stores a session; drops expired ones, and the oldest while `keep` or more remain."""
+        raise NotImplementedError
+
+    async def ui_session(self, digest: str) -> tuple[str, int] | None:
+        """(csrf token, expires_ms) of a stored session, expired or not; None when unknown."""
+        raise NotImplementedError
+
+    async def end_ui_session(self, digest: str) -> None:
+        raise NotImplementedError
+
+    async def count_ui_sessions(self, now_ms: int) -> int:
+        raise NotImplementedError
+
+    async def logged_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of these calls already have a spend log row (the spend journal's recovery applies
+        only the others). The default reads them one by one; SQL stores ask once per chunk."""
+        found: set[str] = set()
+        for rid in request_ids:
+            if await self.spend_logs({"request_id": rid}, limit=1):
+                found.add(rid)
+        return found
+
     async def spends(self, kind: str) -> dict[str, Decimal]:
         """Every record's spend by id: what a cache needs to see other processes' spend without
         decoding every record again."""

@@ -21,12 +21,17 @@ from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Sto
 from .codec import (TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record, loads,
                     money, now, spend_table, table, utc)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Schema changes an existing database needs to reach each version (from the one before it); a fresh
 # database gets the whole schema() instead.
 UPGRADES: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE spend_logs ADD COLUMN response_id TEXT NOT NULL DEFAULT ''",),
+    3: (),  # ui_sessions: a new table, created by schema()
 }
+# Admin UI sign-ins, shared by every worker and replica: the sha256 of the session id (the id itself
+# is only in the browser's cookie), its CSRF token, its expiry in ms since the epoch.
+UI_SESSIONS_DDL = ("CREATE TABLE IF NOT EXISTS ui_sessions (digest TEXT PRIMARY KEY, csrf TEXT NOT NULL, "
+                   "expires_ms BIGINT NOT NULL)")
 PING_TIMEOUT = 5.0
 LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
@@ -86,6 +91,7 @@ def schema(d: Dialect) -> list[str]:
     cols[0] += " PRIMARY KEY"  # request_id
     out.append(f"CREATE TABLE IF NOT EXISTS spend_logs ({', '.join(cols)})")
     out += [f"CREATE INDEX IF NOT EXISTS spend_logs_{c} ON spend_logs ({q(c)})" for c in _LOG_INDEXED]
+    out.append(UI_SESSIONS_DDL)
     out += [f"INSERT INTO meta (name, value) VALUES ('{name}', {value}) ON CONFLICT (name) DO NOTHING"
             for name, value in (("version", 0), ("schema", SCHEMA_VERSION))]
     return out
@@ -346,6 +352,49 @@ class SqlStore(Store):
         async with self._transaction(False) as tx:
             rows = await tx.fetch(sql, p.values)
         return [log_from_row(d, row) for row in rows]
+
+    async def logged_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(request_ids))
+        for start in range(0, len(ids), 500):  # well under SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            p = Params(self.dialect)
+            marks = ", ".join(p(rid) for rid in chunk)
+            async with self._transaction(False) as tx:
+                rows = await tx.fetch(f"SELECT request_id FROM spend_logs WHERE request_id IN ({marks})", p.values)
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    async def put_ui_session(self, digest: str, csrf: str, expires_ms: int, now_ms: int, keep: int) -> None:
+        p = Params(self.dialect)
+        async with self._transaction(True) as tx:
+            await tx.execute(f"DELETE FROM ui_sessions WHERE expires_ms <= {p(now_ms)}", p.values)
+            row = await tx.fetchone("SELECT COUNT(*) FROM ui_sessions")
+            excess = int(row[0]) - keep + 1 if row is not None else 0
+            if excess > 0:  # bounded: the sessions closest to expiry (the oldest) go first
+                p = Params(self.dialect)
+                await tx.execute(f"DELETE FROM ui_sessions WHERE digest IN (SELECT digest FROM ui_sessions "
+                                 f"ORDER BY expires_ms, digest LIMIT {p(excess)})", p.values)
+            p = Params(self.dialect)
+            await tx.execute(f"INSERT INTO ui_sessions (digest, csrf, expires_ms) "
+                             f"VALUES ({p(digest)}, {p(csrf)}, {p(expires_ms)})", p.values)
+
+    async def ui_session(self, digest: str) -> tuple[str, int] | None:
+        p = Params(self.dialect)
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone(f"SELECT csrf, expires_ms FROM ui_sessions WHERE digest = {p(digest)}", p.values)
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def end_ui_session(self, digest: str) -> None:
+        p = Params(self.dialect)
+        async with self._transaction(True) as tx:
+            await tx.execute(f"DELETE FROM ui_sessions WHERE digest = {p(digest)}", p.values)
+
+    async def count_ui_sessions(self, now_ms: int) -> int:
+        p = Params(self.dialect)
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone(f"SELECT COUNT(*) FROM ui_sessions WHERE expires_ms > {p(now_ms)}", p.values)
+        return 0 if row is None else int(row[0])
 
     async def spends(self, kind: str) -> dict[str, Decimal]:
         t = spend_table(kind)

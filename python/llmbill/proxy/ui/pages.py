@@ -72,7 +72,7 @@ def _app_page(state: ProxyState, csrf: str) -> Response:
 async def page(state: ProxyState, request: Request, principal: Principal | None) -> Response:
     if state.config.master_key is None:
         return _app_page(state, "")
-    session = state.ui_sessions.get(cookie_value(request))
+    session = await state.ui_sessions.get(cookie_value(request))
     if session is not None:
         return _app_page(state, session.csrf)
     if "signed_in" in request.query:
@@ -103,7 +103,7 @@ async def login(state: ProxyState, request: Request, principal: Principal | None
     master = state.config.master_key
     # The right key first: accepted from any client, however many wrong ones came before.
     if master is None or (isinstance(key, str) and key and is_master(key, master)):
-        sid, _ = sessions.create()
+        sid, _ = await sessions.create()
         headers = [(b"location", b"/ui?signed_in=1"), (b"cache-control", b"no-store"),
                    _set_cookie(sid, int(sessions.ttl_s))]
         return Response(303, b"", headers)
@@ -127,8 +127,8 @@ async def login(state: ProxyState, request: Request, principal: Principal | None
 async def logout(state: ProxyState, request: Request, principal: Principal | None) -> Response:
     sid = cookie_value(request)
     if sid is not None:
-        state.ui_sessions.check(sid, request.headers.get(CSRF_HEADER))  # no cross-site sign-outs either
-        state.ui_sessions.end(sid)
+        await state.ui_sessions.check(sid, request.headers.get(CSRF_HEADER))  # no cross-site sign-outs either
+        await state.ui_sessions.end(sid)  # in the database: signed out on every worker and replica
     response = json_response({"signed_out": True})
     response.headers.append(_set_cookie("", 0))
     return response

@@ -1,5 +1,6 @@
 """Admin UI sessions: signing in with the master key gives the browser an opaque random session id in
-a cookie; the proxy keeps the session (its expiry and its CSRF token) in this process's memory.
+a cookie; the session (its expiry and its CSRF token) is kept in the database, by the sha256 of the
+id, so every worker and every replica accepts it and signing out ends it everywhere at once.
 
 The cookie never holds the master key and is `Secure; HttpOnly; SameSite=Strict`, so page scripts
 cannot read it and other sites' pages do not send it. A request authenticated by the cookie must also
@@ -10,13 +11,9 @@ Origin/Host comparisons break behind TLS-terminating load balancers that rewrite
 cannot be sent cross-origin without a CORS preflight the proxy never grants, and the token must also
 match. The header is required on every cookie-authenticated API call, GET included.
 
->>> sessions = UiSessions(ttl_s=60)
->>> sid, csrf = sessions.create(now=0.0)
->>> sessions.check(sid, csrf, now=1.0)
->>> sessions.check(sid, "wrong", now=1.0)
-Traceback (most recent call last):
-...
-llmbill.proxy.errors.ProxyError: the admin UI's x-llmbill-csrf header is missing or wrong; reload /ui
+Why the database and not memory: with `--workers 2` (or two replicas) a sign-in on one process was
+unknown to the others, so the page's calls failed on every other request. Each cookie-authenticated
+request costs one primary-key read; the admin UI's traffic is small.
 """
 
 from __future__ import annotations
@@ -27,8 +24,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from ..errors import auth_error
+from ..errors import ProxyError, auth_error
 from ..http import Request
+from ..store.base import Store
 from .attempts import MAX_WRONG_PER_MINUTE, WrongKeys
 
 COOKIE = "llmbill_session"
@@ -45,7 +43,7 @@ class Session:
 
 
 def _digest(sid: str) -> str:
-    # Sessions are found by the digest of their id, so nothing compares the raw id byte by byte.
+    # Sessions are found by the digest of their id: the database never holds an id a cookie could carry.
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
@@ -61,49 +59,51 @@ def cookie_value(request: Request, name: str = COOKIE) -> str | None:
     return None
 
 
-class UiSessions:
-    def __init__(self, ttl_s: float = TTL_S) -> None:
-        self.ttl_s = ttl_s
-        self._sessions: dict[str, Session] = {}
-        self.wrong_keys = WrongKeys()  # per client: one client's flood locks nobody else out
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
 
-    def create(self, now: float | None = None) -> tuple[str, str]:
+
+class UiSessions:
+    def __init__(self, store: Store, ttl_s: float = TTL_S) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.wrong_keys = WrongKeys()  # per client and process: one client's flood locks nobody else out
+
+    async def create(self, now: float | None = None) -> tuple[str, str]:
         """A new session: (session id for the cookie, CSRF token for the page)."""
         now = time.time() if now is None else now
-        self._expire(now)
-        while len(self._sessions) >= MAX_SESSIONS:
-            self._sessions.pop(next(iter(self._sessions)))  # dicts keep insertion order: the oldest
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self._sessions[_digest(sid)] = Session(csrf, now + self.ttl_s)
+        await self.store.put_ui_session(_digest(sid), csrf, _ms(now + self.ttl_s), _ms(now), MAX_SESSIONS)
         return sid, csrf
 
-    def get(self, sid: str | None, now: float | None = None) -> Session | None:
+    async def get(self, sid: str | None, now: float | None = None) -> Session | None:
         if not sid:
             return None
-        session = self._sessions.get(_digest(sid))
-        if session is None:
+        try:
+            found = await self.store.ui_session(_digest(sid))
+        except Exception as exc:  # a 503 in the API's error shape, not a 500
+            raise ProxyError(503, f"admin UI sessions cannot be read (database unreachable): {exc}",
+                             "service_unavailable") from exc
+        if found is None:
             return None
-        if session.expires <= (time.time() if now is None else now):
-            self._sessions.pop(_digest(sid), None)
+        csrf, expires_ms = found
+        if expires_ms <= _ms(time.time() if now is None else now):
+            await self.store.end_ui_session(_digest(sid))
             return None
-        return session
+        return Session(csrf, expires_ms / 1000)
 
-    def check(self, sid: str, csrf: str | None, now: float | None = None) -> None:
+    async def check(self, sid: str, csrf: str | None, now: float | None = None) -> None:
         """Raises the 401/403 auth_error unless `sid` is a live session and `csrf` its token."""
-        session = self.get(sid, now)
+        session = await self.get(sid, now)
         if session is None:
-            raise auth_error("the admin UI session is unknown or expired (sessions live in one proxy process "
-                             "and end when it restarts); sign in again at /ui")
+            raise auth_error("the admin UI session is unknown, expired or signed out; sign in again at /ui")
         if not csrf or not hmac.compare_digest(csrf.encode(), session.csrf.encode()):
             raise auth_error(f"the admin UI's {CSRF_HEADER} header is missing or wrong; reload /ui", 403)
 
-    def end(self, sid: str | None) -> None:
+    async def end(self, sid: str | None) -> None:
         if sid:
-            self._sessions.pop(_digest(sid), None)
+            await self.store.end_ui_session(_digest(sid))
 
-    def _expire(self, now: float) -> None:
-        for key in [k for k, s in self._sessions.items() if s.expires <= now]:
-            del self._sessions[key]
-
-    def __len__(self) -> int:
-        return len(self._sessions)
+    async def count(self, now: float | None = None) -> int:
+        """Live sessions (all processes)."""
+        return await self.store.count_ui_sessions(_ms(time.time() if now is None else now))
