@@ -17,6 +17,7 @@ from ..calls import BilledCall, call_timestamp_ms
 from . import observe
 from . import webhook as hooks
 from .call import Call
+from .credits.charge import charge_of
 from .guards import limits_of, window_spend
 from .store.base import SpendLog
 
@@ -65,6 +66,8 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     billed = priced(call, usage)
     before = _limit_spends(call) if state.webhook is not None else None
     state.spend.record(usage, billed.cost_detail, spend_log(call, billed), model=call.model)
+    if call.admission.credit is not None:
+        call.admission.credit.settle(charge_of(billed))  # the hold's rest comes back
     call.admission.release(usage.total_tokens, billed.cost, billed.call_id, call.start_wall)
     if before is not None:
         _notify(call, billed.cost, before)

@@ -12,7 +12,9 @@ REGIONS = ("eu", "us")
 RESET_AT = honoured("budget_reset_at", DATETIME, "when the current budget window ends (ISO-8601); the next one "
                                                  "follows budget_duration from there")
 
-_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, RESET_AT)
+CREDITS = honoured("credits", choice("lago", "off"), "prepaid credits: 'lago' makes the Lago wallets of the billed id "
+                   "a limit (beside max_budget), 'off' exempts it; unset: the tier's, else general_settings.credits")
+_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, CREDITS, RESET_AT)
 
 BUDGET_NEW = Body((honoured("budget_id", TEXT, "the tier's id", required=True),) + _BUDGET,
                   "Make a budget tier (customers on it each get these limits).")
