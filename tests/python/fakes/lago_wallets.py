@@ -51,6 +51,12 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def ruby_decimal(value: Decimal) -> str:
+    """BigDecimal#to_s as Rails serialises it: "1.0", "0.2", "0.00001" (never an exponent)."""
+    text = format(value.normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
 class Wallets:
     def __init__(self, store: EventStore, customers: Callable[[], dict[str, Json]],
                  clock: Callable[[], Decimal]) -> None:
@@ -87,8 +93,8 @@ class Wallets:
             "lago_id": wallet["lago_id"], "lago_customer_id": wallet["lago_customer_id"],
             "external_customer_id": wallet["external_customer_id"], "status": wallet["status"],
             "currency": wallet["currency"], "name": wallet["name"], "code": wallet["code"],
-            "rate_amount": str(wallet["rate_amount"]), "credits_balance": str(wallet["credits_balance"]),
-            "balance_cents": wallet["balance_cents"], "consumed_credits": str(wallet["consumed_credits"]),
+            "rate_amount": ruby_decimal(wallet["rate_amount"]), "credits_balance": ruby_decimal(wallet["credits_balance"]),
+            "balance_cents": wallet["balance_cents"], "consumed_credits": ruby_decimal(wallet["consumed_credits"]),
             "ongoing_balance_cents": wallet["ongoing_balance_cents"],
             "ongoing_usage_balance_cents": wallet["ongoing_usage_balance_cents"],
             # Lago derives these through Float fdiv: so does the fake
@@ -183,7 +189,8 @@ class Wallets:
     def transact(self, body: Any) -> Reply:
         params = body.get("wallet_transaction") if isinstance(body, dict) else None
         if not isinstance(params, dict):
-            return 400, {"status": 400, "error": "BadRequest: param is missing or the value is empty: wallet_transaction"}
+            return 400, {"status": 400,
+                         "error": "BadRequest: param is missing or the value is empty: wallet_transaction"}
         with self._lock:
             wallet = self.wallets.get(str(params.get("wallet_id") or ""))
             if wallet is None:
@@ -197,7 +204,8 @@ class Wallets:
                     continue
                 credits = _decimal(raw)
                 if credits is None or credits < 0:
-                    return validation_failed({kind: ["invalid_paid_credits" if kind == "paid_credits" else "invalid_amount"]})
+                    code = "invalid_paid_credits" if kind == "paid_credits" else "invalid_amount"
+                    return validation_failed({kind: [code]})
                 credits = credits.quantize(_FIVE_DP, rounding=ROUND_DOWN)
                 if credits == 0:
                     continue
@@ -263,7 +271,8 @@ class Wallets:
         wallet["consumed_credits"] += credits
 
     def _tx_json(self, tx: Json) -> Json:
-        return {**tx, "credit_amount": str(tx["credit_amount"]), "amount": str(tx["amount"]),
+        return {**tx, "credit_amount": ruby_decimal(tx["credit_amount"]),
+                "amount": ruby_decimal(tx["amount"]),
                 "created_at": iso8601(tx["created_at"]), "settled_at": None}
 
     def _tx_payload(self, tx: Json) -> Json:
@@ -275,7 +284,8 @@ class Wallets:
         with self._store.changed:
             rows = [e for e in self._store.events if e.get("external_subscription_id") == customer
                     and e["transaction_id"] not in self.invoiced]
-        total = sum((_decimal((e.get("properties") or {}).get("response_cost")) or Decimal(0) for e in rows), Decimal(0))
+        costs = (_decimal((e.get("properties") or {}).get("response_cost")) or Decimal(0) for e in rows)
+        total = sum(costs, Decimal(0))
         return total, [e["transaction_id"] for e in rows]
 
     def _payers(self, customer: str, currency: str) -> list[Json]:

@@ -51,7 +51,8 @@ def parse(mode: Any, raw: Any) -> CreditSettings:
         raise ConfigError("general_settings.credits_settings: expected a mapping")
     status = raw.get("refused_status_code")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599):
-        raise ConfigError(f"general_settings.credits_settings.refused_status_code: an HTTP error status, got {status!r}")
+        raise ConfigError("general_settings.credits_settings.refused_status_code: an HTTP error status, "
+                          f"got {status!r}")
     jwt = raw.get("jwt", True)
     if not isinstance(jwt, bool):
         raise ConfigError("general_settings.credits_settings.jwt: expected true or false")

@@ -3,7 +3,7 @@ NewCustomerRequest / UpdateCustomerRequest and BudgetNewRequest)."""
 
 from __future__ import annotations
 
-from .common import (BLOCKED, BUDGET_DURATION, MAX_BUDGET, METADATA, MODEL_MAX_BUDGET, OBJECT_PERM, PARALLEL, RPM,
+from .common import (BLOCKED, CREDITS, BUDGET_DURATION, MAX_BUDGET, METADATA, MODEL_MAX_BUDGET, OBJECT_PERM, PARALLEL, RPM,
                      SOFT_BUDGET, SPEND, TPD, TPM)
 from .kinds import DATETIME, INTEGER, TEXT, TEXTS, choice
 from .spec import Body, honoured, refused, stored
@@ -12,8 +12,6 @@ REGIONS = ("eu", "us")
 RESET_AT = honoured("budget_reset_at", DATETIME, "when the current budget window ends (ISO-8601); the next one "
                                                  "follows budget_duration from there")
 
-CREDITS = honoured("credits", choice("lago", "off"), "prepaid credits: 'lago' makes the Lago wallets of the billed id "
-                   "a limit (beside max_budget), 'off' exempts it; unset: the tier's, else general_settings.credits")
 _BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, CREDITS, RESET_AT)
 
 BUDGET_NEW = Body((honoured("budget_id", TEXT, "the tier's id", required=True),) + _BUDGET,
