@@ -152,3 +152,19 @@ def test_credits_off_for_one_customer_and_on_by_tier(upstream: FakeOpenAI, lago:
         status, body, _ = proxy.request("POST", "/customer/update", {"user_id": "tiered", "credits": "off"}, MASTER)
         assert status == 200, body
         assert call(proxy, "tiered")[0] == 200
+
+
+def test_a_team_billed_by_team_id_pays_from_its_own_wallet(upstream: FakeOpenAI, lago: FakeLago) -> None:
+    """LAGO_API_CHARGE_BY=team_id: the team's wallets are the limit, opted in on the team itself."""
+    cfg = credit_config(upstream)
+    cfg["general_settings"]["credits"] = "off"
+    wallet(lago, "team-prepaid", granted=str(HOLD_OVER))
+    with Proxy(cfg, lago_env(lago, "team_id")) as proxy:
+        status, body, _ = proxy.request("POST", "/team/new", {"team_id": "team-prepaid", "credits": "lago"}, MASTER)
+        assert status == 200, body
+        status, body, _ = proxy.request("POST", "/key/generate", {"team_id": "team-prepaid"}, MASTER)
+        assert status == 200, body
+        key = body["key"]
+        status, body, _ = proxy.request("POST", "/chat/completions", chat("anyone"), key)
+        assert status == 422 and body["error"]["type"] == "insufficient_credits", body
+        assert call(proxy, "anyone")[0] == 200  # the master key has no team: nothing to charge credits to
