@@ -168,3 +168,16 @@ def test_a_team_billed_by_team_id_pays_from_its_own_wallet(upstream: FakeOpenAI,
         status, body, _ = proxy.request("POST", "/chat/completions", chat("anyone"), key)
         assert status == 422 and body["error"]["type"] == "insufficient_credits", body
         assert call(proxy, "anyone")[0] == 200  # the master key has no team: nothing to charge credits to
+
+
+def test_credits_asked_for_without_lago_fail_closed(upstream: FakeOpenAI) -> None:
+    """A customer set to `credits: lago` on a proxy billing to a file (no LAGO_API_BASE) is refused,
+    not served unmetered; others are served."""
+    cfg = credit_config(upstream)
+    cfg["general_settings"]["credits"] = "off"
+    with Proxy(cfg) as proxy:  # no LAGO_* settings: events go to a file
+        status, body, _ = proxy.request("POST", "/customer/new", {"user_id": "prepaid", "credits": "lago"}, MASTER)
+        assert status == 200, body
+        status, body = call(proxy, "prepaid")
+        assert status == 503 and body["error"]["type"] == "credits_unavailable", body
+        assert call(proxy, "postpaid")[0] == 200

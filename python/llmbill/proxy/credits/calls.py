@@ -59,6 +59,8 @@ def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: De
     An unpriced model has no bound to hold, so it is refused wherever credits apply."""
     found = _payer(state, principal, customer)
     if found is None:
+        if state.credits is None:
+            _refuse_without_lago(state, principal, customer)
         return None
     gate, payer = found
     if unpriced is not None:
@@ -66,6 +68,16 @@ def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: De
                               f"of {payer}", "model_unpriced", "model")
     status = gate.settings.refused_status or state.config.budget_exceeded_status_code
     return gate.hold(payer, upper_bound, status)
+
+
+def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
+    """A customer or team that asks for credits while no Lago is configured is refused (fail closed),
+    not served unmetered."""
+    team = (principal.key or {}).get("team_id")
+    for kind, ident in (("customer", customer), ("team", team)):
+        if ident and (state.cache.get(kind, ident) or {}).get("credits") == "lago":
+            raise ProxyError(503, f"{kind} {ident} pays with prepaid credits, but this proxy has no Lago to read them "
+                                  "from (LAGO_API_BASE)", "credits_unavailable")
 
 
 async def info(state: ProxyState, ident: str) -> dict[str, Any] | None:
