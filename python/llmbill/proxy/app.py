@@ -13,7 +13,9 @@ from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
 from . import billing_watch, logs, observe, openapi
+from .credits import calls as credit_calls
 from .route_access import check_route, spend_granted
+from .routes import lago_webhooks
 from .routes import (budgets, customers, docs, health, keys, llm, messages, ops, responses, spend, spend_report, teams,
                      users)
 from .state import ProxyState
@@ -110,6 +112,7 @@ def route_table() -> dict[tuple[str, str], tuple[Handler, str]]:
     table.update({
         ("GET", "/metrics"): (ops.scrape, ADMIN),  # PUBLIC when general_settings.metrics_open
         ("POST", "/billing/reconcile"): (ops.reconcile, ADMIN),
+        ("POST", "/lago/webhooks"): (lago_webhooks.receive, PUBLIC),  # signed by Lago, not a key
     })
     return table
 
@@ -197,6 +200,7 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.state.start()
+                    credit_calls.start(self.state)  # prepaid credits: the gate and its poll
                     await billing_watch.check_codes(self.state)  # before the first call: unknown codes held
                     self.state.run_in_background(billing_watch.run(self.state))
                     self.state.announce_ready()

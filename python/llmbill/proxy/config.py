@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import redact
 from ..billing import ConfigError
+from .credits.settings import CreditSettings, parse as credit_settings
 from ..pricing import default_prices
 from .._native import core
 from .errors import BUDGET_EXCEEDED_STATUS
@@ -33,14 +34,14 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
-                 "billing_failure_policy"}
+                 "billing_failure_policy", "credits", "credits_settings"}
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "input_cost_per_request")
 LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
 BILLING_FAILURE_POLICIES = ("fail_closed", "fail_open")  # proxy/billing_gate.py
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
-                 "upperbound_key_generate_params", "budget_exceeded_status_code"}
+                 "upperbound_key_generate_params", "budget_exceeded_status_code", "credits"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -102,6 +103,7 @@ class ProxyConfig:
     # litellm_settings.budget_exceeded_status_code: the status of a budget refusal (LiteLLM 1.108's 422)
     budget_exceeded_status_code: int = BUDGET_EXCEEDED_STATUS
     billing_failure_policy: str = "fail_closed"  # when billing events cannot be made durable
+    credits: CreditSettings = field(default_factory=CreditSettings)  # prepaid credits (proxy/credits)
 
     @property
     def model_names(self) -> list[str]:
@@ -445,6 +447,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         unpriced_fallback=tuple(fallback.items()) if fallback else None,
         budget_exceeded_status_code=budget_status,
         billing_failure_policy=policy,
+        credits=credit_settings(general.get("credits", litellm.get("credits")), general.get("credits_settings")),
     )
 
 

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from .auth import Principal
+from .credits import calls as credits
+from .credits.gate import CreditHold
 from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, check_model_limit,
                           check_tpd, load_model_spend, model_limit, window_of)
 from .entity_limits import Limits, entity_limits
@@ -125,12 +127,15 @@ class Admission:
     model_limits: tuple[ModelLimit, ...] = ()
     tpd: tuple[Entity, ...] = ()  # entities with a tokens-per-day limit: their tokens are counted
     tags: tuple[str, ...] = ()  # written on the call's spend log
+    credit: CreditHold | None = None  # the prepaid-credit hold (credits/gate.py); settle.py settles it
 
     def release(self, tokens: int = 0, cost: Decimal | None = None, request_id: str = "",
                 at: datetime | None = None) -> None:
         """Frees the reservations; a settled call passes its cost (per-model spend counts it)."""
         if not self.released:
             self.released = True
+            if self.credit is not None:
+                self.credit.release()  # a no-op once settled; a failed call's hold comes back whole
             limiter = self.state.limiter
             for entity, _ in self.entities:
                 limiter.release(entity, self.upper_bound, tokens)
@@ -178,6 +183,7 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     """admit() for a call to `model`. A per-model budget this process has not read the spend of yet
     is read first (once per pair: then admit runs again); otherwise nothing is awaited. The body's
     `metadata.tags` join the key's and team's tags on the call's spend log."""
+    await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
     for _ in range(4):  # key, user, team, customer: at most one pair each to read
         try:
             admission = admit(state, principal, customer, bound, model)
@@ -242,9 +248,11 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
                     raise SpendNotLoaded([lim])
                 check_model_limit(state, lim, record)
                 model_limits.append(lim)
+    credit = credits.hold(state, principal, customer, upper_bound, bound.unpriced)  # last check: it holds
     for entity, _ in entities:
         state.limiter.admit(entity, upper_bound)
-    admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), tpd=tuple(tpd))
+    admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), tpd=tuple(tpd),
+                          credit=credit)
     for lim in model_limits:
         state.limiter.admit(per_model(lim.entity, lim.model), admission._bound(lim))
     return admission

@@ -17,6 +17,7 @@ from ..calls import BilledCall, call_timestamp_ms
 from . import observe
 from . import webhook as hooks
 from .call import Call
+from .credits.charge import charge_of
 from .guards import limits_of, window_spend
 from .store.base import SpendLog
 
@@ -71,6 +72,8 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
             state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
         except OSError as exc:
             log.error("spend of call %s not journaled (kept in memory until the next flush): %s", call.call_id, exc)
+    if call.admission.credit is not None:
+        call.admission.credit.settle(charge_of(billed))  # the hold's rest comes back
     call.admission.release(usage.total_tokens, billed.cost, billed.call_id, call.start_wall)
     if before is not None:
         _notify(call, billed.cost, before)

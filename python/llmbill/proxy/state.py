@@ -18,6 +18,7 @@ from .._native import core
 from ..lago import slots
 from .cache import EntityCache
 from .entity_limits import entity_limits
+from .credits.gate import CreditGate
 from .config import Deployment, ProxyConfig, wildcard_price
 from .limits import Limiter
 from .spend import SpendTracker
@@ -44,6 +45,7 @@ class ProxyState:
         self.upstream = Upstream()
         self.pipeline: core.Pipeline | None = None
         self.billing: billing.LagoSettings | None = None
+        self.credits: CreditGate | None = None  # prepaid credits in Lago wallets (credits/calls.py starts it)
         self.spool_dir: Path | None = None
         self._deployments: dict[str, list[Deployment]] = {}
         self._rr: dict[str, itertools.cycle[Deployment]] = {}

@@ -51,6 +51,7 @@ from .http_server import Answer, BackgroundServer, RecordedRequest
 from .lago_billing import Billing
 from .lago_control import PREFIX, control
 from .lago_faults import FaultInjection
+from .lago_wallets import Wallets
 from .lago_store import STORES, EventStore, Json, Reply, param_missing, validation_failed
 
 INGESTION = ("/api/v1/events", "/api/v1/events/batch")
@@ -70,6 +71,13 @@ _ROUTES = [
     ("POST", re.compile(r"/api/v1/customers"), "customer", "_customers_upsert"),
     ("POST", re.compile(r"/api/v1/subscriptions"), "subscription", "_subscriptions_create"),
     ("GET", re.compile(r"/api/v1/customers/(?P<id>[^/]+)/current_usage"), "customer_usage", "_current_usage"),
+    ("GET", re.compile(r"/api/v1/wallets"), "wallet", "_wallets_index"),
+    ("POST", re.compile(r"/api/v1/wallets"), "wallet", "_wallets_create"),
+    ("GET", re.compile(r"/api/v1/wallets/(?P<id>[^/]+)"), "wallet", "_wallets_show"),
+    ("DELETE", re.compile(r"/api/v1/wallets/(?P<id>[^/]+)"), "wallet", "_wallets_terminate"),
+    ("POST", re.compile(r"/api/v1/wallet_transactions"), "wallet_transaction", "_wallet_transactions_create"),
+    ("PUT", re.compile(r"/api/v1/invoices/(?P<id>[^/]+)"), "invoice", "_invoices_update"),
+    ("GET", re.compile(r"/api/v1/webhooks/json_public_key"), "webhook", "_webhooks_public_key"),
 ]
 
 
@@ -96,6 +104,7 @@ class FakeLago(FaultInjection):
         self.down: bool | str = False  # False, "drop" or "refuse"
         self._store = EventStore(store, legacy_partial_batches=legacy_partial_batches, max_batch=max_batch)
         self._billing = Billing(self._store, self._clock)
+        self._wallets = Wallets(self._store, lambda: self._billing.customers, self._clock)  # lago_wallets.py
         self._http = BackgroundServer(self._serve, host, port)
         self._life = threading.RLock()  # start, stop, down and up
         self._generation = 0  # bumped by every start, stop and set_down: stale timers give up
@@ -225,6 +234,7 @@ class FakeLago(FaultInjection):
         """Forget events, billing objects, requests, faults and the connection count; keep settings."""
         self._store.reset()
         self._billing.reset()
+        self._wallets.reset()
         self._clear_armed()
         self.delay_seconds = 0.0
         with self._log_lock:
@@ -289,6 +299,11 @@ class FakeLago(FaultInjection):
     def connections_accepted(self) -> int:
         """TCP connections accepted since start or reset: a keep-alive sender keeps this low."""
         return self._http.connections_accepted
+
+    @property
+    def wallets(self) -> Wallets:
+        """Prepaid wallets (lago_wallets.py): webhook_url, webhook_algorithm, invoice(), refresh_ongoing()."""
+        return self._wallets
 
     @property
     def billing(self) -> Billing:
@@ -383,6 +398,27 @@ class FakeLago(FaultInjection):
 
     def _current_usage(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.current_usage(ids["id"], query)
+
+    def _wallets_index(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.index(query)
+
+    def _wallets_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.create(params)
+
+    def _wallets_show(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.show(ids["id"])
+
+    def _wallets_terminate(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.terminate(ids["id"])
+
+    def _wallet_transactions_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.transact(params)
+
+    def _invoices_update(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.pay_invoice(ids["id"], params)
+
+    def _webhooks_public_key(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.public_key()
 
 
 def _json_params(headers: dict[str, str], body: bytes) -> tuple[Json, Reply | None]:

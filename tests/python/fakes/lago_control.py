@@ -12,6 +12,10 @@ No auth, not in the request log, never faulted, served even while the fake is "d
                               {"rate_limit_next": 1}, {"delay_seconds": 0.5}, {"down": true},
                               {"down": "refuse", "seconds": 2}, {"store": "clickhouse"}
     POST /_fake/reset         forget events, billing objects, requests, faults, connection count
+    POST /_fake/wallets/webhooks {"url", "algorithm": "hmac"|"jwt", "hmac_key"?, "issuer"?}   where
+                              wallet webhooks go ("url": null stops them); GET it: the delivery log
+    POST /_fake/wallets/invoice {"customer"}          apply credits to the customer's uninvoiced usage
+    POST /_fake/wallets/refresh_ongoing {"customer"}  recompute the ongoing_* fields (never otherwise)
     POST /_fake/drop_events {"transaction_ids": [...]}   a Lago that lost data: {"dropped": n}
     POST /_fake/alter_event {"transaction_id", "properties"?, "timestamp"?, "code"?,
                              "external_subscription_id"?}   a Lago whose copy differs: {"event": ...}
@@ -64,6 +68,8 @@ def control(fake: FakeLago, request: RecordedRequest) -> Reply:
     if method == "POST" and name == "reset":
         fake.reset()
         return 200, fake.mode()
+    if name.startswith("wallets/"):
+        return _wallets(fake, method, name.removeprefix("wallets/"), request.body)
     if method == "POST" and name in ("drop_events", "alter_event"):
         return _change_events(fake, name, request.body)
     if method == "POST" and name == "mode":
@@ -111,3 +117,27 @@ def _change_events(fake: FakeLago, name: str, body: bytes) -> Reply:
         return 404, {"status": 404, "error": f"no stored event {params['transaction_id']!r}"}
     except ValueError as error:
         return 400, {"status": 400, "error": str(error)}
+
+
+def _wallets(fake: FakeLago, method: str, name: str, body: bytes) -> Reply:
+    wallets = fake.wallets
+    if method == "GET" and name == "webhooks":
+        return 200, {"webhooks": wallets.wait_webhooks()}
+    try:
+        params = json.loads(body or b"{}")
+        if not isinstance(params, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as error:
+        return 400, {"status": 400, "error": str(error)}
+    if method == "POST" and name == "webhooks":
+        wallets.webhook_url = params.get("url")
+        wallets.webhook_algorithm = params.get("algorithm", wallets.webhook_algorithm)
+        wallets.hmac_key = params.get("hmac_key", wallets.hmac_key)
+        wallets.issuer = params.get("issuer", wallets.issuer)
+        return 200, {"url": wallets.webhook_url, "algorithm": wallets.webhook_algorithm}
+    if method == "POST" and name == "invoice":
+        return 200, {"paid_cents": wallets.invoice(str(params.get("customer") or ""))}
+    if method == "POST" and name == "refresh_ongoing":
+        wallets.refresh_ongoing(str(params.get("customer") or ""))
+        return 200, {}
+    return 404, {"status": 404, "error": "Not Found", "code": "resource_not_found"}

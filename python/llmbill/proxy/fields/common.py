@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import bad_request
 from ..validate import Fields
 from .kinds import (DURATION, FLAG, INT_MAP, INTEGER, JSON, MAPPING, MODEL_BUDGETS, MONEY, TEXT, TEXT_MAP, TEXTS,
-                    Kind)
+                    Kind, choice)
 from .spec import Field, honoured, refused, stored
 
 
@@ -87,3 +87,7 @@ def generate_base(user_id_doc: str, team_id_doc: str) -> tuple[Field, ...]:
             honoured("team_id", TEXT, team_id_doc), AGENT_ID, PARALLEL, METADATA, TPM, RPM, BUDGET_DURATION,
             BUDGET_LIMITS, CACHE_CONTROLS, CONFIG, PERMISSIONS, MODEL_MAX_BUDGET, BUDGET_FALLBACKS, MODEL_RPM,
             MODEL_TPM, MCP_RPM, TAG_RPM, GUARDRAILS, POLICIES, PROMPTS, BLOCKED, ALIASES, OBJECT_PERM)
+# Prepaid credits (proxy/credits): on customers, tiers and teams — whichever LAGO_API_CHARGE_BY bills.
+CREDITS = honoured("credits", choice("lago", "off"),
+                   "prepaid credits: 'lago' makes the Lago wallets of the billed id a limit (beside max_budget), "
+                   "'off' exempts it; unset: a customer's tier's, else general_settings.credits")

@@ -3,7 +3,7 @@ NewCustomerRequest / UpdateCustomerRequest and BudgetNewRequest)."""
 
 from __future__ import annotations
 
-from .common import (BLOCKED, BUDGET_DURATION, MAX_BUDGET, METADATA, MODEL_MAX_BUDGET, OBJECT_PERM, PARALLEL, RPM,
+from .common import (BLOCKED, CREDITS, BUDGET_DURATION, MAX_BUDGET, METADATA, MODEL_MAX_BUDGET, OBJECT_PERM, PARALLEL, RPM,
                      SOFT_BUDGET, SPEND, TPD, TPM)
 from .kinds import DATETIME, INTEGER, TEXT, TEXTS, choice
 from .spec import Body, honoured, refused, stored
@@ -12,7 +12,7 @@ REGIONS = ("eu", "us")
 RESET_AT = honoured("budget_reset_at", DATETIME, "when the current budget window ends (ISO-8601); the next one "
                                                  "follows budget_duration from there")
 
-_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, RESET_AT)
+_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, CREDITS, RESET_AT)
 
 BUDGET_NEW = Body((honoured("budget_id", TEXT, "the tier's id", required=True),) + _BUDGET,
                   "Make a budget tier (customers on it each get these limits).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import (ACCESS_GROUP_IDS, BLOCKED, BUDGET_DURATION, BUDGET_LIMITS, ESTIMATED, ESTIMATED_PER_MODEL,
+from .common import (ACCESS_GROUP_IDS, BLOCKED, CREDITS, BUDGET_DURATION, BUDGET_LIMITS, ESTIMATED, ESTIMATED_PER_MODEL,
                      GUARDRAILS, MAX_BUDGET, MCP_RPM, METADATA, MODEL_MAX_BUDGET, MODEL_RPM, MODEL_TPM, MODELS,
                      NO_GLOBAL_GUARDRAILS, OBJECT_PERM, ORGANIZATION_ID, PARALLEL, PASSTHROUGH_ALLOWED,
                      PASSTHROUGH_DENIED, POLICIES, PROMPTS, ROUTER_SETTINGS, RPM, RPM_TYPE, SOFT_BUDGET, TAGS, TPD, TPM,
@@ -20,7 +20,7 @@ TEAM_NEW = Body((
     honoured("members", TEXTS, "user ids added as members (LiteLLM's older form of members_with_roles)"),
     honoured("members_with_roles", OBJECTS, "[{role: admin|user, user_id | user_email}]; unknown users are created"),
     refused("team_member_permissions", TEXTS, "extra management routes for team members"),
-    METADATA, TPM, RPM, TPD, MAX_BUDGET, SOFT_BUDGET, BUDGET_DURATION, BUDGET_LIMITS, MODELS,
+    METADATA, TPM, RPM, TPD, MAX_BUDGET, SOFT_BUDGET, BUDGET_DURATION, BUDGET_LIMITS, MODELS, CREDITS,
     BLOCKED, PARALLEL, ROUTER_SETTINGS, ACCESS_GROUP_IDS,
     refused("default_team_member_models", TEXTS, "default models for members' keys"),
     honoured("model_aliases", TEXT_MAP, "model aliases {alias: model} for every key of the team; a key's own "

@@ -19,7 +19,7 @@ from ..fields.registry import query, takes
 from ..validate import Fields
 
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-          "model_max_budget", "budget_reset_at")
+          "model_max_budget", "budget_reset_at", "credits")
 
 
 def _fields(f: Fields) -> dict[str, Any]:

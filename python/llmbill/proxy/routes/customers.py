@@ -8,6 +8,7 @@ from typing import Any
 
 from ..auth import Principal
 from ..budget_windows import reset_fields
+from ..credits import calls as credit_calls
 from ..errors import ProxyError, bad_request, not_found
 from ..guards import limits_of, window_spend
 from ..http import Request, Response, json_response, query_int
@@ -26,7 +27,7 @@ _BUDGET_TABLE = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_par
 # Fields beyond the seed's reply shape, shown when set (LiteLLM's end-user table has them).
 SHOWN = ("models", "object_permission", "metadata", "spend_audit")
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-          "model_max_budget")
+          "model_max_budget", "credits")
 
 
 def _now() -> datetime:
@@ -124,7 +125,11 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
     record = await state.cache.get_or_fetch("customer", ident)
     if record is None and not state.spend.pending("customer", ident):
         raise not_found(f"customer {ident!r} not found", "end_user_id")
-    return json_response(public(state, ident, record))
+    shown = public(state, ident, record)
+    credits = await credit_calls.info(state, ident)
+    if credits is not None:
+        shown["credits"] = credits
+    return json_response(shown)
 
 
 @takes(CUSTOMER_UPDATE)

@@ -1,0 +1,89 @@
+"""The gate on a proxy call: which payer and record a call has, its hold, its settlement, and the
+gate's start with the proxy. guards.py and settle.py call these (one line each)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ...billing import ConfigError
+from ..auth import Principal
+from ..errors import ProxyError
+from .gate import CreditGate, CreditHold
+from .reader import WalletReader
+
+if TYPE_CHECKING:
+    from ..state import ProxyState
+
+
+def start(state: ProxyState) -> None:
+    """Makes the gate when credits can apply (config default `lago`, or any record may say so) and
+    Lago is configured; starts the backstop poll."""
+    settings = state.config.credits
+    if state.billing is None or not state.billing.api_base:
+        if settings.default == "lago":
+            raise ConfigError("credits: lago needs Lago (callbacks: [lago] and LAGO_API_BASE)")
+        return
+    reader = WalletReader(state.billing.api_base, state.billing.api_key, timeout=5.0)
+    state.credits = CreditGate(settings, reader, state.billing.event_codes[0], state.billing.charge_by)
+    state.run_in_background(state.credits.poll())
+
+
+def _applies(state: ProxyState, gate: CreditGate, payer: str) -> bool:
+    record = state.cache.get(gate.payer_kind, payer)
+    tier_id = (record or {}).get("budget_id") if gate.payer_kind == "customer" else None
+    if gate.payer_kind == "customer" and tier_id is None and (record or {}).get("max_budget") is None:
+        tier_id = state.config.max_end_user_budget_id  # the default tier, as budgets pick it
+    tier = state.cache.get("budget", tier_id) if tier_id else None
+    return gate.applies(record, tier)
+
+
+def _payer(state: ProxyState, principal: Principal, customer: str) -> tuple[CreditGate, str] | None:
+    gate = state.credits
+    if gate is None:
+        return None
+    payer = gate.payer_of(principal.key, customer)
+    return (gate, payer) if payer and _applies(state, gate, payer) else None
+
+
+async def prepare(state: ProxyState, principal: Principal, customer: str) -> None:
+    """Before admit: the payer's wallets read once (admit itself never awaits)."""
+    found = _payer(state, principal, customer)
+    if found is not None:
+        await found[0].ensure(found[1])
+
+
+def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal,
+         unpriced: str | None) -> CreditHold | None:
+    """The call's hold, or None when credits do not apply; refuses the call when they cannot cover it.
+    An unpriced model has no bound to hold, so it is refused wherever credits apply."""
+    found = _payer(state, principal, customer)
+    if found is None:
+        if state.credits is None:
+            _refuse_without_lago(state, principal, customer)
+        return None
+    gate, payer = found
+    if unpriced is not None:
+        raise ProxyError(403, f"model {unpriced!r} has no price, so its calls cannot be held against the credits "
+                              f"of {payer}", "model_unpriced", "model")
+    status = gate.settings.refused_status or state.config.budget_exceeded_status_code
+    return gate.hold(payer, upper_bound, status)
+
+
+def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
+    """A customer or team that asks for credits while no Lago is configured is refused (fail closed),
+    not served unmetered."""
+    team = (principal.key or {}).get("team_id")
+    for kind, ident in (("customer", customer), ("team", team)):
+        if ident and (state.cache.get(kind, ident) or {}).get("credits") == "lago":
+            raise ProxyError(503, f"{kind} {ident} pays with prepaid credits, but this proxy has no Lago to read them "
+                                  "from (LAGO_API_BASE)", "credits_unavailable")
+
+
+async def info(state: ProxyState, ident: str) -> dict[str, Any] | None:
+    """/customer/info's `credits` when customers are the payers and credits apply to this one."""
+    gate = state.credits
+    if gate is None or gate.payer_kind != "customer" or not _applies(state, gate, ident):
+        return None
+    await gate.ensure(ident)
+    return gate.info(ident)
