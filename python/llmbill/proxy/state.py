@@ -19,8 +19,10 @@ from ..lago import slots
 from .cache import EntityCache
 from .entity_limits import entity_limits
 from .config import Deployment, ProxyConfig, wildcard_price
-from .limits import Limiter
+from . import redis_limits
+from .limits import InProcess, Limiter, SharedLimits
 from .spend import SpendTracker
+from .redis_limits import RedisLimiter
 from .store import open_store
 from .store.base import Store
 from .ui.sessions import UiSessions
@@ -38,6 +40,13 @@ class ProxyState:
         self.cache = EntityCache(self.store)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
+        # Rate limits and reservations: this process's limiter, or Redis's shared by every process.
+        self.shared_limits: SharedLimits = InProcess(self.limiter)
+        self.redis: RedisLimiter | None = None
+        if config.redis_url:
+            self.redis = redis_limits.connect(config.redis_url, config.longest_timeout,
+                                              config.redis_failure_policy, self.limiter)
+            self.shared_limits = self.redis
         self.ui_sessions = UiSessions()  # admin UI sign-ins (proxy/ui), this process only
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
         self.upstream = Upstream()
@@ -85,6 +94,8 @@ class ProxyState:
         await self.store.open()
         await self.cache.load()
         await self.upstream.start()
+        if self.redis is not None:
+            await self.redis.ping()  # an unreachable Redis is reported now (readiness, log, metric)
         if self.webhook is not None:
             await self.webhook.start()
         default_tier = self.config.max_end_user_budget_id
@@ -135,6 +146,8 @@ class ProxyState:
             pipeline, self.pipeline = self.pipeline, None
             await asyncio.to_thread(billing.close_pipeline, pipeline, self.billing.exit_flush_s if self.billing else 5.0)
         await self.upstream.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.store.close()
         from .metrics import mark_process_dead
 
