@@ -133,7 +133,7 @@ class Admission:
         """Frees the reservations; a settled call passes its cost (per-model spend counts it)."""
         if not self.released:
             self.released = True
-            self.state.shared_limits.release(self.call_id, self.slots, tokens)
+            self.state.shared_limits.release(self.call_id, self.slots, tokens, cost or Decimal(0))
             for lim in self.model_limits:
                 if cost and lim.max_budget is not None and at is not None:
                     self.state.limiter.model_spend.record(lim.pair, window_of(self.state, lim, at), request_id,

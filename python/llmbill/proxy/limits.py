@@ -63,7 +63,8 @@ class SharedLimits(Protocol):
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None: ...
 
-    def release(self, call_id: str, slots: Sequence[Slot], tokens: int) -> None: ...
+    def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
+        """`cost`: what a settled call cost (0: failed) — Redis holds it until the database shows it."""
 
 
 def refusal_message(limit: str, slot: Slot) -> str:
@@ -189,5 +190,5 @@ class InProcess:
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         return self.limiter.try_admit(slots)
 
-    def release(self, call_id: str, slots: Sequence[Slot], tokens: int) -> None:
-        self.limiter.release_slots(slots, tokens)
+    def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
+        self.limiter.release_slots(slots, tokens)  # the cost is in this process's ledger already

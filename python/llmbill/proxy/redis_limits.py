@@ -13,6 +13,14 @@ up to the next nano-unit and the budget headroom is rounded up too, so the integ
 nano-unit larger). Lua numbers are doubles, exact to 2^53 nano-units (9 million USD): a headroom
 above that is capped there, which no sum of calls in flight reaches.
 
+A settled call's reservation is not dropped but replaced by its cost, held `settled_hold` seconds
+(4 s by default): its process has the cost in its ledger at once, the others only once it is flushed
+to the database and they refresh, and until then the held cost stands in for it. This is what makes
+the overspend bound one call's upper bound per entity whatever the number of processes; it also
+means a process counts a call's cost twice for those few seconds (ledger and hold), refusing early
+rather than late. A database that refuses flushes for longer than the hold loosens the bound by
+what the other processes settled meanwhile.
+
 Reservations and in-flight slots are per call (a sorted set of call ids by expiry, a hash of
 amounts), each expiring RESERVATION_TTL after its admission: a process that dies with calls in flight
 cannot hold their reservations forever. The TTL is an hour, or twice the longest deployment timeout
@@ -75,9 +83,10 @@ class RedisLimiter:
     """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
 
     def __init__(self, client: aioredis.Redis, ttl: int, policy: str, fallback: Limiter,
-                 prefix: str = "llmbill:") -> None:
+                 hold: float = 4.0, prefix: str = "llmbill:") -> None:
         self.client = client
         self.ttl = ttl
+        self.hold = hold
         self.policy = policy
         self.prefix = prefix
         self.fallback = InProcess(fallback)
@@ -108,18 +117,18 @@ class RedisLimiter:
         index, limit, reserved, wait_ms = found
         return Refusal(int(index) - 1, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
 
-    def release(self, call_id: str, slots: Sequence[Slot], tokens: int) -> None:
+    def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
         """Runs behind the caller (release is called where nothing may be awaited)."""
         if call_id in self._local:
             self._local.discard(call_id)
             self.fallback.release(call_id, slots, tokens)
             return
-        task = asyncio.get_running_loop().create_task(self._run_release(call_id, slots, tokens))
+        task = asyncio.get_running_loop().create_task(self._run_release(call_id, slots, tokens, cost))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _run_release(self, call_id: str, slots: Sequence[Slot], tokens: int) -> None:
-        args: list[Any] = [repr(self.now), call_id, self.prefix, tokens]
+    async def _run_release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> None:
+        args: list[Any] = [repr(self.now), call_id, self.prefix, tokens, units(cost) if cost > 0 else 0, self.hold]
         for s in slots:
             args += ["\x1f".join(s.entity), int(s.tpm is not None), int(s.tpd is not None)]
         try:
@@ -160,7 +169,14 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter) -> RedisLimiter:
+def settled_hold(flush_interval: float, refresh_interval: float) -> float:
+    """How long a settled call's cost stays held: its process flushes it to the database within one
+    flush interval, every other process reads it within one refresh interval after; twice that plus
+    a second covers a slow flush or refresh."""
+    return 2 * (flush_interval + refresh_interval) + 1
+
+
+def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, hold: float = 4.0) -> RedisLimiter:
     # Short socket timeouts: a Redis that hangs must fail a call fast (the policy decides), not hold it.
     client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback)
+    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold)

@@ -45,7 +45,9 @@ class ProxyState:
         self.redis: RedisLimiter | None = None
         if config.redis_url:
             self.redis = redis_limits.connect(config.redis_url, config.longest_timeout,
-                                              config.redis_failure_policy, self.limiter)
+                                              config.redis_failure_policy, self.limiter,
+                                              redis_limits.settled_hold(config.spend_flush_interval,
+                                                                        config.cache_refresh_interval))
             self.shared_limits = self.redis
         self.ui_sessions = UiSessions()  # admin UI sign-ins (proxy/ui), this process only
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
