@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -167,3 +167,22 @@ def test_fail_open_limits_in_this_process_and_releases_there(redis_url: str) -> 
         out.append(await limiter.admit("c3", slots) is None)
         return out
     assert run(dead, body, policy="fail_open") == [True, False, True]
+
+
+def test_redis_settings_from_config_and_litellm_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmbill.proxy.config import ConfigError, load_config_dict
+
+    for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    base: dict[str, Any] = {"model_list": []}
+    assert load_config_dict(base).redis_url is None
+    monkeypatch.setenv("REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss")
+    assert load_config_dict(base).redis_url == "redis://:p%40ss@cache.internal:6379"
+    monkeypatch.setenv("REDIS_URL", "redis://other:6380/1")
+    assert load_config_dict(base).redis_url == "redis://other:6380/1"
+    cfg = load_config_dict({"model_list": [], "general_settings": {"redis_url": "redis://r:1/0",
+                                                                    "redis_failure_policy": "fail_open"}})
+    assert (cfg.redis_url, cfg.redis_failure_policy) == ("redis://r:1/0", "fail_open")
+    with pytest.raises(ConfigError, match=r"^general_settings.redis_failure_policy: 'sometimes' is not one of"):
+        load_config_dict({"model_list": [], "general_settings": {"redis_failure_policy": "sometimes"}})
