@@ -153,6 +153,7 @@ def test_fail_closed_refuses_with_a_503_naming_redis(redis_url: str) -> None:
         with pytest.raises(RedisUnavailable) as refused:
             await limiter.admit("c1", [Slot(A, rpm=1)])
         assert refused.value.status == 503 and "Redis" in refused.value.message
+        assert refused.value.headers == {"Retry-After": "5"}
         assert limiter.error is not None and not await limiter.ping()
     run(dead, body)
 

@@ -76,7 +76,8 @@ def _opt(v: int | None) -> int:
 class RedisUnavailable(ProxyError):
     def __init__(self, why: str) -> None:
         super().__init__(503, f"Redis is unreachable ({why}); rate limits and budgets cannot be checked, so calls are "
-                              "refused (general_settings.redis_failure_policy: fail_closed)", "redis_unavailable")
+                              "refused (general_settings.redis_failure_policy: fail_closed)", "redis_unavailable",
+                         headers={"Retry-After": "5"})
 
 
 class RedisLimiter:
