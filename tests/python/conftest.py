@@ -63,6 +63,28 @@ def postgres_url() -> Iterator[str]:
         stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A Redis server for the whole session (tests/python/redis_server.py); fails when not installed."""
+    from tests.python.redis_server import RedisServer
+
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """The session's Redis, emptied for this test."""
+    if redis_server.process is None:
+        redis_server.restart()
+    redis_server.flush()
+    url: str = redis_server.url
+    return url
+
+
 @pytest.fixture
 def upstream() -> Iterator[Any]:
     """A fake OpenAI-compatible upstream (tests/python/fakes/openai_upstream.py), stopped afterwards."""

@@ -36,7 +36,7 @@ class Proxy:
         if config is not None:
             self.config_path = self.dir / "config.yaml"
             self.config_path.write_text(yaml.safe_dump(config))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LAGO_", "LLMBILL_", "DATABASE_URL"))}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LAGO_", "LLMBILL_", "DATABASE_URL", "REDIS_"))}
         self.env.update({"LLMBILL_SPOOL_DIR": str(self.dir / "spool")})
         self.env.update(env or {})
         self.workers = workers

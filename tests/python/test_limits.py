@@ -31,3 +31,17 @@ def test_counts_of_the_current_minute_survive_a_sweep() -> None:
     assert limiter.rate_check(("key", "k"), 2, None, None, now=t0 + 62) is not None  # 2 requests this minute
     assert ("key", "old") not in limiter.minutes
     assert limiter.rate_check(("key", "k"), 2, None, None, now=t0 + 121) is None
+
+
+def test_try_admit_takes_every_slot_or_none() -> None:
+    from llmbill.proxy.limits import Refusal, Slot
+
+    limiter = Limiter()
+    t0 = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    both = [Slot(("key", "k"), Decimal(2), Decimal(10), rpm=5), Slot(("team", "t"), Decimal(2), Decimal(2))]
+    assert limiter.try_admit(both, now=t0) is None
+    assert limiter.try_admit(both, now=t0) == Refusal(1, "budget", Decimal(2), 0.0)  # the team holds 2 of its 2
+    assert limiter.reserved_for(("key", "k")) == Decimal(2)  # the refused call took nothing from the key
+    assert limiter.minutes[("key", "k")].requests == 1
+    limiter.release_slots(both, 0, now=t0)
+    assert limiter.reserved == {} and limiter.inflight == {}

@@ -22,8 +22,7 @@ from typing import Any
 
 from .auth import Principal
 from .entity_limits import Limits
-from .errors import ProxyError, bad_request, budget_exceeded, rate_limited
-from .limits import per_model
+from .errors import ProxyError, bad_request
 from .model_windows import window_start
 from .state import ProxyState
 
@@ -111,7 +110,7 @@ def _fmt(x: Decimal) -> str:
     return format(x.normalize(), "f")
 
 
-def _exceeded_message(limit: ModelLimit, record: dict[str, Any] | None, spend: Decimal) -> str:
+def model_exceeded_message(limit: ModelLimit, record: dict[str, Any] | None, spend: Decimal) -> str:
     """LiteLLM's messages for a model budget, with the spend and the budget."""
     kind, ident = limit.entity
     who = {"key": f"LiteLLM Virtual Key: {ident}, key_alias: {(record or {}).get('key_alias')}",
@@ -123,31 +122,6 @@ def _exceeded_message(limit: ModelLimit, record: dict[str, Any] | None, spend: D
 
 def window_of(state: ProxyState, limit: ModelLimit, now: datetime | None = None) -> datetime | None:
     return window_start(now or datetime.now(timezone.utc), limit.duration, state.config.timezone)
-
-
-def check_model_limit(state: ProxyState, limit: ModelLimit, record: dict[str, Any] | None) -> None:
-    """Budget exceeded (spend + reserved ≥ budget) or 429 naming the per-model rate limit."""
-    limiter = state.limiter
-    sub = per_model(limit.entity, limit.model)
-    if limit.max_budget is not None:
-        spend = limiter.model_spend.spend(limit.pair, window_of(state, limit)) + limiter.reserved_for(sub)
-        if spend >= limit.max_budget:
-            over = budget_exceeded(_exceeded_message(limit, record, spend))
-            over.budget_kind = f"{limit.entity[0]}_model"
-            raise over
-    refused = limiter.rate_check(sub, limit.rpm, limit.tpm, None)
-    if refused is not None:
-        what, wait = refused
-        name = (record or {}).get("key_alias") or "key" if limit.entity[0] == "key" else limit.entity[1]
-        raise rate_limited(f"{limit.entity[0]} {name} is over its {what} for model {limit.model}; retry later", wait)
-
-
-def check_tpd(state: ProxyState, entity: Entity, limits: Limits, record: dict[str, Any] | None) -> None:
-    if limits.tpd is not None and state.limiter.day_tokens(entity) >= limits.tpd:
-        now = datetime.now(timezone.utc).timestamp()
-        name = (record or {}).get("key_alias") or "key" if entity[0] == "key" else entity[1]
-        raise rate_limited(f"{entity[0]} {name} is over its tpd limit {limits.tpd}; retry tomorrow (UTC)",
-                           86400 - now % 86400)
 
 
 async def load_model_spend(state: ProxyState, limits: list[ModelLimit]) -> None:

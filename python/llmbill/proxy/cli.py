@@ -52,10 +52,15 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or ("0.0.0.0" if args.config else "127.0.0.1")
     for note in config.warnings:
         print(f"llmbill-proxy: warning: {redact.text(note)}", file=sys.stderr)
+    if args.workers > 1 and not config.redis_url:
+        print(f"llmbill-proxy: warning: --workers {args.workers} without Redis: rate limits, max_parallel_requests "
+              f"and budget reservations are per worker, so up to {args.workers}x a limit is admitted; set "
+              "general_settings.redis_url (or REDIS_URL) to share them", file=sys.stderr)
     print(f"llmbill-proxy listening on http://{host}:{args.port} ({args.workers} worker(s), config: {config.source})")
     print(f"  models:   {', '.join(config.model_names) or '(none)'}")
     # Every URL printed here goes through redact: a DATABASE_URL or LAGO_API_BASE may hold a password.
     print(f"  database: {redact.url(config.database_url)}")
+    print(f"  limits:   {'redis ' + redact.url(config.redis_url) if config.redis_url else 'in-process (per worker)'}")
     if billing is None:
         print("  billing:  off (add 'lago' to litellm_settings.callbacks)")
     elif billing.api_base:

@@ -34,7 +34,7 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
-                 "billing_failure_policy", "credits", "credits_settings"}
+                 "billing_failure_policy", "credits", "credits_settings", "redis_url", "redis_failure_policy"}
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "input_cost_per_request")
 LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
@@ -104,6 +104,13 @@ class ProxyConfig:
     budget_exceeded_status_code: int = BUDGET_EXCEEDED_STATUS
     billing_failure_policy: str = "fail_closed"  # when billing events cannot be made durable
     credits: CreditSettings = field(default_factory=CreditSettings)  # prepaid credits (proxy/credits)
+    # general_settings.redis_url (or REDIS_URL, or REDIS_HOST/PORT/PASSWORD): shared limits (redis_limits.py)
+    redis_url: str | None = field(default=None, repr=False)
+    redis_failure_policy: str = "fail_closed"  # when Redis does not answer: refuse, or limit per process
+
+    @property
+    def longest_timeout(self) -> float:
+        return max((d.timeout for d in self.deployments), default=600.0)
 
     @property
     def model_names(self) -> list[str]:
@@ -427,6 +434,11 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     policy = _expect(general.get("billing_failure_policy", "fail_closed"), str, "general_settings.billing_failure_policy")
     if policy not in BILLING_FAILURE_POLICIES:
         raise ConfigError(f"general_settings.billing_failure_policy: {policy!r} is not one of fail_closed, fail_open")
+    redis_url = _redis_url(general)
+    redis_policy = _expect(general.get("redis_failure_policy", "fail_closed"), str,
+                           "general_settings.redis_failure_policy")
+    if redis_policy not in BILLING_FAILURE_POLICIES:
+        raise ConfigError(f"general_settings.redis_failure_policy: {redis_policy!r} is not one of fail_closed, fail_open")
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -448,7 +460,27 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         budget_exceeded_status_code=budget_status,
         billing_failure_policy=policy,
         credits=credit_settings(general.get("credits", litellm.get("credits")), general.get("credits_settings")),
+        redis_url=redis_url,
+        redis_failure_policy=redis_policy,
     )
+
+
+def _redis_url(general: Mapping[str, Any]) -> str | None:
+    """general_settings.redis_url, else LiteLLM's variables: REDIS_URL, or REDIS_HOST (+ REDIS_PORT,
+    REDIS_PASSWORD)."""
+    url = _env_ref(general.get("redis_url"), "general_settings.redis_url")
+    if url is not None:
+        _expect(url, str, "general_settings.redis_url")
+    url = url or os.environ.get("REDIS_URL")
+    if not url and os.environ.get("REDIS_HOST"):
+        from urllib.parse import quote
+
+        password = os.environ.get("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        url = f"redis://{auth}{os.environ['REDIS_HOST']}:{os.environ.get('REDIS_PORT') or 6379}"
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("general_settings.redis_url: not a redis://, rediss:// or unix:// URL")
+    return url or None
 
 
 def load_config(path: str | os.PathLike[str] | None) -> ProxyConfig:

@@ -1,11 +1,12 @@
-"""The pre-call checks, all from memory: may this caller use this model; is the key, its user, its
-team or the customer blocked, over budget (counting what calls in flight have reserved) or over a
-rate limit. The first limit crossed, in the order key, user, team, customer, is named in the error
+"""The pre-call checks: may this caller use this model; is the key, its user, its team or the
+customer blocked (from memory), over budget (counting what calls in flight have reserved) or over a
+rate limit (the shared limits: this process's, or Redis's with several processes — limits.py). The first limit crossed, in the order key, user, team, customer, is named in the error
 (with LiteLLM's message prefixes). An admitted call holds its reservation until it settles.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -14,13 +15,13 @@ from typing import Any
 from .auth import Principal
 from .credits import calls as credits
 from .credits.gate import CreditHold
-from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, check_model_limit,
-                          check_tpd, load_model_spend, model_limit, window_of)
+from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, load_model_spend,
+                          model_exceeded_message, model_limit, window_of)
 from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id
 from .model_access import Governing, governing, listed, refusing
-from .limits import per_model
+from .limits import Refusal, Slot, per_model, refusal_message
 from .state import ProxyState
 from .upper_bound import UpperBound
 
@@ -125,7 +126,8 @@ class Admission:
     upper_bound: Decimal
     released: bool = False
     model_limits: tuple[ModelLimit, ...] = ()
-    tpd: tuple[Entity, ...] = ()  # entities with a tokens-per-day limit: their tokens are counted
+    slots: tuple[Slot, ...] = ()  # what the call holds in the limiter (limits.py), released with it
+    call_id: str = ""  # the limiter's name for the call's hold
     tags: tuple[str, ...] = ()  # written on the call's spend log
     credit: CreditHold | None = None  # the prepaid-credit hold (credits/gate.py); settle.py settles it
 
@@ -136,18 +138,11 @@ class Admission:
             self.released = True
             if self.credit is not None:
                 self.credit.release()  # a no-op once settled; a failed call's hold comes back whole
-            limiter = self.state.limiter
-            for entity, _ in self.entities:
-                limiter.release(entity, self.upper_bound, tokens)
-            for entity in self.tpd:
-                limiter.add_day_tokens(entity, tokens)
+            self.state.shared_limits.release(self.call_id, self.slots, tokens, cost or Decimal(0))
             for lim in self.model_limits:
-                limiter.release(per_model(lim.entity, lim.model), self._bound(lim), tokens)
                 if cost and lim.max_budget is not None and at is not None:
-                    limiter.model_spend.record(lim.pair, window_of(self.state, lim, at), request_id, at, cost)
-
-    def _bound(self, lim: ModelLimit) -> Decimal:
-        return self.upper_bound if lim.max_budget is not None else Decimal(0)
+                    self.state.limiter.model_spend.record(lim.pair, window_of(self.state, lim, at), request_id,
+                                                          at, cost)
 
 
 def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[tuple[Entity, dict[str, Any] | None]]:
@@ -180,26 +175,80 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
 
 async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
                       model: str, body: dict[str, Any] | None = None) -> Admission:
-    """admit() for a call to `model`. A per-model budget this process has not read the spend of yet
-    is read first (once per pair: then admit runs again); otherwise nothing is awaited. The body's
-    `metadata.tags` join the key's and team's tags on the call's spend log."""
+    """admit() for a call to `model`, against the shared limits (Redis when configured). A per-model
+    budget this process has not read the spend of yet is read first (once per pair: then the checks
+    run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
     await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
     for _ in range(4):  # key, user, team, customer: at most one pair each to read
         try:
-            admission = admit(state, principal, customer, bound, model)
+            plan = _plan(state, principal, customer, bound, model)
             break
         except SpendNotLoaded as missing:
             await load_model_spend(state, missing.limits)
     else:
-        admission = admit(state, principal, customer, bound, model)
-    admission.tags = call_tags(state, principal, body)
-    return admission
+        plan = _plan(state, principal, customer, bound, model)
+    refused = await state.shared_limits.admit(plan.admission.call_id, plan.admission.slots)
+    if refused is not None:
+        raise plan.refusal(refused)
+    _hold_credits(plan.admission, principal, customer, bound)
+    plan.admission.tags = call_tags(state, principal, body)
+    return plan.admission
+
+
+def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound) -> None:
+    """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
+    (no await between the check and the hold); refused, the call gives back what it took."""
+    try:
+        admission.credit = credits.hold(admission.state, principal, customer, bound.cost, bound.unpriced)
+    except BaseException:
+        admission.release()
+        raise
 
 
 def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
           model: str | None = None) -> Admission:
-    """Checks every entity of the call, then reserves for all of them (no await in between, so the
-    check and the reservation are one step for the event loop). An unpriced model has no upper
+    """Checks every entity of the call, then reserves for all of them, in this process's limiter
+    (no await in between, so the check and the reservation are one step for the event loop)."""
+    plan = _plan(state, principal, customer, bound, model)
+    refused = state.limiter.try_admit(plan.admission.slots)
+    if refused is not None:
+        raise plan.refusal(refused)
+    _hold_credits(plan.admission, principal, customer, bound)
+    return plan.admission
+
+
+@dataclass
+class _Plan:
+    """A call's slots, and for each what its refusal says."""
+
+    admission: Admission
+    reasons: list[tuple[Entity, dict[str, Any] | None, Decimal, Decimal | None, ModelLimit | None]]
+
+    def refusal(self, refused: Refusal) -> ProxyError:
+        slot = self.admission.slots[refused.index]
+        (kind, ident), record, spend, max_budget, lim = self.reasons[refused.index]
+        name = ident if kind != "key" else (record or {}).get("key_alias") or "key"
+        if refused.limit == "budget":
+            assert max_budget is not None
+            if lim is not None:
+                over = budget_exceeded(model_exceeded_message(lim, record, spend + refused.reserved))
+                over.budget_kind = f"{kind}_model"
+                return over
+            over = budget_exceeded(_budget_message(kind, ident, spend, max_budget, refused.reserved),
+                                   self.admission.state.config.budget_exceeded_status_code)
+            over.budget_kind = kind
+            return over
+        what = refusal_message(refused.limit, slot)
+        if refused.limit == "tpd":
+            return rate_limited(f"{kind} {name} is over its {what}; retry tomorrow (UTC)", refused.wait)
+        if lim is not None:
+            return rate_limited(f"{kind} {name} is over its {what} for model {lim.model}; retry later", refused.wait)
+        return rate_limited(f"{kind} {name} is over its {what}; retry later", refused.wait)
+
+
+def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBound, model: str | None) -> _Plan:
+    """Every check that needs no limiter (blocked, unpriced, customer models, spend read), and the
+    call's slots: each entity's, followed by its per-model one. An unpriced model has no upper
     bound, so a call to it is refused wherever a budget applies (and always under require_prices):
     it would spend nothing against the budget however much it used."""
     if bound.unpriced is not None and state.config.require_prices:
@@ -207,52 +256,44 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
     upper_bound = bound.cost
     entities = entities_of(state, principal, customer)
     model_limits: list[ModelLimit] = []
-    tpd: list[Entity] = []
+    slots: list[Slot] = []
+    reasons: list[tuple[Entity, dict[str, Any] | None, Decimal, Decimal | None, ModelLimit | None]] = []
     for (kind, ident), record in entities:
         if record is not None and record.get("blocked"):
             if kind == "customer":
                 raise ProxyError(403, f"customer {ident} is blocked", "customer_blocked", "user")
             raise ProxyError(401, f"{kind} {ident} is blocked", "auth_error")
         limits = limits_of(state, kind, record)
+        spend = Decimal(0)
         if limits.max_budget is not None:
             if bound.unpriced is not None:
                 who = ident if kind != "key" else (record or {}).get("key_alias") or "key"
                 raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} {who}")
             spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
-            reserved = state.limiter.reserved_for((kind, ident))
-            if spend + reserved >= limits.max_budget:
-                over = budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved),
-                                       state.config.budget_exceeded_status_code)
-                over.budget_kind = kind
-                raise over
-        refused = state.limiter.rate_check((kind, ident), limits.rpm, limits.tpm, limits.parallel)
-        if refused is not None:
-            what, wait = refused
-            raise rate_limited(f"{kind} {ident if kind != 'key' else (record or {}).get('key_alias') or 'key'} "
-                               f"is over its {what}; retry later", wait)
-        if kind == "member":
+        headroom = None if limits.max_budget is None else limits.max_budget - spend
+        is_member = kind == "member"
+        slots.append(Slot((kind, ident), upper_bound, headroom, limits.rpm, limits.tpm, limits.parallel,
+                          None if is_member else limits.tpd))
+        reasons.append(((kind, ident), record, spend, limits.max_budget, None))
+        if is_member or model is None:
             continue
-        check_tpd(state, (kind, ident), limits, record)
-        if limits.tpd is not None:
-            tpd.append((kind, ident))
-        if model is not None:
-            if kind == "customer":
-                check_customer_models(record, ident, model)
-            lim = model_limit((kind, ident), limits, model)
-            if lim is not None:
-                if lim.max_budget is not None and bound.unpriced is not None:
-                    raise unpriced_refused(bound.unpriced, f"its calls cannot count against the {model} budget "
-                                                           f"of {kind} {ident if kind != 'key' else 'key'}")
-                if lim.max_budget is not None and not state.limiter.model_spend.loaded(lim.pair,
-                                                                                       window_of(state, lim)):
-                    raise SpendNotLoaded([lim])
-                check_model_limit(state, lim, record)
-                model_limits.append(lim)
-    credit = credits.hold(state, principal, customer, upper_bound, bound.unpriced)  # last check: it holds
-    for entity, _ in entities:
-        state.limiter.admit(entity, upper_bound)
-    admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), tpd=tuple(tpd),
-                          credit=credit)
-    for lim in model_limits:
-        state.limiter.admit(per_model(lim.entity, lim.model), admission._bound(lim))
-    return admission
+        if kind == "customer":
+            check_customer_models(record, ident, model)
+        lim = model_limit((kind, ident), limits, model)
+        if lim is None:
+            continue
+        model_spend = Decimal(0)
+        if lim.max_budget is not None:
+            if bound.unpriced is not None:
+                raise unpriced_refused(bound.unpriced, f"its calls cannot count against the {model} budget "
+                                                       f"of {kind} {ident if kind != 'key' else 'key'}")
+            if not state.limiter.model_spend.loaded(lim.pair, window_of(state, lim)):
+                raise SpendNotLoaded([lim])
+            model_spend = state.limiter.model_spend.spend(lim.pair, window_of(state, lim))
+        slots.append(Slot(per_model(lim.entity, lim.model), upper_bound if lim.max_budget is not None else Decimal(0),
+                          None if lim.max_budget is None else lim.max_budget - model_spend, lim.rpm, lim.tpm))
+        reasons.append(((kind, ident), record, model_spend, lim.max_budget, lim))
+        model_limits.append(lim)
+    admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), slots=tuple(slots),
+                          call_id=uuid.uuid4().hex)
+    return _Plan(admission, reasons)

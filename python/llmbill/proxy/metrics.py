@@ -55,6 +55,10 @@ SPEND_DEAD_LETTERS = Counter("llmbill_spend_dead_lettered_calls",
                              "Calls whose spend the database refused to store (logged; the Lago event is unaffected)")
 WEBHOOK_DELIVERIES = Counter("llmbill_webhook_deliveries", "Webhook events delivered, by event", ["event"])
 WEBHOOK_FAILURES = Counter("llmbill_webhook_failures", "Webhook delivery attempts that failed, by event", ["event"])
+# Shared limits (redis_limits.py): 0 while any process finds Redis down (calls refused or limited per process).
+REDIS_UP = Gauge("llmbill_redis_up", "1 while Redis (shared rate limits and reservations) answers, 0 when not",
+                 multiprocess_mode="livemin")
+REDIS_FAILURES = Counter("llmbill_redis_failures", "Redis commands that failed (connection or timeout)")
 
 class Children:
     """A metric's labelled children, kept once made: `labels()` validates and locks on every call,

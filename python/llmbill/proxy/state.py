@@ -20,9 +20,11 @@ from .cache import EntityCache
 from .entity_limits import entity_limits
 from .credits.gate import CreditGate
 from .config import Deployment, ProxyConfig, wildcard_price
-from .limits import Limiter
+from . import redis_limits
+from .limits import InProcess, Limiter, SharedLimits
 from .spend import SpendTracker
 from .spend_journal import JOURNAL_DIR, SpendJournal
+from .redis_limits import RedisLimiter
 from .store import open_store
 from .store.base import Store
 from .ui.sessions import UiSessions
@@ -40,6 +42,15 @@ class ProxyState:
         self.cache = EntityCache(self.store)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
+        # Rate limits and reservations: this process's limiter, or Redis's shared by every process.
+        self.shared_limits: SharedLimits = InProcess(self.limiter)
+        self.redis: RedisLimiter | None = None
+        if config.redis_url:
+            self.redis = redis_limits.connect(config.redis_url, config.longest_timeout,
+                                              config.redis_failure_policy, self.limiter,
+                                              redis_limits.settled_hold(config.spend_flush_interval,
+                                                                        config.cache_refresh_interval))
+            self.shared_limits = self.redis
         self.ui_sessions = UiSessions(self.store)  # admin UI sign-ins (proxy/ui), in the database
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
         self.upstream = Upstream()
@@ -88,6 +99,8 @@ class ProxyState:
         await self.store.open()
         await self.cache.load()
         await self.upstream.start()
+        if self.redis is not None:
+            await self.redis.ping()  # an unreachable Redis is reported now (readiness, log, metric)
         if self.webhook is not None:
             await self.webhook.start()
         default_tier = self.config.max_end_user_budget_id
@@ -140,6 +153,8 @@ class ProxyState:
             pipeline, self.pipeline = self.pipeline, None
             await asyncio.to_thread(billing.close_pipeline, pipeline, self.billing.exit_flush_s if self.billing else 5.0)
         await self.upstream.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.store.close()
         from .metrics import mark_process_dead
 

@@ -4,7 +4,9 @@ Readiness is public, so anyone sees only `{"status": ...}`: `healthy`; `degraded
 cannot make new events durable (spool full or unwritable, events held in memory), when billable
 calls are refused under `billing_failure_policy: fail_closed` (then the answer is 503, so a load
 balancer sends calls elsewhere) or served at risk under `fail_open` (200); `unhealthy` (503) when
-the database does not answer. The details (Lago URL, spool path and figures, last error, dead
+the database does not answer. A configured Redis (shared limits, redis_limits.py) that does not answer
+makes it `degraded` too: 503 under `redis_failure_policy: fail_closed` (calls are refused), 200 under
+`fail_open` (limits hold per process meanwhile). The details (Lago URL, spool path and figures, last error, dead
 letters) are for the master key, or a signed-in admin UI session, only.
 """
 
@@ -47,9 +49,11 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
     pipeline = state.pipeline
     stats = pipeline.stats() if pipeline is not None else None
     billing_ok = stats is None or (bool(stats["accepting"]) and stats["unspooled"] == 0)
-    status = "unhealthy" if not db_ok else "healthy" if billing_ok else "degraded"
-    refusing = status == "degraded" and state.config.billing_failure_policy == "fail_closed"
-    code = 503 if status == "unhealthy" or refusing else 200
+    redis_ok = state.redis is None or await state.redis.ping()
+    status = "unhealthy" if not db_ok else "healthy" if billing_ok and redis_ok else "degraded"
+    refusing = db_ok and not billing_ok and state.config.billing_failure_policy == "fail_closed"
+    redis_refusing = not redis_ok and state.config.redis_failure_policy == "fail_closed"
+    code = 503 if status == "unhealthy" or refusing or redis_refusing else 200
     if not await _may_see_details(state, request):
         return json_response({"status": status}, code)
 
@@ -70,5 +74,16 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
             billing["dead_letters_error"] = str(exc)
         billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest, held_codes=sorted(pipeline.held_codes()))
     body = {"status": status, "db": "connected" if db_ok else "unreachable", "billing": billing,
-            "spend_flush_failures": state.spend.flush_failures}
+            "spend_flush_failures": state.spend.flush_failures, "limits": _limits(state, redis_ok)}
     return json_response(body, code)
+
+
+def _limits(state: ProxyState, redis_ok: bool) -> dict[str, Any]:
+    """Where rate limits and reservations live, and what happens while Redis does not answer."""
+    if state.redis is None:
+        return {"shared": False, "where": "in-process (per worker)"}
+    policy = state.config.redis_failure_policy
+    return {"shared": True, "where": "redis", "redis": "connected" if redis_ok else "unreachable",
+            "failure_policy": policy, "last_error": state.redis.error,
+            "refusing_calls": not redis_ok and policy == "fail_closed",
+            "limiting_per_process": not redis_ok and policy == "fail_open"}

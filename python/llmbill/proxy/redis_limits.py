@@ -1,0 +1,183 @@
+"""SharedLimits (limits.py) in Redis: rpm / tpm / tpd / max-parallel counters and budget reservations
+shared by every worker and replica that names the same Redis, so N processes admit exactly what one
+would.
+
+One EVALSHA per admission runs ADMIT (lua/admit.lua): it checks every slot of the call and takes all
+of them or none — Redis runs a script alone, so no other process's admission falls in between. One
+per release runs RELEASE (lua/release.lua). The clock is Redis's (TIME), so replicas with skewed
+clocks share one minute and one day.
+
+Money in Redis is an integer count of nano-units (1e-9 USD). A reservation is the upper bound rounded
+up to the next nano-unit and the budget headroom is rounded up too, so the integer comparison
+`reserved >= headroom` refuses exactly when the Decimal one would (with the reservation at most a
+nano-unit larger). Lua numbers are doubles, exact to 2^53 nano-units (9 million USD): a headroom
+above that is capped there, which no sum of calls in flight reaches.
+
+A settled call's reservation is not dropped but replaced by its cost, held `settled_hold` seconds
+(4 s by default): its process has the cost in its ledger at once, the others only once it is flushed
+to the database and they refresh, and until then the held cost stands in for it. This is what makes
+the overspend bound one call's upper bound per entity whatever the number of processes; it also
+means a process counts a call's cost twice for those few seconds (ledger and hold), refusing early
+rather than late. A database that refuses flushes for longer than the hold loosens the bound by
+what the other processes settled meanwhile.
+
+Reservations and in-flight slots are per call (a sorted set of call ids by expiry, a hash of
+amounts), each expiring RESERVATION_TTL after its admission: a process that dies with calls in flight
+cannot hold their reservations forever. The TTL is an hour, or twice the longest deployment timeout
+if longer: a stream's timeout applies to each chunk, so a call can outlive it, and a reservation
+that expired under a live call only loosens the bound by that call. Minute counters expire after two
+minutes, day counters after two days.
+
+Redis down (a connection or timeout error): `redis_failure_policy: fail_closed` refuses the call with
+a 503 naming Redis; `fail_open` admits it against this process's in-process limiter (logged once per
+outage) and releases it there. Either way readiness reports it and `llmbill_redis_up` drops to 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from decimal import ROUND_CEILING, Decimal
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from . import metrics
+from .errors import ProxyError
+from .limits import InProcess, Limiter, Refusal, Slot
+
+log = logging.getLogger("llmbill.proxy")
+
+NANO = Decimal("1e-9")
+MAX_UNITS = 2**53 - 1
+FAILURE_POLICIES = ("fail_closed", "fail_open")
+
+
+def units(amount: Decimal) -> int:
+    """Nano-units, rounded up (a reservation and a headroom are never understated)."""
+    return min(int((amount / NANO).to_integral_value(ROUND_CEILING)), MAX_UNITS)
+
+
+def reservation_ttl(longest_timeout: float) -> int:
+    return max(3600, int(2 * longest_timeout))
+
+
+def _script(name: str) -> str:
+    return resources.files("llmbill.proxy").joinpath("lua", name).read_text()
+
+
+def _opt(v: int | None) -> int:
+    return -1 if v is None else v
+
+
+class RedisUnavailable(ProxyError):
+    def __init__(self, why: str) -> None:
+        super().__init__(503, f"Redis is unreachable ({why}); rate limits and budgets cannot be checked, so calls are "
+                              "refused (general_settings.redis_failure_policy: fail_closed)", "redis_unavailable",
+                         headers={"Retry-After": "5"})
+
+
+class RedisLimiter:
+    """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
+
+    def __init__(self, client: aioredis.Redis, ttl: int, policy: str, fallback: Limiter,
+                 hold: float = 4.0, prefix: str = "llmbill:") -> None:
+        self.client = client
+        self.ttl = ttl
+        self.hold = hold
+        self.policy = policy
+        self.prefix = prefix
+        self.fallback = InProcess(fallback)
+        self.error: str | None = None  # the last failure while Redis is down; None while it answers
+        self._local: set[str] = set()  # calls admitted by the fallback (released there)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._admit = client.register_script(_script("admit.lua"))
+        self._release = client.register_script(_script("release.lua"))
+        self.now: float = 0  # tests pin the clock; 0: Redis's TIME
+
+    async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
+        args: list[Any] = [repr(self.now), self.ttl, call_id, self.prefix]
+        for s in slots:
+            headroom = -1 if s.headroom is None else max(units(s.headroom), 0)
+            args += ["\x1f".join(s.entity), headroom, _opt(s.rpm), _opt(s.tpm), _opt(s.parallel), _opt(s.tpd),
+                     units(s.amount) if s.headroom is not None else 0]
+        try:
+            found = await self._admit(args=args)
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            if self.policy == "fail_closed":
+                raise RedisUnavailable(self.error or "error") from None
+            self._local.add(call_id)
+            return await self.fallback.admit(call_id, slots)
+        self._up()
+        if not found:
+            return None
+        index, limit, reserved, wait_ms = found
+        return Refusal(int(index) - 1, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
+
+    def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
+        """Runs behind the caller (release is called where nothing may be awaited)."""
+        if call_id in self._local:
+            self._local.discard(call_id)
+            self.fallback.release(call_id, slots, tokens)
+            return
+        task = asyncio.get_running_loop().create_task(self._run_release(call_id, slots, tokens, cost))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _run_release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> None:
+        args: list[Any] = [repr(self.now), call_id, self.prefix, tokens, units(cost) if cost > 0 else 0, self.hold]
+        for s in slots:
+            args += ["\x1f".join(s.entity), int(s.tpm is not None), int(s.tpd is not None)]
+        try:
+            await self._release(args=args)
+        except (RedisError, OSError) as exc:  # the reservation expires with its TTL
+            self._down(exc)
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return False
+        self._up()
+        metrics.REDIS_UP.set(1)
+        return True
+
+    def _down(self, exc: BaseException) -> None:
+        if self.error is None:  # once per outage
+            log.error("Redis unreachable (%s): %s", self.policy, exc)
+        self.error = f"{type(exc).__name__}: {exc}"[:300]
+        metrics.REDIS_UP.set(0)
+        metrics.REDIS_FAILURES.inc()
+
+    def _up(self) -> None:
+        if self.error is not None:
+            log.warning("Redis answers again; limits are shared again")
+            self.error = None
+            metrics.REDIS_UP.set(1)
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.client.aclose()
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def settled_hold(flush_interval: float, refresh_interval: float) -> float:
+    """How long a settled call's cost stays held: its process flushes it to the database within one
+    flush interval, every other process reads it within one refresh interval after; twice that plus
+    a second covers a slow flush or refresh."""
+    return 2 * (flush_interval + refresh_interval) + 1
+
+
+def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, hold: float = 4.0) -> RedisLimiter:
+    # Short socket timeouts: a Redis that hangs must fail a call fast (the policy decides), not hold it.
+    client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold)
