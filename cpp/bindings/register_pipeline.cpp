@@ -93,6 +93,12 @@ py::list dead_letter_list(const std::vector<DeadLetter>& letters) {
   return out;
 }
 
+// None: no margin applies, the event carries no billed_amount.
+std::optional<Money> billed_arg(const py::object& amount) {
+  if (amount.is_none()) return std::nullopt;
+  return money_from_usd(amount);
+}
+
 Money cost_arg(const py::object& cost) {
   if (cost.is_none()) return Money();
   return py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total : money_from_usd(cost);
@@ -118,14 +124,16 @@ void register_pipeline(py::module_& m) {
           "submit",
           [](Pipeline& p, const std::string& call_id, std::int64_t timestamp_ms, const std::string& model,
              const Usage& usage, const py::object& cost, bool unpriced, const std::string& key_alias,
-             const std::string& user_id, const std::string& team_id, const std::string& end_user_id) {
+             const std::string& user_id, const std::string& team_id, const std::string& end_user_id,
+             const py::object& billed_amount) {
             CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
+            call.billed_amount = billed_arg(billed_amount);
             py::gil_scoped_release release;  // spool append (and fsync per policy)
             return p.submit(call);
           },
           py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"),
           py::arg("cost") = py::none(), py::arg("unpriced") = false, py::arg("key_alias") = "", py::arg("user_id") = "",
-          py::arg("team_id") = "", py::arg("end_user_id") = "",
+          py::arg("team_id") = "", py::arg("end_user_id") = "", py::arg("billed_amount") = py::none(),
           "Spools the call's Lago event(s) and queues them; returns their transaction ids.")
       .def(
           "submit_event",
@@ -193,14 +201,16 @@ void register_pipeline(py::module_& m) {
       [](const std::string& call_id, std::int64_t timestamp_ms, const std::string& model, const Usage& usage,
          const py::object& cost, const std::vector<std::string>& codes, const std::string& charge_by,
          const std::string& key_alias, const std::string& user_id, const std::string& team_id,
-         const std::string& end_user_id, bool unpriced) {
+         const std::string& end_user_id, bool unpriced, const py::object& billed_amount) {
         CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
+        call.billed_amount = billed_arg(billed_amount);
         BuiltEvents built = build_lago_events(call, EventOptions{codes, parse_charge_by(charge_by)});
         return py::make_tuple(built.events, built.missing_reason);
       },
       py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"), py::arg("cost"),
       py::arg("codes"), py::arg("charge_by") = "end_user_id", py::arg("key_alias") = "", py::arg("user_id") = "",
       py::arg("team_id") = "", py::arg("end_user_id") = "", py::arg("unpriced") = false,
+      py::arg("billed_amount") = py::none(),
       "The Lago event JSON of a call, one per code, and the reason when there is no id to charge.");
 }
 

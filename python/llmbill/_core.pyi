@@ -160,7 +160,7 @@ class Ledger:
     def record(
         self,
         usage: Usage,
-        cost: Cost | None,
+        cost: Cost | Decimal | None,
         *,
         model: str = "",
         key: str = "",
@@ -210,6 +210,7 @@ class Pipeline:
         user_id: str = "",
         team_id: str = "",
         end_user_id: str = "",
+        billed_amount: Decimal | str | int | None = None,
     ) -> list[str]: ...
     def submit_event(self, event_json: str) -> bool: ...
     def hold_codes(self, code_reasons: Mapping[str, str]) -> None: ...
@@ -243,4 +244,5 @@ def build_lago_events(
     team_id: str = "",
     end_user_id: str = "",
     unpriced: bool = False,
+    billed_amount: Decimal | str | int | None = None,
 ) -> tuple[list[str], str]: ...

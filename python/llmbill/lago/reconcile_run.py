@@ -72,13 +72,17 @@ def expected_events(logs: Iterable[SpendLog],
                            cache_creation_1h_tokens=int(meta.get("cache_creation_1h_tokens") or 0),
                            reasoning_tokens=log.reasoning_tokens, estimated=bool(meta.get("estimated")))
         timestamp_ms = call_timestamp_ms(log.start_time)
+        # A call billed with a margin: the row's spend is the billed amount, its cost is in the metadata.
+        margin = "response_cost" in meta
+        cost = Decimal(str(meta["response_cost"])) if margin else Decimal(log.spend)
         events, missing = core.build_lago_events(
-            call_id=log.request_id, timestamp_ms=timestamp_ms, model=log.model, usage=usage, cost=log.spend,
+            call_id=log.request_id, timestamp_ms=timestamp_ms, model=log.model, usage=usage, cost=cost,
             codes=list(settings.event_codes), charge_by=settings.charge_by,
             key_alias=str(meta.get("key_alias") or ""), user_id=log.user, team_id=log.team_id,
-            end_user_id=log.end_user, unpriced=bool(meta.get("unpriced")))
+            end_user_id=log.end_user, unpriced=bool(meta.get("unpriced")),
+            billed_amount=Decimal(log.spend) if margin else None)
         if missing:
-            amounts = Amounts(1, log.prompt_tokens, log.completion_tokens, Decimal(log.spend))
+            amounts = Amounts(1, log.prompt_tokens, log.completion_tokens, cost, Decimal(log.spend))
             unbillable.append(UnbillableCall(log.request_id, missing, amounts, timestamp_ms))
         expected += [ExpectedEvent.from_json(log.request_id, event) for event in events]
     return expected, unbillable

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import redact
 from ..billing import ConfigError
+from ..margin import MarginError, MarginRules
 from ..pricing import default_prices
 from .._native import core
 from .errors import BUDGET_EXCEEDED_STATUS
@@ -40,7 +41,8 @@ LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the 
 BILLING_FAILURE_POLICIES = ("fail_closed", "fail_open")  # proxy/billing_gate.py
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
-                 "upperbound_key_generate_params", "budget_exceeded_status_code"}
+                 "upperbound_key_generate_params", "budget_exceeded_status_code", "cost_margin_config",
+                 "cost_discount_config"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -102,6 +104,8 @@ class ProxyConfig:
     # litellm_settings.budget_exceeded_status_code: the status of a budget refusal (LiteLLM 1.108's 422)
     budget_exceeded_status_code: int = BUDGET_EXCEEDED_STATUS
     billing_failure_policy: str = "fail_closed"  # when billing events cannot be made durable
+    # litellm_settings.cost_margin_config / cost_discount_config (margin.py): what calls are billed
+    margins: MarginRules = field(default_factory=MarginRules)
 
     @property
     def model_names(self) -> list[str]:
@@ -425,6 +429,10 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     policy = _expect(general.get("billing_failure_policy", "fail_closed"), str, "general_settings.billing_failure_policy")
     if policy not in BILLING_FAILURE_POLICIES:
         raise ConfigError(f"general_settings.billing_failure_policy: {policy!r} is not one of fail_closed, fail_open")
+    try:
+        margins = MarginRules.parse(litellm.get("cost_margin_config"), litellm.get("cost_discount_config"))
+    except MarginError as exc:
+        raise ConfigError(str(exc)) from None
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -445,6 +453,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         unpriced_fallback=tuple(fallback.items()) if fallback else None,
         budget_exceeded_status_code=budget_status,
         billing_failure_policy=policy,
+        margins=margins,
     )
 
 

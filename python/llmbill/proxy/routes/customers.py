@@ -24,9 +24,9 @@ from ..validate import Fields
 _BUDGET_TABLE = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration",
                  "tpd_limit", "model_max_budget")
 # Fields beyond the seed's reply shape, shown when set (LiteLLM's end-user table has them).
-SHOWN = ("models", "object_permission", "metadata", "spend_audit")
+SHOWN = ("models", "object_permission", "metadata", "spend_audit", "margin_percent", "margin_fixed")
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-          "model_max_budget")
+          "model_max_budget", "margin_percent", "margin_fixed")
 
 
 def _now() -> datetime:
