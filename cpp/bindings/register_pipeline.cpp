@@ -27,8 +27,9 @@ std::unique_ptr<Pipeline> make_pipeline(const std::filesystem::path& spool_dir, 
                                         const std::string& fsync, double fsync_interval, std::uint64_t max_spool_bytes,
                                         std::uint64_t spool_reserve_bytes, std::size_t max_batch, double flush_interval,
                                         double backoff_base, double backoff_cap, double config_error_retry, double timeout,
-                                        std::size_t max_unspooled) {
+                                        std::size_t max_unspooled, bool gate_subscriptions) {
   PipelineOptions o;
+  o.gate_subscriptions = gate_subscriptions;
   o.events.codes = codes;
   o.events.charge_by = parse_charge_by(charge_by);
   o.spool.dir = spool_dir;
@@ -116,7 +117,8 @@ void register_pipeline(py::module_& m) {
            py::arg("fsync_interval") = 0.02, py::arg("max_spool_bytes") = std::uint64_t{1} << 30,
            py::arg("spool_reserve_bytes") = std::uint64_t{4} << 20, py::arg("max_batch") = 100,
            py::arg("flush_interval") = 0.05, py::arg("backoff_base") = 0.1, py::arg("backoff_cap") = 30.0,
-           py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0, py::arg("max_unspooled") = 10000)
+           py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0, py::arg("max_unspooled") = 10000,
+           py::arg("gate_subscriptions") = false)
       .def("can_accept", &Pipeline::can_accept,
            "Whether a new billable call's events can be made durable now (spool reserve free, last append "
            "succeeded, nothing held in memory). Cheap: an atomic load and an uncontended lock.")
@@ -146,6 +148,11 @@ void register_pipeline(py::module_& m) {
       .def("hold_codes", &Pipeline::hold_codes, py::arg("code_reasons"),
            "Codes whose events are dead-lettered instead of sent (code -> reason); replaces the set.")
       .def("held_codes", &Pipeline::held_codes)
+      .def("set_subscriptions", &Pipeline::set_subscriptions, py::arg("id_reasons"),
+           "Billed ids as Lago knows them: '' (active, sent) or the reason to hold their events; merged.")
+      .def("unverified_subscriptions", &Pipeline::unverified_subscriptions,
+           "Billed ids the sender waits on (gate_subscriptions) -> their oldest event's timestamp (ms).")
+      .def("held_subscriptions", &Pipeline::held_subscriptions)
       .def(
           "flush",
           [](Pipeline& p, double timeout) {

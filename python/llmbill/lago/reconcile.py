@@ -153,6 +153,8 @@ class ReconcileReport:
     unbillable: list[UnbillableCall] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # transaction ids re-sent by --fix
+    # Billed ids without an active Lago subscription: Lago stores their events and never bills them.
+    unsubscribed: list[str] = field(default_factory=list)
 
     @property
     def differences(self) -> list[Difference]:
@@ -184,7 +186,7 @@ class ReconcileReport:
             "accounts": [a.to_json() for a in self.accounts],
             "unbillable": {"calls": len(self.unbillable), "cost": format(unbillable.cost, "f"),
                            "call_ids": [u.call_id for u in self.unbillable]},
-            "fixed": list(self.fixed), "warnings": list(self.warnings),
+            "fixed": list(self.fixed), "warnings": list(self.warnings), "unsubscribed": list(self.unsubscribed),
         }
 
 

@@ -19,8 +19,9 @@ from .. import billing
 from .._native import core
 from ..errors import Error
 from ..calls import EPOCH, call_timestamp_ms
-from .reader import LagoReader, StoredEvent
+from .reader import LagoReader, LagoReadError, StoredEvent
 from .reconcile import Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, compare
+from .subscriptions import LagoSubscriptions
 
 if TYPE_CHECKING:  # the store's types only: the proxy imports this package, never the reverse
     from ..proxy.store.base import SpendLog, Store
@@ -88,6 +89,15 @@ def expected_events(logs: Iterable[SpendLog],
     return expected, unbillable
 
 
+def unsubscribed(reader: LagoReader, report: ReconcileReport) -> tuple[list[str], list[str]]:
+    """The report's billed ids without an active Lago subscription, and a warning when Lago could not say."""
+    client = LagoSubscriptions(reader)
+    try:
+        return [a.billed_id for a in report.accounts if a.billed_id and not client.active(a.billed_id)], []
+    except LagoReadError as exc:
+        return [], [f"could not check the billed ids' Lago subscriptions: {exc}"]
+
+
 async def reconcile_async(store: Store, reader: LagoReader, settings: billing.LagoSettings, start_ms: int,
                           end_ms: int, *, dead_letters: dict[str, str] | None = None,
                           submit: Callable[[str], bool] | None = None,
@@ -126,6 +136,8 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
             warnings.append(f"{len(missing)} events missing: too many to look up one by one; an event Lago holds "
                             "dated outside the window shows as missing")
         report.warnings += warnings
+        report.unsubscribed, more = await asyncio.to_thread(unsubscribed, reader, report)
+        report.warnings += more
         if end_ms > now_ms - 60_000:
             report.warnings.append("the window ends less than a minute ago: events of the last calls may still be "
                                    "on their way to Lago (reconcile a closed window for a final answer)")

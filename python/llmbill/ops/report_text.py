@@ -54,6 +54,9 @@ def render_report(report: ReconcileReport) -> str:
     out += _table(headers, rows, right=frozenset(range(1, 12)))
     if report.differences:
         out += ["", "Differences:"] + [_difference(d) for d in report.differences]
+    if report.unsubscribed:
+        out += ["", "Billed ids without an active Lago subscription (Lago stores their events and never bills "
+                    f"them): {', '.join(report.unsubscribed)}"]
     if report.unbillable:
         cost = sum((u.amounts.cost for u in report.unbillable), Amounts().cost)
         out += ["", f"Unbillable calls (no id to charge, never sent; see `llmbill deadletters list`): "

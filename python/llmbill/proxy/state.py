@@ -108,7 +108,8 @@ class ProxyState:
         # One spool per process: each worker takes the first free slot (the spool's own lock says
         # which are taken), so a restarted worker picks up what a dead one left.
         url = self.config.database_url
-        pipeline, self.spool_dir = slots.open_free_slot(settings, self.spool_base(), slots.sink_file(settings, url))
+        pipeline, self.spool_dir = slots.open_free_slot(settings, self.spool_base(), slots.sink_file(settings, url),
+                                                        gate=True)  # billing_watch.py answers the gate
         return pipeline
 
     def spool_base(self) -> Path:
