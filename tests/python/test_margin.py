@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 
 from llmbill.margin import Margin, MarginError, MarginRules
+
+if TYPE_CHECKING:
+    from tests.python.fakes.lago import FakeLago
+    from tests.python.fakes.openai_upstream import FakeOpenAI
 
 
 def test_litellm_shapes_are_read_as_spelled() -> None:
@@ -65,3 +71,67 @@ def test_exact_to_the_money_unit_half_even() -> None:
 def test_bad_settings_name_the_key(margin: object, discount: object, message: str) -> None:
     with pytest.raises(MarginError, match=message.replace("(", r"\(").replace(")", r"\)")):
         MarginRules.parse(margin, discount)
+
+
+# -- end to end: the ledger check with margins -----------------------------------------------------------
+
+def test_billed_amounts_in_spend_lago_and_its_invoice_agree_to_the_cent(upstream: "FakeOpenAI",
+                                                                        lago: "FakeLago") -> None:
+    from tests.python.proxy_harness import Proxy
+    from tests.python.test_ops_e2e import chat, reconcile_json
+    from tests.python.test_proxy_e2e import CUSTOM_COST, MASTER, config, lago_env
+    from tests.python.test_subscription_watch import add_plan, subscribe
+
+    add_plan(lago, "llm_billed", "billed_amount", "1")  # the README's plan: Σ billed_amount at 1 USD per unit
+    cfg = config(upstream, None)
+    cfg["litellm_settings"]["cost_margin_config"] = {"global": 0.1, "openai": {"percentage": 0.15, "fixed_amount": 0.3}}
+    env = {**lago_env(lago, "end_user_id"), "LAGO_API_EVENT_CODE": "llm_billed"}
+    with Proxy(cfg, env) as proxy:
+        for ident in ("plain", "vip"):
+            subscribe(lago, ident)
+        status, body, _ = proxy.request("POST", "/customer/new", {"user_id": "vip", "margin_percent": 33.3,
+                                                                  "margin_fixed": "0.05"}, MASTER)
+        assert status == 200, body
+        for ident in ("plain", "vip", "plain", "vip", "vip"):
+            assert proxy.request("POST", "/chat/completions", chat(ident), MASTER)[0] == 200
+        events = lago.wait_for(5)
+        # openai entry (not global): 0.000026 × 1.15 + 0.3; the customer's own margin beats it
+        plain, vip = CUSTOM_COST * Decimal("1.15") + Decimal("0.3"), CUSTOM_COST * Decimal("1.333") + Decimal("0.05")
+        by_customer: dict[str, list[Decimal]] = {}
+        for event in events:
+            assert Decimal(event["properties"]["response_cost"]) == CUSTOM_COST  # the provider's cost, unchanged
+            by_customer.setdefault(event["external_subscription_id"], []).append(
+                Decimal(event["properties"]["billed_amount"]))
+        assert by_customer == {"plain": [plain] * 2, "vip": [vip] * 3}
+        status, logs, _ = proxy.request("GET", "/spend/logs", None, MASTER)
+        assert status == 200
+        settled = sum((Decimal(str(row["spend"])) for row in logs), Decimal(0))
+        assert settled == sum((Decimal(e["properties"]["billed_amount"]) for e in events), Decimal(0))
+        info = proxy.request("GET", "/customer/info?end_user_id=vip", None, MASTER)[1]
+        assert Decimal(str(info["spend"])) == 3 * vip and Decimal(str(info["margin_percent"])) == Decimal("33.3")
+        for ident, amounts in by_customer.items():
+            status, usage = lago.billing.current_usage(ident, {"external_subscription_id": ident})
+            assert status == 200
+            # Lago's invoice is llmbill's figure to the cent
+            want = sum(amounts, Decimal(0)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            assert usage["customer_usage"]["amount_cents"] == int(want * 100)
+        rc, report = reconcile_json(proxy)
+        assert rc == 0 and report["totals"]["proxy"]["billed"] == report["totals"]["lago"]["billed"]
+        assert Decimal(report["totals"]["lago"]["billed"]) == settled
+
+
+def test_a_customers_budget_counts_what_it_pays(upstream: "FakeOpenAI") -> None:
+    from tests.python.proxy_harness import Proxy
+    from tests.python.test_ops_e2e import chat
+    from tests.python.test_proxy_e2e import MASTER, config
+
+    with Proxy(config(upstream, None)) as proxy:
+        # 0.000026 at cost; with a 1 USD fee per call the first call spends the whole budget
+        status, body, _ = proxy.request("POST", "/customer/new", {"user_id": "c", "max_budget": 0.5,
+                                                                  "margin_fixed": 1}, MASTER)
+        assert status == 200, body
+        assert proxy.request("POST", "/chat/completions", chat("c"), MASTER)[0] == 200
+        assert Decimal(str(proxy.request("GET", "/customer/info?end_user_id=c", None, MASTER)[1]["spend"])) == \
+            Decimal("1.000026")
+        status, body, _ = proxy.request("POST", "/chat/completions", chat("c"), MASTER)
+        assert status != 200 and "budget" in json.dumps(body).lower()
