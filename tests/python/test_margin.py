@@ -135,3 +135,41 @@ def test_a_customers_budget_counts_what_it_pays(upstream: "FakeOpenAI") -> None:
             Decimal("1.000026")
         status, body, _ = proxy.request("POST", "/chat/completions", chat("c"), MASTER)
         assert status != 200 and "budget" in json.dumps(body).lower()
+
+
+def test_config_reads_both_settings_and_names_a_bad_one() -> None:
+    from llmbill.billing import ConfigError
+    from llmbill.proxy.config import load_config_dict
+
+    cfg = load_config_dict({"litellm_settings": {"cost_margin_config": {"global": 0.05},
+                                                 "cost_discount_config": {"openai": 0.02}}})
+    assert cfg.margins.billed(Decimal("1"), "openai") == Decimal("0.9996")  # 0.98 × 1.05
+    assert not any("cost_margin_config" in w for w in cfg.warnings)
+    with pytest.raises(ConfigError, match=r"litellm_settings\.cost_margin_config\.openai\.fixed_amount"):
+        load_config_dict({"litellm_settings": {"cost_margin_config": {"openai": {"fixed_amount": "x"}}}})
+
+
+def test_event_carries_billed_amount_only_with_a_margin_and_reconcile_rebuilds_it() -> None:
+    from datetime import datetime, timezone
+
+    from llmbill import _core as core
+    from llmbill.billing import LagoSettings
+    from llmbill.lago.reconcile_run import expected_events
+    from llmbill.proxy.store.base import SpendLog
+
+    usage = core.Usage(prompt_tokens=12, completion_tokens=7)
+    common = dict(call_id="c1", timestamp_ms=1_786_000_000_000, model="m", usage=usage, cost=Decimal("0.000026"),
+                  codes=["llm"], end_user_id="cust")
+    (plain,), _ = core.build_lago_events(**common)  # type: ignore[arg-type]
+    (with_margin,), _ = core.build_lago_events(**common, billed_amount=Decimal("0.3000299"))  # type: ignore[arg-type]
+    assert "billed_amount" not in plain
+    assert with_margin == plain.replace('"response_cost":"0.000026"',
+                                        '"response_cost":"0.000026","billed_amount":"0.3000299"')
+    start = datetime.fromtimestamp(1_786_000_000, timezone.utc)
+    row = SpendLog(request_id="c1", call_type="acompletion", model="m", api_key="", user="", team_id="",
+                   end_user="cust", spend=Decimal("0.3000299"), prompt_tokens=12, completion_tokens=7,
+                   cached_tokens=0, reasoning_tokens=0, start_time=start, end_time=start, status="success",
+                   metadata={"response_cost": "0.000026"}, response_id="")
+    settings = LagoSettings.from_env({"LAGO_API_EVENT_CODE": "llm"})
+    (expected,), _ = expected_events([row], settings)
+    assert expected.event_json == with_margin
