@@ -180,3 +180,16 @@ def test_auto_provisioning_makes_a_new_customers_first_call_billable(upstream: F
         assert usage_cents(lago, "new-cust") == (1, 12 * 1)  # 12 input tokens at one cent each
         ready = proxy.request("GET", "/health/readiness", None, MASTER)[1]["billing"]
         assert ready["held_subscriptions"] == [] and ready["dead_letters"] == 0
+
+
+def test_a_team_created_through_the_api_is_provisioned_before_its_first_call(upstream: FakeOpenAI,
+                                                                            lago: FakeLago) -> None:
+    add_plan(lago)
+    env = {**lago_env(lago, "team_id"), "LAGO_AUTO_PROVISION_PLAN": PLAN}
+    with Proxy(config(upstream, None), env) as proxy:
+        assert proxy.request("POST", "/team/new", {"team_id": "team-p"}, MASTER)[0] == 200
+        eventually(lambda: "team-p" in lago.billing.subscriptions, timeout=10)
+        assert "team-x" not in lago.billing.subscriptions
+        assert proxy.request("POST", "/customer/new", {"user_id": "c-1"}, MASTER)[0] == 200  # not the billed kind
+        time.sleep(0.3)
+        assert "c-1" not in lago.billing.customers

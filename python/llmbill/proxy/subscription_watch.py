@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ..lago.reader import LagoReader, LagoReadError
@@ -82,3 +83,26 @@ async def recheck_held(state: ProxyState, timeout: float = 5.0) -> None:
                     "(run `llmbill deadletters replay --all` for the held ones)", ident)
     state.pipeline.set_subscriptions(released)
     metrics.HELD_SUBSCRIPTIONS.set(len(state.pipeline.held_subscriptions()))
+
+
+_KIND_OF = {"end_user_id": "customer", "team_id": "team", "user_id": "user"}
+
+
+def provision_created(state: ProxyState, kind: str, ident: str) -> None:
+    """A customer, team or user just created through the API, with LAGO_AUTO_PROVISION_PLAN and when
+    it is the kind billed: its Lago customer and subscription, made behind the reply (its first
+    call then finds them; if this fails, the gate asks again at that call)."""
+    settings = state.billing
+    if settings is None or not settings.provision_plan or _KIND_OF.get(settings.charge_by) != kind:
+        return
+    client = _client(state, 5.0)
+    pipeline = state.pipeline
+    if client is None or pipeline is None:
+        return
+    plan = settings.provision_plan
+
+    async def work() -> None:
+        answers = await asyncio.to_thread(decide, client, {ident: int(time.time() * 1000)}, plan)
+        pipeline.set_subscriptions(answers)
+
+    state.run_in_background(work())

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..auth import Principal
 from ..budget_windows import reset_fields
+from .. import subscription_watch
 from ..errors import ProxyError, bad_request, not_found
 from ..guards import limits_of, window_spend
 from ..http import Request, Response, json_response, query_int
@@ -106,6 +107,7 @@ async def new(state: ProxyState, request: Request, principal: Principal) -> Resp
     except DuplicateError:
         raise bad_request(f"customer {ident!r} already exists", "user_id") from None
     state.cache.put("customer", record)
+    subscription_watch.provision_created(state, "customer", ident)
     return json_response(public(state, ident, record))
 
 
