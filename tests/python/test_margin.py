@@ -143,7 +143,7 @@ def test_config_reads_both_settings_and_names_a_bad_one() -> None:
 
     cfg = load_config_dict({"litellm_settings": {"cost_margin_config": {"global": 0.05},
                                                  "cost_discount_config": {"openai": 0.02}}})
-    assert cfg.margins.billed(Decimal("1"), "openai") == Decimal("0.9996")  # 0.98 × 1.05
+    assert cfg.margins.billed(Decimal("1"), "openai") == Decimal("1.029")  # 0.98 × 1.05
     assert not any("cost_margin_config" in w for w in cfg.warnings)
     with pytest.raises(ConfigError, match=r"litellm_settings\.cost_margin_config\.openai\.fixed_amount"):
         load_config_dict({"litellm_settings": {"cost_margin_config": {"openai": {"fixed_amount": "x"}}}})
