@@ -20,6 +20,7 @@ from .ids import check_id, header_id
 from .model_access import Governing, governing, listed, refusing
 from .limits import per_model
 from .state import ProxyState
+from .call_margin import billed_bound
 from .upper_bound import UpperBound
 
 Entity = tuple[str, str]
@@ -198,7 +199,7 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
     it would spend nothing against the budget however much it used."""
     if bound.unpriced is not None and state.config.require_prices:
         raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
-    upper_bound = bound.cost
+    upper_bound = billed_bound(state, model, customer, bound.cost)  # budgets count what is billed
     entities = entities_of(state, principal, customer)
     model_limits: list[ModelLimit] = []
     tpd: list[Entity] = []

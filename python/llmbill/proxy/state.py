@@ -81,6 +81,9 @@ class ProxyState:
     def has_model(self, model: str) -> bool:
         return model in self._deployments
 
+    def deployments_of(self, model: str) -> list[Deployment]:
+        return self._deployments.get(model, [])
+
     async def start(self) -> None:
         await self.store.open()
         await self.cache.load()
