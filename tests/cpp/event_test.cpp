@@ -124,9 +124,9 @@ TEST(LagoEvent, BilledAmountOnlyWhenAMarginApplies) {
   const EventOptions options{{"c"}, ChargeBy::end_user_id};
   const std::string plain = llmbill::build_lago_events(call, options).events.at(0);
   EXPECT_EQ(plain.find("billed_amount"), std::string::npos);
-  call.billed_amount = llmbill::Money::parse_usd("0.0079750000000000000001");
+  call.billed_amount = llmbill::Money::parse_usd("0.0083375000000000001");
   const std::string with = llmbill::build_lago_events(call, options).events.at(0);
   json p = json::parse(with)["properties"];
   EXPECT_EQ(p["response_cost"], "0.00725");
-  EXPECT_EQ(p["billed_amount"], "0.0079750000000000000001");
+  EXPECT_EQ(p["billed_amount"], "0.0083375000000000001");
 }
