@@ -43,8 +43,11 @@ void register_ledger(py::module_& m) {
           "record",
           [](Ledger& l, const Usage& usage, const py::object& cost, const std::string& model, const std::string& key,
              const std::string& user, const std::string& team, const std::string& customer) {
-            // None: an unpriced call, counted in requests and tokens with no money.
-            Money total = cost.is_none() ? Money() : cost.cast<const Cost&>().total;
+            // None: an unpriced call, counted in requests and tokens with no money. A decimal: the amount
+            // billed (cost with its margin), which is what budgets count.
+            Money total = cost.is_none()              ? Money()
+                          : py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total
+                                                       : money_from_usd(cost);
             l.record(Attribution{key, user, team, customer}, model, usage, total);
           },
           py::arg("usage"), py::arg("cost"), py::kw_only(), py::arg("model") = "", py::arg("key") = "",

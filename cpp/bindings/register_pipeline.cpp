@@ -27,8 +27,9 @@ std::unique_ptr<Pipeline> make_pipeline(const std::filesystem::path& spool_dir, 
                                         const std::string& fsync, double fsync_interval, std::uint64_t max_spool_bytes,
                                         std::uint64_t spool_reserve_bytes, std::size_t max_batch, double flush_interval,
                                         double backoff_base, double backoff_cap, double config_error_retry, double timeout,
-                                        std::size_t max_unspooled) {
+                                        std::size_t max_unspooled, bool gate_subscriptions) {
   PipelineOptions o;
+  o.gate_subscriptions = gate_subscriptions;
   o.events.codes = codes;
   o.events.charge_by = parse_charge_by(charge_by);
   o.spool.dir = spool_dir;
@@ -93,6 +94,12 @@ py::list dead_letter_list(const std::vector<DeadLetter>& letters) {
   return out;
 }
 
+// None: no margin applies, the event carries no billed_amount.
+std::optional<Money> billed_arg(const py::object& amount) {
+  if (amount.is_none()) return std::nullopt;
+  return money_from_usd(amount);
+}
+
 Money cost_arg(const py::object& cost) {
   if (cost.is_none()) return Money();
   return py::isinstance<Cost>(cost) ? cost.cast<const Cost&>().total : money_from_usd(cost);
@@ -110,7 +117,8 @@ void register_pipeline(py::module_& m) {
            py::arg("fsync_interval") = 0.02, py::arg("max_spool_bytes") = std::uint64_t{1} << 30,
            py::arg("spool_reserve_bytes") = std::uint64_t{4} << 20, py::arg("max_batch") = 100,
            py::arg("flush_interval") = 0.05, py::arg("backoff_base") = 0.1, py::arg("backoff_cap") = 30.0,
-           py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0, py::arg("max_unspooled") = 10000)
+           py::arg("config_error_retry") = 15.0, py::arg("timeout") = 10.0, py::arg("max_unspooled") = 10000,
+           py::arg("gate_subscriptions") = false)
       .def("can_accept", &Pipeline::can_accept,
            "Whether a new billable call's events can be made durable now (spool reserve free, last append "
            "succeeded, nothing held in memory). Cheap: an atomic load and an uncontended lock.")
@@ -118,14 +126,16 @@ void register_pipeline(py::module_& m) {
           "submit",
           [](Pipeline& p, const std::string& call_id, std::int64_t timestamp_ms, const std::string& model,
              const Usage& usage, const py::object& cost, bool unpriced, const std::string& key_alias,
-             const std::string& user_id, const std::string& team_id, const std::string& end_user_id) {
+             const std::string& user_id, const std::string& team_id, const std::string& end_user_id,
+             const py::object& billed_amount) {
             CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
+            call.billed_amount = billed_arg(billed_amount);
             py::gil_scoped_release release;  // spool append (and fsync per policy)
             return p.submit(call);
           },
           py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"),
           py::arg("cost") = py::none(), py::arg("unpriced") = false, py::arg("key_alias") = "", py::arg("user_id") = "",
-          py::arg("team_id") = "", py::arg("end_user_id") = "",
+          py::arg("team_id") = "", py::arg("end_user_id") = "", py::arg("billed_amount") = py::none(),
           "Spools the call's Lago event(s) and queues them; returns their transaction ids.")
       .def(
           "submit_event",
@@ -138,6 +148,11 @@ void register_pipeline(py::module_& m) {
       .def("hold_codes", &Pipeline::hold_codes, py::arg("code_reasons"),
            "Codes whose events are dead-lettered instead of sent (code -> reason); replaces the set.")
       .def("held_codes", &Pipeline::held_codes)
+      .def("set_subscriptions", &Pipeline::set_subscriptions, py::arg("id_reasons"),
+           "Billed ids as Lago knows them: '' (active, sent) or the reason to hold their events; merged.")
+      .def("unverified_subscriptions", &Pipeline::unverified_subscriptions,
+           "Billed ids the sender waits on (gate_subscriptions) -> their oldest event's timestamp (ms).")
+      .def("held_subscriptions", &Pipeline::held_subscriptions)
       .def(
           "flush",
           [](Pipeline& p, double timeout) {
@@ -193,14 +208,16 @@ void register_pipeline(py::module_& m) {
       [](const std::string& call_id, std::int64_t timestamp_ms, const std::string& model, const Usage& usage,
          const py::object& cost, const std::vector<std::string>& codes, const std::string& charge_by,
          const std::string& key_alias, const std::string& user_id, const std::string& team_id,
-         const std::string& end_user_id, bool unpriced) {
+         const std::string& end_user_id, bool unpriced, const py::object& billed_amount) {
         CallRecord call{call_id, timestamp_ms, model, usage, cost_arg(cost), unpriced, key_alias, user_id, team_id, end_user_id};
+        call.billed_amount = billed_arg(billed_amount);
         BuiltEvents built = build_lago_events(call, EventOptions{codes, parse_charge_by(charge_by)});
         return py::make_tuple(built.events, built.missing_reason);
       },
       py::kw_only(), py::arg("call_id"), py::arg("timestamp_ms"), py::arg("model"), py::arg("usage"), py::arg("cost"),
       py::arg("codes"), py::arg("charge_by") = "end_user_id", py::arg("key_alias") = "", py::arg("user_id") = "",
       py::arg("team_id") = "", py::arg("end_user_id") = "", py::arg("unpriced") = false,
+      py::arg("billed_amount") = py::none(),
       "The Lago event JSON of a call, one per code, and the reason when there is no id to charge.");
 }
 

@@ -80,6 +80,7 @@ void put_properties(std::string& out, const CallRecord& call) {
   if (u.cache_creation_1h_tokens != 0) put_field(out, "cache_creation_1h_tokens", u.cache_creation_1h_tokens);
   put_field(out, "reasoning_tokens", u.reasoning_tokens);
   put_field(out, "response_cost", call.cost.to_usd_string());  // exact decimal string of the ledger value
+  if (call.billed_amount) put_field(out, "billed_amount", call.billed_amount->to_usd_string());
   if (!call.key_alias.empty()) put_field(out, "key_alias", call.key_alias);
   if (!call.team_id.empty()) put_field(out, "team_id", call.team_id);
   if (!call.user_id.empty()) put_field(out, "user_id", call.user_id);

@@ -52,6 +52,14 @@ std::string transaction_id_of(const std::string& event_json) {
   return "";
 }
 
+std::string subscription_of(const std::string& event_json) {
+  auto e = nlohmann::json::parse(event_json, nullptr, false);
+  if (e.is_object() && e.contains("external_subscription_id") && e["external_subscription_id"].is_string()) {
+    return e["external_subscription_id"];
+  }
+  return "";
+}
+
 }  // namespace pipeline_detail
 
 using namespace pipeline_detail;
@@ -223,6 +231,31 @@ void Pipeline::hold_codes(std::map<std::string, std::string> code_reasons) {
   std::lock_guard lock(mu_);
   held_ = std::move(code_reasons);
   any_held_.store(!held_.empty(), std::memory_order_release);
+}
+
+void Pipeline::set_subscriptions(const std::map<std::string, std::string>& id_reasons) {
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, reason] : id_reasons) {
+      subscriptions_[id] = reason;
+      unverified_.erase(id);
+    }
+  }
+  wake_.notify_all();  // the sender may be waiting on one of these
+}
+
+std::map<std::string, std::int64_t> Pipeline::unverified_subscriptions() const {
+  std::lock_guard lock(mu_);
+  return unverified_;
+}
+
+std::map<std::string, std::string> Pipeline::held_subscriptions() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::string> out;
+  for (const auto& [id, reason] : subscriptions_) {
+    if (!reason.empty()) out.emplace(id, reason);
+  }
+  return out;
 }
 
 std::map<std::string, std::string> Pipeline::held_codes() const {

@@ -15,4 +15,7 @@ std::int64_t timestamp_of(const std::string& event_json);
 // The event's transaction_id, or "" when it has none.
 std::string transaction_id_of(const std::string& event_json);
 
+// The event's external_subscription_id (the billed id), or "" when it has none.
+std::string subscription_of(const std::string& event_json);
+
 }  // namespace llmbill::pipeline_detail

@@ -46,8 +46,11 @@ void Pipeline::run() {
     std::chrono::milliseconds wait{0};
     try {
       housekeeping();
-      if (!next_batch(batch, limit.get())) break;  // stopping
-      if (batch.empty()) continue;                 // a tick without work
+      std::vector<std::pair<Pending, std::string>> held;
+      const bool more = next_batch(batch, limit.get(), held);
+      if (!held.empty()) settle_held(held);
+      if (!more) break;                // stopping
+      if (batch.empty()) continue;     // a tick without work
       try {
         spool_->maybe_sync();  // the batch's records reach the disk before we report them delivered
       } catch (const std::exception& e) {
@@ -92,7 +95,8 @@ void Pipeline::run() {
   }
 }
 
-bool Pipeline::next_batch(std::vector<Pending>& batch, std::size_t limit) {
+bool Pipeline::next_batch(std::vector<Pending>& batch, std::size_t limit,
+                          std::vector<std::pair<Pending, std::string>>& held) {
   const auto tick = std::max(std::chrono::milliseconds(1), std::min(options_.flush_interval, options_.spool.fsync_interval));
   std::unique_lock lock(mu_);
   wake_.wait_for(lock, options_.flush_interval, [&] { return stopping_ || !queue_.empty(); });
@@ -104,11 +108,31 @@ bool Pipeline::next_batch(std::vector<Pending>& batch, std::size_t limit) {
     wake_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + tick));
   }
   if (stopping_) return false;
-  std::size_t n = std::min(limit, queue_.size());
-  batch.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
+  bool waiting = false;  // the front's billed id is not verified yet: nothing past it is sent
+  while (batch.size() < limit && !queue_.empty()) {
+    if (options_.gate_subscriptions) {
+      const std::string id = subscription_of(queue_.front().json);
+      auto known = subscriptions_.find(id);
+      if (!id.empty() && known == subscriptions_.end()) {
+        auto [it, fresh] = unverified_.try_emplace(id, queue_.front().timestamp_ms);
+        if (!fresh) it->second = std::min(it->second, queue_.front().timestamp_ms);
+        waiting = true;
+        break;
+      }
+      if (known != subscriptions_.end() && !known->second.empty()) {
+        held.emplace_back(std::move(queue_.front()), known->second);
+        queue_.pop_front();
+        continue;
+      }
+    }
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
+  }
+  const std::size_t n = batch.size();
+  if (n == 0) {
+    // Only an unverified id ahead: wait for the watcher (set_subscriptions wakes us), not a spin.
+    if (waiting && held.empty()) wake_.wait_for(lock, options_.flush_interval);
+    return !stopping_;
   }
   in_flight_ = n;
   in_flight_oldest_ms_ = batch.front().timestamp_ms;
@@ -170,6 +194,30 @@ void Pipeline::settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, 
     stats_.last_error = "dead letter not written (its event is kept, retried): " + letter_error;
   }
   settled_.notify_all();
+}
+
+void Pipeline::settle_held(std::vector<std::pair<Pending, std::string>>& held) {
+  // Settled as if Lago had refused them, with the hold's reason: stored as dead letters and
+  // acknowledged (or kept for retry when the letter cannot be written), never sent.
+  std::vector<Pending> batch;
+  ReplyOutcome outcome;
+  batch.reserve(held.size());
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    batch.push_back(std::move(held[i].first));
+    outcome.dead.push_back(i);
+    outcome.dead_reasons[i] = held[i].second;
+  }
+  std::size_t flight;
+  {
+    std::lock_guard lock(mu_);
+    flight = in_flight_;
+  }
+  settle(batch, outcome, "");
+  std::lock_guard lock(mu_);
+  in_flight_ = flight;  // settle() ends a batch; the batch taken with these is still to be sent
+  --stats_.batches;
+  stats_.held += held.size();
+  held.clear();
 }
 
 void Pipeline::requeue(std::vector<Pending>& batch) {

@@ -6,6 +6,11 @@ Environment:
     LAGO_API_KEY         Lago API key (Bearer).
     LAGO_API_EVENT_CODE  the billable metric code(s), comma-separated; required with LAGO_API_BASE.
     LAGO_API_CHARGE_BY   end_user_id (default), user_id or team_id: the id billed.
+    LAGO_CHECK_SUBSCRIPTIONS  1: the proxy sends a billed id's events only once Lago has an active
+                         subscription with that external_id (checked by its watcher, never on the
+                         request path); the events of an id without one are held as dead letters.
+    LAGO_AUTO_PROVISION_PLAN  a plan code: such an id gets its Lago customer and subscription on this
+                         plan instead (implies LAGO_CHECK_SUBSCRIPTIONS).
     LLMBILL_SPOOL_DIR    the durable spool (default ~/.local/state/llmbill/spool).
     LLMBILL_FSYNC        always | interval (default) | never;  LLMBILL_FSYNC_INTERVAL_MS (default 20).
     LLMBILL_SPOOL_MAX_BYTES  disk bound of the spool (default 1 GiB).
@@ -76,6 +81,8 @@ class LagoSettings:
     max_spool_bytes: int
     exit_flush_s: float
     spool_reserve_bytes: int = 4 << 20
+    check_subscriptions: bool = False  # LAGO_CHECK_SUBSCRIPTIONS (or a provisioning plan)
+    provision_plan: str = ""  # LAGO_AUTO_PROVISION_PLAN
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LagoSettings:
@@ -92,6 +99,12 @@ class LagoSettings:
             raise ConfigError(f"LLMBILL_FSYNC: {fsync!r} is not one of {', '.join(FSYNC)}")
         spool_dir = Path(env.get("LLMBILL_SPOOL_DIR") or _default_state_dir() / "spool")
         sink = Path(env.get("LLMBILL_SINK_FILE") or spool_dir.parent / "events.jsonl")
+        plan = env.get("LAGO_AUTO_PROVISION_PLAN", "").strip()
+        check = env.get("LAGO_CHECK_SUBSCRIPTIONS", "").strip().lower()
+        if check not in ("", "0", "1", "true", "false"):
+            raise ConfigError(f"LAGO_CHECK_SUBSCRIPTIONS: expected 1 or 0, got {check!r}")
+        if (plan or check in ("1", "true")) and not api_base:
+            raise ConfigError("LAGO_CHECK_SUBSCRIPTIONS / LAGO_AUTO_PROVISION_PLAN: need LAGO_API_BASE (a Lago to ask)")
         return cls(
             api_base=api_base,
             api_key=env.get("LAGO_API_KEY", ""),
@@ -104,6 +117,8 @@ class LagoSettings:
             max_spool_bytes=int(_number(env, "LLMBILL_SPOOL_MAX_BYTES", 1 << 30)),
             exit_flush_s=_number(env, "LLMBILL_EXIT_FLUSH_SECONDS", 5),
             spool_reserve_bytes=int(_number(env, "LLMBILL_SPOOL_RESERVE_BYTES", 4 << 20)),
+            check_subscriptions=bool(plan) or check in ("1", "true"),
+            provision_plan=plan,
         )
 
     def describe(self) -> str:
@@ -111,8 +126,10 @@ class LagoSettings:
         return f"{target} (code {','.join(self.event_codes)}, charge by {self.charge_by}, spool {self.spool_dir})"
 
 
-def open_pipeline(settings: LagoSettings) -> core.Pipeline:
-    """A new pipeline for these settings (recovers what the spool holds and starts sending)."""
+def open_pipeline(settings: LagoSettings, gate: bool = False) -> core.Pipeline:
+    """A new pipeline for these settings (recovers what the spool holds and starts sending). `gate`:
+    hold each billed id's events until a watcher says whether Lago has its subscription (only a
+    process that runs that watcher, the proxy, may ask for it)."""
     return core.Pipeline(
         spool_dir=settings.spool_dir,
         event_codes=list(settings.event_codes),
@@ -124,6 +141,7 @@ def open_pipeline(settings: LagoSettings) -> core.Pipeline:
         fsync_interval=settings.fsync_interval_s,
         max_spool_bytes=settings.max_spool_bytes,
         spool_reserve_bytes=settings.spool_reserve_bytes,
+        gate_subscriptions=gate and settings.check_subscriptions,
     )
 
 

@@ -49,6 +49,15 @@ class BilledCall:
     end_user_id: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
     cost_detail: core.Cost | None = None  # the itemised cost when priced here (cost == cost_detail.total)
+    # What the customer is billed when a discount or margin applies (margin.py), exact to 1e-19 USD;
+    # None: billed at cost (and the event carries no billed_amount).
+    billed_amount: Decimal | None = None
+
+    @property
+    def billed(self) -> Decimal:
+        """What the customer pays for this call: billed_amount when a margin applies, else cost.
+        Spend, budgets (and prepaid credits) count this."""
+        return self.cost if self.billed_amount is None else self.billed_amount
 
     @classmethod
     def priced(

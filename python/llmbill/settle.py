@@ -30,6 +30,7 @@ def event_fields(call: BilledCall) -> dict[str, Any]:
         "user_id": call.user_id,
         "team_id": call.team_id,
         "end_user_id": call.end_user_id,
+        "billed_amount": call.billed_amount,  # None: not in the event (byte-identical to one without margins)
     }
 
 

@@ -117,3 +117,16 @@ TEST(LagoEvent, IdsWithQuotesControlsAndBadUtf8StayValidJson) {
   EXPECT_EQ(e["external_subscription_id"], "cust \"quoted\" \\ back\nline \xc3\xa9 \xef\xbf\xbd end");
   EXPECT_EQ(e["properties"]["end_user_id"], e["external_subscription_id"]);
 }
+
+// A margin: the billed amount rides beside response_cost, exact; without one the event is unchanged.
+TEST(LagoEvent, BilledAmountOnlyWhenAMarginApplies) {
+  auto call = sample_call();
+  const EventOptions options{{"c"}, ChargeBy::end_user_id};
+  const std::string plain = llmbill::build_lago_events(call, options).events.at(0);
+  EXPECT_EQ(plain.find("billed_amount"), std::string::npos);
+  call.billed_amount = llmbill::Money::parse_usd("0.0083375000000000001");
+  const std::string with = llmbill::build_lago_events(call, options).events.at(0);
+  json p = json::parse(with)["properties"];
+  EXPECT_EQ(p["response_cost"], "0.00725");
+  EXPECT_EQ(p["billed_amount"], "0.0083375000000000001");
+}

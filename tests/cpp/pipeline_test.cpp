@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 using namespace std::chrono_literals;
 using llmbill::HttpReply;
@@ -245,6 +246,36 @@ TEST_F(PipelineTest, EventsOfAHeldCodeAreDeadLetteredNotSentAndTheOtherCodesAreS
   EXPECT_TRUE(p->submit_event(dl->event_json));
   ASSERT_TRUE(p->flush(1s));
   EXPECT_EQ(stored_total(), 2u);
+}
+
+// The subscription gate: nothing is sent past an event of an id not yet answered; an answer from
+// another thread (the watcher) releases it; a held id's events become dead letters with the reason.
+TEST_F(PipelineTest, SubscriptionGateWaitsForAnAnswerThenSendsOrHolds) {
+  auto o = options();
+  o.gate_subscriptions = true;
+  auto p = open(o);
+  auto other = call(2);
+  other.end_user_id = "nobody";
+  p->submit(call(1));
+  p->submit(other);
+  p->submit(call(3));
+  EXPECT_FALSE(p->flush(100ms));
+  EXPECT_EQ(stored_total(), 0u);
+  EXPECT_EQ(p->unverified_subscriptions(), (std::map<std::string, std::int64_t>{{"cust", 1786000000001}}));
+  std::thread watcher([&] {
+    p->set_subscriptions({{"cust", ""}});
+    while (p->unverified_subscriptions().count("nobody") == 0) std::this_thread::sleep_for(1ms);
+    p->set_subscriptions({{"nobody", "no subscription"}});
+  });
+  ASSERT_TRUE(p->flush(2s));
+  watcher.join();
+  EXPECT_EQ(stored_total(), 2u);
+  auto dl = p->dead_letters().get("call-2");
+  ASSERT_TRUE(dl.has_value());
+  EXPECT_EQ(dl->reason, "no subscription");
+  EXPECT_EQ(p->held_subscriptions(), (std::map<std::string, std::string>{{"nobody", "no subscription"}}));
+  EXPECT_EQ(p->stats().held, 1u);
+  EXPECT_EQ(p->stats().pending, 0u);
 }
 
 TEST_F(PipelineTest, SplitsWhenLagoSaysTooManyEvents) {

@@ -96,7 +96,8 @@ def test_reconcile_finds_lost_and_altered_events_and_fix_restores_the_lost(upstr
         assert changes[altered[1]]["input_tokens"] == {"proxy": "12", "lago": "999"}
         assert set(changes[altered[1]]) == {"input_tokens", "timestamp"}
         proxy_side, lago_side = report["totals"]["proxy"], report["totals"]["lago"]
-        assert proxy_side == {"events": 50, "input_tokens": 600, "output_tokens": 350, "cost": str(total)}
+        assert proxy_side == {"events": 50, "input_tokens": 600, "output_tokens": 350, "cost": str(total),
+                             "billed": str(total)}
         lost_cost = sum(calls[i][1] for i in lost)
         assert Decimal(lago_side["cost"]) == total - lost_cost - calls[altered[0]][1] + Decimal("1.5")
         assert (lago_side["events"], lago_side["input_tokens"]) == (43, 600 - 7 * 12 + 999 - 12)

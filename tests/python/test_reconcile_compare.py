@@ -46,7 +46,7 @@ def test_identical_sides_are_clean_with_exact_totals() -> None:
     want = [e for i in range(3) for e in expected(f"c{i}", f"cust-{i % 2}", cost="0.000026")]
     report = run(want, [stored(e) for e in want])
     assert report.clean and report.differences == []
-    assert report.proxy_total == report.lago_total == Amounts(3, 300, 60, Decimal("0.000078"))
+    assert report.proxy_total == report.lago_total == Amounts(3, 300, 60, Decimal("0.000078"), Decimal("0.000078"))
     assert [(a.billed_id, a.proxy.events) for a in report.accounts] == [("cust-0", 2), ("cust-1", 1)]
     assert report.to_json()["totals"]["lago"]["cost"] == "0.000078"
 
@@ -65,9 +65,9 @@ def test_missing_extra_and_altered_are_reported_per_billed_id() -> None:
     missing = report.of_kind("missing")[0]
     assert missing.resendable and json.loads(missing.event_json)["transaction_id"] == "c2"
     cust1, cust2 = report.accounts
-    assert cust1.proxy == Amounts(3, 300, 60, Decimal("0.00135"))
-    assert cust1.lago == Amounts(2, 201, 40, Decimal("0.00091"))
-    assert cust2.lago == Amounts(1, 7, 0, Decimal("0.1")) and cust2.proxy == Amounts()
+    assert cust1.proxy == Amounts(3, 300, 60, Decimal("0.00135"), Decimal("0.00135"))
+    assert cust1.lago == Amounts(2, 201, 40, Decimal("0.00091"), Decimal("0.00091"))
+    assert cust2.lago == Amounts(1, 7, 0, Decimal("0.1"), Decimal("0.1")) and cust2.proxy == Amounts()
     assert not report.clean
 
 

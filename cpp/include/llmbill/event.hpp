@@ -9,6 +9,7 @@
 // Thread safety: pure functions.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,9 @@ struct CallRecord {
   std::string user_id;              // internal user attached to the key
   std::string team_id;              // team attached to the key
   std::string end_user_id;          // the customer: OpenAI `user` field
+  // What the customer pays (cost with its margin); set only when a margin applies, so the events of
+  // calls without one stay byte-identical to earlier releases.
+  std::optional<Money> billed_amount;
 };
 
 struct EventOptions {

@@ -51,6 +51,9 @@ struct PipelineOptions {
   std::chrono::milliseconds backoff_cap{30000};
   std::chrono::milliseconds config_error_retry{15000};  // 401/403/404: retry slowly, never drop
   std::size_t max_unspooled = 10000;  // events (and dead letters) held in memory while the disk fails
+  // Send an event only once its external_subscription_id is known to Lago as active (see
+  // set_subscriptions): Lago accepts events for a subscription it lacks and never bills them.
+  bool gate_subscriptions = false;
 };
 
 struct PipelineStats {
@@ -99,6 +102,14 @@ class Pipeline {
   // operator replays them once the code is fixed. Replaces the whole set (empty: hold nothing).
   void hold_codes(std::map<std::string, std::string> code_reasons);
   std::map<std::string, std::string> held_codes() const;
+  // The subscription gate (options.gate_subscriptions). Each billed id is unknown until a watcher
+  // says: "" (active in Lago: its events are sent) or a reason (missing: its events become dead
+  // letters with that reason, replayed by the operator once it exists). Merged into what is known.
+  // The sender never sends past an event of an unknown id (order kept; it waits, the caller does
+  // not): unverified_subscriptions() lists those ids with their oldest event's timestamp (ms).
+  void set_subscriptions(const std::map<std::string, std::string>& id_reasons);
+  std::map<std::string, std::int64_t> unverified_subscriptions() const;
+  std::map<std::string, std::string> held_subscriptions() const;
   // Waits until every event submitted before the call is delivered or dead-lettered, or the timeout
   // passes. Returns whether everything settled.
   bool flush(std::chrono::milliseconds timeout);
@@ -132,7 +143,10 @@ class Pipeline {
 
   // The sender thread (pipeline_sender.cpp).
   void run();
-  bool next_batch(std::vector<Pending>& batch, std::size_t limit);
+  // `held`: events of a held subscription taken off the queue with their reasons (gate on).
+  bool next_batch(std::vector<Pending>& batch, std::size_t limit,
+                  std::vector<std::pair<Pending, std::string>>& held);
+  void settle_held(std::vector<std::pair<Pending, std::string>>& held);
   // `reply`: Lago's reply body (or the transport error), kept with each dead letter of the batch. A
   // letter that cannot be written is kept for retry_dead_letters(); its event stays unacknowledged.
   void settle(std::vector<Pending>& batch, const ReplyOutcome& outcome, const std::string& reply);
@@ -172,6 +186,8 @@ class Pipeline {
   bool closed_ = false;
   PipelineStats stats_;
   std::map<std::string, std::string> held_;  // code -> reason (under mu_)
+  std::map<std::string, std::string> subscriptions_;  // billed id -> "" (active) or hold reason (under mu_)
+  std::map<std::string, std::int64_t> unverified_;    // billed ids the sender waits on -> oldest ts (under mu_)
   std::atomic<bool> any_held_{false};         // lets submit() skip mu_ when nothing is held
   std::thread sender_;
 };

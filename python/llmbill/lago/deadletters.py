@@ -177,11 +177,13 @@ class ReplayOutcome:
 
 
 def replay(book: DeadLetterBook, letters: list[Letter], pipeline: core.Pipeline, settings: billing.LagoSettings,
-           unknown_codes: frozenset[str] = frozenset()) -> list[ReplayOutcome]:
+           unknown_codes: frozenset[str] = frozenset(),
+           inactive: frozenset[str] = frozenset()) -> list[ReplayOutcome]:
     """Re-spools each letter's event(s) through `pipeline`, then removes the letter (audited).
 
-    A letter whose target code is in `unknown_codes` (not a billable metric in Lago) is refused:
-    Lago would store it and never bill it, and its transaction id would then be taken for good.
+    A letter whose target code is in `unknown_codes` (not a billable metric in Lago), or whose billed
+    id is in `inactive` (no active subscription), is refused: Lago would store it and never bill it,
+    and its transaction id would then be taken for good.
     """
     outcomes = []
     for letter in letters:
@@ -191,6 +193,10 @@ def replay(book: DeadLetterBook, letters: list[Letter], pipeline: core.Pipeline,
             if held:
                 raise ReplayRefused(f"{letter.id}: code {', '.join(held)} is still not a billable metric in Lago; "
                                     "create it in Lago or fix LAGO_API_EVENT_CODE first")
+            missing = sorted({json.loads(e).get("external_subscription_id") for e in events} & inactive)
+            if missing:
+                raise ReplayRefused(f"{letter.id}: Lago still has no active subscription {', '.join(missing)}; "
+                                    "create it first (Lago would store the event and never bill it)")
         except ReplayRefused as exc:
             outcomes.append(ReplayOutcome(letter, [], str(exc)))
             continue

@@ -31,7 +31,8 @@ from .reader import StoredEvent, decimal_or_none, ms_to_iso
 
 #: Event properties compared exactly (as numbers, except model).
 COMPARED = ("model", "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
-            "cached_tokens", "cache_creation_tokens", "cache_creation_1h_tokens", "reasoning_tokens", "response_cost")
+            "cached_tokens", "cache_creation_tokens", "cache_creation_1h_tokens", "reasoning_tokens", "response_cost",
+            "billed_amount")
 
 @dataclass(frozen=True)
 class Amounts:
@@ -41,10 +42,11 @@ class Amounts:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = Decimal(0)
+    billed: Decimal = Decimal(0)  # what the customer pays: billed_amount where a margin applied, else the cost
 
     def __add__(self, other: Amounts) -> Amounts:
         return Amounts(self.events + other.events, self.input_tokens + other.input_tokens,
-                       self.output_tokens + other.output_tokens, self.cost + other.cost)
+                       self.output_tokens + other.output_tokens, self.cost + other.cost, self.billed + other.billed)
 
     @staticmethod
     def of(properties: dict[str, Any]) -> Amounts:
@@ -54,12 +56,14 @@ class Amounts:
                 if value is not None and value == value.to_integral_value():
                     return int(value)
             return 0
+        cost = decimal_or_none(properties.get("response_cost")) or Decimal(0)
+        billed = decimal_or_none(properties.get("billed_amount"))
         return Amounts(1, tokens("input_tokens", "prompt_tokens"), tokens("output_tokens", "completion_tokens"),
-                       decimal_or_none(properties.get("response_cost")) or Decimal(0))
+                       cost, cost if billed is None else billed)
 
     def to_json(self) -> dict[str, Any]:
         return {"events": self.events, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cost": format(self.cost, "f")}
+                "cost": format(self.cost, "f"), "billed": format(self.billed, "f")}
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class ReconcileReport:
     unbillable: list[UnbillableCall] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # transaction ids re-sent by --fix
+    # Billed ids without an active Lago subscription: Lago stores their events and never bills them.
+    unsubscribed: list[str] = field(default_factory=list)
 
     @property
     def differences(self) -> list[Difference]:
@@ -180,7 +186,7 @@ class ReconcileReport:
             "accounts": [a.to_json() for a in self.accounts],
             "unbillable": {"calls": len(self.unbillable), "cost": format(unbillable.cost, "f"),
                            "call_ids": [u.call_id for u in self.unbillable]},
-            "fixed": list(self.fixed), "warnings": list(self.warnings),
+            "fixed": list(self.fixed), "warnings": list(self.warnings), "unsubscribed": list(self.unsubscribed),
         }
 
 

@@ -19,8 +19,9 @@ from .. import billing
 from .._native import core
 from ..errors import Error
 from ..calls import EPOCH, call_timestamp_ms
-from .reader import LagoReader, StoredEvent
+from .reader import LagoReader, LagoReadError, StoredEvent
 from .reconcile import Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, compare
+from .subscriptions import LagoSubscriptions
 
 if TYPE_CHECKING:  # the store's types only: the proxy imports this package, never the reverse
     from ..proxy.store.base import SpendLog, Store
@@ -72,16 +73,29 @@ def expected_events(logs: Iterable[SpendLog],
                            cache_creation_1h_tokens=int(meta.get("cache_creation_1h_tokens") or 0),
                            reasoning_tokens=log.reasoning_tokens, estimated=bool(meta.get("estimated")))
         timestamp_ms = call_timestamp_ms(log.start_time)
+        # A call billed with a margin: the row's spend is the billed amount, its cost is in the metadata.
+        margin = "response_cost" in meta
+        cost = Decimal(str(meta["response_cost"])) if margin else Decimal(log.spend)
         events, missing = core.build_lago_events(
-            call_id=log.request_id, timestamp_ms=timestamp_ms, model=log.model, usage=usage, cost=log.spend,
+            call_id=log.request_id, timestamp_ms=timestamp_ms, model=log.model, usage=usage, cost=cost,
             codes=list(settings.event_codes), charge_by=settings.charge_by,
             key_alias=str(meta.get("key_alias") or ""), user_id=log.user, team_id=log.team_id,
-            end_user_id=log.end_user, unpriced=bool(meta.get("unpriced")))
+            end_user_id=log.end_user, unpriced=bool(meta.get("unpriced")),
+            billed_amount=Decimal(log.spend) if margin else None)
         if missing:
-            amounts = Amounts(1, log.prompt_tokens, log.completion_tokens, Decimal(log.spend))
+            amounts = Amounts(1, log.prompt_tokens, log.completion_tokens, cost, Decimal(log.spend))
             unbillable.append(UnbillableCall(log.request_id, missing, amounts, timestamp_ms))
         expected += [ExpectedEvent.from_json(log.request_id, event) for event in events]
     return expected, unbillable
+
+
+def unsubscribed(reader: LagoReader, report: ReconcileReport) -> tuple[list[str], list[str]]:
+    """The report's billed ids without an active Lago subscription, and a warning when Lago could not say."""
+    client = LagoSubscriptions(reader)
+    try:
+        return [a.billed_id for a in report.accounts if a.billed_id and not client.active(a.billed_id)], []
+    except LagoReadError as exc:
+        return [], [f"could not check the billed ids' Lago subscriptions: {exc}"]
 
 
 async def reconcile_async(store: Store, reader: LagoReader, settings: billing.LagoSettings, start_ms: int,
@@ -122,6 +136,8 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
             warnings.append(f"{len(missing)} events missing: too many to look up one by one; an event Lago holds "
                             "dated outside the window shows as missing")
         report.warnings += warnings
+        report.unsubscribed, more = await asyncio.to_thread(unsubscribed, reader, report)
+        report.warnings += more
         if end_ms > now_ms - 60_000:
             report.warnings.append("the window ends less than a minute ago: events of the last calls may still be "
                                    "on their way to Lago (reconcile a closed window for a final answer)")

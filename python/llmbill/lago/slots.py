@@ -56,13 +56,14 @@ def dead_letter_files(base: Path) -> list[Path]:
     return [d / DEAD_LETTER_FILE for d in slot_dirs(base) if (d / DEAD_LETTER_FILE).exists()]
 
 
-def open_free_slot(settings: billing.LagoSettings, base: Path, sink: Path) -> tuple[core.Pipeline, Path]:
+def open_free_slot(settings: billing.LagoSettings, base: Path, sink: Path,
+                   gate: bool = False) -> tuple[core.Pipeline, Path]:
     """A pipeline on the first slot no other process holds (it recovers what the slot's spool holds)."""
     last: Exception | None = None
     for slot in range(MAX_SPOOL_SLOTS):
         slot_dir = base / f"slot-{slot}"
         try:
-            pipeline = billing.open_pipeline(dataclasses.replace(settings, spool_dir=slot_dir, sink_file=sink))
+            pipeline = billing.open_pipeline(dataclasses.replace(settings, spool_dir=slot_dir, sink_file=sink), gate)
         except core.Error as exc:
             if "in use by another" in str(exc):
                 last = exc

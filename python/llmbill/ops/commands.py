@@ -125,8 +125,10 @@ def _replay(ctx: OpsContext, args: Any, out: TextIO, err: TextIO) -> int:
             return 0
         return _fail(f"no dead letter {args.id!r} under {ctx.spool_base}", err, 1)
     unknown = ctx.unknown_codes()  # refuse what Lago would store and never bill
+    inactive = ctx.inactive_subscriptions({str(letter.summary()["billed_id"]) for letter in letters
+                                           if letter.summary()["billed_id"]})
     with ctx.pipeline() as (pipeline, slot_dir):
-        outcomes = replay(book, letters, pipeline, ctx.settings, unknown)
+        outcomes = replay(book, letters, pipeline, ctx.settings, unknown, inactive)
         sent = [tid for o in outcomes for tid in o.sent]
         delivered = pipeline.flush(args.wait) if sent else True
         refused_again = {d["id"]: d["reason"] for d in pipeline.dead_letters() if d["id"] in sent}

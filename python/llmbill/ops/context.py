@@ -19,6 +19,7 @@ from .._native import core
 from ..lago import slots
 from ..lago.deadletters import DeadLetterBook
 from ..lago.reader import LagoReader, LagoReadError
+from ..lago.subscriptions import LagoSubscriptions
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class OpsContext:
         if not self.settings.api_base:
             return frozenset()
         return frozenset(self.reader().unknown_codes(self.settings.event_codes))
+
+    def inactive_subscriptions(self, ids: set[str]) -> frozenset[str]:
+        """Of these billed ids, those without an active Lago subscription (checked only when the proxy
+        checks them: LAGO_CHECK_SUBSCRIPTIONS or LAGO_AUTO_PROVISION_PLAN)."""
+        if not self.settings.check_subscriptions:
+            return frozenset()
+        client = LagoSubscriptions(self.reader())
+        return frozenset(i for i in ids if not client.active(i))
 
     @contextmanager
     def pipeline(self) -> Iterator[tuple[core.Pipeline, Path]]:

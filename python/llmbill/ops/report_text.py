@@ -21,8 +21,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozens
 
 def _amounts(a: Amounts | None) -> list[str]:
     if a is None:
-        return ["-", "-", "-"]
-    return [str(a.events), f"{a.input_tokens}/{a.output_tokens}", format(a.cost, "f")]
+        return ["-", "-", "-", "-"]
+    return [str(a.events), f"{a.input_tokens}/{a.output_tokens}", format(a.cost, "f"), format(a.billed, "f")]
 
 
 def _difference(d: Difference) -> str:
@@ -49,11 +49,14 @@ def render_report(report: ReconcileReport) -> str:
     p, g = report.proxy_total, report.lago_total
     rows.append(["TOTAL", *_amounts(p), *_amounts(g),
                  *(str(len(report.of_kind(k))) for k in ("missing", "extra", "altered"))])
-    headers = ["billed id", "proxy events", "proxy tokens in/out", "proxy cost", "lago events",
-               "lago tokens in/out", "lago cost", "missing", "extra", "altered"]
-    out += _table(headers, rows, right=frozenset(range(1, 10)))
+    headers = ["billed id", "proxy events", "proxy tokens in/out", "proxy cost", "proxy billed", "lago events",
+               "lago tokens in/out", "lago cost", "lago billed", "missing", "extra", "altered"]
+    out += _table(headers, rows, right=frozenset(range(1, 12)))
     if report.differences:
         out += ["", "Differences:"] + [_difference(d) for d in report.differences]
+    if report.unsubscribed:
+        out += ["", "Billed ids without an active Lago subscription (Lago stores their events and never bills "
+                    f"them): {', '.join(report.unsubscribed)}"]
     if report.unbillable:
         cost = sum((u.amounts.cost for u in report.unbillable), Amounts().cost)
         out += ["", f"Unbillable calls (no id to charge, never sent; see `llmbill deadletters list`): "

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..lago.deadletters import DeadLetterBook
 from ..lago.reader import LagoReader, LagoReadError
-from . import metrics
+from . import metrics, subscription_watch
 
 if TYPE_CHECKING:
     from .state import ProxyState
@@ -103,8 +103,10 @@ async def run(state: ProxyState) -> None:
             await sync_metrics(state, scan)
             if scan:
                 _Watch.last_scan = now
+            await subscription_watch.check_new(state)
             if now - last_check >= CODE_CHECK_INTERVAL:
                 last_check = now
                 await check_codes(state)
+                await subscription_watch.recheck_held(state)
         except Exception as exc:  # a watcher never takes the proxy down
             log.error("billing watch failed (will retry): %s", exc)

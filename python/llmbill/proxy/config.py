@@ -19,6 +19,7 @@ from typing import Any
 from .. import redact
 from ..billing import ConfigError
 from .credits.settings import CreditSettings, parse as credit_settings
+from ..margin import MarginError, MarginRules
 from ..pricing import default_prices
 from .._native import core
 from .errors import BUDGET_EXCEEDED_STATUS
@@ -41,7 +42,8 @@ LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the 
 BILLING_FAILURE_POLICIES = ("fail_closed", "fail_open")  # proxy/billing_gate.py
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
-                 "upperbound_key_generate_params", "budget_exceeded_status_code", "credits"}
+                 "upperbound_key_generate_params", "budget_exceeded_status_code", "credits", "cost_margin_config",
+                 "cost_discount_config"}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -111,6 +113,8 @@ class ProxyConfig:
     @property
     def longest_timeout(self) -> float:
         return max((d.timeout for d in self.deployments), default=600.0)
+    # litellm_settings.cost_margin_config / cost_discount_config (margin.py): what calls are billed
+    margins: MarginRules = field(default_factory=MarginRules)
 
     @property
     def model_names(self) -> list[str]:
@@ -439,6 +443,10 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
                            "general_settings.redis_failure_policy")
     if redis_policy not in BILLING_FAILURE_POLICIES:
         raise ConfigError(f"general_settings.redis_failure_policy: {redis_policy!r} is not one of fail_closed, fail_open")
+    try:
+        margins = MarginRules.parse(litellm.get("cost_margin_config"), litellm.get("cost_discount_config"))
+    except MarginError as exc:
+        raise ConfigError(str(exc)) from None
     return ProxyConfig(
         deployments=deployments,
         master_key=master_key,
@@ -462,6 +470,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         credits=credit_settings(general.get("credits", litellm.get("credits")), general.get("credits_settings")),
         redis_url=redis_url,
         redis_failure_policy=redis_policy,
+        margins=margins,
     )
 
 

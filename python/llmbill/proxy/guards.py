@@ -23,6 +23,7 @@ from .ids import check_id, header_id
 from .model_access import Governing, governing, listed, refusing
 from .limits import Refusal, Slot, per_model, refusal_message
 from .state import ProxyState
+from .call_margin import billed_bound
 from .upper_bound import UpperBound
 
 Entity = tuple[str, str]
@@ -199,7 +200,7 @@ def _hold_credits(admission: Admission, principal: Principal, customer: str, bou
     """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
     (no await between the check and the hold); refused, the call gives back what it took."""
     try:
-        admission.credit = credits.hold(admission.state, principal, customer, bound.cost, bound.unpriced)
+        admission.credit = credits.hold(admission.state, principal, customer, admission.upper_bound, bound.unpriced)
     except BaseException:
         admission.release()
         raise
@@ -253,7 +254,7 @@ def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
     it would spend nothing against the budget however much it used."""
     if bound.unpriced is not None and state.config.require_prices:
         raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
-    upper_bound = bound.cost
+    upper_bound = billed_bound(state, model, customer, bound.cost)  # budgets count what is billed
     entities = entities_of(state, principal, customer)
     model_limits: list[ModelLimit] = []
     slots: list[Slot] = []

@@ -51,6 +51,8 @@ OLDEST_DEAD_LETTER = Gauge("llmbill_billing_oldest_dead_letter_age_seconds", "Ag
                            multiprocess_mode="livemax")
 HELD_CODES = Gauge("llmbill_billing_held_codes", "Configured event codes Lago does not know (their events are "
                    "dead-lettered)", multiprocess_mode="livemax")
+HELD_SUBSCRIPTIONS = Gauge("llmbill_billing_held_subscriptions", "Billed ids without an active Lago subscription "
+                           "(their events are dead-lettered)", multiprocess_mode="livemax")
 SPEND_DEAD_LETTERS = Counter("llmbill_spend_dead_lettered_calls",
                              "Calls whose spend the database refused to store (logged; the Lago event is unaffected)")
 WEBHOOK_DELIVERIES = Counter("llmbill_webhook_deliveries", "Webhook events delivered, by event", ["event"])

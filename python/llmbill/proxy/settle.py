@@ -18,6 +18,7 @@ from . import observe
 from . import webhook as hooks
 from .call import Call
 from .credits.charge import charge_of
+from .call_margin import billed_amount
 from .guards import limits_of, window_spend
 from .store.base import SpendLog
 
@@ -29,11 +30,12 @@ def priced(call: Call, usage: core.Usage) -> BilledCall:
     price = call.price
     detail = price.cost(usage) if price is not None else None
     key = call.principal.key or {}
+    cost = detail.total if detail is not None else Decimal(0)
     return BilledCall(
         call_id=call.call_id, timestamp_ms=call_timestamp_ms(call.start_wall), model=call.model, usage=usage,
-        cost=detail.total if detail is not None else Decimal(0), cost_detail=detail, unpriced=price is None,
+        cost=cost, cost_detail=detail, unpriced=price is None,
         key_alias=key.get("key_alias") or "", user_id=key.get("user_id") or "", team_id=key.get("team_id") or "",
-        end_user_id=call.customer)
+        end_user_id=call.customer, billed_amount=billed_amount(call, cost))
 
 
 def spend_log(call: Call, billed: BilledCall) -> SpendLog:
@@ -43,6 +45,9 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
         meta["unpriced"] = True
     if usage.estimated:
         meta["estimated"] = True
+    if billed.billed_amount is not None:
+        # The row's spend is what the customer pays; the provider's cost (the event's response_cost) is kept here.
+        meta["response_cost"] = format(billed.cost, "f")
     # What the Lago event carries beyond the row's columns, so reconcile rebuilds it exactly.
     if billed.key_alias:
         meta["key_alias"] = billed.key_alias
@@ -54,7 +59,7 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
         meta["tags"] = list(call.admission.tags)
     return SpendLog(
         request_id=billed.call_id, call_type=call.call_type, model=billed.model, api_key=call.principal.token_hash,
-        user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.cost,
+        user=billed.user_id, team_id=billed.team_id, end_user=billed.end_user_id, spend=billed.billed,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens, start_time=call.start_wall,
         end_time=datetime.now(timezone.utc), status="success", metadata=meta, response_id=call.response_id)
@@ -65,8 +70,10 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     state = call.state
     billed = priced(call, usage)
     before = _limit_spends(call) if state.webhook is not None else None
+    # Spend and budgets count what the customer pays (LiteLLM's response_cost includes its margin too).
+    counted = billed.cost_detail if billed.billed_amount is None else billed.billed_amount
     row = spend_log(call, billed)
-    state.spend.record(usage, billed.cost_detail, row, model=call.model)
+    state.spend.record(usage, counted, row, model=call.model)
     if state.spend.journal is not None:
         try:
             state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
@@ -74,16 +81,16 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
             log.error("spend of call %s not journaled (kept in memory until the next flush): %s", call.call_id, exc)
     if call.admission.credit is not None:
         call.admission.credit.settle(charge_of(billed))  # the hold's rest comes back
-    call.admission.release(usage.total_tokens, billed.cost, billed.call_id, call.start_wall)
+    call.admission.release(usage.total_tokens, billed.billed, billed.call_id, call.start_wall)
     if before is not None:
-        _notify(call, billed.cost, before)
+        _notify(call, billed.billed, before)
     if state.pipeline is not None:
         try:
             billing_rules.spool(state.pipeline, billed)
         except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
             log.error("billing event for call %s not spooled: %s", call.call_id, exc)
-    observe.note_settled(call, usage, billed.cost)
-    return billed.cost
+    observe.note_settled(call, usage, billed.billed)
+    return billed.billed
 
 
 def _limit_spends(call: Call) -> dict[tuple[str, str], Decimal]:

@@ -80,8 +80,8 @@ class SpendTracker:
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         self.journal: SpendJournal | None = None  # settle appends each row; see recover()
 
-    def record(self, usage: core.Usage, cost: core.Cost | None, log_row: SpendLog, *, model: str) -> None:
-        # cost None: an unpriced model, counted in requests and tokens with no money.
+    def record(self, usage: core.Usage, cost: core.Cost | Decimal | None, log_row: SpendLog, *, model: str) -> None:
+        # cost None: an unpriced model, counted in requests and tokens with no money; a Decimal: billed with a margin.
         self.ledger.record(usage, cost, model=model, key=log_row.api_key, user=log_row.user,
                            team=log_row.team_id, customer=log_row.end_user)
         self.logs.append(log_row)

@@ -95,6 +95,9 @@ class ProxyState:
     def has_model(self, model: str) -> bool:
         return model in self._deployments
 
+    def deployments_of(self, model: str) -> list[Deployment]:
+        return self._deployments.get(model, [])
+
     async def start(self) -> None:
         await self.store.open()
         await self.cache.load()
@@ -126,7 +129,8 @@ class ProxyState:
         # One spool per process: each worker takes the first free slot (the spool's own lock says
         # which are taken), so a restarted worker picks up what a dead one left.
         url = self.config.database_url
-        pipeline, self.spool_dir = slots.open_free_slot(settings, self.spool_base(), slots.sink_file(settings, url))
+        pipeline, self.spool_dir = slots.open_free_slot(settings, self.spool_base(), slots.sink_file(settings, url),
+                                                        gate=True)  # billing_watch.py answers the gate
         return pipeline
 
     def spool_base(self) -> Path:

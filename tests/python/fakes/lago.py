@@ -70,6 +70,7 @@ _ROUTES = [
     ("POST", re.compile(r"/api/v1/plans"), "plan", "_plans_create"),
     ("POST", re.compile(r"/api/v1/customers"), "customer", "_customers_upsert"),
     ("POST", re.compile(r"/api/v1/subscriptions"), "subscription", "_subscriptions_create"),
+    ("GET", re.compile(r"/api/v1/subscriptions/(?P<id>[^/]+)"), "subscription", "_subscriptions_show"),
     ("GET", re.compile(r"/api/v1/customers/(?P<id>[^/]+)/current_usage"), "customer_usage", "_current_usage"),
     ("GET", re.compile(r"/api/v1/wallets"), "wallet", "_wallets_index"),
     ("POST", re.compile(r"/api/v1/wallets"), "wallet", "_wallets_create"),
@@ -395,6 +396,9 @@ class FakeLago(FaultInjection):
 
     def _subscriptions_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.create_subscription(params)
+
+    def _subscriptions_show(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._billing.find_subscription(ids["id"])
 
     def _current_usage(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.current_usage(ids["id"], query)

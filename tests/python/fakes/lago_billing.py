@@ -356,6 +356,15 @@ class Billing:
             self.subscriptions[external_id] = subscription
             return 200, {"subscription": self._serialize_subscription(subscription)}
 
+    # -- GET /api/v1/subscriptions/{external_id} -------------------------------------------------------
+
+    def find_subscription(self, external_id: str) -> Reply:
+        with self._lock:
+            subscription = self.subscriptions.get(external_id)
+            if subscription is None:
+                return not_found("subscription")
+            return 200, {"subscription": self._serialize_subscription(subscription)}
+
     def _serialize_subscription(self, subscription: Json) -> Json:
         plan = self.plans[subscription["plan_code"]]
         now = self._now()
@@ -389,11 +398,13 @@ class Billing:
             start, end = billing_period(plan["interval"], subscription["billing_time"],
                                         subscription["started_at"], now)
             # Only the subscription's events of this period count: an event without
-            # external_subscription_id, dated before the start or of an unknown code is never billed.
+            # external_subscription_id, dated before the start or of an unknown code is never billed;
+            # nor is one received while Lago had no such subscription (accepted with a 200, never billed).
             events = [
                 event for event in self._store.events
                 if event["external_subscription_id"] == subscription["external_id"]
                 and start <= event["timestamp"] < end
+                and event["created_at"] >= subscription["created_at"]
             ]
             exponent = CURRENCIES[plan["amount_currency"]]
             usage = []

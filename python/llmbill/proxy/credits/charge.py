@@ -1,5 +1,6 @@
-"""What a settled call debits from credits. Today its cost; once settled calls carry
-`billed_amount` (cost × (1 + margin), branch `billable`) this one function switches to it."""
+"""What a settled call debits from prepaid credits: what the customer pays (`BilledCall.billed`:
+cost × (1 − discount) × (1 + margin) + fixed, or the cost where no margin applies), the same amount
+the Lago event's `billed_amount` carries and customer budgets count."""
 
 from __future__ import annotations
 
@@ -9,4 +10,4 @@ from ...calls import BilledCall
 
 
 def charge_of(billed: BilledCall) -> Decimal:
-    return billed.cost
+    return billed.billed

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from .common import (BLOCKED, CREDITS, BUDGET_DURATION, MAX_BUDGET, METADATA, MODEL_MAX_BUDGET, OBJECT_PERM, PARALLEL, RPM,
                      SOFT_BUDGET, SPEND, TPD, TPM)
-from .kinds import DATETIME, INTEGER, TEXT, TEXTS, choice
+from .kinds import DATETIME, INTEGER, MONEY, TEXT, TEXTS, choice
 from .spec import Body, honoured, refused, stored
 
 REGIONS = ("eu", "us")
 RESET_AT = honoured("budget_reset_at", DATETIME, "when the current budget window ends (ISO-8601); the next one "
                                                  "follows budget_duration from there")
 
-_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, CREDITS, RESET_AT)
+# llmbill's own (margin.py): what a customer pays over cost; the customer's wins over its tier's,
+# which wins over litellm_settings.cost_margin_config.
+MARGIN_PERCENT = honoured("margin_percent", MONEY, "a margin in percent of the cost (20 = 20%) on every call")
+MARGIN_FIXED = honoured("margin_fixed", MONEY, "a fixed amount in USD added to every call")
+
+_BUDGET = (MAX_BUDGET, SOFT_BUDGET, PARALLEL, TPM, RPM, TPD, BUDGET_DURATION, MODEL_MAX_BUDGET, CREDITS, MARGIN_PERCENT,
+           MARGIN_FIXED, RESET_AT)
 
 BUDGET_NEW = Body((honoured("budget_id", TEXT, "the tier's id", required=True),) + _BUDGET,
                   "Make a budget tier (customers on it each get these limits).")

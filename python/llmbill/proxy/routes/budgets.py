@@ -19,7 +19,7 @@ from ..fields.registry import query, takes
 from ..validate import Fields
 
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-          "model_max_budget", "budget_reset_at", "credits")
+          "model_max_budget", "budget_reset_at", "credits", "margin_percent", "margin_fixed")
 
 
 def _fields(f: Fields) -> dict[str, Any]:
@@ -39,7 +39,8 @@ def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
             "rpm_limit": record.get("rpm_limit"), "max_parallel_requests": record.get("max_parallel_requests"),
             "budget_duration": record.get("budget_duration"), "created_at": record.get("created_at"),
             "tpd_limit": record.get("tpd_limit"), "model_max_budget": record.get("model_max_budget"),
-            "budget_reset_at": record.get("budget_reset_at"), "customers": on_tier}
+            "budget_reset_at": record.get("budget_reset_at"), "customers": on_tier,
+            **{k: record[k] for k in ("margin_percent", "margin_fixed") if record.get(k) is not None}}
 
 
 @takes(BUDGET_NEW)

@@ -9,6 +9,7 @@ from typing import Any
 from ..auth import Principal
 from ..budget_windows import reset_fields
 from ..credits import calls as credit_calls
+from .. import subscription_watch
 from ..errors import ProxyError, bad_request, not_found
 from ..guards import limits_of, window_spend
 from ..http import Request, Response, json_response, query_int
@@ -25,9 +26,9 @@ from ..validate import Fields
 _BUDGET_TABLE = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration",
                  "tpd_limit", "model_max_budget")
 # Fields beyond the seed's reply shape, shown when set (LiteLLM's end-user table has them).
-SHOWN = ("models", "object_permission", "metadata", "spend_audit")
+SHOWN = ("models", "object_permission", "metadata", "spend_audit", "margin_percent", "margin_fixed")
 _AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-          "model_max_budget", "credits")
+          "model_max_budget", "credits", "margin_percent", "margin_fixed")
 
 
 def _now() -> datetime:
@@ -107,6 +108,7 @@ async def new(state: ProxyState, request: Request, principal: Principal) -> Resp
     except DuplicateError:
         raise bad_request(f"customer {ident!r} already exists", "user_id") from None
     state.cache.put("customer", record)
+    subscription_watch.provision_created(state, "customer", ident)
     return json_response(public(state, ident, record))
 
 

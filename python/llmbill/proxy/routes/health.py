@@ -72,7 +72,9 @@ async def readiness(state: ProxyState, request: Request, principal: Principal | 
         except (core.Error, OSError) as exc:  # readiness reports it; it never fails on it
             count, oldest = None, None
             billing["dead_letters_error"] = str(exc)
-        billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest, held_codes=sorted(pipeline.held_codes()))
+        billing.update(dead_letters=count, oldest_dead_letter_age_s=oldest, held_codes=sorted(pipeline.held_codes()),
+                       held_subscriptions=sorted(pipeline.held_subscriptions()),
+                       unverified_subscriptions=len(pipeline.unverified_subscriptions()))
     body = {"status": status, "db": "connected" if db_ok else "unreachable", "billing": billing,
             "spend_flush_failures": state.spend.flush_failures, "limits": _limits(state, redis_ok)}
     return json_response(body, code)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from .. import key_limits
+from .. import key_limits, subscription_watch
 from ..auth import Principal
 from ..durations import next_reset
 from ..errors import auth_error, bad_request, not_found
@@ -144,6 +144,7 @@ async def team_new(state: ProxyState, request: Request, principal: Principal) ->
     except DuplicateError:
         raise bad_request(f"team {team_id!r} already exists", "team_id") from None
     state.cache.put("team", record)
+    subscription_watch.provision_created(state, "team", team_id)
     for m in members:
         await _set_user_teams(state, m["user_id"], team_id, True)
     return json_response(public(state, record))

@@ -14,7 +14,7 @@ from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response, query_int
 from ..state import ProxyState
 from ..store.base import DuplicateError
-from .. import key_limits
+from .. import key_limits, subscription_watch
 from ..fields import read
 from ..fields.users import KEY_OF_USER, USER_DELETE, USER_INFO_QUERY, USER_LIST_QUERY, USER_NEW, USER_UPDATE
 from ..fields.registry import query, takes
@@ -99,6 +99,7 @@ async def user_new(state: ProxyState, request: Request, principal: Principal) ->
     except DuplicateError:
         raise bad_request(f"user {user_id!r} already exists", "user_id") from None
     state.cache.put("user", record)
+    subscription_watch.provision_created(state, "user", user_id)
     record = await _join(state, record, wanted)
     reply = public(state, record)
     auto_key = f.flag("auto_create_key")

@@ -598,10 +598,14 @@
       if (b.held_codes && b.held_codes.length) {
         rows.push(["held_codes", "Held codes", `${b.held_codes.join(", ")} (not a billable metric in Lago)`]);
       }
+      if (b.held_subscriptions && b.held_subscriptions.length) {
+        rows.push(["held_subscriptions", "Held billed ids",
+                   `${b.held_subscriptions.join(", ")} (no active Lago subscription)`]);
+      }
       if (b.last_error) rows.push(["last_error", "Last error", b.last_error]);
     }
     rows.push(["flush_failures", "Spend flush failures", num(health.spend_flush_failures)]);
-    const bad = { status: health.status !== "healthy", dead_lettered: Boolean(dead), held_codes: true,
+    const bad = { status: health.status !== "healthy", dead_lettered: Boolean(dead), held_codes: true, held_subscriptions: true,
                   last_error: true, flush_failures: health.spend_flush_failures > 0 };
     $("#pipeline").replaceChildren(...rows.flatMap(([key, label, value]) => [
       el("dt", { text: label }), el("dd", { "data-key": key, class: bad[key] ? "bad" : null, text: String(value) })]));
