@@ -170,3 +170,29 @@ def test_a_deployment_without_the_responses_api_is_a_400(proxy: Proxy) -> None:
         with pytest.raises(openai.BadRequestError) as refused:
             client.responses.create(model="mock-gpt", input="Say hello.")
     assert "Responses API" in refused.value.message
+
+
+def test_azure_deployments_serve_the_responses_api(lago: FakeLago) -> None:
+    """An azure/ deployment: the resource's /openai/responses with api-version and api-key, the body's
+    model naming the deployment; billed by model_info.base_model's prices, plain and streamed."""
+    from tests.python.fakes.azure_upstream import API_KEY, FakeAzure
+
+    with FakeAzure() as az:
+        config = {"model_list": [{"model_name": "az-4o", "litellm_params": {
+            "model": "azure/prod-4o", "api_base": az.url, "api_key": API_KEY, "api_version": "2025-03-01-preview"},
+            "model_info": {"base_model": "gpt-4o"}}],
+            "litellm_settings": {"callbacks": ["lago"]}, "general_settings": {"master_key": MASTER}}
+        env = {"LAGO_API_BASE": lago.url, "LAGO_API_KEY": "lago-key", "LAGO_API_EVENT_CODE": CODE,
+               "LAGO_API_CHARGE_BY": "end_user_id"}
+        with Proxy(config, env) as p, openai.OpenAI(api_key=new_key(p), base_url=p.url, max_retries=0) as client:
+            raw = client.responses.with_raw_response.create(model="az-4o", input="Say hello.", user="az-cust")
+            assert raw.parse().model == "az-4o"
+            sent = az.requests[-1]
+            assert sent["body"]["model"] == "gpt-4o-2024-08-06"  # the fake's deployment prod-4o → its base model
+            assert Decimal(raw.headers["x-litellm-response-cost"]) == cost(12, 7)
+            with client.responses.create(model="az-4o", input="Say hello.", user="az-cust", stream=True) as stream:
+                kinds = [e.type for e in stream]
+            assert kinds[-1] == "response.completed"
+            assert event(lago, raw.headers["x-litellm-call-id"])["properties"]["response_cost"] == str(cost(12, 7))
+            assert spend(p, "/customer/info?end_user_id=az-cust") == 2 * cost(12, 7)
+        assert not az.rejected, az.rejected

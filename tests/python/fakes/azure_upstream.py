@@ -22,7 +22,7 @@ except ImportError:  # run as a script
 
 API_KEY = "fake-azure-key"
 AD_TOKEN = "fake-entra-token"
-API_VERSIONS = {"2024-06-01", "2024-10-21", "2024-12-01-preview", "2025-01-01-preview"}
+API_VERSIONS = {"2024-06-01", "2024-10-21", "2024-12-01-preview", "2025-01-01-preview", "2025-03-01-preview"}
 DEPLOYMENTS = {"prod-4o": "gpt-4o-2024-08-06", "mini": "gpt-4o-mini-2024-07-18", "embed": "text-embedding-3-small"}
 _ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid "
                   "key for an active subscription and use a correct regional API endpoint for your resource.")
@@ -48,7 +48,7 @@ class FakeAzure(FakeOpenAI):
             self._filter += n
 
     def _handle(self, h: _Handler, path: str, body: Json) -> None:
-        answer = self._refusal(h, path)
+        answer = self._refusal(h, path, body)
         if answer is not None:
             with self._lock:
                 self.rejected.append({"path": path, "body": body, "headers": dict(h.headers.items()),
@@ -56,25 +56,29 @@ class FakeAzure(FakeOpenAI):
             h.send_json(*answer)
             return
         parts = urlsplit(path).path.split("/")
+        if parts[1:3] == ["openai", "responses"]:  # the Responses API: the body's model names the deployment
+            super()._handle(h, "/v1/responses", {**body, "model": self.deployments[body["model"]]})
+            return
         deployment, route = unquote(parts[3]), "/".join(parts[4:])
         # Azure ignores the body's model: the deployment decides, and the reply names its base model.
         body = {**body, "model": self.deployments[deployment]}
         super()._handle(h, f"/v1/{route}", body)
 
-    def _refusal(self, h: _Handler, path: str) -> tuple[int, Json] | None:
+    def _refusal(self, h: _Handler, path: str, body: Json) -> tuple[int, Json] | None:
         url = urlsplit(path)
         parts = url.path.split("/")
         versions = parse_qs(url.query).get("api-version")
         known_route = len(parts) >= 5 and parts[1:3] == ["openai", "deployments"] and \
             "/".join(parts[4:]) in ("chat/completions", "embeddings", "completions")
-        if not known_route or not versions:
+        responses = parts[1:] == ["openai", "responses"]
+        if not (known_route or responses) or not versions:
             return 404, {"error": {"code": "404", "message": "Resource not found"}}
         key, bearer = h.headers.get("api-key"), h.headers.get("authorization")
         if key != self.api_key and bearer != f"Bearer {self.ad_token}":
             return 401, {"error": {"code": "401", "message": _ACCESS_DENIED}}
         if versions[0] not in API_VERSIONS:
             return 400, {"error": {"code": "BadRequest", "message": "API version not supported"}}
-        if unquote(parts[3]) not in self.deployments:
+        if (body.get("model") if responses else unquote(parts[3])) not in self.deployments:
             return 404, {"error": {"code": "DeploymentNotFound", "message": (
                 "The API deployment for this resource does not exist. If you created the deployment within the "
                 "last 5 minutes, please wait a moment and try again.")}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import quote
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
 from ..guards import admit_model, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse
+from ..providers import azure
 from ..providers.base import UpstreamRequest
 from ..relay import relay
 from ..settle import settle
@@ -28,7 +30,7 @@ from ..state import ProxyState
 from ..upstream import upstream_error
 from ..upper_bound import upper_bound_cost
 
-SERVED_BY = ("openai",)  # providers whose API has /responses
+SERVED_BY = ("openai", "azure")  # providers whose API has /responses
 
 
 def _validate(body: dict[str, Any]) -> str:
@@ -51,6 +53,11 @@ def _validate(body: dict[str, Any]) -> str:
 def _request(d: Deployment, body: dict[str, Any]) -> UpstreamRequest:
     out = dict(body)
     out["model"] = d.upstream_model
+    if d.provider == "azure":  # the resource's /openai/responses; the body's model names the deployment
+        assert d.params is not None
+        url = f"{d.api_base.rstrip('/')}/openai/responses?api-version={quote(azure.api_version(d.params), safe='')}"
+        return UpstreamRequest(url, {"content-type": "application/json", **azure.auth_headers(d.params)},
+                               orjson.dumps(out))
     headers = {"content-type": "application/json"}
     if d.api_key:
         headers["authorization"] = f"Bearer {d.api_key}"
@@ -64,7 +71,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
     d = state.deployment(model)
     if d is None:
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
-    if d.provider not in SERVED_BY or d.adapter is not None:
+    if d.provider not in SERVED_BY or (d.adapter is not None and d.provider != "azure"):
         raise bad_request(f"model {model!r} ({d.provider}) does not serve the Responses API; "
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
