@@ -199,6 +199,8 @@ class ProxyApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    if self.config.verbose:  # litellm_settings.set_verbose
+                        logging.getLogger("llmbill").setLevel(logging.DEBUG)
                     await self.state.start()
                     credit_calls.start(self.state)  # prepaid credits: the gate and its poll
                     await billing_watch.check_codes(self.state)  # before the first call: unknown codes held

@@ -27,11 +27,12 @@ from .keygen_settings import KeyGenerationSettings, parse_key_generation
 from .providers.base import ChatAdapter, ProviderParams
 from .providers.openai_compatible import ProviderConfigError
 from .providers.registry import EXTRA_PARAMS, PROVIDERS, resolve
+from .routing import RouterSettings, deployment_retries, optional_limit, optional_seconds, parse_router
 
 KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
 KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token",
                 "cache_read_input_token_cost", "cache_creation_input_token_cost", "input_cost_per_request",
-                "timeout", "stream_timeout", "max_retries", "organization", "rpm", "tpm", "mock_response",
+                "timeout", "stream_timeout", "max_retries", "rpm", "tpm", "weight", "mock_response",
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
@@ -79,6 +80,11 @@ class Deployment:
     # byte pass-through (openai/, the OpenAI-compatible hosts, mock/).
     adapter: ChatAdapter | None = None
     params: ProviderParams | None = None
+    stream_timeout: float | None = None  # litellm_params.stream_timeout: the wait for a stream's next chunk
+    max_retries: int = 0  # more sends after a 429/5xx or a refused connection (routing.py)
+    rpm: int | None = None  # the deployment's own limits: a saturated deployment is skipped
+    tpm: int | None = None
+    weight: float = 1.0  # simple-shuffle's weight (litellm_params.weight, else rpm, else tpm)
     access_groups: tuple[str, ...] = ()  # model_info.access_groups: names a `models` list may grant it by
 
 
@@ -100,6 +106,8 @@ class ProxyConfig:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     metrics_open: bool = False  # GET /metrics without the master key
     key_generation: KeyGenerationSettings = field(default_factory=KeyGenerationSettings)  # keygen_settings.py
+    drop_params: bool = False  # litellm_settings.drop_params: a parameter a provider cannot take is dropped, not refused
+    verbose: bool = False  # litellm_settings.set_verbose: llmbill's loggers at debug level
     # general_settings.unpriced_model_fallback: the price of a model that has none (None: refused under budgets)
     unpriced_fallback: tuple[tuple[str, Any], ...] | None = None
     # litellm_settings.budget_exceeded_status_code: the status of a budget refusal (LiteLLM 1.108's 422)
@@ -250,7 +258,7 @@ def wildcard_price(template: Deployment, upstream: str, fallback: Mapping[str, A
 
 
 def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallback: dict[str, Any] | None,
-                notes: list[str]) -> Deployment:
+                notes: list[str], router: RouterSettings = RouterSettings()) -> Deployment:
     key = f"model_list[{i}]"
     _expect(entry, dict, key)
     name = _expect(entry.get("model_name"), str, f"{key}.model_name")
@@ -275,7 +283,11 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallba
     except ProviderConfigError as exc:
         raise ConfigError(f"{pkey}.{exc.key or 'model'}: {exc}") from None
     api_base, api_key = route.api_base, route.api_key
-    timeout = _expect(params.get("timeout", 600), (int, float), f"{pkey}.timeout")
+    timeout = _expect(params.get("timeout", router.request_timeout), (int, float), f"{pkey}.timeout")
+    rpm, tpm = optional_limit(params, "rpm", pkey), optional_limit(params, "tpm", pkey)
+    weight = params.get("weight")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0):
+        raise ConfigError(f"{pkey}.weight: expected a positive number, got {weight!r}")
     mock_response = params.get("mock_response")
     if mock_response is not None:
         _expect(mock_response, str, f"{pkey}.mock_response")
@@ -326,6 +338,9 @@ def _deployment(entry: Any, i: int, base_dir: Path, require_prices: bool, fallba
         custom_prices=tuple(custom.items()),
         adapter=route.adapter,
         params=route.params if route.adapter is not None else None,
+        stream_timeout=optional_seconds(params, "stream_timeout", pkey),
+        max_retries=deployment_retries(params, pkey, router.num_retries),
+        rpm=rpm, tpm=tpm, weight=float(weight if weight is not None else rpm or tpm or 1),
         access_groups=_str_list((entry.get("model_info") or {}).get("access_groups"),
                                 f"{key}.model_info.access_groups"),
     )
@@ -387,7 +402,9 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     fallback = _fallback(general, require_prices)
     models = raw.get("model_list") or []
     _expect(models, list, "model_list")
-    deployments = tuple(_deployment(e, i, base_dir, require_prices, fallback, notes) for i, e in enumerate(models))
+    router = parse_router(raw)
+    deployments = tuple(_deployment(e, i, base_dir, require_prices, fallback, notes, router)
+                        for i, e in enumerate(models))
 
     master_key = _env_ref(general.get("master_key"), "general_settings.master_key")
     if master_key is not None:
@@ -464,6 +481,8 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         warnings=tuple(notes),
         metrics_open=metrics_open,
         key_generation=parse_key_generation(litellm),
+        drop_params=_expect(litellm.get("drop_params", False), bool, "litellm_settings.drop_params"),
+        verbose=_expect(litellm.get("set_verbose", False), bool, "litellm_settings.set_verbose"),
         unpriced_fallback=tuple(fallback.items()) if fallback else None,
         budget_exceeded_status_code=budget_status,
         billing_failure_policy=policy,

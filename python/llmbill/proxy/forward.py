@@ -52,8 +52,16 @@ def provider_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
     assert call.d.params is not None
+    body = provider_body(body)
+    for _ in range(len(body)):  # litellm_settings.drop_params: what the provider cannot take is left out
+        try:
+            return _adapter(call).chat_request(call.d.params, body, stream)
+        except ProviderInputError as exc:
+            if not call.state.config.drop_params or exc.param not in body or exc.param in ("model", "messages"):
+                raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
+            body = {k: v for k, v in body.items() if k != exc.param}
     try:
-        return _adapter(call).chat_request(call.d.params, provider_body(body), stream)
+        return _adapter(call).chat_request(call.d.params, body, stream)
     except ProviderInputError as exc:
         raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
 

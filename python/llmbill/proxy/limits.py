@@ -103,6 +103,14 @@ class Limiter:
             m = self.minutes[entity] = _Minute(current)
         return m
 
+    def count_request(self, entity: tuple[str, str], now: float | None = None) -> None:
+        """One request in the entity's minute (a deployment's own rpm)."""
+        self._minute(entity, time.time() if now is None else now).requests += 1
+
+    def count_tokens(self, entity: tuple[str, str], tokens: int, now: float | None = None) -> None:
+        """Tokens in the entity's minute (a deployment's own tpm)."""
+        self._minute(entity, time.time() if now is None else now).tokens += tokens
+
     def rate_check(self, entity: tuple[str, str], rpm: int | None, tpm: int | None, parallel: int | None,
                    now: float | None = None) -> tuple[str, float] | None:
         """None when the entity may make one more request; else (which limit, seconds to wait)."""

@@ -20,6 +20,7 @@ from .call import Call
 from .credits.charge import charge_of
 from .call_margin import billed_amount
 from .guards import limits_of, window_spend
+from .routing import deployment_entity
 from .store.base import SpendLog
 
 log = logging.getLogger("llmbill.proxy")
@@ -82,6 +83,8 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     if call.admission.credit is not None:
         call.admission.credit.settle(charge_of(billed))  # the hold's rest comes back
     call.admission.release(usage.total_tokens, billed.billed, billed.call_id, call.start_wall)
+    if call.d.tpm is not None:  # the deployment's own tpm (routing.py): a saturated one is skipped
+        state.limiter.count_tokens(deployment_entity(call.d), usage.total_tokens)
     if before is not None:
         _notify(call, billed.billed, before)
     if state.pipeline is not None:

@@ -9,6 +9,8 @@ import dataclasses
 import itertools
 import logging
 import os
+import random
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from .cache import EntityCache
 from .entity_limits import entity_limits
 from .credits.gate import CreditGate
 from .config import Deployment, ProxyConfig, wildcard_price
+from .errors import rate_limited
+from .routing import deployment_entity, shuffle_order
 from . import redis_limits
 from .limits import InProcess, Limiter, SharedLimits
 from .spend import SpendTracker
@@ -64,6 +68,9 @@ class ProxyState:
             self._deployments.setdefault(d.model_name, []).append(d)
         for name, ds in self._deployments.items():
             self._rr[name] = itertools.cycle(ds)
+        # Models with a deployment that has its own rpm/tpm: picked with the saturation check.
+        self._limited = {name: any(d.rpm is not None or d.tpm is not None for d in ds)
+                         for name, ds in self._deployments.items()}
         self._tasks: list[asyncio.Task[None]] = []
         # Keyed by the template's id (deployments live as long as the config; an adapter's params
         # hold a dict, so a Deployment is not hashable).
@@ -72,9 +79,9 @@ class ProxyState:
     def deployment(self, model: str) -> Deployment | None:
         """One deployment of `model`, round-robin across its deployments; else the wildcard
         deployment (`model_name: "*"`), which forwards the name and prices it by the table."""
-        rr = self._rr.get(model)
-        if rr is not None:
-            return next(rr)
+        group = self._deployments.get(model)
+        if group is not None:
+            return group[0] if len(group) == 1 and not self._limited.get(model) else self._pick(model, group)
         wild = self._rr.get("*")
         if wild is None:
             return None
@@ -91,6 +98,23 @@ class ProxyState:
             if len(self._wildcard) < 10_000:  # bounded: names come from clients
                 self._wildcard[(id(template), model)] = found
         return found
+
+    def _pick(self, model: str, group: list[Deployment]) -> Deployment:
+        """LiteLLM's simple-shuffle: a random deployment, weighted (routing.py), skipping one over its own
+        rpm or tpm in this minute; all of them over → 429."""
+        order = [random.choices(range(len(group)), [d.weight for d in group])[0]] if len(group) > 1 else [0]
+        if self._limited.get(model):
+            order += [i for i in shuffle_order([d.weight for d in group]) if i != order[0]]
+        for i in order:
+            d = group[i]
+            if d.rpm is None and d.tpm is None:
+                return d
+            entity = deployment_entity(d)
+            if self.limiter.rate_check(entity, d.rpm, d.tpm, None) is None:
+                self.limiter.count_request(entity)
+                return d
+        raise rate_limited(f"every deployment of model {model} is over its own rpm/tpm this minute; retry later",
+                           60 - time.time() % 60)
 
     def has_model(self, model: str) -> bool:
         return model in self._deployments

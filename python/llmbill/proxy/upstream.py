@@ -18,6 +18,7 @@ from . import mock
 from .config import Deployment
 from .errors import ProxyError
 from .httpclient import Client, Reply, Target, UpstreamError
+from .routing import RETRY_STATUSES, backoff
 from .providers.base import UpstreamRequest
 
 ROUTE_PATHS = {"chat": "/chat/completions", "completion": "/completions", "embedding": "/embeddings"}
@@ -96,7 +97,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type)
 
         try:
-            return await _within(d.timeout, exchange)
+            return await _retrying(d, lambda: _within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -112,7 +113,8 @@ class Upstream:
         target = self._target(d, route)
         payload = orjson.dumps(body)
         try:
-            resp: Reply = await _within(d.timeout, lambda: client.post(target, payload))
+            resp: Reply = await _retrying(d, lambda: _within(d.timeout, lambda: client.post(target, payload)),
+                                          _open_status, _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
         return _streamed(d, resp)
@@ -128,7 +130,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type, resp.header_map())
 
         try:
-            return await _within(d.timeout, exchange)
+            return await _retrying(d, lambda: _within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -138,10 +140,50 @@ class Upstream:
         assert client is not None
         target = _adapter_target(d, request)
         try:
-            resp: Reply = await _within(d.timeout, lambda: client.post(target, request.body))
+            resp: Reply = await _retrying(d, lambda: _within(d.timeout, lambda: client.post(target, request.body)),
+                                          _open_status, _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
         return _streamed(d, resp)
+
+
+def _reply_status(reply: UpstreamReply) -> tuple[int, str | None]:
+    return reply.status, reply.headers.get("retry-after")
+
+
+def _open_status(resp: Reply) -> tuple[int, str | None]:
+    return resp.status, None
+
+
+async def _no_release(reply: UpstreamReply) -> None:
+    return None
+
+
+async def _release(resp: Reply) -> None:
+    resp.release()  # the refused reply's connection goes back (or is closed)
+
+
+async def _retrying(d: Deployment, once: Callable[[], Awaitable[T]],
+                    status: Callable[[T], tuple[int, str | None]], drop: Callable[[T], Awaitable[None]]) -> T:
+    """`once()` again after a 429/5xx (the provider refused the call: nothing billed) or a refused
+    connection (nothing sent), up to the deployment's max_retries (routing.py); never after a failure
+    that may have followed the provider's work."""
+    attempt = 0
+    while True:
+        try:
+            result = await once()
+        except ConnectionRefusedError:
+            if attempt >= d.max_retries:
+                raise
+            attempt += 1
+            await asyncio.sleep(backoff(attempt, None))
+            continue
+        code, retry_after = status(result)
+        if code not in RETRY_STATUSES or attempt >= d.max_retries:
+            return result
+        attempt += 1
+        await drop(result)
+        await asyncio.sleep(backoff(attempt, retry_after))
 
 
 _adapter_targets: dict[tuple[str, tuple[tuple[str, str], ...]], Target] = {}
@@ -167,7 +209,7 @@ def _adapter_target(d: Deployment, request: UpstreamRequest) -> Target:
 def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
     async def chunks() -> AsyncIterator[bytes]:
         try:
-            async for data in resp.chunks(d.timeout):
+            async for data in resp.chunks(d.stream_timeout or d.timeout):
                 yield data
         except (UpstreamError, OSError, TimeoutError):
             return  # a cut or silent stream ends here; what arrived is billed
