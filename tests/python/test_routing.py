@@ -5,6 +5,7 @@ drop_params, and the keys llmbill cannot honour refused at start with one line n
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -89,9 +90,32 @@ def test_a_refused_call_is_retried_and_billed_once(up: FakeOpenAI) -> None:
 def test_a_deployment_over_its_rpm_is_skipped_then_all_over_is_a_429(up: FakeOpenAI) -> None:
     config = {"model_list": [entry("pair", up, rpm=2), entry("pair", up, rpm=1)],
               "general_settings": {"master_key": MASTER}}
+    if time.time() % 60 > 55:  # the counters are per minute: start the test inside one
+        time.sleep(61 - time.time() % 60)
     with Proxy(config) as proxy, openai.OpenAI(api_key=MASTER, base_url=proxy.url, max_retries=0) as client:
         for _ in range(3):  # 2 + 1 requests fit this minute across the two deployments
             client.chat.completions.create(model="pair", messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.RateLimitError) as over:
             client.chat.completions.create(model="pair", messages=[{"role": "user", "content": "hi"}])
         assert "every deployment of model pair" in over.value.message
+
+
+def test_drop_params_leaves_out_what_the_provider_cannot_take() -> None:
+    from tests.python.fakes.anthropic_upstream import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        deployment = {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                                 "api_base": fake.url, "api_key": fake.api_key}}
+        for drop in (False, True):
+            config = {"model_list": [deployment], "litellm_settings": {"drop_params": drop},
+                      "general_settings": {"master_key": MASTER}}
+            with Proxy(config) as proxy, openai.OpenAI(api_key=MASTER, base_url=proxy.url, max_retries=0) as client:
+                ask = {"model": "claude", "max_tokens": 20, "logprobs": True,
+                       "messages": [{"role": "user", "content": "hi"}]}
+                if not drop:
+                    with pytest.raises(openai.BadRequestError) as refused:
+                        client.chat.completions.create(**ask)
+                    assert "logprobs" in refused.value.message
+                else:
+                    assert client.chat.completions.create(**ask).choices[0].message.content == fake.reply_text
+                    assert "logprobs" not in fake.requests[-1]["body"]
