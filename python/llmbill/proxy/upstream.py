@@ -168,6 +168,8 @@ async def _retrying(d: Deployment, once: Callable[[], Awaitable[T]],
     """`once()` again after a 429/5xx (the provider refused the call: nothing billed) or a refused
     connection (nothing sent), up to the deployment's max_retries (routing.py); never after a failure
     that may have followed the provider's work."""
+    if d.max_retries == 0:  # the common case: one send, nothing to inspect
+        return await once()
     attempt = 0
     while True:
         try:
