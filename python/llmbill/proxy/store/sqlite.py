@@ -30,7 +30,8 @@ SQLITE = Dialect(
     money_type="TEXT", time_type="INTEGER", json_type="TEXT",  # times: microseconds since the epoch
     seq_column="INTEGER PRIMARY KEY", for_update="", unlimited=-1, schema_lock=None,
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-    placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros)
+    placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros,
+    time_cast="", json_text="data", notify=None)  # the other processes poll the change log
 
 
 class _Tx:
