@@ -16,6 +16,7 @@ from .entity_limits import Limits, entity_limits
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id
 from .state import ProxyState
+from .store.base import member_id
 from .upper_bound import UpperBound
 
 Entity = tuple[str, str]
@@ -36,7 +37,7 @@ def window_spend(state: ProxyState, kind: str, ident: str, record: dict[str, Any
     if (isinstance(reset_at, datetime) and (now or datetime.now(timezone.utc)) >= reset_at
             and limits_of(state, kind, record).budget_duration):
         return state.spend.pending(kind, ident)
-    return state.spend.spend(kind, ident)
+    return state.spend.spend(kind, ident, record)
 
 
 def allowed_models(state: ProxyState, principal: Principal) -> list[str]:
@@ -90,11 +91,10 @@ def _fmt(x: Decimal) -> str:
     return format(x.normalize(), "f")  # exact and plain: 0.000078, never 7.8e-05
 
 
-def member_spend(state: ProxyState, member: str) -> Decimal:
-    """A team member's spend ("team/user"): what the user's keys in that team spent."""
-    team_id, _, user_id = member.partition("/")
-    return sum((state.spend.spend("key", k["token_hash"]) for k in state.cache.all("key")
-                if k.get("team_id") == team_id and k.get("user_id") == user_id), Decimal(0))
+def member_spend(state: ProxyState, team_id: str, user_id: str) -> Decimal:
+    """A team member's spend in the team: its own record, which every call of the user's keys in that
+    team adds to (spend.py), plus what this process has not written yet."""
+    return state.spend.spend("member", member_id(team_id, user_id))
 
 
 def _budget_message(kind: str, ident: str, spend: Decimal, limit: Decimal, reserved: Decimal) -> str:
@@ -153,13 +153,25 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
                            "general_settings.unpriced_model_fallback)", "model_unpriced", "model")
 
 
-def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound) -> Admission:
-    """Checks every entity of the call, then reserves for all of them (no await in between, so the
-    check and the reservation are one step for the event loop). An unpriced model has no upper
-    bound, so a call to it is refused wherever a budget applies (and always under require_prices):
-    it would spend nothing against the budget however much it used."""
+async def load_entities(state: ProxyState, principal: Principal, customer: str) -> None:
+    """Reads what the checks read and memory may not hold (the cache loads on demand): the customer,
+    the key's user and team (authentication read them; again only when stale) and the member's spend."""
+    key = principal.key or {}
+    wanted: list[tuple[str, str | None]] = [("customer", customer), ("user", key.get("user_id")),
+                                            ("team", key.get("team_id"))]
+    if key.get("team_id") and key.get("user_id"):
+        wanted.append(("member", member_id(key["team_id"], key["user_id"])))
+    await state.cache.ensure(wanted)
+
+
+async def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound) -> Admission:
+    """Reads the call's records, then checks every entity of the call and reserves for all of them (no
+    await in between, so the check and the reservation are one step for the event loop). An unpriced
+    model has no upper bound, so a call to it is refused wherever a budget applies (and always under
+    require_prices): it would spend nothing against the budget however much it used."""
     if bound.unpriced is not None and state.config.require_prices:
         raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
+    await load_entities(state, principal, customer)
     upper_bound = bound.cost
     entities = entities_of(state, principal, customer)
     for (kind, ident), record in entities:
@@ -172,7 +184,10 @@ def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
             if bound.unpriced is not None:
                 who = ident if kind != "key" else (record or {}).get("key_alias") or "key"
                 raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} {who}")
-            spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
+            if kind == "member" and principal.key is not None:
+                spend = member_spend(state, principal.key["team_id"], principal.key["user_id"])
+            else:
+                spend = window_spend(state, kind, ident, record)
             reserved = state.limiter.reserved_for((kind, ident))
             if spend + reserved >= limits.max_budget:
                 over = budget_exceeded(_budget_message(kind, ident, spend, limits.max_budget, reserved))

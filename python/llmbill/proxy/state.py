@@ -35,7 +35,8 @@ class ProxyState:
     def __init__(self, config: ProxyConfig, store: Store | None = None) -> None:
         self.config = config
         self.store = store or open_store(config.database_url)
-        self.cache = EntityCache(self.store)
+        self.cache = EntityCache(self.store, max_entries=config.cache_max_entries,
+                                 stale_after=2 * config.cache_refresh_interval)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
         self.ui_sessions = UiSessions()  # admin UI sign-ins (proxy/ui), this process only
@@ -95,6 +96,7 @@ class ProxyState:
             self.pipeline = self._open_pipeline(self.billing)
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
+        self._tasks.append(asyncio.create_task(self.cache.watch(self.config.cache_sync_interval, self.spend.lock)))
 
     def run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """A task that lives as long as the state (cancelled and awaited by stop())."""

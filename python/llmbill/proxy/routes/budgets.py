@@ -35,8 +35,8 @@ def _fields(f: Fields) -> dict[str, Any]:
     return out
 
 
-def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
-    on_tier = sum(1 for c in state.cache.all("customer") if c.get("budget_id") == record["budget_id"])
+async def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
+    on_tier = await state.store.count("customer", {"budget_id": record["budget_id"]})
     return {"budget_id": record["budget_id"], "max_budget": record.get("max_budget"),
             "soft_budget": record.get("soft_budget"), "tpm_limit": record.get("tpm_limit"),
             "rpm_limit": record.get("rpm_limit"), "max_parallel_requests": record.get("max_parallel_requests"),
@@ -56,7 +56,7 @@ async def new(state: ProxyState, request: Request, principal: Principal) -> Resp
     except DuplicateError:
         raise bad_request(f"budget {ident!r} already exists", "budget_id") from None
     state.cache.put("budget", record)
-    return json_response(public(state, record))
+    return json_response(await public(state, record))
 
 
 async def _get(state: ProxyState, ident: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
         ident = request.query.get("budget_id")
         if not ident:
             raise bad_request("'budget_id' is required", "budget_id")
-        return json_response(public(state, await _get(state, ident)))
+        return json_response(await public(state, await _get(state, ident)))
     f = Fields(await request.json(), {"budgets"})
     ids = f.texts("budgets")
     if not ids:
@@ -79,7 +79,7 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
     missing = [i for i in ids if await state.cache.get_or_fetch("budget", i) is None]
     if missing:
         raise not_found(f"budget(s) not found: {', '.join(missing)}", "budgets")
-    return json_response([public(state, await _get(state, i)) for i in ids])
+    return json_response([await public(state, await _get(state, i)) for i in ids])
 
 
 async def update(state: ProxyState, request: Request, principal: Principal) -> Response:
@@ -98,7 +98,7 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
     state.cache.put("budget", updated)
     if "budget_duration" in fields:
         await _move_windows(state, ident, current.get("budget_duration"), fields["budget_duration"])
-    return json_response(public(state, updated))
+    return json_response(await public(state, updated))
 
 
 async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str | None) -> None:
@@ -137,4 +137,4 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
 
 
 async def list_budgets(state: ProxyState, request: Request, principal: Principal) -> Response:
-    return json_response([public(state, r) for r in state.cache.all("budget")])
+    return json_response([await public(state, r) for r in state.cache.all("budget")])

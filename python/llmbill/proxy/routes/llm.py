@@ -89,7 +89,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
         raise bad_request(f"model {model!r} is a text-completion deployment: call /completions", "model")
     check_model_access(state, principal, model)
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, route, body))
+    admission = await admit(state, principal, customer, upper_bound_cost(d, route, body))
     call = Call(state, principal, route, model, d, customer, started, admission)
     observe.note_call(call)
     return call, body

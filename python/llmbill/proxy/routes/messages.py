@@ -76,7 +76,7 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
     check_model_access(state, principal, model)
     # metadata.user_id is Anthropic's end-user field
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, "messages", body))
+    admission = await admit(state, principal, customer, upper_bound_cost(d, "messages", body))
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="anthropic_messages")
     observe.note_call(call)
     return call, body

@@ -69,7 +69,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = admit(state, principal, customer, upper_bound_cost(d, "responses", body))
+    admission = await admit(state, principal, customer, upper_bound_cost(d, "responses", body))
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
     observe.note_call(call)
     try:

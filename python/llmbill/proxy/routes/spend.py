@@ -63,8 +63,8 @@ async def teams(state: ProxyState, request: Request, principal: Principal) -> Re
         if r.team_id:
             day = daily.setdefault(r.start_time.date().isoformat(), {})
             day[r.team_id] = day.get(r.team_id, Decimal(0)) + r.spend
-    listed = [{"team_id": t["team_id"], "team_alias": t.get("team_alias"), "spend": state.spend.spend("team", t["team_id"])}
-              for t in state.cache.all("team")]
+    listed = [{"team_id": t["team_id"], "team_alias": t.get("team_alias"),
+               "spend": state.spend.spend("team", t["team_id"], t)} for t in await state.store.list("team")]
     listed.sort(key=lambda t: t["spend"], reverse=True)
     return json_response({"teams": listed[:_limit(request)],
                           "daily_spend": [{"date": d, **v} for d, v in sorted(daily.items())]})
@@ -72,15 +72,15 @@ async def teams(state: ProxyState, request: Request, principal: Principal) -> Re
 
 async def keys(state: ProxyState, request: Request, principal: Principal) -> Response:
     listed = [{"key": k["token_hash"], "key_alias": k.get("key_alias"), "key_name": k.get("key_name"),
-               "team_id": k.get("team_id"), "user_id": k.get("user_id"), "spend": state.spend.spend("key", k["token_hash"])}
-              for k in state.cache.all("key")]
+               "team_id": k.get("team_id"), "user_id": k.get("user_id"), "spend": state.spend.spend("key", k["token_hash"], k)}
+              for k in await state.store.list("key")]
     listed.sort(key=lambda k: k["spend"], reverse=True)
     return json_response(listed[:_limit(request)])
 
 
 async def end_users(state: ProxyState, request: Request, principal: Principal) -> Response:
     await state.spend.flush()  # customers first seen in calls are written by the flush
-    listed = [{"end_user": c["user_id"], "alias": c.get("alias"), "spend": state.spend.spend("customer", c["user_id"])}
+    listed = [{"end_user": c["user_id"], "alias": c.get("alias"), "spend": state.spend.spend("customer", c["user_id"], c)}
               for c in await state.store.list("customer")]
     listed.sort(key=lambda c: c["spend"], reverse=True)
     return json_response(listed[:_limit(request)])

@@ -28,7 +28,7 @@ def _now() -> datetime:
 
 
 def public(state: ProxyState, user: dict[str, Any]) -> dict[str, Any]:
-    return {**user, "spend": state.spend.spend("user", user["user_id"])}
+    return {**user, "spend": state.spend.spend("user", user["user_id"], user)}
 
 
 def _role(f: Fields) -> str | None:
@@ -94,6 +94,7 @@ async def user_info(state: ProxyState, request: Request, principal: Principal) -
                          "none)", 403)
     user = await _user(state, user_id)
     keys = await state.store.list("key", {"user_id": user["user_id"]})
+    await state.cache.ensure([("team", tid) for tid in user.get("teams") or []])
     teams = [t for t in (state.cache.get("team", tid) for tid in user.get("teams") or []) if t]
     return json_response({"user_id": user["user_id"], "user_info": public(state, user),
                           "keys": [key_routes.public(k, state) for k in keys],
@@ -127,6 +128,7 @@ async def user_delete(state: ProxyState, request: Request, principal: Principal)
     if missing:
         raise not_found(f"user(s) not found: {', '.join(missing)}", "user_ids")
     await state.spend.flush()
+    await state.cache.ensure([("team", t) for u in ids for t in (state.cache.get("user", u) or {}).get("teams") or []])
     deleted_keys: list[str] = []
     for u in ids:
         deleted_keys += await key_routes.delete_keys_of(state, "user_id", u)
