@@ -186,6 +186,22 @@ def test_a_change_made_by_another_process_reaches_what_is_held(tmp_path: Path) -
     asyncio.run(scenario())
 
 
+def test_real_keys_not_held_yet_are_read_however_many(tmp_path: Path) -> None:
+    """Keys are read on first use, so a fresh process meets hundreds of real keys in its first second:
+    the flood gate counts lookups that found nothing, not lookups."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        await store.insert_many("key", [{"token_hash": f"real-{i}"} for i in range(5 * MISS_LOOKUPS_PER_SECOND)])
+        cache = EntityCache(store, Clock())  # one second for all of it
+        await cache.load()
+        for i in range(5 * MISS_LOOKUPS_PER_SECOND):
+            assert await cache.get_or_fetch("key", f"real-{i}") is not None, i
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_timer_reads_the_spend_of_active_records_alone(tmp_path: Path) -> None:
     """An idle process reads nothing but the change log; a record idle for longer than stale_after is
     read again when next needed, so its spend (another process's calls) is current then."""

@@ -23,9 +23,11 @@ Freshness:
 
 Unknown keys are what unauthenticated callers send, so their misses are bounded: a miss is
 remembered (NEGATIVE_TTL seconds, at most NEGATIVE_MAX ids, forgotten when the id is stored here or
-its change is seen), and at most MISS_LOOKUPS_PER_SECOND unknown keys go to the database each second —
-past that a key is refused from memory. The price: during a flood of made-up keys, a key made by
-another process in the last sync interval may be refused until its change is seen.
+its change is seen); once MISS_LOOKUPS_PER_SECOND lookups found nothing in a second, or while
+MAX_KEY_LOOKUPS_IN_FLIGHT are under way, a key not held is refused from memory until the next second.
+Keys that exist are not held either until first used, so the gate counts misses, not lookups: a
+fresh process serving thousands of real keys reads each once. The price: during a flood of made-up
+keys, a real key this process does not hold yet may be refused for the rest of that second.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ HELD_KINDS = ("key", "team", "user", "customer", "member")  # on demand, bounded
 NEGATIVE_KINDS = ("key",)  # looked up for every caller, signed in or not
 NEGATIVE_TTL = 2.0
 NEGATIVE_MAX = 10_000
-MISS_LOOKUPS_PER_SECOND = 100
+MISS_LOOKUPS_PER_SECOND = 100  # lookups of keys that found nothing
+MAX_KEY_LOOKUPS_IN_FLIGHT = 1000
 DEFAULT_MAX_ENTRIES = 50_000  # per kind
 MIN_MAX_ENTRIES = 100  # below this a request's own records could evict each other
 STALE_AFTER = 2.0  # seconds; ProxyState sets twice the refresh interval
@@ -80,8 +83,9 @@ class EntityCache:
         self.budgets: dict[str, Record] = {}
         self.version = -1
         self.missing: dict[tuple[str, str], float] = {}  # (kind, id) → when the miss is forgotten
-        self._lookups = 0  # database lookups of unknown ids in the current second
+        self._misses = 0  # key lookups that found nothing in the current second
         self._second = -1
+        self._in_flight = 0  # key lookups under way
         self._epoch = 0  # moves with every write of this process and every change seen
         self._stamp = 0  # counts installed records: a re-read keeps a record installed after it began
         self._refreshes = 0
@@ -198,8 +202,13 @@ class EntityCache:
         seconds otherwise. Under `lock` (the spend tracker's), so a re-read never interleaves with a
         spend flush crediting the records it replaces."""
         wake = asyncio.Event()
+        retry_listen = 0.0  # a failed LISTEN connection is tried again after PUSHED_POLL seconds
         while True:
-            if await self.store.listen(wake.set):
+            pushed = False
+            if self.clock() >= retry_listen:
+                pushed = await self.store.listen(wake.set)
+                retry_listen = 0.0 if pushed else self.clock() + PUSHED_POLL
+            if pushed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), PUSHED_POLL)
                 wake.clear()
@@ -281,11 +290,16 @@ class EntityCache:
     async def _read_one(self, kind: str, ident: str) -> Record | None:
         record: Record | None = None
         started = self._stamp
-        for _ in range(READ_TRIES):
-            epoch, started = self._epoch, self._stamp
-            record = await self.store.get(kind, ident)
-            if self._epoch == epoch:
-                break
+        gated = 1 if kind in NEGATIVE_KINDS else 0
+        self._in_flight += gated
+        try:
+            for _ in range(READ_TRIES):
+                epoch, started = self._epoch, self._stamp
+                record = await self.store.get(kind, ident)
+                if self._epoch == epoch:
+                    break
+        finally:
+            self._in_flight -= gated
         if record is None:
             self.entries[kind].pop(ident, None)  # deleted meanwhile
             if kind in NEGATIVE_KINDS:
@@ -296,11 +310,16 @@ class EntityCache:
     async def _read_many(self, kind: str, idents: list[str]) -> None:
         fresh: dict[str, Record] = {}
         started = self._stamp
-        for _ in range(READ_TRIES):
-            epoch, started = self._epoch, self._stamp
-            fresh = await self.store.get_many(kind, idents)
-            if self._epoch == epoch:
-                break
+        gated = len(idents) if kind in NEGATIVE_KINDS else 0
+        self._in_flight += gated
+        try:
+            for _ in range(READ_TRIES):
+                epoch, started = self._epoch, self._stamp
+                fresh = await self.store.get_many(kind, idents)
+                if self._epoch == epoch:
+                    break
+        finally:
+            self._in_flight -= gated
         for ident in idents:
             record = fresh.get(ident)
             if record is not None:
@@ -340,13 +359,17 @@ class EntityCache:
             if now < until:
                 return False
             del self.missing[(kind, ident)]
+        self._this_second(now)
+        return self._misses < MISS_LOOKUPS_PER_SECOND and self._in_flight < MAX_KEY_LOOKUPS_IN_FLIGHT
+
+    def _this_second(self, now: float) -> None:
         second = int(now)
         if second != self._second:
-            self._second, self._lookups = second, 0
-        self._lookups += 1
-        return self._lookups <= MISS_LOOKUPS_PER_SECOND
+            self._second, self._misses = second, 0
 
     def _remember_miss(self, kind: str, ident: str) -> None:
+        self._this_second(self.clock())
+        self._misses += 1
         while len(self.missing) >= NEGATIVE_MAX:  # one TTL for all: the first entry expires first
             del self.missing[next(iter(self.missing))]
         self.missing[(kind, ident)] = self.clock() + NEGATIVE_TTL

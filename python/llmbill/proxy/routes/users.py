@@ -149,7 +149,7 @@ async def user_list(state: ProxyState, request: Request, principal: Principal) -
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "page_size", 25, 1, 1000)
     filters = {"user_email": request.query["user_email"]} if request.query.get("user_email") else None
-    total = len(await state.store.list("user", filters))
+    total = await state.store.count("user", filters)
     users = await state.store.list("user", filters, (page - 1) * size, size)
     return json_response({"users": [public(state, u) for u in users], "total": total, "page": page,
                           "page_size": size, "total_pages": max(1, -(-total // size))})
