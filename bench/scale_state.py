@@ -17,9 +17,10 @@ llmbill-proxy process (one worker, the built-in mock upstream, billing off) star
                in the empty store a new customer id: the same read, finding nothing)
   cold key p50        a virtual key never read (one read for the key; its customer is hot)
 
-Calls go one at a time over one keep-alive connection. Every figure is printed beside the empty
-store's, measured in the same run (the machine is shared: absolute figures move with its load; the
-`uptime` load averages are recorded). Not run in CI.
+The empty store's proxy runs throughout: its idle CPU is measured over the same window as each
+sized store's, and calls alternate between the two (one at a time, one keep-alive connection each),
+so the machine's other load weighs on both alike (it is shared: absolute figures move with it; the
+`uptime` load averages are recorded). Start-up is the median of three starts. Not run in CI.
 """
 
 from __future__ import annotations
@@ -92,82 +93,135 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def overhead_ms(conn: http.client.HTTPConnection, key: str, customer: str) -> float:
-    """One call's time as the client sees it (the mock upstream answers in-process, so this is the
-    proxy's own time plus loopback HTTP); the proxy's overhead header leaves authentication out."""
-    body = json.dumps({"model": "m", "user": customer, "messages": [{"role": "user", "content": "hi"}]})
-    started = time.perf_counter()
-    conn.request("POST", "/chat/completions", body, {"authorization": f"Bearer {key}",
-                                                     "content-type": "application/json"})
-    reply = conn.getresponse()
-    reply.read()
-    elapsed = (time.perf_counter() - started) * 1000
-    if reply.status != 200:
-        raise RuntimeError(f"call refused: {reply.status}")
-    return elapsed
+class Subject:
+    """A store of a given size and one llmbill-proxy process on it."""
+
+    def __init__(self, label: str, customers: int, keys: int, pg_url: str | None) -> None:
+        self.label, self.customers, self.keys = label, customers, keys
+        self.work = Path(tempfile.mkdtemp(prefix=f"llmbill-scale-{label}-"))
+        if pg_url:
+            from tests.python.pg import create_database
+
+            self.url = create_database(pg_url, f"scale_{label}_{os.getpid()}")
+        else:
+            self.url = f"sqlite:///{self.work / 'llmbill.db'}"
+        self.fill_s = asyncio.run(fill(self.url, customers, keys))
+        self.config = {"model_list": [MODEL], "general_settings": {"master_key": MASTER, "database_url": self.url}}
+        self.proxy: Proxy | None = None
+        self.conn: http.client.HTTPConnection | None = None
+
+    def start(self) -> float:
+        """Starts the proxy; the seconds from exec to ready."""
+        self.proxy = Proxy(self.config, workdir=self.work)
+        started = time.monotonic()
+        self.proxy.start(timeout=120)
+        return time.monotonic() - started
+
+    def startup(self, times: int) -> float:
+        """The median start-up of `times` starts (the proxy is left running)."""
+        seconds = []
+        for i in range(times):
+            seconds.append(self.start())
+            if i < times - 1:
+                self.stop()
+        return statistics.median(seconds)
+
+    @property
+    def pid(self) -> int:
+        assert self.proxy is not None and self.proxy.proc is not None
+        return self.proxy.proc.pid
+
+    def call_ms(self, key: str, customer: str) -> float:
+        """One call's time as the client sees it (the mock upstream answers in-process, so this is the
+        proxy's own time plus loopback HTTP; the overhead header leaves authentication out)."""
+        assert self.proxy is not None
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=30)
+        body = json.dumps({"model": "m", "user": customer, "messages": [{"role": "user", "content": "hi"}]})
+        started = time.perf_counter()
+        self.conn.request("POST", "/chat/completions", body, {"authorization": f"Bearer {key}",
+                                                              "content-type": "application/json"})
+        reply = self.conn.getresponse()
+        reply.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        if reply.status != 200:
+            raise RuntimeError(f"{self.label}: call refused: {reply.status}")
+        return elapsed
+
+    def hang_up(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def stop(self) -> None:
+        self.hang_up()
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+
+    def remove(self) -> None:
+        self.stop()
+        for path in self.work.glob("llmbill.db*"):
+            path.unlink()
 
 
-def measure(label: str, customers: int, keys: int, args: argparse.Namespace, pg_url: str | None) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"llmbill-scale-{label}-"))
-    if pg_url:
-        from tests.python.pg import create_database
-
-        url = create_database(pg_url, f"scale_{label}_{os.getpid()}")
-    else:
-        url = f"sqlite:///{work / 'llmbill.db'}"
-    fill_s = asyncio.run(fill(url, customers, keys))
-    config = {"model_list": [MODEL], "general_settings": {"master_key": MASTER, "database_url": url}}
-    proxy = Proxy(config, workdir=work)
-    started = time.monotonic()
-    proxy.start(timeout=120)
-    startup = time.monotonic() - started
-    try:
-        assert proxy.proc is not None
-        pid = proxy.proc.pid
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
-        overhead_ms(conn, MASTER, "warm-up")  # imports and pools settle
-        conn.close()
-        time.sleep(2)
-        before = cpu_seconds(pid)
-        time.sleep(args.idle)
-        idle_cpu = (cpu_seconds(pid) - before) / args.idle
-        idle_rss = rss_mb(pid)
-        rng = random.Random(7)
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)  # the idle one timed out
-        hot_key = raw_key(0)
-        for _ in range(20):
-            overhead_ms(conn, hot_key, "hot")
-        hot = [overhead_ms(conn, hot_key, "hot") for _ in range(args.calls)]
-        # A customer never read: an existing one when the store holds some, else a new id (the same
-        # one database read, which finds nothing).
-        cold = [overhead_ms(conn, hot_key, f"cust-{c}" if customers else f"new-{c}")
-                for c in rng.sample(range(max(customers, args.calls)), args.calls)]
-        cold_key = ([overhead_ms(conn, raw_key(k), "hot") for k in rng.sample(range(1, keys), args.calls)]
-                    if keys > args.calls else [])
-        conn.close()
-        return {"label": label, "customers": customers, "keys": keys, "fill_s": round(fill_s, 1),
-                "startup_s": round(startup, 2), "idle_cpu_pct": round(100 * idle_cpu, 2),
-                "idle_rss_mb": round(idle_rss, 1), "rss_after_calls_mb": round(rss_mb(pid), 1),
-                "hot_p50_ms": round(statistics.median(hot), 3), "cold_p50_ms": round(statistics.median(cold), 3),
-                "cold_key_p50_ms": round(statistics.median(cold_key), 3) if cold_key else None}
-    finally:
-        proxy.stop()
-        if pg_url is None:
-            for path in work.glob("llmbill.db*"):
-                path.unlink()
+def idle_cpu(subjects: list[Subject], seconds: float) -> list[float]:
+    """% of a core each process used over the same idle window."""
+    for s in subjects:
+        s.hang_up()  # an idle keep-alive connection would time out meanwhile
+    time.sleep(2)  # the last flush and sync settle
+    before = [cpu_seconds(s.pid) for s in subjects]
+    time.sleep(seconds)
+    return [round(100 * (cpu_seconds(s.pid) - b) / seconds, 2) for s, b in zip(subjects, before)]
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    base = rows[0]
-    out = ["| store | fill s | start-up s | idle CPU % | idle RSS MB | RSS after calls MB | hot p50 ms | "
-           "cold customer p50 ms | cold key p50 ms |", "|---|---|---|---|---|---|---|---|---|"]
+def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of `target`, each beside the empty store's measured at the same time (interleaved)."""
+    startup = target.startup(3)
+    base_idle, target_idle = idle_cpu([base, target], args.idle)
+    idle_rss = rss_mb(target.pid)
+    rng = random.Random(7)
+    hot_key = raw_key(0)
+    hot: dict[str, list[float]] = {"base": [], "target": []}
+    cold: dict[str, list[float]] = {"base": [], "target": []}
+    for _ in range(20):
+        base.call_ms(hot_key, "hot"), target.call_ms(hot_key, "hot")
+    for i in range(args.calls):
+        pair = [("base", base), ("target", target)][:: 1 if i % 2 else -1]
+        for name, s in pair:
+            hot[name].append(s.call_ms(hot_key, "hot"))
+    # A customer never read: an existing one in the sized store; in the empty store a new id (the same
+    # one database read, which finds nothing).
+    targets = rng.sample(range(target.customers), args.calls)
+    for i, c in enumerate(targets):
+        cold_pair = [("base", base, f"new-{target.label}-{i}"), ("target", target, f"cust-{c}")]
+        for name, s, customer in cold_pair[:: 1 if i % 2 else -1]:
+            cold[name].append(s.call_ms(hot_key, customer))
+    cold_key = [target.call_ms(raw_key(k), "hot") for k in rng.sample(range(1, target.keys), args.calls)]
+    return {"label": target.label, "customers": target.customers, "keys": target.keys, "fill_s": round(target.fill_s, 1),
+            "startup_s": round(startup, 2), "idle_cpu_pct": target_idle, "empty_idle_cpu_pct": base_idle,
+            "idle_rss_mb": round(idle_rss, 1), "rss_after_calls_mb": round(rss_mb(target.pid), 1),
+            "empty_rss_mb": round(rss_mb(base.pid), 1),
+            "hot_p50_ms": round(statistics.median(hot["target"]), 3),
+            "empty_hot_p50_ms": round(statistics.median(hot["base"]), 3),
+            "cold_p50_ms": round(statistics.median(cold["target"]), 3),
+            "empty_cold_p50_ms": round(statistics.median(cold["base"]), 3),
+            "cold_key_p50_ms": round(statistics.median(cold_key), 3)}
+
+
+def table(base_startup: float, rows: list[dict[str, Any]]) -> str:
+    def pair(r: dict[str, Any], name: str) -> str:
+        mine, empty = r[name], r[f"empty_{name}"]
+        return f"{mine} / {empty} ({mine / empty:.2f}x)" if empty else f"{mine} / {empty}"
+
+    out = [f"Start-up of the empty store's proxy: {base_startup:.2f} s. Pairs: this store / the empty store, "
+           "measured at the same time.", "",
+           "| store | fill s | start-up s | idle CPU % of a core | RSS MB idle, after calls (empty) | hot p50 ms | "
+           "cold customer p50 ms | cold key p50 ms |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        def vs(name: str) -> str:
-            if r is base or not base[name] or r[name] is None:
-                return str(r[name])
-            return f"{r[name]} ({r[name] / base[name]:.2f}x)"
-        out.append(f"| {r['label']} | {r['fill_s']} | {vs('startup_s')} | {r['idle_cpu_pct']} | {r['idle_rss_mb']} | "
-                   f"{r['rss_after_calls_mb']} | {vs('hot_p50_ms')} | {vs('cold_p50_ms')} | {r['cold_key_p50_ms'] or '-'} |")
+        out.append(f"| {r['label']} | {r['fill_s']} | {r['startup_s']} | {r['idle_cpu_pct']} / {r['empty_idle_cpu_pct']} | "
+                   f"{r['idle_rss_mb']}, {r['rss_after_calls_mb']} ({r['empty_rss_mb']}) | {pair(r, 'hot_p50_ms')} | "
+                   f"{pair(r, 'cold_p50_ms')} | {r['cold_key_p50_ms']} |")
     return "\n".join(out)
 
 
@@ -186,20 +240,26 @@ def main() -> int:
 
         pg_url, stop = start_postgres()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    base = Subject("empty", 0, 1, pg_url)  # one key: the calls' own
+    rows: list[dict[str, Any]] = []
     try:
-        rows = [measure("empty", 0, 1, args, pg_url)]  # one key: the calls' own
+        base_startup = base.startup(3)
         for size in (int(s) for s in args.sizes.split(",") if s):
-            rows.append(measure(f"{size // 1000}k", size, args.keys, args, pg_url))
-            print(table(rows), flush=True)
+            target = Subject(f"{size // 1000}k", size, args.keys, pg_url)
+            try:
+                rows.append(measure(base, target, args))
+            finally:
+                target.remove()
+            print(table(base_startup, rows), flush=True)
     finally:
+        base.remove()
         if stop is not None:
             stop()
-    result = {"database": args.database, "uptime_before": load,
-              "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), "rows": rows}
-    print(f"\nload: before {load}\n      after  {result['uptime_after']}")
-    print(table(rows))
+    after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"\nload: before {load}\n      after  {after}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        Path(args.out).write_text(json.dumps({"database": args.database, "uptime_before": load, "uptime_after": after,
+                                              "empty_startup_s": round(base_startup, 2), "rows": rows}, indent=2))
     return 0
 
 
