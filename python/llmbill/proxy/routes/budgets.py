@@ -126,10 +126,10 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
     if not ident:
         raise bad_request("'id' is required", "id")
     await _get(state, ident)
-    on_tier = await state.store.list("customer", {"budget_id": ident})
+    on_tier = await state.store.count("customer", {"budget_id": ident})
     if on_tier:
-        names = ", ".join(c["user_id"] for c in on_tier[:10])
-        raise bad_request(f"budget {ident!r} is the tier of {len(on_tier)} customer(s) ({names}); "
+        names = ", ".join(c["user_id"] for c in await state.store.list("customer", {"budget_id": ident}, limit=10))
+        raise bad_request(f"budget {ident!r} is the tier of {on_tier} customer(s) ({names}); "
                           "move them to another tier first", "id")
     await state.store.delete("budget", [ident])
     state.cache.drop("budget", ident)
