@@ -106,6 +106,7 @@ class Subject:
         else:
             self.url = f"sqlite:///{self.work / 'llmbill.db'}"
         self.fill_s = asyncio.run(fill(self.url, customers, keys))
+        os.sync()  # the bulk write reaches the disk now, not during the measurements
         self.config = {"model_list": [MODEL], "general_settings": {"master_key": MASTER, "database_url": self.url}}
         self.proxy: Proxy | None = None
         self.conn: http.client.HTTPConnection | None = None
@@ -184,20 +185,27 @@ def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[st
     hot_key = raw_key(0)
     hot: dict[str, list[float]] = {"base": [], "target": []}
     cold: dict[str, list[float]] = {"base": [], "target": []}
+    ratios: dict[str, list[float]] = {"hot": [], "cold": []}
     for _ in range(20):
         base.call_ms(hot_key, "hot"), target.call_ms(hot_key, "hot")
-    for i in range(args.calls):
-        pair = [("base", base), ("target", target)][:: 1 if i % 2 else -1]
-        for name, s in pair:
-            hot[name].append(s.call_ms(hot_key, "hot"))
-    # A customer never read: an existing one in the sized store; in the empty store a new id (the same
-    # one database read, which finds nothing).
-    targets = rng.sample(range(target.customers), args.calls)
-    for i, c in enumerate(targets):
-        cold_pair = [("base", base, f"new-{target.label}-{i}"), ("target", target, f"cust-{c}")]
-        for name, s, customer in cold_pair[:: 1 if i % 2 else -1]:
-            cold[name].append(s.call_ms(hot_key, customer))
-    cold_key = [target.call_ms(raw_key(k), "hot") for k in rng.sample(range(1, target.keys), args.calls)]
+    targets = iter(rng.sample(range(target.customers), args.calls * args.rounds))
+    for r in range(args.rounds):
+        this: dict[str, dict[str, list[float]]] = {"hot": {"base": [], "target": []}, "cold": {"base": [], "target": []}}
+        for i in range(args.calls):
+            for name, s in [("base", base), ("target", target)][:: 1 if i % 2 else -1]:
+                this["hot"][name].append(s.call_ms(hot_key, "hot"))
+        # A customer never read: an existing one in the sized store; in the empty store a new id (the
+        # same one database read, which finds nothing).
+        for i in range(args.calls):
+            c = next(targets)
+            cold_pair = [("base", base, f"new-{target.label}-{r}-{i}"), ("target", target, f"cust-{c}")]
+            for name, s, customer in cold_pair[:: 1 if i % 2 else -1]:
+                this["cold"][name].append(s.call_ms(hot_key, customer))
+        for figure, into in (("hot", hot), ("cold", cold)):
+            for name in ("base", "target"):
+                into[name] += this[figure][name]
+            ratios[figure].append(statistics.median(this[figure]["target"]) / statistics.median(this[figure]["base"]))
+    cold_key = [target.call_ms(raw_key(k), "hot") for k in rng.sample(range(1, target.keys), min(args.calls, target.keys - 1))]
     return {"label": target.label, "customers": target.customers, "keys": target.keys, "fill_s": round(target.fill_s, 1),
             "startup_s": round(startup, 2), "idle_cpu_pct": target_idle, "empty_idle_cpu_pct": base_idle,
             "idle_rss_mb": round(idle_rss, 1), "rss_after_calls_mb": round(rss_mb(target.pid), 1),
@@ -206,13 +214,16 @@ def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[st
             "empty_hot_p50_ms": round(statistics.median(hot["base"]), 3),
             "cold_p50_ms": round(statistics.median(cold["target"]), 3),
             "empty_cold_p50_ms": round(statistics.median(cold["base"]), 3),
-            "cold_key_p50_ms": round(statistics.median(cold_key), 3)}
+            "cold_key_p50_ms": round(statistics.median(cold_key), 3),
+            "hot_round_ratios": [round(x, 2) for x in ratios["hot"]],
+            "cold_round_ratios": [round(x, 2) for x in ratios["cold"]]}
 
 
 def table(base_startup: float, rows: list[dict[str, Any]]) -> str:
     def pair(r: dict[str, Any], name: str) -> str:
         mine, empty = r[name], r[f"empty_{name}"]
-        return f"{mine} / {empty} ({mine / empty:.2f}x)" if empty else f"{mine} / {empty}"
+        rounds = r[f"{name.split('_')[0]}_round_ratios"]
+        return f"{mine} / {empty} ({mine / empty:.2f}x; rounds {', '.join(f'{x:.2f}' for x in rounds)})"
 
     out = [f"Start-up of the empty store's proxy: {base_startup:.2f} s. Pairs: this store / the empty store, "
            "measured at the same time.", "",
@@ -230,7 +241,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="customer counts, comma-separated")
     parser.add_argument("--keys", type=int, default=100_000, help="virtual keys in every non-empty store")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
-    parser.add_argument("--calls", type=int, default=300, help="calls per latency figure")
+    parser.add_argument("--calls", type=int, default=300, help="calls per latency figure and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of hot then cold calls")
     parser.add_argument("--database", choices=("sqlite", "pg"), default="sqlite")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
