@@ -1,19 +1,22 @@
 """The entity cache (proxy/cache.py): unknown keys — what unauthenticated callers send — cost a
-bounded number of database lookups, a key stored or reloaded is found again at once, and the
-timer's refresh reads spend alone while nothing else changed; a reload never undoes what this process
-wrote while the reload was reading."""
+bounded number of database lookups; start-up reads no table and memory holds at most max_entries
+records a kind; a change made elsewhere reaches what is held through the change log; the timer reads
+the spend of active records alone; a re-read never undoes what this process wrote meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
+
+import pytest
 
 from llmbill.proxy import cache as cache_module
 from llmbill.proxy.cache import MISS_LOOKUPS_PER_SECOND, NEGATIVE_TTL, EntityCache
 from llmbill.proxy.store import SpendBatch, Store, open_store
+from llmbill.proxy.store.sql import CHANGES_KEPT
 
 
 class Clock:
@@ -92,40 +95,6 @@ def test_a_flood_of_distinct_unknown_keys_is_bounded_per_second(tmp_path: Path, 
     asyncio.run(scenario())
 
 
-def test_the_timer_reads_spend_alone_unless_records_changed(tmp_path: Path) -> None:
-    """A full reload decodes every record (half a second of the event loop for 100k customers); the
-    timer's refresh reads only the spend columns while the store's version has not moved."""
-    async def scenario() -> None:
-        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        await store.open()
-        await store.insert("key", {"token_hash": "k1", "key_alias": "a"})
-        cache = EntityCache(store)
-        await cache.load()
-        generation, key = cache.generation, cache.get("key", "k1")
-        other = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")  # another process
-        await other.open()
-        await other.apply_spend(_batch(("key", "k1", "0.5")))
-        await cache.refresh()
-        assert cache.get("key", "k1") is key and key is not None and key["spend"] == Decimal("0.5")
-        assert cache.generation == generation  # nothing but spend changed
-        await other.apply_spend(_batch(("customer", "new-c", "0.1")))  # a customer another process upserted
-        await cache.refresh()
-        assert cache.get("customer", "new-c") == {"user_id": "new-c", "spend": Decimal("0.1")}
-        assert cache.generation == generation + 1
-        await other.update("key", "k1", {"key_alias": "b"})  # a change: the version moves
-        await cache.refresh()
-        assert cache.get("key", "k1") == {"token_hash": "k1", "key_alias": "b", "spend": Decimal("0.5")}
-        assert cache.generation == generation + 2
-        cache.remember("customer", {"user_id": "c2", "spend": Decimal(0)})
-        assert cache.generation == generation + 2
-        cache.put("customer", {"user_id": "c3", "spend": Decimal(0)})
-        assert cache.generation == generation + 3
-        await other.close()
-        await store.close()
-
-    asyncio.run(scenario())
-
-
 def _batch(*increments: tuple[str, str, str]) -> SpendBatch:
     batch = SpendBatch()
     for kind, ident, amount in increments:
@@ -133,7 +102,141 @@ def _batch(*increments: tuple[str, str, str]) -> SpendBatch:
     return batch
 
 
-def test_a_write_made_during_a_reload_survives_it(tmp_path: Path) -> None:
+def counting_reads(store: Store) -> dict[str, list[Any]]:
+    """Counts every read the cache can make (what it asked for, by method)."""
+    asked: dict[str, list[Any]] = {"get": [], "get_many": [], "spends_of": [], "list": [], "spends": []}
+    for name in asked:
+        real = getattr(store, name)
+
+        def wrapper(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            asked[_name].append(args)
+            return _real(*args, **kw)
+
+        setattr(store, name, wrapper)
+    return asked
+
+
+def test_start_reads_no_table_and_memory_is_bounded_per_kind(tmp_path: Path) -> None:
+    """Before issue 16 every process read every record at start and every second; now it holds what
+    requests read, at most max_entries per kind, the least recently used going first."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        await store.insert_many("customer", [{"user_id": f"c{i}"} for i in range(1000)])
+        await store.insert("budget", {"budget_id": "tier"})
+        asked = counting_reads(store)
+        clock = Clock()
+        cache = EntityCache(store, clock, max_entries=100)
+        await cache.load()
+        assert asked["list"] == [("budget",)] and not asked["get"] and not asked["get_many"]
+        assert cache.get("budget", "tier") == {"budget_id": "tier"}  # tiers are held in full
+        await cache.ensure([("customer", f"c{i}") for i in range(150)])
+        assert len(cache.entries["customer"]) == 100
+        assert cache.get("customer", "c0") is None and cache.get("customer", "c149") is not None
+        await cache.ensure([("customer", "c50")])  # used again: the newest
+        await cache.ensure([("customer", f"n{i}") for i in range(99)])  # absent ids hold nothing
+        await cache.ensure([("customer", f"c{i}") for i in range(150, 249)])
+        assert cache.get("customer", "c50") is not None and cache.get("customer", "c51") is None
+        with pytest.raises(ValueError):
+            cache.all("customer")  # held in part: lists come from the store
+        with pytest.raises(ValueError):
+            EntityCache(store, max_entries=10)
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_made_by_another_process_reaches_what_is_held(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        other = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")  # another process
+        await other.open()
+        await other.insert("key", {"token_hash": "k1", "team_id": "t1"})
+        await other.insert("team", {"team_id": "t1", "blocked": False})
+        await other.insert("team", {"team_id": "t2"})
+        cache = EntityCache(store, Clock())
+        await cache.load()
+        assert await cache.get_or_fetch("key", "k1") is not None
+        assert cache.get("team", "t1") == {"team_id": "t1", "blocked": False, "spend": 0}  # the key's team
+        assert await cache.get_or_fetch("key", "k2") is None  # a miss, remembered
+        await other.update("team", "t1", {"blocked": True})
+        await other.delete("key", ["k1"])
+        await other.insert("key", {"token_hash": "k2"})
+        await other.update("team", "t2", {"blocked": True})  # not held here: nothing to read
+        asked = counting_reads(store)
+        await cache.sync()
+        assert (cache.get("team", "t1") or {}).get("blocked") is True
+        assert cache.get("key", "k1") is None and cache.get("team", "t2") is None
+        assert ("key", "k2") not in cache.missing
+        assert sorted(a[0] for a in asked["get_many"]) == ["key", "team"]  # one read a kind held, t2 not
+        assert await cache.get_or_fetch("key", "k2") is not None
+        await other.insert("budget", {"budget_id": "b"})
+        await cache.sync()
+        assert cache.get("budget", "b") == {"budget_id": "b"}
+        # Fallen too far behind the change log: everything held is read again.
+        version = cache.version
+        cache.version = version - CHANGES_KEPT - 1
+        await other.update("team", "t1", {"blocked": False})
+        await cache.sync()
+        assert cache.version == version + 1 and (cache.get("team", "t1") or {}).get("blocked") is False
+        await other.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_real_keys_not_held_yet_are_read_however_many(tmp_path: Path) -> None:
+    """Keys are read on first use, so a fresh process meets hundreds of real keys in its first second:
+    the flood gate counts lookups that found nothing, not lookups."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        await store.insert_many("key", [{"token_hash": f"real-{i}"} for i in range(5 * MISS_LOOKUPS_PER_SECOND)])
+        cache = EntityCache(store, Clock())  # one second for all of it
+        await cache.load()
+        for i in range(5 * MISS_LOOKUPS_PER_SECOND):
+            assert await cache.get_or_fetch("key", f"real-{i}") is not None, i
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_timer_reads_the_spend_of_active_records_alone(tmp_path: Path) -> None:
+    """An idle process reads nothing but the change log; a record idle for longer than stale_after is
+    read again when next needed, so its spend (another process's calls) is current then."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        other = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await other.open()
+        clock = Clock()
+        cache = EntityCache(store, clock, stale_after=2.0)
+        await cache.load()
+        await cache.ensure([("customer", "idle")])  # absent: nothing held
+        await other.apply_spend(_batch(("customer", "idle", "1"), ("customer", "hot", "1")))
+        await cache.ensure([("customer", "idle"), ("customer", "hot")])
+        clock.now += 3  # "idle" is not used again; "hot" is
+        await cache.ensure([("customer", "hot")])
+        await other.apply_spend(_batch(("customer", "idle", "1"), ("customer", "hot", "1")))
+        asked = counting_reads(store)
+        await cache.refresh()
+        assert asked["spends_of"] == [("customer", ["hot"])] and not asked["get_many"] and not asked["spends"]
+        assert (cache.get("customer", "hot") or {})["spend"] == Decimal(2)
+        assert (cache.get("customer", "idle") or {})["spend"] == Decimal(1)  # stale, not read
+        await cache.ensure([("customer", "idle")])
+        assert (cache.get("customer", "idle") or {})["spend"] == Decimal(2)  # read again once needed
+        clock.now += 10
+        asked["spends_of"].clear()
+        await cache.refresh()
+        assert asked["spends_of"] == []  # nothing used lately: nothing read
+        await other.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_write_made_during_a_reread_survives_it(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = open_store(f"sqlite:///{tmp_path / 'llmbill.db'}")
         await store.open()
@@ -141,19 +244,19 @@ def test_a_write_made_during_a_reload_survives_it(tmp_path: Path) -> None:
             await store.insert("user", {"user_id": ident, "blocked": False})
         cache = EntityCache(store)
         await cache.load()
+        await cache.ensure([("user", "u1"), ("user", "u2")])
         reading, release = asyncio.Event(), asyncio.Event()
-        real_list = store.list
+        real_get_many = store.get_many
 
-        async def slow_list(kind: str, filters: Mapping[str, Any] | None = None, offset: int = 0,
-                            limit: int | None = None) -> list[dict[str, Any]]:
-            rows = await real_list(kind, filters, offset, limit)
-            if kind == "user":  # the reload has read the users; now a request writes
+        async def slow_get_many(kind: str, idents: Sequence[str]) -> dict[str, dict[str, Any]]:
+            rows = await real_get_many(kind, idents)
+            if kind == "user":  # the re-read has read the users; now a request writes
                 reading.set()
                 await release.wait()
             return rows
 
-        store.list = slow_list  # type: ignore[method-assign]
-        reload = asyncio.create_task(cache.load())
+        store.get_many = slow_get_many  # type: ignore[method-assign]
+        reread = asyncio.create_task(cache.load())
         await reading.wait()
         blocked = await store.update("user", "u1", {"blocked": True})
         assert blocked is not None
@@ -161,11 +264,39 @@ def test_a_write_made_during_a_reload_survives_it(tmp_path: Path) -> None:
         await store.delete("user", ["u2"])
         cache.drop("user", "u2")
         release.set()
-        await reload
+        await reread
         assert (cache.get("user", "u1") or {}).get("blocked") is True
         assert cache.get("user", "u2") is None
-        await cache.load()  # with nothing written meanwhile, a reload takes what the database holds
+        await cache.load()  # with nothing written meanwhile, a re-read takes what the database holds
         assert (cache.get("user", "u1") or {}).get("blocked") is True
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_read_overtaken_by_applied_spend_is_read_again(tmp_path: Path) -> None:
+    """A record read while a flush commits its spend would miss it (the flush credits only held
+    records, and the read saw the store before the commit): such a read is repeated."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'llmbill.db'}")
+        await store.open()
+        await store.apply_spend(_batch(("customer", "c", "1")))
+        cache = EntityCache(store)
+        await cache.load()
+        real_get = store.get
+        reads = []
+
+        async def get(kind: str, ident: str) -> Any:
+            found = await real_get(kind, ident)
+            reads.append(found)
+            if len(reads) == 1:  # a flush applies and credits while this read is in flight
+                await store.apply_spend(_batch(("customer", "c", "1")))
+                cache.credited()
+            return found
+
+        store.get = get  # type: ignore[method-assign]
+        record = await cache.get_or_fetch("customer", "c")
+        assert len(reads) == 2 and record is not None and record["spend"] == Decimal(2)
         await store.close()
 
     asyncio.run(scenario())

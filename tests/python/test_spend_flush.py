@@ -28,6 +28,7 @@ def test_spend_being_written_still_counts_and_a_failed_write_is_kept(tmp_path: P
         await store.insert("key", {"token_hash": "k1"})
         cache = EntityCache(store)
         await cache.load()
+        await cache.ensure([("key", "k1")])  # a call's key is held (authentication read it)
         tracker = SpendTracker(store, cache)
         writing, release = asyncio.Event(), asyncio.Event()
         real_apply = store.apply_spend
@@ -92,6 +93,7 @@ async def opened(url: str) -> tuple[Store, SpendTracker]:
     await store.insert("team", {"team_id": "t1"})
     cache = EntityCache(store)
     await cache.load()
+    await cache.ensure([("key", "k1"), ("team", "t1")])  # a call's key and team are held
     return store, SpendTracker(store, cache)
 
 
@@ -275,9 +277,9 @@ def test_calls_batch_adds_what_the_ledger_added() -> None:
     assert calls_batch(rows).increments == drained.increments
 
 
-def test_budget_windows_are_rescanned_only_when_records_change_or_one_is_due(tmp_path: Path) -> None:
-    """The window scan visits every cached record; twice a second over 100k customers it took half
-    of the event loop. Now a flush skips it while nothing changed and no window is due."""
+def test_budget_windows_follow_a_schedule_not_a_scan(tmp_path: Path) -> None:
+    """Before issue 16 a flush visited every cached record to find due windows (every customer ever
+    seen). Now a record is scheduled when it enters the cache; a flush looks at what is due alone."""
     async def scenario() -> None:
         store, tracker = await opened(f"sqlite:///{tmp_path / 'llmbill.db'}")
         for i in range(1000):
@@ -292,22 +294,27 @@ def test_budget_windows_are_rescanned_only_when_records_change_or_one_is_due(tmp
         now = datetime.now(timezone.utc)
         tracker.clock = lambda: now
         assert await tracker.flush()  # creates the 1000 customers, none with a window
+        await tracker.cache.ensure([("customer", f"c{i}") for i in range(1000)])
         visits.clear()
         for _ in range(3):
             assert await tracker.flush()
         assert visits == []
-        # A route changes a record (put): the next flush rescans every record.
         due = now + timedelta(hours=1)
-        tracker.cache.put("key", {**(tracker.cache.get("key", "k1") or {}), "budget_duration": "1h",
-                                  "budget_reset_at": due})
-        assert await tracker.flush()
-        assert len(visits) >= 1000
+        updated = await store.update("key", "k1", {"budget_duration": "1h", "budget_reset_at": due})
+        assert updated is not None
+        tracker.cache.put("key", updated)  # scheduled: one look at the record
+        assert visits == ["key"]
         visits.clear()
         assert await tracker.flush()
-        assert visits == []  # nothing changed, nothing due
+        assert visits == []  # nothing due
         now = due
+        call(tracker, "r-late")
         assert await tracker.flush()
-        assert visits == ["key"]  # only the kind whose earliest window is due is scanned again
+        key = await store.get("key", "k1")
+        assert key is not None and key["budget_reset_at"] == due + timedelta(hours=1)
+        assert key["spend"] == COST.total  # the old window's spend went; the call after the reset stays
+        assert tracker.cache.get("key", "k1") == key
+        assert visits == ["key", "key"]  # the due record, and its new window scheduled
         await store.close()
 
     asyncio.run(scenario())

@@ -1,97 +1,355 @@
-"""Entity records served from memory on the request path, kept fresh from the database.
+"""Entity records served from memory on the request path: read on demand, bounded, kept fresh by the
+store's change log — what a process holds follows its traffic, not the size of the database.
 
-Every process loads keys, teams, users, customers and budgets at start, and reloads them whenever the
-store's version moves (another process changed something). On the timer in between only the spend
-columns are read (other processes' spend): a full reload decodes every record, and with 100k
-customers that was half a second of the event loop every second. `generation` counts the changes
-of the records other than spend (a reload, a put, a drop), so the spend flush rescans budget windows
-only when something changed.
+A key, team, user, customer or team member's spend record is read when a request first needs it and
+kept in a per-kind LRU of `max_entries` records (general_settings.cache_max_entries). Start-up reads
+the budgets alone (pricing tiers: few, and every customer check reads one); nothing ever reads a
+whole table again. `get()` answers from memory only, so code that reads a record synchronously
+ensures it first in the same request: authentication ensures the key with its user and team
+(`get_or_fetch("key", ...)`), the call's admission its customer (`ensure`).
 
-A key unknown here is looked up in the database before the caller is refused, so a key made by
-another process works at once.
+Freshness:
+- Changes: every insert, update and delete logs its (kind, id) under a new store version
+  (store/base.py). `sync()` reads what changed since this process's version — PostgreSQL wakes it by
+  NOTIFY, SQLite is polled every `cache_sync_interval` — re-reads the changed records held here
+  (batched) and forgets their misses. A gap in the log (this process fell CHANGES_KEPT versions
+  behind) re-reads everything held.
+- Spend: other processes' spend reaches a record when its spend is re-read. The timer (`refresh`)
+  re-reads the spend of the records used in the last `stale_after` seconds, batched, and every
+  SAFETY_EVERY-th time those records whole (a write made behind the store's back). A record idle for
+  longer is re-read when next ensured. So an idle process reads nothing but the change log.
+- Races: a read that a write of this process (put, drop, applied spend) or a change overtook is read
+  again (`_epoch`), and a re-read never replaces a record put after the read began.
 
 Unknown keys are what unauthenticated callers send, so their misses are bounded: a miss is
-remembered (NEGATIVE_TTL seconds, at most NEGATIVE_MAX ids, forgotten at every reload and whenever
-the id is stored), and at most MISS_LOOKUPS_PER_SECOND unknown keys go to the database each second —
-past that a key is refused from memory. The price: during a flood of made-up keys, a key made by
-another process in the last reload interval may be refused until the next reload (1 s by default).
+remembered (NEGATIVE_TTL seconds, at most NEGATIVE_MAX ids, forgotten when the id is stored here or
+its change is seen); once MISS_LOOKUPS_PER_SECOND lookups found nothing in a second, or while
+MAX_KEY_LOOKUPS_IN_FLIGHT are under way, a key not held is refused from memory until the next second.
+Keys that exist are not held either until first used, so the gate counts misses, not lookups: a
+fresh process serving thousands of real keys reads each once. The price: during a flood of made-up
+keys, a real key this process does not hold yet may be refused for the rest of that second.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .store.base import KINDS, Store
 
-CACHED_KINDS = ("key", "team", "user", "customer", "budget")
-SPEND_KINDS = ("key", "team", "user", "customer")
+log = logging.getLogger("llmbill.proxy")
+
+HELD_KINDS = ("key", "team", "user", "customer", "member")  # on demand, bounded
 NEGATIVE_KINDS = ("key",)  # looked up for every caller, signed in or not
 NEGATIVE_TTL = 2.0
 NEGATIVE_MAX = 10_000
-MISS_LOOKUPS_PER_SECOND = 100
+MISS_LOOKUPS_PER_SECOND = 100  # lookups of keys that found nothing
+MAX_KEY_LOOKUPS_IN_FLIGHT = 1000
+DEFAULT_MAX_ENTRIES = 50_000  # per kind
+MIN_MAX_ENTRIES = 100  # below this a request's own records could evict each other
+STALE_AFTER = 2.0  # seconds; ProxyState sets twice the refresh interval
+SAFETY_EVERY = 60  # every 60th refresh re-reads the active records whole
+PUSHED_POLL = 5.0  # seconds between polls of the change log while PostgreSQL pushes changes
+READ_TRIES = 3  # a read overtaken by a write is repeated at most this often
+
+Record = dict[str, Any]
+
+
+class _Entry:
+    __slots__ = ("record", "read_at", "used_at", "stamp")
+
+    def __init__(self, record: Record, now: float, stamp: int) -> None:
+        self.record = record
+        self.read_at = now  # when the record (or its spend) was last read from the store, or put
+        self.used_at = now  # when a request last ensured it (the LRU order)
+        self.stamp = stamp  # the cache's write count when the record was installed
 
 
 class EntityCache:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = DEFAULT_MAX_ENTRIES, stale_after: float = STALE_AFTER) -> None:
+        if max_entries < MIN_MAX_ENTRIES:
+            raise ValueError(f"cache_max_entries must be at least {MIN_MAX_ENTRIES}, not {max_entries}")
         self.store = store
-        self.records: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in CACHED_KINDS}
-        self.version = -1
-        self._touched: set[tuple[str, str]] | None = None  # (kind, id) this process wrote during a load
         self.clock = clock
-        self.generation = 0
+        self.max_entries = max_entries
+        self.stale_after = stale_after
+        self.entries: dict[str, OrderedDict[str, _Entry]] = {k: OrderedDict() for k in HELD_KINDS}
+        self.budgets: dict[str, Record] = {}
+        self.version = -1
         self.missing: dict[tuple[str, str], float] = {}  # (kind, id) → when the miss is forgotten
-        self._lookups = 0  # database lookups of unknown ids in the current second
+        self._misses = 0  # key lookups that found nothing in the current second
         self._second = -1
+        self._in_flight = 0  # key lookups under way
+        self._epoch = 0  # moves with every write of this process and every change seen
+        self._stamp = 0  # counts installed records: a re-read keeps a record installed after it began
+        self._refreshes = 0
+        # Called with every record that enters or is replaced (spend.py tracks budget windows with it).
+        self.on_record: Callable[[str, Record], None] = lambda kind, record: None
+
+    # -- start, and the background work ---------------------------------------------------------
 
     async def load(self) -> None:
-        self._touched = set()  # a write made while the load reads is newer than what the load read
+        """Start-up (the budgets and the store's version), and re-synchronisation after a gap in the
+        change log: everything held is read again, batched; misses are forgotten."""
         version = await self.store.version()
-        fresh: dict[str, dict[str, dict[str, Any]]] = {}
-        for kind in CACHED_KINDS:
-            id_field = KINDS[kind]
-            fresh[kind] = {r[id_field]: r for r in await self.store.list(kind)}
-        # Else a block, a revocation or a new member made meanwhile would be undone until the next load.
-        for kind, ident in self._touched:
-            if (record := self.records[kind].get(ident)) is None:
-                fresh[kind].pop(ident, None)
-            else:
-                fresh[kind][ident] = record
-        self._touched = None
-        self.records = fresh
-        self.version = version
-        self.generation += 1
+        self.budgets = {r[KINDS["budget"]]: r for r in await self.store.list("budget")}
         self.missing.clear()
+        self._epoch += 1
+        for kind in HELD_KINDS:
+            await self._reread(kind, list(self.entries[kind]))
+        self.version = version
 
-    async def refresh(self) -> None:
-        """The timer's reload: in full when the store's version moved, else every record's spend."""
-        if await self.store.version() != self.version:
+    async def sync(self) -> None:
+        """Applies the changes other processes (and this one) logged since the last sync."""
+        version, changed = await self.store.changes(self.version)
+        if changed is None:
+            log.warning("the change log no longer reaches this process's version; re-reading what it holds")
             await self.load()
             return
-        for kind in SPEND_KINDS:
-            spends = await self.store.spends(kind)
-            records = self.records[kind]
-            if len(spends) != len(records) or not spends.keys() <= records.keys():
-                await self.load()  # records another process added with spend alone (customers)
+        if changed:
+            self._epoch += 1
+            by_kind: dict[str, set[str]] = {}
+            for kind, ident in changed:
+                by_kind.setdefault(kind, set()).add(ident)
+            for kind, idents in by_kind.items():
+                await self._changed(kind, idents)
+        self.version = version
+
+    async def _changed(self, kind: str, idents: set[str]) -> None:
+        everything = "*" in idents
+        if everything:
+            self.missing = {k: v for k, v in self.missing.items() if k[0] != kind}
+        else:
+            for ident in idents:
+                self.missing.pop((kind, ident), None)
+        if kind == "budget":
+            wanted = list(self.budgets) if everything else sorted(idents)
+            fresh = await self.store.get_many(kind, wanted)
+            if everything:
+                self.budgets = {r[KINDS[kind]]: r for r in await self.store.list("budget")}
                 return
-            for ident, spend in spends.items():
-                records[ident]["spend"] = spend
+            for ident in wanted:
+                if ident in fresh:
+                    self.budgets[ident] = fresh[ident]
+                else:
+                    self.budgets.pop(ident, None)
+            return
+        held = self.entries.get(kind)
+        if held is None:
+            return
+        await self._reread(kind, list(held) if everything else [i for i in idents if i in held])
 
-    def get(self, kind: str, ident: str) -> dict[str, Any] | None:
-        return self.records[kind].get(ident)
+    async def _reread(self, kind: str, idents: list[str]) -> None:
+        """Re-reads held records (batched); those gone from the store are dropped. A record put while
+        the read ran is newer than what the read saw, so it stays."""
+        if not idents:
+            return
+        mark = self._stamp
+        fresh = await self.store.get_many(kind, idents)
+        held = self.entries[kind]
+        now = self.clock()
+        for ident in idents:
+            entry = held.get(ident)
+            if entry is None or entry.stamp > mark:
+                continue
+            record = fresh.get(ident)
+            if record is None:
+                del held[ident]
+                continue
+            self._stamp += 1
+            entry.record, entry.read_at, entry.stamp = record, now, self._stamp
+            self.on_record(kind, record)
 
-    async def get_or_fetch(self, kind: str, ident: str) -> dict[str, Any] | None:
-        record = self.records[kind].get(ident)
-        if record is not None:
-            return record
-        if kind in NEGATIVE_KINDS and not self._may_look_up(kind, ident):
+    async def refresh(self) -> None:
+        """The timer: the spend of every record used in the last `stale_after` seconds (other processes'
+        spend), and every SAFETY_EVERY-th time those records whole, plus the budgets."""
+        self._refreshes += 1
+        whole = self._refreshes % SAFETY_EVERY == 0
+        cutoff = self.clock() - self.stale_after
+        for kind in HELD_KINDS:
+            held = self.entries[kind]
+            active = []
+            for ident in reversed(held):  # most recently used first
+                if held[ident].used_at < cutoff:
+                    break
+                active.append(ident)
+            if whole:
+                await self._reread(kind, active)
+            elif active:
+                await self._reread_spend(kind, active)
+        if whole:
+            self.budgets = {r[KINDS["budget"]]: r for r in await self.store.list("budget")}
+
+    async def _reread_spend(self, kind: str, idents: list[str]) -> None:
+        mark = self._stamp
+        spends = await self.store.spends_of(kind, idents)
+        held = self.entries[kind]
+        now = self.clock()
+        for ident, spend in spends.items():
+            entry = held.get(ident)
+            if entry is not None and entry.stamp <= mark:
+                entry.record["spend"] = spend
+                entry.read_at = now
+
+    async def watch(self, interval: float, lock: asyncio.Lock) -> None:
+        """The background task applying changes: at once when PostgreSQL pushes one, every `interval`
+        seconds otherwise. Under `lock` (the spend tracker's), so a re-read never interleaves with a
+        spend flush crediting the records it replaces."""
+        wake = asyncio.Event()
+        retry_listen = 0.0  # a failed LISTEN connection is tried again after PUSHED_POLL seconds
+        while True:
+            pushed = False
+            if self.clock() >= retry_listen:
+                pushed = await self.store.listen(wake.set)
+                retry_listen = 0.0 if pushed else self.clock() + PUSHED_POLL
+            if pushed:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), PUSHED_POLL)
+                wake.clear()
+            else:
+                await asyncio.sleep(interval)
+            try:
+                async with lock:
+                    await self.sync()
+            except Exception as exc:
+                log.error("cache sync failed (will retry): %s", exc)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, kind: str, ident: str) -> Record | None:
+        """From memory only: None when absent or not read yet (see the module docstring)."""
+        if kind == "budget":
+            return self.budgets.get(ident)
+        entry = self.entries[kind].get(ident)
+        return None if entry is None else entry.record
+
+    def held(self, kind: str) -> list[Record]:
+        """The records of `kind` in memory now (budgets: all of them)."""
+        if kind == "budget":
+            return list(self.budgets.values())
+        return [e.record for e in self.entries[kind].values()]
+
+    def all(self, kind: str) -> list[Record]:
+        """Every budget. Other kinds are held only in part: list them from the store."""
+        if kind != "budget":
+            raise ValueError(f"{kind} records are held only in part; list them from the store")
+        return list(self.budgets.values())
+
+    async def get_or_fetch(self, kind: str, ident: str) -> Record | None:
+        """The record, read when absent or stale; a key comes with its user and team ensured."""
+        if kind == "budget":
+            found = self.budgets.get(ident)
+            if found is None and (found := await self.store.get(kind, ident)) is not None:
+                self.budgets[ident] = found
+            return found
+        record = await self._fresh(kind, ident)
+        if kind == "key" and record is not None:
+            await self.ensure([("user", record.get("user_id")), ("team", record.get("team_id"))])
+        return record
+
+    async def ensure(self, wanted: Iterable[tuple[str, str | None]]) -> None:
+        """Makes each (kind, id) readable by get(): read when absent or stale, one statement per kind."""
+        now = self.clock()
+        need: dict[str, list[str]] = {}
+        for kind, ident in wanted:
+            if not ident or kind == "budget":
+                continue
+            if self._hit(kind, ident, now) is None and ident not in need.get(kind, ()):
+                if kind in NEGATIVE_KINDS and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
+                    continue
+                need.setdefault(kind, []).append(ident)
+        for kind, idents in need.items():
+            if len(idents) == 1:
+                await self._read_one(kind, idents[0])
+            else:
+                await self._read_many(kind, idents)
+
+    def _hit(self, kind: str, ident: str, now: float) -> Record | None:
+        held = self.entries[kind]
+        entry = held.get(ident)
+        if entry is None or now - entry.read_at > self.stale_after:
             return None
-        record = await self.store.get(kind, ident)
-        if record is not None:
-            self.records[kind][ident] = record
-        elif kind in NEGATIVE_KINDS:
-            self._remember_miss(kind, ident)
+        entry.used_at = now
+        held.move_to_end(ident)
+        return entry.record
+
+    async def _fresh(self, kind: str, ident: str) -> Record | None:
+        found = self._hit(kind, ident, self.clock())
+        if found is not None:
+            return found
+        if kind in NEGATIVE_KINDS and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
+            return None
+        return await self._read_one(kind, ident)
+
+    async def _read_one(self, kind: str, ident: str) -> Record | None:
+        record: Record | None = None
+        started = self._stamp
+        gated = 1 if kind in NEGATIVE_KINDS else 0
+        self._in_flight += gated
+        try:
+            for _ in range(READ_TRIES):
+                epoch, started = self._epoch, self._stamp
+                record = await self.store.get(kind, ident)
+                if self._epoch == epoch:
+                    break
+        finally:
+            self._in_flight -= gated
+        if record is None:
+            self.entries[kind].pop(ident, None)  # deleted meanwhile
+            if kind in NEGATIVE_KINDS:
+                self._remember_miss(kind, ident)
+            return None
+        return self._install(kind, record, started)
+
+    async def _read_many(self, kind: str, idents: list[str]) -> None:
+        fresh: dict[str, Record] = {}
+        started = self._stamp
+        gated = len(idents) if kind in NEGATIVE_KINDS else 0
+        self._in_flight += gated
+        try:
+            for _ in range(READ_TRIES):
+                epoch, started = self._epoch, self._stamp
+                fresh = await self.store.get_many(kind, idents)
+                if self._epoch == epoch:
+                    break
+        finally:
+            self._in_flight -= gated
+        for ident in idents:
+            record = fresh.get(ident)
+            if record is not None:
+                self._install(kind, record, started)
+            else:
+                self.entries[kind].pop(ident, None)
+                if kind in NEGATIVE_KINDS:
+                    self._remember_miss(kind, ident)
+
+    def _install(self, kind: str, record: Record, started: int | None) -> Record:
+        """Holds `record` as the most recently used. With `started` (the install count when its read
+        began), a record installed since is newer and is kept instead."""
+        ident = record[KINDS[kind]]
+        held = self.entries[kind]
+        now = self.clock()
+        entry = held.get(ident)
+        if entry is not None:
+            held.move_to_end(ident)
+            entry.used_at = now
+            if started is not None and entry.stamp > started:
+                return entry.record
+            self._stamp += 1
+            entry.record, entry.read_at, entry.stamp = record, now, self._stamp
+        else:
+            self._stamp += 1
+            held[ident] = _Entry(record, now, self._stamp)
+            while len(held) > self.max_entries:
+                held.popitem(last=False)
+        self.missing.pop((kind, ident), None)
+        self.on_record(kind, record)
         return record
 
     def _may_look_up(self, kind: str, ident: str) -> bool:
@@ -101,33 +359,45 @@ class EntityCache:
             if now < until:
                 return False
             del self.missing[(kind, ident)]
+        self._this_second(now)
+        return self._misses < MISS_LOOKUPS_PER_SECOND and self._in_flight < MAX_KEY_LOOKUPS_IN_FLIGHT
+
+    def _this_second(self, now: float) -> None:
         second = int(now)
         if second != self._second:
-            self._second, self._lookups = second, 0
-        self._lookups += 1
-        return self._lookups <= MISS_LOOKUPS_PER_SECOND
+            self._second, self._misses = second, 0
 
     def _remember_miss(self, kind: str, ident: str) -> None:
+        self._this_second(self.clock())
+        self._misses += 1
         while len(self.missing) >= NEGATIVE_MAX:  # one TTL for all: the first entry expires first
             del self.missing[next(iter(self.missing))]
         self.missing[(kind, ident)] = self.clock() + NEGATIVE_TTL
 
-    def put(self, kind: str, record: dict[str, Any]) -> None:
-        self.remember(kind, record)
-        self.generation += 1
+    # -- this process's writes ------------------------------------------------------------------
 
-    def remember(self, kind: str, record: dict[str, Any]) -> None:
-        """put() for a record the caller accounts for itself (the spend flush): no new generation."""
-        self.records[kind][record[KINDS[kind]]] = record
-        self.missing.pop((kind, record[KINDS[kind]]), None)
-        if self._touched is not None:
-            self._touched.add((kind, record[KINDS[kind]]))
+    def put(self, kind: str, record: Record) -> None:
+        """A record this process just wrote (or read): held as the newest."""
+        self._epoch += 1
+        if kind == "budget":
+            self.budgets[record[KINDS[kind]]] = record
+            return
+        self._install(kind, record, None)
+
+    def remember(self, kind: str, record: Record) -> None:
+        """put() for the spend flush (window resets)."""
+        self.put(kind, record)
+
+    def credited(self) -> None:
+        """Spend was applied to the store: a read begun before it is read again."""
+        self._epoch += 1
+
+    def forget_miss(self, kind: str, ident: str) -> None:
+        self.missing.pop((kind, ident), None)
 
     def drop(self, kind: str, ident: str) -> None:
-        self.records[kind].pop(ident, None)
-        self.generation += 1
-        if self._touched is not None:
-            self._touched.add((kind, ident))
-
-    def all(self, kind: str) -> list[dict[str, Any]]:
-        return list(self.records[kind].values())
+        self._epoch += 1
+        if kind == "budget":
+            self.budgets.pop(ident, None)
+            return
+        self.entries[kind].pop(ident, None)

@@ -36,7 +36,8 @@ KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_
                 *EXTRA_PARAMS}
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
-                 "billing_failure_policy", "credits", "credits_settings", "redis_url", "redis_failure_policy"}
+                 "billing_failure_policy", "credits", "credits_settings", "redis_url", "redis_failure_policy",
+                 "cache_max_entries", "cache_sync_interval"}
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost", "input_cost_per_request")
 LIMIT_FIELDS = ("max_input_tokens", "max_output_tokens")  # model_info keys the budget bound reads
@@ -123,6 +124,8 @@ class ProxyConfig:
         return max((d.timeout for d in self.deployments), default=600.0)
     # litellm_settings.cost_margin_config / cost_discount_config (margin.py): what calls are billed
     margins: MarginRules = field(default_factory=MarginRules)
+    cache_max_entries: int = 50_000  # records per kind a process holds (proxy/cache.py)
+    cache_sync_interval: float = 0.25  # seconds between reads of the change log (SQLite; PostgreSQL pushes)
 
     @property
     def model_names(self) -> list[str]:
@@ -442,6 +445,13 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     max_mb = _expect(general.get("max_request_size_mb", 32), (int, float), "general_settings.max_request_size_mb")
     flush = _expect(general.get("spend_flush_interval", 0.5), (int, float), "general_settings.spend_flush_interval")
     refresh = _expect(general.get("cache_refresh_interval", 1.0), (int, float), "general_settings.cache_refresh_interval")
+    cache_max = _expect(general.get("cache_max_entries", 50_000), int, "general_settings.cache_max_entries")
+    if isinstance(cache_max, bool) or not 100 <= cache_max <= 100_000_000:
+        raise ConfigError("general_settings.cache_max_entries: must be an integer from 100 to 100000000 "
+                          "(records of each kind one process holds in memory)")
+    sync = _expect(general.get("cache_sync_interval", 0.25), (int, float), "general_settings.cache_sync_interval")
+    if not 0.01 <= sync <= 60:
+        raise ConfigError("general_settings.cache_sync_interval: must be between 0.01 and 60 seconds")
     tier = litellm.get("max_end_user_budget_id")
     if tier is not None:
         _expect(tier, str, "litellm_settings.max_end_user_budget_id")
@@ -490,6 +500,8 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         redis_url=redis_url,
         redis_failure_policy=redis_policy,
         margins=margins,
+        cache_max_entries=cache_max,
+        cache_sync_interval=float(sync),
     )
 
 

@@ -24,6 +24,7 @@ from .model_access import Governing, governing, listed, refusing
 from .limits import Refusal, Slot, per_model, refusal_message
 from .state import ProxyState
 from .call_margin import billed_bound
+from .store.base import member_id
 from .upper_bound import UpperBound
 
 Entity = tuple[str, str]
@@ -44,7 +45,7 @@ def window_spend(state: ProxyState, kind: str, ident: str, record: dict[str, Any
     if (isinstance(reset_at, datetime) and (now or datetime.now(timezone.utc)) >= reset_at
             and limits_of(state, kind, record).budget_duration):
         return state.spend.pending(kind, ident)
-    return state.spend.spend(kind, ident)
+    return state.spend.spend(kind, ident, record)
 
 
 def _rules(state: ProxyState, key: dict[str, Any]) -> Governing:
@@ -96,11 +97,10 @@ def _fmt(x: Decimal) -> str:
     return format(x.normalize(), "f")  # exact and plain: 0.000078, never 7.8e-05
 
 
-def member_spend(state: ProxyState, member: str) -> Decimal:
-    """A team member's spend ("team/user"): what the user's keys in that team spent."""
-    team_id, _, user_id = member.partition("/")
-    return sum((state.spend.spend("key", k["token_hash"]) for k in state.cache.all("key")
-                if k.get("team_id") == team_id and k.get("user_id") == user_id), Decimal(0))
+def member_spend(state: ProxyState, team_id: str, user_id: str) -> Decimal:
+    """A team member's spend in the team: its own record, which every call of the user's keys in that
+    team adds to (spend.py), plus what this process has not written yet."""
+    return state.spend.spend("member", member_id(team_id, user_id))
 
 
 def _budget_message(kind: str, ident: str, spend: Decimal, limit: Decimal, reserved: Decimal) -> str:
@@ -174,11 +174,23 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
                            "general_settings.unpriced_model_fallback)", "model_unpriced", "model")
 
 
+async def load_entities(state: ProxyState, principal: Principal, customer: str) -> None:
+    """Reads what the checks read and memory may not hold (the cache loads on demand): the customer,
+    the key's user and team (authentication read them; again only when stale) and the member's spend."""
+    key = principal.key or {}
+    wanted: list[tuple[str, str | None]] = [("customer", customer), ("user", key.get("user_id")),
+                                            ("team", key.get("team_id"))]
+    if key.get("team_id") and key.get("user_id"):
+        wanted.append(("member", member_id(key["team_id"], key["user_id"])))
+    await state.cache.ensure(wanted)
+
+
 async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
                       model: str, body: dict[str, Any] | None = None) -> Admission:
     """admit() for a call to `model`, against the shared limits (Redis when configured). A per-model
     budget this process has not read the spend of yet is read first (once per pair: then the checks
     run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
+    await load_entities(state, principal, customer)
     await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
     for _ in range(4):  # key, user, team, customer: at most one pair each to read
         try:
@@ -206,10 +218,12 @@ def _hold_credits(admission: Admission, principal: Principal, customer: str, bou
         raise
 
 
-def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
-          model: str | None = None) -> Admission:
-    """Checks every entity of the call, then reserves for all of them, in this process's limiter
-    (no await in between, so the check and the reservation are one step for the event loop)."""
+async def admit(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
+                model: str | None = None) -> Admission:
+    """Reads the call's records, then checks every entity of the call and reserves for all of them in
+    this process's limiter (no await between the check and the reservation, so they are one step for
+    the event loop)."""
+    await load_entities(state, principal, customer)
     plan = _plan(state, principal, customer, bound, model)
     refused = state.limiter.try_admit(plan.admission.slots)
     if refused is not None:
@@ -270,7 +284,10 @@ def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
             if bound.unpriced is not None:
                 who = ident if kind != "key" else (record or {}).get("key_alias") or "key"
                 raise unpriced_refused(bound.unpriced, f"its calls cannot count against the budget of {kind} {who}")
-            spend = member_spend(state, ident) if kind == "member" else window_spend(state, kind, ident, record)
+            if kind == "member" and principal.key is not None:
+                spend = member_spend(state, principal.key["team_id"], principal.key["user_id"])
+            else:
+                spend = window_spend(state, kind, ident, record)
         headroom = None if limits.max_budget is None else limits.max_budget - spend
         is_member = kind == "member"
         slots.append(Slot((kind, ident), upper_bound, headroom, limits.rpm, limits.tpm, limits.parallel,

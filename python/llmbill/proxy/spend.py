@@ -10,9 +10,13 @@ while the database answers) is split by calls and the halves written, down to th
 which is dead-lettered (logged, counted, kept in `dead_letters`): one bad row never stops the others.
 Parts are never merged again, so a duplicate always means "this very part was applied".
 
-Budget windows: the same loop starts each due window (store.reset_spend, which only one process wins)
-before it writes new spend, so spend recorded within one flush interval before `budget_reset_at`
-may count towards the new window (never towards both). Read-side checks reset at the exact instant
+Team members: each call of a key with both a team and a user adds to that member's own spend record
+(kind "member", store.member_id), which the member's budget in the team is checked against — the
+ledger knows keys, users, teams and customers, so members are summed here from the calls.
+
+Budget windows: the same loop starts each due window (windows.py, which only one process wins) before
+it writes new spend, so spend recorded within one flush interval before `budget_reset_at` may count
+towards the new window (never towards both). Read-side checks reset at the exact instant
 (guards.window_spend).
 """
 
@@ -29,22 +33,25 @@ from typing import TYPE_CHECKING, Any
 from .._native import core
 from . import metrics
 from .cache import EntityCache
-from .durations import next_reset
-from .store.base import KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store
+from .store.base import DuplicateError, RecordError, SpendBatch, SpendLog, Store, member_id
 from .store.codec import add_money
+from .windows import BudgetWindows, DurationOf
 
 if TYPE_CHECKING:
     from .spend_journal import SpendJournal
 
 log = logging.getLogger("llmbill.proxy")
 
-PERSISTED = ("key", "user", "team", "customer")
+PERSISTED = ("key", "user", "team", "customer")  # the ledger's kinds the flush writes (members: from the logs)
 MAX_ATTEMPTS = 5  # failed writes of one call, the database answering, before it is dead-lettered
 DEAD_LETTERS_KEPT = 1000  # the latest dead-lettered rows, kept for inspection (all are logged)
 _APPLIED, _REFUSED, _FAILED, _DOWN = object(), object(), object(), object()
 
-# (kind, record) → the budget_duration that governs the record's window, or None.
-DurationOf = Callable[[str, dict[str, Any]], str | None]
+
+
+def member_of(row: SpendLog) -> str | None:
+    """The team member a call's spend counts for, if its key has both a team and a user."""
+    return member_id(row.team_id, row.user) if row.team_id and row.user else None
 
 
 def calls_batch(logs: Sequence[SpendLog]) -> SpendBatch:
@@ -58,6 +65,10 @@ def calls_batch(logs: Sequence[SpendLog]) -> SpendBatch:
                             ("customer", row.end_user)):
             if ident:
                 batch.increments[(kind, ident)] = add_money(batch.increments.get((kind, ident), Decimal(0)), row.spend)
+        member = member_of(row)
+        if member is not None:
+            batch.increments[("member", member)] = add_money(batch.increments.get(("member", member), Decimal(0)),
+                                                             row.spend)
     return batch
 
 
@@ -74,9 +85,10 @@ class SpendTracker:
         self.flush_failures = 0
         self.dead_letters: deque[tuple[SpendLog, str]] = deque(maxlen=DEAD_LETTERS_KEPT)
         self._attempts: dict[str, int] = {}  # request_id of a one-call part → failed writes, database up
-        self._scanned: dict[str, tuple[int, datetime | None]] = {}  # kind → (cache generation, earliest reset)
-        self._unstarted: list[tuple[str, str]] = []
+        self._members: dict[str, Decimal] = {}  # member → spend of the calls in self.logs
         self.duration_of: DurationOf = lambda kind, record: record.get("budget_duration")
+        self.windows = BudgetWindows(store, cache, timezone_name, lambda kind, record: self.duration_of(kind, record))
+        cache.on_record = self.windows.track
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         self.journal: SpendJournal | None = None  # settle appends each row; see recover()
 
@@ -85,19 +97,25 @@ class SpendTracker:
         self.ledger.record(usage, cost, model=model, key=log_row.api_key, user=log_row.user,
                            team=log_row.team_id, customer=log_row.end_user)
         self.logs.append(log_row)
+        member = member_of(log_row)
+        if member is not None and log_row.spend:
+            self._members[member] = add_money(self._members.get(member, Decimal(0)), log_row.spend)
 
     def pending(self, kind: str, ident: str) -> Decimal:
         """Recorded here and not yet in the cached records: the ledger, the parts being written (they
         left the ledger before the write and join the records only once applied), failed parts."""
-        amount: Decimal = self.ledger.get(kind, ident).spend
+        amount: Decimal = self._members.get(ident, Decimal(0)) if kind == "member" else self.ledger.get(kind, ident).spend
         for parts in (self.writing, self.unwritten):
             for batch in parts:
                 amount += batch.increments.get((kind, ident), Decimal(0))
         return amount
 
-    def spend(self, kind: str, ident: str) -> Decimal:
-        record = self.cache.get(kind, ident)
-        base = record.get("spend", Decimal(0)) if record else Decimal(0)
+    def spend(self, kind: str, ident: str, record: dict[str, Any] | None = None) -> Decimal:
+        """The stored spend (of the held record, else of `record` when the caller read it from the store)
+        plus what is pending here."""
+        held = self.cache.get(kind, ident)
+        source = held if held is not None else record
+        base = source.get("spend", Decimal(0)) if source else Decimal(0)
         return Decimal(base) + self.pending(kind, ident)
 
     async def _write(self, parts: list[SpendBatch]) -> bool:
@@ -158,14 +176,11 @@ class SpendTracker:
         return self._attempts.get(part.logs[0].request_id, 0) if part.logs else MAX_ATTEMPTS
 
     def _credit(self, part: SpendBatch) -> None:
-        """The applied amounts join the cached records (a customer first seen in a call is created)."""
+        """The applied amounts join the held records. A record not held is read with them when next
+        needed (a customer or member the flush created, too); a read in flight is read again."""
+        self.cache.credited()
         for (kind, ident), amount in part.increments.items():
             record = self.cache.get(kind, ident)
-            if record is None and kind == "customer":
-                record = {KINDS[kind]: ident, "spend": Decimal(0)}
-                self.cache.remember(kind, record)
-                if self.duration_of(kind, record):
-                    self._unstarted.append((kind, ident))  # its window starts at the next flush
             if record is not None:
                 record["spend"] = Decimal(record.get("spend", 0)) + amount
 
@@ -194,8 +209,10 @@ class SpendTracker:
             for kind, ident, totals in self.ledger.drain():
                 if kind in PERSISTED and totals.spend_units:
                     batch.add(kind, ident, totals.spend)
+            for member, amount in self._members.items():
+                batch.add("member", member, amount)
             batch.logs.extend(self.logs)
-            self.logs = []
+            self.logs, self._members = [], {}
             if batch:
                 await self._write([batch])
             if mark is not None and self.journal is not None and not self.unwritten:
@@ -227,50 +244,7 @@ class SpendTracker:
         return len(fresh)
 
     async def _reset_due_windows(self) -> None:
-        """Starts the windows that never started and resets those past due. A kind is scanned again
-        only when its records changed (cache.generation) or its earliest window is due: the scan
-        visits every record (every customer ever seen), and the flush runs twice a second."""
-        now = self.clock()
-        unstarted, self._unstarted = self._unstarted, []
-        for kind, ident in unstarted:  # customers the flush created, on a tier with a window
-            record = self.cache.get(kind, ident)
-            if record is not None:
-                await self._window(kind, record, now)
-        generation = self.cache.generation
-        for kind in PERSISTED:
-            seen = self._scanned.get(kind)
-            if seen is not None and seen[0] == generation and (seen[1] is None or now < seen[1]):
-                continue
-            due: datetime | None = None
-            for record in list(self.cache.all(kind)):
-                reset_at = await self._window(kind, record, now)
-                if reset_at is not None and (due is None or reset_at < due):
-                    due = reset_at
-            self._scanned[kind] = (generation, due)
-
-    async def _window(self, kind: str, record: dict[str, Any], now: datetime) -> datetime | None:
-        """Starts or resets one record's budget window when due; returns its next reset (None: no window)."""
-        duration = self.duration_of(kind, record)
-        if not duration:
-            return None
-        reset_at = record.get("budget_reset_at")
-        ident = record[KINDS[kind]]
-        if not isinstance(reset_at, datetime):
-            # A window that never started (a customer upserted by a call, on a tier): start it.
-            following = next_reset(now, duration, self.timezone)
-            updated = await self.store.update(kind, ident, {"budget_reset_at": following})
-        else:
-            if reset_at > now:
-                return reset_at
-            following = next_reset(reset_at, duration, self.timezone)
-            while following <= now:
-                following = next_reset(following, duration, self.timezone)
-            updated = await self.store.reset_spend(kind, ident, following)
-        if updated is None:
-            return None
-        self.cache.remember(kind, updated)  # accounted for here: no new cache generation
-        stored = updated.get("budget_reset_at")
-        return stored if isinstance(stored, datetime) else following
+        await self.windows.apply(self.clock())
 
     async def refresh_cache(self) -> None:
         async with self.lock:

@@ -43,7 +43,8 @@ class ProxyState:
     def __init__(self, config: ProxyConfig, store: Store | None = None) -> None:
         self.config = config
         self.store = store or open_store(config.database_url)
-        self.cache = EntityCache(self.store)
+        self.cache = EntityCache(self.store, max_entries=config.cache_max_entries,
+                                 stale_after=2 * config.cache_refresh_interval)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
         # Rate limits and reservations: this process's limiter, or Redis's shared by every process.
@@ -140,6 +141,7 @@ class ProxyState:
                 await self.spend.recover(SpendJournal(Path(self.spool_dir) / JOURNAL_DIR))
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
+        self._tasks.append(asyncio.create_task(self.cache.watch(self.config.cache_sync_interval, self.spend.lock)))
 
     def run_in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """A task that lives as long as the state (cancelled and awaited by stop())."""

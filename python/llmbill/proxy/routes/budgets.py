@@ -32,8 +32,8 @@ def _fields(f: Fields) -> dict[str, Any]:
     return out
 
 
-def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
-    on_tier = sum(1 for c in state.cache.all("customer") if c.get("budget_id") == record["budget_id"])
+async def public(state: ProxyState, record: dict[str, Any]) -> dict[str, Any]:
+    on_tier = await state.store.count("customer", {"budget_id": record["budget_id"]})
     return {"budget_id": record["budget_id"], "max_budget": record.get("max_budget"),
             "soft_budget": record.get("soft_budget"), "tpm_limit": record.get("tpm_limit"),
             "rpm_limit": record.get("rpm_limit"), "max_parallel_requests": record.get("max_parallel_requests"),
@@ -58,7 +58,7 @@ async def new(state: ProxyState, request: Request, principal: Principal) -> Resp
     state.cache.put("budget", record)
     if record.get("budget_reset_at") and record.get("budget_duration"):
         await _move_windows(state, ident, None, record["budget_duration"], record["budget_reset_at"])
-    return json_response(public(state, record))
+    return json_response(await public(state, record))
 
 
 async def _get(state: ProxyState, ident: str) -> dict[str, Any]:
@@ -75,7 +75,7 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
         ident = request.query.get("budget_id")
         if not ident:
             raise bad_request("'budget_id' is required", "budget_id")
-        return json_response(public(state, await _get(state, ident)))
+        return json_response(await public(state, await _get(state, ident)))
     f = read(BUDGET_INFO, await request.json())
     ids = f.texts("budgets")
     if not ids:
@@ -83,7 +83,7 @@ async def info(state: ProxyState, request: Request, principal: Principal) -> Res
     missing = [i for i in ids if await state.cache.get_or_fetch("budget", i) is None]
     if missing:
         raise not_found(f"budget(s) not found: {', '.join(missing)}", "budgets")
-    return json_response([public(state, await _get(state, i)) for i in ids])
+    return json_response([await public(state, await _get(state, i)) for i in ids])
 
 
 @takes(BUDGET_UPDATE)
@@ -104,7 +104,7 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
     if "budget_duration" in fields or fields.get("budget_reset_at"):
         await _move_windows(state, ident, current.get("budget_duration"), updated.get("budget_duration"),
                             fields.get("budget_reset_at"))
-    return json_response(public(state, updated))
+    return json_response(await public(state, updated))
 
 
 async def _move_windows(state: ProxyState, tier: str, old: str | None, new: str | None,
@@ -137,10 +137,10 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
     if not ident:
         raise bad_request("'id' is required", "id")
     await _get(state, ident)
-    on_tier = await state.store.list("customer", {"budget_id": ident})
+    on_tier = await state.store.count("customer", {"budget_id": ident})
     if on_tier:
-        names = ", ".join(c["user_id"] for c in on_tier[:10])
-        raise bad_request(f"budget {ident!r} is the tier of {len(on_tier)} customer(s) ({names}); "
+        names = ", ".join(c["user_id"] for c in await state.store.list("customer", {"budget_id": ident}, limit=10))
+        raise bad_request(f"budget {ident!r} is the tier of {on_tier} customer(s) ({names}); "
                           "move them to another tier first", "id")
     await state.store.delete("budget", [ident])
     state.cache.drop("budget", ident)
@@ -148,4 +148,4 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
 
 
 async def list_budgets(state: ProxyState, request: Request, principal: Principal) -> Response:
-    return json_response([public(state, r) for r in state.cache.all("budget")])
+    return json_response([await public(state, r) for r in await state.store.list("budget")])

@@ -55,7 +55,7 @@ def public(record: dict[str, Any], state: ProxyState) -> dict[str, Any]:
     for records written before updates stamped it."""
     return {**record, "token": record["token_hash"], "token_id": record["token_hash"],
             "updated_at": record.get("updated_at") or record.get("created_at"),
-            "spend": state.spend.spend("key", record["token_hash"])}
+            "spend": state.spend.spend("key", record["token_hash"], record)}
 
 
 async def ensure_owner(state: ProxyState, kind: str, ident: str | None) -> None:
@@ -136,6 +136,7 @@ async def generate(state: ProxyState, request: Request, principal: Principal) ->
     f = read(KEY_GENERATE, body)
     fields = _key_fields(f, state, KEY_GENERATE)
     check_grants(principal, fields)
+    await state.cache.ensure([("team", fields.get("team_id")), ("user", fields.get("user_id"))])  # place_key reads them
     fields["user_id"] = place_key(state, principal, fields.get("team_id"), fields.get("user_id"), body)
     check_binding(fields)
     raw = _raw_key(f, "key")
@@ -193,6 +194,8 @@ async def update(state: ProxyState, request: Request, principal: Principal) -> R
     check_grants(principal, fields)
     if not principal.is_admin:  # else a non-admin would lift the bounds /key/generate applies
         check_upper_bounds(state.config.key_generation, body, fill=False)
+    await state.cache.ensure([("team", fields.get("team_id", record.get("team_id"))),
+                              ("user", fields.get("user_id", record.get("user_id")))])
     await _move(state, principal, record, fields)
     check_binding(fields, record)
     fields["limits_set_by"] = key_limits.check_change(key_limits.set_by_of(record), record, fields,
@@ -224,9 +227,10 @@ async def delete(state: ProxyState, request: Request, principal: Principal) -> R
         raise bad_request("'keys' must list at least one key", "keys")
     hashes = [(await target(state, principal, k, write=True))["token_hash"] for k in keys]
     for alias in aliases:
-        found = [r for r in state.cache.all("key") if r.get("key_alias") == alias]
+        found = await state.store.list("key", {"key_alias": alias})
         if not found:
             raise not_found(f"no key with alias {alias!r}", "key_aliases")
+        await state.cache.ensure([(kind, r.get(f"{kind}_id")) for r in found for kind in ("team", "user")])
         for r in found:
             require_key_write(state, principal, r)
         hashes += [r["token_hash"] for r in found]
@@ -291,6 +295,9 @@ async def list_keys(state: ProxyState, request: Request, principal: Principal) -
     filters = {k: request.query[k] for k in ("team_id", "user_id", "key_alias") if request.query.get(k)}
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "size", 100, 1, 1000)
-    rows = [r for r in await state.store.list("key", filters) if can_read_key(state, principal, r)]
+    rows = await state.store.list("key", filters)
+    if not principal.reads_all:  # can_read_key reads each key's team
+        await state.cache.ensure([("team", r.get("team_id")) for r in rows])
+        rows = [r for r in rows if can_read_key(state, principal, r)]
     return json_response({"keys": [public(r, state) for r in rows[(page - 1) * size: page * size]],
                           "total_count": len(rows), "current_page": page, "total_pages": max(1, -(-len(rows) // size))})

@@ -83,7 +83,8 @@ async def teams(state: ProxyState, request: Request, principal: Principal) -> Re
         today = datetime.now(ZoneInfo(state.config.timezone)).date()
         start = datetime.combine(today - timedelta(days=TEAM_WINDOW_DAYS), time(), ZoneInfo(state.config.timezone))
     rows = await state.store.spend_logs(None, start, _date(request, "end_date"), 1_000_000)
-    aliases = {t["team_id"]: t.get("team_alias") for t in state.cache.all("team")}
+    teams_seen = await state.store.get_many("team", sorted({r.team_id for r in rows if r.team_id}))
+    aliases = {ident: t.get("team_alias") for ident, t in teams_seen.items()}
 
     def name(team_id: str) -> str:
         return (aliases.get(team_id) or team_id) if team_id else UNASSIGNED
@@ -104,15 +105,15 @@ async def teams(state: ProxyState, request: Request, principal: Principal) -> Re
 
 async def keys(state: ProxyState, request: Request, principal: Principal) -> Response:
     listed = [{"key": k["token_hash"], "key_alias": k.get("key_alias"), "key_name": k.get("key_name"),
-               "team_id": k.get("team_id"), "user_id": k.get("user_id"), "spend": state.spend.spend("key", k["token_hash"])}
-              for k in state.cache.all("key")]
+               "team_id": k.get("team_id"), "user_id": k.get("user_id"), "spend": state.spend.spend("key", k["token_hash"], k)}
+              for k in await state.store.list("key")]
     listed.sort(key=lambda k: k["spend"], reverse=True)
     return json_response(listed[:_limit(request)])
 
 
 async def end_users(state: ProxyState, request: Request, principal: Principal) -> Response:
     await state.spend.flush()  # customers first seen in calls are written by the flush
-    listed = [{"end_user": c["user_id"], "alias": c.get("alias"), "spend": state.spend.spend("customer", c["user_id"])}
+    listed = [{"end_user": c["user_id"], "alias": c.get("alias"), "spend": state.spend.spend("customer", c["user_id"], c)}
               for c in await state.store.list("customer")]
     listed.sort(key=lambda c: c["spend"], reverse=True)
     return json_response(listed[:_limit(request)])

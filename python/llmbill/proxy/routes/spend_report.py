@@ -127,5 +127,6 @@ async def report(state: ProxyState, request: Request, principal: Principal) -> R
     rows = await state.store.spend_logs(None, start, end, MAX_ROWS + 1)
     if len(rows) > MAX_ROWS:
         raise bad_request(f"more than {MAX_ROWS} calls in the range; narrow start_date/end_date", "start_date")
-    aliases = {t["team_id"]: t.get("team_alias") for t in state.cache.all("team")}
+    teams_seen = await state.store.get_many("team", sorted({r.team_id for r in rows if r.team_id}))
+    aliases = {ident: t.get("team_alias") for ident, t in teams_seen.items()}
     return json_response(aggregate(rows, group_by, state.config.timezone, aliases))

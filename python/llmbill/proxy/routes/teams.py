@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from .. import key_limits, subscription_watch
@@ -57,7 +56,7 @@ def limit_fields(f: Fields, state: ProxyState, spec: Body) -> dict[str, Any]:
 
 
 def public(state: ProxyState, team: dict[str, Any]) -> dict[str, Any]:
-    return {**team, "spend": state.spend.spend("team", team["team_id"])}
+    return {**team, "spend": state.spend.spend("team", team["team_id"], team)}
 
 
 async def _team(state: ProxyState, team_id: str | None) -> dict[str, Any]:
@@ -162,6 +161,8 @@ async def team_info(state: ProxyState, request: Request, principal: Principal) -
 
 async def team_list(state: ProxyState, request: Request, principal: Principal) -> Response:
     teams = await state.store.list("team")
+    if not principal.reads_all:  # can_read_team reads each team's members
+        await state.cache.ensure([("team", t["team_id"]) for t in teams])
     return json_response([public(state, t) for t in teams if can_read_team(state, principal, t["team_id"])])
 
 
@@ -293,9 +294,3 @@ async def member_update(state: ProxyState, request: Request, principal: Principa
     members[i] = entry
     updated = await _save(state, team["team_id"], {"members_with_roles": members})
     return json_response({"team_id": team["team_id"], "updated_team": public(state, updated), "member": entry})
-
-
-def member_spend(state: ProxyState, team_id: str, user_id: str) -> Decimal:
-    """A member's spend in a team: the spend of the user's keys in that team."""
-    return sum((state.spend.spend("key", k["token_hash"]) for k in state.cache.all("key")
-                if k.get("team_id") == team_id and k.get("user_id") == user_id), Decimal(0))

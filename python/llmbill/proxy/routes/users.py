@@ -30,7 +30,7 @@ def _now() -> datetime:
 
 
 def public(state: ProxyState, user: dict[str, Any]) -> dict[str, Any]:
-    return {**user, "spend": state.spend.spend("user", user["user_id"])}
+    return {**user, "spend": state.spend.spend("user", user["user_id"], user)}
 
 
 def _role(f: Fields) -> str | None:
@@ -140,6 +140,7 @@ async def user_info(state: ProxyState, request: Request, principal: Principal) -
                          "none)", 403)
     user = await _user(state, user_id)
     keys = await state.store.list("key", {"user_id": user["user_id"]})
+    await state.cache.ensure([("team", tid) for tid in user.get("teams") or []])
     teams = [t for t in (state.cache.get("team", tid) for tid in user.get("teams") or []) if t]
     return json_response({"user_id": user["user_id"], "user_info": public(state, user),
                           "keys": [key_routes.public(k, state) for k in keys],
@@ -178,6 +179,7 @@ async def user_delete(state: ProxyState, request: Request, principal: Principal)
     if missing:
         raise not_found(f"user(s) not found: {', '.join(missing)}", "user_ids")
     await state.spend.flush()
+    await state.cache.ensure([("team", t) for u in ids for t in (state.cache.get("user", u) or {}).get("teams") or []])
     deleted_keys: list[str] = []
     for u in ids:
         deleted_keys += await key_routes.delete_keys_of(state, "user_id", u)
@@ -199,7 +201,7 @@ async def user_list(state: ProxyState, request: Request, principal: Principal) -
     page = query_int(request, "page", 1, 1)
     size = query_int(request, "page_size", 25, 1, 1000)
     filters = {"user_email": request.query["user_email"]} if request.query.get("user_email") else None
-    total = len(await state.store.list("user", filters))
+    total = await state.store.count("user", filters)
     users = await state.store.list("user", filters, (page - 1) * size, size)
     return json_response({"users": [public(state, u) for u in users], "total": total, "page": page,
                           "page_size": size, "total_pages": max(1, -(-total // size))})

@@ -14,11 +14,12 @@ from .base import RecordError as RecordError
 from .base import SpendBatch as SpendBatch
 from .base import SpendLog as SpendLog
 from .base import Store as Store
+from .base import member_id as member_id
 from .base import StoreError as StoreError
 from .codec import redact_url
 
 __all__ = ["INDEXED", "KINDS", "DuplicateError", "Record", "RecordError", "SpendBatch", "SpendLog", "Store",
-           "StoreError", "open_store"]
+           "StoreError", "member_id", "open_store"]
 
 _SQLITE = "sqlite:///"
 

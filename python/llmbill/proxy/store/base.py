@@ -10,19 +10,24 @@ Entity kinds and their id field:
     user      user_id      (internal users)
     customer  user_id      (end users: the OpenAI `user` field)
     budget    budget_id    (pricing tiers; no spend of their own)
+    member    member_id    (a team member's spend in that team: member_id(team_id, user_id); created by
+                           the first call of one of its keys, holding nothing but spend)
 
 Indexed fields a `list` may filter on: key: team_id, user_id, key_alias; team: —; user: user_email;
 customer: budget_id. Every other field lives in the record and round-trips unchanged.
 
-Every change made through `insert`/`update`/`delete` bumps `version()`, so other processes notice that
-their caches are stale by polling it (cheap) and reloading.
+Every change made through `insert`/`update`/`delete` bumps `version()` and records which (kind, id)
+changed in the same transaction, so other processes drop exactly what they hold of it: `changes(since)`
+reads them (a short log, CHANGES_KEPT versions), and PostgreSQL also pushes a NOTIFY at commit
+(`listen`). Spend changes (apply_spend, the window resets) are not changes: caches re-read spend.
 """
 
 from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -36,14 +41,27 @@ KINDS: dict[str, str] = {
     "user": "user_id",
     "customer": "user_id",
     "budget": "budget_id",
+    "member": "member_id",
 }
+UPSERTED = frozenset({"customer", "member"})  # apply_spend creates them when missing
+WINDOWED = frozenset({"key", "team", "user", "customer"})  # budget windows (`budget_reset_at`)
 INDEXED: dict[str, tuple[str, ...]] = {
     "key": ("team_id", "user_id", "key_alias"),
     "team": (),
     "user": ("user_email",),
     "customer": ("budget_id",),
     "budget": (),
+    "member": (),
 }
+
+
+def member_id(team_id: str, user_id: str) -> str:
+    """The id of a team member's spend record: unambiguous whatever characters the two ids hold.
+
+    >>> member_id("t/1", "u")
+    '["t/1","u"]'
+    """
+    return json.dumps([team_id, user_id], separators=(",", ":"), ensure_ascii=False)
 
 
 class StoreError(Exception):
@@ -189,6 +207,44 @@ class Store(abc.ABC):
             if await self.spend_logs({"request_id": rid}, limit=1):
                 found.add(rid)
         return found
+
+    @abc.abstractmethod
+    async def insert_many(self, kind: str, records: Sequence[Record]) -> int:
+        """Stores new records in one transaction (bulk loads); DuplicateError, and nothing stored, when
+        an id exists. Other processes' caches drop every cached record of the kind."""
+
+    @abc.abstractmethod
+    async def get_many(self, kind: str, idents: Sequence[str]) -> dict[str, Record]:
+        """The records of those ids that exist, by id (a few statements, whatever the count)."""
+
+    @abc.abstractmethod
+    async def spends_of(self, kind: str, idents: Sequence[str]) -> dict[str, Decimal]:
+        """The spend of those ids that exist, by id, without decoding their records."""
+
+    @abc.abstractmethod
+    async def count(self, kind: str, filters: Mapping[str, Any] | None = None) -> int:
+        """How many records match (the filters of `list`)."""
+
+    @abc.abstractmethod
+    async def reset_windows(self, kind: str, due: Mapping[str, datetime], now: datetime) -> None:
+        """Starts the next budget window of each id whose stored `budget_reset_at` is at or before `now`:
+        spend 0 and the new reset time `due[id]`. One statement per kind, guarded by the stored time, so
+        processes that notice the same expiry cannot wipe each other's new spend."""
+
+    @abc.abstractmethod
+    async def start_windows(self, kind: str, starts: Mapping[str, datetime]) -> None:
+        """Sets `budget_reset_at` of each id that has none (a window that never started)."""
+
+    @abc.abstractmethod
+    async def changes(self, since: int) -> tuple[int, builtins.list[tuple[str, str]] | None]:
+        """(the current version, the (kind, id) changed after version `since`). None instead of the list
+        when the log no longer holds them all: the caller must forget everything it cached. An id "*"
+        stands for every record of its kind (insert_many)."""
+
+    async def listen(self, wake: Callable[[], None]) -> bool:
+        """Calls `wake` whenever another process commits a change (PostgreSQL LISTEN). False when the
+        backend cannot push (SQLite) or the listening connection cannot be made: poll `changes`."""
+        return False
 
     async def spends(self, kind: str) -> dict[str, Decimal]:
         """Every record's spend by id: what a cache needs to see other processes' spend without

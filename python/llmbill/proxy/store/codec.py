@@ -20,7 +20,7 @@ from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import INDEXED, KINDS, Record
+from .base import INDEXED, KINDS, UPSERTED, WINDOWED, Record
 
 _DEC, _DT, _ESC = "$decimal", "$datetime", "$dict"
 _TAGS = frozenset((_DEC, _DT, _ESC))
@@ -136,13 +136,17 @@ class Table:
     id_col: str
     indexed: tuple[str, ...]
     has_spend: bool  # budgets have no spend of their own
-    upserted: bool  # apply_spend creates a missing record (customers: first call of an end user)
+    upserted: bool  # apply_spend creates a missing record (customers: first call; members: first team call)
+    # `budget_reset_at` lives in its own column (`reset_at`), so that a window is reset by one
+    # statement guarded by the stored time (reset_windows), never by a read-modify-write per record.
+    windowed: bool
 
 
 TABLES: dict[str, Table] = {
-    kind: Table(kind, f"{kind}s", id_col, INDEXED[kind], kind != "budget", kind == "customer")
+    kind: Table(kind, f"{kind}s", id_col, INDEXED[kind], kind != "budget", kind in UPSERTED, kind in WINDOWED)
     for kind, id_col in KINDS.items()
 }
+RESET_FIELD = "budget_reset_at"
 
 
 def table(kind: str) -> Table:
@@ -165,6 +169,7 @@ class EncodedRecord:
     indexed: tuple[str | None, ...]
     data: str
     spend: Decimal | None  # None when the record carries no spend
+    reset_at: datetime | None = None  # the reset_at column of a windowed table
 
 
 def encode_record(t: Table, record: Mapping[str, Any]) -> EncodedRecord:
@@ -181,13 +186,21 @@ def encode_record(t: Table, record: Mapping[str, Any]) -> EncodedRecord:
     data = dict(record)
     if t.has_spend and "spend" in data:
         spend = money(data.pop("spend"))
-    return EncodedRecord(ident, tuple(indexed), dumps(data), spend)
+    reset_at: datetime | None = None
+    if t.windowed and isinstance(data.get(RESET_FIELD), datetime):
+        reset_at = utc(data[RESET_FIELD])
+        data[RESET_FIELD] = None  # the key stays (the record had the field); the column holds the time
+    return EncodedRecord(ident, tuple(indexed), dumps(data), spend, reset_at)
 
 
-def decode_record(t: Table, data: str, spend: Decimal | None) -> Record:
+def decode_record(t: Table, data: str, spend: Decimal | None, reset_at: datetime | None = None) -> Record:
+    """The record of a row. A windowed record's reset time is its column's; a record written before
+    the column existed keeps the one in its data until it is migrated (sql.SqlStore._migrate)."""
     record = loads(data)
     if t.has_spend:
         record["spend"] = spend if spend is not None else Decimal(0)
+    if reset_at is not None:
+        record[RESET_FIELD] = reset_at
     return record
 
 

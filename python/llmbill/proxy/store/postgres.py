@@ -11,7 +11,7 @@ do not race on `CREATE TABLE IF NOT EXISTS`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, encode_record, redact_url, utc
 from .sql import Dialect, SqlStore, Tx, q
 
+CHANNEL = "llmbill_changes"  # NOTIFY channel: the payload is the new version
 # A fixed advisory-lock key ("llmbill" in ASCII) that serialises schema creation between processes.
 _SCHEMA_LOCK_KEY = 0x6C6C6D62696C6C
 
@@ -31,7 +32,8 @@ POSTGRES = Dialect(
     seq_column="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", for_update=" FOR UPDATE", unlimited=None,
     schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})",
     table_exists="SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1", placeholder=lambda i: f"${i}",
-    money_in=lambda v: v, money_out=lambda v: v, time_in=utc, time_out=lambda v: v)
+    money_in=lambda v: v, money_out=lambda v: v, time_in=utc, time_out=lambda v: v,
+    time_cast="::timestamptz", json_text="data::text", notify=f"SELECT pg_notify('{CHANNEL}', $1)")
 
 # A value the database cannot store (NUL in text, a number out of range, an index entry over ~2.7 kB,
 # a NOT NULL or CHECK violation): the same data fails again, unlike the errors below.
@@ -67,6 +69,7 @@ class PostgresStore(SqlStore):
         self.url = url
         self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
         self._pool: Any = None
+        self._listener: Any = None  # the connection that LISTENs (outside the pool: it stays open)
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -82,9 +85,33 @@ class PostgresStore(SqlStore):
             raise
 
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                await listener.close()
+            except _ERRORS:
+                pass  # the connection is gone already
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    async def listen(self, wake: Callable[[], None]) -> bool:
+        """LISTEN on a connection of its own; called again after it dropped (the caller polls anyway)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        if self._pool is None:
+            return False
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self._pool_args["timeout"])
+        except _ERRORS:
+            return False
+        try:
+            await conn.add_listener(CHANNEL, lambda *_: wake())
+        except _ERRORS:
+            await conn.close()
+            return False
+        self._listener = conn
+        return True
 
     @asynccontextmanager
     async def _transaction(self, write: bool) -> AsyncIterator[Tx]:

@@ -3,6 +3,10 @@
 
 Locking: every transaction that locks several entity rows takes them sorted by (kind, id), and the
 `meta` version row last, so concurrent writers cannot deadlock one another.
+
+Changes: a write takes the next version (`UPDATE meta ... RETURNING`, which holds the version row until
+commit, so versions commit in order) and logs its (kind, id) rows in `changes` under it; a reader asks
+for the versions after its own and checks that every one of them is there.
 """
 
 from __future__ import annotations
@@ -17,21 +21,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError
-from .codec import (TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record, loads,
-                    money, now, spend_table, table, utc)
+from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError, member_id
+from .codec import (RESET_FIELD, TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record,
+                    loads, money, now, spend_table, table, utc)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Schema changes an existing database needs to reach each version (from the one before it); a fresh
 # database gets the whole schema() instead.
 UPGRADES: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE spend_logs ADD COLUMN response_id TEXT NOT NULL DEFAULT ''",),
     3: (),  # ui_sessions: a new table, created by schema()
+    4: (),  # the reset_at column, member spend and the change log: _to_v4
 }
 # Admin UI sign-ins, shared by every worker and replica: the sha256 of the session id (the id itself
 # is only in the browser's cookie), its CSRF token, its expiry in ms since the epoch.
 UI_SESSIONS_DDL = ("CREATE TABLE IF NOT EXISTS ui_sessions (digest TEXT PRIMARY KEY, csrf TEXT NOT NULL, "
                    "expires_ms BIGINT NOT NULL)")
+CHANGES_KEPT = 10_000  # versions the change log keeps; a reader further behind forgets its cache
+CHUNK = 500  # ids per statement of the *_many operations
 PING_TIMEOUT = 5.0
 LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
@@ -61,6 +68,9 @@ class Dialect:
     money_out: Callable[[Any], Decimal]
     time_in: Callable[[datetime], Any]
     time_out: Callable[[Any], datetime]
+    time_cast: str  # makes a time parameter's type explicit where nothing else says it (PostgreSQL)
+    json_text: str  # the data column as text, for LIKE
+    notify: str | None  # a statement taking the new version: wakes the other processes at commit
 
 
 class Params:
@@ -83,6 +93,8 @@ def schema(d: Dialect) -> list[str]:
                 *(f"{q(c)} TEXT" for c in t.indexed), f"data {d.json_type} NOT NULL"]
         if t.has_spend:
             cols.append(f"spend {d.money_type} NOT NULL")
+        if t.windowed:
+            cols.append(f"reset_at {d.time_type}")
         cols.append(f"created_at {d.time_type} NOT NULL")
         out.append(f"CREATE TABLE IF NOT EXISTS {t.name} ({', '.join(cols)})")
         out += [f"CREATE INDEX IF NOT EXISTS {t.name}_{c} ON {t.name} ({q(c)})" for c in t.indexed]
@@ -92,6 +104,8 @@ def schema(d: Dialect) -> list[str]:
     out.append(f"CREATE TABLE IF NOT EXISTS spend_logs ({', '.join(cols)})")
     out += [f"CREATE INDEX IF NOT EXISTS spend_logs_{c} ON spend_logs ({q(c)})" for c in _LOG_INDEXED]
     out.append(UI_SESSIONS_DDL)
+    out.append("CREATE TABLE IF NOT EXISTS changes (seq BIGINT NOT NULL, kind TEXT NOT NULL, ident TEXT NOT NULL)")
+    out.append("CREATE INDEX IF NOT EXISTS changes_seq ON changes (seq)")
     out += [f"INSERT INTO meta (name, value) VALUES ('{name}', {value}) ON CONFLICT (name) DO NOTHING"
             for name, value in (("version", 0), ("schema", SCHEMA_VERSION))]
     return out
@@ -151,17 +165,50 @@ class SqlStore(Store):
             if existing:
                 row = await tx.fetchone("SELECT value FROM meta WHERE name = 'schema'")
                 found = None if row is None else int(row[0])
-            if found is None or found < SCHEMA_VERSION:
-                # A database from before the schema was numbered has version 1's tables.
-                at = found if found is not None else 1 if existing else SCHEMA_VERSION
+            # A database from before the schema was numbered has version 1's tables.
+            at = found if found is not None else 1 if existing else SCHEMA_VERSION
+            if at < 4:
+                for t in TABLES.values():
+                    if t.windowed:
+                        await tx.execute(f"ALTER TABLE {t.name} ADD COLUMN reset_at {d.time_type}")
+            if at < SCHEMA_VERSION:
                 for version in range(at + 1, SCHEMA_VERSION + 1):
                     for statement in UPGRADES.get(version, ()):
                         await tx.execute(statement)
+            if found is None or found < SCHEMA_VERSION:
                 for statement in schema(d):
                     await tx.execute(statement)
                 await tx.execute(f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE name = 'schema'")
+            if at < 4:
+                await self._to_v4(tx)
         if found is not None and found > SCHEMA_VERSION:
             raise StoreError(f"the database schema ({found}) is newer than this llmbill's ({SCHEMA_VERSION})")
+
+    async def _to_v4(self, tx: Tx) -> None:
+        """Reset times move from the records' data to their column; each team member's spend starts as
+        the spend of the member's keys in the team (what the budget check summed before)."""
+        d = self.dialect
+        ph = d.placeholder
+        for t in TABLES.values():
+            if not t.windowed:
+                continue
+            rows = await tx.fetch(f"SELECT {q(t.id_col)}, data FROM {t.name} WHERE {d.json_text} LIKE {ph(1)}",
+                                  (f'%"{RESET_FIELD}":{{%',))
+            for ident, data in rows:
+                record = loads(data)
+                at = record.get(RESET_FIELD)
+                if isinstance(at, datetime):
+                    record[RESET_FIELD] = None
+                    await tx.execute(f"UPDATE {t.name} SET reset_at = {ph(1)}{d.time_cast}, data = {ph(2)} "
+                                     f"WHERE {q(t.id_col)} = {ph(3)}", (d.time_in(at), dumps(record), ident))
+        sums: dict[str, Decimal] = {}
+        rows = await tx.fetch("SELECT team_id, user_id, spend FROM keys WHERE team_id IS NOT NULL AND user_id IS NOT NULL")
+        for team_id, user_id, spend in rows:
+            ident = member_id(team_id, user_id)
+            sums[ident] = sums.get(ident, Decimal(0)) + d.money_out(spend)
+        t = TABLES["member"]
+        for ident, total in sorted(sums.items()):
+            await tx.execute(*self._insert_sql(t, encode_record(t, {t.id_col: ident, "spend": total})))
 
     def _insert_sql(self, t: Table, rec: EncodedRecord) -> tuple[str, list[Any]]:
         d = self.dialect
@@ -171,25 +218,45 @@ class SqlStore(Store):
         if t.has_spend:
             cols.append("spend")
             vals.append(p(d.money_in(rec.spend if rec.spend is not None else Decimal(0))))
+        if t.windowed:
+            cols.append("reset_at")
+            vals.append(p(None if rec.reset_at is None else d.time_in(rec.reset_at)) + d.time_cast)
         cols.append("created_at")
         vals.append(p(d.time_in(now())))
         return f"INSERT INTO {t.name} ({', '.join(map(q, cols))}) VALUES ({', '.join(vals)})", p.values
 
     def _select(self, t: Table) -> str:
-        return f"SELECT data{', spend' if t.has_spend else ''} FROM {t.name}"
+        return f"SELECT data{', spend' if t.has_spend else ''}{', reset_at' if t.windowed else ''} FROM {t.name}"
 
-    def _record(self, t: Table, row: Sequence[Any], data: str | None = None) -> Record:
-        """The record of a `_select` row (with `data` instead of the row's own, when given)."""
-        spend = self.dialect.money_out(row[1]) if t.has_spend else None
-        return decode_record(t, row[0] if data is None else data, spend)
+    def _record(self, t: Table, row: Sequence[Any], rec: EncodedRecord | None = None) -> Record:
+        """The record of a `_select` row; with `rec`, the row's spend with `rec`'s data and reset time."""
+        d = self.dialect
+        spend = d.money_out(row[1]) if t.has_spend else None
+        if rec is not None:
+            return decode_record(t, rec.data, spend, rec.reset_at)
+        raw_reset = row[2 if t.has_spend else 1] if t.windowed else None
+        return decode_record(t, row[0], spend, None if raw_reset is None else d.time_out(raw_reset))
 
     async def _locked(self, tx: Tx, t: Table, ident: str) -> Any | None:
         where = f" WHERE {q(t.id_col)} = {self.dialect.placeholder(1)}{self.dialect.for_update}"
         return await tx.fetchone(self._select(t) + where, (ident,))
 
-    @staticmethod
-    async def _bump(tx: Tx) -> None:
-        await tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
+    async def _changed(self, tx: Tx, kind: str, idents: Sequence[str]) -> None:
+        """The next version, with the ids it changed, in the caller's transaction (see the module doc)."""
+        d = self.dialect
+        ph = d.placeholder
+        row = await tx.fetchone("UPDATE meta SET value = value + 1 WHERE name = 'version' RETURNING value")
+        if row is None:
+            raise StoreError("the meta table has no version row")
+        version = int(row[0])
+        await tx.executemany(f"INSERT INTO changes (seq, kind, ident) VALUES ({ph(1)}, {ph(2)}, {ph(3)})",
+                             [(version, kind, ident) for ident in idents])
+        await tx.execute(f"DELETE FROM changes WHERE seq <= {ph(1)}", (version - CHANGES_KEPT,))
+        if d.notify:
+            await tx.execute(d.notify, (str(version),))
+
+    def _in(self, p: Params, idents: Sequence[str]) -> str:
+        return ", ".join(p(i) for i in idents)
 
     # -- Store ----------------------------------------------------------------------------------
 
@@ -211,10 +278,22 @@ class SqlStore(Store):
         try:
             async with self._transaction(True) as tx:
                 await tx.execute(sql, values)
-                await self._bump(tx)
+                await self._changed(tx, kind, [rec.ident])
         except DuplicateError as exc:
             raise DuplicateError(f"{kind} {rec.ident!r} already exists") from exc
-        return decode_record(t, rec.data, rec.spend)
+        return decode_record(t, rec.data, rec.spend, rec.reset_at)
+
+    async def insert_many(self, kind: str, records: Sequence[Record]) -> int:
+        t = table(kind)
+        encoded = [self._insert_sql(t, encode_record(t, r)) for r in records]
+        if not encoded:
+            return 0
+        async with self._transaction(True) as tx:
+            for start in range(0, len(encoded), CHUNK * 10):
+                part = encoded[start:start + CHUNK * 10]
+                await tx.executemany(part[0][0], [values for _, values in part])
+            await self._changed(tx, kind, ["*"])
+        return len(encoded)
 
     async def get(self, kind: str, ident: str) -> Record | None:
         t = table(kind)
@@ -222,6 +301,20 @@ class SqlStore(Store):
             row = await tx.fetchone(f"{self._select(t)} WHERE {q(t.id_col)} = {self.dialect.placeholder(1)}",
                                     (ident,))
         return None if row is None else self._record(t, row)
+
+    async def get_many(self, kind: str, idents: Sequence[str]) -> dict[str, Record]:
+        t = table(kind)
+        wanted = list(dict.fromkeys(idents))
+        out: dict[str, Record] = {}
+        for start in range(0, len(wanted), CHUNK):
+            p = Params(self.dialect)
+            sql = f"{self._select(t)} WHERE {q(t.id_col)} IN ({self._in(p, wanted[start:start + CHUNK])})"
+            async with self._transaction(False) as tx:
+                rows = await tx.fetch(sql, p.values)
+            for row in rows:
+                record = self._record(t, row)
+                out[record[t.id_col]] = record
+        return out
 
     async def update(self, kind: str, ident: str, fields: Mapping[str, Any]) -> Record | None:
         t = table(kind)
@@ -233,15 +326,24 @@ class SqlStore(Store):
             row = await self._locked(tx, t, ident)
             if row is None:
                 return None
-            record = loads(row[0])
+            record = self._record(t, row)
+            record.pop("spend", None)
             record.update(fields)
             rec = encode_record(t, record)
-            p = Params(self.dialect)
-            sets = [f"{q(c)} = {p(v)}" for c, v in zip(t.indexed, rec.indexed)] + [f"data = {p(rec.data)}"]
-            await tx.execute(f"UPDATE {t.name} SET {', '.join(sets)} WHERE {q(t.id_col)} = {p(ident)}",
-                             p.values)
-            await self._bump(tx)
-        return self._record(t, row, rec.data)
+            await tx.execute(*self._rewrite(t, ident, rec))
+            await self._changed(tx, kind, [ident])
+        return self._record(t, row, rec)
+
+    def _rewrite(self, t: Table, ident: str, rec: EncodedRecord, zero_spend: bool = False) -> tuple[str, list[Any]]:
+        """UPDATE of a record's data, indexed columns and reset time (and spend to 0)."""
+        d = self.dialect
+        p = Params(d)
+        sets = [f"{q(c)} = {p(v)}" for c, v in zip(t.indexed, rec.indexed)] + [f"data = {p(rec.data)}"]
+        if t.windowed:
+            sets.append(f"reset_at = {p(None if rec.reset_at is None else d.time_in(rec.reset_at))}{d.time_cast}")
+        if zero_spend:
+            sets.append(f"spend = {p(d.money_in(Decimal(0)))}")
+        return f"UPDATE {t.name} SET {', '.join(sets)} WHERE {q(t.id_col)} = {p(ident)}", p.values
 
     async def delete(self, kind: str, idents: Sequence[str]) -> list[str]:
         t = table(kind)
@@ -256,7 +358,7 @@ class SqlStore(Store):
                 if await tx.fetchone(sql, (ident,)) is not None:
                     gone.add(ident)
             if gone:
-                await self._bump(tx)
+                await self._changed(tx, kind, sorted(gone))
         return [ident for ident in wanted if ident in gone]
 
     async def list(self, kind: str, filters: Mapping[str, Any] | None = None, offset: int = 0,
@@ -272,6 +374,14 @@ class SqlStore(Store):
         async with self._transaction(False) as tx:
             rows = await tx.fetch(sql, p.values)
         return [self._record(t, row) for row in rows]
+
+    async def count(self, kind: str, filters: Mapping[str, Any] | None = None) -> int:
+        t = table(kind)
+        p = Params(self.dialect)
+        where = self._where(p, check_filters(t.indexed, filters, f"{kind} records"))
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone(f"SELECT COUNT(*) FROM {t.name}{where}", p.values)
+        return int(row[0]) if row is not None else 0
 
     @staticmethod
     def _where(p: Params, conds: Sequence[tuple[str, Any]], extra: Sequence[str] = ()) -> str:
@@ -312,17 +422,48 @@ class SqlStore(Store):
             row = await self._locked(tx, t, ident)
             if row is None:
                 return None
-            record = loads(row[0])
-            current = record.get("budget_reset_at")
+            record = self._record(t, row)
+            current = record.get(RESET_FIELD)
             if isinstance(current, datetime) and current > now():
-                return self._record(t, row)  # another process already started this window
-            record["budget_reset_at"] = next_reset_at
+                return record  # another process already started this window
+            record.pop("spend", None)
+            record[RESET_FIELD] = next_reset_at
             rec = encode_record(t, record)
-            p = Params(self.dialect)
-            zero = self.dialect.money_in(Decimal(0))
-            await tx.execute(f"UPDATE {t.name} SET data = {p(rec.data)}, spend = {p(zero)} "
-                             f"WHERE {q(t.id_col)} = {p(ident)}", p.values)
-        return decode_record(t, rec.data, Decimal(0))
+            await tx.execute(*self._rewrite(t, ident, rec, zero_spend=True))
+        return decode_record(t, rec.data, Decimal(0), rec.reset_at)
+
+    async def reset_windows(self, kind: str, due: Mapping[str, datetime], now: datetime) -> None:
+        t = spend_table(kind)
+        if not t.windowed:
+            raise ValueError(f"{kind} records have no budget window")
+        d = self.dialect
+        items = sorted(due.items())
+        for start in range(0, len(items), CHUNK):
+            part = items[start:start + CHUNK]
+            p = Params(d)
+            zero = p(d.money_in(Decimal(0)))
+            cases = " ".join(f"WHEN {p(i)} THEN {p(d.time_in(utc(at)))}{d.time_cast}" for i, at in part)
+            ids = self._in(p, [i for i, _ in part])
+            sql = (f"UPDATE {t.name} SET spend = {zero}, reset_at = CASE {q(t.id_col)} {cases} END "
+                   f"WHERE {q(t.id_col)} IN ({ids}) AND reset_at IS NOT NULL AND reset_at <= {p(d.time_in(utc(now)))}"
+                   f"{d.time_cast}")
+            async with self._transaction(True) as tx:
+                await tx.execute(sql, p.values)
+
+    async def start_windows(self, kind: str, starts: Mapping[str, datetime]) -> None:
+        t = spend_table(kind)
+        if not t.windowed:
+            raise ValueError(f"{kind} records have no budget window")
+        d = self.dialect
+        items = sorted(starts.items())
+        for start in range(0, len(items), CHUNK):
+            part = items[start:start + CHUNK]
+            p = Params(d)
+            cases = " ".join(f"WHEN {p(i)} THEN {p(d.time_in(utc(at)))}{d.time_cast}" for i, at in part)
+            ids = self._in(p, [i for i, _ in part])
+            async with self._transaction(True) as tx:
+                await tx.execute(f"UPDATE {t.name} SET reset_at = CASE {q(t.id_col)} {cases} END "
+                                 f"WHERE {q(t.id_col)} IN ({ids}) AND reset_at IS NULL", p.values)
 
     async def set_spend(self, kind: str, ident: str, amount: Decimal) -> Record | None:
         t = spend_table(kind)
@@ -403,9 +544,39 @@ class SqlStore(Store):
         money_out = self.dialect.money_out
         return {row[0]: money_out(row[1]) for row in rows}
 
+    async def spends_of(self, kind: str, idents: Sequence[str]) -> dict[str, Decimal]:
+        t = spend_table(kind)
+        wanted = list(dict.fromkeys(idents))
+        money_out = self.dialect.money_out
+        out: dict[str, Decimal] = {}
+        for start in range(0, len(wanted), CHUNK):
+            p = Params(self.dialect)
+            sql = f"SELECT {q(t.id_col)}, spend FROM {t.name} WHERE {q(t.id_col)} IN ({self._in(p, wanted[start:start + CHUNK])})"
+            async with self._transaction(False) as tx:
+                rows = await tx.fetch(sql, p.values)
+            out.update((row[0], money_out(row[1])) for row in rows)
+        return out
+
     async def version(self) -> int:
         async with self._transaction(False) as tx:
             row = await tx.fetchone("SELECT value FROM meta WHERE name = 'version'")
         if row is None:
             raise StoreError("the meta table has no version row")
         return int(row[0])
+
+    async def changes(self, since: int) -> tuple[int, builtins.list[tuple[str, str]] | None]:
+        ph = self.dialect.placeholder
+        async with self._transaction(False) as tx:
+            row = await tx.fetchone("SELECT value FROM meta WHERE name = 'version'")
+            if row is None:
+                raise StoreError("the meta table has no version row")
+            version = int(row[0])
+            if version == since:
+                return version, []
+            if version < since or version - since > CHANGES_KEPT:
+                return version, None
+            rows = await tx.fetch(f"SELECT seq, kind, ident FROM changes WHERE seq > {ph(1)} AND seq <= {ph(2)} "
+                                  "ORDER BY seq", (since, version))
+        if {int(r[0]) for r in rows} != set(range(since + 1, version + 1)):
+            return version, None  # pruned, or written by a process that logs no changes
+        return version, [(str(r[1]), str(r[2])) for r in rows]

@@ -1,4 +1,5 @@
-"""SQLite backend: one connection used by one worker thread, so the event loop never blocks on disk.
+"""SQLite backend: a writing and a reading connection, each used by one worker thread, so the event
+loop never blocks on disk.
 
 Several processes may share the file: WAL lets readers run beside the one writer, every write is a
 `BEGIN IMMEDIATE` transaction (it takes the write lock up front, so two read-modify-writes cannot
@@ -30,26 +31,56 @@ SQLITE = Dialect(
     money_type="TEXT", time_type="INTEGER", json_type="TEXT",  # times: microseconds since the epoch
     seq_column="INTEGER PRIMARY KEY", for_update="", unlimited=-1, schema_lock=None,
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-    placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros)
+    placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros,
+    time_cast="", json_text="data", notify=None)  # the other processes poll the change log
+
+
+class _Lane:
+    """One connection used by one worker thread: a transaction holds it (the lock) while it runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.executor: ThreadPoolExecutor | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.lock = asyncio.Lock()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        if self.executor is None:
+            raise StoreError("SQLite store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llmbill-sqlite-{self.name}")
+        self.conn = await self.call(connect)
+
+    async def close(self) -> None:
+        async with self.lock:
+            conn, executor = self.conn, self.executor
+            self.conn = self.executor = None
+            if executor is None:
+                return
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            executor.shutdown(wait=True)
 
 
 class _Tx:
-    def __init__(self, store: SqliteStore, conn: sqlite3.Connection) -> None:
-        self._store = store
+    def __init__(self, lane: _Lane, conn: sqlite3.Connection) -> None:
+        self._lane = lane
         self._conn = conn
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        return await self._store._call(lambda: self._conn.execute(sql, args).fetchall())
+        return await self._lane.call(lambda: self._conn.execute(sql, args).fetchall())
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None:
         rows = await self.fetch(sql, args)  # fetchall: a RETURNING statement runs to completion
         return rows[0] if rows else None
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        await self._store._call(lambda: self._conn.execute(sql, args).close())
+        await self._lane.call(lambda: self._conn.execute(sql, args).close())
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._store._call(lambda: self._conn.executemany(sql, rows).close())
+        await self._lane.call(lambda: self._conn.executemany(sql, rows).close())
 
 
 class SqliteStore(SqlStore):
@@ -61,14 +92,10 @@ class SqliteStore(SqlStore):
         self.path = os.fspath(path)
         self.url = f"sqlite:///{self.path}"
         self._busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        if self._executor is None:
-            raise StoreError(f"SQLite store {self.path} is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        # Writes on one connection, reads on another: WAL lets a read run beside a write, so a record
+        # a request needs is not queued behind a spend flush.
+        self._writer = _Lane("write")
+        self._reader = _Lane("read")
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; this module issues BEGIN/COMMIT itself.
@@ -81,36 +108,34 @@ class SqliteStore(SqlStore):
         return conn
 
     async def open(self) -> None:
-        if self._conn is not None:
+        if self._writer.conn is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmbill-sqlite")
         try:
             try:
-                self._conn = await self._call(self._connect)
+                await self._writer.open(self._connect)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
             await self._migrate()
+            try:
+                await self._reader.open(self._connect)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        async with self._lock:
-            conn, executor = self._conn, self._executor
-            self._conn = self._executor = None
-            if executor is None:
-                return
-            if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-            executor.shutdown(wait=True)
+        await self._reader.close()
+        await self._writer.close()
 
     @asynccontextmanager
     async def _transaction(self, write: bool) -> AsyncIterator[Tx]:
-        async with self._lock:
-            conn = self._conn
+        lane = self._writer if write else self._reader
+        async with lane.lock:
+            conn = lane.conn
             if conn is None:
                 raise StoreError(f"SQLite store {self.path} is not open")
-            tx = _Tx(self, conn)
+            tx = _Tx(lane, conn)
             try:
                 if write:
                     await tx.execute("BEGIN IMMEDIATE")
@@ -119,7 +144,7 @@ class SqliteStore(SqlStore):
                     await tx.execute("COMMIT")
             except BaseException as exc:
                 if write:
-                    await self._rollback(conn)
+                    await self._rollback(lane, conn)
                 if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
                     raise DuplicateError(str(exc)) from exc
                 if isinstance(exc, (sqlite3.DataError, sqlite3.IntegrityError)):
@@ -128,9 +153,9 @@ class SqliteStore(SqlStore):
                     raise StoreError(f"SQLite {self.path}: {exc}") from exc
                 raise
 
-    async def _rollback(self, conn: sqlite3.Connection) -> None:
+    async def _rollback(self, lane: _Lane, conn: sqlite3.Connection) -> None:
         try:
-            await self._call(conn.rollback)  # a no-op when BEGIN itself failed
+            await lane.call(conn.rollback)  # a no-op when BEGIN itself failed
         except sqlite3.Error:
             pass  # the original error is the one to report; a broken connection fails the next call
 
