@@ -79,7 +79,7 @@ def test_the_member_budget_is_checked_against_its_record_alone(tmp_path: Path) -
         state.cache.held = state.cache.all = None  # type: ignore[assignment,method-assign]  # no scan
         with pytest.raises(ProxyError) as refused:
             await admit(state, principal, "", UpperBound(Decimal("0.0001")))
-        assert refused.value.status == 429 and "Member=u" in refused.value.message
+        assert refused.value.status == 422 and "Member=u" in refused.value.message
         await state.store.close()
 
     asyncio.run(scenario())

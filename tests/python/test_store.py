@@ -21,7 +21,7 @@ import pytest
 
 from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store,
                                  StoreError, open_store)
-from llmbill.proxy.store.codec import dumps, loads
+from llmbill.proxy.store.codec import TABLES, dumps, loads
 from tests.python.pg import create_database
 
 T = TypeVar("T")
@@ -403,10 +403,21 @@ def test_spend_logs_by_response_id(store: Store, run: Run[Any]) -> None:
     assert run(store.spend_logs({"request_id": "b"}))[0].response_id == ""
 
 
+async def _undo_v4(tx: Any) -> None:
+    """What version 4 added: the reset_at columns, member spend and the change log."""
+    for t in TABLES.values():
+        if t.windowed:
+            await tx.execute(f"ALTER TABLE {t.name} DROP COLUMN reset_at")
+    await tx.execute("DROP TABLE members")
+    await tx.execute("DROP TABLE changes")
+
+
 def test_a_version_1_database_gains_the_response_id_column(store: Store, url: str, run: Run[Any]) -> None:
     """Schema 1 (before spend logs kept the reply's id): opening it adds the column, keeping the rows."""
     async def downgrade() -> None:
         async with store._transaction(True) as tx:  # type: ignore[attr-defined]
+            await _undo_v4(tx)
+            await tx.execute("DROP TABLE ui_sessions")
             await tx.execute("DROP INDEX spend_logs_response_id")
             await tx.execute("ALTER TABLE spend_logs DROP COLUMN response_id")
             await tx.execute("UPDATE meta SET value = 1 WHERE name = 'schema'")
@@ -492,6 +503,7 @@ def test_ui_sessions_are_stored_by_digest_bounded_and_ended(store: Store, run: R
 def test_a_version_2_database_gains_the_ui_sessions_table(store: Store, url: str, run: Run[Any]) -> None:
     async def downgrade() -> None:
         async with store._transaction(True) as tx:  # type: ignore[attr-defined]
+            await _undo_v4(tx)
             await tx.execute("DROP TABLE ui_sessions")
             await tx.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
 

@@ -18,7 +18,7 @@ from llmbill.proxy.store.sql import CHANGES_KEPT, SqlStore
 from tests.python.test_store import Run, batch, record, run, store, url  # noqa: F401 (fixtures)
 
 UTC = timezone.utc
-SCHEMA_2 = sql_module.schema
+SCHEMA_NOW = sql_module.schema
 
 
 def test_every_write_logs_what_it_changed(store: Store, run: Run[Any]) -> None:
@@ -132,10 +132,12 @@ def test_team_members_have_their_own_spend(store: Store, run: Run[Any]) -> None:
 
 
 def _schema_1(d: sql_module.Dialect) -> list[str]:
-    """What schema() created before version 2: no reset_at column, no members, no change log."""
-    statements = SCHEMA_2(d)
-    return [s.replace(f", reset_at {d.time_type}", "") for s in statements
-            if "changes" not in s and "members" not in s]
+    """What schema() created at version 1: no reset_at column, no members, no change log (version 4),
+    no UI sessions (3), no response ids on spend logs (2)."""
+    statements = SCHEMA_NOW(d)
+    return [s.replace(f", reset_at {d.time_type}", "").replace(f", {sql_module.q('response_id')} TEXT NOT NULL", "")
+            for s in statements
+            if "changes" not in s and "members" not in s and "ui_sessions" not in s and "spend_logs_response_id" not in s]
 
 
 def test_a_schema_1_database_is_migrated(url: str, run: Run[Any], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ async def set_spend(state: ProxyState, principal: Principal, kind: str, ident: s
         raise auth_error(f"only a proxy admin may set a {kind}'s spend", 403)
     new = amount if amount is not None else Decimal(0)
     await state.spend.flush()
-    old = state.spend.spend(kind, ident)
+    old = state.spend.spend(kind, ident, await state.cache.get_or_fetch(kind, ident))  # held or read now
     record = await state.store.set_spend(kind, ident, new)
     if record is None:
         raise not_found(f"{kind} {ident!r} not found", KINDS[kind])

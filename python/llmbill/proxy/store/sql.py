@@ -167,7 +167,7 @@ class SqlStore(Store):
                 found = None if row is None else int(row[0])
             # A database from before the schema was numbered has version 1's tables.
             at = found if found is not None else 1 if existing else SCHEMA_VERSION
-            if at < 4:
+            if existing and at < 4:
                 for t in TABLES.values():
                     if t.windowed:
                         await tx.execute(f"ALTER TABLE {t.name} ADD COLUMN reset_at {d.time_type}")
@@ -179,7 +179,7 @@ class SqlStore(Store):
                 for statement in schema(d):
                     await tx.execute(statement)
                 await tx.execute(f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE name = 'schema'")
-            if at < 4:
+            if existing and at < 4:
                 await self._to_v4(tx)
         if found is not None and found > SCHEMA_VERSION:
             raise StoreError(f"the database schema ({found}) is newer than this llmbill's ({SCHEMA_VERSION})")
@@ -474,7 +474,8 @@ class SqlStore(Store):
             p = Params(self.dialect)
             await tx.execute(f"UPDATE {t.name} SET spend = {p(self.dialect.money_in(money(amount)))} "
                              f"WHERE {q(t.id_col)} = {p(ident)}", p.values)
-        return decode_record(t, row[0], money(amount))
+            await self._changed(tx, kind, [ident])  # other processes re-read the record, spend included
+        return {**self._record(t, row), "spend": money(amount)}
 
     async def spend_logs(self, filters: Mapping[str, Any] | None = None, start: datetime | None = None,
                          end: datetime | None = None, limit: int = 1000) -> builtins.list[SpendLog]:
