@@ -21,7 +21,14 @@ is then checked exactly as a direct call to it (its bound, margin, per-model lim
 rules need no special case), and the common call, whose primary answers, holds no more than its own
 bound — a default_fallbacks list naming a dearer model would otherwise shrink every budget's room
 for calls in flight. The cost: a fallback counts as one more request against the caller's rpm, and
-a fallback the budgets refuse (the room taken meanwhile) is skipped rather than served.
+a fallback the budgets refuse (the room taken meanwhile) is skipped rather than served. With Redis
+the failed attempt's release runs behind (redis_limits.py), so under a nearly spent budget its
+reservation may still be counted when the fallback is admitted: refused early, never overspent.
+
+Not done (yet): a fallback's own fallbacks are not followed (one list per call, as the primary's
+failure chose it); the model's other deployments are not tried before its fallbacks (a call's
+deployment is picked once, routing.py); a model whose every deployment is over its own rpm is
+refused (429) before any fallback is considered.
 
 The call keeps its call id; it is billed once, as the model that answered (spend log, Lago event,
 `x-litellm-response-cost`), and the reply (or error) carries `x-litellm-attempted-fallbacks`: how many
