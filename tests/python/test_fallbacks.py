@@ -272,3 +272,31 @@ def test_per_model_limits_count_the_model_actually_called(primary: FakeOpenAI, b
             # cheap's own calls are not charged with dear's spend.
             assert client.chat.completions.create(model="cheap", messages=ASK).model == "cheap"
         assert [(m, s) for m, s, _ in spend_rows(proxy)] == [("cheap", CHEAP_COST), ("dear", DEAR_COST)]
+
+
+@pytest.fixture
+def second() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def test_the_models_other_deployments_are_tried_before_its_fallbacks(
+        primary: FakeOpenAI, second: FakeOpenAI, backup: FakeOpenAI) -> None:
+    # `pair` has two deployments; the heavy one is picked first (all but certainly: weights 1e9 to 1).
+    config = {"model_list": [entry("pair", primary, weight=1e9), entry("pair", second, DEAR, weight=1),
+                             entry("dear", backup, DEAR)],
+              **settings(fallbacks=[{"pair": ["dear"]}])}
+    with Proxy(config) as proxy, openai.OpenAI(api_key=MASTER, base_url=proxy.url, max_retries=0) as client:
+        primary.fail_next(1, 503)
+        raw = client.chat.completions.with_raw_response.create(model="pair", messages=ASK)
+        assert raw.parse().model == "pair" and "x-litellm-attempted-fallbacks" not in raw.headers
+        assert (len(primary.requests), len(second.requests), len(backup.requests)) == (1, 1, 0)
+        # Both deployments refuse: then the fallback model.
+        primary.fail_next(1, 503)
+        second.fail_next(1, 429)
+        raw = client.chat.completions.with_raw_response.create(model="pair", messages=ASK)
+        assert raw.parse().model == "dear" and raw.headers["x-litellm-attempted-fallbacks"] == "1"
+        assert (len(primary.requests), len(second.requests), len(backup.requests)) == (2, 2, 1)
+        # Billed once each, as the deployment that answered (the second one's price: DEAR's).
+        second_cost = 12 * Decimal("1e-6") + 7 * Decimal("1e-3")
+        assert [(m, s) for m, s, _ in spend_rows(proxy)] == [("dear", DEAR_COST), ("pair", second_cost)]

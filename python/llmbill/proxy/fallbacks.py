@@ -1,9 +1,10 @@
 """Fallbacks, as LiteLLM's router does them, with the billing kept exact.
 
 A call whose deployment failed — after its own retries (routing.py) — in a way the provider did not
-bill (failures.py) goes on to the fallbacks of its model, in order: the request's list, else the
-config's (fallback_rules.py). The failure's kind picks the list: general (429/5xx/a refused
-connection), context window, content policy. The first fallback that answers serves the call; a
+bill (failures.py) goes first, when the failure was a general one (429/5xx/a refused connection), to
+the model's other deployments, in simple-shuffle's order; when they all failed, to the fallbacks of
+its model, in order: the request's list, else the config's (fallback_rules.py). The failure's kind
+picks the list: general, context window, content policy. The first fallback that answers serves the call; a
 fallback that fails unbilled passes it to the next one. A failure that may have been billed (a
 timeout or a reply cut after the request was written) ends the call: nothing is sent twice. When
 every fallback failed or was skipped, the last failure is returned (the original when none was called).
@@ -26,9 +27,8 @@ the failed attempt's release runs behind (redis_limits.py), so under a nearly sp
 reservation may still be counted when the fallback is admitted: refused early, never overspent.
 
 Not done (yet): a fallback's own fallbacks are not followed (one list per call, as the primary's
-failure chose it); the model's other deployments are not tried before its fallbacks (a call's
-deployment is picked once, routing.py); a model whose every deployment is over its own rpm is
-refused (429) before any fallback is considered.
+failure chose it); a model whose every deployment is over its own rpm is refused (429) before any
+fallback is considered.
 
 The call keeps its call id; it is billed once, as the model that answered (spend log, Lago event,
 `x-litellm-response-cost`), and the reply (or error) carries `x-litellm-attempted-fallbacks`: how many
@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import fallback_request, observe
 from .call import Call
@@ -51,6 +51,7 @@ from .failures import GENERAL, UpstreamFailure
 from .fallback_request import Asked, Fallback
 from .guards import admit_model, check_model_access
 from .http import Response, StreamingResponse
+from .routing import deployment_entity, shuffle_order
 from .upper_bound import upper_bound_cost
 
 log = logging.getLogger("llmbill.proxy")
@@ -70,25 +71,26 @@ class Route:
 
 
 async def serve(call: Call, body: dict[str, Any], attempt: Attempt[R], route: Route) -> R:
-    """`attempt(call, body)`, then the fallbacks its failure calls for. Every admission is released
-    if its attempt fails (a failed call is never billed); a served one settles it."""
+    """`attempt(call, body)`, then the model's other deployments and the fallbacks its failure calls
+    for. Every admission is released if its attempt fails (a failed call is never billed); a served
+    one settles it."""
     try:
         asked = fallback_request.read(body, call.principal.key, route.validate)
     except BaseException:
         call.admission.release()
         raise
-    try:
-        if asked.mock is not None:
-            raise _mocked(call, asked.mock)
-        return await attempt(call, asked.body)
-    except UpstreamFailure as failure:
+    run = _Run(call, asked, attempt, route)
+    if asked.mock is None:
+        try:
+            return await run.model(call, asked.body)
+        except UpstreamFailure as failed:
+            failure = failed
+    else:
         call.admission.release()
-        if failure.kind is None or asked.disabled:
-            raise
-        return await _fall_back(call, asked, failure, attempt, route)
-    except BaseException:
-        call.admission.release()
-        raise
+        failure = _mocked(call, asked.mock)
+    if failure.kind is None or asked.disabled:
+        raise failure
+    return await run.fall_back(failure)
 
 
 def chain(kind: str, model: str, asked: Asked, call: Call) -> tuple[Fallback, ...]:
@@ -107,63 +109,119 @@ def chain(kind: str, model: str, asked: Asked, call: Call) -> tuple[Fallback, ..
     return tuple((name, {}) for name in rules.chain(GENERAL, model))
 
 
-async def _fall_back(first: Call, asked: Asked, failure: UpstreamFailure, attempt: Attempt[R], route: Route) -> R:
-    assert failure.kind is not None
-    fallbacks = chain(failure.kind, first.model, asked, first)
-    if not fallbacks:
-        raise failure
-    most = first.state.config.fallbacks.max_fallbacks
-    tried = {first.model}
-    called = 0
-    last: ProxyError = failure
-    for name, own in fallbacks:
-        if called >= most:
-            break
-        body = {**asked.body, **own} if own else asked.body
-        call = await _admit(first, name, body, route, tried)
-        if call is None:
-            continue
-        called += 1
-        log.info("call %s: %s failed (%d %s); falling back to %s", first.call_id, first.model if called == 1
-                 else "the previous fallback", last.status, last.type, call.model)
-        observe.note_call(call)
+class _Run(Generic[R]):
+    """One client call through its models and their deployments."""
+
+    def __init__(self, first: Call, asked: Asked, attempt: Attempt[R], route: Route) -> None:
+        self.first, self.asked, self.attempt, self.route = first, asked, attempt, route
+        self.called = 0  # fallback models called
+
+    async def model(self, call: Call, body: dict[str, Any]) -> R:
+        """`call` on its deployment; after a general failure, on the model's other deployments (each
+        admitted again: another deployment may cost more). Raises the last unbilled failure when
+        every deployment failed; anything else (releasing what it holds) as it comes."""
         try:
-            reply = await attempt(call, body)
-        except UpstreamFailure as again:  # refused by the provider: nothing billed, the next one may serve
+            return await self.attempt(call, body)
+        except UpstreamFailure as failure:
             call.admission.release()
-            last = again
-            continue
-        except BaseException as stop:  # may have been billed (or the client left): nothing more is sent
+            last = failure
+        except BaseException:
             call.admission.release()
-            if isinstance(stop, ProxyError):
-                stop.headers[HEADER] = str(called)
             raise
-        reply.headers.append((HEADER.encode(), str(called).encode()))
-        return reply
-    last.headers[HEADER] = str(called)
-    raise last
+        for d in _others(call):
+            if last.kind != GENERAL:
+                break
+            again = await self._admit(call.model, body, d)
+            if again is None:
+                continue
+            log.info("call %s: %s failed (%d); trying another of its deployments", call.call_id, call.model, last.status)
+            try:
+                return await self.attempt(again, body)
+            except UpstreamFailure as failure:
+                again.admission.release()
+                last = failure
+            except BaseException:
+                again.admission.release()
+                raise
+        raise last
+
+    async def fall_back(self, failure: UpstreamFailure) -> R:
+        first = self.first
+        assert failure.kind is not None
+        fallbacks = chain(failure.kind, first.model, self.asked, first)
+        if not fallbacks:
+            raise failure
+        most = first.state.config.fallbacks.max_fallbacks
+        tried = {first.model}
+        last: ProxyError = failure
+        for name, own in fallbacks:
+            if self.called >= most:
+                break
+            body = {**self.asked.body, **own} if own else self.asked.body
+            try:
+                model = resolve_model(first.state, first.principal, name, body)  # the caller's aliases apply
+            except ProxyError:
+                continue
+            if model in tried:
+                continue
+            tried.add(model)
+            call = await self._admit(model, body)
+            if call is None:
+                continue
+            self.called += 1
+            log.info("call %s: %s failed (%d %s); falling back to %s", first.call_id, first.model, last.status,
+                     last.type, model)
+            observe.note_call(call)
+            try:
+                reply = await self.model(call, body)
+            except UpstreamFailure as again:  # refused by the provider: nothing billed, the next one may serve
+                last = again
+                continue
+            except ProxyError as stop:  # may have been billed: nothing more is sent
+                stop.headers[HEADER] = str(self.called)
+                raise
+            reply.headers.append((HEADER.encode(), str(self.called).encode()))
+            return reply
+        last.headers[HEADER] = str(self.called)
+        raise last
+
+    async def _admit(self, model: str, body: dict[str, Any], d: Deployment | None = None) -> Call | None:
+        """`model` (on `d`, else the deployment the router picks) as a call of its own, admitted as a
+        direct call to it would be; None when it is skipped (not served here or not on this route,
+        not the caller's, refused by the limits)."""
+        first, state, principal = self.first, self.first.state, self.first.principal
+        try:
+            if d is None:
+                d = state.deployment(model)
+            elif not _has_room(first, d):
+                return None
+            if d is None or not self.route.serves(d):
+                log.info("call %s: %s skipped: no deployment serves it on this route", first.call_id, model)
+                return None
+            check_model_access(state, principal, model)
+            admission = await admit_model(state, principal, first.customer,
+                                          upper_bound_cost(d, self.route.bound, body), model, body)
+        except ProxyError as refused:
+            log.info("call %s: fallback %s skipped: %s", first.call_id, model, refused.message)
+            return None
+        return first.fallback(model, d, admission)
 
 
-async def _admit(first: Call, name: str, body: dict[str, Any], route: Route, tried: set[str]) -> Call | None:
-    """The fallback `name` as a call of its own, admitted as a direct call to it would be; None when
-    it is skipped (not served here, not for this route, not the caller's, refused by the limits)."""
-    state, principal = first.state, first.principal
-    try:
-        model = resolve_model(state, principal, name, body)  # the caller's aliases apply to fallbacks too
-        if model in tried:
-            return None
-        tried.add(model)
-        d = state.deployment(model)
-        if d is None or not route.serves(d):
-            log.info("call %s: fallback %s skipped: no deployment serves it on this route", first.call_id, model)
-            return None
-        check_model_access(state, principal, model)
-        admission = await admit_model(state, principal, first.customer, upper_bound_cost(d, route.bound, body),
-                                      model, body)
-    except ProxyError as refused:
-        log.info("call %s: fallback %s skipped: %s", first.call_id, name, refused.message)
-        return None
-    return first.fallback(model, d, admission)
+def _others(call: Call) -> list[Deployment]:
+    """The model's deployments but the one that failed, in simple-shuffle's order."""
+    others = [d for d in call.state.deployments_of(call.model) if d is not call.d]
+    return [others[i] for i in shuffle_order([d.weight for d in others])]
+
+
+def _has_room(call: Call, d: Deployment) -> bool:
+    """A deployment under its own rpm/tpm this minute (counted as picked), as the router checks."""
+    if d.rpm is None and d.tpm is None:
+        return True
+    limiter, entity = call.state.limiter, deployment_entity(d)
+    if limiter.rate_check(entity, d.rpm, d.tpm, None) is not None:
+        return False
+    limiter.count_request(entity)
+    return True
 
 
 def _mocked(call: Call, kind: str) -> UpstreamFailure:
