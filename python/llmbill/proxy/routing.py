@@ -16,7 +16,7 @@
 - `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`, `default_fallbacks` (either
   section) and `router_settings.max_fallbacks`: read by fallback_rules.py, followed by fallbacks.py
   once a call's deployment failed (after its retries) in a way the provider did not bill
-  (failures.py). Each fallback is admitted as a call of its own — the caller's access to it, its
+  (failures.py) — after the model's other deployments, for a 429/5xx/refused connection. Each fallback is admitted as a call of its own — the caller's access to it, its
   upper bound against every budget and credit, its per-model limits — and the call is billed once,
   as the model that answered. The request body's `fallbacks` (and `context_window_fallbacks`,
   `content_policy_fallbacks`, `context_window_fallback_dict`, `disable_fallbacks`,
