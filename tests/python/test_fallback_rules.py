@@ -127,7 +127,8 @@ AZURE_FILTER = (b'{"error": {"message": "The response was filtered due to the pr
                 b'content management policy.", "param": "prompt", "code": "content_filter", "status": 400}}')
 OPENAI_POLICY = (b'{"error": {"code": "content_policy_violation", "message": "Your request was rejected as a result '
                  b'of our safety system.", "type": "invalid_request_error"}}')
-UNKNOWN_PARAM = b'{"error": {"message": "Unrecognized request argument supplied: foo", "type": "invalid_request_error"}}'
+UNKNOWN_PARAM = (b'{"error": {"message": "Unrecognized request argument supplied: foo", '
+                 b'"type": "invalid_request_error"}}')
 
 
 @pytest.mark.parametrize("status,body,kind", [

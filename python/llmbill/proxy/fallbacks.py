@@ -4,10 +4,10 @@ A call whose deployment failed — after its own retries (routing.py) — in a w
 bill (failures.py) goes first, when the failure was a general one (429/5xx/a refused connection), to
 the model's other deployments, in simple-shuffle's order; when they all failed, to the fallbacks of
 its model, in order: the request's list, else the config's (fallback_rules.py). The failure's kind
-picks the list: general, context window, content policy. The first fallback that answers serves the call; a
-fallback that fails unbilled passes it to the next one. A failure that may have been billed (a
-timeout or a reply cut after the request was written) ends the call: nothing is sent twice. When
-every fallback failed or was skipped, the last failure is returned (the original when none was called).
+picks the list: general, context window, content policy. The first fallback that answers serves the
+call; one that fails unbilled passes it to the next. A failure that may have been billed (a timeout
+or a reply cut after the request was written) ends the call: nothing is sent twice. When every
+fallback failed or was skipped, the last failure is returned (the original when none was called).
 
 Each fallback is admitted as a call of its own, the primary's admission released first:
 - the caller must be allowed the model (the key's, team's, user's `models`, access groups, aliases,
@@ -134,7 +134,8 @@ class _Run(Generic[R]):
             again = await self._admit(call.model, body, d)
             if again is None:
                 continue
-            log.info("call %s: %s failed (%d); trying another of its deployments", call.call_id, call.model, last.status)
+            log.info("call %s: %s failed (%d); trying another of its deployments", call.call_id, call.model,
+                     last.status)
             try:
                 return await self.attempt(again, body)
             except UpstreamFailure as failure:
