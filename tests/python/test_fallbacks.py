@@ -125,19 +125,25 @@ WINDOW = {"error": {"message": "This model's maximum context length is 8192 toke
                                "resulted in 9000 tokens.", "type": "invalid_request_error", "param": "messages",
                     "code": "context_length_exceeded"}}
 
+FILTERED = {"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+                                 "management policy.", "param": "prompt", "code": "content_filter", "status": 400}}
 
-def test_a_context_window_error_goes_to_the_context_window_fallback(
+
+def test_context_window_and_content_policy_errors_go_to_their_own_lists(
         primary: FakeOpenAI, backup: FakeOpenAI, bystander: FakeOpenAI) -> None:
     with FakeAnthropic() as anthropic:
         config = {"model_list": [entry("small", primary), entry("big", backup, DEAR), entry("other", bystander),
                                  entry("claude", anthropic, model="anthropic/claude-sonnet-4-5")],
                   "router_settings": {"fallbacks": [{"small": ["other"]}],
-                                      "context_window_fallbacks": [{"small": ["big"]}, {"claude": ["big"]}]},
+                                      "context_window_fallbacks": [{"small": ["big"]}, {"claude": ["big"]}],
+                                      "content_policy_fallbacks": [{"small": ["big"]}]},
                   **settings()}
         with Proxy(config) as proxy, openai.OpenAI(api_key=MASTER, base_url=proxy.url, max_retries=0) as client:
             primary.fail_next(1, 400, WINDOW)
             raw = client.chat.completions.with_raw_response.create(model="small", messages=ASK)
             assert raw.parse().model == "big" and raw.headers["x-litellm-attempted-fallbacks"] == "1"
+            primary.fail_next(1, 400, FILTERED)  # Azure's content filter: the content-policy list
+            assert client.chat.completions.create(model="small", messages=ASK).model == "big"
             # A request the provider refuses for another reason is the client's to fix: no fallback.
             primary.fail_next(1, 400, {"error": {"message": "Unrecognized request argument supplied: foo",
                                                  "type": "invalid_request_error"}})
@@ -154,7 +160,7 @@ def test_a_context_window_error_goes_to_the_context_window_fallback(
             assert headers["x-litellm-attempted-fallbacks"] == "1"
             assert not bystander.requests  # the general list was never used
             rows = spend_rows(proxy)
-            assert [m for m, _, _ in rows] == ["big", "big", "big"]
+            assert [m for m, _, _ in rows] == ["big"] * 4
             assert all(spend == DEAR_COST for _, spend, _ in rows)
 
 
