@@ -1,9 +1,11 @@
 """LiteLLM's routing keys, honoured or refused (proxy/routing.py): retries after a 429/5xx the provider
-answered (never billed twice), timeouts, a deployment's own rpm with simple-shuffle across deployments,
-drop_params, and the keys llmbill cannot honour refused at start with one line naming them."""
+answered or a refused connection (never billed twice), timeouts, a deployment's own rpm with
+simple-shuffle across deployments, drop_params, and the keys llmbill cannot honour refused at start
+with one line naming them. Fallbacks: test_fallbacks.py and test_fallback_rules.py."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Iterator
@@ -14,7 +16,9 @@ import openai
 import pytest
 
 from llmbill.billing import ConfigError
+from llmbill.proxy import upstream
 from llmbill.proxy.config import load_config_dict
+from llmbill.proxy.httpclient import ConnectFailed, UpstreamError
 from llmbill.proxy.routing import backoff, parse_router, shuffle_order
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
@@ -30,8 +34,6 @@ def entry(name: str, up: FakeOpenAI, **params: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("raw,message", [
-    ({"litellm_settings": {"fallbacks": [{"a": ["b"]}]}}, "litellm_settings.fallbacks"),
-    ({"router_settings": {"context_window_fallbacks": [{"a": ["b"]}]}}, "router_settings.context_window_fallbacks"),
     ({"router_settings": {"routing_strategy": "latency-based-routing"}}, "router_settings.routing_strategy"),
     ({"router_settings": {"redis_host": "x"}}, "router_settings.redis_host"),
     ({"litellm_settings": {"num_retries": -1}}, "litellm_settings.num_retries"),
@@ -59,6 +61,32 @@ def test_shuffle_follows_the_weights_and_backoff_the_provider() -> None:
     firsts = [shuffle_order([9.0, 1.0], rng)[0] for _ in range(2000)]
     assert 0.85 < firsts.count(0) / 2000 < 0.95
     assert backoff(1, "2") == 2.0 and backoff(1, None) == 0.25 and backoff(9, None) == 4.0 and backoff(1, "60") == 0.25
+
+
+def test_a_refused_connection_is_retried_a_broken_exchange_never(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upstream, "backoff", lambda attempt, retry_after: 0.0)
+    d = load_config_dict({"model_list": [{"model_name": "m", "litellm_params": {
+        "model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "k", "max_retries": 2}}]}).deployments[0]
+    sent: list[str] = []
+
+    def once_failing_with(error: Exception) -> Any:
+        async def once() -> str:
+            sent.append(type(error).__name__)
+            if len(sent) == 1:
+                raise error
+            return "answered"
+        return once
+
+    async def keep(result: str) -> None:
+        return None
+
+    assert asyncio.run(upstream._retrying(d, once_failing_with(ConnectFailed("refused")), lambda r: (200, None),
+                                          keep)) == "answered"
+    assert sent == ["ConnectFailed", "ConnectFailed"]  # nothing was written: sent again
+    sent.clear()
+    with pytest.raises(UpstreamError):  # written, then broken: it may have run, never sent twice
+        asyncio.run(upstream._retrying(d, once_failing_with(UpstreamError("reset")), lambda r: (200, None), keep))
+    assert sent == ["UpstreamError"]
 
 
 @pytest.fixture

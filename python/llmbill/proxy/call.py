@@ -47,6 +47,15 @@ class Call:
         # /spend/logs?request_id= finds a call by what the client saw, as LiteLLM's does.
         self.response_id = ""
 
+    def fallback(self, model: str, d: Deployment, admission: Admission) -> Call:
+        """The same client call sent on to a fallback model (fallbacks.py): its own deployment, price
+        and admission; the same call id, caller, customer and start time (its overhead counts from
+        now: the failed attempt's wait was the provider's, not the proxy's)."""
+        call = Call(self.state, self.principal, self.route, model, d, self.customer, time.perf_counter(), admission,
+                    self._call_type)
+        call.call_id, call.start_wall = self.call_id, self.start_wall
+        return call
+
     def note_reply(self, reply: Mapping[str, Any]) -> None:
         """Remembers the id of a reply object, or of a stream event's (Anthropic's message_start
         carries it in `message`, the Responses API's response.created in `response`)."""

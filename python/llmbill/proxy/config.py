@@ -28,6 +28,8 @@ from .providers.base import ChatAdapter, ProviderParams
 from .providers.openai_compatible import ProviderConfigError
 from .providers.registry import EXTRA_PARAMS, PROVIDERS, resolve
 from .routing import RouterSettings, deployment_retries, optional_limit, optional_seconds, parse_router
+from .fallback_rules import KEYS as FALLBACK_KEYS
+from .fallback_rules import FallbackRules, check_names
 
 KNOWN_TOP = {"model_list", "litellm_settings", "general_settings", "environment_variables", "router_settings"}
 KNOWN_PARAMS = {"model", "api_base", "api_key", "input_cost_per_token", "output_cost_per_token",
@@ -45,7 +47,7 @@ BILLING_FAILURE_POLICIES = ("fail_closed", "fail_open")  # proxy/billing_gate.py
 KNOWN_LITELLM = {"callbacks", "success_callback", "failure_callback", "max_end_user_budget_id", "timezone",
                  "drop_params", "set_verbose", "num_retries", "request_timeout", "key_generation_settings",
                  "upperbound_key_generate_params", "budget_exceeded_status_code", "credits", "cost_margin_config",
-                 "cost_discount_config"}
+                 "cost_discount_config", *FALLBACK_KEYS}
 _SECRET_KEYS = ("master_key", "api_key", "database_url")  # values config errors never echo
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 
@@ -118,6 +120,7 @@ class ProxyConfig:
     # general_settings.redis_url (or REDIS_URL, or REDIS_HOST/PORT/PASSWORD): shared limits (redis_limits.py)
     redis_url: str | None = field(default=None, repr=False)
     redis_failure_policy: str = "fail_closed"  # when Redis does not answer: refuse, or limit per process
+    fallbacks: FallbackRules = field(default_factory=FallbackRules)  # fallback_rules.py; followed by fallbacks.py
 
     @property
     def longest_timeout(self) -> float:
@@ -502,6 +505,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         margins=margins,
         cache_max_entries=cache_max,
         cache_sync_interval=float(sync),
+        fallbacks=check_names(router.fallbacks, [d.model_name for d in deployments]),
     )
 
 

@@ -22,6 +22,8 @@ from .._native import core
 from ..pricing import default_prices
 from .call import Call
 from .errors import ProxyError
+from .failures import UpstreamFailure, answered
+from .fallback_rules import REQUEST_FIELDS
 from .http import JSON_HEADERS, Response, StreamingResponse
 from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
 from .settle import settle
@@ -36,11 +38,12 @@ def _adapter(call: Call) -> ChatAdapter:
 
 
 # Request fields that steer LiteLLM-style proxies, not the model: never sent to a provider (a provider
-# refuses what it does not know, so a client written for LiteLLM would fail here for them).
-PROXY_ONLY = frozenset({"tags", "litellm_metadata", "mock_response", "num_retries", "fallbacks", "caching", "cache",
+# refuses what it does not know, so a client written for LiteLLM would fail here for them). The
+# fallback fields are read (and checked) by fallbacks.py before the call is forwarded.
+PROXY_ONLY = frozenset({"tags", "litellm_metadata", "mock_response", "num_retries", "caching", "cache",
                         "guardrails", "drop_params", "litellm_session_id", "litellm_trace_id", "prompt_id",
-                        "prompt_variables", "context_window_fallback_dict", "api_base", "api_key", "api_version",
-                        "base_model", "metadata"})
+                        "prompt_variables", "api_base", "api_key", "api_version", "base_model", "metadata",
+                        *REQUEST_FIELDS})
 
 
 def provider_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -66,14 +69,15 @@ def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
         raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
 
 
-def _failure(call: Call, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
+def _failure(call: Call, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> UpstreamFailure:
+    """The provider's error as the client gets it, marked by what the provider answered (failures.py)."""
     assert call.d.params is not None
     adapter: Any = _adapter(call)
     if headers and "headers" in inspect.signature(adapter.failure).parameters:  # Bedrock names errors in a header
         f = adapter.failure(call.d.params, status, body, headers=headers)
     else:
         f = adapter.failure(call.d.params, status, body)
-    return ProxyError(f.status, f"{call.d.model_name}: {f.message}", f.type)
+    return answered(ProxyError(f.status, f"{call.d.model_name}: {f.message}", f.type), status, body)
 
 
 async def _authorized(call: Call, request: UpstreamRequest) -> UpstreamRequest:

@@ -35,6 +35,11 @@ class UpstreamError(ConnectionError):
     """The upstream could not be reached or broke the exchange."""
 
 
+class ConnectFailed(UpstreamError):
+    """No connection was made (refused, unresolvable, TLS refused): nothing of the request was written,
+    so it did not run (a retry or a fallback may follow it)."""
+
+
 class Target:
     """A URL split once: where to connect and the request head's fixed part."""
 
@@ -258,7 +263,7 @@ class Client:
                                                    ssl=self._ssl if target.tls else None,
                                                    server_hostname=target.host if target.tls else None)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to {target.host}:{target.port}: {exc.strerror or exc}") from None
+            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc.strerror or exc}") from None
         return conn
 
     def _get_idle(self, target: Target) -> _Connection | None:

@@ -12,9 +12,15 @@
   load-balanced as LiteLLM's simple-shuffle does (random, weighted by `weight`, else rpm, else tpm) and a
   deployment over its rpm or tpm in the current minute is skipped; when all are, the call gets 429.
   Counted per process (documented; the entity limits are what Redis shares).
-- `router_settings.routing_strategy`: `simple-shuffle` only. `fallbacks`, `context_window_fallbacks`,
-  `content_policy_fallbacks` (either section): refused — a fallback model can cost more than the one
-  whose upper bound the budgets reserved.
+- `router_settings.routing_strategy`: `simple-shuffle` only.
+- `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`, `default_fallbacks` (either
+  section) and `router_settings.max_fallbacks`: read by fallback_rules.py, followed by fallbacks.py
+  once a call's deployment failed (after its retries) in a way the provider did not bill
+  (failures.py) — after the model's other deployments, for a 429/5xx/refused connection. Each fallback is admitted as a call of its own — the caller's access to it, its
+  upper bound against every budget and credit, its per-model limits — and the call is billed once,
+  as the model that answered. The request body's `fallbacks` (and `context_window_fallbacks`,
+  `content_policy_fallbacks`, `context_window_fallback_dict`, `disable_fallbacks`,
+  `mock_testing_*fallbacks`) follow the same rules.
 
 >>> parse_router({"litellm_settings": {"num_retries": 2}}).num_retries
 2
@@ -24,20 +30,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..billing import ConfigError
+from .fallback_rules import KEYS as FALLBACK_KEYS
+from .fallback_rules import FallbackRules, parse_rules
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
-REFUSED = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks")
-ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", *REFUSED}
+ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", *FALLBACK_KEYS}
 
 
 @dataclass(frozen=True)
 class RouterSettings:
     num_retries: int = 0
     request_timeout: float = 600.0
+    fallbacks: FallbackRules = field(default_factory=FallbackRules)
 
 
 def _count(value: Any, key: str) -> int:
@@ -58,15 +66,10 @@ def parse_router(raw: Mapping[str, Any]) -> RouterSettings:
     router = raw.get("router_settings") or {}
     if not isinstance(router, dict):
         raise ConfigError(f"router_settings: expected a mapping, got {type(router).__name__}")
-    for section, values in (("litellm_settings", litellm), ("router_settings", router)):
-        for name in REFUSED:
-            if values.get(name):
-                raise ConfigError(f"{section}.{name}: fallbacks are not supported (a fallback model may cost more "
-                                  "than the upper bound the budgets reserved); remove it")
     for name in router:
         if name not in ROUTER_KEYS:
             raise ConfigError(f"router_settings.{name}: not supported by llmbill (supported: "
-                              f"{', '.join(sorted(ROUTER_KEYS - set(REFUSED)))})")
+                              f"{', '.join(sorted(ROUTER_KEYS))})")
     strategy = router.get("routing_strategy", "simple-shuffle")
     if strategy != "simple-shuffle":
         raise ConfigError(f"router_settings.routing_strategy: only 'simple-shuffle' is supported, got {strategy!r}")
@@ -81,7 +84,7 @@ def parse_router(raw: Mapping[str, Any]) -> RouterSettings:
         if value is not None:
             timeout = _seconds(value, key)
             break
-    return RouterSettings(retries, timeout)
+    return RouterSettings(retries, timeout, parse_rules(litellm, router))
 
 
 def deployment_retries(params: Mapping[str, Any], key: str, default: int) -> int:

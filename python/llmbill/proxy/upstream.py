@@ -17,7 +17,8 @@ from .. import redact
 from . import mock
 from .config import Deployment
 from .errors import ProxyError
-from .httpclient import Client, Reply, Target, UpstreamError
+from .failures import GENERAL, UpstreamFailure, answered
+from .httpclient import Client, ConnectFailed, Reply, Target, UpstreamError
 from .routing import RETRY_STATUSES, backoff
 from .providers.base import UpstreamRequest
 
@@ -174,7 +175,7 @@ async def _retrying(d: Deployment, once: Callable[[], Awaitable[T]],
     while True:
         try:
             result = await once()
-        except ConnectionRefusedError:
+        except (ConnectFailed, ConnectionRefusedError):  # no connection: nothing was written
             if attempt >= d.max_retries:
                 raise
             attempt += 1
@@ -226,13 +227,22 @@ def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
 
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:
+    """502. A connection never made is an UpstreamFailure (nothing ran: a fallback may follow); any
+    other failure came after the request was written and may have been billed: nothing follows it."""
     detail = str(exc) or type(exc).__name__
-    return ProxyError(502, f"{d.model_name}: upstream {redact.url(d.api_base)} unreachable: {redact.text(detail)}",
-                      "upstream_error")
+    message = f"{d.model_name}: upstream {redact.url(d.api_base)} unreachable: {redact.text(detail)}"
+    if isinstance(exc, (ConnectFailed, ConnectionRefusedError)):
+        return UpstreamFailure(502, message, "upstream_error", kind=GENERAL)
+    return ProxyError(502, message, "upstream_error")
 
 
-def upstream_error(d: Deployment, status: int, body: bytes) -> ProxyError:
-    """The upstream's status and type, its message prefixed with the deployment."""
+def upstream_error(d: Deployment, status: int, body: bytes) -> UpstreamFailure:
+    """The upstream's status and type, its message prefixed with the deployment; marked with the
+    fallback it starts (failures.py: by what the provider answered)."""
+    return answered(_error(d, status, body), status, body)
+
+
+def _error(d: Deployment, status: int, body: bytes) -> ProxyError:
     message, type_, param = body.decode("utf-8", "replace")[:500], "upstream_error", None
     try:
         err = orjson.loads(body).get("error")

@@ -10,6 +10,7 @@ choice running to max_completion_tokens / max_tokens (finish_reason "length").
     with FakeOpenAI() as up:             # http://127.0.0.1:<port>/v1
         up.usage = {"prompt_tokens": 12, "completion_tokens": 7}
         up.fail_next(1, 500)
+        up.gate = threading.Event()      # requests wait until the test sets it; up.arrived counts them
         ...
         up.requests[-1]["body"]["stream_options"]
 
@@ -94,6 +95,8 @@ class FakeOpenAI:
         self.usage_from_request = False
         self.image_tokens = 1_445  # gpt-4o at detail "high", the largest image it bills (8 tiles)
         self._failures: list[tuple[int, Json]] = []
+        self.gate: threading.Event | None = None  # set by a test: each request waits for it (a call held in flight)
+        self.arrived = threading.Semaphore(0)  # released once per request received
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -140,6 +143,9 @@ class FakeOpenAI:
             self.requests.append({"path": path, "body": body, "headers": dict(h.headers.items())})
             reply_id = f"fake-{len(self.requests)}"  # each reply its own id, as OpenAI's are
             failure = self._failures.pop(0) if self._failures else None
+        self.arrived.release()
+        if self.gate is not None:
+            self.gate.wait(30)
         if self.delay:
             time.sleep(self.delay)
         if failure:

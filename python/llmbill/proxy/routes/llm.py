@@ -7,6 +7,7 @@ by the C++ pipeline before the reply) → reply with the call id, cost and the p
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, forward, observe
+from .. import billing_gate, fallbacks, forward, observe
 from ..auth import Principal
 from ..config import Deployment
 from ..customer_binding import bound_customer
@@ -97,13 +98,23 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     return call, body
 
 
+def _serves(route: str, d: Deployment) -> bool:
+    """Whether a deployment can serve the route (for fallbacks; _begin and _forward say why not)."""
+    if route == "chat":
+        return d.provider != "text-completion-openai"
+    if route == "completion":
+        return d.adapter is None
+    return d.adapter is None or hasattr(d.adapter, "embedding_requests") or hasattr(d.adapter, "embedding_request")
+
+
+ROUTES = {route: fallbacks.Route(route, functools.partial(_validate, route), functools.partial(_serves, route))
+          for route in ("chat", "completion", "embedding")}
+
+
 async def llm_call(state: ProxyState, request: Request, principal: Principal, route: str) -> Response | StreamingResponse:
     call, body = await _begin(state, request, route, principal)
-    try:
-        return await _forward(call, body)
-    except BaseException:
-        call.admission.release()  # a failed call frees its reservation and is never billed
-        raise
+    # A failed call frees its reservation and is never billed; one that failed unbilled may fall back.
+    return await fallbacks.serve(call, body, _forward, ROUTES[route])
 
 
 async def forward_chat(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:

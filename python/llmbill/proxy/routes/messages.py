@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, observe
+from .. import billing_gate, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
+from ..failures import answered
 from ..customer_binding import bound_customer
 from ..guards import admit_model, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
@@ -84,15 +85,19 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
     return call, body
 
 
+ROUTE = fallbacks.Route("messages", _validate, lambda d: d.provider != "text-completion-openai")
+
+
 async def messages(state: ProxyState, request: Request, principal: Principal) -> Response | StreamingResponse:
     call, body = await _begin(state, request, principal)
-    try:
+
+    async def attempt(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
         if is_native(call.d):
             return await _native(call, body, request.headers)
         return await _translated(call, body)
-    except BaseException:
-        call.admission.release()  # a failed call frees its reservation and is never billed
-        raise
+
+    # A failed call frees its reservation and is never billed; one that failed unbilled may fall back.
+    return await fallbacks.serve(call, body, attempt, ROUTE)
 
 
 def messages_url(api_base: str, path: str = "/v1/messages") -> str:
@@ -171,7 +176,7 @@ async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str,
     reply = await call.state.upstream.send(call.d, request)
     call.upstream_seconds = time.perf_counter() - t
     if reply.status >= 400:
-        raise upstream_failure(call.d, reply.status, reply.body)
+        raise answered(upstream_failure(call.d, reply.status, reply.body), reply.status, reply.body)
     try:
         data = orjson.loads(reply.body)
         if not isinstance(data, dict):
@@ -193,7 +198,7 @@ async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequ
     up = await call.state.upstream.open_stream(call.d, request)
     if up.status >= 400:
         data = b"".join([c async for c in up.chunks])
-        raise upstream_failure(call.d, up.status, data)
+        raise answered(upstream_failure(call.d, up.status, data), up.status, data)
     call.upstream_seconds = time.perf_counter() - t
     # No usage from the provider (never for Anthropic, but never billed as zero): a token an event.
     chunks = relay(call, up.chunks, lambda events: _estimate(body, 4 * events))

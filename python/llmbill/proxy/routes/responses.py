@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, observe
+from .. import billing_gate, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
@@ -71,7 +71,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
     d = state.deployment(model)
     if d is None:
         raise bad_request(f"unknown model {model!r}; this proxy serves: {', '.join(state.config.model_names)}", "model")
-    if d.provider not in SERVED_BY or (d.adapter is not None and d.provider != "azure"):
+    if not _served(d):
         raise bad_request(f"model {model!r} ({d.provider}) does not serve the Responses API; "
                           "call /chat/completions", "model")
     check_model_access(state, principal, model)
@@ -80,13 +80,21 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
     admission = await admit_model(state, principal, customer, upper_bound_cost(d, "responses", body), model, body)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
     observe.note_call(call)
-    try:
-        if body.get("stream"):
-            return await _stream(call, body)
-        return await _plain(call, body)
-    except BaseException:
-        admission.release()  # a failed call frees its reservation and is never billed
-        raise
+    # A failed call frees its reservation and is never billed; one that failed unbilled may fall back.
+    return await fallbacks.serve(call, body, _attempt, ROUTE)
+
+
+def _served(d: Deployment) -> bool:
+    return d.provider in SERVED_BY and (d.adapter is None or d.provider == "azure")
+
+
+ROUTE = fallbacks.Route("responses", _validate, _served)
+
+
+async def _attempt(call: Call, body: dict[str, Any]) -> Response | StreamingResponse:
+    if body.get("stream"):
+        return await _stream(call, body)
+    return await _plain(call, body)
 
 
 async def _plain(call: Call, body: dict[str, Any]) -> Response:
