@@ -41,6 +41,7 @@ class HoldRef:
 
     ident: str
     local: bool
+    mirror: int = 0  # a shared hold's copy in this process's holds (what fail_open counts while Redis is down)
 
 
 class Unseeded(Exception):

@@ -18,9 +18,10 @@ usage between two invoices because applied usage leaves it, and a balance above 
 Redis down (a connection or timeout error), by `general_settings.redis_failure_policy`, reported as
 the limits report it (readiness, `llmbill_redis_up`, one log line per outage): `fail_closed` (the
 default) refuses the call with 503 `redis_unavailable`; `fail_open` holds against this process's
-own tally (LocalLedger: the last shared figures it saw plus what it settled since). What could not be
-written (a settle or release while Redis is down) is kept and written with the payer's next script
-or the gate's next poll, so the shared tally does not lose usage across an outage.
+own tally (LocalLedger: the last shared figures it saw, its own holds, shared ones included, and
+what it settled since). What could not be written (a settle or release while Redis is down) is kept
+and written with the payer's next script or the gate's next poll, so the shared tally does not lose
+usage across an outage.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class RedisLedger:
         if found is None:  # Redis down, fail_open
             return self.fallback.take(account, balance, amount)
         state, figures = found
-        return (HoldRef(ident, local=False) if state == "held" else None), figures
+        if state != "held":
+            return None, figures
+        return HoldRef(ident, local=False, mirror=self.fallback.holds.take(account.payer, amount)), figures
 
     async def figures(self, account: Account, balance: Decimal) -> Figures:
         found = await self._check(account, balance, "", 0)
@@ -127,17 +130,19 @@ class RedisLedger:
 
     def settle(self, account: Account, ref: HoldRef, charge: Decimal) -> None:
         account.settled += charge
-        if ref.local:
-            self.fallback.holds.drop(int(ref.ident))
-            self._spawn(self._write(account.payer, units(charge), []))
-        else:
-            self._spawn(self._write(account.payer, units(charge), [ref.ident]))
+        self._end(account.payer, ref, units(charge))
 
     def release(self, account: Account, ref: HoldRef) -> None:
+        self._end(account.payer, ref, 0)
+
+    def _end(self, payer: str, ref: HoldRef, charge: int) -> None:
+        """A hold taken while Redis was down (fail_open) only has its charge to write."""
         if ref.local:
             self.fallback.holds.drop(int(ref.ident))
         else:
-            self._spawn(self._write(account.payer, 0, [ref.ident]))
+            self.fallback.holds.drop(ref.mirror)
+        if charge or not ref.local:
+            self._spawn(self._write(payer, charge, [] if ref.local else [ref.ident]))
 
     async def _write(self, payer: str, add: int, drops: list[str]) -> None:
         todo = self.unwritten.pop(payer, None) or _Unwritten()
