@@ -143,8 +143,8 @@ def test_a_tally_redis_lost_is_reseeded_from_lago(money_lago: FakeLago, redis_se
         redis_server.flush()  # a Redis restarted without persistence
         with pytest.raises(ProxyError) as refused:
             await a.hold("p4", Decimal("0.75"), 402)
-        assert refused.value.type == "insufficient_credits" and "0.7 USD" in refused.value.message
-        assert await figures(a, "p4") == (Decimal("1.00"), Decimal("0.30"), 0, Decimal("0.70"))
+        assert refused.value.type == "insufficient_credits" and "0.695 USD" in refused.value.message
+        assert await figures(a, "p4") == (Decimal("1.00"), Decimal("0.305"), 0, Decimal("0.695"))
         await close(a)
     run(body)
 

@@ -38,7 +38,9 @@ class WalletReader(LagoReader):
         """What Lago has of the payer's usage of `metric` this period and has not invoiced, in money
         (GET /customers/:id/current_usage?external_subscription_id=: llmbill bills the payer's id as
         both). Σ `amount_cents` of the charges of `metric`, before taxes: the same measure as a
-        settled call's charge. No customer or no active subscription: Lago bills none of its events."""
+        settled call's charge. Lago rounds each fee half up to the cent, so half a cent is added per fee
+        with usage: the figure is never below what was used (refusing at most that much early). No
+        customer or no active subscription: Lago bills none of its events."""
         path = f"/customers/{quote(payer, safe='')}/current_usage"
         status, data = self._get(path, {"external_subscription_id": payer})
         code = data.get("code") if isinstance(data, dict) else None
@@ -49,7 +51,8 @@ class WalletReader(LagoReader):
             raise LagoReadError(f"Lago answered HTTP {status} to GET {path}: {str(data)[:200]}")
         if str(usage.get("currency") or "").upper() != currency.upper():
             return Decimal(0)  # only wallets in our currency gate, and they never pay another currency's fees
-        cents = 0
+        exp = exponent(currency)
+        total = Decimal(0)
         for charge in usage["charges_usage"]:
             metric_code = charge.get("billable_metric", {}).get("code") if isinstance(charge, dict) else None
             if metric_code != metric:
@@ -57,8 +60,10 @@ class WalletReader(LagoReader):
             amount = charge.get("amount_cents")
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise LagoReadError(f"GET {path}: amount_cents is not an integer: {amount!r}")
-            cents += amount
-        return Decimal(cents).scaleb(-exponent(currency))
+            total += Decimal(amount).scaleb(-exp)
+            if charge.get("events_count") != 0:
+                total += Decimal(5).scaleb(-exp - 1)  # what half-up rounding may have taken off
+        return total
 
     def webhook_public_key(self) -> bytes:
         """The PEM Lago signs webhook JWTs with (GET /webhooks/json_public_key: base64 of the PEM)."""

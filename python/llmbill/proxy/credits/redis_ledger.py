@@ -119,7 +119,10 @@ class RedisLedger:
         self.limiter.note(None)
         state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if state == "unseeded":
-            self._keep(payer, todo)
+            # The re-seed drains this process's spool first, and every charge still unwritten has
+            # its event in that spool already (settle.py spools right after the credit settles):
+            # Lago's usage will include them, so adding them again would count them twice.
+            self._keep(payer, _Unwritten(0, todo.drops))
             raise Unseeded(payer)
         account.seed = None  # the tally exists: a seed is only ever used to start one
         figures = Figures(Decimal(sent) * NANO, _money(reply[2]), _money(reply[3]), shared=True)
