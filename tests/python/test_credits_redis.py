@@ -176,8 +176,10 @@ def test_redis_down_with_fail_closed_refuses_credit_holds(lago: FakeLago, redis_
         try:
             with pytest.raises(ProxyError) as refused:
                 await a.hold("p6", Decimal("0.1"), 402)
+            shown = await a.info("p6")  # /customer/info still answers: this proxy's view, and why
         finally:
             redis_server.restart()
+        assert shown["shared"] is False and shown["available"] == Decimal("1.00") and "Redis" in shown["error"]
         assert refused.value.status == 503 and refused.value.type == "redis_unavailable"
         assert "prepaid credits" in refused.value.message and ledger(a).limiter.error is not None
         (await a.hold("p6", Decimal("0.1"), 402)).release()  # Redis back: shared again

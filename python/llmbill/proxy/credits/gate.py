@@ -202,13 +202,18 @@ class CreditGate:
                               "seeded from Lago", "credits_unavailable", None, {"retry-after": "5"})
 
     async def info(self, payer: str) -> dict[str, Any]:
-        """What /customer/info shows: the parts of `available`, exactly."""
+        """What /customer/info shows: the parts of `available`, exactly. When the ledger cannot
+        answer (Redis down, a tally that cannot be seeded), this process's view, with why."""
         account = self.account(payer)
-        figures = await self._ask(account, lambda: self.ledger.figures(account, self._balance(account)))
+        error: str | None = None
+        try:
+            figures = await self._ask(account, lambda: self.ledger.figures(account, self._balance(account)))
+        except ProxyError as exc:
+            figures, error = self.ledger.local(account, self._balance(account)), exc.message
         return {"source": "lago", "currency": self.settings.currency, "lago_balance": self._balance(account),
                 "settled_not_invoiced": figures.unapplied, "holds": figures.held,
                 "available": self._balance(account) - figures.unapplied - figures.held,
-                "shared": figures.shared,
+                "shared": figures.shared, **({"error": error} if error else {}),
                 "balance_age_seconds": None if account.read_at is None else round(self.clock() - account.read_at, 3),
                 "wallets": [{"lago_id": w.lago_id, "code": w.code, "balance_cents": w.balance_cents,
                              "priority": w.priority, "pays": w.pays(self.metric, self.settings.currency)}

@@ -54,6 +54,9 @@ class Ledger(Protocol):
 
     async def figures(self, account: Account, balance: Decimal) -> Figures: ...
 
+    def local(self, account: Account, balance: Decimal) -> Figures:
+        """This process's view, without asking anyone (what is shown when the ledger cannot answer)."""
+
     def settle(self, account: Account, ref: HoldRef, charge: Decimal) -> None:
         """Ends the hold and counts the charge as settled, unapplied usage (never awaits)."""
 
@@ -72,6 +75,8 @@ class LocalLedger:
 
     def check(self, account: Account, balance: Decimal) -> Figures:
         return Figures(balance, account.unapplied(), self.holds.held(account.payer), shared=False)
+
+    local = check
 
     def take(self, account: Account, balance: Decimal, amount: Decimal) -> tuple[HoldRef | None, Figures]:
         figures = self.check(account, balance)
