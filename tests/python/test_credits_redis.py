@@ -224,3 +224,28 @@ def test_fail_open_gates_on_its_own_view_and_writes_its_usage_back(lago: FakeLag
         assert await figures(b, "p7") == (Decimal("1.00"), Decimal("0.50"), 0, Decimal("0.50"))
         await close(a, b)
     run(body)
+
+
+def test_a_hold_whose_call_went_away_mid_script_is_ended(lago: FakeLago, redis_url: str) -> None:
+    import redis
+    wallet(lago, "p8", granted="1.00")
+
+    async def body() -> None:
+        a = proxy(lago, redis_url)
+        await a.ensure("p8")
+        pending = asyncio.ensure_future(a.hold("p8", Decimal("0.6"), 402))
+        for _ in range(5):  # until the script is on its way to Redis
+            await asyncio.sleep(0)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        for _ in range(200):  # the script finishes behind the cancelled call, then its hold is ended
+            await asyncio.sleep(0.005)
+            await written(a)
+            if (await figures(a, "p8"))[2] == 0:
+                break
+        assert await figures(a, "p8") == (Decimal("1.00"), 0, 0, Decimal("1.00"))
+        await close(a)
+    run(body)
+    # The hold was taken (its hash exists), then ended: not left to its hour-long expiry.
+    assert redis.Redis.from_url(redis_url).hget("llmbill:ch:p8", "=") == b"0"

@@ -84,6 +84,8 @@ class RedisLedger:
     # -- the check and the hold ----------------------------------------------------------------------
 
     async def hold(self, account: Account, balance: Decimal, amount: Decimal) -> tuple[HoldRef | None, Figures]:
+        if balance <= 0 < amount:  # no credits at all (no wallet): refused without making a tally for the id
+            return None, self.fallback.check(account, balance)
         ident = uuid.uuid4().hex
         found = await self._check(account, balance, ident, units(amount))
         if found is None:  # Redis down, fail_open
@@ -111,8 +113,12 @@ class RedisLedger:
         for w in account.wallets:
             if w.could_pay(self.metric, self.currency):
                 args += [w.lago_id, _floor(w.consumed())]
+        script = asyncio.ensure_future(self._hold(args=args))
         try:
-            reply = await self._hold(args=args)
+            reply = await asyncio.shield(script)
+        except asyncio.CancelledError:  # the call went away: its script still runs, and is cleaned up after
+            script.add_done_callback(lambda done: self._abandoned(payer, ident, todo, done))
+            raise
         except (RedisError, OSError) as exc:
             self._keep(payer, todo)
             self.limiter.note(exc)
@@ -131,6 +137,15 @@ class RedisLedger:
         figures = Figures(Decimal(sent) * NANO, _money(reply[2]), _money(reply[3]), shared=True)
         account.settled = figures.unapplied  # the local mirror fail_open gates on while Redis is down
         return state, figures
+
+    def _abandoned(self, payer: str, ident: str, todo: _Unwritten, done: asyncio.Future[Any]) -> None:
+        """A hold script whose caller was cancelled: what it did not write is kept; a hold it took is ended."""
+        if done.cancelled() or done.exception() is not None:
+            self._keep(payer, todo)
+        elif not done.result() or done.result()[0] in (b"unseeded", "unseeded"):
+            self._keep(payer, _Unwritten(0, todo.drops))
+        elif ident:
+            self._spawn(self._write(payer, 0, [ident]))
 
     # -- settling (behind the caller) -----------------------------------------------------------------
 
