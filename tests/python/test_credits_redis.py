@@ -249,3 +249,18 @@ def test_a_hold_whose_call_went_away_mid_script_is_ended(lago: FakeLago, redis_u
     run(body)
     # The hold was taken (its hash exists), then ended: not left to its hour-long expiry.
     assert redis.Redis.from_url(redis_url).hget("llmbill:ch:p8", "=") == b"0"
+
+
+def test_an_id_without_wallets_is_refused_without_a_tally_in_redis(lago: FakeLago, redis_url: str) -> None:
+    """Any string can be a customer id: refusing it must not leave a key behind in Redis for each."""
+    import redis
+
+    async def body() -> None:
+        a = proxy(lago, redis_url)
+        await a.ensure("stranger")
+        with pytest.raises(ProxyError) as refused:
+            await a.hold("stranger", Decimal("0.01"), 402)
+        assert refused.value.type == "insufficient_credits"
+        await close(a)
+    run(body)
+    assert redis.Redis.from_url(redis_url).keys("llmbill:c*") == []
