@@ -53,7 +53,8 @@ def test_available_is_applicable_balance_minus_unapplied_usage_minus_holds() -> 
     account = Account("c")
     account.update((wallet("a", balance_cents=100), wallet("b", balance_cents=50, priority=1),
                     wallet("eur", currency="EUR", balance_cents=1000),
-                    wallet("other", applies_to={"billable_metric_codes": ["x"]}, balance_cents=700)), now=0.0, metric="llm", currency="USD")
+                    wallet("other", applies_to={"billable_metric_codes": ["x"]}, balance_cents=700)),
+                   now=0.0, metric="llm", currency="USD")
     assert account.balance("llm", "USD") == Decimal("1.50")
     account.settled += Decimal("0.40")
     assert account.available("llm", "USD", held=Decimal("0.25")) == Decimal("0.85")
