@@ -53,7 +53,8 @@ def test_available_is_applicable_balance_minus_unapplied_usage_minus_holds() -> 
     account = Account("c")
     account.update((wallet("a", balance_cents=100), wallet("b", balance_cents=50, priority=1),
                     wallet("eur", currency="EUR", balance_cents=1000),
-                    wallet("other", applies_to={"billable_metric_codes": ["x"]}, balance_cents=700)), now=0.0)
+                    wallet("other", applies_to={"billable_metric_codes": ["x"]}, balance_cents=700)),
+                   now=0.0, metric="llm", currency="USD")
     assert account.balance("llm", "USD") == Decimal("1.50")
     account.settled += Decimal("0.40")
     assert account.available("llm", "USD", held=Decimal("0.25")) == Decimal("0.85")
@@ -61,11 +62,11 @@ def test_available_is_applicable_balance_minus_unapplied_usage_minus_holds() -> 
 
 def test_an_invoice_applying_credits_moves_usage_from_unapplied_into_the_balance() -> None:
     account = Account("c")
-    account.update((wallet("a", balance_cents=100, consumed_credits="2"),), now=0.0)
+    account.update((wallet("a", balance_cents=100, consumed_credits="2"),), now=0.0, metric="llm", currency="USD")
     account.settled += Decimal("0.30")
     assert account.available("llm", "USD", Decimal(0)) == Decimal("0.70")
     # Lago invoices the 0.30: the balance drops and consumed_credits grows by the same amount.
-    account.update((wallet("a", balance_cents=70, consumed_credits="2.3"),), now=1.0)
+    account.update((wallet("a", balance_cents=70, consumed_credits="2.3"),), now=1.0, metric="llm", currency="USD")
     assert account.unapplied() == 0
     assert account.available("llm", "USD", Decimal(0)) == Decimal("0.70")  # not counted twice
 
@@ -78,3 +79,35 @@ def test_local_holds_sum_per_payer_and_drop_once() -> None:
     assert holds.drop(a) == Decimal("0.5") and holds.drop(a) == 0
     holds.drop(b)
     assert holds.held("p") == 0 and "p" not in holds._totals
+
+
+def test_what_an_invoice_applied_beyond_our_usage_never_lets_later_usage_through() -> None:
+    """A subscription fee (or taxes) paid from the wallet is not our usage: it must not be taken from
+    usage settled later."""
+    account = Account("c")
+    account.update((wallet("a", balance_cents=1000),), now=0.0, metric="llm", currency="USD")
+    account.settled += Decimal("0.30")
+    # The invoice applies our 0.30 and a 5.00 subscription fee.
+    account.update((wallet("a", balance_cents=470, consumed_credits="5.3"),), now=1.0, metric="llm", currency="USD")
+    assert account.unapplied() == 0
+    account.settled += Decimal("0.40")
+    assert account.available("llm", "USD", Decimal(0)) == Decimal("4.30")
+
+
+def test_what_a_wallet_paying_other_fees_consumed_is_not_our_usage_applied() -> None:
+    seats = {"applies_to": {"billable_metric_codes": ["seats"]}}
+    account = Account("c")
+    account.update((wallet("a"), wallet("s", balance_cents=500, **seats)), now=0.0, metric="llm", currency="USD")
+    account.settled += Decimal("0.30")
+    account.update((wallet("a"), wallet("s", balance_cents=200, consumed_credits="3", **seats),
+                    wallet("eur", currency="EUR", consumed_credits="9")), now=1.0, metric="llm", currency="USD")
+    assert account.unapplied() == Decimal("0.30")
+    assert account.available("llm", "USD", Decimal(0)) == Decimal("0.70")
+
+
+def test_the_seed_starts_the_tally_at_the_first_read_only() -> None:
+    account = Account("c")
+    account.update((wallet("a"),), now=0.0, metric="llm", currency="USD", seed=Decimal("0.25"))
+    account.settled += Decimal("0.10")
+    account.update((wallet("a"),), now=1.0, metric="llm", currency="USD", seed=Decimal("0.5"))
+    assert account.unapplied() == Decimal("0.35") and account.seed == Decimal("0.5")

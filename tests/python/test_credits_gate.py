@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llmbill.proxy.credits.gate import CreditGate
+from llmbill.proxy.credits.gate import CreditGate, CreditHold
 from llmbill.proxy.credits.reader import WalletReader
 from llmbill.proxy.credits.settings import CreditSettings, parse
 from llmbill.proxy.errors import ProxyError
@@ -31,7 +31,11 @@ def make_gate(lago: FakeLago, clock: Clock | None = None, **settings: Any) -> Cr
 
 
 def available(gate: CreditGate, payer: str) -> Decimal:
-    return Decimal(gate.info(payer)["available"])
+    return Decimal(asyncio.run(gate.info(payer))["available"])
+
+
+def hold(gate: CreditGate, payer: str, amount: str, status: int = 429) -> CreditHold:
+    return asyncio.run(gate.hold(payer, Decimal(amount), status))
 
 
 def test_granted_credits_settle_at_once_paid_ones_only_when_their_invoice_is_paid(lago: FakeLago) -> None:
@@ -67,8 +71,8 @@ def test_the_gate_never_reads_the_ongoing_balance(lago: FakeLago) -> None:
     wallet(lago, "c3", granted="1.0")
     gate = make_gate(lago)
     asyncio.run(gate.ensure("c3"))
-    hold = gate.hold("c3", Decimal("0.4"), 429)
-    hold.settle(Decimal("0.3"))
+    taken = hold(gate, "c3", "0.4", 429)
+    taken.settle(Decimal("0.3"))
     lago.wallets.refresh_ongoing("c3")  # no usage reached Lago: ongoing would say 1.00
     asyncio.run(gate.refresh("c3"))
     assert available(gate, "c3") == Decimal("0.70")
@@ -78,15 +82,15 @@ def test_hold_refuses_when_available_is_below_the_bound_and_settle_returns_the_r
     wallet(lago, "c4", granted="1.0")
     gate = make_gate(lago)
     asyncio.run(gate.ensure("c4"))
-    first = gate.hold("c4", Decimal("0.6"), 402)
+    first = hold(gate, "c4", "0.6", 402)
     with pytest.raises(ProxyError) as refused:
-        gate.hold("c4", Decimal("0.5"), 402)
+        hold(gate, "c4", "0.5", 402)
     assert refused.value.status == 402 and refused.value.type == "insufficient_credits"
     assert "0.4 USD of credits available" in refused.value.message
     first.settle(Decimal("0.1"))
     first.release()  # after settling: a no-op
     assert available(gate, "c4") == Decimal("0.90")
-    gate.hold("c4", Decimal("0.5"), 402).release()  # a failed call's hold comes back whole
+    hold(gate, "c4", "0.5", 402).release()  # a failed call's hold comes back whole
     assert available(gate, "c4") == Decimal("0.90")
 
 
@@ -95,15 +99,15 @@ def test_lago_unreachable_keeps_gating_on_the_last_balance_then_fails_closed(lag
     wallet(lago, "c5", granted="1.0")
     gate = make_gate(lago, clock, max_age_s=60)
     asyncio.run(gate.ensure("c5"))
-    gate.hold("c5", Decimal("0.3"), 429).settle(Decimal("0.3"))
+    hold(gate, "c5", "0.3", 429).settle(Decimal("0.3"))
     lago.set_down("refuse")
     clock.now += 30
     assert asyncio.run(gate.refresh("c5")) is False
     assert available(gate, "c5") == Decimal("0.70")  # last known balance minus local usage
-    gate.hold("c5", Decimal("0.1"), 429).release()
+    hold(gate, "c5", "0.1", 429).release()
     clock.now += 31
     with pytest.raises(ProxyError) as stale:
-        gate.hold("c5", Decimal("0.1"), 429)
+        hold(gate, "c5", "0.1", 429)
     assert stale.value.status == 503 and stale.value.type == "credits_unavailable"
 
 
@@ -111,7 +115,7 @@ def test_an_unknown_customer_has_no_credits(lago: FakeLago) -> None:
     gate = make_gate(lago)
     asyncio.run(gate.ensure("nobody"))
     with pytest.raises(ProxyError) as refused:
-        gate.hold("nobody", Decimal("0.01"), 429)
+        hold(gate, "nobody", "0.01", 429)
     assert refused.value.type == "insufficient_credits"
 
 
@@ -119,14 +123,14 @@ def test_an_invoice_applying_credits_is_not_counted_twice(lago: FakeLago) -> Non
     wallet(lago, "c6", granted="1.0")
     gate = make_gate(lago)
     asyncio.run(gate.ensure("c6"))
-    gate.hold("c6", Decimal("0.5"), 429).settle(Decimal("0.25"))
+    hold(gate, "c6", "0.5", 429).settle(Decimal("0.25"))
     status, _ = lago_api(lago, "POST", "/api/v1/events", {"event": {  # the call's event reaches Lago
         "transaction_id": "t1", "external_subscription_id": "c6", "code": "openai_tokens",
         "timestamp": 1786000000, "properties": {"response_cost": "0.25"}}})
     assert status == 200
     assert lago.wallets.invoice("c6") == 25
     asyncio.run(gate.refresh("c6"))
-    info = gate.info("c6")
+    info = asyncio.run(gate.info("c6"))
     assert (info["lago_balance"], info["settled_not_invoiced"], info["available"]) == (
         Decimal("0.75"), Decimal(0), Decimal("0.75"))
 

@@ -203,16 +203,17 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     refused = await state.shared_limits.admit(plan.admission.call_id, plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    _hold_credits(plan.admission, principal, customer, bound)
+    await _hold_credits(plan.admission, principal, customer, bound)
     plan.admission.tags = call_tags(state, principal, body)
     return plan.admission
 
 
-def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound) -> None:
+async def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound) -> None:
     """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
-    (no await between the check and the hold); refused, the call gives back what it took."""
+    (one step for the check and the hold); refused, the call gives back what it took."""
     try:
-        admission.credit = credits.hold(admission.state, principal, customer, admission.upper_bound, bound.unpriced)
+        admission.credit = await credits.hold(admission.state, principal, customer, admission.upper_bound,
+                                              bound.unpriced)
     except BaseException:
         admission.release()
         raise
@@ -228,7 +229,7 @@ async def admit(state: ProxyState, principal: Principal, customer: str, bound: U
     refused = state.limiter.try_admit(plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    _hold_credits(plan.admission, principal, customer, bound)
+    await _hold_credits(plan.admission, principal, customer, bound)
     return plan.admission
 
 

@@ -147,6 +147,13 @@ class RedisLimiter:
         metrics.REDIS_UP.set(1)
         return True
 
+    def note(self, exc: BaseException | None) -> None:
+        """How Redis answered another script (credits/redis_ledger.py): one health for both."""
+        if exc is None:
+            self._up()
+        else:
+            self._down(exc)
+
     def _down(self, exc: BaseException) -> None:
         if self.error is None:  # once per outage
             log.error("Redis unreachable (%s): %s", self.policy, exc)

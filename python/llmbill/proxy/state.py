@@ -183,6 +183,8 @@ class ProxyState:
             pipeline, self.pipeline = self.pipeline, None
             await asyncio.to_thread(billing.close_pipeline, pipeline, self.billing.exit_flush_s if self.billing else 5.0)
         await self.upstream.close()
+        if self.credits is not None:
+            await self.credits.ledger.close()  # settles still being written to Redis
         if self.redis is not None:
             await self.redis.close()
         await self.store.close()

@@ -250,6 +250,7 @@ class Billing:
                     "lago_id": str(uuid.uuid4()),
                     "billable_metric_id": metric["lago_id"],
                     "billable_metric_code": metric["code"],
+                    "code": charge.get("code"),
                     "charge_model": model,
                     "invoice_display_name": charge.get("invoice_display_name"),
                     "properties": dict(charge.get("properties") or {}),
@@ -385,7 +386,17 @@ class Billing:
 
     # -- GET /api/v1/customers/{external_customer_id}/current_usage ------------------------------------
 
+    # Filters and options lago-api takes (models/usage_filters.rb) that this fake does not compute:
+    # answered 501, never with the unfiltered usage. apply_taxes and skip_grouping change nothing here
+    # (no taxes, no grouping), so they are taken.
+    USAGE_FILTERS = ("charge_id", "charge_code", "billable_metric_code", "filter_by_charge_id",
+                     "filter_by_charge_code", "filter_by_billable_metric_code", "filter_by_group", "group",
+                     "full_usage")
+
     def current_usage(self, customer_id: str, query: dict[str, str]) -> Reply:
+        asked = [name for name in self.USAGE_FILTERS if name in query]
+        if asked:
+            return unsupported(f"current_usage with {', '.join(asked)}")
         with self._lock:
             if customer_id not in self.customers:
                 return not_found("customer")
@@ -420,14 +431,17 @@ class Billing:
                     "events_count": len(matching),
                     "amount_cents": int(amount.scaleb(exponent)),
                     "amount_currency": plan["amount_currency"],
+                    "pricing_unit_details": None,
                     "charge": {
                         "lago_id": charge["lago_id"],
+                        "code": charge.get("code"),
                         "charge_model": charge["charge_model"],
                         "invoice_display_name": charge["invoice_display_name"],
                     },
                     "billable_metric": {k: metric[k] for k in ("lago_id", "name", "code", "aggregation_type")},
                     "filters": [],
                     "grouped_usage": [],
+                    "presentation_breakdowns": [],
                 })
             total = sum(item["amount_cents"] for item in usage)
             return 200, {"customer_usage": {

@@ -1,9 +1,13 @@
-"""One payer's credits, exactly: the wallets last read from Lago, and what this process settled
-that Lago has not applied yet.
+"""One payer's credits, exactly: the wallets last read from Lago, and the usage settled that Lago has
+not applied yet.
 
 Lago lowers `balance_cents` only when an invoice applies credits; when it does, the wallet's
-`consumed_credits` grows by the same amount. So the usage still to be applied is what this process
-settled since it first read the payer, less what the wallets consumed since then (never below 0).
+`consumed_credits` grows by the same amount. So the usage still to be applied is what was settled
+since the payer was first read (`settled`, seeded at that read with the usage Lago already had but
+had not invoiced: seed.py), less what the applicable wallets consumed since then. Each read moves
+the wallets' baseline to what they consumed and takes that from `settled` (never below 0): what an
+invoice applied beyond our usage (a subscription fee, taxes) is not ours, and must not let later
+usage through. The same arithmetic runs in Redis for the shared ledger (lua/credit_hold.lua).
 """
 
 from __future__ import annotations
@@ -19,12 +23,25 @@ class Account:
     payer: str
     wallets: tuple[Wallet, ...] = ()
     read_at: float | None = None  # monotonic time of the last successful read; None: never read
-    settled: Decimal = Decimal(0)  # settled by this process since the first read
-    baseline: dict[str, Decimal] = field(default_factory=dict)  # wallet → consumed money at first sight
+    settled: Decimal = Decimal(0)  # usage settled and not yet applied, as of the last read
+    baseline: dict[str, Decimal] = field(default_factory=dict)  # wallet → consumed money at the last read
+    seed: Decimal | None = None  # the durable seed read with the wallets, until the shared ledger took it
 
-    def update(self, wallets: tuple[Wallet, ...], now: float) -> None:
+    def update(self, wallets: tuple[Wallet, ...], now: float, metric: str, currency: str,
+               seed: Decimal | None = None) -> None:
+        """Takes a newer read. `seed` (the usage Lago had not invoiced, read just before these
+        wallets) starts the tally at the first read; later reads move the baseline forward."""
+        if self.read_at is None and seed is not None:
+            self.settled = seed
+        applied = Decimal(0)
         for w in wallets:
-            self.baseline.setdefault(w.lago_id, w.consumed())
+            consumed = w.consumed()
+            if w.could_pay(metric, currency):
+                applied += max(Decimal(0), consumed - self.baseline.get(w.lago_id, consumed))
+            self.baseline[w.lago_id] = consumed
+        self.settled = max(Decimal(0), self.settled - applied)
+        if seed is not None:
+            self.seed = seed
         self.wallets = wallets
         self.read_at = now
 
@@ -32,12 +49,8 @@ class Account:
         """Σ settled balances of the active wallets that may pay `metric` in `currency`."""
         return sum((w.balance() for w in self.wallets if w.pays(metric, currency)), Decimal(0))
 
-    def applied(self) -> Decimal:
-        """What invoices took from the wallets since this process first saw them."""
-        return sum((w.consumed() - self.baseline.get(w.lago_id, w.consumed()) for w in self.wallets), Decimal(0))
-
     def unapplied(self) -> Decimal:
-        return max(Decimal(0), self.settled - self.applied())
+        return self.settled
 
     def available(self, metric: str, currency: str, held: Decimal) -> Decimal:
         return self.balance(metric, currency) - self.unapplied() - held

@@ -3,6 +3,7 @@ gate's start with the proxy. guards.py and settle.py call these (one line each).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,12 @@ from ...billing import ConfigError
 from ..auth import Principal
 from ..errors import ProxyError
 from .gate import CreditGate, CreditHold
+from .ledger import Ledger
 from .reader import WalletReader
+from .redis_ledger import RedisLedger
+from .seed import Seeder
+
+SPOOL_DRAIN_S = 5.0  # longer than this to deliver the spool: the first seed fails, the credits stay closed
 
 if TYPE_CHECKING:
     from ..state import ProxyState
@@ -25,8 +31,21 @@ def start(state: ProxyState) -> None:
             raise ConfigError("credits: lago needs Lago (callbacks: [lago] and LAGO_API_BASE)")
         return
     reader = WalletReader(state.billing.api_base, state.billing.api_key, timeout=5.0)
-    state.credits = CreditGate(settings, reader, state.billing.event_codes[0], state.billing.charge_by)
+    metric = state.billing.event_codes[0]
+    ledger: Ledger | None = None
+    if state.redis is not None:  # holds and settled usage shared by every process on this Redis
+        ledger = RedisLedger(state.redis, metric, settings.currency)
+    state.credits = CreditGate(settings, reader, metric, state.billing.charge_by, ledger,
+                               seeder=Seeder(reader, metric, settings.currency, _drain(state)))
     state.run_in_background(state.credits.poll())
+
+
+def _drain(state: ProxyState) -> Callable[[], bool] | None:
+    """Delivers what this process's spool holds (seed.py reads Lago's usage after it)."""
+    pipeline = state.pipeline
+    if pipeline is None:
+        return None
+    return lambda: pipeline.flush(SPOOL_DRAIN_S)
 
 
 def _applies(state: ProxyState, gate: CreditGate, payer: str) -> bool:
@@ -53,8 +72,8 @@ async def prepare(state: ProxyState, principal: Principal, customer: str) -> Non
         await found[0].ensure(found[1])
 
 
-def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal,
-         unpriced: str | None) -> CreditHold | None:
+async def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal,
+               unpriced: str | None) -> CreditHold | None:
     """The call's hold, or None when credits do not apply; refuses the call when they cannot cover it.
     An unpriced model has no bound to hold, so it is refused wherever credits apply."""
     found = _payer(state, principal, customer)
@@ -67,7 +86,7 @@ def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: De
         raise ProxyError(403, f"model {unpriced!r} has no price, so its calls cannot be held against the credits "
                               f"of {payer}", "model_unpriced", "model")
     status = gate.settings.refused_status or state.config.budget_exceeded_status_code
-    return gate.hold(payer, upper_bound, status)
+    return await gate.hold(payer, upper_bound, status)
 
 
 def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
@@ -86,4 +105,4 @@ async def info(state: ProxyState, ident: str) -> dict[str, Any] | None:
     if gate is None or gate.payer_kind != "customer" or not _applies(state, gate, ident):
         return None
     await gate.ensure(ident)
-    return gate.info(ident)
+    return await gate.info(ident)

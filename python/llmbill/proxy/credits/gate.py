@@ -4,10 +4,13 @@ release the rest. The hold is the same bound budgets reserve (upper_bound.py: pr
 output the call may produce), so a call — a stream included — can never spend past its hold: a
 stream that outruns the balance ends at the hold, not beyond it.
 
-Freshness: a payer's wallets are read at its first call, again on every signed wallet webhook
-(routes/lago_webhooks.py), and by a backstop poll. When Lago cannot be read the last balance read,
-less this process's own usage, still gates; once older than `max_age_s` calls are refused (fail
-closed).
+Where the holds and the settled usage are counted is the ledger's business (ledger.py): this
+process alone (LocalLedger), or every worker and replica through Redis (redis_ledger.py).
+
+Freshness: a payer's wallets are read at its first call (with the usage Lago has not invoiced yet:
+seed.py), again on every signed wallet webhook (routes/lago_webhooks.py), and by a backstop poll.
+When Lago cannot be read the last balance read, less the usage counted since, still gates; once
+older than `max_age_s` calls are refused (fail closed).
 """
 
 from __future__ import annotations
@@ -15,20 +18,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ...lago.reader import LagoReadError
 from ..errors import ProxyError
 from . import metrics
 from .account import Account
-from .holds import Holds, LocalHolds
+from .ledger import HoldRef, Ledger, LocalLedger, Unseeded
 from .reader import WalletReader
+from .seed import Seeder
 from .settings import CreditSettings
 
 log = logging.getLogger("llmbill.proxy")
+_T = TypeVar("_T")
 PAYER_KIND = {"end_user_id": "customer", "user_id": "user", "team_id": "team"}
 
 
@@ -42,30 +47,31 @@ class CreditHold:
 
     gate: CreditGate
     payer: str
-    hold_id: int
+    ref: HoldRef
     amount: Decimal
     done: bool = False
 
     def settle(self, charge: Decimal) -> None:
         if not self.done:
             self.done = True
-            self.gate.holds.drop(self.hold_id)
-            self.gate.account(self.payer).settled += charge
+            self.gate.ledger.settle(self.gate.account(self.payer), self.ref, charge)
 
     def release(self) -> None:
         if not self.done:
             self.done = True
-            self.gate.holds.drop(self.hold_id)
+            self.gate.ledger.release(self.gate.account(self.payer), self.ref)
 
 
 class CreditGate:
     def __init__(self, settings: CreditSettings, reader: WalletReader, metric: str, charge_by: str,
-                 holds: Holds | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 ledger: Ledger | None = None, clock: Callable[[], float] = time.monotonic,
+                 seeder: Seeder | None = None) -> None:
         self.settings = settings
         self.reader = reader
         self.metric = metric  # the billable metric llmbill's events carry: wallets restricted to others never pay
         self.charge_by = charge_by
-        self.holds: Holds = holds or LocalHolds()
+        self.ledger: Ledger = ledger or LocalLedger()
+        self.seeder = seeder or Seeder(reader, metric, settings.currency)
         self.clock = clock
         self.accounts: dict[str, Account] = {}
         self._read_started: dict[str, float] = {}
@@ -100,32 +106,44 @@ class CreditGate:
     # -- reading Lago --------------------------------------------------------------------------------------
 
     async def ensure(self, payer: str) -> None:
-        """Reads the payer's wallets if this process never has (its first call waits for it)."""
+        """Reads the payer if this process never has (its first call waits for it), seeded with the
+        usage Lago has and has not invoiced (seed.py)."""
         if self.account(payer).read_at is None:
-            await self.refresh(payer)
+            await self._read(payer, seed=True)
 
     async def refresh(self, payer: str) -> bool:
-        """Re-reads the payer's wallets; False (the last read kept) when Lago cannot be read. A read
-        that started before the one already applied is dropped, so an old answer never wins."""
+        """Re-reads the payer's wallets; False (the last read kept) when Lago cannot be read. A payer
+        never read is left to ensure(): only its first read is seeded."""
+        if self.account(payer).read_at is None:
+            return False
+        return await self._read(payer)
+
+    async def _read(self, payer: str, seed: bool = False, again: bool = False) -> bool:
+        """The seed (when asked) is read before the wallets: a period invoiced in between is then
+        counted twice (refusing early), never missed. A read that started before the one already
+        applied is dropped, so an old answer never wins."""
         started = self.clock()
         try:
+            usage = await self.seeder.usage(payer, again) if seed else None
             wallets = await asyncio.to_thread(self.reader.wallets, payer)
         except LagoReadError as exc:
             metrics.refreshes("failed").inc()
-            log.warning("credits: wallets of %s not read: %s", payer, exc)
+            log.warning("credits: %s not read: %s", payer, exc)
             return False
         if started >= self._read_started.get(payer, float("-inf")):
             self._read_started[payer] = started
-            self.account(payer).update(wallets, started)
+            self.account(payer).update(wallets, started, self.metric, self.settings.currency, usage)
         metrics.refreshes("ok").inc()
         return True
 
     async def poll(self) -> None:
-        """The backstop: every payer seen is re-read each interval, webhooks or not."""
+        """The backstop: every payer seen is re-read each interval, webhooks or not; what the shared
+        ledger could not be told while Redis was down is written."""
         while True:
             await asyncio.sleep(self.settings.poll_interval_s)
             for payer in list(self.accounts):
                 await self.refresh(payer)
+            await self.ledger.sync()
             metrics.BALANCE_AGE.set(self.oldest_age())
 
     def oldest_age(self) -> float:
@@ -145,33 +163,57 @@ class CreditGate:
 
     # -- holding ---------------------------------------------------------------------------------------------
 
-    def hold(self, payer: str, amount: Decimal, refused_status: int) -> CreditHold:
-        """Holds `amount` for the payer, or refuses the call. Synchronous: no other call can take the
-        same credits between the check and the hold."""
+    async def hold(self, payer: str, amount: Decimal, refused_status: int) -> CreditHold:
+        """Holds `amount` for the payer, or refuses the call. The ledger checks and takes in one step
+        (in process: no await in between; in Redis: one script), so no other call, in this process or
+        another, can take the same credits between the check and the hold."""
         account = self.account(payer)
         if account.read_at is None or self.clock() - account.read_at > self.settings.max_age_s:
             metrics.refusals("stale").inc()
             age = "never read" if account.read_at is None else f"last read {self.clock() - account.read_at:.0f} s ago"
             raise ProxyError(503, f"the credits of {payer} cannot be checked: Lago's balance is {age}",
                              "credits_unavailable", None, {"retry-after": "5"})
-        held = self.holds.held(payer)
-        available = account.available(self.metric, self.settings.currency, held)
-        if available < amount:
+        ref, figures = await self._ask(account, lambda: self.ledger.hold(account, self._balance(account), amount))
+        if ref is None:
             metrics.refusals("insufficient").inc()
-            raise ProxyError(refused_status, f"insufficient_credits: {payer} has {_fmt(available)} "
+            raise ProxyError(refused_status, f"insufficient_credits: {payer} has {_fmt(figures.available)} "
                                              f"{self.settings.currency} of credits available; this call may cost up "
                                              f"to {_fmt(amount)}", "insufficient_credits", None,
                              {"x-should-retry": "false"})
-        return CreditHold(self, payer, self.holds.take(payer, amount), amount)
+        return CreditHold(self, payer, ref, amount)
 
-    def info(self, payer: str) -> dict[str, Any]:
-        """What /customer/info shows: the parts of `available`, exactly."""
+    def _balance(self, account: Account) -> Decimal:
+        return account.balance(self.metric, self.settings.currency)
+
+    async def _ask(self, account: Account, ask: Callable[[], Awaitable[_T]]) -> _T:
+        """The ledger's answer; a shared ledger that has no tally for the payer (new, or Redis lost
+        it) is seeded first from a fresh read."""
+        try:
+            return await ask()
+        except Unseeded:
+            pass
+        if await self._read(account.payer, seed=True, again=True):
+            try:
+                return await ask()
+            except Unseeded:
+                pass
+        metrics.refusals("stale").inc()
+        raise ProxyError(503, f"the credits of {account.payer} cannot be checked: their shared tally could not be "
+                              "seeded from Lago", "credits_unavailable", None, {"retry-after": "5"})
+
+    async def info(self, payer: str) -> dict[str, Any]:
+        """What /customer/info shows: the parts of `available`, exactly. When the ledger cannot
+        answer (Redis down, a tally that cannot be seeded), this process's view, with why."""
         account = self.account(payer)
-        held = self.holds.held(payer)
-        return {"source": "lago", "currency": self.settings.currency,
-                "lago_balance": account.balance(self.metric, self.settings.currency),
-                "settled_not_invoiced": account.unapplied(), "holds": held,
-                "available": account.available(self.metric, self.settings.currency, held),
+        error: str | None = None
+        try:
+            figures = await self._ask(account, lambda: self.ledger.figures(account, self._balance(account)))
+        except ProxyError as exc:
+            figures, error = self.ledger.local(account, self._balance(account)), exc.message
+        return {"source": "lago", "currency": self.settings.currency, "lago_balance": self._balance(account),
+                "settled_not_invoiced": figures.unapplied, "holds": figures.held,
+                "available": self._balance(account) - figures.unapplied - figures.held,
+                "shared": figures.shared, **({"error": error} if error else {}),
                 "balance_age_seconds": None if account.read_at is None else round(self.clock() - account.read_at, 3),
                 "wallets": [{"lago_id": w.lago_id, "code": w.code, "balance_cents": w.balance_cents,
                              "priority": w.priority, "pays": w.pays(self.metric, self.settings.currency)}

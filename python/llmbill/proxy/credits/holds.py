@@ -1,22 +1,10 @@
-"""Open holds: money set aside for calls in flight, per payer. Behind a small interface so the store
-can move (a Redis-shared one, as the limiter's reservations may) without touching the gate."""
+"""Open holds in this process: money set aside for calls in flight, per payer (LocalLedger's, and
+RedisLedger's fallback while Redis is down under fail_open)."""
 
 from __future__ import annotations
 
 import itertools
 from decimal import Decimal
-from typing import Protocol
-
-
-class Holds(Protocol):
-    def take(self, payer: str, amount: Decimal) -> int:
-        """Holds `amount` for `payer`; returns the hold's id."""
-
-    def drop(self, hold_id: int) -> Decimal:
-        """Ends a hold (idempotent); returns what it held (0 when already ended)."""
-
-    def held(self, payer: str) -> Decimal:
-        """The sum of the payer's open holds."""
 
 
 class LocalHolds:

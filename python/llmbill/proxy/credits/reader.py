@@ -1,12 +1,15 @@
-"""Reading a payer's wallets and the webhook public key from Lago (blocking: callers use a thread)."""
+"""Reading a payer's wallets, its uninvoiced usage and the webhook public key from Lago (blocking:
+callers use a thread)."""
 
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from ...lago.reader import LagoReader, LagoReadError
-from .wallets import Wallet, WalletFormatError
+from .wallets import Wallet, WalletFormatError, exponent
 
 
 class WalletReader(LagoReader):
@@ -30,6 +33,37 @@ class WalletReader(LagoReader):
             if not meta.get("next_page") or not data["wallets"]:
                 return tuple(out)
             page = int(meta["next_page"])
+
+    def current_usage(self, payer: str, metric: str, currency: str) -> Decimal:
+        """What Lago has of the payer's usage of `metric` this period and has not invoiced, in money
+        (GET /customers/:id/current_usage?external_subscription_id=: llmbill bills the payer's id as
+        both). Σ `amount_cents` of the charges of `metric`, before taxes: the same measure as a
+        settled call's charge. Lago rounds each fee half up to the cent, so half a cent is added per fee
+        with usage: the figure is never below what was used (refusing at most that much early). No
+        customer or no active subscription: Lago bills none of its events."""
+        path = f"/customers/{quote(payer, safe='')}/current_usage"
+        status, data = self._get(path, {"external_subscription_id": payer})
+        code = data.get("code") if isinstance(data, dict) else None
+        if (status, code) in ((404, "customer_not_found"), (405, "no_active_subscription")):
+            return Decimal(0)
+        usage = data.get("customer_usage") if status == 200 and isinstance(data, dict) else None
+        if not isinstance(usage, dict) or not isinstance(usage.get("charges_usage"), list):
+            raise LagoReadError(f"Lago answered HTTP {status} to GET {path}: {str(data)[:200]}")
+        if str(usage.get("currency") or "").upper() != currency.upper():
+            return Decimal(0)  # only wallets in our currency gate, and they never pay another currency's fees
+        exp = exponent(currency)
+        total = Decimal(0)
+        for charge in usage["charges_usage"]:
+            metric_code = charge.get("billable_metric", {}).get("code") if isinstance(charge, dict) else None
+            if metric_code != metric:
+                continue
+            amount = charge.get("amount_cents")
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise LagoReadError(f"GET {path}: amount_cents is not an integer: {amount!r}")
+            total += Decimal(amount).scaleb(-exp)
+            if charge.get("events_count") != 0:
+                total += Decimal(5).scaleb(-exp - 1)  # what half-up rounding may have taken off
+        return total
 
     def webhook_public_key(self) -> bytes:
         """The PEM Lago signs webhook JWTs with (GET /webhooks/json_public_key: base64 of the PEM)."""

@@ -63,7 +63,12 @@ class Wallet:
 
     def pays(self, metric: str, currency: str) -> bool:
         """Whether Lago would let this wallet pay a charge fee of `metric` in `currency` (lago-wallets.md §2.1)."""
-        if not self.active or self.currency != currency.upper():
+        return self.active and self.could_pay(metric, currency)
+
+    def could_pay(self, metric: str, currency: str) -> bool:
+        """pays(), active or not: whether what this wallet consumed may be our usage. A wallet in
+        another currency or restricted to other fees consumed for something else."""
+        if self.currency != currency.upper():
             return False
         if not self.metric_codes and not self.fee_types:
             return True
