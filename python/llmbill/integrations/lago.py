@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
-
 from collections.abc import Mapping
+from typing import Any
 
 from .. import billing, settle
 from .._native import core
