@@ -7,6 +7,7 @@ Decimal('0.0009')
 Billing each call in Lago, LiteLLM-style:
 
     llmbill.callbacks = ["lago"]
+    llmbill.cost_margin_config = {"global": 0.2}   # optional: bill cost + 20% (LiteLLM's spelling)
     llmbill.track(openai_response, user="customer-42")
 """
 
@@ -26,6 +27,8 @@ from .errors import SpoolFullError as SpoolFullError
 from .errors import UnknownModelError as UnknownModelError
 from .errors import UsageError as UsageError
 from .integrations.lago import LagoLogger as LagoLogger
+from .margin import CostDiscountConfig, CostMarginConfig
+from .margin import MarginError as MarginError
 from .ops import reconcile as reconcile
 from .pricing import Cost as Cost
 from .pricing import ModelPrice as ModelPrice
@@ -47,6 +50,14 @@ units_to_usd = _core.units_to_usd
 #: Billing callbacks by name or instance, as in LiteLLM: `llmbill.callbacks = ["lago"]`.
 callbacks: list[CallbackEntry] = []
 
+#: Margins and discounts on calls billed through `track` and `LagoLogger`, as LiteLLM 1.108 spells
+#: them (`litellm.cost_margin_config`): {"global": 0.05, "openai": 0.10, "anthropic": {"fixed_amount":
+#: 0.001}, "bedrock": {"percentage": 0.08, "fixed_amount": 0.002}}; a provider's entry beats "global".
+#: The event then carries `billed_amount` = cost × (1 − discount) × (1 + percentage) + fixed_amount, exact.
+cost_margin_config: CostMarginConfig = {}
+#: A fraction off a provider's cost, applied before the margin: {"vertex_ai": 0.05}.
+cost_discount_config: CostDiscountConfig = {}
+
 __all__ = [
     "BilledCall",
     "ConfigError",
@@ -56,6 +67,7 @@ __all__ = [
     "LagoSettings",
     "Ledger",
     "MONEY_DECIMALS",
+    "MarginError",
     "ModelPrice",
     "MoneyOverflowError",
     "Pipeline",
@@ -70,6 +82,8 @@ __all__ = [
     "callbacks",
     "close",
     "cost",
+    "cost_discount_config",
+    "cost_margin_config",
     "default_prices",
     "flush",
     "get_pipeline",

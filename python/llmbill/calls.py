@@ -52,6 +52,7 @@ class BilledCall:
     # What the customer is billed when a discount or margin applies (margin.py), exact to 1e-19 USD;
     # None: billed at cost (and the event carries no billed_amount).
     billed_amount: Decimal | None = None
+    provider: str = ""  # LiteLLM's custom_llm_provider when known: which cost_margin_config entry applies
 
     @property
     def billed(self) -> Decimal:
@@ -73,6 +74,7 @@ class BilledCall:
         user_id: str = "",
         team_id: str = "",
         end_user_id: str = "",
+        provider: str = "",
     ) -> BilledCall:
         """Reads the usage out of `response`, prices it exactly; an unknown model uses
         `fallback_cost` when given, else is billed by its tokens with cost 0 and flagged unpriced."""
@@ -99,6 +101,7 @@ class BilledCall:
             team_id=team_id,
             end_user_id=end_user_id,
             cost_detail=detail,
+            provider=provider,
         )
 
 
@@ -179,4 +182,5 @@ def from_litellm(kwargs: Mapping[str, Any], response_obj: Any, start_time: Any) 
             kwargs.get("user"),
             optional.get("user"),
         ),
+        provider=provider,
     )

@@ -30,13 +30,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Any, Union
 
 from .errors import Error
 
 UNIT = Decimal("1e-19")  # the money type's unit (C++ Money)
 GLOBAL = "global"
 _MAX = Decimal("1e9")  # a sanity bound: a margin (or fee) above this is a typo
+
+#: A number as a setting may hold it (a float is read as written: 0.1 is exactly one tenth).
+Amount = Union[int, float, str, Decimal]
+#: `cost_margin_config`: provider (or "global") → a fraction, or {"percentage", "fixed_amount"}.
+CostMarginConfig = Mapping[str, Union[Amount, Mapping[str, Amount]]]
+#: `cost_discount_config`: provider → a fraction of the cost taken off.
+CostDiscountConfig = Mapping[str, Amount]
 
 
 class MarginError(Error):
@@ -99,7 +106,9 @@ class MarginRules:
     discounts: Mapping[str, Decimal] = field(default_factory=dict)
 
     @staticmethod
-    def parse(margin_config: Any, discount_config: Any) -> MarginRules:
+    def parse(margin_config: Any, discount_config: Any, section: str = "litellm_settings") -> MarginRules:
+        """Both settings as LiteLLM spells them; a wrong value is a MarginError naming it under
+        `section` (where the user wrote it: the proxy's litellm_settings, or `llmbill`)."""
         margins: dict[str, Margin] = {}
         discounts: dict[str, Decimal] = {}
         for name, raw, out in (("cost_margin_config", margin_config, margins),
@@ -107,9 +116,9 @@ class MarginRules:
             if raw is None:
                 continue
             if not isinstance(raw, Mapping):
-                raise MarginError(f"litellm_settings.{name}: expected a mapping of provider to value")
+                raise MarginError(f"{section}.{name}: expected a mapping of provider to value")
             for provider, value in raw.items():
-                where = f"litellm_settings.{name}.{provider}"
+                where = f"{section}.{name}.{provider}"
                 if out is margins:
                     margins[str(provider)] = Margin.of_litellm(value, where)
                 else:

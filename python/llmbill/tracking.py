@@ -10,6 +10,7 @@ from typing import Any
 from .callbacks import resolve_callbacks
 from .calls import BilledCall, timestamp_ms_of
 from .errors import UsageError
+from .library_margin import module_rules, with_margin
 
 
 def track(
@@ -23,10 +24,15 @@ def track(
     call_id: str | None = None,
     start_time: Any = None,
     fallback_cost: float | Decimal | None = None,
+    provider: str = "",
 ) -> BilledCall | None:
     """Prices `response` (an OpenAI/Anthropic reply: object, dict or JSON) and hands it to every
     callback in `llmbill.callbacks`. `user` is the customer (OpenAI's `user` field). A failed call
     (an exception, or a reply carrying `error`) is not billed: returns None.
+
+    With `llmbill.cost_margin_config` / `llmbill.cost_discount_config` set (as LiteLLM spells them),
+    the call carries `billed_amount`, exact: what the customer pays. `provider` picks the entry
+    (LiteLLM's `custom_llm_provider`); by default the model's prefix, else its price table entry's.
 
     >>> import llmbill
     >>> llmbill.callbacks = []
@@ -56,7 +62,9 @@ def track(
         user_id=user_id,
         team_id=team_id,
         end_user_id=user,
+        provider=provider,
     )
+    call = with_margin(call, module_rules())
     # `llmbill.callbacks` is an attribute users set on the package: read it there at call time (a
     # lookup, not an import — the package imports this module).
     for callback in resolve_callbacks(getattr(sys.modules["llmbill"], "callbacks", [])):

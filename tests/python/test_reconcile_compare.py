@@ -137,3 +137,17 @@ def test_call_timestamp_is_exact_integer_milliseconds() -> None:
     assert call_timestamp_ms(moment) == 1786000000123
     with pytest.raises(ValueError):
         call_timestamp_ms(datetime(2026, 8, 6))
+
+
+def test_billed_amount_is_compared_exactly_like_the_cost() -> None:
+    events, _ = _core.build_lago_events(
+        call_id="m1", timestamp_ms=T0 + 1000, model="gpt-4o", usage=_core.Usage(prompt_tokens=100, completion_tokens=20),
+        cost=Decimal("0.00045"), codes=["tokens"], end_user_id="cust-1", billed_amount=Decimal("0.3005175"))
+    (e,) = [ExpectedEvent.from_json("m1", event) for event in events]
+    assert run([e], [stored(e, properties={"billed_amount": "0.30051750"})]).clean
+    (diff,) = run([e], [stored(e, properties={"billed_amount": "0.3005176"})]).of_kind("altered")
+    assert diff.changes == {"billed_amount": ("0.3005175", "0.3005176")}
+    assert diff.proxy is not None and diff.proxy.billed == Decimal("0.3005175")
+    lost = {k: v for k, v in e.properties.items() if k != "billed_amount"}  # Lago's copy lacks it
+    (diff,) = run([e], [StoredEvent(e.transaction_id, e.code, e.billed_id, e.timestamp_ms, lost)]).of_kind("altered")
+    assert diff.changes == {"billed_amount": ("0.3005175", "(absent)")}

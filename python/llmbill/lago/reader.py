@@ -118,6 +118,31 @@ class LagoReader:
             raise LagoReadError(f"Lago refused the API key (HTTP {status}) for GET {path}: check LAGO_API_KEY")
         return status, data
 
+    def get(self, path: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
+        """One GET under /api/v1: (HTTP status, parsed JSON); LagoReadError when Lago is out of reach
+        or refuses the key."""
+        return self._get(path, query)
+
+    def listing(self, path: str, key: str, query: dict[str, str] | None = None, *,
+                absent: str | None = None) -> list[dict[str, Any]]:
+        """Every row of a paged Lago list (`{key: [...], "meta": {"next_page": ...}}`), in Lago's order.
+        A 404 whose code is `absent` (e.g. "customer_not_found") is an empty list; any other reply
+        is a LagoReadError."""
+        rows: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            status, data = self._get(path, {**(query or {}), "page": str(page), "per_page": str(PER_PAGE)})
+            if status == 404 and absent is not None and isinstance(data, dict) and data.get("code") == absent:
+                return []
+            if status != 200 or not isinstance(data, dict) or not isinstance(data.get(key), list):
+                raise LagoReadError(f"Lago answered HTTP {status} to GET {path}: {str(data)[:200]}")
+            rows += [row for row in data[key] if isinstance(row, dict)]
+            meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+            next_page = meta.get("next_page") if isinstance(meta, dict) else None
+            if not next_page or not data[key] or int(next_page) <= page:
+                return rows
+            page = int(next_page)
+
     def billable_metric_exists(self, code: str) -> bool:
         """Whether `code` is a billable metric in Lago (GET /billable_metrics/{code})."""
         status, data = self._get("/billable_metrics/" + urllib.parse.quote(code, safe=""))

@@ -10,6 +10,10 @@ configured) and compared field by field with exact values: code, billed id
 - extra: Lago holds an event of a configured code, dated in the window, that no call explains;
 - altered: Lago's event differs in one of the compared fields.
 
+Beside the events, prepaid credits (reconcile_credits.py): per customer with Lago wallets, the credits
+llmbill's calls consumed in each invoiced period against the wallet debits Lago applied for it; a
+mismatch makes the report unclean as a difference does.
+
 Totals on both sides are exact: tokens are integers, money is Decimal. With several codes every call
 has one event per code, so each call counts once per code on both sides.
 
@@ -28,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from .reader import StoredEvent, decimal_or_none, ms_to_iso
+from .reconcile_credits import CreditAccount, CreditInvoice
 
 #: Event properties compared exactly (as numbers, except model).
 COMPARED = ("model", "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
@@ -155,6 +160,8 @@ class ReconcileReport:
     fixed: list[str] = field(default_factory=list)  # transaction ids re-sent by --fix
     # Billed ids without an active Lago subscription: Lago stores their events and never bills them.
     unsubscribed: list[str] = field(default_factory=list)
+    # Customers with prepaid wallets: llmbill's consumption against Lago's debits, per invoiced period.
+    credits: list[CreditAccount] = field(default_factory=list)
 
     @property
     def differences(self) -> list[Difference]:
@@ -164,9 +171,14 @@ class ReconcileReport:
         return [d for d in self.differences if d.kind == kind]
 
     @property
+    def credit_mismatches(self) -> list[CreditInvoice]:
+        return [i for account in self.credits for i in account.mismatches]
+
+    @property
     def clean(self) -> bool:
-        """No event missing, extra or altered (unbillable calls are not differences)."""
-        return not self.differences
+        """No event missing, extra or altered (unbillable calls are not differences), and every
+        invoiced period's wallet debits equal the credits llmbill's calls consumed."""
+        return not self.differences and not self.credit_mismatches
 
     @property
     def proxy_total(self) -> Amounts:
@@ -187,6 +199,7 @@ class ReconcileReport:
             "unbillable": {"calls": len(self.unbillable), "cost": format(unbillable.cost, "f"),
                            "call_ids": [u.call_id for u in self.unbillable]},
             "fixed": list(self.fixed), "warnings": list(self.warnings), "unsubscribed": list(self.unsubscribed),
+            "credits": {"mismatches": len(self.credit_mismatches), "customers": [a.to_json() for a in self.credits]},
         }
 
 

@@ -4,7 +4,9 @@ read Lago again to prove them stored.
 
 Re-sent events are rebuilt from the spend log row by the core's own event builder, with the
 original transaction_id and timestamp, so Lago's dedup makes a resend harmless. Nothing is ever
-deleted or changed in Lago: extra and altered events are reported for a human to judge.
+deleted or changed in Lago: extra and altered events are reported for a human to judge. The billed
+ids' subscriptions, read once, give both the ids Lago would never bill and the customers whose
+prepaid credits are checked (reconcile_credits_run.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from ..errors import Error
 from ..calls import EPOCH, call_timestamp_ms
 from .reader import LagoReader, LagoReadError, StoredEvent
 from .reconcile import Amounts, ExpectedEvent, ReconcileReport, UnbillableCall, compare
-from .subscriptions import LagoSubscriptions
+from .reconcile_credits import SettledCall
+from .reconcile_credits_run import credit_accounts, subscriptions_of
+from .subscriptions import ACTIVE
 
 if TYPE_CHECKING:  # the store's types only: the proxy imports this package, never the reverse
     from ..proxy.store.base import SpendLog, Store
@@ -89,13 +93,31 @@ def expected_events(logs: Iterable[SpendLog],
     return expected, unbillable
 
 
-def unsubscribed(reader: LagoReader, report: ReconcileReport) -> tuple[list[str], list[str]]:
-    """The report's billed ids without an active Lago subscription, and a warning when Lago could not say."""
-    client = LagoSubscriptions(reader)
+async def settled_calls(store: Store, settings: billing.LagoSettings, start_ms: int, end_ms: int) -> list[SettledCall]:
+    """The spend logs' calls in [start_ms, end_ms) with the id each is billed to and what it billed
+    (one entry per event: a call with several codes appears once per code)."""
+    expected, _ = expected_events(await read_calls(store, start_ms, end_ms), settings)
+    return [SettledCall(e.call_id, e.billed_id, e.timestamp_ms, Amounts.of(e.properties).billed) for e in expected
+            if start_ms <= e.timestamp_ms < end_ms]
+
+
+async def check_subscriptions_and_credits(store: Store, reader: LagoReader, settings: billing.LagoSettings,
+                                          report: ReconcileReport) -> None:
+    """Fills `unsubscribed` and `credits`; what Lago could not answer becomes a warning."""
+    ids = [a.billed_id for a in report.accounts if a.billed_id]
     try:
-        return [a.billed_id for a in report.accounts if a.billed_id and not client.active(a.billed_id)], []
+        subscriptions = await asyncio.to_thread(subscriptions_of, reader, ids)
     except LagoReadError as exc:
-        return [], [f"could not check the billed ids' Lago subscriptions: {exc}"]
+        report.warnings.append(f"could not check the billed ids' Lago subscriptions: {exc}")
+        return
+    report.unsubscribed = [i for i in ids if (subscriptions[i] or {}).get("status") != ACTIVE]
+    try:
+        report.credits, warnings = await credit_accounts(
+            reader, subscriptions, report.start_ms, report.end_ms,
+            lambda a, b: settled_calls(store, settings, a, b))
+        report.warnings += warnings
+    except LagoReadError as exc:
+        report.warnings.append(f"could not check prepaid credits against Lago's wallets: {exc}")
 
 
 async def reconcile_async(store: Store, reader: LagoReader, settings: billing.LagoSettings, start_ms: int,
@@ -136,8 +158,7 @@ async def reconcile_async(store: Store, reader: LagoReader, settings: billing.La
             warnings.append(f"{len(missing)} events missing: too many to look up one by one; an event Lago holds "
                             "dated outside the window shows as missing")
         report.warnings += warnings
-        report.unsubscribed, more = await asyncio.to_thread(unsubscribed, reader, report)
-        report.warnings += more
+        await check_subscriptions_and_credits(store, reader, settings, report)
         if end_ms > now_ms - 60_000:
             report.warnings.append("the window ends less than a minute ago: events of the last calls may still be "
                                    "on their way to Lago (reconcile a closed window for a final answer)")

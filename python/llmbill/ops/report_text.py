@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from ..lago.deadletters import Letter
 from ..lago.reader import ms_to_iso
 from ..lago.reconcile import Amounts, Difference, ReconcileReport
+from ..lago.reconcile_credits import CreditAccount
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
@@ -64,13 +66,36 @@ def render_report(report: ReconcileReport) -> str:
     if report.fixed:
         out += ["", f"Re-sent {len(report.fixed)} missing event(s) with their original ids and timestamps: "
                     + ", ".join(report.fixed)]
+    if report.credits:
+        out += ["", "Prepaid credits (invoiced periods): consumed by llmbill's calls vs debited from the wallets by Lago"]
+        out += _credits(report.credits)
     out += [f"warning: {w}" for w in report.warnings]
     if report.clean:
         out += ["", "Clean: Lago holds exactly what the proxy billed."]
     else:
         counts = ", ".join(f"{len(report.of_kind(k))} {k}" for k in ("missing", "extra", "altered"))
-        out += ["", f"NOT CLEAN: {counts}."]
+        mismatches = len(report.credit_mismatches)
+        out += ["", f"NOT CLEAN: {counts}" + (f", {mismatches} credit mismatch(es)." if mismatches else ".")]
     return "\n".join(out)
+
+
+def _credits(accounts: Sequence[CreditAccount]) -> list[str]:
+    rows, notes = [], []
+    for account in accounts:
+        if not account.invoices:
+            rows.append([account.customer, "(no invoiced period)", "-", "-", "-", "-", "-", "-"])
+        for invoice in account.invoices:
+            period = ", ".join(f"{p.billed_id} {ms_to_iso(p.start_ms)[:10]}..{ms_to_iso(p.end_ms - 1)[:10]}"
+                               for p in invoice.periods)
+            unit = invoice.unit
+            rows.append([account.customer, invoice.number or invoice.lago_id, period or "-", str(invoice.calls),
+                         f"{format(invoice.consumed, 'f')} {invoice.currency}",
+                         format(Decimal(invoice.consumed_cents) * unit, "f"),
+                         format(Decimal(invoice.debited_cents) * unit, "f"), "ok" if invoice.matches else "MISMATCH"])
+            if not invoice.matches:
+                notes += [f"  {account.customer} {invoice.number or invoice.lago_id}: {n}" for n in invoice.notes()]
+    headers = ["customer", "invoice", "period(s)", "calls", "consumed", "billed (rounded)", "debited", "status"]
+    return _table(headers, rows, right=frozenset({3, 4, 5, 6})) + notes
 
 
 def render_letters(letters: Sequence[Letter], now: float | None = None) -> str:

@@ -77,7 +77,11 @@ _ROUTES = [
     ("GET", re.compile(r"/api/v1/wallets/(?P<id>[^/]+)"), "wallet", "_wallets_show"),
     ("DELETE", re.compile(r"/api/v1/wallets/(?P<id>[^/]+)"), "wallet", "_wallets_terminate"),
     ("POST", re.compile(r"/api/v1/wallet_transactions"), "wallet_transaction", "_wallet_transactions_create"),
+    ("GET", re.compile(r"/api/v1/wallets/(?P<id>[^/]+)/wallet_transactions"), "wallet_transaction",
+     "_wallet_transactions_index"),
     ("PUT", re.compile(r"/api/v1/invoices/(?P<id>[^/]+)"), "invoice", "_invoices_update"),
+    ("GET", re.compile(r"/api/v1/invoices"), "invoice", "_invoices_index"),
+    ("GET", re.compile(r"/api/v1/invoices/(?P<id>[^/]+)"), "invoice", "_invoices_show"),
     ("GET", re.compile(r"/api/v1/webhooks/json_public_key"), "webhook", "_webhooks_public_key"),
 ]
 
@@ -105,7 +109,8 @@ class FakeLago(FaultInjection):
         self.down: bool | str = False  # False, "drop" or "refuse"
         self._store = EventStore(store, legacy_partial_batches=legacy_partial_batches, max_batch=max_batch)
         self._billing = Billing(self._store, self._clock)
-        self._wallets = Wallets(self._store, lambda: self._billing.customers, self._clock)  # lago_wallets.py
+        self._wallets = Wallets(self._store, lambda: self._billing.customers, self._clock,  # lago_wallets.py
+                                billing=self._billing)
         self._http = BackgroundServer(self._serve, host, port)
         self._life = threading.RLock()  # start, stop, down and up
         self._generation = 0  # bumped by every start, stop and set_down: stale timers give up
@@ -418,8 +423,17 @@ class FakeLago(FaultInjection):
     def _wallet_transactions_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._wallets.transact(params)
 
+    def _wallet_transactions_index(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.transactions_index(ids["id"], query)
+
     def _invoices_update(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._wallets.pay_invoice(ids["id"], params)
+
+    def _invoices_index(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.book.index(query)
+
+    def _invoices_show(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
+        return self._wallets.book.show(ids["id"])
 
     def _webhooks_public_key(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._wallets.public_key()

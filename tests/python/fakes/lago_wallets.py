@@ -11,9 +11,12 @@
   `hmac_key`) or "jwt" (RS256, claims data = body and iss = `issuer`; public key at
   GET /webhooks/json_public_key).
 
-Simplification (stated): an invoice's amount is Σ `response_cost` of the customer's events not yet
-invoiced (events whose external_subscription_id is the customer id), rounded half up to the cent —
-real Lago prices them by the plan's charges.
+Invoices (`invoice()`, lago_invoices.py): with a subscription whose external_id is the customer id,
+its plan prices the period's events as Lago does, and the wallets pay the fee buckets in priority order
+(allocate_prepaid_credits_by_wallets_service.rb: wallet by wallet, largest bucket first), each debit an
+outbound `invoiced` wallet transaction, listed by GET /wallets/:id/wallet_transactions. Simplification
+(stated), without a subscription: the amount is Σ `response_cost` of the customer's events not yet
+invoiced, rounded half up to the cent, as one bucket of `metric`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import uuid
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Callable
 
-from .lago_billing import CURRENCIES
+from .lago_billing import CURRENCIES, Billing, billing_period
+from .lago_invoices import InvoiceBook, plan_fees
 from .lago_rsa import shared_key
 from .lago_store import EventStore, Json, Reply, iso8601, validation_failed
 
@@ -59,10 +63,12 @@ def ruby_decimal(value: Decimal) -> str:
 
 class Wallets:
     def __init__(self, store: EventStore, customers: Callable[[], dict[str, Json]],
-                 clock: Callable[[], Decimal]) -> None:
+                 clock: Callable[[], Decimal], billing: Billing | None = None) -> None:
         self._store = store
         self._customers = customers
         self._clock = clock
+        self._billing = billing  # plans and subscriptions, to price an invoice as Lago does
+        self.book = InvoiceBook(clock, customers)  # GET /invoices, /invoices/:id
         self._lock = threading.RLock()
         self.webhook_url: str | None = None
         self.webhook_algorithm = "jwt"
@@ -78,6 +84,7 @@ class Wallets:
             self.transactions: dict[str, Json] = {}
             self.invoices: dict[str, str] = {}  # credit invoice id → transaction id
             self.invoiced: set[str] = set()  # event transaction ids already invoiced
+        self.book.reset()
 
     # -- money ---------------------------------------------------------------------------------------
 
@@ -233,6 +240,9 @@ class Wallets:
             invoice = str(uuid.uuid4())
             tx["lago_invoice_id"] = invoice
             self.invoices[invoice] = tx["lago_id"]
+            self.book.add(customer=wallet["external_customer_id"], invoice_type="credit", currency=wallet["currency"],
+                          fees=[{"fee_type": "credit", "code": wallet["code"], "units": credits,
+                                 "amount_cents": self._cents(wallet, credits)}], lago_id=invoice)
         elif kind == "granted_credits":
             self._increase(wallet, credits)
         else:
@@ -247,6 +257,8 @@ class Wallets:
                 return _not_found("invoice")
             tx = self.transactions[tx_id]
             status = (params or {}).get("payment_status")
+            if status in ("succeeded", "failed") and tx["status"] == "pending":
+                self.book.set_payment_status(invoice_id, status)
             if status == "succeeded" and tx["status"] == "pending":
                 tx["status"] = "settled"
                 wallet = self.wallets[tx["lago_wallet_id"]]
@@ -271,9 +283,35 @@ class Wallets:
         wallet["consumed_credits"] += credits
 
     def _tx_json(self, tx: Json) -> Json:
-        return {**tx, "credit_amount": ruby_decimal(tx["credit_amount"]),
-                "amount": ruby_decimal(tx["amount"]),
-                "created_at": iso8601(tx["created_at"]), "settled_at": None}
+        """V1::WalletTransactionSerializer's shape (lago-wallets.md §2)."""
+        settled = tx["status"] == "settled"
+        return {"lago_id": tx["lago_id"], "lago_wallet_id": tx["lago_wallet_id"],
+                "lago_invoice_id": tx["lago_invoice_id"], "lago_credit_note_id": None, "lago_voided_invoice_id": None,
+                "billing_entity_code": "default", "status": tx["status"], "source": "manual",
+                "transaction_status": tx["transaction_status"], "transaction_type": tx["transaction_type"],
+                "amount": ruby_decimal(tx["amount"]), "credit_amount": ruby_decimal(tx["credit_amount"]),
+                "remaining_amount_cents": None, "remaining_credit_amount": None, "priority": 50,
+                "purchase_order_number": None, "settled_at": iso8601(tx["created_at"]) if settled else None,
+                "failed_at": None, "created_at": iso8601(tx["created_at"]),
+                "invoice_requires_successful_payment": False, "metadata": [], "name": None,
+                "payment_method": {"payment_method_id": None, "payment_method_type": "provider"}}
+
+    def transactions_index(self, wallet_id: str, query: dict[str, str]) -> Reply:
+        """GET /wallets/:id/wallet_transactions: the filters WalletTransactionsQuery takes (an unknown
+        value is ignored, as there), oldest first, paged."""
+        filters = {"status": ("pending", "settled", "failed"), "transaction_type": ("inbound", "outbound"),
+                   "transaction_status": ("purchased", "granted", "voided", "invoiced")}
+        with self._lock:
+            if wallet_id not in self.wallets:
+                return _not_found("wallet")
+            rows = [tx for tx in self.transactions.values() if tx["lago_wallet_id"] == wallet_id
+                    and all(query.get(k) not in allowed or tx[k] == query[k] for k, allowed in filters.items())]
+            page, per_page = max(int(query.get("page") or 1), 1), int(query.get("per_page") or 100)
+            chunk = rows[(page - 1) * per_page: page * per_page]
+            pages = -(-len(rows) // per_page)
+            meta = {"current_page": page, "next_page": page + 1 if page < pages else None,
+                    "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": len(rows)}
+            return 200, {"wallet_transactions": [self._tx_json(tx) for tx in chunk], "meta": meta}
 
     def _tx_payload(self, tx: Json) -> Json:
         return {**self._tx_json(tx), "wallet": self.serialize(self.wallets[tx["lago_wallet_id"]], limitations=False)}
@@ -293,31 +331,91 @@ class Wallets:
                 and w["status"] == "active" and w["currency"] == currency]
         return sorted(rows, key=lambda w: (w["priority"], w["created_at"]))
 
-    def invoice(self, customer: str, currency: str = "USD", metric: str = "llm_usage") -> int:
-        """Bills the customer's uninvoiced usage and applies its wallets' credits (priority order,
-        restricted wallets only for their metric); returns the cents the wallets paid."""
-        changed: list[Json] = []
+    def invoice(self, customer: str, currency: str = "USD", metric: str = "llm_usage",
+                period: tuple[Decimal, Decimal] | None = None) -> int:
+        """Invoices the customer's usage now (a finalised invoice in `book`) and applies its wallets'
+        credits; returns the cents the wallets paid. With a subscription whose external_id is the
+        customer id: its plan's fees over `period` (charges from and to, Unix seconds, `to` inclusive
+        as Lago's charges_to_datetime; by default the current billing period's start to now). Without
+        one: the simplification in the module's docstring, in `currency`, as one bucket of `metric`."""
+        made: list[Json] = []
         with self._lock:
-            total, ids = self._uninvoiced(customer)
-            left = int((total * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            subscription = self._subscription(customer)
+            if subscription is None:
+                total, ids = self._uninvoiced(customer)
+                fees = [{"fee_type": "charge", "code": metric, "units": total, "events_count": len(ids),
+                         "amount_cents": int((total * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))}]
+                periods: list[Json] = []
+            else:
+                assert self._billing is not None
+                plan = self._billing.plans[subscription["plan_code"]]
+                currency = plan["amount_currency"]
+                start, to = period or self._current_period(subscription, plan)
+                with self._store.changed:
+                    events = [e for e in self._store.events if e["external_subscription_id"] == customer
+                              and start <= e["timestamp"] < to + 1 and e["created_at"] >= subscription["created_at"]
+                              and e["transaction_id"] not in self.invoiced]
+                fees = plan_fees(plan, self._billing.metrics, events)
+                ids = [e["transaction_id"] for e in events]
+                periods = [{"lago_subscription_id": subscription["lago_id"], "external_subscription_id": customer,
+                            "lago_plan_id": plan["lago_id"], "plan_code": plan["code"], "from": start, "to": to}]
+            invoice_id = str(uuid.uuid4())
             paid = 0
-            for wallet in self._payers(customer, currency):
-                limited = wallet["metric_codes"] or wallet["fee_types"]
-                if limited and metric not in wallet["metric_codes"] and "charge" not in wallet["fee_types"]:
-                    continue
-                take = min(left, max(wallet["balance_cents"], 0))
-                if take <= 0:
-                    continue
+            for wallet, take in self._allocate(customer, currency, fees):
                 credits = Decimal(take).scaleb(-CURRENCIES[currency]) / wallet["rate_amount"]
                 wallet["balance_cents"] -= take
                 wallet["credits_balance"] -= credits
                 wallet["consumed_credits"] += credits
-                left, paid = left - take, paid + take
-                changed.append(wallet)
+                tx = {"lago_id": str(uuid.uuid4()), "lago_wallet_id": wallet["lago_id"], "credit_amount": credits,
+                      "amount": Decimal(take).scaleb(-CURRENCIES[currency]), "lago_invoice_id": invoice_id,
+                      "transaction_type": "outbound", "transaction_status": "invoiced", "status": "settled",
+                      "created_at": self._clock()}
+                self.transactions[tx["lago_id"]] = tx
+                made.append(tx)
+                paid += take
             self.invoiced.update(ids)
-        for wallet in changed:
-            self._send("wallet.updated", "wallet", self.serialize(wallet, limitations=False))
+            self.book.add(customer=customer, invoice_type="subscription", currency=currency, fees=fees,
+                          prepaid_cents=paid, periods=periods, lago_id=invoice_id)
+        for tx in made:
+            self._send("wallet_transaction.created", "wallet_transaction", self._tx_payload(tx))
+            self._send("wallet.updated", "wallet", self.serialize(self.wallets[tx["lago_wallet_id"]], limitations=False))
         return paid
+
+    def _subscription(self, customer: str) -> Json | None:
+        if self._billing is None:
+            return None
+        subscription = self._billing.subscriptions.get(customer)
+        return subscription if subscription and subscription["external_customer_id"] == customer else None
+
+    def _current_period(self, subscription: Json, plan: Json) -> tuple[Decimal, Decimal]:
+        now = self._clock()
+        start, end = billing_period(plan["interval"], subscription["billing_time"], subscription["started_at"], now)
+        return start, min(end - 1, Decimal(int(now)))
+
+    def _allocate(self, customer: str, currency: str, fees: list[Json]) -> list[tuple[Json, int]]:
+        """(wallet, cents) debits: wallet by wallet in priority order, each over the fee buckets it may
+        pay, largest first, never past the wallet's balance or the invoice's total."""
+        buckets: dict[tuple[str, str], int] = {}
+        for fee in fees:
+            key = (fee["fee_type"], str(fee["code"]))
+            buckets[key] = buckets.get(key, 0) + int(fee["amount_cents"])
+        remaining = dict(sorted(buckets.items(), key=lambda item: -item[1]))
+        invoice_left = sum(remaining.values())
+        debits = []
+        for wallet in self._payers(customer, currency):
+            taken = 0
+            for (fee_type, code), left in remaining.items():
+                unrestricted = not wallet["metric_codes"] and not wallet["fee_types"]
+                covers = unrestricted or fee_type in wallet["fee_types"] or (
+                    fee_type == "charge" and code in wallet["metric_codes"])
+                take = min(left, wallet["balance_cents"] - taken, invoice_left) if covers else 0
+                if take > 0:
+                    remaining[(fee_type, code)] -= take
+                    invoice_left -= take
+                    taken += take
+            if taken > 0:
+                debits.append((wallet, taken))
+        return debits
 
     def refresh_ongoing(self, customer: str, currency: str = "USD") -> None:
         """What Lago's refresh job does (only when a test asks): allocate uninvoiced usage by priority,

@@ -40,6 +40,16 @@
   }
 
   const num = (v) => (v === null || v === undefined ? "—" : Number(v).toLocaleString("en-US"));
+  const isSet = (v) => v !== null && v !== undefined;
+
+  // A record's own margin (margin_percent in percent, margin_fixed in USD per call), or null.
+  function marginText(r) {
+    if (!r || (!isSet(r.margin_percent) && !isSet(r.margin_fixed))) return null;
+    const parts = [];
+    if (isSet(r.margin_percent)) parts.push(`${r.margin_percent}%`);
+    if (isSet(r.margin_fixed)) parts.push(`${usd(r.margin_fixed)}/call`);
+    return parts.join(" + ");
+  }
 
   function when(iso) {
     if (!iso) return "—";
@@ -125,6 +135,7 @@
     money: (v) => (/^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/.test(v) ? null
       : "Enter an amount in USD, 0 or more (e.g. 4 or 0.5)."),
     integer: (v) => (/^\d+$/.test(v) ? null : "Enter a whole number, 0 or more."),
+    percent: (v) => (/^(\d+(\.\d*)?|\.\d+)$/.test(v) ? null : "Enter a percentage, 0 or more (20 for 20%)."),
     duration: (v) => {
       const m = /^(\d+)\s*(s|m|h|d|w|mo)$/.exec(v);
       return m && Number(m[1]) > 0 ? null : "Use a duration like 30s, 5m, 1h, 1d, 1w or 1mo.";
@@ -216,7 +227,8 @@
   // ---- Budgets ------------------------------------------------------------------------------
   let budgets = [];
   const BUDGET_SPEC = { max_budget: "money", soft_budget: "money", tpm_limit: "integer", rpm_limit: "integer",
-                        max_parallel_requests: "integer", budget_duration: "duration" };
+                        max_parallel_requests: "integer", budget_duration: "duration", margin_percent: "percent",
+                        margin_fixed: "money" };
   let editing = null; // the budget id being edited, or null when creating
 
   async function loadBudgets() {
@@ -236,6 +248,7 @@
         cell("Budget ID", el("strong", { text: b.budget_id })),
         cell("Max budget", usd(b.max_budget)),
         cell("Soft budget", usd(b.soft_budget)),
+        cell("Margin", el("span", { class: "margin", text: marginText(b) || "—" })),
         cell("TPM", num(b.tpm_limit)),
         cell("RPM", num(b.rpm_limit)),
         cell("Duration", b.budget_duration || "—"),
@@ -328,15 +341,45 @@
       return el("tr", { "data-id": c.user_id, class: c.blocked ? "blocked" : null },
         cell("Customer", el("strong", { text: c.user_id }), c.alias ? el("div", { class: "muted", text: c.alias }) : null),
         cell("Tier", el("span", { class: "tier", text: tier })),
+        cell("Margin", customerMargin(c)),
         cell("Spend vs budget", meter(c)),
         cell("Status", el("span", { class: c.blocked ? "badge bad" : "badge ok", text: c.blocked ? "blocked" : "active" })),
         cell("Actions", el("div", { class: "row-actions" },
           el("button", { type: "button", class: "quiet", text: "Tier…", onclick: () => chooseTier(c) }),
+          el("button", { type: "button", class: "quiet", text: "Margin…", onclick: () => editMargin(c) }),
           el("button", { type: "button", class: c.blocked ? "quiet" : "danger", text: c.blocked ? "Unblock" : "Block",
                          onclick: () => setBlocked(c, !c.blocked) }))));
     }));
     $("#panel-customers .empty").hidden = shown.length > 0;
   }
+
+  // The customer's own margin, else its tier's (shown as inherited), else none set here.
+  function customerMargin(c) {
+    const own = marginText(c);
+    if (own) return el("span", { class: "margin", text: own });
+    const t = c.litellm_budget_table;
+    const tier = t && t.budget_id ? budgets.find((b) => b.budget_id === t.budget_id) : null;
+    const inherited = marginText(tier);
+    return inherited ? el("span", { class: "margin muted", text: `${inherited} (tier)` })
+                     : el("span", { class: "margin muted", text: "—" });
+  }
+
+  let marginFor = null;
+  function editMargin(c) {
+    marginFor = c.user_id;
+    const form = $("#margin-form");
+    openDialog($("#margin-dialog"));
+    $("#margin-customer").textContent = c.user_id;
+    for (const name of ["margin_percent", "margin_fixed"]) form.elements[name].value = isSet(c[name]) ? String(c[name]) : "";
+  }
+
+  onSubmit($("#margin-form"), async () => {
+    const values = readForm($("#margin-form"), { margin_percent: "percent", margin_fixed: "money" });
+    if (!values) return;
+    await api("POST", "/customer/update", { user_id: marginFor, ...values }); // empty → null: no own margin
+    $("#margin-dialog").close();
+    await loadCustomers();
+  });
 
   async function loadCustomers() {
     await guarded($("#panel-customers"), async () => {
