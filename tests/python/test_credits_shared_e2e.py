@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,6 +97,17 @@ def test_two_proxies_sharing_redis_never_spend_the_same_dollar_twice_under_50_pa
             assert shown["settled_not_invoiced"] == total and shown["available"] == DOLLAR - total
 
 
+def settled_in_redis(proxy: Proxy, customer: str, amount: Decimal, timeout: float = 10.0) -> None:
+    """Waits until the shared tally holds `amount` settled and no hold: every call's settle written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = credits(proxy, customer)
+        if shown["settled_not_invoiced"] == amount and shown["holds"] == 0:
+            return
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.05)
+
+
 def _save(server: RedisServer) -> None:
     """SAVE: the server reloads this snapshot when it restarts (a Redis with persistence)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
@@ -116,6 +128,7 @@ def test_redis_stopped_mid_test_follows_the_policy_and_never_overspends(
         lago.wait_for(5, timeout=10)
         before = billed(lago, "outage")
         if persisted:
+            settled_in_redis(a, "outage", before)  # settles are written behind the reply
             _save(redis_server)
         redis_server.stop()
         try:
