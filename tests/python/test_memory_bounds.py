@@ -1,5 +1,7 @@
-"""Memory a client can make the proxy hold (issue 13, item 9): 100k calls, each with a new random
-model name (served by a wildcard deployment) and a new customer id, against the real proxy process.
+"""Memory a client can make the proxy hold (issue 13, item 9): 50k calls, each with a new random
+model name (served by a wildcard deployment) and a new customer id, against the real proxy process
+(fewer than the 100k this first ran with, for CI's time: the cache is made small, so the calls still
+pass its bound fifty times over).
 
 What grows, and why it is bounded now:
 - Prometheus series: a wildcard deployment's calls are labelled "*" (metrics.py), not by the name the
@@ -8,7 +10,7 @@ What grows, and why it is bounded now:
 - The limiter's minute per entity is dropped once its minute has passed (limits.py).
 - The ledger's entry per entity leaves it at every flush (drain), so nothing stays per idle customer.
 - What remains is legitimate data: each new customer is a row (created by its first call, as LiteLLM
-  does) and a record in the process's cache — about 0.3 kB each, inside the RSS bound below.
+  does); the process's cache holds at most `cache_max_entries` of them (cache.py's LRU).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from tests.python.http_load import http_request, send_all
 from tests.python.proxy_harness import Proxy
 from tests.python.test_proxy_e2e import MASTER
 
-CALLS = 100_000
-PRICED = 20_000
-RSS_GROWTH_BOUND = 100 * 2**20  # of which the 100k customers' cached records take about 30 MB
+CALLS = 40_000
+PRICED = 10_000
+CACHE_MAX = 1000  # records per kind the proxy holds: the calls' customers overflow it
+RSS_GROWTH_BOUND = 60 * 2**20
 METRICS_BOUND = 64 * 2**10
 
 
@@ -57,14 +60,14 @@ def calls(rng: random.Random, count: int, model: str | None = None) -> list[byte
     return out
 
 
-def test_100k_random_model_names_and_customers_leave_memory_and_metrics_bounded(tmp_path: Path) -> None:
+def test_random_model_names_and_customers_leave_memory_and_metrics_bounded(tmp_path: Path) -> None:
     # Wildcard names are priced by the table, so random ones are unpriced and their customers get no
     # row (no spend); PRICED calls with new customers add the rows, to count them in the bound too.
     config = {"model_list": [{"model_name": "*", "litellm_params": {"model": "mock/*"}},
                              {"model_name": "priced", "litellm_params": {"model": "mock/priced",
                                                                          "input_cost_per_token": 1e-06,
                                                                          "output_cost_per_token": 2e-06}}],
-              "general_settings": {"master_key": MASTER}}
+              "general_settings": {"master_key": MASTER, "cache_max_entries": CACHE_MAX}}
     rng = random.Random(13)
     with Proxy(config, workdir=tmp_path) as proxy:
         assert proxy.proc is not None
@@ -72,12 +75,12 @@ def test_100k_random_model_names_and_customers_leave_memory_and_metrics_bounded(
         assert {r.status for r in warm} == {200}
         before = rss_bytes(proxy.proc.pid)
         # In rounds, each followed by a few spend flushes: what is measured is what the process keeps,
-        # not the peak of spend rows waiting for the database during one 120k-call burst (the writer
+        # not the peak of spend rows waiting for the database during one long burst (the writer
         # drains them; RSS never gives a peak back, so one burst would measure the machine's speed).
         todo = calls(rng, CALLS) + calls(rng, PRICED, "priced")
         replies = []
-        for start in range(0, len(todo), 20_000):
-            replies += send_all(proxy.port, todo[start:start + 20_000])
+        for start in range(0, len(todo), 10_000):
+            replies += send_all(proxy.port, todo[start:start + 10_000])
             time.sleep(4 * 0.5)  # four spend flush intervals
         assert sum(r.status == 200 for r in replies) == CALLS + PRICED, {r.status for r in replies}
         growth = rss_bytes(proxy.proc.pid) - before
