@@ -121,13 +121,9 @@ class _Run(Generic[R]):
         admitted again: another deployment may cost more). Raises the last unbilled failure when
         every deployment failed; anything else (releasing what it holds) as it comes."""
         try:
-            return await self.attempt(call, body)
+            return await self._released_on_failure(call, body)
         except UpstreamFailure as failure:
-            call.admission.release()
             last = failure
-        except BaseException:
-            call.admission.release()
-            raise
         for d in _others(call):
             if last.kind != GENERAL:
                 break
@@ -137,14 +133,18 @@ class _Run(Generic[R]):
             log.info("call %s: %s failed (%d); trying another of its deployments", call.call_id, call.model,
                      last.status)
             try:
-                return await self.attempt(again, body)
+                return await self._released_on_failure(again, body)
             except UpstreamFailure as failure:
-                again.admission.release()
                 last = failure
-            except BaseException:
-                again.admission.release()
-                raise
         raise last
+
+    async def _released_on_failure(self, call: Call, body: dict[str, Any]) -> R:
+        """One attempt; whatever it raises, the call's admission is released first."""
+        try:
+            return await self.attempt(call, body)
+        except BaseException:
+            call.admission.release()
+            raise
 
     async def fall_back(self, failure: UpstreamFailure) -> R:
         first = self.first
