@@ -101,9 +101,9 @@ def test_two_proxies_sharing_redis_never_spend_the_same_dollar_twice_under_50_pa
             assert shown["settled_not_invoiced"] == total and shown["available"] == DOLLAR - total
 
 
-def counter(proxy: Proxy, name: str, outcome: str) -> float:
+def counter(proxy: Proxy, name: str, outcome: str, label: str = "outcome") -> float:
     _, text, _ = proxy.request("GET", "/metrics", None, MASTER)
-    found = re.search(rf'^{name}_total{{outcome="{outcome}"}} (\S+)$', str(text), re.M)
+    found = re.search(rf'^{name}_total{{{label}="{outcome}"}} (\S+)$', str(text), re.M)
     return float(found.group(1)) if found else 0.0
 
 
@@ -129,6 +129,7 @@ def test_a_top_up_whose_webhook_reaches_one_proxy_unblocks_the_other_within_2s(
                                                                                   "published") >= 1
         assert counter(b, "llmbill_credit_webhooks", "accepted") == 0  # B never saw a webhook...
         assert counter(b, "llmbill_credit_relays", "received") >= 1  # ...only A's relay
+        assert counter(b, "llmbill_credit_refusals", "insufficient", "reason") >= 1  # the refusals are on /metrics
         assert call(a, "topped")[0] == 200
 
 
