@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,13 @@ from ..lago.subscriptions import LagoSubscriptions, missing_reason, started_ms
 from . import metrics
 
 if TYPE_CHECKING:
+    from .._core import Pipeline
+    from ..billing import LagoSettings
     from .state import ProxyState
 
 log = logging.getLogger("llmbill.proxy")
 FLUSH_S = 2.0  # an id's events queued before its release are sent or dead-lettered by then (then its letters are read)
+_REPLAYING = threading.Lock()  # a webhook's release and the minute's never replay the same letters twice
 
 
 def _client(state: ProxyState, timeout: float) -> LagoSubscriptions | None:
@@ -118,7 +122,8 @@ def _active(client: LagoSubscriptions, ids: set[str]) -> dict[str, int | None]:
         try:
             found = client.find(ident)
         except LagoReadError as exc:
-            log.warning("billing: could not re-check the Lago subscription of %r (its events stay held): %s", ident, exc)
+            log.warning("billing: could not re-check the Lago subscription of %r (its events stay held): %s",
+                        ident, exc)
             continue
         if found is not None and found.get("status") == "active":
             out[ident] = started_ms(found)
@@ -150,6 +155,12 @@ def _replay(state: ProxyState, active: dict[str, int | None]) -> None:
     settings, pipeline = state.billing, state.pipeline
     if settings is None or pipeline is None:
         return
+    with _REPLAYING:  # the second one finds the letters the first one sent gone
+        _replay_letters(state, settings, pipeline, active)
+
+
+def _replay_letters(state: ProxyState, settings: LagoSettings, pipeline: Pipeline,
+                    active: dict[str, int | None]) -> None:
     sendable: list[Letter] = []
     early: dict[str, int] = {}
     for ident, letter in _held_letters(state):

@@ -62,7 +62,15 @@ class Fanout:
         return True
 
     async def listen(self) -> None:
-        """Runs for the life of the process: subscribed, or trying to be again every RETRY_S."""
+        """Runs for the life of the process: subscribed, or trying to be again every RETRY_S. Cancelled
+        (the process stops), it cancels the re-reads it started."""
+        try:
+            await self._listen()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _listen(self) -> None:
         subscribed_before = False
         while True:
             pubsub = self.limiter.client.pubsub(ignore_subscribe_messages=True)

@@ -29,6 +29,11 @@ WATCHED = ("wallet.created", "wallet.updated", "wallet.terminated", "wallet_tran
 STARTED = "subscription.started"
 
 
+def checking(state: ProxyState) -> bool:
+    """Whether this proxy holds ids without a subscription (LAGO_CHECK_SUBSCRIPTIONS)."""
+    return state.billing is not None and state.billing.check_subscriptions
+
+
 def _object(payload: Any) -> dict[str, Any]:
     """The webhook's object: `payload[payload["object_type"]]`."""
     if not isinstance(payload, dict):
@@ -76,7 +81,7 @@ async def receive(state: ProxyState, request: Request, principal: Principal | No
     obj = _object(payload)
     if kind in WATCHED:
         await gate.changed(*_wallet_of(obj))
-    elif kind == STARTED and isinstance(obj.get("external_id"), str) and obj["external_id"]:
+    elif kind == STARTED and isinstance(obj.get("external_id"), str) and obj["external_id"] and checking(state):
         ident = obj["external_id"]
         if gate.fanout is not None:
             await gate.fanout.publish("subscription", id=ident)
