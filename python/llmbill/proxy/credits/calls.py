@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ...billing import ConfigError
-from ..auth import Principal
 from .. import subscription_watch
+from ..auth import Principal
 from ..errors import ProxyError
 from . import metrics
 from .fanout import Fanout
