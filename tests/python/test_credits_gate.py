@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from llmbill.proxy.credits.gate import CreditGate, CreditHold
 from llmbill.proxy.credits.reader import WalletReader
@@ -109,6 +110,41 @@ def test_lago_unreachable_keeps_gating_on_the_last_balance_then_fails_closed(lag
     with pytest.raises(ProxyError) as stale:
         hold(gate, "c5", "0.1", 429)
     assert stale.value.status == 503 and stale.value.type == "credits_unavailable"
+
+
+def _sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_stale_balances_and_refusals_are_on_metrics(lago: FakeLago) -> None:
+    """/metrics: the oldest balance's age and how many balances are too old to gate (brought up to
+    date every second, not only at the poll, which may be what keeps failing), and refusals by reason."""
+    clock = Clock()
+    wallet(lago, "m1", granted="0.10")
+    wallet(lago, "m2", granted="0.10")
+    gate = make_gate(lago, clock, max_age_s=60)
+    asyncio.run(gate.ensure("m1"))
+    clock.now += 50
+    asyncio.run(gate.ensure("m2"))
+    gate.report_age()
+    assert _sample("llmbill_credit_balance_age_seconds") == 50
+    assert _sample("llmbill_credit_stale_balances") == 0
+    insufficient = _sample("llmbill_credit_refusals_total", reason="insufficient")
+    with pytest.raises(ProxyError):
+        hold(gate, "m2", "0.50")
+    assert _sample("llmbill_credit_refusals_total", reason="insufficient") == insufficient + 1
+    clock.now += 11  # m1's balance is 61 s old now, past max_age
+    gate.report_age()
+    assert (_sample("llmbill_credit_balance_age_seconds"), _sample("llmbill_credit_stale_balances")) == (61, 1)
+    stale = _sample("llmbill_credit_refusals_total", reason="stale")
+    with pytest.raises(ProxyError) as refused:
+        hold(gate, "m1", "0.01")
+    assert refused.value.type == "credits_unavailable"
+    assert _sample("llmbill_credit_refusals_total", reason="stale") == stale + 1
+    asyncio.run(gate.refresh("m1"))
+    gate.report_age()
+    assert (_sample("llmbill_credit_balance_age_seconds"), _sample("llmbill_credit_stale_balances")) == (11, 0)
 
 
 def test_an_unknown_customer_has_no_credits(lago: FakeLago) -> None:

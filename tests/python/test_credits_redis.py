@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from llmbill.proxy.credits.gate import CreditGate, CreditHold
 from llmbill.proxy.credits.reader import WalletReader
@@ -172,10 +173,13 @@ def test_redis_down_with_fail_closed_refuses_credit_holds(lago: FakeLago, redis_
     async def body() -> None:
         a = proxy(lago, redis_url)
         await a.ensure("p6")
+        counted = REGISTRY.get_sample_value("llmbill_credit_refusals_total", {"reason": "redis"}) or 0.0
         redis_server.stop()
         try:
             with pytest.raises(ProxyError) as refused:
                 await a.hold("p6", Decimal("0.1"), 402)
+            # /metrics counts it as a credit refusal for Redis (the limits, when shared, refuse first).
+            assert REGISTRY.get_sample_value("llmbill_credit_refusals_total", {"reason": "redis"}) == counted + 1
             shown = await a.info("p6")  # /customer/info still answers: this proxy's view, and why
         finally:
             redis_server.restart()

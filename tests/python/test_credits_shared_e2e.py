@@ -2,6 +2,8 @@
 (tests/python/proxy_harness.py), one redis-server, one fake Lago.
 
 - Two proxies sharing Redis never spend the same $1.00 twice under 50 parallel calls split across them.
+- A top-up whose signed webhook reaches one proxy unblocks the customer on the other within 2 s (the
+  webhook is relayed through Redis, credits/fanout.py).
 - Redis stopped mid-test: fail_closed refuses, fail_open serves on the proxy's own view and writes its
   usage back; a Redis that comes back empty is re-seeded from Lago; the $1.00 is never overspent.
 - A restarted proxy (no Redis) still counts the usage Lago has not invoiced: after a clean stop, and
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import socket
 import time
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,11 +23,12 @@ from typing import Any, Iterator
 import pytest
 
 from tests.python.fakes.lago import FakeLago
+from tests.python.fakes.lago_rsa import shared_key
 from tests.python.fakes.openai_upstream import FakeOpenAI
-from tests.python.lago_wallet_support import wallet
+from tests.python.lago_wallet_support import top_up, wallet
 from tests.python.proxy_harness import Proxy
 from tests.python.redis_server import RedisServer
-from tests.python.test_credits_e2e import call, credit_config
+from tests.python.test_credits_e2e import HOLD_OVER, call, credit_config
 from tests.python.test_credits_seed import METRIC, subscribe
 from tests.python.test_proxy_e2e import MASTER, lago_env
 
@@ -106,6 +110,38 @@ def settled_in_redis(proxy: Proxy, customer: str, amount: Decimal, timeout: floa
             return
         assert time.monotonic() < deadline, shown
         time.sleep(0.05)
+
+
+def counter(proxy: Proxy, name: str, outcome: str, label: str = "outcome") -> float:
+    _, text, _ = proxy.request("GET", "/metrics", None, MASTER)
+    found = re.search(rf'^{name}_total{{{label}="{outcome}"}} (\S+)$', str(text), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_top_up_whose_webhook_reaches_one_proxy_unblocks_the_other_within_2s(
+        upstream: FakeOpenAI, lago: FakeLago, redis_url: str) -> None:
+    """Lago sends the webhook to one URL (here proxy A's); the customer's next call through proxy B
+    is served within 2 s, long before B's poll (600 s)."""
+    wid = wallet(lago, "topped", granted=str(HOLD_OVER))
+    cfg, env = shared_config(upstream, redis_url), lago_env(lago, "end_user_id")
+    with Proxy(cfg, env) as a, Proxy(cfg, env) as b:
+        for proxy in (a, b):  # out of credits on both: each has read the wallet
+            status, body = call(proxy, "topped")
+            assert status == 422 and body["error"]["type"] == "insufficient_credits", body
+        lago.wallets.webhook_url, lago.wallets.webhook_algorithm = a.url + "/lago/webhooks", "jwt"
+        shared_key()  # Lago's signing key exists before any webhook (the fake makes it on first use)
+        started = time.monotonic()
+        top_up(lago, wid, granted_credits="1.0")  # granted: settled inside the request, then wallet.updated
+        while call(b, "topped")[0] != 200:
+            assert time.monotonic() - started < 2.0, ("B not unblocked within 2 s", lago.wallets.webhooks_sent)
+            time.sleep(0.02)
+        assert {w["status"] for w in lago.wallets.wait_webhooks()} == {200}
+        assert counter(a, "llmbill_credit_webhooks", "accepted") >= 1 and counter(a, "llmbill_credit_relays",
+                                                                                  "published") >= 1
+        assert counter(b, "llmbill_credit_webhooks", "accepted") == 0  # B never saw a webhook...
+        assert counter(b, "llmbill_credit_relays", "received") >= 1  # ...only A's relay
+        assert counter(b, "llmbill_credit_refusals", "insufficient", "reason") >= 1  # the refusals are on /metrics
+        assert call(a, "topped")[0] == 200
 
 
 def _save(server: RedisServer) -> None:

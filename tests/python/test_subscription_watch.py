@@ -4,12 +4,14 @@ subscription is accepted and never billed.
 
 End to end with the real proxy: a team's calls are held (readiness, /metrics, dead letters) while
 Lago has no subscription for it, then delivered exactly once after it is created and the letters
-are replayed; with LAGO_AUTO_PROVISION_PLAN a new customer's first call creates its Lago customer
-and subscription and its event is billed.
+are replayed; Lago's signed `subscription.started` releases the held events at once, on every proxy
+sharing Redis (except those dated before the subscription started); with LAGO_AUTO_PROVISION_PLAN a
+new customer's first call creates its Lago customer and subscription and its event is billed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from decimal import Decimal
@@ -20,8 +22,10 @@ from llmbill.lago.reader import LagoReader
 from llmbill.lago.subscriptions import LagoSubscriptions, missing_reason
 from llmbill.proxy.subscription_watch import decide
 from tests.python.fakes.lago import FakeLago
+from tests.python.fakes.lago_rsa import shared_key
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.lago_support import KEY, eventually, submit_call
+from tests.python.lago_wallet_support import lago_api
 from tests.python.proxy_harness import Proxy
 from tests.python.test_ops_e2e import chat, cli, reconcile_json
 from tests.python.test_proxy_e2e import MASTER, config, lago_env
@@ -193,3 +197,98 @@ def test_a_team_created_through_the_api_is_provisioned_before_its_first_call(ups
         assert proxy.request("POST", "/customer/new", {"user_id": "c-1"}, MASTER)[0] == 200  # not the billed kind
         time.sleep(0.3)
         assert "c-1" not in lago.billing.customers
+
+
+def _held(proxy: Proxy, ident: str, letters: int) -> Callable[[], bool]:
+    def check() -> bool:
+        ready = proxy.request("GET", "/health/readiness", None, MASTER)[1]["billing"]
+        return bool(ready["held_subscriptions"] == [ident] and ready["dead_letters"] == letters)
+    return check
+
+
+def _released(proxy: Proxy, letters: int) -> bool:
+    ready = proxy.request("GET", "/health/readiness", None, MASTER)[1]["billing"]
+    return bool(ready["held_subscriptions"] == [] and ready["dead_letters"] == letters)
+
+
+def _call(proxy: Proxy, customer: str) -> str:
+    status, body, headers = proxy.request("POST", "/chat/completions", chat(customer), MASTER)
+    assert status == 200, body
+    return str(headers["x-litellm-call-id"])
+
+
+def _subscribe_through_the_api(lago: FakeLago, ident: str, at: str) -> None:
+    status, body = lago_api(lago, "POST", "/api/v1/subscriptions", {"subscription": {
+        "external_customer_id": ident, "plan_code": PLAN, "external_id": ident, "subscription_at": at}})
+    assert status == 200 and body["subscription"]["status"] == "active", body
+
+
+def test_subscription_started_releases_the_held_events_of_every_proxy_at_once(
+        upstream: FakeOpenAI, lago: FakeLago, redis_url: str) -> None:
+    """Two proxies on one Redis hold a customer's calls; Lago's signed `subscription.started`
+    reaches proxy A only; both release their held events within seconds (not at the minute's
+    re-check), each delivered exactly once and billable."""
+    add_plan(lago)
+    env = {**lago_env(lago, "end_user_id"), "LAGO_CHECK_SUBSCRIPTIONS": "1"}
+    cfg = config(upstream, None)
+    cfg["general_settings"]["redis_url"] = redis_url
+    with Proxy(cfg, env) as a, Proxy(cfg, env) as b:
+        calls = [_call(a, "cust-h"), _call(b, "cust-h"), _call(b, "cust-h")]
+        eventually(_held(a, "cust-h", 1), timeout=10, what="A holding cust-h")
+        eventually(_held(b, "cust-h", 2), timeout=10, what="B holding cust-h")
+        assert lago.events == []
+        lago.wallets.webhook_url = a.url + "/lago/webhooks"  # Lago's one webhook endpoint: proxy A
+        shared_key()
+        started = time.monotonic()
+        _subscribe_through_the_api(lago, "cust-h", "2020-01-01T00:00:00Z")
+        lago.wait_for(3, timeout=10)
+        assert time.monotonic() - started < 10  # the minute's re-check cannot have run yet
+        assert [w["webhook_type"] for w in lago.wallets.wait_webhooks()] == ["subscription.started"]
+        eventually(lambda: _released(a, 0) and _released(b, 0), timeout=5, what="both released")
+        calls.append(_call(b, "cust-h"))  # new calls flow again
+        lago.wait_for(4, timeout=10)
+        time.sleep(0.2)  # a margin for a duplicate to show (there is no event to wait for)
+        assert lago.count_by_transaction_id() == {c: 1 for c in calls}  # exactly once
+        assert usage_cents(lago, "cust-h")[0] == 4  # and billable
+        assert "replayed 2 held event(s) of cust-h" in b.output and "replayed 1 held event(s) of cust-h" in a.output
+
+
+def test_held_events_dated_before_the_subscription_started_stay_dead_letters(upstream: FakeOpenAI,
+                                                                               lago: FakeLago) -> None:
+    """Lago would store them and never bill them: released, the id's new events flow, the old ones
+    stay letters, loudly."""
+    add_plan(lago)
+    env = {**lago_env(lago, "end_user_id"), "LAGO_CHECK_SUBSCRIPTIONS": "1"}
+    with Proxy(config(upstream, None), env) as proxy:
+        _call(proxy, "cust-late")
+        eventually(_held(proxy, "cust-late", 1), timeout=10, what="held")
+        lago.wallets.webhook_url = proxy.url + "/lago/webhooks"
+        shared_key()
+        time.sleep(1.1)  # the subscription starts (whole seconds) after the held event's timestamp
+        _subscribe_through_the_api(lago, "cust-late", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        eventually(lambda: _released(proxy, 1), timeout=10, what="released, the letter kept")
+        eventually(lambda: "dated before its Lago subscription started" in proxy.output, timeout=5)
+        new = _call(proxy, "cust-late")
+        (event,) = lago.wait_for(1, timeout=10)
+        assert event["transaction_id"] == new and lago.events == [event]
+
+
+def test_a_forged_subscription_webhook_releases_nothing(upstream: FakeOpenAI, lago: FakeLago) -> None:
+    add_plan(lago)
+    env = {**lago_env(lago, "end_user_id"), "LAGO_CHECK_SUBSCRIPTIONS": "1"}
+    with Proxy(config(upstream, None), env) as proxy:
+        _call(proxy, "cust-f")
+        eventually(_held(proxy, "cust-f", 1), timeout=10, what="held")
+        payload = json.dumps({"webhook_type": "subscription.started", "object_type": "subscription",
+                              "subscription": {"external_id": "cust-f", "status": "active"}}).encode()
+        reads = len([r for r in lago.requests if r.path == "/api/v1/subscriptions/cust-f"])
+        status, body, _ = proxy.request("POST", "/lago/webhooks", raw=payload, headers={
+            "X-Lago-Signature": "AAAA", "X-Lago-Signature-Algorithm": "hmac"})
+        assert status == 401 and body["error"]["type"] == "auth_error", body
+        # Genuine, but Lago has no such subscription: asked once, still held.
+        status, _, _ = proxy.request("POST", "/lago/webhooks", raw=payload, headers={
+            "X-Lago-Signature": lago.wallets.sign(payload, "jwt")})
+        assert status == 200
+        eventually(lambda: len([r for r in lago.requests if r.path == "/api/v1/subscriptions/cust-f"]) == reads + 1,
+                   timeout=5, what="the id re-checked")
+        assert _held(proxy, "cust-f", 1)() and lago.events == []

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .reader import LagoReader, LagoReadError, ms_to_iso
+from .reader import LagoReader, LagoReadError, iso_to_ms, ms_to_iso
 
 ACTIVE = "active"
 
@@ -29,18 +29,36 @@ def missing_reason(external_id: str) -> str:
             "`llmbill deadletters replay --all`)")
 
 
+def started_ms(subscription: dict[str, Any]) -> int | None:
+    """When the subscription started billing (Unix ms): `started_at`, else `subscription_at`; None
+    when Lago gives neither. Lago never bills an event dated before it."""
+    for field in ("started_at", "subscription_at"):
+        value = subscription.get(field)
+        if isinstance(value, str) and value:
+            try:
+                return iso_to_ms(value)
+            except LagoReadError:
+                return None
+    return None
+
+
 class LagoSubscriptions:
     def __init__(self, reader: LagoReader) -> None:
         self.reader = reader
 
-    def status(self, external_id: str) -> str | None:
-        """The subscription's status ("active", "pending", "terminated", ...), None when Lago has none."""
+    def find(self, external_id: str) -> dict[str, Any] | None:
+        """The subscription object (GET /subscriptions/{external_id}), None when Lago has none."""
         status, data = self.reader._get("/subscriptions/" + urllib.parse.quote(external_id, safe=""))
         if status == 200 and isinstance(data, dict) and isinstance(data.get("subscription"), dict):
-            return str(data["subscription"].get("status") or "")
+            return dict(data["subscription"])
         if status == 404 and isinstance(data, dict) and data.get("code") == "subscription_not_found":
             return None
         raise LagoReadError(f"Lago answered HTTP {status} to GET /subscriptions/{external_id}: {str(data)[:200]}")
+
+    def status(self, external_id: str) -> str | None:
+        """The subscription's status ("active", "pending", "terminated", ...), None when Lago has none."""
+        found = self.find(external_id)
+        return None if found is None else str(found.get("status") or "")
 
     def active(self, external_id: str) -> bool:
         return self.status(external_id) == ACTIVE

@@ -400,7 +400,14 @@ class FakeLago(FaultInjection):
         return self._billing.upsert_customer(params)
 
     def _subscriptions_create(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
-        return self._billing.create_subscription(params)
+        fresh = _external_id(params) not in self._billing.subscriptions
+        status, body = self._billing.create_subscription(params)
+        subscription = body.get("subscription") if status == 200 and isinstance(body, dict) else None
+        if fresh and isinstance(subscription, dict) and subscription.get("status") == "active":
+            # lago-api's CreateService: a subscription created active (today or in the past) sends
+            # subscription.started after commit; a re-POST of the same one sends nothing.
+            self._wallets.send_webhook("subscription.started", "subscription", subscription)
+        return status, body
 
     def _subscriptions_show(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._billing.find_subscription(ids["id"])
@@ -437,6 +444,13 @@ class FakeLago(FaultInjection):
 
     def _webhooks_public_key(self, params: Json, query: dict[str, str], ids: dict[str, str]) -> Reply:
         return self._wallets.public_key()
+
+
+def _external_id(params: Json) -> str | None:
+    """The subscription's external_id as create_subscription reads it (None: Lago makes one up)."""
+    sub = params.get("subscription")
+    ident = sub.get("external_id") if isinstance(sub, dict) else None
+    return ident.strip() if isinstance(ident, str) and ident.strip() else None
 
 
 def _json_params(headers: dict[str, str], body: bytes) -> tuple[Json, Reply | None]:

@@ -6,8 +6,8 @@
 - `ongoing_balance_cents` and friends are recomputed only by `refresh_ongoing()` (Lago without a
   premium licence never refreshes them after events): tests prove llmbill never reads them.
 - several wallets per customer (at most 6 active), `priority` 1..50 (1 pays first), `applies_to`.
-- every balance change sends `wallet.updated` (and transactions `wallet_transaction.created/updated`)
-  to `webhook_url`, signed by `webhook_algorithm`: "hmac" (base64 HMAC-SHA256 of the body with
+- every balance change sends `wallet.updated` (and transactions `wallet_transaction.created/updated`;
+  a subscription created active, `subscription.started`) to `webhook_url`, signed by `webhook_algorithm`: "hmac" (base64 HMAC-SHA256 of the body with
   `hmac_key`) or "jwt" (RS256, claims data = body and iss = `issuer`; public key at
   GET /webhooks/json_public_key).
 
@@ -439,6 +439,10 @@ class Wallets:
         if algorithm == "hmac":
             return base64.b64encode(hmac.new(self.hmac_key.encode(), body, hashlib.sha256).digest()).decode()
         return shared_key().jwt({"data": body.decode(), "iss": self.issuer})
+
+    def send_webhook(self, webhook_type: str, object_type: str, obj: Json) -> None:
+        """A webhook of another kind (the fake's subscriptions send `subscription.started`), signed alike."""
+        self._send(webhook_type, object_type, obj)
 
     def _send(self, webhook_type: str, object_type: str, obj: Json) -> None:
         url = self.webhook_url

@@ -8,8 +8,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ...billing import ConfigError
+from .. import subscription_watch
 from ..auth import Principal
 from ..errors import ProxyError
+from . import metrics
+from .fanout import Fanout
 from .gate import CreditGate, CreditHold
 from .ledger import Ledger
 from .reader import WalletReader
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 
 def start(state: ProxyState) -> None:
     """Makes the gate when credits can apply (config default `lago`, or any record may say so) and
-    Lago is configured; starts the backstop poll."""
+    Lago is configured; starts the backstop poll, the balance-age gauges and, with Redis, the relay
+    of Lago's webhooks between processes (wallets, and subscriptions that start: fanout.py)."""
     settings = state.config.credits
     if state.billing is None or not state.billing.api_base:
         if settings.default == "lago":
@@ -35,9 +39,21 @@ def start(state: ProxyState) -> None:
     ledger: Ledger | None = None
     if state.redis is not None:  # holds and settled usage shared by every process on this Redis
         ledger = RedisLedger(state.redis, metric, settings.currency)
-    state.credits = CreditGate(settings, reader, metric, state.billing.charge_by, ledger,
-                               seeder=Seeder(reader, metric, settings.currency, _drain(state)))
-    state.run_in_background(state.credits.poll())
+    gate = state.credits = CreditGate(settings, reader, metric, state.billing.charge_by, ledger,
+                                      seeder=Seeder(reader, metric, settings.currency, _drain(state)))
+    metrics.expose_zeros()
+    state.run_in_background(gate.poll())
+    state.run_in_background(gate.watch_age())
+    if state.redis is not None:
+        fanout = gate.fanout = Fanout(state.redis)
+        fanout.handlers["wallets"] = gate.relayed
+        fanout.handlers["subscription"] = lambda message: subscription_watch.started(state, str(message.get("id")))
+
+        async def gap() -> None:  # messages missed while not subscribed: re-read what they may have said
+            await gate.refresh_all()
+            await subscription_watch.recheck_held(state)
+        fanout.on_gap = gap
+        state.run_in_background(fanout.listen())
 
 
 def _drain(state: ProxyState) -> Callable[[], bool] | None:
@@ -83,6 +99,7 @@ async def hold(state: ProxyState, principal: Principal, customer: str, upper_bou
         return None
     gate, payer = found
     if unpriced is not None:
+        metrics.refusals("unpriced").inc()
         raise ProxyError(403, f"model {unpriced!r} has no price, so its calls cannot be held against the credits "
                               f"of {payer}", "model_unpriced", "model")
     status = gate.settings.refused_status or state.config.budget_exceeded_status_code
@@ -95,6 +112,7 @@ def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str)
     team = (principal.key or {}).get("team_id")
     for kind, ident in (("customer", customer), ("team", team)):
         if ident and (state.cache.get(kind, ident) or {}).get("credits") == "lago":
+            metrics.refusals("no_lago").inc()
             raise ProxyError(503, f"{kind} {ident} pays with prepaid credits, but this proxy has no Lago to read them "
                                   "from (LAGO_API_BASE)", "credits_unavailable")
 

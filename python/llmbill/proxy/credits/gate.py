@@ -8,9 +8,10 @@ Where the holds and the settled usage are counted is the ledger's business (ledg
 process alone (LocalLedger), or every worker and replica through Redis (redis_ledger.py).
 
 Freshness: a payer's wallets are read at its first call (with the usage Lago has not invoiced yet:
-seed.py), again on every signed wallet webhook (routes/lago_webhooks.py), and by a backstop poll.
-When Lago cannot be read the last balance read, less the usage counted since, still gates; once
-older than `max_age_s` calls are refused (fail closed).
+seed.py), again on every signed wallet webhook (routes/lago_webhooks.py) — in every process on the
+same Redis, which the process that received it tells (fanout.py) — and by a backstop poll. When Lago
+cannot be read the last balance read, less the usage counted since, still gates; once older than
+`max_age_s` calls are refused (fail closed).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ...lago.reader import LagoReadError
 from ..errors import ProxyError
 from . import metrics
 from .account import Account
+from .fanout import Fanout
 from .ledger import HoldRef, Ledger, LocalLedger, Unseeded
 from .reader import WalletReader
 from .seed import Seeder
@@ -35,6 +37,7 @@ from .settings import CreditSettings
 log = logging.getLogger("llmbill.proxy")
 _T = TypeVar("_T")
 PAYER_KIND = {"end_user_id": "customer", "user_id": "user", "team_id": "team"}
+AGE_INTERVAL_S = 1.0  # how often the balance-age gauges are brought up to date
 
 
 def _fmt(x: Decimal) -> str:
@@ -76,6 +79,7 @@ class CreditGate:
         self.accounts: dict[str, Account] = {}
         self._read_started: dict[str, float] = {}
         self._key: tuple[int, int] | None = None  # the webhook JWT public key (n, e), fetched once
+        self.fanout: Fanout | None = None  # with Redis: wallet changes told to every other process
 
     # -- who pays, and whether credits apply -------------------------------------------------------------
 
@@ -136,19 +140,52 @@ class CreditGate:
         metrics.refreshes("ok").inc()
         return True
 
+    async def changed(self, payer: str, wallet_id: str = "", relay: bool = True) -> None:
+        """A signed wallet webhook named this payer (or only its wallet): every other process on the
+        same Redis is told first, then this one re-reads the payer if it gates it. A payer never read
+        here is left alone: a webhook never makes state for an id this process has not seen."""
+        payer = payer or self.owner_of(wallet_id)
+        if relay and self.fanout is not None and (payer or wallet_id):
+            await self.fanout.publish("wallets", payer=payer, wallet=wallet_id)
+        if payer in self.accounts:
+            await self.refresh(payer)
+
+    async def relayed(self, message: dict[str, Any]) -> None:
+        """Another process received a wallet webhook (fanout.py)."""
+        await self.changed(str(message.get("payer") or ""), str(message.get("wallet") or ""), relay=False)
+
+    def owner_of(self, wallet_id: str) -> str:
+        """The payer whose last read had this wallet ("" when none here did)."""
+        if wallet_id:
+            for account in self.accounts.values():
+                if any(w.lago_id == wallet_id for w in account.wallets):
+                    return account.payer
+        return ""
+
+    async def refresh_all(self) -> None:
+        for payer in list(self.accounts):
+            await self.refresh(payer)
+
     async def poll(self) -> None:
         """The backstop: every payer seen is re-read each interval, webhooks or not; what the shared
         ledger could not be told while Redis was down is written."""
         while True:
             await asyncio.sleep(self.settings.poll_interval_s)
-            for payer in list(self.accounts):
-                await self.refresh(payer)
+            await self.refresh_all()
             await self.ledger.sync()
-            metrics.BALANCE_AGE.set(self.oldest_age())
 
-    def oldest_age(self) -> float:
+    async def watch_age(self) -> None:
+        """The balance-age gauges, every second: a balance that goes stale shows on /metrics before
+        the next poll (the poll may be what keeps failing)."""
+        while True:
+            self.report_age()
+            await asyncio.sleep(AGE_INTERVAL_S)
+
+    def report_age(self) -> None:
         now = self.clock()
-        return max((now - a.read_at for a in self.accounts.values() if a.read_at is not None), default=0.0)
+        ages = [now - a.read_at for a in self.accounts.values() if a.read_at is not None]
+        metrics.BALANCE_AGE.set(max(ages, default=0.0))
+        metrics.STALE_BALANCES.set(sum(1 for age in ages if age > self.settings.max_age_s))
 
     async def public_key(self) -> tuple[int, int] | None:
         from . import rsa
@@ -173,7 +210,12 @@ class CreditGate:
             age = "never read" if account.read_at is None else f"last read {self.clock() - account.read_at:.0f} s ago"
             raise ProxyError(503, f"the credits of {payer} cannot be checked: Lago's balance is {age}",
                              "credits_unavailable", None, {"retry-after": "5"})
-        ref, figures = await self._ask(account, lambda: self.ledger.hold(account, self._balance(account), amount))
+        try:
+            ref, figures = await self._ask(account, lambda: self.ledger.hold(account, self._balance(account), amount))
+        except ProxyError as exc:
+            if exc.type == "redis_unavailable":  # the shared holds cannot be checked (fail_closed)
+                metrics.refusals("redis").inc()
+            raise
         if ref is None:
             metrics.refusals("insufficient").inc()
             raise ProxyError(refused_status, f"insufficient_credits: {payer} has {_fmt(figures.available)} "

@@ -65,8 +65,10 @@ def _app_page(state: ProxyState, csrf: str) -> Response:
     if state.config.master_key is None:
         notice = ('<p class="banner warn">No master key is configured: this proxy and this page are open to '
                   'anyone who can reach them.</p>')
+    # "customer": customers are who Lago bills, so the Customers tab reads each one's credits.
+    credits = "customer" if state.credits is not None and state.credits.payer_kind == "customer" else ""
     return Response(200, _render("app.html", csrf=html.escape(csrf), today=today, tz=html.escape(tz),
-                                 notice=notice), list(_HTML_HEADERS))
+                                 credits=credits, notice=notice), list(_HTML_HEADERS))
 
 
 async def page(state: ProxyState, request: Request, principal: Principal | None) -> Response:

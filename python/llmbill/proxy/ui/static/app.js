@@ -6,6 +6,7 @@
   const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
   const CSRF = meta("llmbill-csrf");
   const TODAY = meta("llmbill-today");
+  const CREDITS = meta("llmbill-credits") === "customer"; // Lago bills customers: show their prepaid credits
   const $ = (sel, root = document) => root.querySelector(sel);
   const TABS = ["budgets", "customers", "keys", "spend"];
   const COLORS = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#ec4899", "#94a3b8"];
@@ -331,7 +332,86 @@
                   "aria-valuemin": 0, "aria-valuemax": max, "aria-valuenow": c.spend }, fill));
   }
 
+  $("#customers-table th.credits-col").hidden = !CREDITS;
+
+  // ---- Prepaid credits: /customer/info's `credits`, read only for the rows in view (it may read
+  // the customer's Lago wallets the first time), a few at a time, kept until the next load.
+  let creditsSeen = new Map(); // user_id → credits, or null where they do not apply
+  let creditQueue = [];
+  let creditsInFlight = 0;
+  const creditObserver = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (!e.isIntersecting) continue;
+      creditObserver.unobserve(e.target);
+      creditQueue.push(e.target);
+    }
+    pumpCredits();
+  }) : null;
+
+  function money(value, currency) {
+    if (currency === "USD") return usd(value);
+    return value === null || value === undefined ? "—" : `${Number(value).toLocaleString("en-US")} ${currency}`;
+  }
+
+  function creditsCell(c) {
+    const node = el("div", { class: "credits", "data-customer": c.user_id, "data-state": "loading" },
+                    el("span", { class: "muted", text: "…" }));
+    if (creditsSeen.has(c.user_id)) fillCredits(node, creditsSeen.get(c.user_id));
+    else if (creditObserver) creditObserver.observe(node);
+    else creditQueue.push(node);
+    return node;
+  }
+
+  function pumpCredits() {
+    while (creditsInFlight < 4 && creditQueue.length) {
+      const node = creditQueue.shift();
+      creditsInFlight += 1;
+      loadCredits(node).finally(() => {
+        creditsInFlight -= 1;
+        pumpCredits();
+      });
+    }
+  }
+
+  async function loadCredits(node) {
+    const id = node.dataset.customer;
+    try {
+      const info = await api("GET", `/customer/info?end_user_id=${encodeURIComponent(id)}`);
+      creditsSeen.set(id, info.credits || null);
+      fillCredits(node, info.credits || null);
+    } catch (e) {
+      node.replaceChildren(el("span", { class: "muted", text: "unavailable", title: e.message }));
+      node.dataset.state = "error";
+    }
+  }
+
+  // available = Lago's settled balance − usage settled and not invoiced yet − holds of calls in flight.
+  function fillCredits(node, cr) {
+    if (!cr) {
+      node.replaceChildren(el("span", { class: "muted", text: "—", title: "Prepaid credits do not apply" }));
+      node.dataset.state = "off";
+      return;
+    }
+    const part = (cls, label, value) => el("span", { class: cls, "data-value": value },
+                                           `${label} ${money(value, cr.currency)}`);
+    const read = cr.balance_age_seconds;
+    const parts = [
+      el("span", { class: "amount credits-available" + (cr.available <= 0 ? " over" : ""), "data-value": cr.available,
+                   text: `${money(cr.available, cr.currency)} available` }),
+      el("div", { class: "muted" }, part("credits-lago", "Lago", cr.lago_balance), " − ",
+         part("credits-unapplied", "not invoiced", cr.settled_not_invoiced), " − ",
+         part("credits-holds", "held", cr.holds)),
+      el("div", { class: "muted credits-age", "data-value": read,
+                  text: read === null || read === undefined ? "balance never read" : `balance read ${age(read)} ago` }),
+    ];
+    if (cr.error) parts.push(el("div", { class: "credits-error", text: cr.error })); // this proxy's view only
+    node.replaceChildren(...parts);
+    node.dataset.state = "ready";
+  }
+
   function renderCustomers() {
+    if (creditObserver) creditObserver.disconnect(); // the rows are made anew
+    creditQueue = [];
     const q = $("#customer-search").value.trim().toLowerCase();
     const shown = customers.filter((c) => !q || c.user_id.toLowerCase().includes(q) ||
                                            (c.alias || "").toLowerCase().includes(q));
@@ -343,6 +423,7 @@
         cell("Tier", el("span", { class: "tier", text: tier })),
         cell("Margin", customerMargin(c)),
         cell("Spend vs budget", meter(c)),
+        CREDITS ? cell("Prepaid credits", creditsCell(c)) : null,
         cell("Status", el("span", { class: c.blocked ? "badge bad" : "badge ok", text: c.blocked ? "blocked" : "active" })),
         cell("Actions", el("div", { class: "row-actions" },
           el("button", { type: "button", class: "quiet", text: "Tier…", onclick: () => chooseTier(c) }),
@@ -351,6 +432,7 @@
                          onclick: () => setBlocked(c, !c.blocked) }))));
     }));
     $("#panel-customers .empty").hidden = shown.length > 0;
+    pumpCredits(); // without IntersectionObserver every row's credits are queued
   }
 
   // The customer's own margin, else its tier's (shown as inherited), else none set here.
@@ -384,6 +466,7 @@
   async function loadCustomers() {
     await guarded($("#panel-customers"), async () => {
       [customers, budgets] = await Promise.all([api("GET", "/customer/list"), api("GET", "/budget/list")]);
+      creditsSeen = new Map(); // read again: a refresh shows the balances as they are now
       renderCustomers();
     });
   }
