@@ -38,6 +38,19 @@ def test_every_field_says_what_llmbill_does_with_it() -> None:
             assert field.use in (HONOURED, STORED, REFUSED) and field.doc, field
 
 
+_SAMPLES = {"text": "x", "choice(eu|us)": "eu", "texts": ["x"], "flag": True, "duration": "1d", "integer": 1}
+
+
+def test_every_refusal_names_the_field_and_says_why_in_one_line() -> None:
+    for body in (KEY_GENERATE, KEY_UPDATE, TEAM_NEW, USER_NEW, CUSTOMER_NEW, BUDGET_NEW):
+        required = {f.name: "x" for f in body.fields if f.required}
+        for field in body.where(REFUSED):
+            assert "\n" not in field.doc and 30 <= len(field.doc) <= 160, field
+            with pytest.raises(ProxyError) as refused:
+                read(body, {**required, field.name: _SAMPLES.get(field.kind.name, {"a": 1})})
+            assert refused.value.param == field.name and field.doc in refused.value.message
+
+
 def test_model_budgets_read_both_spellings_and_refuse_unknown_keys() -> None:
     read_ = MODEL_BUDGETS.read
     assert read_(Fields({"m": {"gpt-4o": 0.5}}), "m") == {"gpt-4o": {"max_budget": Decimal("0.5")}}
@@ -52,9 +65,10 @@ def test_model_budgets_read_both_spellings_and_refuse_unknown_keys() -> None:
 
 def test_a_refused_field_is_refused_only_with_a_value() -> None:
     assert read(KEY_GENERATE, {"auto_rotate": False, "budget_limits": [], "throttle_on_budget_exceeded": None})
-    for body in ({"auto_rotate": True}, {"end_user_budget_id": "tier"}, {"budget_fallbacks": {"a": ["b"]}}):
+    for spec, body in ((KEY_GENERATE, {"auto_rotate": True}), (KEY_GENERATE, {"end_user_budget_id": "tier"}),
+                       (USER_NEW, {"budget_fallbacks": {"a": ["b"]}})):  # a key's setting, not a user's
         with pytest.raises(ProxyError) as refused:
-            read(KEY_GENERATE, body)
+            read(spec, body)
         assert refused.value.status == 400 and refused.value.param == next(iter(body))
     with pytest.raises(ProxyError) as nested:
         read(KEY_GENERATE, {"object_permission": {"models": ["gpt-4o"]}})

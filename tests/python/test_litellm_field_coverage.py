@@ -25,7 +25,7 @@ from llmbill.proxy.fields.common import OBJECT_PERMISSION
 from llmbill.proxy.fields.customers import BUDGET_NEW, BUDGET_UPDATE, CUSTOMER_NEW, CUSTOMER_UPDATE
 from llmbill.proxy.fields.keys import KEY_GENERATE, KEY_UPDATE
 from llmbill.proxy.fields.kinds import (DATETIME, DURATION, FLAG, INT_MAP, INTEGER, JSON, MAPPING, MODEL_BUDGETS,
-                                        MONEY, OBJECTS, TEXT, TEXT_MAP, TEXTS, TEXTS_OR_OBJECTS)
+                                        MONEY, OBJECTS, TEXT, TEXT_MAP, TEXTS, TEXTS_MAP, TEXTS_OR_OBJECTS)
 from llmbill.proxy.fields.spec import REFUSED, Body, Field
 from llmbill.proxy.fields.teams import TEAM_NEW, TEAM_UPDATE
 from llmbill.proxy.fields.users import KEY_OF_USER, USER_NEW, USER_UPDATE
@@ -151,6 +151,7 @@ _KIND_SAMPLES: dict[str, Any] = {
     TEXT.name: "v-sample", TEXTS.name: ["v1"], INTEGER.name: 7, FLAG.name: True, MONEY.name: 3, DURATION.name: "1d",
     MAPPING.name: {"a": "b"}, JSON.name: {"a": 1}, TEXT_MAP.name: {"alias-x": "custom-model"},
     INT_MAP.name: {"custom-model": 7}, MODEL_BUDGETS.name: {"custom-model": {"budget_limit": 1, "time_period": "1d"}},
+    TEXTS_MAP.name: {"custom-model": ["gpt-4o"]},
     DATETIME.name: "2031-01-01T00:00:00+00:00", OBJECTS.name: [{"role": "user", "user_id": "member-1"}],
     TEXTS_OR_OBJECTS.name: [TEAM], OBJECT_PERMISSION.name: {"vector_stores": ["vs-1"]},
 }

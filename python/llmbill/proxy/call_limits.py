@@ -52,14 +52,16 @@ def _require(body: dict[str, Any], param: str) -> None:
 
 
 def call_tags(state: ProxyState, principal: Principal, body: dict[str, Any] | None) -> tuple[str, ...]:
-    """The tags of a call's spend log: the key's, its team's and the request's `metadata.tags`."""
+    """The tags of a call's spend log: the key's, its team's and the request's (`tags`, or in
+    `metadata` / `litellm_metadata`, as LiteLLM reads them)."""
     key = principal.key or {}
     team = state.cache.get("team", key["team_id"]) if key.get("team_id") else None
-    meta = (body or {}).get("metadata")
-    asked = meta.get("tags") if isinstance(meta, dict) else None
     found = [*(key.get("tags") or ()), *((team or {}).get("tags") or ())]
-    if isinstance(asked, list):
-        found += [t for t in asked if isinstance(t, str)]
+    body = body or {}
+    metas = [m for m in (body.get("metadata"), body.get("litellm_metadata")) if isinstance(m, dict)]
+    for asked in (body.get("tags"), *(m.get("tags") for m in metas)):
+        if isinstance(asked, list):
+            found += [t for t in asked if isinstance(t, str)]
     return tuple(dict.fromkeys(t[:256] for t in found))[:64] if found else ()
 
 

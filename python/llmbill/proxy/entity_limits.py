@@ -3,7 +3,7 @@
 A key's, user's and team's limits are its own fields; a key on a tier (`budget_id`) takes the tier's
 where it has none of its own; a key's `temp_budget_increase` adds to its max_budget until
 `temp_budget_expiry`. A team member's budget is its `max_budget_in_team`, else the team's
-`team_member_budget`. A customer's limits come from its own fields, else its tier (`budget_id`), else
+`team_member_budget`; its rate limits the team's `team_member_rpm_limit` / `team_member_tpm_limit`. A customer's limits come from its own fields, else its tier (`budget_id`), else
 the default tier (`litellm_settings.max_end_user_budget_id`). Lower than the guards and the state, so
 both use it.
 """
@@ -55,10 +55,26 @@ def _limits(r: Mapping[str, Any], tier: Mapping[str, Any]) -> Limits:
                   pick("model_max_budget") or {}, r.get("model_rpm_limit") or {}, r.get("model_tpm_limit") or {})
 
 
+def member_entry(team: Mapping[str, Any] | None, member: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A team member's entry as its limits read it: its own `max_budget_in_team`, else the team's
+    `team_member_budget`; the team's `team_member_rpm_limit` / `team_member_tpm_limit`. None when
+    the member has no limit (a key without a user is no member: LiteLLM's service accounts)."""
+    if member is None:
+        return None
+    t = team or {}
+    entry = dict(member)
+    if entry.get("max_budget_in_team") is None and t.get("team_member_budget") is not None:
+        entry["max_budget_in_team"] = t["team_member_budget"]
+    entry["rpm_limit"], entry["tpm_limit"] = t.get("team_member_rpm_limit"), t.get("team_member_tpm_limit")
+    if all(entry.get(n) is None for n in ("max_budget_in_team", "rpm_limit", "tpm_limit")):
+        return None
+    return entry
+
+
 def entity_limits(cache: EntityCache, default_tier: str | None, kind: str, record: dict[str, Any] | None) -> Limits:
     r = record or {}
-    if kind == "member":
-        return Limits(max_budget=_dec(r.get("max_budget_in_team")))
+    if kind == "member":  # member_entry's
+        return Limits(max_budget=_dec(r.get("max_budget_in_team")), rpm=r.get("rpm_limit"), tpm=r.get("tpm_limit"))
     tier_id = r.get("budget_id") if kind in ("customer", "key") else None
     if kind == "customer" and tier_id is None and r.get("max_budget") is None:
         tier_id = default_tier

@@ -26,6 +26,7 @@ from .errors import ProxyError, bad_request
 from .fallback_rules import (CONTENT_POLICY, CONTEXT_WINDOW, GENERAL, LISTS, MAX_NAMES, REQUEST_FIELDS,
                              parse_lists)
 from .ids import check_id
+from .request_fields import PROXY_ONLY
 
 Fallback = tuple[str, Mapping[str, Any]]  # a model name, and the body fields it is sent with instead
 # Fields a fallback's own parameters may not set: the caller, the customer and tags the call was
@@ -76,11 +77,11 @@ def _general(value: Any, validate: Callable[[dict[str, Any]], object],
         if not isinstance(item, dict) or not isinstance(item.get("model"), str):
             raise bad_request(f"'{where}' must be a model name, or an object with 'model' and its own "
                               "parameters", "fallbacks")
-        fixed = sorted(k for k in item if k in FIXED and k != "model")
+        fixed = sorted(k for k in item if (k in FIXED or k in PROXY_ONLY) and k != "model")
         if fixed:
             raise bad_request(f"'{where}' may not set {', '.join(fixed)}: a fallback is billed to the caller, "
-                              "customer and tags the call was admitted for, and answers in the same shape",
-                              "fallbacks")
+                              "customer and tags the call was admitted for, answers in the same shape, and is "
+                              "sent as the call's own proxy fields say", "fallbacks")
         overrides = {k: v for k, v in item.items() if k != "model"}
         try:
             validate({**body, **overrides})

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from . import fallback_request, observe
+from . import fallback_request, observe, request_fields
 from .call import Call
 from .call_limits import resolve_model
 from .config import Deployment
@@ -75,10 +75,16 @@ async def serve(call: Call, body: dict[str, Any], attempt: Attempt[R], route: Ro
     for. Every admission is released if its attempt fails (a failed call is never billed); a served
     one settles it."""
     try:
-        asked = fallback_request.read(body, call.principal.key, route.validate)
+        options = request_fields.read(body)  # num_retries, drop_params...: checked, or refused by name
+        asked = fallback_request.read(options.body, call.principal.key, route.validate)
     except BaseException:
         call.admission.release()
         raise
+    with request_fields.applied(options):  # for every deployment and fallback this call reaches
+        return await _serve(call, asked, attempt, route)
+
+
+async def _serve(call: Call, asked: Asked, attempt: Attempt[R], route: Route) -> R:
     run = _Run(call, asked, attempt, route)
     if asked.mock is None:
         try:

@@ -21,9 +21,9 @@ import orjson
 from .._native import core
 from ..pricing import default_prices
 from .call import Call
+from . import request_fields
 from .errors import ProxyError
 from .failures import UpstreamFailure, answered
-from .fallback_rules import REQUEST_FIELDS
 from .http import JSON_HEADERS, Response, StreamingResponse
 from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
 from .settle import settle
@@ -37,13 +37,9 @@ def _adapter(call: Call) -> ChatAdapter:
     return adapter
 
 
-# Request fields that steer LiteLLM-style proxies, not the model: never sent to a provider (a provider
-# refuses what it does not know, so a client written for LiteLLM would fail here for them). The
-# fallback fields are read (and checked) by fallbacks.py before the call is forwarded.
-PROXY_ONLY = frozenset({"tags", "litellm_metadata", "mock_response", "num_retries", "caching", "cache",
-                        "guardrails", "drop_params", "litellm_session_id", "litellm_trace_id", "prompt_id",
-                        "prompt_variables", "api_base", "api_key", "api_version", "base_model", "metadata",
-                        *REQUEST_FIELDS})
+# Request fields that steer LiteLLM-style proxies, not the model: never sent to a provider
+# (request_fields.py honours, refuses or documents each).
+PROXY_ONLY = request_fields.PROXY_ONLY
 
 
 def provider_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +52,12 @@ def provider_body(body: dict[str, Any]) -> dict[str, Any]:
 def _request(call: Call, body: dict[str, Any], stream: bool) -> UpstreamRequest:
     assert call.d.params is not None
     body = provider_body(body)
-    for _ in range(len(body)):  # litellm_settings.drop_params: what the provider cannot take is left out
+    for _ in range(len(body)):  # drop_params: what the provider cannot take is left out
         try:
             return _adapter(call).chat_request(call.d.params, body, stream)
         except ProviderInputError as exc:
-            if not call.state.config.drop_params or exc.param not in body or exc.param in ("model", "messages"):
+            dropping = request_fields.drop_params(call.state.config.drop_params)  # the call's, else the config's
+            if not dropping or exc.param not in body or exc.param in ("model", "messages"):
                 raise ProxyError(400, f"{call.d.model_name}: {exc}", "invalid_request_error", exc.param) from None
             body = {k: v for k, v in body.items() if k != exc.param}
     try:

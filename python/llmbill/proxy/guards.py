@@ -17,7 +17,7 @@ from .credits import calls as credits
 from .credits.gate import CreditHold
 from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_models, load_model_spend,
                           model_exceeded_message, model_limit, window_of)
-from .entity_limits import Limits, entity_limits
+from .entity_limits import Limits, entity_limits, member_entry
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id
 from .model_access import Governing, governing, listed, refusing
@@ -155,12 +155,9 @@ def entities_of(state: ProxyState, principal: Principal, customer: str) -> list[
             out.append((("user", key["user_id"]), state.cache.get("user", key["user_id"])))
         if key.get("team_id"):
             team = state.cache.get("team", key["team_id"])
-            member = next((m for m in (team or {}).get("members_with_roles") or []
-                           if key.get("user_id") and m.get("user_id") == key["user_id"]), None)
-            if member is not None and member.get("max_budget_in_team") is None \
-                    and (team or {}).get("team_member_budget") is not None:  # the team's default for members
-                member = {**member, "max_budget_in_team": team["team_member_budget"]}  # type: ignore[index]
-            if member is not None and member.get("max_budget_in_team") is not None:
+            member = member_entry(team, next((m for m in (team or {}).get("members_with_roles") or []
+                                              if key.get("user_id") and m.get("user_id") == key["user_id"]), None))
+            if member is not None:  # with its budget or rate limits in the team
                 out.append((("member", f"{key['team_id']}/{key['user_id']}"), member))
             out.append((("team", key["team_id"]), team))
     if customer:

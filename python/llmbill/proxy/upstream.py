@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .. import redact
-from . import mock
+from . import mock, request_fields
 from .config import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure, answered
@@ -168,21 +168,22 @@ async def _retrying(d: Deployment, once: Callable[[], Awaitable[T]],
                     status: Callable[[T], tuple[int, str | None]], drop: Callable[[T], Awaitable[None]]) -> T:
     """`once()` again after a 429/5xx (the provider refused the call: nothing billed) or a refused
     connection (nothing sent), up to the deployment's max_retries (routing.py); never after a failure
-    that may have followed the provider's work."""
-    if d.max_retries == 0:  # the common case: one send, nothing to inspect
+    that may have followed the provider's work. The call's own num_retries replaces max_retries."""
+    most = request_fields.retries(d.max_retries)
+    if most == 0:  # the common case: one send, nothing to inspect
         return await once()
     attempt = 0
     while True:
         try:
             result = await once()
         except (ConnectFailed, ConnectionRefusedError):  # no connection: nothing was written
-            if attempt >= d.max_retries:
+            if attempt >= most:
                 raise
             attempt += 1
             await asyncio.sleep(backoff(attempt, None))
             continue
         code, retry_after = status(result)
-        if code not in RETRY_STATUSES or attempt >= d.max_retries:
+        if code not in RETRY_STATUSES or attempt >= most:
             return result
         attempt += 1
         await drop(result)

@@ -46,16 +46,22 @@ BLOCKED = honoured("blocked", FLAG, "a blocked entity's calls are refused")
 MODELS = honoured("models", TEXTS, "the models it may call (empty: any)")
 SPEND = honoured("spend", MONEY, "sets the spend (an update resets or corrects it; audited)")
 
-BUDGET_LIMITS = refused("budget_limits", JSON, "several concurrent budget windows; use max_budget with budget_duration")
-BUDGET_FALLBACKS = refused("budget_fallbacks", JSON, "fallback models once a model budget is spent")
-TAG_RPM = refused("tag_rpm_limit", JSON, "per-tag rate limits")
-RPM_TYPE = refused("rpm_limit_type", TEXT, "throughput guarantees across keys")
-TPM_TYPE = refused("tpm_limit_type", TEXT, "throughput guarantees across keys")
-ESTIMATED = refused("default_estimated_output_tokens", INTEGER,
-                    "llmbill reserves the most a call can cost, from max_tokens and the model's limits")
-ESTIMATED_PER_MODEL = refused("default_estimated_output_tokens_per_model", JSON,
-                              "llmbill reserves the most a call can cost, from max_tokens and the model's limits")
-ACCESS_GROUP_IDS = refused("access_group_ids", TEXTS, "access group objects; name access groups in 'models'")
+BUDGET_LIMITS = refused("budget_limits", JSON, "llmbill keeps one budget window per record; use max_budget with "
+                                                "budget_duration")
+# Honoured on keys (fields/keys.py); on /user/* LiteLLM has no use for it either.
+BUDGET_FALLBACKS = refused("budget_fallbacks", JSON, "budget fallbacks follow a key's model_max_budget: set them with "
+                                                      "/key/generate or /key/update")
+TAG_RPM = refused("tag_rpm_limit", JSON, "llmbill counts rate limits per key, user, team, member, customer and model, "
+                                         "not per tag")
+_LIMIT_TYPE_WHY = "llmbill's rate limits are caps, not throughput reserved for a key across others"
+RPM_TYPE = refused("rpm_limit_type", TEXT, _LIMIT_TYPE_WHY)
+TPM_TYPE = refused("tpm_limit_type", TEXT, _LIMIT_TYPE_WHY)
+_ESTIMATE_WHY = ("llmbill reserves the most a call can cost (from max_tokens and the model's limits), never an "
+                 "estimate that would let spend pass a budget")
+ESTIMATED = refused("default_estimated_output_tokens", INTEGER, _ESTIMATE_WHY)
+ESTIMATED_PER_MODEL = refused("default_estimated_output_tokens_per_model", JSON, _ESTIMATE_WHY)
+ACCESS_GROUP_IDS = refused("access_group_ids", TEXTS, "llmbill keeps no access group objects; name the config's access "
+                                                      "groups (model_info.access_groups) in 'models'")
 
 # Features llmbill does not have: kept on the record.
 AGENT_ID = stored("agent_id", TEXT)

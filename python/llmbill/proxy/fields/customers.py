@@ -34,7 +34,8 @@ CUSTOMER_NEW = Body((
     honoured("user_id", TEXT, "the customer's id (the `user` its calls send)", required=True),
     honoured("alias", TEXT, "a display name"),
     BLOCKED, SPEND,
-    refused("allowed_model_region", choice(*REGIONS), "routing by deployment region; llmbill's deployments have none"),
+    refused("allowed_model_region", choice(*REGIONS), "llmbill's deployments have no region to route by, so the "
+                                                       "restriction could not be kept"),
     stored("default_model", TEXT, "stored and shown back (LiteLLM's proxy does not route by it either)"),
     honoured("models", TEXTS, "the models the customer may call (empty: any)"),
     OBJECT_PERM, METADATA,

@@ -99,6 +99,29 @@ def _int_map(f: Fields, name: str) -> dict[str, int] | None:
 INT_MAP = Kind("int_map", _int_map, {"type": "object",
                                      "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}})
 
+MAX_LIST = 64  # names in one list of a TEXTS_MAP: far more than any sane chain
+
+
+def _texts_map(f: Fields, name: str) -> dict[str, list[str]] | None:
+    """{name: [name, ...]}, e.g. a model's ordered fallbacks."""
+    v = f.mapping(name)
+    if v is None:
+        return None
+    out: dict[str, list[str]] = {}
+    for k, targets in v.items():
+        Fields({name: k}).text(name)
+        listed = Fields({name: targets}).texts(name)
+        if not listed or len(listed) > MAX_LIST or not all(listed):
+            raise bad_request(f"'{name}' maps names to lists of 1 to {MAX_LIST} non-empty names; {k!r} maps to "
+                              f"{targets!r}", name)
+        out[k] = listed
+    return out
+
+
+TEXTS_MAP = Kind("texts_map", _texts_map, {"type": "object", "additionalProperties": {
+    "type": "array", "minItems": 1, "maxItems": MAX_LIST,
+    "items": {"type": "string", "minLength": 1, "maxLength": 256}}})
+
 # LiteLLM's BudgetConfig spells its two fields two ways (budget_limit / time_period in the docs).
 _BUDGET_NAMES = {"max_budget": "max_budget", "budget_limit": "max_budget", "budget_duration": "budget_duration",
                  "time_period": "budget_duration", "tpm_limit": "tpm_limit", "rpm_limit": "rpm_limit"}

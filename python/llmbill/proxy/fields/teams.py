@@ -10,7 +10,9 @@ from .common import (ACCESS_GROUP_IDS, BLOCKED, CREDITS, BUDGET_DURATION, BUDGET
 from .kinds import DURATION, FLAG, INTEGER, JSON, MAPPING, MONEY, OBJECTS, TEXT, TEXT_MAP, TEXTS
 from .spec import Body, honoured, refused, stored
 
-_MEMBER_BUDGET_WHY = "member budgets in llmbill are per team member (max_budget_in_team), without a window"
+# A member's spend record (store kind "member") has no window, unlike keys', users', teams' and customers'.
+_MEMBER_BUDGET_WHY = ("a member's spend in a team is a running total in llmbill's store, never reset in windows; "
+                      "the team's budget_duration resets the team's budget")
 
 TEAM_NEW = Body((
     honoured("team_alias", TEXT, "a display name"),
@@ -19,23 +21,27 @@ TEAM_NEW = Body((
     honoured("admins", TEXTS, "user ids added as team admins (LiteLLM's older form of members_with_roles)"),
     honoured("members", TEXTS, "user ids added as members (LiteLLM's older form of members_with_roles)"),
     honoured("members_with_roles", OBJECTS, "[{role: admin|user, user_id | user_email}]; unknown users are created"),
-    refused("team_member_permissions", TEXTS, "extra management routes for team members"),
+    refused("team_member_permissions", TEXTS, "llmbill's roles are fixed: a team member manages only its own keys, "
+                                              "a team admin the team"),
     METADATA, TPM, RPM, TPD, MAX_BUDGET, SOFT_BUDGET, BUDGET_DURATION, BUDGET_LIMITS, MODELS, CREDITS,
     BLOCKED, PARALLEL, ROUTER_SETTINGS, ACCESS_GROUP_IDS,
-    refused("default_team_member_models", TEXTS, "default models for members' keys"),
+    refused("default_team_member_models", TEXTS, "llmbill gives members' new keys no default models; set models on "
+                                                 "each key, or the team's models"),
     honoured("model_aliases", TEXT_MAP, "model aliases {alias: model} for every key of the team; a key's own "
                                         "aliases win"),
     MODEL_MAX_BUDGET, TAGS, GUARDRAILS, POLICIES, PROMPTS, OBJECT_PERM, PASSTHROUGH_ALLOWED, PASSTHROUGH_DENIED,
     NO_GLOBAL_GUARDRAILS,
-    refused("require_trace_id", FLAG, "calls that must carry a trace id"),
+    refused("require_trace_id", FLAG, "llmbill does not check calls for a trace id, so it could not require one"),
     stored("secret_manager_settings", MAPPING, "stored; llmbill reads upstream secrets from its config"),
     MODEL_RPM, RPM_TYPE, TPM_TYPE, MODEL_TPM, ESTIMATED, ESTIMATED_PER_MODEL, MCP_RPM,
     honoured("team_member_budget", MONEY, "each member's budget in the team (max_budget_in_team) unless set per member"),
-    refused("team_member_rpm_limit", INTEGER, "per-member rate limits"),
-    refused("team_member_tpm_limit", INTEGER, "per-member rate limits"),
-    refused("team_member_key_duration", DURATION, "a default expiry for members' keys; send duration on /key/generate"),
+    honoured("team_member_rpm_limit", INTEGER, "requests per minute of each member (its keys in the team together)"),
+    honoured("team_member_tpm_limit", INTEGER, "tokens per minute of each member (its keys in the team together)"),
+    refused("team_member_key_duration", DURATION, "llmbill gives members' keys no default expiry; send duration on "
+                                                  "/key/generate"),
     refused("team_member_budget_duration", DURATION, _MEMBER_BUDGET_WHY),
-    refused("team_member_model_max_budget", JSON, "per-member per-model budgets"),
+    refused("team_member_model_max_budget", JSON, "llmbill keeps per-model budgets on keys, users, teams, customers "
+                                                  "and tiers, not per team member"),
     VECTOR_STORES,
     stored("enforced_batch_output_expires_after", MAPPING, "stored; llmbill has no batch API"),
     stored("enforced_file_expires_after", MAPPING, "stored; llmbill has no files API"),

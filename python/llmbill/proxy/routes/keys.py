@@ -31,7 +31,7 @@ from ..validate import Fields
 # Honoured key fields kept on the record as checked (guards and entity_limits read them).
 _AS_IS = ("max_parallel_requests", "tpm_limit", "rpm_limit", "tpd_limit", "model_max_budget", "model_rpm_limit",
           "model_tpm_limit", "aliases", "permissions", "tags", "enforced_params", "allowed_routes",
-          "temp_budget_increase", "temp_budget_expiry", "max_budget", "soft_budget", "key_type")
+          "temp_budget_increase", "temp_budget_expiry", "max_budget", "soft_budget", "key_type", "budget_fallbacks")
 # key_type presets (LiteLLM's handle_key_type): the route group such a key may call.
 KEY_TYPE_ROUTES = {"llm_api": ["llm_api_routes"], "management": ["management_routes"], "read_only": ["info_routes"]}
 

@@ -17,20 +17,19 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, fallbacks, forward, observe
+from .. import billing_gate, budget_fallbacks, fallbacks, forward, observe
 from ..auth import Principal
 from ..config import Deployment
 from ..customer_binding import bound_customer
 from ..errors import ProxyError, bad_request
 from ..call import Call
 from ..call_limits import resolve_model
-from ..guards import admit_model, allowed_models, check_model_access, customer_id
+from ..guards import allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..ids import check_id
 from ..relay import relay
 from ..settle import settle
 from ..state import ProxyState
-from ..upper_bound import upper_bound_cost
 from ..upstream import upstream_error
 
 log = logging.getLogger("llmbill.proxy")
@@ -92,7 +91,7 @@ async def _begin(state: ProxyState, request: Request, route: str, principal: Pri
     check_model_access(state, principal, model)
     billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = await admit_model(state, principal, customer, upper_bound_cost(d, route, body), model, body)
+    model, d, admission = await budget_fallbacks.admit(state, principal, customer, model, d, body, ROUTES[route])
     call = Call(state, principal, route, model, d, customer, started, admission)
     observe.note_call(call)
     return call, body

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, fallbacks, observe
+from .. import billing_gate, budget_fallbacks, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
@@ -26,7 +26,7 @@ from ..config import Deployment
 from ..errors import ProxyError, bad_request
 from ..failures import answered
 from ..customer_binding import bound_customer
-from ..guards import admit_model, check_model_access, customer_id
+from ..guards import check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..providers import anthropic_inbound as inbound
 from ..providers.base import ProviderInputError, UpstreamRequest
@@ -37,7 +37,6 @@ from ..relay import relay
 from ..settle import settle
 from ..state import ProxyState
 from . import llm
-from ..upper_bound import upper_bound_cost
 
 ANTHROPIC_VERSION = "2023-06-01"
 NATIVE = ("anthropic",)  # providers whose deployments take the Messages body as it is (+ Claude on Vertex)
@@ -79,7 +78,7 @@ async def _begin(state: ProxyState, request: Request, principal: Principal) -> t
     billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     # metadata.user_id is Anthropic's end-user field
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = await admit_model(state, principal, customer, upper_bound_cost(d, "messages", body), model, body)
+    model, d, admission = await budget_fallbacks.admit(state, principal, customer, model, d, body, ROUTE)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="anthropic_messages")
     observe.note_call(call)
     return call, body

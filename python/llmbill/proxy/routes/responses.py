@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 
 from ..._native import core
-from .. import billing_gate, fallbacks, observe
+from .. import billing_gate, budget_fallbacks, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
 from ..config import Deployment
 from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
-from ..guards import admit_model, check_model_access, customer_id
+from ..guards import check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse
 from ..providers import azure
 from ..providers.base import UpstreamRequest
@@ -28,7 +28,6 @@ from ..relay import relay
 from ..settle import settle
 from ..state import ProxyState
 from ..upstream import upstream_error
-from ..upper_bound import upper_bound_cost
 
 SERVED_BY = ("openai", "azure")  # providers whose API has /responses
 
@@ -77,7 +76,7 @@ async def responses(state: ProxyState, request: Request, principal: Principal) -
     check_model_access(state, principal, model)
     billing_gate.check(state)  # 503 before forwarding while the call's Lago event cannot be made durable
     customer = bound_customer(principal, customer_id(request.headers, body))
-    admission = await admit_model(state, principal, customer, upper_bound_cost(d, "responses", body), model, body)
+    model, d, admission = await budget_fallbacks.admit(state, principal, customer, model, d, body, ROUTE)
     call = Call(state, principal, "chat", model, d, customer, started, admission, call_type="responses")
     observe.note_call(call)
     # A failed call frees its reservation and is never billed; one that failed unbilled may fall back.

@@ -32,7 +32,8 @@ from . import keys as key_routes
 
 # Honoured limit fields kept on the record as checked (guards and entity_limits read them).
 LIMIT_AS_IS = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests", "tpd_limit",
-               "credits", "model_max_budget", "model_rpm_limit", "model_tpm_limit", "tags", "model_aliases", "team_member_budget")
+               "credits", "model_max_budget", "model_rpm_limit", "model_tpm_limit", "tags", "model_aliases",
+               "team_member_budget", "team_member_rpm_limit", "team_member_tpm_limit")
 MEMBER_ROLES = ("admin", "user")
 
 
