@@ -79,8 +79,9 @@ def test_key_aliases_and_team_model_aliases_resolve_before_access_and_bill_the_t
     assert post(proxy, "/team/new", {"team_id": "aliased", "model_aliases": {"team-fast": "gpt-4o"}})[0] == 200
     key = key_of(proxy, {"models": ["custom-model", "gpt-4o"], "team_id": "aliased",
                          "aliases": {"my-free-tier": "custom-model"}})
-    reply = sdk(proxy, key).chat.completions.with_raw_response.create(
-        model="my-free-tier", messages=[{"role": "user", "content": "hi"}])
+    with sdk(proxy, key) as client:
+        reply = client.chat.completions.with_raw_response.create(
+            model="my-free-tier", messages=[{"role": "user", "content": "hi"}])
     assert reply.parse().model == "custom-model"
     assert Decimal(reply.headers["x-litellm-response-cost"]) == CUSTOM_COST
     s, _, headers = chat(proxy, key, "team-fast")
@@ -196,8 +197,9 @@ def test_team_member_budget_customer_models_tags_and_soft_budget(proxy: Proxy, h
     assert chat(proxy, MASTER, "gpt-4o", user="c-models")[0] == 403
     assert chat(proxy, MASTER, "custom-model", user="c-models")[0] == 200
     tagged = key_of(proxy, {"tags": ["team-a"], "soft_budget": "0.00001"})
-    reply = sdk(proxy, tagged).chat.completions.create(model="custom-model", messages=[{"role": "user", "content": "x"}],
-                                                       extra_body={"metadata": {"tags": ["jobID:214590"]}})
+    with sdk(proxy, tagged) as client:
+        reply = client.chat.completions.create(model="custom-model", messages=[{"role": "user", "content": "x"}],
+                                               extra_body={"metadata": {"tags": ["jobID:214590"]}})
     assert reply.model == "custom-model"
     s, rows = get(proxy, "/spend/logs?tags=jobID:214590")
     assert s == 200 and len(rows) == 1 and rows[0]["request_tags"] == ["team-a", "jobID:214590"]
