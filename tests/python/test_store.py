@@ -515,3 +515,27 @@ def test_a_version_2_database_gains_the_ui_sessions_table(store: Store, url: str
         assert run(upgraded.ui_session("d")) == ("c", 2)
     finally:
         run(upgraded.close())
+
+
+def test_a_large_spend_batch_is_stored_whole_or_not_at_all(store: Store, url: str, run: Run[Any]) -> None:
+    """A flush's worth of rows (more than one multi-row statement holds on SQLite): every row stored
+    exactly, in one transaction, and a duplicate in its last statement leaves nothing of it behind."""
+    from llmbill.proxy.store.sqlite import ROWS_PER_STATEMENT, SqliteStore
+
+    n = 2 * ROWS_PER_STATEMENT + 50
+    logs = tuple(log(f"r{i:04d}", T0 + timedelta(microseconds=i), spend=Decimal(i) / 10**9, prompt_tokens=i,
+                     metadata={"i": i}) for i in range(n))
+    statements: list[str] = []
+    if isinstance(store, SqliteStore):  # the writer's statements, as SQLite runs them
+        assert store._writer.conn is not None
+        store._writer.conn.set_trace_callback(statements.append)
+    run(store.apply_spend(batch(("customer", "c1", Decimal("1")), logs=logs)))
+    assert run(store.spend_logs(limit=n + 1)) == list(logs[::-1])
+    if isinstance(store, SqliteStore):
+        inserts = [s for s in statements if s.startswith("INSERT INTO spend_logs")]
+        assert len(inserts) == 3  # two full statements and one of 50 rows: not one statement a row
+    again = tuple(log(f"s{i:04d}") for i in range(n - 1)) + (log("r0000"),)  # the last row is stored already
+    with pytest.raises(DuplicateError):
+        run(store.apply_spend(batch(("customer", "c1", Decimal("5")), logs=again)))
+    assert run(store.get("customer", "c1"))["spend"] == Decimal("1")
+    assert len(run(store.spend_logs(limit=2 * n))) == n

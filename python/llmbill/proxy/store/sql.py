@@ -151,6 +151,13 @@ class SqlStore(Store):
         """Adds each amount to the record's spend, exactly; missing records are skipped, or created
         with that spend when `t.upserted`. `items` are sorted by id."""
 
+    async def _insert_logs(self, tx: Tx, rows: list[tuple[Any, ...]]) -> None:
+        """A spend batch's log rows (log_row), in the batch's transaction; a backend that inserts many
+        rows faster another way overrides this."""
+        names = ", ".join(map(q, LOG_FIELDS))
+        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
+        await tx.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", rows)
+
     # -- helpers for the backends ---------------------------------------------------------------
 
     async def _migrate(self) -> None:
@@ -401,14 +408,12 @@ class SqlStore(Store):
             logs = [log_row(self.dialect, log) for log in batch.logs]
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
-        names = ", ".join(map(q, LOG_FIELDS))
-        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
         try:
             async with self._transaction(True) as tx:
                 for kind, items in groups.items():
                     await self._increment(tx, TABLES[kind], items)
                 if logs:
-                    await tx.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", logs)
+                    await self._insert_logs(tx, logs)
         except DuplicateError as exc:
             raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
         except (ValueError, TypeError, ArithmeticError) as exc:  # an exact sum that overflowed, a bad id
