@@ -527,8 +527,9 @@ def test_a_large_spend_batch_is_stored_whole_or_not_at_all(store: Store, url: st
                      metadata={"i": i}) for i in range(n))
     statements: list[str] = []
     if isinstance(store, SqliteStore):  # the writer's statements, as SQLite runs them
-        assert store._writer.conn is not None
-        store._writer.conn.set_trace_callback(statements.append)
+        conn = store._writer.conn
+        assert conn is not None
+        run(store._writer.call(lambda: conn.set_trace_callback(statements.append)))  # in the writer's thread
     run(store.apply_spend(batch(("customer", "c1", Decimal("1")), logs=logs)))
     assert run(store.spend_logs(limit=n + 1)) == list(logs[::-1])
     if isinstance(store, SqliteStore):
