@@ -23,12 +23,9 @@ from typing import Any, TypeVar
 
 from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, add_money, encode_record, from_micros, to_micros
-from .sql import LOG_FIELDS, Dialect, SqlStore, Tx, q
+from .sql import Dialect, SqlStore, Tx, q
 
 T = TypeVar("T")
-# Rows per INSERT of many rows (insert_rows): binding them holds the GIL, so a batch is cut in
-# statements short enough (~1,700 values, well under a millisecond) for the event loop not to notice.
-ROWS_PER_STATEMENT = 100
 
 SQLITE = Dialect(
     money_type="TEXT", time_type="INTEGER", json_type="TEXT",  # times: microseconds since the epoch
@@ -84,23 +81,6 @@ class _Tx:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._lane.call(lambda: self._conn.executemany(sql, rows).close())
-
-    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """`INSERT ... VALUES (...), (...), ...`, ROWS_PER_STATEMENT rows to a statement, in one call of
-        the lane's thread. executemany steps a statement per row and takes the GIL back for each: at
-        a thousand rows a flush, the event loop's thread was made to hand the GIL over a thousand times."""
-        width = len(columns)
-        head = f"INSERT INTO {table} ({', '.join(map(q, columns))}) VALUES "
-        one = "(" + ", ".join(["?"] * width) + ")"
-
-        def run() -> None:
-            # SQLite before 3.32 allows 999 values in a statement; the build's own limit decides.
-            per = max(1, min(ROWS_PER_STATEMENT, self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-            for i in range(0, len(rows), per):
-                part = rows[i:i + per]
-                self._conn.execute(head + ", ".join([one] * len(part)), [v for row in part for v in row]).close()
-
-        await self._lane.call(run)
 
 
 class SqliteStore(SqlStore):
@@ -178,10 +158,6 @@ class SqliteStore(SqlStore):
             await lane.call(conn.rollback)  # a no-op when BEGIN itself failed
         except sqlite3.Error:
             pass  # the original error is the one to report; a broken connection fails the next call
-
-    async def _insert_logs(self, tx: Tx, rows: list[tuple[Any, ...]]) -> None:
-        assert isinstance(tx, _Tx)
-        await tx.insert_rows("spend_logs", LOG_FIELDS, rows)
 
     async def _increment(self, tx: Tx, t: Table, items: list[tuple[str, Decimal]]) -> None:
         select = f"SELECT spend FROM {t.name} WHERE {q(t.id_col)} = ?"
