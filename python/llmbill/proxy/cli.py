@@ -82,14 +82,16 @@ def _serve(args: argparse.Namespace) -> int:
                     lifespan="on", log_config=None, proxy_headers=False)
         return 0
     from .app import ProxyApp
+    from .server import serve
 
     app = ProxyApp(config)
     # proxy_headers off: nothing reads the client address or scheme, and uvicorn's middleware that
-    # rewrites them from X-Forwarded-* ran on every request.
-    uvicorn.run(app, host=host, port=args.port, loop="uvloop", http=OneWriteHttpToolsProtocol,
-                log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
-                log_config=None, proxy_headers=False)
-    return 0
+    # rewrites them from X-Forwarded-* ran on every request. serve(): uvicorn's server accepting every
+    # waiting connection each turn of the loop (server.py).
+    started = serve(app, host=host, port=args.port, loop="uvloop", http=OneWriteHttpToolsProtocol,
+                    log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+                    log_config=None, proxy_headers=False)
+    return 0 if started else 3  # uvicorn's exit status for a start-up that failed
 
 
 if __name__ == "__main__":
