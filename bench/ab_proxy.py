@@ -15,7 +15,8 @@ just before each pair, so "added" latency is read against the same moment. A sha
 moves absolute figures by 2x from one minute to the next: what this program reports as the result is
 the **median over the rounds of the per-round difference B − A** (and ratio B ÷ A), with the spread
 (lowest and highest round) and how many rounds B came out lower, beside the 1-minute load average
-each point began under. Medians of each side are printed too, for scale.
+each point began under. Medians of each side are printed too, for scale, and the tails of every
+round (a stall that comes now and then shows there, not in a median).
 
 --gc-probe puts bench/gc_probe on both proxies' PYTHONPATH: every garbage collection is logged with
 its generation and wall time, and each point reports collections and pause time per 10,000 calls.
@@ -126,6 +127,14 @@ def report(args: argparse.Namespace, ladder: list[int], systems: list[pb.System]
                      for name in (a, b)}
             out.append(f"| {conns} | added p50 ms over direct (direct p50 {statistics.median(direct):.3f}) | "
                        f"A {spread(added[a], 3)}; B {spread(added[b], 3)} | | |")
+    out += ["", "Tails, every round: rounds with p99 over 3 × p50 (the target's breach), the highest p99 and the "
+            "longest call of any round:", "",
+            "| c | revision | p99 > 3 × p50 | highest p99 ms | longest call ms |", "|---:|---|---:|---:|---:|"]
+    for conns in ladder:
+        for name in (a, b):
+            ps = [by[(name, conns, r)] for r in rounds]
+            out.append(f"| {conns} | {name} | {sum(1 for p in ps if p['p99_ms'] > 3 * p['p50_ms'])}/{len(ps)} | "
+                       f"{max(p['p99_ms'] for p in ps):.1f} | {max(p['max_ms'] for p in ps):.1f} |")
     if args.gc_probe:
         out += ["", "Garbage collections per 10,000 calls (median over rounds; max pause: the highest of any round):", "",
                 "| c | revision | gen 0 | gen 1 | gen 2 | pause ms | of which gen 2 | max pause ms | pauses > 5 ms / > 20 ms (all rounds) |",
