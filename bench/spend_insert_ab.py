@@ -1,10 +1,12 @@
-"""The SQLite spend flush's log rows, one statement a row (executemany, before) against a hundred rows a
-statement (SqliteStore.insert_rows, after), interleaved round by round on one store, in one process.
+"""The SQLite spend flush's log rows, one statement a row (executemany, what the store does) against a
+hundred rows a statement (`INSERT ... VALUES (...), (...)`, tried and dropped: no faster), interleaved
+round by round on one store's writing connection, in one process.
 
     .venv/bin/python bench/spend_insert_ab.py [--rows 1000] [--rounds 15] [--busy-us 300]
 
-Each round applies one spend batch of --rows calls' log rows each way (the order alternating) and
-reports, per way: the flush's wall time, the process's CPU over it, and what the event loop's thread
+Each round inserts --rows calls' log rows (converted by the store's log_row first) each way, in one
+transaction in the store's writer thread, the order alternating, and reports per way: the insert's
+wall time, the writer thread's CPU, the process's CPU over it, and what the event loop's thread
 saw meanwhile — a task standing in for the requests (--busy-us of Python work a turn, then a yield;
 0: it only yields) counts its turns and the longest gap between two: the writer thread holding or
 taking back the GIL shows there, and in the proxy every request waits the same way. Results: medians
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from llmbill.proxy.store import SpendBatch, SpendLog, open_store
-from llmbill.proxy.store.sql import SqlStore
-from llmbill.proxy.store.sqlite import SqliteStore
+from llmbill.proxy.store.sql import LOG_FIELDS, log_converters, log_row, q
+from llmbill.proxy.store.sqlite import SQLITE, SqliteStore
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -44,7 +46,25 @@ def rows(prefix: str, n: int) -> SpendBatch:
     return batch
 
 
-async def flush(store: SqliteStore, batch: SpendBatch, busy: float) -> dict[str, float]:
+async def insert(store: SqliteStore, rows_: list[tuple[Any, ...]], batched: bool, busy: float) -> dict[str, float]:
+    conn = store._writer.conn
+    assert conn is not None
+    names = ", ".join(map(q, LOG_FIELDS))
+    one = "(" + ", ".join(["?"] * len(LOG_FIELDS)) + ")"
+
+    def run() -> float:
+        cpu = time.thread_time()
+        conn.execute("BEGIN IMMEDIATE")
+        if batched:
+            for i in range(0, len(rows_), 100):
+                part = rows_[i:i + 100]
+                conn.execute(f"INSERT INTO spend_logs ({names}) VALUES " + ", ".join([one] * len(part)),
+                             [v for row in part for v in row]).close()
+        else:
+            conn.executemany(f"INSERT INTO spend_logs ({names}) VALUES {one}", rows_).close()
+        conn.execute("COMMIT")
+        return time.thread_time() - cpu
+
     turns, longest, done = 0, 0.0, False
 
     async def ticker() -> None:
@@ -61,11 +81,12 @@ async def flush(store: SqliteStore, batch: SpendBatch, busy: float) -> dict[str,
     tick = asyncio.ensure_future(ticker())
     await asyncio.sleep(0)
     cpu, wall = time.process_time(), time.perf_counter()
-    await store.apply_spend(batch)
+    writer_cpu = await store._writer.call(run)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done = True
     await tick
-    return {"wall_ms": wall * 1000, "cpu_ms": cpu * 1000, "loop_turns": turns, "longest_gap_ms": longest * 1000}
+    return {"wall_ms": wall * 1000, "writer_cpu_ms": writer_cpu * 1000, "cpu_ms": cpu * 1000,
+            "loop_turns": turns, "longest_gap_ms": longest * 1000}
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -73,23 +94,22 @@ async def main_async(args: argparse.Namespace) -> int:
     store = open_store(f"sqlite:///{path}")
     assert isinstance(store, SqliteStore)
     await store.open()
-    new = store._insert_logs
-    old: Any = lambda tx, rs: SqlStore._insert_logs(store, tx, rs)  # noqa: E731 - the base: executemany
     results: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    convert = log_converters(SQLITE)
     try:
-        await store.apply_spend(rows("warm", args.rows))
         for r in range(args.rounds):
             for way in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                store._insert_logs = old if way == "before" else new  # type: ignore[method-assign]
-                results[way].append(await flush(store, rows(f"{way}-{r}", args.rows), args.busy_us / 1e6))
+                rows_ = [log_row(SQLITE, log, convert) for log in rows(f"{way}-{r}", args.rows).logs]
+                results[way].append(await insert(store, rows_, way == "after", args.busy_us / 1e6))
     finally:
         await store.close()
     print(f"{args.rows} spend-log rows a flush, {args.rounds} interleaved rounds, the loop busy {args.busy_us:g} µs a "
           "turn; medians, and after ÷ before per round: median (lowest … highest)\n")
-    print("| figure | before (executemany) | after (100 rows a statement) | after ÷ before |")
+    print("| figure | executemany | 100 rows a statement | ratio |")
     print("|---|---:|---:|---|")
-    for key, label in (("wall_ms", "flush wall ms"), ("cpu_ms", "process CPU ms"),
-                       ("loop_turns", "event-loop turns during it"), ("longest_gap_ms", "longest loop gap ms")):
+    for key, label in (("wall_ms", "insert wall ms"), ("writer_cpu_ms", "writer thread CPU ms"),
+                       ("cpu_ms", "process CPU ms"), ("loop_turns", "event-loop turns during it"),
+                       ("longest_gap_ms", "longest loop gap ms")):
         b = [x[key] for x in results["before"]]
         a = [x[key] for x in results["after"]]
         ratios = [y / x for x, y in zip(b, a) if x]
