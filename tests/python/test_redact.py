@@ -90,10 +90,10 @@ def test_a_deployment_api_key_of_the_wrong_type_is_not_echoed() -> None:
 
 def test_the_banner_prints_no_database_or_lago_password(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch, keep_logging: None) -> None:
-    import uvicorn
+    from llmbill.proxy import server
 
     served: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))  # the banner, then no server
+    monkeypatch.setattr(server, "serve", lambda app, **kw: served.append(app) or True)  # the banner, then no server
     for name, value in {"LAGO_API_BASE": f"https://billing:{SECRET}@lago.internal", "LAGO_API_KEY": "lago-key",
                         "LAGO_API_EVENT_CODE": "tokens", "LLMBILL_SPOOL_DIR": str(tmp_path / "spool")}.items():
         monkeypatch.setenv(name, value)

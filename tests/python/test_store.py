@@ -515,3 +515,57 @@ def test_a_version_2_database_gains_the_ui_sessions_table(store: Store, url: str
         assert run(upgraded.ui_session("d")) == ("c", 2)
     finally:
         run(upgraded.close())
+
+
+
+def test_a_large_spend_batch_is_stored_whole_or_not_at_all(store: Store, run: Run[Any]) -> None:
+    """A flush's worth of rows, converted over several turns of the event loop (LOG_ROWS_PER_TURN):
+    every row stored exactly, in one transaction; a duplicate among the last rows leaves nothing
+    of the batch behind, and a value that cannot be stored among them neither."""
+    from llmbill.proxy.store.sql import LOG_ROWS_PER_TURN
+
+    n = 2 * LOG_ROWS_PER_TURN + 50
+    logs = tuple(log(f"r{i:04d}", T0 + timedelta(microseconds=i), spend=Decimal(i) / 10**9, prompt_tokens=i,
+                     metadata={"i": i}) for i in range(n))
+    run(store.apply_spend(batch(("customer", "c1", Decimal("1")), logs=logs)))
+    assert run(store.spend_logs(limit=n + 1)) == list(logs[::-1])
+    again = tuple(log(f"s{i:04d}") for i in range(n - 1)) + (log("r0000"),)  # the last row is stored already
+    with pytest.raises(DuplicateError):
+        run(store.apply_spend(batch(("customer", "c1", Decimal("5")), logs=again)))
+    bad = tuple(log(f"t{i:04d}") for i in range(n - 1)) + (log("t-bad", spend=Decimal("NaN")),)
+    with pytest.raises(RecordError):
+        run(store.apply_spend(batch(("customer", "c1", Decimal("5")), logs=bad)))
+    assert run(store.get("customer", "c1"))["spend"] == Decimal("1")
+    assert len(run(store.spend_logs(limit=2 * n))) == n
+
+
+
+def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converted(
+        store: Store, run: Run[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows of a flush are converted a turn of the loop at a time: another task runs between,
+    where converting them all at once held every request of the proxy for the whole batch."""
+    from llmbill.proxy.store import sql
+
+    logs = tuple(log(f"r{i:04d}") for i in range(3 * sql.LOG_ROWS_PER_TURN))
+    converted = 0
+    real = sql.log_row
+
+    def counted(*args: Any) -> tuple[Any, ...]:
+        nonlocal converted
+        converted += 1
+        return real(*args)
+
+    monkeypatch.setattr(sql, "log_row", counted)
+    seen: list[int] = []  # how many rows were converted at each turn of another task
+
+    async def flush_beside_a_ticker() -> None:
+        flush = asyncio.ensure_future(store.apply_spend(batch(logs=logs)))
+        while not flush.done():
+            seen.append(converted)
+            await asyncio.sleep(0)
+        await flush
+
+    run(flush_beside_a_ticker())
+    assert converted == len(logs)
+    assert any(0 < n < len(logs) for n in seen)  # the ticker ran while rows were being converted
+    assert len(run(store.spend_logs(limit=1000))) == len(logs)

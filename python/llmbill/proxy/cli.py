@@ -72,22 +72,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from .server_protocol import OneWriteHttpToolsProtocol  # httptools, one write(2) per response
+
     if args.config:
         os.environ["LLMBILL_PROXY_CONFIG"] = os.path.abspath(args.config)
     if args.workers > 1:
         uvicorn.run("llmbill.proxy.app:app_from_env", factory=True, host=host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", log_level=args.log_level, access_log=False, lifespan="on",
-                    log_config=None, proxy_headers=False)
+                    loop="uvloop", http=OneWriteHttpToolsProtocol, log_level=args.log_level, access_log=False,
+                    lifespan="on", log_config=None, proxy_headers=False)
         return 0
     from .app import ProxyApp
+    from .server import serve
 
     app = ProxyApp(config)
     # proxy_headers off: nothing reads the client address or scheme, and uvicorn's middleware that
-    # rewrites them from X-Forwarded-* ran on every request.
-    uvicorn.run(app, host=host, port=args.port, loop="uvloop", http="httptools",
-                log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
-                log_config=None, proxy_headers=False)
-    return 0
+    # rewrites them from X-Forwarded-* ran on every request. serve(): uvicorn's server accepting every
+    # waiting connection each turn of the loop (server.py).
+    started = serve(app, host=host, port=args.port, loop="uvloop", http=OneWriteHttpToolsProtocol,
+                    log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+                    log_config=None, proxy_headers=False)
+    return 0 if started else 3  # uvicorn's exit status for a start-up that failed
 
 
 if __name__ == "__main__":
