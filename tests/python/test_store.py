@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -569,3 +571,30 @@ def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converte
     assert converted == len(logs)
     assert any(0 < n < len(logs) for n in seen)  # the ticker ran while rows were being converted
     assert len(run(store.spend_logs(limit=1000))) == len(logs)
+
+
+def test_a_sqlite_store_opens_while_another_process_holds_the_fresh_file(tmp_path: Path) -> None:
+    """Workers of one proxy open a fresh SQLite file at once; switching it to WAL needs the file to
+    itself, and SQLite refuses that at once (not after its busy timeout) while another connection holds
+    a lock. The store waits for the lock instead of failing start-up."""
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_worker (x INTEGER)")  # a rollback-journal file, as before any WAL
+    holder.execute("BEGIN IMMEDIATE")  # another worker mid-migration
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        store = open_store(f"sqlite:///{path}")
+        asyncio.run(_open_and_close(store))
+    finally:
+        release.join()
+        holder.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
+
+
+async def _open_and_close(store: Store) -> None:
+    await store.open()
+    await store.insert("key", {"token_hash": "k1"})
+    await store.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -101,11 +102,27 @@ class SqliteStore(SqlStore):
         # isolation_level=None: no implicit transactions; this module issues BEGIN/COMMIT itself.
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode = WAL").close()
+            self._ensure_wal(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _ensure_wal(self, conn: sqlite3.Connection) -> None:
+        """WAL is a property of the file, set once. Switching to it needs the file to itself and SQLite
+        answers "database is locked" at once, without its busy timeout, while another worker holds a
+        lock (creating the schema, say), so the switch is tried again until the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL").close()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)  # in the connection's own thread, never on the event loop
 
     async def open(self) -> None:
         if self._writer.conn is not None:
