@@ -33,7 +33,8 @@ import proxy_bench as pb  # noqa: E402
 
 from llmbill._native import core  # noqa: E402
 from llmbill.proxy import forward  # noqa: E402
-from llmbill.proxy.config import Deployment, load_config_dict  # noqa: E402
+from llmbill.proxy.config import load_config_dict  # noqa: E402
+from llmbill.proxy.deployments import Deployment  # noqa: E402
 from llmbill.proxy.httpclient import Target  # noqa: E402
 from llmbill.proxy.providers.anthropic_reply import completion, parse_message  # noqa: E402
 from llmbill.proxy.providers.anthropic_request import messages_body  # noqa: E402

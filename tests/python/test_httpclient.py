@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from llmbill.proxy.config import Deployment
+from llmbill.proxy.deployments import Deployment
 from llmbill.proxy.errors import ProxyError
 from llmbill.proxy.httpclient import Client, Target, UpstreamError
 from llmbill.proxy.upstream import Upstream

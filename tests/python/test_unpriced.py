@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from llmbill.billing import ConfigError
-from llmbill.proxy.config import load_config_dict, wildcard_price
+from llmbill.proxy.config import load_config_dict
+from llmbill.proxy.deployments import wildcard_price
 from tests.python.fakes.lago import FakeLago
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy

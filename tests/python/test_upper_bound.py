@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from llmbill.proxy.config import Deployment, load_config_dict
+from llmbill.proxy.config import load_config_dict
+from llmbill.proxy.deployments import Deployment
 from llmbill.proxy.errors import ProxyError
 from llmbill.proxy.upper_bound import IMAGE_TOKENS, UNKNOWN_CONTEXT_TOKENS, UNKNOWN_OUTPUT_TOKENS, upper_bound_cost
 from tests.python.fakes.lago import FakeLago

@@ -22,7 +22,7 @@ from typing import Any
 
 from .auth import Principal
 from .call_limits import resolve_model
-from .config import Deployment
+from .deployments import Deployment
 from .errors import ProxyError
 from .fallbacks import Route
 from .guards import Admission, admit_model, check_model_access

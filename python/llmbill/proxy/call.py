@@ -16,7 +16,7 @@ import orjson
 from .. import redact
 from .._native import core
 from .auth import Principal
-from .config import Deployment
+from .deployments import Deployment
 
 if TYPE_CHECKING:
     from .guards import Admission

@@ -45,7 +45,7 @@ from typing import Any, Generic, TypeVar
 from . import fallback_request, observe, request_fields
 from .call import Call
 from .call_limits import resolve_model
-from .config import Deployment
+from .deployments import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure
 from .fallback_request import Asked, Fallback

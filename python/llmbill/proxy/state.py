@@ -21,7 +21,8 @@ from ..lago import slots
 from .cache import EntityCache
 from .entity_limits import entity_limits
 from .credits.gate import CreditGate
-from .config import Deployment, ProxyConfig, wildcard_price
+from .config import ProxyConfig
+from .deployments import Deployment, wildcard_price
 from .errors import rate_limited
 from .routing import deployment_entity, shuffle_order
 from . import redis_limits

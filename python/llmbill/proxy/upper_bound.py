@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from .config import UNKNOWN_OUTPUT_TOKENS, Deployment
+from .deployments import UNKNOWN_OUTPUT_TOKENS, Deployment
 from .errors import bad_request
 
 # The most tokens OpenAI documents for one image: gpt-4o-mini at detail "high" (an image fitted into

@@ -15,7 +15,7 @@ import orjson
 
 from .. import redact
 from . import mock, request_fields
-from .config import Deployment
+from .deployments import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure, answered
 from .httpclient import Client, ConnectFailed, Reply, Target, UpstreamError

@@ -19,7 +19,7 @@ import orjson
 from ..._native import core
 from .. import billing_gate, budget_fallbacks, fallbacks, forward, observe
 from ..auth import Principal
-from ..config import Deployment
+from ..deployments import Deployment
 from ..customer_binding import bound_customer
 from ..errors import ProxyError, bad_request
 from ..call import Call

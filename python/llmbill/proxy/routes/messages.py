@@ -22,7 +22,7 @@ from .. import billing_gate, budget_fallbacks, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
-from ..config import Deployment
+from ..deployments import Deployment
 from ..errors import ProxyError, bad_request
 from ..failures import answered
 from ..customer_binding import bound_customer

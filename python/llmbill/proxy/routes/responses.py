@@ -17,7 +17,7 @@ from .. import billing_gate, budget_fallbacks, fallbacks, observe
 from ..auth import Principal
 from ..call import Call
 from ..call_limits import resolve_model
-from ..config import Deployment
+from ..deployments import Deployment
 from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
 from ..guards import check_model_access, customer_id
