@@ -22,7 +22,7 @@ from ..billing import ConfigError
 from ..margin import MarginRules
 from . import general_settings, litellm_settings
 from .config_prices import unpriced_fallback
-from .config_values import expect, warn_unknown
+from .config_values import expect, warn_unknown, within
 from .credits.settings import CreditSettings, parse as credit_settings
 from .deployments import Deployment, parse_deployment
 from .errors import BUDGET_EXCEEDED_STATUS
@@ -146,9 +146,13 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
     db = general_settings.database_url(general, base_dir)
     callbacks = litellm_settings.billing_callbacks(litellm, notes)
     alerting, webhook_url = general_settings.alerting(general, notes)
-    max_mb = expect(general.get("max_request_size_mb", 32), (int, float), "general_settings.max_request_size_mb")
-    flush = expect(general.get("spend_flush_interval", 0.5), (int, float), "general_settings.spend_flush_interval")
-    refresh = expect(general.get("cache_refresh_interval", 1.0), (int, float), "general_settings.cache_refresh_interval")
+    max_mb = within(expect(general.get("max_request_size_mb", 32), (int, float), "general_settings.max_request_size_mb"),
+                    4096, "general_settings.max_request_size_mb", "MB")
+    flush = within(expect(general.get("spend_flush_interval", 0.5), (int, float), "general_settings.spend_flush_interval"),
+                   3600, "general_settings.spend_flush_interval", "seconds")
+    refresh = within(expect(general.get("cache_refresh_interval", 1.0), (int, float),
+                            "general_settings.cache_refresh_interval"), 3600, "general_settings.cache_refresh_interval",
+                     "seconds")
     cache_max = general_settings.cache_max_entries(general)
     sync = general_settings.cache_sync_interval(general)
     tier = litellm_settings.max_end_user_budget_id(litellm)

@@ -68,3 +68,14 @@ def str_list(value: Any, key: str) -> tuple[str, ...]:
     for i, v in enumerate(value):
         expect(v, str, f"{key}[{i}]")
     return tuple(value)
+
+
+def within(value: float, most: float, key: str, unit: str) -> float:
+    """A positive, finite number no larger than `most` (YAML's .inf and .nan included: refused).
+
+    >>> within(0.5, 60, "general_settings.spend_flush_interval", "seconds")
+    0.5
+    """
+    if isinstance(value, bool) or not 0 < value <= most:
+        raise ConfigError(f"{key}: must be a number of {unit} above 0 and at most {most:g}")
+    return value
