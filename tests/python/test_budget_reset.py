@@ -22,7 +22,7 @@ from llmbill.proxy.guards import window_spend
 from llmbill.proxy.http import Request, Response
 from llmbill.proxy.routes import budgets, customers, keys, teams, users
 from llmbill.proxy.state import ProxyState
-from llmbill.proxy.store import SpendBatch
+from llmbill.proxy.store import SpendBatch, member_id
 
 ADMIN = Principal("proxy_admin")
 LATER = datetime.now(timezone.utc) + timedelta(days=400)  # past any window started today
@@ -134,6 +134,27 @@ def test_keys_users_and_teams_clear_their_window_with_their_duration(h: Harness,
     h.post(update, {ident_field: made["key"] if kind == "key" else ident, "budget_duration": None})
     assert h.record(kind, ident).get("budget_reset_at") is None
     assert h.later_spend(kind, ident) == Decimal(2)
+
+
+def test_a_team_member_budget_duration_moves_its_members_windows(h: Harness) -> None:
+    """Sent on /team/update, each member's window restarts now (its spend record's reset time);
+    removed, it is cleared and the member's spend counts whole again. A bad duration is a 400."""
+    h.post(teams.team_new, {"team_id": "t", "team_member_budget": "1", "members_with_roles": [
+        {"role": "user", "user_id": "u"}, {"role": "user", "user_id": "v"}]})
+    u, v = member_id("t", "u"), member_id("t", "v")
+    h.spend("member", u, "2")  # u's first calls created its record; v has none yet
+    made = h.post(teams.team_update, {"team_id": "t", "team_member_budget_duration": "1d"})
+    assert made["data"]["team_member_budget_duration"] == "1d"
+    reset_at = h.record("member", u)["budget_reset_at"]
+    assert datetime.now(timezone.utc) < reset_at <= datetime.now(timezone.utc) + timedelta(days=1)
+    assert h.run(h.state.store.get("member", v)) is None
+    assert h.later_spend("member", u) == 0  # a year on, that window has ended
+    h.post(teams.team_update, {"team_id": "t", "team_member_budget_duration": None})
+    assert h.record("member", u).get("budget_reset_at") is None
+    assert h.later_spend("member", u) == Decimal(2)
+    with pytest.raises(ProxyError) as err:
+        h.post(teams.team_update, {"team_id": "t", "team_member_budget_duration": "soon"})
+    assert err.value.status == 400 and err.value.param == "team_member_budget_duration"
 
 
 def test_a_reset_time_no_duration_governs_starts_no_window(h: Harness) -> None:

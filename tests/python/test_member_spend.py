@@ -5,7 +5,7 @@ key in memory on each call (all keys, all teams), and a process had to hold ever
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from llmbill import _core
 from llmbill.proxy.auth import Principal
 from llmbill.proxy.config import ConfigError, load_config_dict
 from llmbill.proxy.errors import ProxyError
-from llmbill.proxy.guards import admit, member_spend
+from llmbill.proxy.guards import admit, limits_of, member_spend
 from llmbill.proxy.state import ProxyState
 from llmbill.proxy.store import SpendLog, member_id
 from llmbill.proxy.upper_bound import UpperBound
@@ -80,6 +80,41 @@ def test_the_member_budget_is_checked_against_its_record_alone(tmp_path: Path) -
         with pytest.raises(ProxyError) as refused:
             await admit(state, principal, "", UpperBound(Decimal("0.0001")))
         assert refused.value.status == 422 and "Member=u" in refused.value.message
+        await state.store.close()
+
+    asyncio.run(scenario())
+
+
+def test_past_its_window_end_a_members_old_spend_no_longer_counts(tmp_path: Path) -> None:
+    """team_member_budget_duration: once the member's window ends, the budget check counts only the
+    spend since (guards.window_spend), whenever the flush gets to write the reset, which it then does."""
+    async def scenario() -> None:
+        state = state_on(tmp_path)
+        await state.store.open()
+        await state.cache.load()
+        state.spend.duration_of = lambda kind, record: limits_of(state, kind, record).budget_duration  # as start()
+        await state.store.insert("team", {"team_id": "t", "team_member_budget_duration": "1h", "members_with_roles": [
+            {"user_id": "u", "role": "user", "max_budget_in_team": Decimal("0.002")}]})
+        await state.store.insert("key", {"token_hash": "k", "team_id": "t", "user_id": "u"})
+        for i in range(2):
+            call(state, f"r{i}", "k", "t", "u")
+        assert await state.spend.flush()
+        ident = member_id("t", "u")
+        now = datetime.now(timezone.utc)
+        principal = Principal("internal_user", await state.cache.get_or_fetch("key", "k"))
+        for reset_at, admitted in ((now + timedelta(hours=1), False), (now - timedelta(seconds=1), True)):
+            await state.store.update("member", ident, {"budget_reset_at": reset_at})
+            state.cache.drop("member", ident)  # read again, as another process's change makes it
+            if admitted:
+                (await admit(state, principal, "", UpperBound(Decimal("0.0001")))).release()
+            else:
+                with pytest.raises(ProxyError) as refused:
+                    await admit(state, principal, "", UpperBound(Decimal("0.0001")))
+                assert refused.value.status == 422 and "Max budget in team: 0.002" in refused.value.message
+        state.spend.clock = lambda: now
+        assert await state.spend.flush()  # the due reset is written
+        stored = await state.store.get("member", ident)
+        assert stored is not None and stored["spend"] == 0 and stored["budget_reset_at"] > now
         await state.store.close()
 
     asyncio.run(scenario())

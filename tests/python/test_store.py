@@ -406,11 +406,12 @@ def test_spend_logs_by_response_id(store: Store, run: Run[Any]) -> None:
 
 
 async def _undo_v4(tx: Any) -> None:
-    """What version 4 added: the reset_at columns, member spend and the change log."""
-    for t in TABLES.values():
-        if t.windowed:
-            await tx.execute(f"ALTER TABLE {t.name} DROP COLUMN reset_at")
+    """What version 4 added: the reset_at columns, member spend (a new table, with its column) and the
+    change log."""
     await tx.execute("DROP TABLE members")
+    for t in TABLES.values():
+        if t.windowed and t.name != "members":
+            await tx.execute(f"ALTER TABLE {t.name} DROP COLUMN reset_at")
     await tx.execute("DROP TABLE changes")
 
 

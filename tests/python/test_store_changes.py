@@ -1,6 +1,6 @@
 """What the store offers caches that hold part of it (issue 16), on SQLite and PostgreSQL: the change
 log and PostgreSQL's NOTIFY, batched reads, window resets guarded by the stored time in one statement,
-team members' own spend, and the migration of a schema-1 database."""
+team members' own spend and its windows, and the migration of a schema-1 database."""
 
 from __future__ import annotations
 
@@ -131,6 +131,25 @@ def test_team_members_have_their_own_spend(store: Store, run: Run[Any]) -> None:
     assert run(store.spends_of("member", [one, two])) == {one: Decimal("0.5"), two: Decimal(1)}
 
 
+def test_member_windows_start_and_reset_like_the_others(store: Store, run: Run[Any]) -> None:
+    """A member's spend record (created by its first call) runs in windows: started where none runs,
+    reset once by the guarded statement, its reset time a column like a key's."""
+    now = datetime.now(UTC)
+    later, after = now + timedelta(days=1), now + timedelta(days=2)
+    due, idle = member_id("t", "u"), member_id("t", "v")
+    run(store.apply_spend(batch(("member", due, Decimal(2)), ("member", idle, Decimal(2)))))
+    run(store.start_windows("member", {due: now - timedelta(seconds=1)}))
+    run(store.start_windows("member", {due: later}))  # already started: kept
+    for _ in range(2):  # two processes noticing the same expiry: one reset
+        run(store.reset_windows("member", {due: later, idle: later}, now))
+        run(store.apply_spend(batch(("member", due, Decimal(1)))))
+    rows = run(store.get_many("member", [due, idle]))
+    assert rows[due] == {"member_id": due, "spend": Decimal(2), "budget_reset_at": later}
+    assert rows[idle] == {"member_id": idle, "spend": Decimal(2)}  # no window: never reset
+    moved = run(store.update("member", due, {"budget_reset_at": after}))
+    assert moved is not None and moved["budget_reset_at"] == after and moved["spend"] == Decimal(2)
+
+
 def _schema_1(d: sql_module.Dialect) -> list[str]:
     """What schema() created at version 1: no reset_at column, no members, no change log (version 4),
     no UI sessions (3), no response ids on spend logs (2)."""
@@ -174,6 +193,10 @@ def test_a_schema_1_database_is_migrated(url: str, run: Run[Any], monkeypatch: p
         assert run(new.get("key", "k1"))["budget_reset_at"] == at + timedelta(days=1)
         assert run(new.get("member", member_id("t", "u")))["spend"] == Decimal("0.75")  # its keys' spend
         assert run(new.get("member", member_id("t", ""))) is None
+        run(new.start_windows("member", {member_id("t", "u"): at}))  # the table v4 created has its column
+        run(new.reset_windows("member", {member_id("t", "u"): at + timedelta(days=1)}, at))
+        assert run(new.get("member", member_id("t", "u"))) == {"member_id": member_id("t", "u"), "spend": Decimal(0),
+                                                               "budget_reset_at": at + timedelta(days=1)}
         version = run(new.version())
         run(new.insert("team", record("team", "t")))
         assert run(new.changes(version)) == (version + 1, [("team", "t")])

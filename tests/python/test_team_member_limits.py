@@ -1,6 +1,7 @@
-"""A team's per-member limits (`team_member_budget`, `team_member_rpm_limit`, `team_member_tpm_limit`;
-proxy/entity_limits.member_entry), end to end on SQLite and PostgreSQL with bodies as LiteLLM's docs
-write them: each member's keys in the team share the member's limits; other members have their own."""
+"""A team's per-member limits (`team_member_budget` and its window `team_member_budget_duration`,
+`team_member_rpm_limit`, `team_member_tpm_limit`; proxy/entity_limits.member_entry), end to end on
+SQLite and PostgreSQL with bodies as LiteLLM's docs write them: each member's keys in the team share
+the member's limits; other members have their own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from tests.python.fakes.lago import FakeLago
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
-from tests.python.test_litellm_fields_e2e import chat, get, key_of, post
+from tests.python.test_litellm_fields_e2e import TINY, chat, get, key_of, post, refused_for_budget
 from tests.python.test_proxy_e2e import config, lago_env
 
 
@@ -60,3 +61,21 @@ def test_the_member_tpm_limit_and_an_update_that_lifts_it(proxy: Proxy) -> None:
     service = key_of(proxy, {"team_id": team["team_id"]})  # no user: no member, no member limit
     assert post(proxy, "/team/update", {"team_id": team["team_id"], "team_member_tpm_limit": 1})[0] == 200
     assert chat(proxy, service)[0] == 200 and chat(proxy, service)[0] == 200
+
+
+def test_a_member_over_its_budget_calls_again_once_its_window_ends(proxy: Proxy) -> None:
+    """`team_member_budget_duration` (2s here): the member's spend in the team resets at each window's
+    end, so a member refused for its budget (422) calls again in the next window."""
+    s, team = post(proxy, "/team/new", {"team_alias": "window-team", "team_member_budget": TINY,
+                                        "team_member_budget_duration": "2s",
+                                        "members_with_roles": [{"role": "user", "user_id": "krrish"}]})
+    assert s == 200 and team["team_member_budget_duration"] == "2s", team
+    key = key_of(proxy, {"team_id": team["team_id"], "user_id": "krrish"})
+    assert chat(proxy, key)[0] == 200
+    refused = chat(proxy, key)
+    assert refused[0] == 422 and "Max budget in team" in refused_for_budget(refused)
+    deadline = time.monotonic() + 30  # the window starts at a flush after the record exists, ends 2s on
+    while (reply := chat(proxy, key))[0] != 200:
+        assert reply[0] == 422 and "Max budget in team" in refused_for_budget(reply), reply
+        assert time.monotonic() < deadline, "the member's window never reset"
+        time.sleep(0.25)

@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from llmbill.proxy.cache import EntityCache
+from llmbill.proxy.entity_limits import entity_limits
 from llmbill.proxy.spend import SpendTracker
-from llmbill.proxy.store import SpendBatch, Store, open_store
+from llmbill.proxy.store import SpendBatch, Store, member_id, open_store
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 PAST = NOW - timedelta(days=2)
@@ -85,6 +86,35 @@ def test_a_failed_reset_is_tried_again(tmp_path: Path) -> None:
         await tracker.flush()
         key = await store.get("key", "k")
         assert len(calls) == 1 and key is not None and key["spend"] == 0 and key["budget_reset_at"] > NOW
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_member_record_runs_in_its_teams_member_budget_windows(tmp_path: Path) -> None:
+    """A member's spend record takes its team's `team_member_budget_duration`: its window starts when
+    it is read, and it resets at the window's end like a key; a member of a team without one never."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        await store.insert("team", {"team_id": "t", "team_member_budget_duration": "1d"})
+        await store.insert("team", {"team_id": "plain"})
+        windowed, plain = member_id("t", "u"), member_id("plain", "u")
+        await store.apply_spend(spend(("member", windowed, "5"), ("member", plain, "5")))  # their first calls
+        tracker = await tracker_on(store)
+        tracker.duration_of = lambda kind, record: entity_limits(tracker.cache, None, kind, record).budget_duration
+        await tracker.cache.ensure([("team", "t"), ("team", "plain"), ("member", windowed), ("member", plain)])
+        await tracker.flush()
+        started = await store.get("member", windowed)
+        midnight = datetime(2026, 3, 11, tzinfo=timezone.utc)
+        assert started == {"member_id": windowed, "spend": Decimal(5), "budget_reset_at": midnight}
+        assert tracker.windows.next_due() == midnight
+        tracker.clock = lambda: midnight + timedelta(hours=1)
+        await tracker.flush()
+        reset = await store.get("member", windowed)
+        assert reset == {"member_id": windowed, "spend": Decimal(0), "budget_reset_at": midnight + timedelta(days=1)}
+        assert (tracker.cache.get("member", windowed) or {})["budget_reset_at"] == midnight + timedelta(days=1)
+        assert await store.get("member", plain) == {"member_id": plain, "spend": Decimal(5)}
         await store.close()
 
     asyncio.run(scenario())

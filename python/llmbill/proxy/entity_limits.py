@@ -3,13 +3,15 @@
 A key's, user's and team's limits are its own fields; a key on a tier (`budget_id`) takes the tier's
 where it has none of its own; a key's `temp_budget_increase` adds to its max_budget until
 `temp_budget_expiry`. A team member's budget is its `max_budget_in_team`, else the team's
-`team_member_budget`; its rate limits the team's `team_member_rpm_limit` / `team_member_tpm_limit`. A customer's limits come from its own fields, else its tier (`budget_id`), else
-the default tier (`litellm_settings.max_end_user_budget_id`). Lower than the guards and the state, so
-both use it.
+`team_member_budget`; its window the team's `team_member_budget_duration`; its rate limits the team's
+`team_member_rpm_limit` / `team_member_tpm_limit`. A customer's limits come from its own fields, else
+its tier (`budget_id`), else the default tier (`litellm_settings.max_end_user_budget_id`). Lower than
+the guards and the state, so both use it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,15 +68,33 @@ def member_entry(team: Mapping[str, Any] | None, member: dict[str, Any] | None) 
     if entry.get("max_budget_in_team") is None and t.get("team_member_budget") is not None:
         entry["max_budget_in_team"] = t["team_member_budget"]
     entry["rpm_limit"], entry["tpm_limit"] = t.get("team_member_rpm_limit"), t.get("team_member_tpm_limit")
+    entry["budget_duration"] = t.get("team_member_budget_duration")
     if all(entry.get(n) is None for n in ("max_budget_in_team", "rpm_limit", "tpm_limit")):
         return None
     return entry
 
 
+def member_team(ident: str) -> str:
+    """The team of a member spend record's id (store.member_id's inverse); "" when it is not one.
+
+    >>> member_team('["t/1","u"]')
+    't/1'
+    """
+    try:
+        pair = json.loads(ident)
+    except ValueError:
+        return ""
+    return pair[0] if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) else ""
+
+
 def entity_limits(cache: EntityCache, default_tier: str | None, kind: str, record: dict[str, Any] | None) -> Limits:
     r = record or {}
-    if kind == "member":  # member_entry's
-        return Limits(max_budget=_dec(r.get("max_budget_in_team")), rpm=r.get("rpm_limit"), tpm=r.get("tpm_limit"))
+    if kind == "member":  # member_entry's, or the member's spend record (its window only)
+        duration = r.get("budget_duration")
+        if isinstance(r.get("member_id"), str):
+            duration = (cache.get("team", member_team(r["member_id"])) or {}).get("team_member_budget_duration")
+        return Limits(max_budget=_dec(r.get("max_budget_in_team")), rpm=r.get("rpm_limit"), tpm=r.get("tpm_limit"),
+                      budget_duration=duration)
     tier_id = r.get("budget_id") if kind in ("customer", "key") else None
     if kind == "customer" and tier_id is None and r.get("max_budget") is None:
         tier_id = default_tier

@@ -98,9 +98,10 @@ def _fmt(x: Decimal) -> str:
 
 
 def member_spend(state: ProxyState, team_id: str, user_id: str) -> Decimal:
-    """A team member's spend in the team: its own record, which every call of the user's keys in that
-    team adds to (spend.py), plus what this process has not written yet."""
-    return state.spend.spend("member", member_id(team_id, user_id))
+    """A team member's spend in the team's current member-budget window: its own record, which every
+    call of the user's keys in that team adds to (spend.py), plus what this process has not written yet."""
+    ident = member_id(team_id, user_id)
+    return window_spend(state, "member", ident, state.cache.get("member", ident))
 
 
 def _budget_message(kind: str, ident: str, spend: Decimal, limit: Decimal, reserved: Decimal) -> str:

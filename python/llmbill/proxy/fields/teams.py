@@ -10,10 +10,6 @@ from .common import (ACCESS_GROUP_IDS, BLOCKED, CREDITS, BUDGET_DURATION, BUDGET
 from .kinds import DURATION, FLAG, INTEGER, JSON, MAPPING, MONEY, OBJECTS, TEXT, TEXT_MAP, TEXTS
 from .spec import Body, honoured, refused, stored
 
-# A member's spend record (store kind "member") has no window, unlike keys', users', teams' and customers'.
-_MEMBER_BUDGET_WHY = ("a member's spend in a team is a running total in llmbill's store, never reset in windows; "
-                      "the team's budget_duration resets the team's budget")
-
 TEAM_NEW = Body((
     honoured("team_alias", TEXT, "a display name"),
     honoured("team_id", TEXT, "the team's id; generated when absent"),
@@ -39,7 +35,8 @@ TEAM_NEW = Body((
     honoured("team_member_tpm_limit", INTEGER, "tokens per minute of each member (its keys in the team together)"),
     refused("team_member_key_duration", DURATION, "llmbill gives members' keys no default expiry; send duration on "
                                                   "/key/generate"),
-    refused("team_member_budget_duration", DURATION, _MEMBER_BUDGET_WHY),
+    honoured("team_member_budget_duration", DURATION, "the window of each member's budget in the team: its spend "
+                                                      "there resets at each window's end (null: never)"),
     refused("team_member_model_max_budget", JSON, "llmbill keeps per-model budgets on keys, users, teams, customers "
                                                   "and tiers, not per team member"),
     VECTOR_STORES,

@@ -17,12 +17,13 @@ from typing import Any
 
 from .. import key_limits, subscription_watch
 from ..auth import Principal
+from ..budget_windows import reset_fields
 from ..durations import next_reset
 from ..errors import auth_error, bad_request, not_found
 from ..http import Request, Response, json_response
 from ..permissions import can_read_team, member_authority, require_team_admin
 from ..state import ProxyState
-from ..store.base import DuplicateError
+from ..store.base import DuplicateError, member_id
 from ..fields import Body, read, stored_values, values
 from ..fields.teams import (MEMBER_ADD, MEMBER_DELETE, MEMBER_UPDATE, TEAM_DELETE, TEAM_INFO_QUERY, TEAM_NEW, TEAM_ONE,
                             TEAM_UPDATE)
@@ -49,6 +50,8 @@ def limit_fields(f: Fields, state: ProxyState, spec: Body) -> dict[str, Any]:
         out["budget_duration"] = f.duration("budget_duration")
         out["budget_reset_at"] = next_reset(_now(), out["budget_duration"], state.config.timezone) \
             if out["budget_duration"] else None
+    if "team_member_budget_duration" in spec.names and f.has("team_member_budget_duration"):
+        out["team_member_budget_duration"] = f.duration("team_member_budget_duration")
     if f.has("models"):
         out["models"] = f.texts("models") or []  # resolved at call time (model_access.py), as for keys
     if f.has("metadata"):
@@ -75,6 +78,19 @@ async def _save(state: ProxyState, team_id: str, fields: dict[str, Any]) -> dict
         raise not_found(f"team {team_id!r} not found", "team_id")
     state.cache.put("team", updated)
     return updated
+
+
+async def _move_member_windows(state: ProxyState, team: dict[str, Any]) -> None:
+    """`team_member_budget_duration` sent: each member's window restarts now, as a key's does when its
+    budget_duration is sent; removed, their reset times are cleared (the member's
+    budget runs in no window). A member with no spend record yet starts its window when the first
+    call creates the record (windows.py)."""
+    now, new = _now(), team.get("team_member_budget_duration")
+    for m in team.get("members_with_roles") or []:
+        change = reset_fields(None, new, touched=True, current_reset=None, now=now, tz=state.config.timezone)
+        moved = await state.store.update("member", member_id(team["team_id"], m["user_id"]), change)
+        if moved is not None:
+            state.cache.put("member", moved)
 
 
 async def _resolve_member(state: ProxyState, raw: Any, param: str, principal: Principal) -> dict[str, Any]:
@@ -144,6 +160,8 @@ async def team_new(state: ProxyState, request: Request, principal: Principal) ->
     except DuplicateError:
         raise bad_request(f"team {team_id!r} already exists", "team_id") from None
     state.cache.put("team", record)
+    if "team_member_budget_duration" in fields:
+        await _move_member_windows(state, record)
     subscription_watch.provision_created(state, "team", team_id)
     for m in members:
         await _set_user_teams(state, m["user_id"], team_id, True)
@@ -176,8 +194,11 @@ async def team_update(state: ProxyState, request: Request, principal: Principal)
         fields["team_alias"] = f.text("team_alias")
     if f.has("blocked"):
         fields["blocked"] = bool(f.flag("blocked"))
+    updated = await _save(state, team["team_id"], fields)
+    if "team_member_budget_duration" in fields:
+        await _move_member_windows(state, updated)
     # LiteLLM's reply shape: the id, and the updated team under `data`.
-    return json_response({"team_id": team["team_id"], "data": public(state, await _save(state, team["team_id"], fields))})
+    return json_response({"team_id": team["team_id"], "data": public(state, updated)})
 
 
 @takes(TEAM_DELETE)

@@ -11,7 +11,7 @@ Entity kinds and their id field:
     customer  user_id      (end users: the OpenAI `user` field)
     budget    budget_id    (pricing tiers; no spend of their own)
     member    member_id    (a team member's spend in that team: member_id(team_id, user_id); created by
-                           the first call of one of its keys, holding nothing but spend)
+                           the first call of one of its keys, holding nothing but spend and its window)
 
 Indexed fields a `list` may filter on: key: team_id, user_id, key_alias; team: —; user: user_email;
 customer: budget_id. Every other field lives in the record and round-trips unchanged.
@@ -44,7 +44,8 @@ KINDS: dict[str, str] = {
     "member": "member_id",
 }
 UPSERTED = frozenset({"customer", "member"})  # apply_spend creates them when missing
-WINDOWED = frozenset({"key", "team", "user", "customer"})  # budget windows (`budget_reset_at`)
+# Budget windows (`budget_reset_at`); a member's runs by its team's `team_member_budget_duration`.
+WINDOWED = frozenset({"key", "team", "user", "customer", "member"})
 INDEXED: dict[str, tuple[str, ...]] = {
     "key": ("team_id", "user_id", "key_alias"),
     "team": (),

@@ -179,7 +179,8 @@ class SqlStore(Store):
             at = found if found is not None else 1 if existing else SCHEMA_VERSION
             if existing and at < 4:
                 for t in TABLES.values():
-                    if t.windowed:
+                    # A table version 4 created (members) does not exist yet: schema() makes it whole below.
+                    if t.windowed and await tx.fetchone(d.table_exists, (t.name,)) is not None:
                         await tx.execute(f"ALTER TABLE {t.name} ADD COLUMN reset_at {d.time_type}")
             if at < SCHEMA_VERSION:
                 for version in range(at + 1, SCHEMA_VERSION + 1):
