@@ -353,7 +353,8 @@ def phase_budget(a: Proxy, b: Proxy, kind: str, cfg: dict[str, Any], args: argpa
     spend = spend_in_database(a.database_url, kind, ident)
     headers = sum((o.cost for o in outcomes if o.cost is not None), Decimal(0))
     costs = sorted({str(o.cost) for o in outcomes if o.cost is not None})
-    result = {"entity": kind, "max_budget": str(budget), "call_cost": str(per_call), "call_costs_seen": costs, "call_upper_bound": str(bound),
+    result = {"entity": kind, "max_budget": str(budget), "call_cost": str(per_call), "call_costs_seen": costs,
+              "call_upper_bound": str(bound),
               "clients": args.concurrency, "first_burst_calls": first, "first_burst_s": round(wall, 2),
               "admitted_per_burst": bursts, **tally(outcomes, 2), "spend_in_database": str(spend),
               "sum_of_cost_headers": str(headers), "spend_equals_headers": spend == headers,
@@ -424,7 +425,8 @@ def phase_throughput(a: Proxy, b: Proxy, c: Proxy, redis: RedisServer, pg_port: 
                     f"errors {points[-1]['errors']}, load {points[-1]['load1']}")
 
     def median(conns: int, name: str, figure: str) -> float:
-        return float(statistics.median(p[figure] for p in points if p["system"] == name and p["concurrency"] == conns))
+        mine = [p[figure] for p in points if p["system"] == name and p["concurrency"] == conns]
+        return round(float(statistics.median(mine)), 3)
 
     def ratio(conns: int, x: str, y: str) -> float:  # the median of the per-round ratios
         by = {(p["round"], p["system"]): float(p["req_per_s"]) for p in points if p["concurrency"] == conns}
@@ -438,7 +440,7 @@ def phase_throughput(a: Proxy, b: Proxy, c: Proxy, redis: RedisServer, pg_port: 
             for q in mine:
                 errors.update(q["errors"])
             summary.append({"concurrency": conns, "system": name, "errors": dict(errors),
-                            "p50_ms": " / ".join(str(statistics.median(q["p50_ms"][i] for q in mine))
+                            "p50_ms": " / ".join(f"{statistics.median(q['p50_ms'][i] for q in mine):.1f}"
                                                  for i in range(len(systems[name]))),
                             **{f: median(conns, name, f) for f in ("req_per_s", "proxy_cpu_ms_per_req",
                                                                     "redis_cpu_ms_per_req", "db_cpu_ms_per_req")}})
@@ -455,7 +457,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [f"workers per proxy: {res['workers']}; load: {res['uptime'][0]}", "",
              "| limit | configured | sent | admitted | refused | verdict |", "|---|---:|---:|---:|---:|---|",
              f"| rpm_limit (one UTC minute, c={rpm['sent_at_concurrency']}) | {rpm['rpm_limit']} | "
-             f"{rpm['sent']} | {rpm['admitted']} (A {rpm['admitted_per_proxy'][0]}, B {rpm['admitted_per_proxy'][1]}) | {rpm['sent'] - rpm['admitted']} "
+             f"{rpm['sent']} | {rpm['admitted']} (A {rpm['admitted_per_proxy'][0]}, B {rpm['admitted_per_proxy'][1]}) | "
+             f"{rpm['sent'] - rpm['admitted']} "
              f"{rpm['statuses']} | {'exact' if rpm['exact'] else 'NOT EXACT'} |",
              f"| max_parallel_requests ({par['clients']} clients, {par['seconds']} s, hold {par['hold_s']} s) | "
              f"{par['max_parallel_requests']} | {par['sent']} | peak {par['peak_in_flight_at_upstream']} in flight, mean "
@@ -465,13 +468,15 @@ def markdown(res: dict[str, Any]) -> str:
              "in upper bounds (one = $" + res["budget"][0]["call_upper_bound"] + ") |",
              "|---|---:|---:|---:|---|---:|---:|"]
     for b in res["budget"]:
-        lines.append(f"| {b['entity']} | {b['max_budget']} | {b['admitted']} ({', '.join(map(str, b['admitted_per_burst']))}) "
-                     f"| {b['spend_in_database']} | {'yes' if b['spend_equals_headers'] else 'NO: ' + b['sum_of_cost_headers']} "
+        bursts = ", ".join(map(str, b["admitted_per_burst"]))
+        same = "yes" if b["spend_equals_headers"] else "NO: " + b["sum_of_cost_headers"]
+        lines.append(f"| {b['entity']} | {b['max_budget']} | {b['admitted']} ({bursts}) | {b['spend_in_database']} | {same} "
                      f"| {b['overshoot']} | {b['overshoot_in_upper_bounds']:.3f} |")
     tp = res["throughput"]
     lines += ["", f"Throughput, {tp['rounds']} rounds of {tp['seconds_per_point']} s a point, medians (c = wrk's "
               "connections in all, split evenly over the proxies; p50 per proxy):", "",
-              "| c | system | req/s | ratio | p50 ms | proxy CPU ms/req | Redis CPU ms/req | PostgreSQL CPU ms/req | errors |",
+              "| c | system | req/s | ratio | p50 ms | proxy CPU ms/req | Redis CPU ms/req | PostgreSQL CPU ms/req "
+              "| errors |",
               "|---:|---|---:|---|---|---:|---:|---:|---|"]
     for m in tp["medians"]:
         r = tp["ratios"][m["concurrency"]]
@@ -536,8 +541,14 @@ def main() -> int:
         redis.close()
         stop_pg()
     result["uptime"] = loads
+    # Why a call got a 503: the proxies log each time their Redis client failed (fail_closed refuses).
+    result["redis_errors_logged"] = {
+        p: Counter(line.split("fail_closed): ", 1)[1]
+                   for line in (work / p / "proxy.log").read_text(errors="replace").splitlines()
+                   if "Redis unreachable (fail_closed): " in line) for p in ("A", "B")}
     text = markdown(result)
     print(text)
+    print(f"\nRedis errors the proxies logged (each refused calls with a 503): {result['redis_errors_logged']}")
     print("\nload (uptime) before each phase and at the end:\n  " + "\n  ".join(loads))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
