@@ -150,10 +150,12 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(head.split(b" ", 2)[1]), headers
 
 
-async def _connection(index: int, port: int, raw: bytes, go: Callable[[], bool], out: list[Outcome]) -> None:
+async def _connection(index: int, port: int, raw: bytes, go: Callable[[], bool], out: list[Outcome],
+                      stop_on: int | None) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        while go():
+        status = 0
+        while status != stop_on and go():
             try:
                 status, headers = await asyncio.wait_for(_exchange(reader, writer, raw), 120)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
@@ -171,10 +173,11 @@ async def _connection(index: int, port: int, raw: bytes, go: Callable[[], bool],
 
 
 def hammer(ports: list[int], auth: str, payload: dict[str, Any], conns: int, *, count: int | None = None,
-           seconds: float | None = None) -> tuple[list[Outcome], float]:
+           seconds: float | None = None, stop_on: int | None = None) -> tuple[list[Outcome], float]:
     """`conns` connections, connection i on ports[i % len(ports)], each sending the same call again as
     soon as its reply is in, until `count` calls were sent or `seconds` passed (a call in flight then is
-    still waited for). Returns the outcomes and the wall time."""
+    still waited for); a connection stops at its first reply of status `stop_on`. Returns the outcomes
+    and the wall time."""
     raw = http_request("POST", "/chat/completions", json.dumps(payload).encode(),
                        [(b"authorization", f"Bearer {auth}".encode()), (b"content-type", b"application/json")])
     sent = 0
@@ -190,7 +193,8 @@ def hammer(ports: list[int], auth: str, payload: dict[str, Any], conns: int, *, 
     out: list[Outcome] = []
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(i % len(ports), ports[i % len(ports)], raw, go, out) for i in range(conns)))
+        await asyncio.gather(*(_connection(i % len(ports), ports[i % len(ports)], raw, go, out, stop_on)
+                               for i in range(conns)))
 
     started = time.monotonic()
     asyncio.run(main())
@@ -328,6 +332,8 @@ def phase_parallel(a: Proxy, b: Proxy, held: HeldUpstream, args: argparse.Namesp
 
 
 def phase_budget(a: Proxy, b: Proxy, kind: str, cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from llmbill.proxy.errors import BUDGET_EXCEEDED_STATUS
+
     budget = Decimal(args.budget)
     if kind == "key":
         auth = a.key(max_budget=str(budget), key_alias="bench-budget")
@@ -339,28 +345,44 @@ def phase_budget(a: Proxy, b: Proxy, kind: str, cfg: dict[str, Any], args: argpa
         payload = body("fast", ident)
     bound = upper_bound(cfg, payload)
     per_call = Decimal("0.000026")  # 12 x 1e-6 + 7 x 2e-6 (checked against the replies' cost headers below)
-    first = math.ceil(budget / per_call * Decimal("1.2"))  # 20 % past the budget: the last ones are refused
-    outcomes, wall = hammer([a.port, b.port], auth, payload, args.concurrency, count=first)
-    bursts = [tally(outcomes, 2)["admitted"]]
-    for _ in range(20):  # until a burst admits nothing with no settled cost held in Redis any more
-        time.sleep(SETTLED_HOLD_S + 1)
-        more, _ = hammer([a.port, b.port], auth, payload, args.concurrency, count=args.concurrency)
-        outcomes += more
-        bursts.append(tally(more, 2)["admitted"])
-        if bursts[-1] == 0:
-            break
+    ports = [a.port, b.port]
+    outcomes: list[Outcome] = []
+
+    def rounds(conns: int, first: int, then: int, stop_on: int | None) -> list[dict[str, Any]]:
+        """Bursts until one admits nothing and the budget refused some of it; between two, the settled
+        costs' hold passes (until then a process counts a settled call twice, refusing early)."""
+        out: list[dict[str, Any]] = []
+        for i in range(30):
+            if i:
+                time.sleep(SETTLED_HOLD_S + 1)
+            got, wall = hammer(ports, auth, payload, conns, count=first if i == 0 else then, stop_on=stop_on)
+            outcomes.extend(got)
+            out.append({"seconds": round(wall, 2), **tally(got, 2)})
+            if out[-1]["admitted"] == 0 and str(BUDGET_EXCEEDED_STATUS) in out[-1]["statuses"]:
+                break
+        return out
+
+    # The measured part: --concurrency calls at once until refused, 20 % past the budget at first.
+    parallel = rounds(args.concurrency, math.ceil(budget / per_call * Decimal("1.2")), args.concurrency, None)
     time.sleep(2)  # the last spend flush (every 0.5 s) is in the database
+    after_parallel = spend_in_database(a.database_url, kind, ident)
+    # Then one call at a time on each proxy, each stopping at its first budget refusal: what is left
+    # shows whether the parallel calls were refused for the budget, or early (by a held cost, a 503).
+    drain = rounds(2, 10_000, 10_000, BUDGET_EXCEEDED_STATUS)
+    time.sleep(2)
     spend = spend_in_database(a.database_url, kind, ident)
     headers = sum((o.cost for o in outcomes if o.cost is not None), Decimal(0))
-    costs = sorted({str(o.cost) for o in outcomes if o.cost is not None})
-    result = {"entity": kind, "max_budget": str(budget), "call_cost": str(per_call), "call_costs_seen": costs,
-              "call_upper_bound": str(bound),
-              "clients": args.concurrency, "first_burst_calls": first, "first_burst_s": round(wall, 2),
-              "admitted_per_burst": bursts, **tally(outcomes, 2), "spend_in_database": str(spend),
-              "sum_of_cost_headers": str(headers), "spend_equals_headers": spend == headers,
-              "overshoot": str(spend - budget), "overshoot_in_upper_bounds": float((spend - budget) / bound)}
-    result["within_one_upper_bound"] = spend - budget <= bound
-    return result
+    return {"entity": kind, "max_budget": str(budget), "call_cost": str(per_call), "call_upper_bound": str(bound),
+            "call_costs_seen": sorted({str(o.cost) for o in outcomes if o.cost is not None}),
+            "clients": args.concurrency, "parallel_bursts": parallel, "sequential_rounds": drain,
+            "admitted_parallel": sum(r["admitted"] for r in parallel),
+            "admitted_sequential": sum(r["admitted"] for r in drain),
+            "spend_after_parallel": str(after_parallel), "spend_in_database": str(spend),
+            "sum_of_cost_headers": str(headers), "spend_equals_headers": spend == headers,
+            "overshoot": str(spend - budget), "overshoot_in_upper_bounds": round(float((spend - budget) / bound), 3),
+            "within_one_upper_bound": spend - budget <= bound,
+            "left_after_parallel_in_upper_bounds": round(float((budget - after_parallel) / bound), 3),
+            **tally(outcomes, 2)}
 
 
 def idle(pids: Callable[[], list[int]], limit: float = 30) -> None:
@@ -454,24 +476,30 @@ def phase_throughput(a: Proxy, b: Proxy, c: Proxy, redis: RedisServer, pg_port: 
 
 def markdown(res: dict[str, Any]) -> str:
     rpm, par = res["rpm"], res["parallel"]
+
+    def refused(r: dict[str, Any]) -> str:
+        return ", ".join(f"{n} x {code}" for code, n in r["statuses"].items() if code != "200")
+
     lines = [f"workers per proxy: {res['workers']}; load: {res['uptime'][0]}", "",
-             "| limit | configured | sent | admitted | refused | verdict |", "|---|---:|---:|---:|---:|---|",
-             f"| rpm_limit (one UTC minute, c={rpm['sent_at_concurrency']}) | {rpm['rpm_limit']} | "
-             f"{rpm['sent']} | {rpm['admitted']} (A {rpm['admitted_per_proxy'][0]}, B {rpm['admitted_per_proxy'][1]}) | "
-             f"{rpm['sent'] - rpm['admitted']} "
-             f"{rpm['statuses']} | {'exact' if rpm['exact'] else 'NOT EXACT'} |",
+             "| limit | configured | sent | admitted | refused | verdict |", "|---|---:|---:|---:|---|---|",
+             f"| rpm_limit (one UTC minute, c={rpm['sent_at_concurrency']}) | {rpm['rpm_limit']} | {rpm['sent']} | "
+             f"{rpm['admitted']} (A {rpm['admitted_per_proxy'][0]}, B {rpm['admitted_per_proxy'][1]}) | {refused(rpm)} "
+             f"| {'exact' if rpm['exact'] else 'NOT EXACT'} |",
              f"| max_parallel_requests ({par['clients']} clients, {par['seconds']} s, hold {par['hold_s']} s) | "
-             f"{par['max_parallel_requests']} | {par['sent']} | peak {par['peak_in_flight_at_upstream']} in flight, mean "
-             f"{par['mean_in_flight_at_upstream']}; {par['admitted']} calls | {par['sent'] - par['admitted']} "
-             f"{par['statuses']} | {'exact' if par['exact'] else 'NOT EXACT'} |", "",
-             "| budget on | max_budget | admitted (per burst) | spend in database | = Σ cost headers | overshoot | "
-             "in upper bounds (one = $" + res["budget"][0]["call_upper_bound"] + ") |",
-             "|---|---:|---:|---:|---|---:|---:|"]
+             f"{par['max_parallel_requests']} | {par['sent']} | peak {par['peak_in_flight_at_upstream']} in flight "
+             f"(mean {par['mean_in_flight_at_upstream']}); {par['admitted']} calls | {refused(par)} "
+             f"| {'exact' if par['exact'] else 'NOT EXACT'} |", "",
+             "| budget on | max_budget | one call, its upper bound | admitted at c=" + str(res["budget"][0]["clients"])
+             + " (per burst) | spend then (headroom left, in upper bounds) | then admitted one at a time | final spend "
+             "(= Σ cost headers) | overshoot, in upper bounds | refused |",
+             "|---|---:|---|---|---|---:|---|---:|---|"]
     for b in res["budget"]:
-        bursts = ", ".join(map(str, b["admitted_per_burst"]))
+        bursts = ", ".join(str(r["admitted"]) for r in b["parallel_bursts"])
         same = "yes" if b["spend_equals_headers"] else "NO: " + b["sum_of_cost_headers"]
-        lines.append(f"| {b['entity']} | {b['max_budget']} | {b['admitted']} ({bursts}) | {b['spend_in_database']} | {same} "
-                     f"| {b['overshoot']} | {b['overshoot_in_upper_bounds']:.3f} |")
+        lines.append(f"| {b['entity']} | {b['max_budget']} | {b['call_cost']}, {b['call_upper_bound']} | "
+                     f"{b['admitted_parallel']} ({bursts}) | {b['spend_after_parallel']} "
+                     f"({b['left_after_parallel_in_upper_bounds']}) | {b['admitted_sequential']} | "
+                     f"{b['spend_in_database']} ({same}) | {b['overshoot_in_upper_bounds']} | {refused(b)} |")
     tp = res["throughput"]
     lines += ["", f"Throughput, {tp['rounds']} rounds of {tp['seconds_per_point']} s a point, medians (c = wrk's "
               "connections in all, split evenly over the proxies; p50 per proxy):", "",
