@@ -298,6 +298,35 @@ def upper_bound(cfg: dict[str, Any], payload: dict[str, Any]) -> Decimal:
     return upper_bound_cost(deployment, "chat", payload).cost
 
 
+def leftovers(redis_url: str) -> dict[str, Any]:
+    """What Redis still holds for calls that ended (call only when none is in flight): in-flight slots
+    (`z:` sets) and budget reservations (`y:` sets, amounts in `h:`) expiring later than a settled
+    cost's hold would. Each is a call whose release never ran: it shrinks the entity's parallel limit
+    or budget headroom until its TTL (an hour) passes. By entity ("kind:id", ids shortened)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = client.time()
+        now = seconds + micros / 1e6
+        out: dict[str, Any] = {}
+        for name in client.scan_iter(match="llmbill:[zy]:*", count=1000):
+            kind, entity = name.decode()[8], name.decode()[10:].replace("\x1f", ":")[:24]
+            stale: list[bytes] = list(client.zrangebyscore(name, now + 2 * SETTLED_HOLD_S, "+inf"))  # type: ignore[arg-type]
+            if not stale:
+                continue
+            entry = out.setdefault(entity, {})
+            if kind == "z":
+                entry["parallel_slots"] = len(stale)
+            else:
+                amounts = client.hmget(name.decode().replace(":y:", ":h:", 1), stale)
+                entry["reservations"] = len(stale)
+                entry["reserved_usd"] = str(sum(Decimal(int(a or 0)) for a in amounts) * Decimal("1e-9"))
+        return out
+    finally:
+        client.close()
+
+
 # ---- phases ---------------------------------------------------------------------------------------
 
 def wait_for_minute(left_needed: float) -> None:
@@ -381,6 +410,8 @@ def phase_budget(a: Proxy, b: Proxy, kind: str, cfg: dict[str, Any], args: argpa
             "sum_of_cost_headers": str(headers), "spend_equals_headers": spend == headers,
             "overshoot": str(spend - budget), "overshoot_in_upper_bounds": round(float((spend - budget) / bound), 3),
             "within_one_upper_bound": spend - budget <= bound,
+            # Refused while a whole call's upper bound still fitted: a reservation was never given back.
+            "refused_early": budget - spend >= bound,
             "left_after_parallel_in_upper_bounds": round(float((budget - after_parallel) / bound), 3),
             **tally(outcomes, 2)}
 
@@ -491,15 +522,17 @@ def markdown(res: dict[str, Any]) -> str:
              f"| {'exact' if par['exact'] else 'NOT EXACT'} |", "",
              "| budget on | max_budget | one call, its upper bound | admitted at c=" + str(res["budget"][0]["clients"])
              + " (per burst) | spend then (headroom left, in upper bounds) | then admitted one at a time | final spend "
-             "(= Σ cost headers) | overshoot, in upper bounds | refused |",
-             "|---|---:|---|---|---|---:|---|---:|---|"]
+             "(= Σ cost headers) | overshoot, in upper bounds | refused | verdict |",
+             "|---|---:|---|---|---|---:|---|---:|---|---|"]
     for b in res["budget"]:
         bursts = ", ".join(str(r["admitted"]) for r in b["parallel_bursts"])
         same = "yes" if b["spend_equals_headers"] else "NO: " + b["sum_of_cost_headers"]
         lines.append(f"| {b['entity']} | {b['max_budget']} | {b['call_cost']}, {b['call_upper_bound']} | "
                      f"{b['admitted_parallel']} ({bursts}) | {b['spend_after_parallel']} "
                      f"({b['left_after_parallel_in_upper_bounds']}) | {b['admitted_sequential']} | "
-                     f"{b['spend_in_database']} ({same}) | {b['overshoot_in_upper_bounds']} | {refused(b)} |")
+                     f"{b['spend_in_database']} ({same}) | {b['overshoot_in_upper_bounds']} | {refused(b)} | "
+                     + ("OVERSHOT" if not b["within_one_upper_bound"] else "REFUSED EARLY" if b["refused_early"]
+                        else "ok") + " |")
     tp = res["throughput"]
     lines += ["", f"Throughput, {tp['rounds']} rounds of {tp['seconds_per_point']} s a point, medians (c = wrk's "
               "connections in all, split evenly over the proxies; p50 per proxy):", "",
@@ -553,14 +586,19 @@ def main() -> int:
         log(f"rpm: {result['rpm']}")
         loads.append(uptime())
         result["parallel"] = phase_parallel(a, b, held, args)
+        time.sleep(1)  # the releases run behind the replies
+        result["parallel"]["left_in_redis"] = leftovers(redis.url)
         log(f"parallel: {result['parallel']}")
         loads.append(uptime())
         result["budget"] = []
         for kind in ("key", "customer"):
             result["budget"].append(phase_budget(a, b, kind, cfg, args))
+            result["budget"][-1]["left_in_redis"] = leftovers(redis.url)
             log(f"budget: {result['budget'][-1]}")
             loads.append(uptime())
         result["throughput"] = phase_throughput(a, b, c, redis, pg_port, args, work)
+        time.sleep(1)
+        result["left_in_redis_at_end"] = leftovers(redis.url)
         loads.append(uptime())
     finally:
         for child in reversed(pb.ALL):
@@ -577,13 +615,18 @@ def main() -> int:
     text = markdown(result)
     print(text)
     print(f"\nRedis errors the proxies logged (each refused calls with a 503): {result['redis_errors_logged']}")
+    print("Left in Redis by calls that ended (releases that failed; each holds a slot or a reservation for an "
+          f"hour):\n  after the parallel phase: {result['parallel']['left_in_redis']}\n  "
+          + "\n  ".join(f"after the {b['entity']} budget: {b['left_in_redis']}" for b in result["budget"])
+          + f"\n  at the end: {result['left_in_redis_at_end']}")
     print("\nload (uptime) before each phase and at the end:\n  " + "\n  ".join(loads))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     # Limits not exact, a budget overshot, spend not what the replies said, or a throughput call that
     # failed (a 503 from a Redis client out of connections is one): the run is not a result.
     ok = result["rpm"]["exact"] and result["parallel"]["exact"] and all(
-        b["within_one_upper_bound"] and b["spend_equals_headers"] for b in result["budget"]) and not any(
+        b["within_one_upper_bound"] and b["spend_equals_headers"] and not b["refused_early"]
+        for b in result["budget"]) and not any(
         p["errors"] for p in result["throughput"]["points"])
     return 0 if ok else 1
 
