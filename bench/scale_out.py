@@ -19,18 +19,27 @@ in this process that holds every call `--hold` seconds and counts the calls insi
                 over A and B for --parallel-seconds, a refused client sending again at once: the
                 peak of calls held at the upstream at once must be P (a held call is inside its
                 slot, so the upstream never sees more in flight than the proxies admitted)
-  C  budget     a key with max_budget B, then a customer (`user`) with max_budget B: calls at
-                --concurrency over A and B until refused, then, after the settled-cost hold (4 s),
-                bursts of --concurrency calls until one admits nothing. Spend read from the database;
-                overshoot = spend − B in units of one call's upper bound (llmbill's own
-                upper_bound_cost on the body sent): must be ≤ 1 per entity
+  C  budget     a key with max_budget B, then a customer (`user`) with max_budget B: 1.2 B worth of
+                calls at --concurrency over A and B, then, each after the settled-cost hold (4 s),
+                bursts of --concurrency calls until one admits nothing and the budget refused some
+                of it. Then one call at a time on each proxy, each stopping at its first budget
+                refusal, in rounds after the hold until one admits nothing: what the parallel calls
+                left unspent. Spend read from the database; overshoot = spend − B in units of one
+                call's upper bound (llmbill's own upper_bound_cost on the body sent): must be ≤ 1
   throughput    wrk (one thread per proxy, keep-alive) on a key with max_budget and rpm_limit and a
                 customer with max_budget, so every call goes through Redis: A and B together (half
                 the connections each), A alone, C alone (no Redis); --rounds rounds, the order rotated
                 each round, --tp-seconds each. req/s, p50, CPU per call of the proxies, Redis, PostgreSQL
 
-The machine is shared: `uptime` is recorded before each phase and with every throughput point.
-Not run in CI nor by bench/run.
+After each limit phase, what Redis still holds for calls that have ended is read (in-flight slots and
+budget reservations expiring later than a settled cost's hold): a release that failed leaves its
+slot or reservation there for an hour, and the budget or parallel limit is that much smaller.
+
+The run exits 1 if a limit admitted other than its value, a budget was overshot by more than one
+call's upper bound or refused while a whole upper bound still fitted, the database's spend differs
+from the sum of the replies' cost headers, or a throughput call failed. The machine is shared:
+`uptime` is recorded before each phase and with every throughput point. Not run in CI nor by
+bench/run.
 """
 
 from __future__ import annotations
@@ -607,14 +616,16 @@ def main() -> int:
         redis.close()
         stop_pg()
     result["uptime"] = loads
-    # Why a call got a 503: the proxies log each time their Redis client failed (fail_closed refuses).
+    # Why a call got a 503: a proxy logs the first failure of its Redis client after a success
+    # (fail_closed refuses every call until Redis answers again).
     result["redis_errors_logged"] = {
         p: Counter(line.split("fail_closed): ", 1)[1]
                    for line in (work / p / "proxy.log").read_text(errors="replace").splitlines()
                    if "Redis unreachable (fail_closed): " in line) for p in ("A", "B")}
     text = markdown(result)
     print(text)
-    print(f"\nRedis errors the proxies logged (each refused calls with a 503): {result['redis_errors_logged']}")
+    print("\nRedis failures the proxies logged (the first of each run of failures; calls were refused with a 503 "
+          f"meanwhile): {result['redis_errors_logged']}")
     print("Left in Redis by calls that ended (releases that failed; each holds a slot or a reservation for an "
           f"hour):\n  after the parallel phase: {result['parallel']['left_in_redis']}\n  "
           + "\n  ".join(f"after the {b['entity']} budget: {b['left_in_redis']}" for b in result["budget"])
