@@ -35,11 +35,11 @@ After each limit phase, what Redis still holds for calls that have ended is read
 budget reservations expiring later than a settled cost's hold): a release that failed leaves its
 slot or reservation there for an hour, and the budget or parallel limit is that much smaller.
 
-The run exits 1 if a limit admitted other than its value, a budget was overshot by more than one
-call's upper bound or refused while a whole upper bound still fitted, the database's spend differs
-from the sum of the replies' cost headers, or a throughput call failed. The machine is shared:
-`uptime` is recorded before each phase and with every throughput point. Not run in CI nor by
-bench/run.
+The run exits 1 if a limit admitted other than its value, a call was refused with another status
+than its limit's (429, or 422 for a budget), a budget was overshot by more than one call's upper
+bound or refused while a whole upper bound still fitted, the database's spend differs from the sum
+of the replies' cost headers, or a throughput call failed. The machine is shared: `uptime` is
+recorded before each phase and with every throughput point. Not run in CI nor by bench/run.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ from tests.python.fakes.openai_upstream import FakeOpenAI  # noqa: E402
 from tests.python.http_load import http_request  # noqa: E402
 from tests.python.pg import create_database, start_postgres  # noqa: E402
 from tests.python.redis_server import RedisServer  # noqa: E402
+
+from llmbill.proxy.errors import BUDGET_EXCEEDED_STATUS  # noqa: E402
 
 MASTER = "sk-bench-scaleout-" + os.urandom(8).hex()
 PRICES = {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}  # 12 + 7 tokens: $0.000026 a call
@@ -370,8 +372,6 @@ def phase_parallel(a: Proxy, b: Proxy, held: HeldUpstream, args: argparse.Namesp
 
 
 def phase_budget(a: Proxy, b: Proxy, kind: str, cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    from llmbill.proxy.errors import BUDGET_EXCEEDED_STATUS
-
     budget = Decimal(args.budget)
     if kind == "key":
         auth = a.key(max_budget=str(budget), key_alias="bench-budget")
@@ -633,9 +633,12 @@ def main() -> int:
     print("\nload (uptime) before each phase and at the end:\n  " + "\n  ".join(loads))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
-    # Limits not exact, a budget overshot, spend not what the replies said, or a throughput call that
-    # failed (a 503 from a Redis client out of connections is one): the run is not a result.
-    ok = result["rpm"]["exact"] and result["parallel"]["exact"] and all(
+    # Limits not exact, a call refused for anything but its limit, a budget overshot or refused early,
+    # spend not what the replies said, or a throughput call that failed (a 503 from a Redis client out
+    # of connections is one): the run is not a result.
+    only_limits = set(result["rpm"]["statuses"]) | set(result["parallel"]["statuses"]) <= {"200", "429"} and all(
+        set(b["statuses"]) <= {"200", str(BUDGET_EXCEEDED_STATUS)} for b in result["budget"])
+    ok = only_limits and result["rpm"]["exact"] and result["parallel"]["exact"] and all(
         b["within_one_upper_bound"] and b["spend_equals_headers"] and not b["refused_early"]
         for b in result["budget"]) and not any(
         p["errors"] for p in result["throughput"]["points"])
