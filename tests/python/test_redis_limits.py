@@ -187,3 +187,21 @@ def test_redis_settings_from_config_and_litellm_variables(monkeypatch: pytest.Mo
     assert (cfg.redis_url, cfg.redis_failure_policy) == ("redis://r:1/0", "fail_open")
     with pytest.raises(ConfigError, match=r"^general_settings.redis_failure_policy: 'sometimes' is not one of"):
         load_config_dict({"model_list": [], "general_settings": {"redis_failure_policy": "sometimes"}})
+
+
+def test_more_calls_in_flight_than_connections_wait_for_one_and_release_everything(redis_url: str) -> None:
+    """redis-py's default pool refused the 101st concurrent script ("Too many connections"): a 503 for
+    the call, and a dropped release left its reservation and parallel slot taken for an hour."""
+    async def body(limiter: RedisLimiter) -> tuple[list[Refusal | None], Refusal | None]:
+        slots = [Slot(A, Decimal("0.001"), Decimal("1000"), parallel=10**6)]
+        calls = 300  # above redis-py's default pool (100) and this pool (redis_limits.MAX_CONNECTIONS)
+        admitted = await asyncio.gather(*(limiter.admit(f"c{i}", slots) for i in range(calls)))
+        for i in range(calls):
+            limiter.release(f"c{i}", slots, 0)
+        await settle(limiter)
+        # every reservation came back: a headroom of one nano-unit admits only when nothing is held
+        nothing_held = [Slot(A, Decimal("0.001"), Decimal("1e-9"))]
+        return admitted, await limiter.admit("after", nothing_held)
+    admitted, after = run(redis_url, body)
+    assert admitted == [None] * len(admitted)
+    assert after is None

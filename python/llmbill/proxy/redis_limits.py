@@ -54,6 +54,8 @@ log = logging.getLogger("llmbill.proxy")
 NANO = Decimal("1e-9")
 MAX_UNITS = 2**53 - 1
 FAILURE_POLICIES = ("fail_closed", "fail_open")
+MAX_CONNECTIONS = 64  # per process; scripts are short, so calls in flight share them
+RELEASE_RETRIES = (0.1, 0.5, 2.0)  # seconds before each further try of a release that failed
 
 
 def units(amount: Decimal) -> int:
@@ -132,10 +134,17 @@ class RedisLimiter:
         args: list[Any] = [repr(self.now), call_id, self.prefix, tokens, units(cost) if cost > 0 else 0, self.hold]
         for s in slots:
             args += ["\x1f".join(s.entity), int(s.tpm is not None), int(s.tpd is not None)]
-        try:
-            await self._release(args=args)
-        except (RedisError, OSError) as exc:  # the reservation expires with its TTL
-            self._down(exc)
+        # A release that fails is tried again: dropped, it would hold the call's reservation and
+        # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
+        for delay in (*RELEASE_RETRIES, None):
+            try:
+                await self._release(args=args)
+                return
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+                if delay is None:
+                    return
+                await asyncio.sleep(delay)
 
     async def ping(self) -> bool:
         try:
@@ -186,5 +195,11 @@ def settled_hold(flush_interval: float, refresh_interval: float) -> float:
 
 def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, hold: float = 4.0) -> RedisLimiter:
     # Short socket timeouts: a Redis that hangs must fail a call fast (the policy decides), not hold it.
-    client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    # A blocking pool: with more calls in flight than connections, a script waits (at most 2 s) for a
+    # free connection. redis-py's default pool raises "Too many connections" at once instead, which
+    # read as Redis down: 503s under fail_closed, and releases dropped, so reservations and parallel
+    # slots stayed taken until their TTL (measured by bench/scale_out.py at 64 connections).
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=2.0,
+                                                    socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
     return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold)
