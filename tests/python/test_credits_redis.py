@@ -410,3 +410,29 @@ def test_a_seed_read_before_redis_lost_the_tally_never_remakes_it(money_lago: Fa
         assert await figures(a, "q5") == (Decimal("1.00"), Decimal("0.305"), 0, Decimal("0.695"))
         await close(a, b)
     run(body)
+
+
+def test_a_process_idle_past_the_ttl_leaves_the_tally_and_counts_on_from_what_was_confirmed(
+        lago: FakeLago, redis_url: str) -> None:
+    """The tally keeps each process's total only while it writes (dead processes must not pile up);
+    one that comes back adds what the tally never confirmed, not its whole total again."""
+    import redis
+    wallet(lago, "q6", granted="1.00")
+
+    async def body() -> None:
+        a, b = proxy(lago, redis_url), proxy(lago, redis_url)
+        ledger(a).now = T0
+        await a.ensure("q6")
+        (await a.hold("q6", Decimal("0.5"), 402)).settle(Decimal("0.30"))
+        await written(a)
+        field = "o:" + ledger(a).tally("q6").origin
+        assert redis.Redis.from_url(redis_url).hget("llmbill:cl:q6", field) == b"300000000"
+        ledger(a).now = ledger(b).now = T0 + ledger(a).limiter.ttl + 1
+        await b.ensure("q6")
+        await figures(b, "q6")
+        assert redis.Redis.from_url(redis_url).hget("llmbill:cl:q6", field) is None
+        (await a.hold("q6", Decimal("0.5"), 402)).settle(Decimal("0.10"))
+        await written(a)
+        assert await figures(b, "q6") == (Decimal("1.00"), Decimal("0.40"), 0, Decimal("0.60"))
+        await close(a, b)
+    run(body)

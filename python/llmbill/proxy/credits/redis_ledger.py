@@ -142,7 +142,7 @@ class RedisLedger:
         """One CREDIT_HOLD: with `ident`, a check and a hold; without, the settles and releases still
         to write, and the figures. Raises what Redis raised (noted in the limiter's health)."""
         tally = self.tally(payer)
-        drops, tally.drops = tally.drops, []
+        drops, tally.drops, sent_for = tally.drops, [], tally.tally
         args: list[Any] = [repr(self.now), self.limiter.ttl, self.limiter.prefix, payer, ident, amount, balance,
                            -1 if seed is None else units(seed), repr(seeded_at), uuid.uuid4().hex, *tally.args(),
                            len(drops), *drops, *wallets]
@@ -150,7 +150,7 @@ class RedisLedger:
         try:
             reply: list[Any] = await asyncio.shield(script)
         except asyncio.CancelledError:  # the call went away: its script still runs, and is cleaned up after
-            script.add_done_callback(lambda done: self._abandoned(payer, ident, drops, done))
+            script.add_done_callback(lambda done: self._abandoned(payer, ident, drops, sent_for, done))
             raise
         except (RedisError, OSError) as exc:
             # The script may have run and only its reply been lost: the holds are ended again (ending
@@ -159,18 +159,18 @@ class RedisLedger:
             self.limiter.note(exc)
             raise
         self.limiter.note(None)
-        self._learn(payer, reply)
+        self._learn(payer, reply, sent_for)
         return reply
 
-    def _learn(self, payer: str, reply: list[Any]) -> None:
-        self.tally(payer).learn(_text(reply[4]), float(reply[5]), float(reply[6]), int(reply[7]))
+    def _learn(self, payer: str, reply: list[Any], sent_for: str) -> None:
+        self.tally(payer).learn(_text(reply[4]), float(reply[5]), float(reply[6]), int(reply[7]), sent_for)
 
-    def _abandoned(self, payer: str, ident: str, drops: list[str], done: asyncio.Future[Any]) -> None:
+    def _abandoned(self, payer: str, ident: str, drops: list[str], sent_for: str, done: asyncio.Future[Any]) -> None:
         """A script whose caller was cancelled: the holds it did not end are kept; a hold it took is ended."""
         if done.cancelled() or done.exception() is not None:
             self.tally(payer).drops += drops + ([ident] if ident else [])
             return
-        self._learn(payer, done.result())
+        self._learn(payer, done.result(), sent_for)
         if ident and _text(done.result()[0]) == "held":
             self._spawn(self._write(payer, [ident]))
 

@@ -33,7 +33,7 @@ def _origin() -> str:
 class Tally:
     origin: str = field(default_factory=_origin)
     tally: str = ""  # the tally `total` is counted in ("": none seen yet)
-    made: float = -1.0  # when Redis made it: a late reply from an older tally changes nothing
+    made: float = -1.0  # when Redis made it: orders two tallies a late reply may name
     since: float = 0.0  # when its seed was read
     total: int = 0  # this process's usage counted in `tally`, written or not (nano-units)
     confirmed: int = 0  # how much of it the tally has
@@ -63,13 +63,15 @@ class Tally:
             args += [second, amount]
         return args
 
-    def learn(self, tally: str, made: float, since: float, counted: int) -> None:
-        """A script's reply: what the tally counts of this process's usage."""
+    def learn(self, tally: str, made: float, since: float, counted: int, sent_for: str) -> None:
+        """A script's reply: what the tally counts of this process's usage. `sent_for`: the tally the
+        script was sent for; one that found another while this process still counts in the one it
+        was sent for tells what Redis has now, and a late reply from an older tally changes nothing."""
         if not tally:  # no tally (Redis lost it): nothing is counted yet
             return
         if tally == self.tally:
             self.confirmed = max(self.confirmed, counted)
-        elif made >= self.made:  # a new tally: what was settled before its seed is in the seed
+        elif sent_for == self.tally or made >= self.made:  # a new tally: what was settled before its seed is in it
             kept = [(second, amount) for second, amount, _ in self.unconfirmed if second >= since]
             self.tally, self.made, self.since, self.total, self.unconfirmed = tally, made, since, 0, []
             for second, amount in kept:
