@@ -49,13 +49,21 @@ class RedisServer:
              "--dir", self.root, "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # polls the port: the server takes a moment to listen
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        while time.monotonic() < deadline:  # polls until it answers: it listens before it loads dump.rdb
+            if self._loaded():
                 return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not listen on port {self.port}")
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def _loaded(self) -> bool:
+        """True once the server answers with its data loaded: a caller may then delete dump.rdb, and
+        no client gets -LOADING. It answers only from its event loop, which starts after the load."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"INFO persistence\r\n")
+                return b"loading:0" in s.recv(65536)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmbill.proxy.credits.gate import CreditGate, CreditHold
 from llmbill.proxy.credits.reader import WalletReader
@@ -19,7 +22,7 @@ from llmbill.proxy.credits.redis_ledger import RedisLedger
 from llmbill.proxy.credits.settings import CreditSettings
 from llmbill.proxy.errors import ProxyError
 from llmbill.proxy.limits import Limiter
-from llmbill.proxy.redis_limits import connect
+from llmbill.proxy.redis_limits import RedisLimiter, connect
 from tests.python.fakes.lago import FakeLago
 from tests.python.lago_wallet_support import wallet
 from tests.python.redis_server import RedisServer
@@ -33,6 +36,36 @@ def proxy(lago: FakeLago, redis_url: str, policy: str = "fail_closed") -> Credit
     ledger = RedisLedger(connect(redis_url, 600, policy, Limiter()), METRIC, "USD")
     return CreditGate(CreditSettings(default="lago"), WalletReader(lago.url, lago.api_key, timeout=5), METRIC,
                       "end_user_id", ledger)
+
+
+class FlakyRedis(aioredis.Redis):
+    """A client whose Redis can be made unreachable (`down`: nothing runs), or whose next replies are
+    lost (`lose`: the command runs, then the client times out), as a Redis stopping or a slow link does."""
+
+    down = False
+    lose = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.down:
+            raise RedisConnectionError("Connection refused")
+        found = await super().execute_command(*args, **options)
+        if self.lose and args[0] == "EVALSHA":
+            self.lose -= 1
+            raise RedisTimeoutError("Timeout reading from socket")
+        return found
+
+
+def flaky_proxy(lago: FakeLago, redis_url: str, policy: str = "fail_closed") -> tuple[CreditGate, FlakyRedis]:
+    client = FlakyRedis.from_url(redis_url, socket_timeout=2.0)
+    ledger = RedisLedger(RedisLimiter(client, 3600, policy, Limiter()), METRIC, "USD")
+    gate = CreditGate(CreditSettings(default="lago"), WalletReader(lago.url, lago.api_key, timeout=5), METRIC,
+                      "end_user_id", ledger)
+    return gate, client
+
+
+def clocks(gate: CreditGate, at: float) -> None:
+    """Pins the wall clock of the gate's settles and seed reads."""
+    ledger(gate).wall = gate.seeder.wall = lambda: at
 
 
 def ledger(gate: CreditGate) -> RedisLedger:
@@ -237,6 +270,7 @@ def test_a_hold_whose_call_went_away_mid_script_is_ended(lago: FakeLago, redis_u
     async def body() -> None:
         a = proxy(lago, redis_url)
         await a.ensure("p8")
+        await figures(a, "p8")  # the tally is made: the next script takes the hold
         pending = asyncio.ensure_future(a.hold("p8", Decimal("0.6"), 402))
         for _ in range(5):  # until the script is on its way to Redis
             await asyncio.sleep(0)
@@ -268,3 +302,137 @@ def test_an_id_without_wallets_is_refused_without_a_tally_in_redis(lago: FakeLag
         await close(a)
     run(body)
     assert redis.Redis.from_url(redis_url).keys("llmbill:c*") == []
+
+
+# -- every settled call counted once, whatever Redis does (tally.py) ------------------------------------
+
+
+def test_a_settle_whose_reply_was_lost_is_counted_once(lago: FakeLago, redis_url: str) -> None:
+    """The script ran, then the client timed out: the settle is written again, and counts nothing twice."""
+    wallet(lago, "q1", granted="1.00")
+
+    async def body() -> None:
+        a, flaky = flaky_proxy(lago, redis_url)
+        await a.ensure("q1")
+        held = await a.hold("q1", Decimal("0.5"), 402)
+        flaky.lose = 1
+        held.settle(Decimal("0.30"))
+        await written(a)
+        assert flaky.lose == 0 and ledger(a).limiter.error is not None  # it ran; its reply was lost
+        await a.ledger.sync()  # the gate's poll writes what it could not confirm
+        assert await figures(a, "q1") == (Decimal("1.00"), Decimal("0.30"), 0, Decimal("0.70"))
+        await close(a)
+    run(body)
+
+
+def test_a_hold_whose_reply_was_lost_is_ended(lago: FakeLago, redis_url: str) -> None:
+    wallet(lago, "q2", granted="1.00")
+
+    async def body() -> None:
+        a, flaky = flaky_proxy(lago, redis_url)
+        await a.ensure("q2")
+        await figures(a, "q2")
+        flaky.lose = 1
+        with pytest.raises(ProxyError) as refused:  # fail_closed: the call is refused...
+            await a.hold("q2", Decimal("0.6"), 402)
+        assert refused.value.type == "redis_unavailable"
+        # ...and the hold Redis took for it is ended with the next script, not left to its hour-long expiry
+        assert await figures(a, "q2") == (Decimal("1.00"), 0, 0, Decimal("1.00"))
+        await close(a)
+    run(body)
+
+
+def test_usage_kept_through_an_outage_is_not_counted_again_after_another_proxy_reseeds(
+        money_lago: FakeLago, redis_server: RedisServer, redis_url: str) -> None:
+    """b settles while Redis is down; its event reaches Lago; Redis comes back empty and a re-seeds
+    from Lago, which has the call: b's write-back must not add it a second time."""
+    wallet(money_lago, "q3", granted="1.00")
+    subscribe(money_lago, "q3")
+
+    async def body() -> None:
+        a, b = proxy(money_lago, redis_url), flaky_proxy(money_lago, redis_url)[0]
+        flaky = ledger(b).limiter.client
+        assert isinstance(flaky, FlakyRedis)
+        await asyncio.gather(a.ensure("q3"), b.ensure("q3"))
+        await figures(a, "q3")
+        held = await b.hold("q3", Decimal("0.5"), 402)
+        clocks(b, T0)
+        flaky.down = True
+        held.settle(Decimal("0.30"))
+        await written(b)  # not written: kept
+        send(money_lago, "q3", billed_amount="0.30")  # the call's event, as b's spool delivers it
+        redis_server.flush()  # Redis restarted without persistence
+        flaky.down = False
+        clocks(a, T0 + 5)
+        assert await figures(a, "q3") == (Decimal("1.00"), Decimal("0.305"), 0, Decimal("0.695"))  # from Lago
+        await b.ledger.sync()
+        assert await figures(b, "q3") == (Decimal("1.00"), Decimal("0.305"), 0, Decimal("0.695"))
+        await close(a, b)
+    run(body)
+
+
+def test_a_call_settled_after_a_reseed_joins_the_new_tally(money_lago: FakeLago, redis_server: RedisServer,
+                                                           redis_url: str) -> None:
+    """A call held before Redis lost the tally and settled after the re-seed read Lago: Lago did not
+    have it, so the new tally must."""
+    wallet(money_lago, "q4", granted="1.00")
+    subscribe(money_lago, "q4")
+
+    async def body() -> None:
+        a, b = proxy(money_lago, redis_url), proxy(money_lago, redis_url)
+        await asyncio.gather(a.ensure("q4"), b.ensure("q4"))
+        held = await b.hold("q4", Decimal("0.5"), 402)  # a long stream, still running
+        redis_server.flush()
+        clocks(a, T0)
+        assert await figures(a, "q4") == (Decimal("1.00"), 0, 0, Decimal("1.00"))  # re-seeded: no usage yet
+        clocks(b, T0 + 5)
+        held.settle(Decimal("0.30"))
+        await written(b)
+        assert await figures(a, "q4") == (Decimal("1.00"), Decimal("0.30"), 0, Decimal("0.70"))
+        await close(a, b)
+    run(body)
+
+
+def test_a_seed_read_before_redis_lost_the_tally_never_remakes_it(money_lago: FakeLago, redis_server: RedisServer,
+                                                                  redis_url: str) -> None:
+    """a read the payer (and Lago's usage, none) before b's calls; Redis then lost the tally: a must
+    make the new one from a fresh read of Lago, which has b's calls, not from its first read."""
+    wallet(money_lago, "q5", granted="1.00")
+    subscribe(money_lago, "q5")
+
+    async def body() -> None:
+        a, b = proxy(money_lago, redis_url), proxy(money_lago, redis_url)
+        await asyncio.gather(a.ensure("q5"), b.ensure("q5"))
+        (await b.hold("q5", Decimal("0.5"), 402)).settle(Decimal("0.30"))
+        await written(b)
+        send(money_lago, "q5", billed_amount="0.30")
+        redis_server.flush()
+        assert await figures(a, "q5") == (Decimal("1.00"), Decimal("0.305"), 0, Decimal("0.695"))
+        await close(a, b)
+    run(body)
+
+
+def test_a_process_idle_past_the_ttl_leaves_the_tally_and_counts_on_from_what_was_confirmed(
+        lago: FakeLago, redis_url: str) -> None:
+    """The tally keeps each process's total only while it writes (dead processes must not pile up);
+    one that comes back adds what the tally never confirmed, not its whole total again."""
+    import redis
+    wallet(lago, "q6", granted="1.00")
+
+    async def body() -> None:
+        a, b = proxy(lago, redis_url), proxy(lago, redis_url)
+        ledger(a).now = T0
+        await a.ensure("q6")
+        (await a.hold("q6", Decimal("0.5"), 402)).settle(Decimal("0.30"))
+        await written(a)
+        field = "o:" + ledger(a).tally("q6").origin
+        assert redis.Redis.from_url(redis_url).hget("llmbill:cl:q6", field) == b"300000000"
+        ledger(a).now = ledger(b).now = T0 + ledger(a).limiter.ttl + 1
+        await b.ensure("q6")
+        await figures(b, "q6")
+        assert redis.Redis.from_url(redis_url).hget("llmbill:cl:q6", field) is None
+        (await a.hold("q6", Decimal("0.5"), 402)).settle(Decimal("0.10"))
+        await written(a)
+        assert await figures(b, "q6") == (Decimal("1.00"), Decimal("0.40"), 0, Decimal("0.60"))
+        await close(a, b)
+    run(body)

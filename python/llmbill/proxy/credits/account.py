@@ -26,9 +26,10 @@ class Account:
     settled: Decimal = Decimal(0)  # usage settled and not yet applied, as of the last read
     baseline: dict[str, Decimal] = field(default_factory=dict)  # wallet → consumed money at the last read
     seed: Decimal | None = None  # the durable seed read with the wallets, until the shared ledger took it
+    seeded_at: float = 0.0  # when that seed was read (wall clock: seed.py)
 
     def update(self, wallets: tuple[Wallet, ...], now: float, metric: str, currency: str,
-               seed: Decimal | None = None) -> None:
+               seed: Decimal | None = None, seeded_at: float = 0.0) -> None:
         """Takes a newer read. `seed` (the usage Lago had not invoiced, read just before these
         wallets) starts the tally at the first read; later reads move the baseline forward."""
         if self.read_at is None and seed is not None:
@@ -41,7 +42,7 @@ class Account:
             self.baseline[w.lago_id] = consumed
         self.settled = max(Decimal(0), self.settled - applied)
         if seed is not None:
-            self.seed = seed
+            self.seed, self.seeded_at = seed, seeded_at
         self.wallets = wallets
         self.read_at = now
 

@@ -128,7 +128,7 @@ class CreditGate:
         applied is dropped, so an old answer never wins."""
         started = self.clock()
         try:
-            usage = await self.seeder.usage(payer, again) if seed else None
+            usage, seeded_at = await self.seeder.seed(payer, again) if seed else (None, 0.0)
             wallets = await asyncio.to_thread(self.reader.wallets, payer)
         except LagoReadError as exc:
             metrics.refreshes("failed").inc()
@@ -136,7 +136,7 @@ class CreditGate:
             return False
         if started >= self._read_started.get(payer, float("-inf")):
             self._read_started[payer] = started
-            self.account(payer).update(wallets, started, self.metric, self.settings.currency, usage)
+            self.account(payer).update(wallets, started, self.metric, self.settings.currency, usage, seeded_at)
         metrics.refreshes("ok").inc()
         return True
 

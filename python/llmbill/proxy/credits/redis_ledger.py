@@ -6,9 +6,11 @@ baseline of each wallet, and the open holds (lua/credit_hold.lua says how). A ho
 CREDIT_HOLD: it takes the balance and the wallets' consumed credits from this process's latest Lago
 read, moves what invoices applied out of the shared tally, and checks "balance − unapplied − every
 open hold ≥ hold" and takes the hold, with no other process's script in between. A settled call is
-one EVALSHA of CREDIT_SETTLE (behind the caller, like the limits' release): its hold ends and its
-charge joins the tally. The tally has no expiry, so a restarted proxy finds it; when Redis has lost
-it (restarted without persistence, flushed), the next hold re-seeds it from Lago (seed.py) first.
+the same script without a hold (behind the caller, like the limits' release): its hold ends and its
+charge joins the tally. Each script carries this process's running total for the payer (tally.py), so
+a script sent again after a lost reply counts nothing twice. The tally has no expiry, so a restarted
+proxy finds it; when Redis has lost it (restarted without persistence, flushed), the next hold
+re-seeds it from a fresh read of Lago (seed.py) first.
 
 Money is integer nano-units (1e-9), as in redis_limits.py: holds, charges and seeds rounded up,
 balances and consumed credits rounded down, so the integer check refuses whenever the Decimal one
@@ -19,17 +21,17 @@ Redis down (a connection or timeout error), by `general_settings.redis_failure_p
 the limits report it (readiness, `llmbill_redis_up`, one log line per outage): `fail_closed` (the
 default) refuses the call with 503 `redis_unavailable`; `fail_open` holds against this process's
 own tally (LocalLedger: the last shared figures it saw, its own holds, shared ones included, and
-what it settled since). What could not be written (a settle or release while Redis is down) is kept
-and written with the payer's next script or the gate's next poll, so the shared tally does not lose
-usage across an outage.
+what it settled since). What could not be written (a settle or release while Redis is down) is
+written with the payer's next script or the gate's next poll, so the shared tally does not lose
+usage across an outage; a hold whose reply was lost is ended there too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from decimal import ROUND_FLOOR, Decimal
 from importlib import resources
 from typing import Any
@@ -40,6 +42,7 @@ from ..errors import ProxyError
 from ..redis_limits import MAX_UNITS, NANO, RedisLimiter, units
 from .account import Account
 from .ledger import Figures, HoldRef, LocalLedger, Unseeded
+from .tally import Tally
 
 
 def _floor(amount: Decimal) -> int:
@@ -48,6 +51,10 @@ def _floor(amount: Decimal) -> int:
 
 def _money(raw: Any) -> Decimal:
     return Decimal(int(raw)) * NANO
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _script(name: str) -> str:
@@ -61,25 +68,25 @@ class CreditsRedisUnavailable(ProxyError):
                          "redis_unavailable", headers={"Retry-After": "5"})
 
 
-@dataclass
-class _Unwritten:
-    """What a payer's tally still needs once Redis answers: settled usage to add, holds to end."""
-
-    add: int = 0
-    drops: list[str] = field(default_factory=list)
-
-
 class RedisLedger:
-    def __init__(self, limiter: RedisLimiter, metric: str, currency: str) -> None:
+    def __init__(self, limiter: RedisLimiter, metric: str, currency: str,
+                 wall: Callable[[], float] = time.time) -> None:
         self.limiter = limiter  # its client, key prefix, hold TTL, failure policy and Redis health
         self.metric = metric
         self.currency = currency
         self.fallback = LocalLedger()
-        self.unwritten: dict[str, _Unwritten] = {}
+        self.tallies: dict[str, Tally] = {}
+        self.missing: set[str] = set()  # payers whose tally Redis has not: only a seed read since may make it
         self.now: float = 0  # tests pin the clock; 0: Redis's TIME
+        self.wall = wall  # when a call settled (seed.py's clock: a new tally counts what was settled after its seed)
         self._hold = limiter.client.register_script(_script("credit_hold.lua"))
-        self._settle = limiter.client.register_script(_script("credit_settle.lua"))
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def tally(self, payer: str) -> Tally:
+        found = self.tallies.get(payer)
+        if found is None:
+            found = self.tallies[payer] = Tally()
+        return found
 
     # -- the check and the hold ----------------------------------------------------------------------
 
@@ -105,86 +112,97 @@ class RedisLedger:
     async def _check(self, account: Account, balance: Decimal, ident: str,
                      amount: int) -> tuple[str, Figures] | None:
         payer = account.payer
-        todo = self.unwritten.pop(payer, None) or _Unwritten()
         sent = min(max(_floor(balance), -MAX_UNITS), MAX_UNITS)
-        seed = "-1" if account.seed is None else str(units(account.seed))
-        args: list[Any] = [repr(self.now), self.limiter.ttl, self.limiter.prefix, payer, ident, amount, sent, seed,
-                           todo.add, len(todo.drops), *todo.drops]
+        # Only a seed read after Redis was found without the tally may make it: one read before (the
+        # process's first read) misses what other processes settled in the lost tally since.
+        seed = account.seed if payer in self.missing else None
+        wallets: list[Any] = []
         for w in account.wallets:
             if w.could_pay(self.metric, self.currency):
-                args += [w.lago_id, _floor(w.consumed())]
-        script = asyncio.ensure_future(self._hold(args=args))
+                wallets += [w.lago_id, _floor(w.consumed())]
         try:
-            reply = await asyncio.shield(script)
-        except asyncio.CancelledError:  # the call went away: its script still runs, and is cleaned up after
-            script.add_done_callback(lambda done: self._abandoned(payer, ident, todo, done))
-            raise
-        except (RedisError, OSError) as exc:
-            self._keep(payer, todo)
-            self.limiter.note(exc)
+            reply = await self._run(payer, ident, amount, sent, seed, account.seeded_at, wallets)
+        except (RedisError, OSError):
             if self.limiter.policy == "fail_closed":
                 raise CreditsRedisUnavailable(self.limiter.error or "error") from None
             return None
-        self.limiter.note(None)
-        state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        state = _text(reply[0])
         if state == "unseeded":
-            # The re-seed drains this process's spool first, and every charge still unwritten has
-            # its event in that spool already (settle.py spools right after the credit settles):
-            # Lago's usage will include them, so adding them again would count them twice.
-            self._keep(payer, _Unwritten(0, todo.drops))
+            account.seed = None  # whatever seed this process had was read before Redis lost the tally
+            self.missing.add(payer)
             raise Unseeded(payer)
         account.seed = None  # the tally exists: a seed is only ever used to start one
+        self.missing.discard(payer)
         figures = Figures(Decimal(sent) * NANO, _money(reply[2]), _money(reply[3]), shared=True)
         account.settled = figures.unapplied  # the local mirror fail_open gates on while Redis is down
         return state, figures
 
-    def _abandoned(self, payer: str, ident: str, todo: _Unwritten, done: asyncio.Future[Any]) -> None:
-        """A hold script whose caller was cancelled: what it did not write is kept; a hold it took is ended."""
+    async def _run(self, payer: str, ident: str, amount: int, balance: int, seed: Decimal | None,
+                   seeded_at: float, wallets: list[Any]) -> list[Any]:
+        """One CREDIT_HOLD: with `ident`, a check and a hold; without, the settles and releases still
+        to write, and the figures. Raises what Redis raised (noted in the limiter's health)."""
+        tally = self.tally(payer)
+        drops, tally.drops, sent_for = tally.drops, [], tally.tally
+        args: list[Any] = [repr(self.now), self.limiter.ttl, self.limiter.prefix, payer, ident, amount, balance,
+                           -1 if seed is None else units(seed), repr(seeded_at), uuid.uuid4().hex, *tally.args(),
+                           len(drops), *drops, *wallets]
+        script = asyncio.ensure_future(self._hold(args=args))
+        try:
+            reply: list[Any] = await asyncio.shield(script)
+        except asyncio.CancelledError:  # the call went away: its script still runs, and is cleaned up after
+            script.add_done_callback(lambda done: self._abandoned(payer, ident, drops, sent_for, done))
+            raise
+        except (RedisError, OSError) as exc:
+            # The script may have run and only its reply been lost: the holds are ended again (ending
+            # one twice is nothing) and the one it may have taken with them; the usage is a total.
+            tally.drops += drops + ([ident] if ident else [])
+            self.limiter.note(exc)
+            raise
+        self.limiter.note(None)
+        self._learn(payer, reply, sent_for)
+        return reply
+
+    def _learn(self, payer: str, reply: list[Any], sent_for: str) -> None:
+        self.tally(payer).learn(_text(reply[4]), float(reply[5]), float(reply[6]), int(reply[7]), sent_for)
+
+    def _abandoned(self, payer: str, ident: str, drops: list[str], sent_for: str, done: asyncio.Future[Any]) -> None:
+        """A script whose caller was cancelled: the holds it did not end are kept; a hold it took is ended."""
         if done.cancelled() or done.exception() is not None:
-            self._keep(payer, todo)
-        elif not done.result() or done.result()[0] in (b"unseeded", "unseeded"):
-            self._keep(payer, _Unwritten(0, todo.drops))
-        elif ident:
-            self._spawn(self._write(payer, 0, [ident]))
+            self.tally(payer).drops += drops + ([ident] if ident else [])
+            return
+        self._learn(payer, done.result(), sent_for)
+        if ident and _text(done.result()[0]) == "held":
+            self._spawn(self._write(payer, [ident]))
 
     # -- settling (behind the caller) -----------------------------------------------------------------
 
     def settle(self, account: Account, ref: HoldRef, charge: Decimal) -> None:
         account.settled += charge
-        self._end(account.payer, ref, units(charge))
+        self.tally(account.payer).settled(self.wall(), units(charge))
+        self._end(account.payer, ref)
 
     def release(self, account: Account, ref: HoldRef) -> None:
-        self._end(account.payer, ref, 0)
+        self._end(account.payer, ref)
 
-    def _end(self, payer: str, ref: HoldRef, charge: int) -> None:
+    def _end(self, payer: str, ref: HoldRef) -> None:
         """A hold taken while Redis was down (fail_open) only has its charge to write."""
         if ref.local:
             self.fallback.holds.drop(int(ref.ident))
         else:
             self.fallback.holds.drop(ref.mirror)
-        if charge or not ref.local:
-            self._spawn(self._write(payer, charge, [] if ref.local else [ref.ident]))
+        self._spawn(self._write(payer, [] if ref.local else [ref.ident]))
 
-    async def _write(self, payer: str, add: int, drops: list[str]) -> None:
-        todo = self.unwritten.pop(payer, None) or _Unwritten()
-        todo.add += add
-        todo.drops += drops
-        if not todo.add and not todo.drops:
+    async def _write(self, payer: str, drops: list[str]) -> None:
+        tally = self.tally(payer)
+        tally.drops += drops
+        if not tally.pending:
             return
         try:
-            done = await self._settle(args=[self.limiter.prefix, payer, todo.add, *todo.drops])
-        except (RedisError, OSError) as exc:
-            self._keep(payer, todo)
-            self.limiter.note(exc)
-            return
-        self.limiter.note(None)
-        if not int(done):  # no tally (Redis lost it): the usage waits for the re-seed
-            self._keep(payer, _Unwritten(todo.add))
-
-    def _keep(self, payer: str, todo: _Unwritten) -> None:
-        mine = self.unwritten.setdefault(payer, _Unwritten())
-        mine.add += todo.add
-        mine.drops += todo.drops
+            await self._run(payer, "", 0, 0, None, 0.0, [])
+        except (RedisError, OSError):
+            return  # kept: the payer's next script or the gate's next poll writes it
+        # A reply without a tally (Redis lost it): the usage waits for the re-seed, which counts what
+        # was settled after its read (tally.py).
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -192,10 +210,11 @@ class RedisLedger:
         task.add_done_callback(self._tasks.discard)
 
     async def sync(self) -> None:
-        for payer in list(self.unwritten):
-            await self._write(payer, 0, [])
-            if self.limiter.error is not None:
-                return  # still down: the next poll tries again
+        for payer, tally in list(self.tallies.items()):
+            if tally.pending:
+                await self._write(payer, [])
+                if self.limiter.error is not None:
+                    return  # still down: the next poll tries again
 
     async def close(self) -> None:
         if self._tasks:
