@@ -6,7 +6,6 @@ what the provider receives. Nothing here is stored, so one database (SQLite) suf
 
 from __future__ import annotations
 
-import asyncio
 import doctest
 from collections.abc import Iterator
 from decimal import Decimal
@@ -21,6 +20,7 @@ from llmbill.proxy.httpclient import ConnectFailed, UpstreamError
 from llmbill.proxy.request_fields import NO_EFFECT, REFUSED, applied, read
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
+from tests.python.retry_support import FailingOnce, retrying
 
 MASTER = "sk-master-request-fields-0123456789"
 PRICES = {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
@@ -96,26 +96,14 @@ def test_a_retry_asked_by_the_call_still_never_follows_a_failure_the_provider_ma
     d = load_config_dict({"model_list": [{"model_name": "m", "litellm_params": {
         "model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}}]}).deployments[0]
     assert d.max_retries == 0
-    sent: list[str] = []
-
-    def failing_once(error: Exception) -> Any:
-        async def once() -> str:
-            sent.append(type(error).__name__)
-            if len(sent) == 1:
-                raise error
-            return "answered"
-        return once
-
-    async def keep(result: str) -> None:
-        return None
-
+    sends = FailingOnce()
+    sent = sends.sent
     with applied(read({"num_retries": 3})):
-        assert asyncio.run(upstream._retrying(d, failing_once(ConnectFailed("refused")), lambda r: (200, None),
-                                              keep)) == "answered"
+        assert retrying(d, sends.send(ConnectFailed("refused"))) == "answered"
         assert sent == ["ConnectFailed", "ConnectFailed"]  # nothing was written: sent again
         sent.clear()
         with pytest.raises(UpstreamError):  # written, then broken: it may have run, never sent twice
-            asyncio.run(upstream._retrying(d, failing_once(UpstreamError("reset")), lambda r: (200, None), keep))
+            retrying(d, sends.send(UpstreamError("reset")))
         assert sent == ["UpstreamError"]
     assert request_fields.retries(d.max_retries) == 0  # the call's own retries end with it
 

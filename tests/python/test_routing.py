@@ -5,7 +5,6 @@ with one line naming them. Fallbacks: test_fallbacks.py and test_fallback_rules.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from llmbill.proxy.httpclient import ConnectFailed, UpstreamError
 from llmbill.proxy.routing import backoff, parse_router, shuffle_order
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
+from tests.python.retry_support import FailingOnce, retrying
 
 MASTER = "sk-master-routing-0123456789abcdef"
 PRICES = {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
@@ -67,25 +67,13 @@ def test_a_refused_connection_is_retried_a_broken_exchange_never(monkeypatch: py
     monkeypatch.setattr(upstream, "backoff", lambda attempt, retry_after: 0.0)
     d = load_config_dict({"model_list": [{"model_name": "m", "litellm_params": {
         "model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "api_key": "k", "max_retries": 2}}]}).deployments[0]
-    sent: list[str] = []
-
-    def once_failing_with(error: Exception) -> Any:
-        async def once() -> str:
-            sent.append(type(error).__name__)
-            if len(sent) == 1:
-                raise error
-            return "answered"
-        return once
-
-    async def keep(result: str) -> None:
-        return None
-
-    assert asyncio.run(upstream._retrying(d, once_failing_with(ConnectFailed("refused")), lambda r: (200, None),
-                                          keep)) == "answered"
+    sends = FailingOnce()
+    sent = sends.sent
+    assert retrying(d, sends.send(ConnectFailed("refused"))) == "answered"
     assert sent == ["ConnectFailed", "ConnectFailed"]  # nothing was written: sent again
     sent.clear()
     with pytest.raises(UpstreamError):  # written, then broken: it may have run, never sent twice
-        asyncio.run(upstream._retrying(d, once_failing_with(UpstreamError("reset")), lambda r: (200, None), keep))
+        retrying(d, sends.send(UpstreamError("reset")))
     assert sent == ["UpstreamError"]
 
 
