@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import builtins
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -449,37 +449,36 @@ class SqlStore(Store):
         return decode_record(t, rec.data, Decimal(0), rec.reset_at)
 
     async def reset_windows(self, kind: str, due: Mapping[str, datetime], now: datetime) -> None:
-        t = spend_table(kind)
-        if not t.windowed:
-            raise ValueError(f"{kind} records have no budget window")
         d = self.dialect
-        items = sorted(due.items())
-        for start in range(0, len(items), CHUNK):
-            part = items[start:start + CHUNK]
-            p = Params(d)
-            zero = p(d.money_in(Decimal(0)))
-            cases = " ".join(f"WHEN {p(i)} THEN {p(d.time_in(utc(at)))}{d.time_cast}" for i, at in part)
-            ids = self._in(p, [i for i, _ in part])
-            sql = (f"UPDATE {t.name} SET spend = {zero}, reset_at = CASE {q(t.id_col)} {cases} END "
-                   f"WHERE {q(t.id_col)} IN ({ids}) AND reset_at IS NOT NULL AND reset_at <= {p(d.time_in(utc(now)))}"
-                   f"{d.time_cast}")
+        for t, p, changes, chosen in self._window_updates(kind, due, zero_spend=True):
+            sql = (f"UPDATE {t.name} SET {changes} WHERE {chosen} AND reset_at IS NOT NULL "
+                   f"AND reset_at <= {p(d.time_in(utc(now)))}{d.time_cast}")
             async with self._transaction(True) as tx:
                 await tx.execute(sql, p.values)
 
     async def start_windows(self, kind: str, starts: Mapping[str, datetime]) -> None:
+        for t, p, changes, chosen in self._window_updates(kind, starts, zero_spend=False):
+            async with self._transaction(True) as tx:
+                await tx.execute(f"UPDATE {t.name} SET {changes} WHERE {chosen} AND reset_at IS NULL", p.values)
+
+    def _window_updates(self, kind: str, times: Mapping[str, datetime],
+                        zero_spend: bool) -> Iterator[tuple[Table, Params, str, str]]:
+        """Per CHUNK of ids: the statement's parameters, its SET list (`reset_at = CASE id WHEN … END`
+        giving each id its time, after `spend = 0` with `zero_spend`) and the condition choosing those ids;
+        a caller appends its guard on the stored time. Parameters are taken in the order the text
+        names them (SQLite's placeholders are positional)."""
         t = spend_table(kind)
         if not t.windowed:
             raise ValueError(f"{kind} records have no budget window")
         d = self.dialect
-        items = sorted(starts.items())
+        items = sorted(times.items())
         for start in range(0, len(items), CHUNK):
             part = items[start:start + CHUNK]
             p = Params(d)
+            spend = f"spend = {p(d.money_in(Decimal(0)))}, " if zero_spend else ""
             cases = " ".join(f"WHEN {p(i)} THEN {p(d.time_in(utc(at)))}{d.time_cast}" for i, at in part)
-            ids = self._in(p, [i for i, _ in part])
-            async with self._transaction(True) as tx:
-                await tx.execute(f"UPDATE {t.name} SET reset_at = CASE {q(t.id_col)} {cases} END "
-                                 f"WHERE {q(t.id_col)} IN ({ids}) AND reset_at IS NULL", p.values)
+            changes = f"{spend}reset_at = CASE {q(t.id_col)} {cases} END"
+            yield t, p, changes, f"{q(t.id_col)} IN ({self._in(p, [i for i, _ in part])})"
 
     async def set_spend(self, kind: str, ident: str, amount: Decimal) -> Record | None:
         t = spend_table(kind)
