@@ -6,9 +6,9 @@ Raw ASGI rather than a framework: each framework layer on the request path costs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterable, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 import orjson
@@ -16,6 +16,7 @@ import orjson
 from .bounds import MAX_BODY_DEPTH, depth_over, raw_depth_within
 from .errors import ProxyError, bad_request
 from .ids import id_problem
+from .server_protocol import body_writer
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -118,11 +119,22 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+class Pipeable(Protocol):
+    """A body that can also push itself into the connection (relay.RelayedStream)."""
+
+    @property
+    def can_pipe(self) -> bool: ...
+
+    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None: ...
+
+
 @dataclass
 class StreamingResponse:
-    """A response whose body is produced chunk by chunk (server-sent events)."""
+    """A response whose body is produced chunk by chunk (server-sent events). A body that can pipe
+    itself is written straight to the connection when the server offers a writer (`body_writer`);
+    otherwise its chunks are pulled and sent as ASGI messages."""
 
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncIterable[bytes]
     status: int = 200
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     on_disconnect: Callable[[], None] | None = None
@@ -137,6 +149,10 @@ class StreamingResponse:
 
     async def _send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        if getattr(self.chunks, "can_pipe", False) and (writer := body_writer(send)) is not None:
+            await cast(Pipeable, self.chunks).pipe(writer.write, writer.drain)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         client_gone = False
         async for chunk in self.chunks:
             if client_gone:
@@ -152,6 +168,7 @@ class StreamingResponse:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 pass
+
 
 
 def query_int(request: Request, name: str, default: int, lo: int = 0, hi: int = 10_000) -> int:

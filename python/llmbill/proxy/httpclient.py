@@ -24,7 +24,7 @@ import asyncio
 import select
 import ssl
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -60,6 +60,9 @@ class Target:
         self.head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1")
 
 
+Sink = Callable[[bytes], bool]  # takes body bytes; False: the consumer is full, stop reading for now
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; it carries one exchange at a time."""
 
@@ -80,6 +83,10 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
         self._loop = loop
+        # Set by Reply.pipe: body bytes go to it from data_received itself, with no task switch.
+        self.sink: Sink | None = None
+        self.last_body = 0.0  # the loop's time of the last body bytes handed to the sink
+        self.sink_full = False  # the sink refused more: reading is paused until Reply.pipe drains it
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,6 +99,25 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamError("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed HTTP reply: {exc}"))
+        if self.sink is not None and self.chunks:
+            self._to_sink()  # after the parse: the body pieces of one read go on in one piece
+
+    def _to_sink(self) -> None:
+        assert self.sink is not None and self._loop is not None
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.last_body = self._loop.time()
+        try:
+            more = self.sink(data)
+        except BaseException as exc:  # never into the event loop's callback: the pipe raises it
+            self.sink = None
+            self._fail(exc)
+            return
+        if not more and self.transport is not None and not self.closed:
+            self.sink_full = True
+            self.transport.pause_reading()
+            self._notify()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -113,7 +139,8 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
-        self._notify()
+        if self.sink is None:
+            self._notify()
 
     def on_message_complete(self) -> None:
         self.reusable = self.parser.should_keep_alive()  # only true inside this callback (llhttp resets after)
@@ -231,6 +258,52 @@ class Reply:
                 else:
                     await asyncio.wait_for(conn.waiter(), read_timeout)
         finally:
+            self.release()
+
+    async def pipe(self, sink: Sink, read_timeout: float | None, drain: Callable[[], Awaitable[None]]) -> None:
+        """The body pushed into `sink` as it arrives, from the connection's own callback: no task switch
+        and no timer per chunk (chunks() costs both, a large share of a stream's CPU at 1,000 open
+        streams, bench/README.md). Returns when the body ends or the upstream cuts it (what came was
+        handed on); a silence longer than read_timeout raises TimeoutError; an error the sink raised is
+        raised here. `drain()` is awaited whenever the sink said it is full; reading resumes after it."""
+        conn = self._conn
+        if self._inflate is not None:  # compressed bodies take the pulled path (decompressed in _take)
+            async for data in self.chunks(read_timeout):
+                if not sink(data):
+                    await drain()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            conn.last_body = loop.time()
+            conn.sink = sink
+            if conn.chunks:
+                conn._to_sink()
+            while True:
+                if conn.sink_full and not conn.closed:
+                    await drain()
+                    conn.sink_full = False
+                    conn.last_body = loop.time()  # the wait was the client's, not the upstream's silence
+                    if conn.transport is not None:
+                        conn.transport.resume_reading()
+                    if conn.chunks:
+                        conn._to_sink()
+                    continue
+                if conn.error is not None and not isinstance(conn.error, UpstreamError):
+                    raise conn.error  # the sink's own failure
+                if conn.complete or conn.error is not None:
+                    return
+                if read_timeout is None:
+                    await conn.waiter()
+                    continue
+                left = conn.last_body + read_timeout - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"no data from the upstream for {read_timeout} s")
+                try:  # one timer per silence, not one per chunk
+                    await asyncio.wait_for(conn.waiter(), left)
+                except asyncio.TimeoutError:
+                    continue  # data may have come meanwhile (last_body moved): checked above
+        finally:
+            conn.sink = None
             self.release()
 
     def release(self) -> None:

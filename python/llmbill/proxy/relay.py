@@ -3,57 +3,140 @@ Anthropic's native /v1/messages, the Responses API): event by event, the complet
 in one send (one write), the model renamed to the name the client asked for, usage scanned by the C++
 core as the events pass, and the call settled exactly once — when the stream ends, or when the client
 leaves (then on what the provider reported so far, else estimated and marked).
+
+Two ways to drive it, one event logic (`EventRelay`): pulled (`async for`, any source of chunks) or
+pushed (`pipe`): the upstream connection hands each read to the relay and the relay writes it to the
+client from the same callback, with no task switch, generator step or timer per chunk — what lets one
+process carry a thousand open streams without queueing (bench/README.md, scenario 4).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .._native import core
 from .call import Call
+from .httpclient import UpstreamError
 from .settle import settle
 from .sse import event_end
+from .upstream import UpstreamStream
+
+Estimate = Callable[[int], core.Usage]  # the usage to bill from n data events when none was reported
 
 
-def relay(call: Call, chunks: AsyncIterator[bytes], estimate: Callable[[int], core.Usage],
-          strip_usage_only: bool = False) -> AsyncIterator[bytes]:
+class EventRelay:
+    """The per-stream state: cuts events, scans their usage, renames the model, strips what the client
+    did not ask for. Synchronous, so either driver can call it."""
+
+    __slots__ = ("call", "scanner", "buffer", "data_events", "strip_usage_only", "rename", "renames")
+
+    def __init__(self, call: Call, strip_usage_only: bool) -> None:
+        self.call = call
+        self.scanner = core.SseUsageScanner()
+        self.buffer = b""
+        self.data_events = 0
+        self.strip_usage_only = strip_usage_only
+        self.rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
+        self.renames = self.rename[0] != self.rename[1]
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete events `data` finishes, ready for the client (b"" when none is complete yet)."""
+        buffer = self.buffer + data if self.buffer else data
+        out: list[bytes] = []
+        scanner, call = self.scanner, self.call
+        while True:
+            cut = event_end(buffer)
+            if cut < 0:
+                break
+            if cut == len(buffer):
+                event, buffer = buffer, b""
+            else:
+                event, buffer = buffer[:cut], buffer[cut:]
+            try:
+                scanner.feed(event)
+            except core.UsageError:
+                pass  # a malformed event is passed through; usage comes from the good ones
+            call.note_event(event)
+            if self.strip_usage_only and scanner.last_event_was_usage_only:
+                continue
+            if event.startswith(b"data: {") or b"\ndata: {" in event:
+                self.data_events += 1
+            out.append(event.replace(*self.rename) if self.renames else event)
+        self.buffer = buffer
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def tail(self) -> bytes:
+        """What is left when the stream ends: an unterminated last event, passed on as it is."""
+        rest, self.buffer = self.buffer, b""
+        return rest
+
+    def usage(self, estimate: Estimate) -> core.Usage:
+        return self.scanner.usage or estimate(self.data_events)
+
+
+class RelayedStream:
+    """The client's body: iterate it (pulled), or `pipe` it into a writer when the upstream is the pooled
+    client's connection (`can_pipe`). Settled exactly once either way."""
+
+    def __init__(self, call: Call, up: UpstreamStream, estimate: Estimate, strip_usage_only: bool) -> None:
+        self._call = call
+        self._up = up
+        self._estimate = estimate
+        self._relay = EventRelay(call, strip_usage_only)
+        self._settled = False
+
+    @property
+    def can_pipe(self) -> bool:
+        return self._up.reply is not None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    def _settle(self) -> None:
+        if not self._settled:
+            self._settled = True
+            settle(self._call, self._relay.usage(self._estimate))
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        relay = self._relay
+        try:
+            async for data in self._up.chunks:
+                out = relay.feed(data)
+                if out:
+                    yield out
+            rest = relay.tail()
+            if rest:
+                yield rest
+        finally:  # the end, or the client left (the task cancelled): bill what was generated so far
+            self._settle()
+
+    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Every event written with `write` (False: the client is slow; `drain()` waits for it) as the
+        upstream's reads arrive; returns when the stream ended (settled then), ends quietly when the
+        upstream cuts it or falls silent (billed for what came)."""
+        reply = self._up.reply
+        assert reply is not None, "pipe() needs the pooled client's reply (can_pipe)"
+        relay = self._relay
+
+        def sink(data: bytes) -> bool:
+            out = relay.feed(data)
+            return write(out) if out else True
+
+        try:
+            try:
+                await reply.pipe(sink, self._up.read_timeout, drain)
+            except (UpstreamError, TimeoutError):
+                pass  # a cut or silent stream ends here; what arrived is billed
+            rest = relay.tail()
+            if rest:
+                write(rest)
+        finally:
+            self._settle()
+
+
+def relay(call: Call, up: UpstreamStream, estimate: Estimate, strip_usage_only: bool = False) -> RelayedStream:
     """`estimate(n)`: the usage to bill when the stream never reported any, from its n data events.
     `strip_usage_only`: drop the usage-only event (an OpenAI client that did not ask for it)."""
-    rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
-    renames = rename[0] != rename[1]
-
-    async def events() -> AsyncIterator[bytes]:
-        scanner = core.SseUsageScanner()
-        buffer = b""
-        data_events = 0
-        settled = False
-        try:
-            async for data in chunks:
-                buffer += data
-                out: list[bytes] = []
-                while True:
-                    cut = event_end(buffer)
-                    if cut < 0:
-                        break
-                    event, buffer = buffer[:cut], buffer[cut:]
-                    try:
-                        scanner.feed(event)
-                    except core.UsageError:
-                        pass  # a malformed event is passed through; usage comes from the good ones
-                    call.note_event(event)
-                    if strip_usage_only and scanner.last_event_was_usage_only:
-                        continue
-                    if event.startswith(b"data: {") or b"\ndata: {" in event:
-                        data_events += 1
-                    out.append(event.replace(*rename) if renames else event)
-                if out:
-                    yield out[0] if len(out) == 1 else b"".join(out)
-            if buffer:
-                yield buffer
-            settled = True
-            settle(call, scanner.usage or estimate(data_events))
-        finally:
-            if not settled:  # the client left (or the task was cancelled): bill what was generated so far
-                settle(call, scanner.usage or estimate(data_events))
-
-    return events()
+    return RelayedStream(call, up, estimate, strip_usage_only)

@@ -8,6 +8,10 @@ merge happens under uvicorn, in the transport it writes to: a write that is a re
 the body, sent in the same step of the app's task for a whole response. Whatever comes first, the
 next write, a close, or the end of the event loop's current iteration (a stream whose first chunk
 is not there yet), sends it: order is kept and a head is never held longer than that iteration.
+
+`body_writer` gives a streamed body a way around ASGI's `send` coroutine: a relay pushing each
+upstream read (relay.py) writes it as an HTTP chunk from the upstream connection's own callback, in
+uvicorn's own framing, and uvicorn's `send` still ends the response.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 HEAD_START = b"HTTP/1.1 "
 HEAD_END = b"\r\n\r\n"
@@ -66,3 +70,38 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         held: Any = HeadHoldingTransport(transport, self.loop)
         super().connection_made(held)
+
+
+class ChunkedBodyWriter:
+    """Writes body chunks of a response uvicorn started with chunked transfer encoding, as uvicorn's
+    own `send` would (`<hex length>\r\n<data>\r\n`), without the coroutine and message around
+    each. A client gone is not an error: the bytes are dropped (the upstream is still read to its
+    end and billed, as http.StreamingResponse does)."""
+
+    __slots__ = ("_cycle", "_transport")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self._transport = cycle.transport
+
+    def write(self, data: bytes) -> bool:
+        """False when the client's socket is full: the caller waits for drain() before more."""
+        cycle = self._cycle
+        if cycle.disconnected:
+            return True
+        self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return not cycle.flow.write_paused
+
+    async def drain(self) -> None:
+        if not self._cycle.disconnected:
+            await self._cycle.flow.drain()  # uvicorn sets it writable again when the client leaves
+
+
+def body_writer(send: Any) -> ChunkedBodyWriter | None:
+    """The direct writer for `send`'s response, when `send` is uvicorn's httptools cycle and the
+    response it started is chunked (a stream); None otherwise (the caller sends ASGI messages)."""
+    cycle = getattr(send, "__self__", None)
+    if (type(cycle) is not RequestResponseCycle or not cycle.response_started or cycle.response_complete
+            or cycle.chunked_encoding is not True or cycle.scope["method"] == "HEAD"):
+        return None
+    return ChunkedBodyWriter(cycle)

@@ -41,6 +41,10 @@ class UpstreamStream:
     content_type: str
     close: Any  # async callable releasing the connection
     headers: dict[str, str] = field(default_factory=dict)  # an error reply's (Bedrock names its errors there)
+    # The pooled client's reply, for a consumer that takes the bytes pushed (Reply.pipe) instead of
+    # pulling `chunks`; None for the mock model. Use one or the other, never both.
+    reply: Reply | None = None
+    read_timeout: float | None = None  # the longest silence pipe() allows (chunks applies the same)
 
 
 async def _within(seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
@@ -224,7 +228,7 @@ def _streamed(d: Deployment, resp: Reply) -> UpstreamStream:
         resp.release()
 
     return UpstreamStream(resp.status, chunks(), resp.content_type, close,
-                          resp.header_map() if resp.status >= 400 else {})
+                          resp.header_map() if resp.status >= 400 else {}, resp, d.stream_timeout or d.timeout)
 
 
 def _unreachable(d: Deployment, exc: BaseException) -> ProxyError:

@@ -13,7 +13,7 @@ reads (OpenAI's `cached_tokens` ⊂ `prompt_tokens`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -263,7 +263,7 @@ class MessagesStreamWriter:
         return out
 
 
-async def messages_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+async def messages_stream(chunks: AsyncIterable[bytes], model: str) -> AsyncIterator[bytes]:
     """The proxy's OpenAI SSE bytes (as the chat relay yields them) → Anthropic SSE bytes."""
     writer = MessagesStreamWriter(model)
     buffer = b""

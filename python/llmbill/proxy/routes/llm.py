@@ -180,7 +180,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
         data = b"".join([c async for c in up.chunks])
         raise upstream_error(call.d, up.status, data)  # llm_call releases the reservation
     call.upstream_seconds = time.perf_counter() - t  # time to the first byte of the reply
-    chunks = relay(call, up.chunks, lambda n: _stream_estimate(body, n), strip_usage_only=not wants_usage)
+    chunks = relay(call, up, lambda n: _stream_estimate(body, n), strip_usage_only=not wants_usage)
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
     headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
     return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)

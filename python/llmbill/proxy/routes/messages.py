@@ -200,7 +200,7 @@ async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequ
         raise answered(upstream_failure(call.d, up.status, data), up.status, data)
     call.upstream_seconds = time.perf_counter() - t
     # No usage from the provider (never for Anthropic, but never billed as zero): a token an event.
-    chunks = relay(call, up.chunks, lambda events: _estimate(body, 4 * events))
+    chunks = relay(call, up, lambda events: _estimate(body, 4 * events))
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
     return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 

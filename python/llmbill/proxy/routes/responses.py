@@ -126,7 +126,7 @@ async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
         raise upstream_error(call.d, up.status, b"".join([c async for c in up.chunks]))
     call.upstream_seconds = time.perf_counter() - t
     # No usage from the provider: about a token an event (each delta carries one), marked estimated.
-    chunks = relay(call, up.chunks, lambda events: _estimate(body, 16 * events))
+    chunks = relay(call, up, lambda events: _estimate(body, 16 * events))
     headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
     return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 
