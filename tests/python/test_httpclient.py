@@ -265,3 +265,135 @@ def test_a_pooled_connection_found_closed_before_the_request_is_written_is_repla
     asyncio.run(work())
     server.thread.join(10)
     assert server.requests == [(1, b'{"first":1}'), (2, b'{"second":1}')]
+
+
+def _chunked_head() -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def _chunk(part: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(part), part)
+
+
+async def _never_full() -> None:
+    raise AssertionError("drain() awaited although the sink never said it was full")
+
+
+def test_pipe_hands_each_read_to_the_sink_and_gives_the_connection_back() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 0:
+            writer.write(_chunked_head())
+            for part in (b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"):
+                writer.write(_chunk(part))
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(_reply(b"{}"))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        reply = await client.post(target, b"{}")
+        got: list[bytes] = []
+        await reply.pipe(lambda data: got.append(data) is None, 5, _never_full)
+        assert got == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]  # one sink call a read
+        assert await (await client.post(target, b"{}")).read() == b"{}"
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"1"]  # the streamed exchange's connection reused
+
+
+def test_pipe_stops_reading_while_the_sink_is_full_and_resumes_after_drain() -> None:
+    drained = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_chunked_head() + _chunk(b"data: 1\n\n"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        for part in (b"data: 2\n\n", b"data: 3\n\n"):
+            writer.write(_chunk(part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async def work(url: str) -> None:
+        client = Client()
+        reply = await client.post(Target(url, {}), b"{}")
+        got: list[bytes] = []
+
+        def sink(data: bytes) -> bool:
+            got.append(data)
+            return len(got) > 1  # full after the first piece
+
+        async def drain() -> None:
+            await asyncio.sleep(0.2)  # the rest is sent meanwhile, and must wait unread
+            assert got == [b"data: 1\n\n"]
+            drained.set()
+
+        await reply.pipe(sink, 5, drain)
+        assert drained.is_set()
+        assert b"".join(got) == b"data: 1\n\ndata: 2\n\ndata: 3\n\n"
+        await client.close()
+
+    asyncio.run(_serve(handler, work))
+
+
+def test_pipe_times_out_on_silence_but_not_on_a_long_stream_of_short_gaps() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_chunked_head())
+        for i in range(6):  # 6 x 0.06 s: longer than the timeout in all, each gap shorter
+            writer.write(_chunk(b"data: %d\n\n" % i))
+            await writer.drain()
+            await asyncio.sleep(0.06)
+        if n == 0:
+            writer.write(b"0\r\n\r\n")
+            return True
+        await asyncio.sleep(1.0)  # then silence
+        return False
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        got: list[bytes] = []
+        await (await client.post(target, b"{}")).pipe(lambda d: got.append(d) is None, 0.25, _never_full)
+        assert len(b"".join(got).split(b"\n\n")) == 7
+        got.clear()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await (await client.post(target, b"{}")).pipe(lambda d: got.append(d) is None, 0.25, _never_full)
+        assert len(b"".join(got).split(b"\n\n")) == 7  # everything before the silence was handed on
+        assert 0.55 <= loop.time() - started < 3  # ~6 x 0.06 + 0.25: from the last data, not the start
+        await client.close()
+
+    asyncio.run(_serve(handler, work))
+
+
+def test_pipe_raises_what_the_sink_raised_and_ends_quietly_on_a_cut_stream() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_chunked_head() + _chunk(b"data: 1\n\n"))
+        await writer.drain()
+        if n == 0:
+            await asyncio.sleep(0.05)
+            writer.write(_chunk(b"data: 2\n\n") + b"0\r\n\r\n")
+        return False  # n == 1: cut after the first event
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+
+        def broken(data: bytes) -> bool:
+            raise ValueError("the sink broke")
+
+        with pytest.raises(ValueError, match="the sink broke"):
+            await (await client.post(target, b"{}")).pipe(broken, 5, _never_full)
+        got: list[bytes] = []
+        await (await client.post(target, b"{}")).pipe(lambda d: got.append(d) is None, 5, _never_full)
+        assert got == [b"data: 1\n\n"]
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2"]  # the broken exchange's connection was closed

@@ -1,6 +1,7 @@
 """One write per response (server_protocol.py): uvicorn's own httptools protocol, driven in-process
 over a recording transport, writes a whole response with one write; a head alone still leaves within
-the event loop's iteration, and nothing is reordered or lost on a close."""
+the event loop's iteration, and nothing is reordered or lost on a close. A body that pipes itself is
+written in uvicorn's chunked framing, ended by uvicorn, and dropped once the client is gone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from llmbill.proxy.http import Response, StreamingResponse
-from llmbill.proxy.server_protocol import HeadHoldingTransport, OneWriteHttpToolsProtocol
+from llmbill.proxy.server_protocol import HeadHoldingTransport, OneWriteHttpToolsProtocol, body_writer
 
 
 class Recording:
@@ -120,3 +121,85 @@ def test_the_holding_transport_keeps_order_and_flushes_before_a_close() -> None:
         assert held.is_closing() and held.get_extra_info("sockname") == ("127.0.0.1", 4000)
 
     asyncio.run(scenario())
+
+
+class Piped:
+    """A body that pushes itself (what relay.RelayedStream does): `parts` written through the writer."""
+
+    can_pipe = True
+
+    def __init__(self, parts: list[bytes], between: Any = None) -> None:
+        self.parts = parts
+        self.between = between  # called after the first part (e.g. the client leaving)
+        self.accepted: list[bool] = []
+
+    def __aiter__(self) -> Any:
+        raise AssertionError("a pipeable body must not be pulled when the server offers a writer")
+
+    async def pipe(self, write: Any, drain: Any) -> None:
+        for i, part in enumerate(self.parts):
+            self.accepted.append(write(part))
+            if i == 0 and self.between is not None:
+                self.between()
+            await asyncio.sleep(0)
+
+
+def test_a_piped_body_is_written_in_uvicorns_chunked_framing_and_ended_by_uvicorn() -> None:
+    body = Piped([b"data: 1\n\n", b"data: 22\n\n"])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await StreamingResponse(body, 200, [(b"content-type", b"text/event-stream")]).send(send)
+
+    transport = serve(app, REQUEST)
+    data = b"".join(transport.writes)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert rest == b"9\r\ndata: 1\n\n\r\na\r\ndata: 22\n\n\r\n0\r\n\r\n"
+    assert body.accepted == [True, True]
+
+
+def test_a_piped_body_is_dropped_once_the_client_is_gone() -> None:
+    transport = Recording()
+    protocol_box: list[Any] = []
+
+    def client_leaves() -> None:
+        protocol_box[0].connection_lost(None)
+
+    body = Piped([b"data: 1\n\n", b"data: 2\n\n"], between=client_leaves)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await StreamingResponse(body, 200, [(b"content-type", b"text/event-stream")]).send(send)
+
+    async def scenario() -> None:
+        config = uvicorn.Config(app, http=OneWriteHttpToolsProtocol, lifespan="off", log_config=None,
+                                proxy_headers=False)
+        protocol = OneWriteHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        protocol_box.append(protocol)
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(REQUEST)
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    data = b"".join(transport.writes)
+    assert b"data: 1" in data and b"data: 2" not in data  # written before the client left, dropped after
+    assert body.accepted == [True, True]  # a gone client never stalls the upstream's reading
+
+
+def test_body_writer_is_only_offered_for_a_started_chunked_uvicorn_response() -> None:
+    async def plain_send(message: Any) -> None:
+        return None
+
+    assert body_writer(plain_send) is None
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        assert body_writer(send) is None  # nothing started yet
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        assert body_writer(send) is None  # a sized body is not chunked
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    transport = serve(app, REQUEST)
+    assert b"".join(transport.writes).endswith(b"\r\n\r\n{}")

@@ -1,0 +1,147 @@
+"""The SSE relay (proxy/relay.py): events cut whatever the read boundaries, the model renamed, the
+usage-only event stripped for a client that did not ask, usage scanned; the pulled and the pushed
+(pipe) drivers give the client the same bytes and settle exactly once, also when cut short."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from llmbill import _core as core
+from llmbill.proxy import relay as relay_module
+from llmbill.proxy.relay import EventRelay, RelayedStream
+from llmbill.proxy.upstream import UpstreamStream
+
+CONTENT = b'data: {"id":"c1","model":"up-model","choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+USAGE = (b'data: {"id":"c1","model":"up-model","choices":[],'
+         b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n')
+DONE = b"data: [DONE]\n\n"
+STREAM = CONTENT + CONTENT + USAGE + DONE
+
+
+def _call() -> Any:
+    noted: list[bytes] = []
+    return SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model="asked", noted=noted,
+                           note_event=noted.append)
+
+
+def _estimate(n: int) -> core.Usage:
+    return core.Usage(prompt_tokens=1, completion_tokens=n, estimated=True)
+
+
+def test_events_are_cut_across_reads_renamed_and_the_usage_only_event_stripped() -> None:
+    call = _call()
+    relay = EventRelay(call, strip_usage_only=True)
+    out = b""
+    for i in range(0, len(STREAM), 7):  # reads that split events (and \n\n) anywhere
+        out += relay.feed(STREAM[i:i + 7])
+    out += relay.tail()
+    renamed = CONTENT.replace(b'"model":"up-model"', b'"model":"asked"')
+    assert out == renamed + renamed + DONE
+    usage = relay.usage(_estimate)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.estimated) == (7, 3, False)
+    assert len(call.noted) == 4  # every event is shown to the call (its response id)
+
+
+def test_usage_is_kept_for_a_client_that_asked_and_estimated_when_never_reported() -> None:
+    relay = EventRelay(_call(), strip_usage_only=False)
+    assert relay.feed(STREAM).count(b'"usage":{') == 1
+    silent = EventRelay(_call(), strip_usage_only=False)
+    assert silent.feed(CONTENT + CONTENT + CONTENT + b"data: {\"tail\"")  # the last event unterminated
+    assert silent.tail() == b"data: {\"tail\""
+    usage = silent.usage(_estimate)
+    assert (usage.completion_tokens, usage.estimated) == (3, True)
+
+
+class FakeReply:
+    """What Reply.pipe does, minus the socket: each read handed to the sink, then `end` (None: the
+    stream ended; an exception: raised after the reads, as pipe raises a silence or a sink error)."""
+
+    def __init__(self, reads: list[bytes], end: BaseException | None = None) -> None:
+        self.reads, self.end = reads, end
+        self.full: list[bool] = []
+
+    async def pipe(self, sink: Callable[[bytes], bool], read_timeout: float | None,
+                   drain: Callable[[], Awaitable[None]]) -> None:
+        for data in self.reads:
+            more = sink(data)
+            self.full.append(not more)
+            if not more:
+                await drain()
+        if self.end is not None:
+            raise self.end
+
+
+def _stream(reads: list[bytes], end: BaseException | None = None) -> tuple[UpstreamStream, FakeReply]:
+    async def chunks() -> AsyncIterator[bytes]:
+        for data in reads:
+            yield data
+        if end is not None:
+            raise end
+
+    reply = FakeReply(reads, end)
+    return UpstreamStream(200, chunks(), "text/event-stream", None, {}, reply, 5.0), reply  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> list[core.Usage]:
+    seen: list[core.Usage] = []
+    monkeypatch.setattr(relay_module, "settle", lambda call, usage: seen.append(usage))
+    return seen
+
+
+def test_pulled_and_piped_give_the_same_bytes_and_settle_once(settled: list[core.Usage]) -> None:
+    reads = [STREAM[:50], STREAM[50:180], STREAM[180:]]
+
+    async def pulled() -> bytes:
+        up, _ = _stream(reads)
+        return b"".join([c async for c in RelayedStream(_call(), up, _estimate, True)])
+
+    async def piped() -> bytes:
+        up, reply = _stream(reads)
+        written: list[bytes] = []
+        stream = RelayedStream(_call(), up, _estimate, True)
+        assert stream.can_pipe
+
+        def write(data: bytes) -> bool:
+            written.append(data)
+            return len(written) != 1  # the client is slow once
+
+        drains: list[int] = []
+
+        async def drain() -> None:
+            drains.append(len(written))
+
+        await stream.pipe(write, drain)
+        assert drains == [1]
+        return b"".join(written)
+
+    assert asyncio.run(pulled()) == asyncio.run(piped())
+    assert [(u.prompt_tokens, u.completion_tokens) for u in settled] == [(7, 3), (7, 3)]
+
+
+def test_a_piped_stream_cut_short_or_cancelled_is_billed_once_for_what_came(settled: list[core.Usage]) -> None:
+    async def silent() -> list[bytes]:
+        up, _ = _stream([CONTENT, CONTENT[:20]], TimeoutError("silence"))
+        written: list[bytes] = []
+        await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: written.append(d) is None, _no_drain)
+        return written
+
+    assert asyncio.run(silent()) == [CONTENT.replace(b"up-model", b"asked"), CONTENT[:20]]  # ends quietly
+    assert [(u.completion_tokens, u.estimated) for u in settled] == [(1, True)]
+
+    async def cancelled() -> None:
+        up, _ = _stream([CONTENT, USAGE], asyncio.CancelledError())
+        await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: True, _no_drain)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled())
+    assert (settled[-1].completion_tokens, settled[-1].estimated, len(settled)) == (3, False, 2)
+
+
+async def _no_drain() -> None:
+    raise AssertionError("never full")
