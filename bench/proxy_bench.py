@@ -292,6 +292,19 @@ def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
     return s
 
 
+def start_floor(upstream: int, workdir: Path) -> System:
+    """bench/floor_proxy.py: llmbill-proxy's server and upstream client with none of its request path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    proc = Child("floor", [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "bench" / "floor_proxy.py"),
+                           "--upstream", f"http://127.0.0.1:{upstream}/v1", "--port", str(port)],
+                 cwd=workdir, log_path=workdir / "floor.log")
+    s = System("floor", f"http://127.0.0.1:{port}/v1", "", proc)
+    s.startup_s = wait_healthy(s.url, proc, 60)
+    s.notes.append("the same server and upstream client as llmbill-proxy, no llmbill request path (bench/floor_proxy.py)")
+    return s
+
+
 def start_litellm(exe: str, upstream: int, workdir: Path) -> System:
     lago = Child("litellm fake_lago", [str(BIN / "fake_lago")], port_from_stdout=True)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -446,6 +459,9 @@ def main() -> int:
         result["upstream"] = ("bench/fake_openai.cpp (C++ epoll, one thread, fixed reply with usage; 8-chunk SSE stream; "
                               "the same on Anthropic's /v1/messages)")
         systems.append(System("direct", f"http://127.0.0.1:{upstream.port}/v1", ""))
+        if "floor" in wanted:
+            log("starting the floor pass-through")
+            systems.append(start_floor(upstream.port, work / "floor"))
         if "llmbill-sqlite" in wanted:
             log("starting llmbill-proxy on SQLite")
             systems.append(start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{work}/sqlite/llmbill.db",
