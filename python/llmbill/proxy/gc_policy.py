@@ -14,17 +14,25 @@ Python's defaults (700, 10, 10) ran a generation-0 collection every ~25 calls an
 So, once start-up is done:
 - `gc.collect()` then `gc.freeze()`: what start-up made and keeps goes to the permanent generation,
   which no collection walks again; a full collection then walks only what was promoted since.
-- generation 0 at GEN0_THRESHOLD allocations instead of 700: far fewer collections and promotions.
-  Each walks only the young objects still alive (those of the requests in flight, a few ms at 256
-  connections); garbage a cycle keeps (an error path's exception and traceback) waits a little longer.
+- generation 0 at GEN0_THRESHOLD net allocations instead of 700, generation 1 at GEN1_THRESHOLD
+  young collections instead of 10. A young collection walks the young objects still alive, so its
+  pause grows with the threshold: at 50,000, a thousand streams opening in two seconds (scenario 4,
+  ~100 tracked objects a stream) met two collections of 20–70 ms each, every open stream's next
+  chunk waiting behind them; at 5,000 the same work is split into ~26 collections of at most
+  13–15 ms at load 4–6 (`bench/stream_bench.py --gc-probe`, 51–54 ms at 50,000 in the same runs;
+  the total is the same ~0.1 s). In steady state (as many
+  requests ending as starting) collections are rare at either value: the count only rises while
+  the number in flight grows. What they promote stays in generation 1 until it dies (refcounting
+  frees it there; nothing on the request path makes cycles); the older generations are walked
+  a thousand times less often than Python's defaults would, the walk that took 50–385 ms.
 """
 
 from __future__ import annotations
 
 import gc
 
-GEN0_THRESHOLD = 50_000
-GEN1_THRESHOLD = 10  # Python's defaults: a full collection every 100 young ones at most
+GEN0_THRESHOLD = 5_000
+GEN1_THRESHOLD = 1_000  # generation 1 (what young collections promoted) walked once per 1,000 of them
 GEN2_THRESHOLD = 10
 
 
