@@ -107,6 +107,28 @@ def test_kill_9_after_a_burst_loses_no_spend(upstream: FakeOpenAI, lago: FakeLag
     assert not list((proxy.dir / "spool" / "slot-0" / "spend-journal").iterdir())  # released at shutdown
 
 
+def test_kill_9_with_lago_off_loses_no_spend_either(upstream: FakeOpenAI) -> None:
+    """Budgets without Lago: no spool, but the spend journal still takes a slot (its lock) of its own."""
+    cfg = config(upstream, None)
+    cfg["litellm_settings"] = {"callbacks": []}
+    never_flushes = {**cfg, "general_settings": {**cfg["general_settings"], "spend_flush_interval": 3600}}
+    proxy = Proxy(never_flushes, {}).start()  # all of its spend is still unwritten when it dies
+    try:
+        key = make_key(proxy)
+        costs = burst(proxy, key, 100)
+    finally:
+        kill9(proxy)
+    journal = proxy.dir / "spool" / "slot-0" / "spend-journal"
+    assert list(journal.iterdir())  # the rows of the last flush interval were only there
+    total = sum(costs.values(), Decimal(0))
+    with Proxy(cfg, {}, workdir=proxy.dir) as again:
+        assert "spool off" in again.output  # nothing is sent to Lago
+        assert_spend(again, key, total)
+        logs = exact(again, "/spend/logs?team_id=t-1")
+        assert sorted(r["request_id"] for r in logs) == sorted(costs)
+    assert not list(journal.iterdir())  # released at shutdown
+
+
 def test_a_replica_adopts_a_dead_replicas_slot_on_shared_storage(upstream: FakeOpenAI, lago: FakeLago) -> None:
     shared = Path(tempfile.mkdtemp(prefix="llmbill-shared-"))
     cfg = config(upstream, f"sqlite:///{shared / 'llmbill.db'}")

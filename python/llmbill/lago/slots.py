@@ -12,6 +12,7 @@ PosixPath('/var/lib/llmbill/spool')
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import re
 from collections.abc import Mapping
@@ -41,6 +42,24 @@ def sink_file(settings: billing.LagoSettings, database_url: str, env: Mapping[st
     """The JSON-lines file events go to when LAGO_API_BASE is unset."""
     env = os.environ if env is None else env
     return settings.sink_file if env.get("LLMBILL_SINK_FILE") else state_dir(database_url) / "lago-events.jsonl"
+
+
+def hold_free_slot(base: Path) -> tuple[int, Path]:
+    """For a process that sends nothing to Lago but journals its spend (proxy/spend_journal.py): the
+    first slot no other process holds, locked the way the spool locks it (flock on `slot-N/LOCK`),
+    so no other process — with billing on or off — writes or recovers that slot's journal while this
+    one lives. Returns the open descriptor (the lock lasts until it is closed) and the slot."""
+    for slot in range(MAX_SPOOL_SLOTS):
+        slot_dir = base / f"slot-{slot}"
+        slot_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(slot_dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd, slot_dir
+    raise core.Error(f"no free spool slot under {base}")
 
 
 def slot_dirs(base: Path) -> list[Path]:

@@ -64,6 +64,7 @@ class ProxyState:
         self.billing: billing.LagoSettings | None = None
         self.credits: CreditGate | None = None  # prepaid credits in Lago wallets (credits/calls.py starts it)
         self.spool_dir: Path | None = None
+        self._journal_lock: int | None = None  # the slot lock held for the spend journal with Lago off
         self._deployments: dict[str, list[Deployment]] = {}
         self._rr: dict[str, itertools.cycle[Deployment]] = {}
         for d in config.deployments:
@@ -140,6 +141,9 @@ class ProxyState:
             self.pipeline = self._open_pipeline(self.billing)
             if self.spool_dir is not None:  # the slot's flock makes this process the journal's one writer
                 await self.spend.recover(SpendJournal(Path(self.spool_dir) / JOURNAL_DIR))
+        else:  # no Lago, no spool: the spend journal still needs a slot of its own (kill -9 loses nothing)
+            self._journal_lock, slot = slots.hold_free_slot(self.spool_base())
+            await self.spend.recover(SpendJournal(slot / JOURNAL_DIR))
         self._tasks.append(asyncio.create_task(
             self.spend.run(self.config.spend_flush_interval, self.config.cache_refresh_interval)))
         self._tasks.append(asyncio.create_task(self.cache.watch(self.config.cache_sync_interval, self.spend.lock)))
@@ -189,6 +193,9 @@ class ProxyState:
         if self.redis is not None:
             await self.redis.close()
         await self.store.close()
+        if self._journal_lock is not None:  # after the last flush released the journal's files
+            os.close(self._journal_lock)
+            self._journal_lock = None
         from .metrics import mark_process_dead
 
         mark_process_dead()
