@@ -62,11 +62,13 @@ def test_a_repeated_unknown_key_costs_one_lookup_per_ttl(tmp_path: Path) -> None
         assert await cache.get_or_fetch("key", "fresh") is None
         cache.put("key", {"token_hash": "fresh"})
         assert await cache.get_or_fetch("key", "fresh") == {"token_hash": "fresh"}
-        # Other kinds are not remembered as missing (a customer appears with its first flushed call).
+        # Customers' misses are remembered too (most end users have no record); other kinds' are not.
         before = len(asked)
         assert await cache.get_or_fetch("customer", "c1") is None
         assert await cache.get_or_fetch("customer", "c1") is None
-        assert len(asked) == before + 2
+        assert await cache.get_or_fetch("user", "u1") is None
+        assert await cache.get_or_fetch("user", "u1") is None
+        assert len(asked) == before + 3
         await store.close()
 
     asyncio.run(scenario())
@@ -213,8 +215,9 @@ def test_the_timer_reads_the_spend_of_active_records_alone(tmp_path: Path) -> No
         clock = Clock()
         cache = EntityCache(store, clock, stale_after=2.0)
         await cache.load()
-        await cache.ensure([("customer", "idle")])  # absent: nothing held
+        await cache.ensure([("customer", "idle")])  # absent: nothing held, the miss remembered
         await other.apply_spend(_batch(("customer", "idle", "1"), ("customer", "hot", "1")))
+        clock.now += cache_module.NEGATIVE_TTL  # another process's first call created it: seen after the TTL
         await cache.ensure([("customer", "idle"), ("customer", "hot")])
         clock.now += 3  # "idle" is not used again; "hot" is
         await cache.ensure([("customer", "hot")])
@@ -339,6 +342,45 @@ def test_requests_needing_a_record_being_read_share_its_read(tmp_path: Path) -> 
         store.get = overtaken  # type: ignore[method-assign]
         found = await asyncio.gather(*(cache.get_or_fetch("key", "hot") for _ in range(3)))
         assert all(f is not None and f["key_alias"] == "new" for f in found)
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_end_user_without_a_record_costs_one_read_per_ttl_and_its_first_flush_shows_it(tmp_path: Path) -> None:
+    """Most `user` values have no customer record: remembered as misses (not on the key gate), and
+    forgotten when the spend flush creates the record, so its spend is read at once."""
+    from llmbill import _core
+    from llmbill.proxy.spend import SpendTracker
+    from llmbill.proxy.store import SpendLog
+    from datetime import datetime, timezone
+
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.open()
+        clock = Clock()
+        cache = EntityCache(store, clock)
+        await cache.load()
+        asked = counting(store)
+        for _ in range(20):
+            await cache.ensure([("customer", "end-user-1")])
+        assert asked == [("customer", "end-user-1")]
+        for i in range(MISS_LOOKUPS_PER_SECOND + 5):  # customer misses never close the key gate
+            await cache.ensure([("customer", f"other-{i}")])
+        await store.insert("key", {"token_hash": "real"})
+        assert await cache.get_or_fetch("key", "real") is not None
+        # The first call's spend creates the customer's record: the flush forgets the miss.
+        tracker = SpendTracker(store, cache)
+        moment = datetime(2026, 8, 6, tzinfo=timezone.utc)
+        usage = _core.Usage(prompt_tokens=10, completion_tokens=5)
+        tracker.record(usage, Decimal("0.5"), SpendLog("r1", "chat_completion", "m", "real", "", "", "end-user-1",
+                                                       Decimal("0.5"), 10, 5, 0, 0, moment, moment, "success"), model="m")
+        assert await tracker.flush()
+        asked.clear()
+        await cache.ensure([("customer", "end-user-1")])
+        assert asked == [("customer", "end-user-1")]
+        record = cache.get("customer", "end-user-1")
+        assert record is not None and Decimal(record["spend"]) == Decimal("0.5")
         await store.close()
 
     asyncio.run(scenario())

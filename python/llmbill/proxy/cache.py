@@ -21,9 +21,10 @@ Freshness:
 - Races: a read that a write of this process (put, drop, applied spend) or a change overtook is read
   again (`_epoch`), and a re-read never replaces a record put after the read began.
 
-Unknown keys are what unauthenticated callers send, so their misses are bounded: a miss is
-remembered (NEGATIVE_TTL seconds, at most NEGATIVE_MAX ids, forgotten when the id is stored here or
-its change is seen); once MISS_LOOKUPS_PER_SECOND lookups found nothing in a second, or while
+A miss of a key or a customer is remembered (NEGATIVE_TTL seconds, at most NEGATIVE_MAX ids,
+forgotten when the id is stored here, its change is seen, or — customers — a spend flush creates it):
+an end user the proxy has no record of (most `user` values) costs one read per NEGATIVE_TTL, not one
+per call. Unknown keys are what unauthenticated callers send, so their lookups are also bounded: once MISS_LOOKUPS_PER_SECOND lookups found nothing in a second, or while
 MAX_KEY_LOOKUPS_IN_FLIGHT are under way, a key not held is refused from memory until the next second.
 Keys that exist are not held either until first used, so the gate counts misses, not lookups: a
 fresh process serving thousands of real keys reads each once. The price: during a flood of made-up
@@ -45,7 +46,8 @@ from .store.base import KINDS, Store
 log = logging.getLogger("llmbill.proxy")
 
 HELD_KINDS = ("key", "team", "user", "customer", "member")  # on demand, bounded
-NEGATIVE_KINDS = ("key",)  # looked up for every caller, signed in or not
+NEGATIVE_KINDS = ("key",)  # looked up for every caller, signed in or not: lookups rate-gated
+MISSES_KEPT = ("key", "customer")  # kinds whose misses are remembered for NEGATIVE_TTL
 NEGATIVE_TTL = 2.0
 NEGATIVE_MAX = 10_000
 MISS_LOOKUPS_PER_SECOND = 100  # lookups of keys that found nothing
@@ -262,7 +264,7 @@ class EntityCache:
             if not ident or kind == "budget":
                 continue
             if self._hit(kind, ident, now) is None and ident not in need.get(kind, ()):
-                if kind in NEGATIVE_KINDS and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
+                if kind in MISSES_KEPT and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
                     continue
                 need.setdefault(kind, []).append(ident)
         for kind, idents in need.items():
@@ -284,7 +286,7 @@ class EntityCache:
         found = self._hit(kind, ident, self.clock())
         if found is not None:
             return found
-        if kind in NEGATIVE_KINDS and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
+        if kind in MISSES_KEPT and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
             return None
         return await self._read_one(kind, ident)
 
@@ -320,7 +322,7 @@ class EntityCache:
             self._in_flight -= gated
         if record is None:
             self.entries[kind].pop(ident, None)  # deleted meanwhile
-            if kind in NEGATIVE_KINDS:
+            if kind in MISSES_KEPT:
                 self._remember_miss(kind, ident)
             return None
         return self._install(kind, record, started)
@@ -344,7 +346,7 @@ class EntityCache:
                 self._install(kind, record, started)
             else:
                 self.entries[kind].pop(ident, None)
-                if kind in NEGATIVE_KINDS:
+                if kind in MISSES_KEPT:
                     self._remember_miss(kind, ident)
 
     def _install(self, kind: str, record: Record, started: int | None) -> Record:
@@ -377,6 +379,8 @@ class EntityCache:
             if now < until:
                 return False
             del self.missing[(kind, ident)]
+        if kind not in NEGATIVE_KINDS:
+            return True
         self._this_second(now)
         return self._misses < MISS_LOOKUPS_PER_SECOND and self._in_flight < MAX_KEY_LOOKUPS_IN_FLIGHT
 
@@ -386,8 +390,9 @@ class EntityCache:
             self._second, self._misses = second, 0
 
     def _remember_miss(self, kind: str, ident: str) -> None:
-        self._this_second(self.clock())
-        self._misses += 1
+        if kind in NEGATIVE_KINDS:  # only key lookups count toward the gate
+            self._this_second(self.clock())
+            self._misses += 1
         while len(self.missing) >= NEGATIVE_MAX:  # one TTL for all: the first entry expires first
             del self.missing[next(iter(self.missing))]
         self.missing[(kind, ident)] = self.clock() + NEGATIVE_TTL

@@ -183,6 +183,8 @@ class SpendTracker:
             record = self.cache.get(kind, ident)
             if record is not None:
                 record["spend"] = Decimal(record.get("spend", 0)) + amount
+            else:  # a customer's first call created its record: a remembered miss would hide it
+                self.cache.forget_miss(kind, ident)
 
     def _dead_letter(self, part: SpendBatch, reason: str) -> None:
         if not part.logs:
