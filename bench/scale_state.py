@@ -13,8 +13,11 @@ llmbill-proxy process (one worker, the built-in mock upstream, billing off) star
   hot p50      a call's median time as the client sees it (the mock upstream answers in-process:
                the proxy's own time plus loopback HTTP) for one virtual key and one customer called
                again and again (all in memory)
-  cold customer p50   the same key with a customer the process has never read (one database read;
-               in the empty store a new customer id: the same read, finding nothing)
+  cold customer p50   the same key with a customer the process has never read (one database read),
+               beside two baselines of the empty store: a new customer id (the same read, finding
+               nothing: no record, so no budget to check either) and a customer that exists there
+               (the empty store holds no key but the calls' own and as many customers as the cold
+               calls read, of the same shape: the same read and checks, only the store's size differs)
   cold key p50        a virtual key never read (one read for the key; its customer is hot)
 
 The empty store's proxy runs throughout: its idle CPU is measured over the same window as each
@@ -176,7 +179,7 @@ def idle_cpu(subjects: list[Subject], seconds: float) -> list[float]:
     return [round(100 * (cpu_seconds(s.pid) - b) / seconds, 2) for s, b in zip(subjects, before)]
 
 
-def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[str, Any]:
+def measure(base: Subject, target: Subject, args: argparse.Namespace, base_ids: Any) -> dict[str, Any]:
     """Every figure of `target`, each beside the empty store's measured at the same time (interleaved)."""
     startup = target.startup(3)
     base_idle, target_idle = idle_cpu([base, target], args.idle)
@@ -184,13 +187,14 @@ def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[st
     rng = random.Random(7)
     hot_key = raw_key(0)
     hot: dict[str, list[float]] = {"base": [], "target": []}
-    cold: dict[str, list[float]] = {"base": [], "target": []}
-    ratios: dict[str, list[float]] = {"hot": [], "cold": []}
+    cold: dict[str, list[float]] = {"base": [], "target": [], "existing": []}
+    ratios: dict[str, list[float]] = {"hot": [], "cold": [], "existing": []}
     for _ in range(20):
         base.call_ms(hot_key, "hot"), target.call_ms(hot_key, "hot")
     targets = iter(rng.sample(range(target.customers), args.calls * args.rounds))
     for r in range(args.rounds):
-        this: dict[str, dict[str, list[float]]] = {"hot": {"base": [], "target": []}, "cold": {"base": [], "target": []}}
+        this: dict[str, dict[str, list[float]]] = {"hot": {"base": [], "target": []},
+                                                   "cold": {"base": [], "target": [], "existing": []}}
         for i in range(args.calls):
             for name, s in [("base", base), ("target", target)][:: 1 if i % 2 else -1]:
                 this["hot"][name].append(s.call_ms(hot_key, "hot"))
@@ -198,13 +202,15 @@ def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[st
         # same one database read, which finds nothing).
         for i in range(args.calls):
             c = next(targets)
-            cold_pair = [("base", base, f"new-{target.label}-{r}-{i}"), ("target", target, f"cust-{c}")]
-            for name, s, customer in cold_pair[:: 1 if i % 2 else -1]:
+            cold_calls = [("base", base, f"new-{target.label}-{r}-{i}"), ("target", target, f"cust-{c}"),
+                          ("existing", base, f"cust-{next(base_ids)}")]
+            for name, s, customer in cold_calls[:: 1 if i % 2 else -1]:
                 this["cold"][name].append(s.call_ms(hot_key, customer))
         for figure, into in (("hot", hot), ("cold", cold)):
-            for name in ("base", "target"):
+            for name in into:
                 into[name] += this[figure][name]
             ratios[figure].append(statistics.median(this[figure]["target"]) / statistics.median(this[figure]["base"]))
+        ratios["existing"].append(statistics.median(this["cold"]["target"]) / statistics.median(this["cold"]["existing"]))
     cold_key = [target.call_ms(raw_key(k), "hot") for k in rng.sample(range(1, target.keys), min(args.calls, target.keys - 1))]
     return {"label": target.label, "customers": target.customers, "keys": target.keys, "fill_s": round(target.fill_s, 1),
             "startup_s": round(startup, 2), "idle_cpu_pct": target_idle, "empty_idle_cpu_pct": base_idle,
@@ -214,6 +220,9 @@ def measure(base: Subject, target: Subject, args: argparse.Namespace) -> dict[st
             "empty_hot_p50_ms": round(statistics.median(hot["base"]), 3),
             "cold_p50_ms": round(statistics.median(cold["target"]), 3),
             "empty_cold_p50_ms": round(statistics.median(cold["base"]), 3),
+            "existing_p50_ms": round(statistics.median(cold["target"]), 3),
+            "empty_existing_p50_ms": round(statistics.median(cold["existing"]), 3),
+            "existing_round_ratios": [round(x, 2) for x in ratios["existing"]],
             "cold_key_p50_ms": round(statistics.median(cold_key), 3),
             "hot_round_ratios": [round(x, 2) for x in ratios["hot"]],
             "cold_round_ratios": [round(x, 2) for x in ratios["cold"]]}
@@ -228,11 +237,12 @@ def table(base_startup: float, rows: list[dict[str, Any]]) -> str:
     out = [f"Start-up of the empty store's proxy: {base_startup:.2f} s. Pairs: this store / the empty store, "
            "measured at the same time.", "",
            "| store | fill s | start-up s | idle CPU % of a core | RSS MB idle, after calls (empty) | hot p50 ms | "
-           "cold customer p50 ms | cold key p50 ms |", "|---|---|---|---|---|---|---|---|"]
+           "cold customer p50 ms, vs a new id | the same, vs an existing customer | cold key p50 ms |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['label']} | {r['fill_s']} | {r['startup_s']} | {r['idle_cpu_pct']} / {r['empty_idle_cpu_pct']} | "
                    f"{r['idle_rss_mb']}, {r['rss_after_calls_mb']} ({r['empty_rss_mb']}) | {pair(r, 'hot_p50_ms')} | "
-                   f"{pair(r, 'cold_p50_ms')} | {r['cold_key_p50_ms']} |")
+                   f"{pair(r, 'cold_p50_ms')} | {pair(r, 'existing_p50_ms')} | {r['cold_key_p50_ms']} |")
     return "\n".join(out)
 
 
@@ -252,14 +262,17 @@ def main() -> int:
 
         pg_url, stop = start_postgres()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    base = Subject("empty", 0, 1, pg_url)  # one key: the calls' own
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    # One key (the calls' own) and the customers the cold calls read, of the sized stores' shape.
+    base = Subject("empty", args.calls * args.rounds * len(sizes), 1, pg_url)
+    base_ids = iter(range(base.customers))
     rows: list[dict[str, Any]] = []
     try:
         base_startup = base.startup(3)
-        for size in (int(s) for s in args.sizes.split(",") if s):
+        for size in sizes:
             target = Subject(f"{size // 1000}k", size, args.keys, pg_url)
             try:
-                rows.append(measure(base, target, args))
+                rows.append(measure(base, target, args, base_ids))
             finally:
                 target.remove()
             print(table(base_startup, rows), flush=True)
