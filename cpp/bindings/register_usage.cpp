@@ -16,10 +16,8 @@ Usage usage_from_object(const py::handle& obj) {
   return usage_from_json(to_json(obj));
 }
 
-std::string as_text(const py::handle& obj) {
-  if (py::isinstance<py::bytes>(obj)) return obj.cast<std::string>();
-  return obj.cast<std::string>();
-}
+// A whole stream is read in place: bytes, or the UTF-8 that a str caches, viewed without a copy.
+std::string_view as_text(const py::handle& obj) { return obj.cast<std::string_view>(); }
 
 }  // namespace
 
@@ -68,6 +66,7 @@ void register_usage(py::module_& m) {
   py::class_<SseUsageScanner>(m, "SseUsageScanner", "Finds the usage in a stream fed chunk by chunk.")
       .def(py::init<>())
       .def(
+          // A view of the bytes object (no copy); the GIL is kept, as a feed is short.
           "feed", [](SseUsageScanner& s, const py::bytes& chunk) { s.feed(chunk.cast<std::string_view>()); },
           py::arg("chunk"))
       .def_property_readonly("usage", [](const SseUsageScanner& s) { return s.usage(); })

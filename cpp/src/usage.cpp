@@ -14,11 +14,16 @@
 // - SSE is read line by line; each `data:` line is one JSON document (what OpenAI and Anthropic
 //   send). A data line that is not JSON is an error, but the scanner drops that line, reads the
 //   rest of the bytes, and only then throws, so it stays usable.
+// - A proxy feeds every event of every stream through the scanner, and only a few events per stream
+//   carry usage; parsing the others into a DOM was most of the scanner's cost. may_change_state()
+//   skips them by text search alone. Those lines are then not validated: a malformed one that could
+//   not have carried usage is passed over silently, and the relay passes it through either way.
 #include "llmbill/usage.hpp"
 
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -245,6 +250,52 @@ Usage usage_of_value(const json& value) {
   throw UsageError("response has no usage");
 }
 
+constexpr bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// True when `text` continues, after optional JSON whitespace, a colon and optional whitespace, with
+// the literal null: the key just before it is present but null, which handle_line ignores.
+bool starts_with_colon_null(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && is_json_space(text[i])) ++i;
+  if (i == text.size() || text[i] != ':') return false;
+  ++i;
+  while (i < text.size() && is_json_space(text[i])) ++i;
+  return text.substr(i).starts_with("null");
+}
+
+// The first `needle` in `text` at or after `from`. memmem, not string_view::find: find looks for the
+// needle's first byte, and `"` is the commonest byte of JSON; memmem was ~2x faster per chunk here.
+std::size_t find_text(std::string_view text, std::string_view needle, std::size_t from) {
+  if (from > text.size()) return std::string_view::npos;
+  const void* hit = ::memmem(text.data() + from, text.size() - from, needle.data(), needle.size());
+  if (hit == nullptr) return std::string_view::npos;
+  return static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
+}
+
+// The pre-check that spares a DOM parse for the data lines that cannot change a scanner's state
+// (usage.hpp states the rule). Only plain text searches, no tokenising. It errs towards parsing:
+// - `"usage"` anywhere, even inside a string value, forces a parse unless `: null` follows it. An
+//   escaped quote cannot forge a match: a content string holding the text "usage" reads \"usage\"
+//   on the wire, and whatever string ends in `usage"` followed by `: null` is a key that is null.
+// - `"message_start"` forces a parse, so that a message_start without usage still throws.
+// - nlohmann decodes \uXXXX escapes in keys and values, so `"\u0075sage"` IS the key usage. Every
+//   character of "usage" and "message_start" lies in U+0050..U+007F, so a line with an escape
+//   `\u005`, `\u006` or `\u007` is parsed; the escapes encoders do emit (control characters,
+//   non-ASCII, Go's \u003c \u003e \u0026) stay on the cheap path.
+bool may_change_state(std::string_view line) {
+  constexpr std::string_view kUsage = "\"usage\"";
+  for (std::size_t at = find_text(line, kUsage, 0); at != std::string_view::npos;
+       at = find_text(line, kUsage, at + 1)) {
+    if (!starts_with_colon_null(line.substr(at + kUsage.size()))) return true;
+  }
+  if (find_text(line, "\"message_start\"", 0) != std::string_view::npos) return true;
+  for (std::size_t at = line.find('\\'); at != std::string_view::npos; at = line.find('\\', at + 1)) {
+    std::string_view escape = line.substr(at);  // backslashes are rare, so memchr (find) is quick here
+    if (escape.size() > 4 && escape.starts_with("\\u00") && escape[4] >= '5' && escape[4] <= '7') return true;
+  }
+  return false;
+}
+
 // OpenAI streams: a chunk that carries usage and no choices is the include_usage chunk.
 bool no_choices(const json& event) {
   auto it = event.find("choices");
@@ -364,6 +415,7 @@ void SseUsageScanner::handle_line(std::string_view line) {
   if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
   last_usage_only_ = false;
   if (line == "[DONE]") return;
+  if (!may_change_state(line)) return;  // most chunks of a stream: not parsed, hence not validated
 
   try {
     json event = json::parse(line, nullptr, /*allow_exceptions=*/false);

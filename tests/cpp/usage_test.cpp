@@ -425,7 +425,9 @@ TEST(UsageFromSse, StreamWithoutUsageThrows) {
 }
 
 TEST(UsageFromSse, BadDataLinesThrow) {
-  EXPECT_THROW(usage_from_sse("data: {not json\n\n"), UsageError);
+  // Only lines that could carry usage are parsed (usage.hpp), so the malformed line names "usage".
+  EXPECT_NE(usage_error_of([] { usage_from_sse("data: {\"usage\": {not json\n\n"); }).find("not JSON"),
+            std::string::npos);
   EXPECT_THROW(usage_from_sse("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":\"7\"}}\n"), UsageError);
 }
 
@@ -499,12 +501,113 @@ TEST(SseUsageScanner, AcceptsDataWithoutSpace) {
 
 TEST(SseUsageScanner, BadLineThrowsOnceAndScanningContinues) {
   SseUsageScanner s;
-  EXPECT_THROW(s.feed("data: {broken\n"
+  EXPECT_THROW(s.feed("data: {\"usage\":{broken\n"
                       "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1}}\n"),
                UsageError);
   EXPECT_EQ(s.usage(), make(4, 1));  // the line after the bad one was still read
   EXPECT_TRUE(s.last_event_was_usage_only());
   EXPECT_NO_THROW(s.feed("data: [DONE]\n"));
+}
+
+// ---- the pre-check that spares the parse of lines without usage -----------------------------------
+// A malformed line proves whether a line was parsed: parsed, it throws; skipped, it cannot.
+
+TEST(SsePrecheck, LinesThatCannotCarryUsageAreNotParsed) {
+  SseUsageScanner s;
+  EXPECT_NO_THROW(s.feed("data: {broken\n"));
+  EXPECT_NO_THROW(s.feed("data: not json \xff\xfe\n"));
+  EXPECT_NO_THROW(s.feed("data: {\"choices\":[{\"delta\":{}}],\"usage\":null, broken\n"));
+  EXPECT_NO_THROW(s.feed("data: {\"choices\":[{\"delta\":{}}],\"usage\" \t:\t null broken\n"));
+  EXPECT_NO_THROW(s.feed("data: {\"usage\":null,\"usage\" : null, broken\n"));
+  EXPECT_FALSE(s.usage().has_value());
+  // The same lines with a usage that is not null are parsed, and so refused.
+  EXPECT_THROW(s.feed("data: {\"choices\":[{\"delta\":{}}],\"usage\" \t:\t {broken\n"), UsageError);
+  EXPECT_THROW(s.feed("data: {\"usage\":null,\"usage\" : 1, broken\n"), UsageError);
+  EXPECT_THROW(s.feed("data: {\"usage\" broken\n"), UsageError);  // no colon: unsure, so parsed
+  EXPECT_THROW(s.feed("data: {\"usage\":nul\n"), UsageError);     // not the literal null
+}
+
+TEST(SsePrecheck, UsageWithWhitespaceAroundTheColonIsRead) {
+  SseUsageScanner s;
+  s.feed("data: {\"choices\":[] , \"usage\"\t :\r {\"prompt_tokens\":3,\"completion_tokens\":2}}\n");
+  EXPECT_EQ(s.usage(), make(3, 2));
+  EXPECT_TRUE(s.last_event_was_usage_only());
+}
+
+TEST(SsePrecheck, EveryOccurrenceOfUsageCounts) {
+  // A null usage before the real one must not hide it (Responses API: response.usage is the one).
+  EXPECT_EQ(usage_from_sse("data: {\"type\":\"response.completed\",\"usage\":null,\"response\":{\"usage\":"
+                           "{\"input_tokens\":30,\"input_tokens_details\":{\"cached_tokens\":0},"
+                           "\"output_tokens\":9}}}\n"),
+            make(30, 9));
+}
+
+TEST(SsePrecheck, UsageSplitAcrossFeeds) {
+  const std::string line =
+      "data: {\"choices\":[],\"usage\" : {\"prompt_tokens\":3,\"completion_tokens\":2}}\n";
+  for (std::size_t cut = 1; cut < line.size(); ++cut) {  // includes cuts inside "usage" and ": {"
+    SseUsageScanner s;
+    s.feed(std::string_view(line).substr(0, cut));
+    EXPECT_FALSE(s.usage().has_value());
+    s.feed(std::string_view(line).substr(cut));
+    EXPECT_EQ(s.usage(), make(3, 2)) << "cut at " << cut;
+  }
+  // A null split the same way is still skipped: the check runs on the whole line.
+  SseUsageScanner n;
+  EXPECT_NO_THROW(n.feed("data: {\"usage\": nu"));
+  EXPECT_NO_THROW(n.feed("ll broken\n"));
+}
+
+TEST(SsePrecheck, ContentQuotingUsageIsHandled) {
+  // Model text that quotes the key: on the wire it is \"usage\", which never matches "usage".
+  SseUsageScanner s;
+  EXPECT_NO_THROW(s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"set \\\"usage\\\": {\\\"prompt_tokens\\\": "
+                         "9}\"}}],\"usage\":null}\n"));
+  EXPECT_FALSE(s.usage().has_value());
+  // Quoted text next to a real usage: the usage is read, not the text.
+  s.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1},"
+         "\"note\":\"\\\"usage\\\":null\"}\n");
+  EXPECT_EQ(s.usage(), make(4, 1));
+  // A string that ends in the text usage ("x\"usage") is a key whose value is null: nothing changes.
+  EXPECT_NO_THROW(s.feed("data: {\"x\\\"usage\":null,\"choices\":[{\"delta\":{}}]}\n"));
+  EXPECT_EQ(s.usage(), make(4, 1));
+  // The bare word as content is not a key; such a line is parsed (the check is unsure) and harmless.
+  EXPECT_NO_THROW(s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}],\"usage\":null}\n"));
+  EXPECT_EQ(s.usage(), make(4, 1));
+}
+
+TEST(SsePrecheck, EscapedKeysAreStillRead) {
+  // nlohmann decodes \u escapes in keys, so these ARE usage and message_start: never skipped.
+  EXPECT_EQ(usage_from_sse("data: {\"choices\":[],\"\\u0075sage\":{\"prompt_tokens\":6,\"completion_tokens\":1}}\n"),
+            make(6, 1));
+  EXPECT_EQ(usage_from_sse("data: {\"choices\":[],\"usag\\u0065\":{\"prompt_tokens\":6,\"completion_tokens\":1}}\n"),
+            make(6, 1));
+  SseUsageScanner s;
+  EXPECT_THROW(s.feed("data: {\"type\":\"message\\u005fstart\",\"message\":{\"id\":\"m\"}}\n"), UsageError);
+  // The escapes encoders do emit (non-ASCII, control characters, Go's \u003c) keep the cheap path.
+  EXPECT_NO_THROW(s.feed("data: {\"choices\":[{\"delta\":{\"content\":\"\\u00e9\\u000a\\u003c\"}}]} broken\n"));
+}
+
+TEST(SsePrecheck, MessageStartWithoutUsageStillThrows) {
+  for (const char* line : {"data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\n",
+                           "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":null}}\n",
+                           "data: {\"type\" : \"message_start\", \"message\" : {}}\n"}) {
+    SseUsageScanner s;
+    EXPECT_NE(usage_error_of([&] { s.feed(line); }).find("has no message.usage"), std::string::npos) << line;
+  }
+}
+
+TEST(SsePrecheck, SkippedLineResetsUsageOnly) {
+  const std::string usage_only = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n";
+  for (const char* skipped : {"data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}],\"usage\":null}\n",
+                              "data: {\"type\":\"content_block_delta\"}\n", "data: {broken\n", "data:\n"}) {
+    SseUsageScanner s;
+    s.feed(usage_only);
+    ASSERT_TRUE(s.last_event_was_usage_only());
+    EXPECT_NO_THROW(s.feed(skipped));
+    EXPECT_FALSE(s.last_event_was_usage_only()) << skipped;
+    EXPECT_EQ(s.usage(), make(3, 2));
+  }
 }
 
 TEST(SseUsageScanner, LineOver16MiBThrowsAndIsSkipped) {

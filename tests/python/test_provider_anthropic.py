@@ -509,5 +509,5 @@ def test_native_usage_from_a_reply_a_whole_stream_and_a_tap() -> None:
     for i in range(0, len(TEXT_STREAM), 5):
         tap.feed(TEXT_STREAM[i:i + 5])
     assert tap.usage == expected and tap.error is None
-    tap.feed(b"data: {broken\n")  # a bad line never stops the relay
+    tap.feed(b'data: {"usage": {broken\n')  # a bad usage line never stops the relay
     assert tap.error is not None and tap.usage == expected

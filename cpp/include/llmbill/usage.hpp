@@ -70,8 +70,17 @@ Usage usage_from_sse(std::string_view stream);
 // Incremental form for a proxy that passes a stream through: feed bytes as they arrive (any split,
 // even mid-line); usage() is set once a usage-bearing event has been seen. Lines end in \n or \r\n;
 // each `data:` line is one JSON event. Memory is bounded: at most one partial line (16 MiB) is held.
-// Throws UsageError for a data line that is not JSON or holds bad counts, and for a line over 16 MiB;
-// the bad line is dropped, the rest of `bytes` is still read, and the scanner stays usable.
+// Throws UsageError for a parsed data line (see below) that is not JSON or holds bad counts, and for
+// a line over 16 MiB; the bad line is dropped, the rest of `bytes` is still read, and the scanner
+// stays usable.
+// Only data lines that could change the state are parsed, which are those that contain
+//   - the text `"usage"` NOT followed by optional whitespace, `:`, optional whitespace and `null`
+//     (usage is only read from a "usage" member that is an object, so a null one changes nothing), or
+//   - the text `"message_start"` (a message_start without message.usage must still throw), or
+//   - a \u escape of a character in U+0050..U+007F (an escaped key could spell "usage").
+// Any other data line (most chunks of a stream) is not parsed and so NOT validated: it never throws,
+// even when it is not JSON. Billing loses nothing: such a line could not have carried usage, and the
+// callers pass a malformed event through either way. It still resets last_event_was_usage_only().
 class SseUsageScanner {
  public:
   void feed(std::string_view bytes);
