@@ -1,13 +1,24 @@
-"""What Redis adds to one call's admission and release (proxy/redis_limits.py), at c=1.
+"""What Redis adds to one call's admission and release (proxy/redis_limits.py), at c=1, and where it goes.
 
     .venv/bin/python bench/redis_limits_bench.py [--calls 5000] [--rounds 5] [--redis-url URL] [--json F]
 
-Each round times `calls` admissions + releases of a call with a key, user, team and customer slot
-(rpm, parallel and a budget on each) twice, interleaved: once in this process's Limiter, once in
-Redis (one EVALSHA to admit; the release's EVALSHA is awaited too, so its cost is counted here even
-though the proxy runs it behind the reply). Added p50 = p50(redis) − p50(in-process). Without
---redis-url a redis-server (Debian's) is started on a free port. The load average is recorded with
-the figures: the machine is shared.
+Each round times `calls` operations of each of these, in an order rotated round by round (the machine
+drifts, so every figure is a median over rounds of a per-round difference):
+
+- raw: a PING round trip on a bare asyncio stream (the floor: loop wake-ups, syscalls, Redis itself);
+- ping: redis-py's `ping()` (adds redis-py's pool and command path);
+- noop: redis-py's EVALSHA of `return 1` (adds a script call);
+- in_process: admission (+ release) of a call with a key, user, team and customer slot (rpm, parallel
+  and a budget on each) in this process's Limiter;
+- redis: the same in Redis (one EVALSHA to admit; the release's EVALSHA is awaited too, so its cost is
+  counted here though the proxy runs it behind the reply).
+
+Added p50 = p50(redis admission) − p50(in_process admission): the figure of the target (≤ 0.1 ms).
+Shares: floor = raw; client = ping − raw; script call = noop − ping; ours = redis − noop (packing the
+arguments and the script's own run). Apart from the timed rounds, the scripts' time inside Redis is
+read from `INFO commandstats` (usec per EVALSHA, over `calls` admissions, then their releases), and
+the admission's packed size is reported. Without --redis-url a redis-server (Debian's) is started on
+a free port. The load average is recorded with the figures: the machine is shared.
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,9 +42,24 @@ from llmbill.proxy.redis_limits import RedisLimiter, connect  # noqa: E402
 
 SLOTS = [Slot((kind, f"{kind}-1"), Decimal("0.0001"), Decimal("1000000"), rpm=10**9, parallel=10**6)
          for kind in ("key", "user", "team", "customer")]
+COST = Decimal("0.00005")
+PHASES = ("raw", "ping", "noop", "in_process", "redis")
 
 
-async def timed(limits: InProcess | RedisLimiter, n: int, tag: str) -> tuple[list[float], list[float]]:
+def p50_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+async def timed(op: Callable[[int], Awaitable[Any]], n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        await op(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+async def timed_limits(limits: InProcess | RedisLimiter, n: int, tag: str) -> tuple[list[float], list[float]]:
     """(admission alone, admission + release) per call."""
     out, admits = [], []
     for i in range(n):
@@ -39,14 +67,52 @@ async def timed(limits: InProcess | RedisLimiter, n: int, tag: str) -> tuple[lis
         assert await limits.admit(f"{tag}{i}", SLOTS) is None
         admits.append(time.perf_counter() - t)
         if isinstance(limits, RedisLimiter):
-            await limits._run_release(f"{tag}{i}", SLOTS, 10, Decimal("0.00005"))
+            await limits._run_release(f"{tag}{i}", SLOTS, 10, COST)
         else:
             limits.release(f"{tag}{i}", SLOTS, 10)
         out.append(time.perf_counter() - t)
     return admits, out
 
 
-async def main(args: argparse.Namespace) -> dict[str, object]:
+async def evalsha_usec(redis: RedisLimiter, run: Callable[[], Awaitable[None]]) -> float:
+    """usec per EVALSHA inside Redis while `run` runs (from INFO commandstats, before and after)."""
+    def stat(info: dict[str, Any]) -> tuple[int, int]:
+        s = info.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+        return int(s["calls"]), int(s["usec"])
+    calls0, usec0 = stat(await redis.client.info("commandstats"))
+    await run()
+    calls1, usec1 = stat(await redis.client.info("commandstats"))
+    return (usec1 - usec0) / max(calls1 - calls0, 1)
+
+
+async def server_side(redis: RedisLimiter, noop: Any, n: int) -> dict[str, float]:
+    async def admits() -> None:
+        for i in range(n):
+            await redis.admit(f"s{i}", SLOTS)
+
+    async def releases() -> None:
+        for i in range(n):
+            await redis._run_release(f"s{i}", SLOTS, 10, COST)
+
+    async def noops() -> None:
+        for _ in range(n):
+            await noop()
+    return {"admit_usec": await evalsha_usec(redis, admits), "release_usec": await evalsha_usec(redis, releases),
+            "noop_usec": await evalsha_usec(redis, noops)}
+
+
+def packing(redis: RedisLimiter, n: int) -> dict[str, float]:
+    if not hasattr(redis, "_admit_args"):  # code from before the packed path: run for a "before" figure
+        return {}
+    count, body = redis._admit_args("p", SLOTS)
+    t = time.perf_counter()
+    for i in range(n):
+        redis._admit_args(f"p{i}", SLOTS)
+    return {"admit_args": 3 + count, "admit_bytes": len(body) + len(redis._admit.head) + 6,
+            "admit_pack_us": (time.perf_counter() - t) / n * 1e6}
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
     server = None
     url = args.redis_url
     if url is None:
@@ -55,21 +121,58 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         url = server.url
     redis = connect(url, 600, "fail_closed", Limiter())
     local = InProcess(Limiter())
-    rounds = []
+    noop = redis.client.register_script("return 1")
+    host, port = redis.client.connection_pool.connection_kwargs["host"], redis.client.connection_pool.connection_kwargs["port"]
+    reader, writer = await asyncio.open_connection(host, port)
+
+    async def raw(_: int) -> None:
+        writer.write(b"PING\r\n")
+        await reader.readexactly(7)  # +PONG\r\n
+
+    async def ping(_: int) -> None:
+        await redis.client.ping()
+
+    async def script(_: int) -> None:
+        await noop()
+
+    rounds: list[dict[str, float]] = []
     try:
-        await timed(redis, 500, "warm")
+        await timed_limits(redis, 500, "warm")
+        for op in (raw, ping, script):
+            await timed(op, 500)
         for r in range(args.rounds):
-            la, a = await timed(local, args.calls, f"l{r}-")
-            ra, b = await timed(redis, args.calls, f"r{r}-")
-            rounds.append({"in_process_p50_ms": statistics.median(a) * 1e3, "redis_p50_ms": statistics.median(b) * 1e3,
-                           "admit_added_p50_ms": (statistics.median(ra) - statistics.median(la)) * 1e3})
+            got: dict[str, float] = {}
+            order = PHASES[r % len(PHASES):] + PHASES[:r % len(PHASES)]
+            for phase in order:
+                if phase in ("in_process", "redis"):
+                    limits = local if phase == "in_process" else redis
+                    admits, both = await timed_limits(limits, args.calls, f"{phase[0]}{r}-")
+                    got[f"{phase}_admit"], got[f"{phase}_admit_release"] = p50_ms(admits), p50_ms(both)
+                else:
+                    got[phase] = p50_ms(await timed({"raw": raw, "ping": ping, "noop": script}[phase], args.calls))
+            rounds.append(got)
+        server_usec = await server_side(redis, noop, args.calls)
+        packed = packing(redis, args.calls)
     finally:
+        writer.close()
         await redis.close()
         if server is not None:
             server.close()
-    added = statistics.median(float(r["redis_p50_ms"]) - float(r["in_process_p50_ms"]) for r in rounds)
-    admit = statistics.median(r["admit_added_p50_ms"] for r in rounds)
-    return {"rounds": rounds, "added_p50_ms": added, "admit_added_p50_ms": admit, "loadavg": os.getloadavg(), "cpus": os.cpu_count()}
+
+    def med(f: Callable[[dict[str, float]], float]) -> float:
+        return round(statistics.median(f(r) for r in rounds), 4)
+    return {
+        "p50_ms": {k: med(lambda r, k=k: r[k]) for k in rounds[0]},  # type: ignore[misc]
+        "admit_added_p50_ms": med(lambda r: r["redis_admit"] - r["in_process_admit"]),
+        "admit_release_added_p50_ms": med(lambda r: r["redis_admit_release"] - r["in_process_admit_release"]),
+        "shares_ms": {"floor_raw_round_trip": med(lambda r: r["raw"]),
+                      "redis_py_command_path": med(lambda r: r["ping"] - r["raw"]),
+                      "script_call": med(lambda r: r["noop"] - r["ping"]),
+                      "ours_args_and_script": med(lambda r: r["redis_admit"] - r["noop"]),
+                      "above_floor": med(lambda r: r["redis_admit"] - r["in_process_admit"] - r["raw"])},
+        "inside_redis_usec": {k: round(v, 2) for k, v in server_usec.items()},
+        "packing": {k: round(v, 2) for k, v in packed.items()},
+        "rounds": rounds, "calls": args.calls, "loadavg": os.getloadavg(), "cpus": os.cpu_count()}
 
 
 if __name__ == "__main__":
@@ -78,8 +181,11 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis-url")
     parser.add_argument("--json")
-    result = asyncio.run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    load_before = os.getloadavg()
+    result = asyncio.run(main(parsed))
+    result["loadavg_before"] = load_before
     text = json.dumps(result, indent=2)
     print(text)
-    if parser.parse_args().json:
-        Path(parser.parse_args().json).write_text(text)
+    if parsed.json:
+        Path(parsed.json).write_text(text)

@@ -36,6 +36,7 @@ outage) and releases it there. Either way readiness reports it and `llmbill_redi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
@@ -43,7 +44,7 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from . import metrics
 from .errors import ProxyError
@@ -56,11 +57,12 @@ MAX_UNITS = 2**53 - 1
 FAILURE_POLICIES = ("fail_closed", "fail_open")
 MAX_CONNECTIONS = 64  # per process; scripts are short, so calls in flight share them
 RELEASE_RETRIES = (0.1, 0.5, 2.0)  # seconds before each further try of a release that failed
+PACKED_ENTITIES = 4096  # slots' packed arguments kept (see RedisLimiter._admit_parts)
 
 
 def units(amount: Decimal) -> int:
     """Nano-units, rounded up (a reservation and a headroom are never understated)."""
-    return min(int((amount / NANO).to_integral_value(ROUND_CEILING)), MAX_UNITS)
+    return min(int(amount.scaleb(9).to_integral_value(ROUND_CEILING)), MAX_UNITS)
 
 
 def reservation_ttl(longest_timeout: float) -> int:
@@ -82,6 +84,26 @@ class RedisUnavailable(ProxyError):
                          headers={"Retry-After": "5"})
 
 
+class _Script:
+    """A Lua script (lua/entity.lua, then its own file) sent as EVALSHA, packed here: its head once."""
+
+    def __init__(self, name: str) -> None:
+        self.text = _script("entity.lua") + _script(name)
+        sha = hashlib.sha1(self.text.encode()).hexdigest().encode()
+        self.head = b"$7\r\nEVALSHA\r\n$40\r\n" + sha + b"\r\n$1\r\n0\r\n"  # no KEYS: ARGV only
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _int(value: int) -> bytes:
+    return _bulk(b"%d" % value)
+
+
+NO_BUDGET = _int(-1) + _int(0)  # headroom, amount
+
+
 class RedisLimiter:
     """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
 
@@ -96,18 +118,71 @@ class RedisLimiter:
         self.error: str | None = None  # the last failure while Redis is down; None while it answers
         self._local: set[str] = set()  # calls admitted by the fallback (released there)
         self._pending: set[asyncio.Task[None]] = set()
-        self._admit = client.register_script(_script("admit.lua"))
-        self._release = client.register_script(_script("release.lua"))
+        self._admit = _Script("admit.lua")
+        self._release = _Script("release.lua")
+        # A slot's arguments that come from its entity's configuration, packed once per entity and
+        # limits (bounded: cleared when full), so a call packs only its own amounts.
+        self._admit_parts: dict[tuple[Any, ...], bytes] = {}
+        self._release_parts: dict[tuple[Any, ...], bytes] = {}
         self.now: float = 0  # tests pin the clock; 0: Redis's TIME
 
-    async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
-        args: list[Any] = [repr(self.now), self.ttl, call_id, self.prefix]
+    def _now(self) -> bytes:
+        return _bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
+
+    def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes]:
+        parts = [self._now(), _int(self.ttl), _bulk(call_id.encode()), _bulk(self.prefix.encode())]
+        cache = self._admit_parts
         for s in slots:
-            headroom = -1 if s.headroom is None else max(units(s.headroom), 0)
-            args += ["\x1f".join(s.entity), headroom, _opt(s.rpm), _opt(s.tpm), _opt(s.parallel), _opt(s.tpd),
-                     units(s.amount) if s.headroom is not None else 0]
+            key = (s.entity, s.rpm, s.tpm, s.parallel, s.tpd)
+            part = cache.get(key)
+            if part is None:
+                if len(cache) >= PACKED_ENTITIES:
+                    cache.clear()
+                part = cache[key] = (_bulk("\x1f".join(s.entity).encode()) + _int(_opt(s.rpm)) + _int(_opt(s.tpm))
+                                     + _int(_opt(s.parallel)) + _int(_opt(s.tpd)))
+            parts.append(part)
+            parts.append(NO_BUDGET if s.headroom is None
+                         else _int(max(units(s.headroom), 0)) + _int(units(s.amount)))
+        return 4 + 7 * len(slots), b"".join(parts)
+
+    def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
+        parts = [self._now(), _bulk(call_id.encode()), _bulk(self.prefix.encode()), _int(tokens),
+                 _int(units(cost) if cost > 0 else 0), _bulk(repr(self.hold).encode())]
+        cache = self._release_parts
+        for s in slots:
+            key = (s.entity, s.tpm is not None, s.tpd is not None)
+            part = cache.get(key)
+            if part is None:
+                if len(cache) >= PACKED_ENTITIES:
+                    cache.clear()
+                part = cache[key] = (_bulk("\x1f".join(s.entity).encode()) + _int(int(s.tpm is not None))
+                                     + _int(int(s.tpd is not None)))
+            parts.append(part)
+        return 6 + 3 * len(slots), b"".join(parts)
+
+    async def _run(self, script: _Script, args: tuple[int, bytes]) -> Any:
+        """One EVALSHA on a connection of the client's pool (blocking: waits ≤ 2 s for a free one).
+        Packed here and sent as is: redis-py's command path (execute_command, its per-argument
+        encoding, its response callbacks) cost as much as the script itself."""
+        count, body = args
+        packed = b"*%d\r\n%s%s" % (3 + count, script.head, body)
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
         try:
-            found = await self._admit(args=args)
+            await conn.send_packed_command(packed)
+            try:
+                return await conn.read_response()
+            except NoScriptError:  # a Redis restarted (or flushed) since: load it, then run it again
+                await conn.send_command("SCRIPT", "LOAD", script.text)
+                await conn.read_response()
+                await conn.send_packed_command(packed)
+                return await conn.read_response()
+        finally:
+            await pool.release(conn)
+
+    async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
+        try:
+            found = await self._run(self._admit, self._admit_args(call_id, slots))
         except (RedisError, OSError) as exc:
             self._down(exc)
             if self.policy == "fail_closed":
@@ -131,14 +206,12 @@ class RedisLimiter:
         task.add_done_callback(self._pending.discard)
 
     async def _run_release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> None:
-        args: list[Any] = [repr(self.now), call_id, self.prefix, tokens, units(cost) if cost > 0 else 0, self.hold]
-        for s in slots:
-            args += ["\x1f".join(s.entity), int(s.tpm is not None), int(s.tpd is not None)]
+        args = self._release_args(call_id, slots, tokens, cost)
         # A release that fails is tried again: dropped, it would hold the call's reservation and
         # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
         for delay in (*RELEASE_RETRIES, None):
             try:
-                await self._release(args=args)
+                await self._run(self._release, args)
                 return
             except (RedisError, OSError) as exc:
                 self._down(exc)
