@@ -6,19 +6,23 @@ Each round times `calls` operations of each of these, in an order rotated round 
 drifts, so every figure is a median over rounds of a per-round difference):
 
 - raw: a PING round trip on a bare asyncio stream (the floor: loop wake-ups, syscalls, Redis itself);
-- ping: redis-py's `ping()` (adds redis-py's pool and command path);
-- noop: redis-py's EVALSHA of `return 1` (adds a script call);
+- ping: redis-py's `ping()` (its pool and command path);
+- noop: redis-py's EVALSHA of `return 1` (`Script`, as redis_limits.py called it before);
+- wire: an admission's arguments packed and sent by redis_limits_wire.py to a script that returns at
+  once (our client path, and Redis taking the arguments);
 - in_process: admission (+ release) of a call with a key, user, team and customer slot (rpm, parallel
-  and a budget on each) in this process's Limiter;
+  and a budget on each, the headroom a little lower each call) in this process's Limiter;
 - redis: the same in Redis (one EVALSHA to admit; the release's EVALSHA is awaited too, so its cost is
   counted here though the proxy runs it behind the reply).
 
 Added p50 = p50(redis admission) − p50(in_process admission): the figure of the target (≤ 0.1 ms).
-Shares: floor = raw; client = ping − raw; script call = noop − ping; ours = redis − noop (packing the
-arguments and the script's own run). Apart from the timed rounds, the scripts' time inside Redis is
-read from `INFO commandstats` (usec per EVALSHA, over `calls` admissions, then their releases), and
-the admission's packed size is reported. Without --redis-url a redis-server (Debian's) is started on
-a free port. The load average is recorded with the figures: the machine is shared.
+Shares: floor = raw; redis-py's command path = ping − raw; its script call = noop − ping; our client
+path = wire − raw; our script = redis − wire. Apart from the timed rounds, the scripts' time inside
+Redis is read from `INFO commandstats` (mean usec per EVALSHA over `calls` admissions, then their
+releases: a mean, so a loaded machine's preemptions inflate it), and the admission's packed size and
+packing time are reported. Without --redis-url a redis-server (Debian's) is started on a free port.
+The load average is recorded with the figures: the machine is shared. Run against code from before
+redis_limits_wire.py (PYTHONPATH), the wire phase and the packing figures are skipped.
 """
 
 from __future__ import annotations
@@ -40,10 +44,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llmbill.proxy.limits import InProcess, Limiter, Slot  # noqa: E402
 from llmbill.proxy.redis_limits import RedisLimiter, connect  # noqa: E402
 
-SLOTS = [Slot((kind, f"{kind}-1"), Decimal("0.0001"), Decimal("1000000"), rpm=10**9, parallel=10**6)
-         for kind in ("key", "user", "team", "customer")]
-COST = Decimal("0.00005")
-PHASES = ("raw", "ping", "noop", "in_process", "redis")
+try:
+    from llmbill.proxy.redis_limits_wire import Script
+except ImportError:  # code from before the packed path, run for a "before" figure
+    Script = None  # type: ignore[assignment,misc]
+
+KINDS = ("key", "user", "team", "customer")
+UPPER_BOUND, COST = Decimal("0.0001"), Decimal("0.00005")
+PHASES = ("raw", "ping", "noop", "wire", "in_process", "redis")
+
+
+def slots(i: int) -> list[Slot]:
+    """A call's slots; each headroom a little lower than the last call's, as spend grows."""
+    return [Slot((kind, f"{kind}-1"), UPPER_BOUND, Decimal(1000000) - i * COST, rpm=10**9, parallel=10**6)
+            for kind in KINDS]
 
 
 def p50_ms(samples: list[float]) -> float:
@@ -63,13 +77,14 @@ async def timed_limits(limits: InProcess | RedisLimiter, n: int, tag: str) -> tu
     """(admission alone, admission + release) per call."""
     out, admits = [], []
     for i in range(n):
+        call = slots(i)
         t = time.perf_counter()
-        assert await limits.admit(f"{tag}{i}", SLOTS) is None
+        assert await limits.admit(f"{tag}{i}", call) is None
         admits.append(time.perf_counter() - t)
         if isinstance(limits, RedisLimiter):
-            await limits._run_release(f"{tag}{i}", SLOTS, 10, COST)
+            await limits._run_release(f"{tag}{i}", call, 10, COST)
         else:
-            limits.release(f"{tag}{i}", SLOTS, 10)
+            limits.release(f"{tag}{i}", call, 10)
         out.append(time.perf_counter() - t)
     return admits, out
 
@@ -88,11 +103,11 @@ async def evalsha_usec(redis: RedisLimiter, run: Callable[[], Awaitable[None]]) 
 async def server_side(redis: RedisLimiter, noop: Any, n: int) -> dict[str, float]:
     async def admits() -> None:
         for i in range(n):
-            await redis.admit(f"s{i}", SLOTS)
+            await redis.admit(f"s{i}", slots(i))
 
     async def releases() -> None:
         for i in range(n):
-            await redis._run_release(f"s{i}", SLOTS, 10, COST)
+            await redis._run_release(f"s{i}", slots(i), 10, COST)
 
     async def noops() -> None:
         for _ in range(n):
@@ -104,12 +119,28 @@ async def server_side(redis: RedisLimiter, noop: Any, n: int) -> dict[str, float
 def packing(redis: RedisLimiter, n: int) -> dict[str, float]:
     if not hasattr(redis, "_admit_args"):  # code from before the packed path: run for a "before" figure
         return {}
-    count, body = redis._admit_args("p", SLOTS)
+    count, body = redis._admit_args("p", slots(0))
+    calls = [slots(i) for i in range(n)]
     t = time.perf_counter()
     for i in range(n):
-        redis._admit_args(f"p{i}", SLOTS)
+        redis._admit_args(f"p{i}", calls[i])
     return {"admit_args": 3 + count, "admit_bytes": len(body) + len(redis._admit.head) + 6,
             "admit_pack_us": (time.perf_counter() - t) / n * 1e6}
+
+
+def shares(rounds: list[dict[str, float]], med: Callable[[Callable[[dict[str, float]], float]], float]
+           ) -> dict[str, float]:
+    """Where the admission's time goes (ms, medians over rounds of per-round differences)."""
+    out = {"floor_raw_round_trip": med(lambda r: r["raw"]),
+           "redis_py_command_path": med(lambda r: r["ping"] - r["raw"]),
+           "redis_py_script_call": med(lambda r: r["noop"] - r["ping"]),
+           "admission_above_floor": med(lambda r: r["redis_admit"] - r["in_process_admit"] - r["raw"])}
+    if "wire" in rounds[0]:
+        out["our_client_path"] = med(lambda r: r["wire"] - r["raw"])  # packing, wire, an empty script's run
+        out["our_script"] = med(lambda r: r["redis_admit"] - r["wire"])  # ADMIT's run in Redis
+    else:
+        out["ours_above_redis_py_noop"] = med(lambda r: r["redis_admit"] - r["noop"])
+    return out
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,21 +166,31 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async def script(_: int) -> None:
         await noop()
 
+    wire = getattr(redis, "wire", None)  # absent before the packed path (a "before" run): phase skipped
+    empty = Script("return {}") if wire is not None else None
+
+    async def wire_empty(i: int) -> None:
+        assert wire is not None and empty is not None
+        await wire.run(empty, *redis._admit_args(f"w{i}", slots(i)))
+
     rounds: list[dict[str, float]] = []
     try:
         await timed_limits(redis, 500, "warm")
-        for op in (raw, ping, script):
-            await timed(op, 500)
+        phases = PHASES if wire is not None else tuple(p for p in PHASES if p != "wire")
+        ops = {"raw": raw, "ping": ping, "noop": script, "wire": wire_empty}
+        for phase in phases:
+            if phase in ops:
+                await timed(ops[phase], 500)
         for r in range(args.rounds):
             got: dict[str, float] = {}
-            order = PHASES[r % len(PHASES):] + PHASES[:r % len(PHASES)]
+            order = phases[r % len(phases):] + phases[:r % len(phases)]
             for phase in order:
                 if phase in ("in_process", "redis"):
                     limits = local if phase == "in_process" else redis
                     admits, both = await timed_limits(limits, args.calls, f"{phase[0]}{r}-")
                     got[f"{phase}_admit"], got[f"{phase}_admit_release"] = p50_ms(admits), p50_ms(both)
                 else:
-                    got[phase] = p50_ms(await timed({"raw": raw, "ping": ping, "noop": script}[phase], args.calls))
+                    got[phase] = p50_ms(await timed(ops[phase], args.calls))
             rounds.append(got)
         server_usec = await server_side(redis, noop, args.calls)
         packed = packing(redis, args.calls)
@@ -165,11 +206,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": {k: med(lambda r, k=k: r[k]) for k in rounds[0]},  # type: ignore[misc]
         "admit_added_p50_ms": med(lambda r: r["redis_admit"] - r["in_process_admit"]),
         "admit_release_added_p50_ms": med(lambda r: r["redis_admit_release"] - r["in_process_admit_release"]),
-        "shares_ms": {"floor_raw_round_trip": med(lambda r: r["raw"]),
-                      "redis_py_command_path": med(lambda r: r["ping"] - r["raw"]),
-                      "script_call": med(lambda r: r["noop"] - r["ping"]),
-                      "ours_args_and_script": med(lambda r: r["redis_admit"] - r["noop"]),
-                      "above_floor": med(lambda r: r["redis_admit"] - r["in_process_admit"] - r["raw"])},
+        "shares_ms": shares(rounds, med),
         "inside_redis_usec": {k: round(v, 2) for k, v in server_usec.items()},
         "packing": {k: round(v, 2) for k, v in packed.items()},
         "rounds": rounds, "calls": args.calls, "loadavg": os.getloadavg(), "cpus": os.cpu_count()}

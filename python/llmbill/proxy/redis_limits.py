@@ -5,7 +5,8 @@ would.
 One EVALSHA per admission runs ADMIT (lua/admit.lua): it checks every slot of the call and takes all
 of them or none — Redis runs a script alone, so no other process's admission falls in between. One
 per release runs RELEASE (lua/release.lua). The clock is Redis's (TIME), so replicas with skewed
-clocks share one minute and one day.
+clocks share one minute and one day. Both keep an entity in one hash and one index (lua/entity.lua),
+and go through redis_limits_wire.py, which packs and sends them without redis-py's command path.
 
 Money in Redis is an integer count of nano-units (1e-9 USD). A reservation is the upper bound rounded
 up to the next nano-unit and the budget headroom is rounded up too, so the integer comparison
@@ -21,12 +22,13 @@ means a process counts a call's cost twice for those few seconds (ledger and hol
 rather than late. A database that refuses flushes for longer than the hold loosens the bound by
 what the other processes settled meanwhile.
 
-Reservations and in-flight slots are per call (a sorted set of call ids by expiry, a hash of
-amounts), each expiring RESERVATION_TTL after its admission: a process that dies with calls in flight
-cannot hold their reservations forever. The TTL is an hour, or twice the longest deployment timeout
-if longer: a stream's timeout applies to each chunk, so a call can outlive it, and a reservation
-that expired under a live call only loosens the bound by that call. Minute counters expire after two
-minutes, day counters after two days.
+Reservations and in-flight slots are per call (the entity's index of call ids by expiry, their
+amounts in its hash), each expiring RESERVATION_TTL after its admission: a process that dies with
+calls in flight cannot hold their reservations forever. The TTL is an hour, or twice the longest
+deployment timeout if longer: a stream's timeout applies to each chunk, so a call can outlive it, and
+a reservation that expired under a live call only loosens the bound by that call. An entity's keys
+live as long as what they hold needs (a minute's counts two minutes, a day's two days, a call in
+flight its TTL), plus a minute.
 
 Redis down (a connection or timeout error): `redis_failure_policy: fail_closed` refuses the call with
 a 503 naming Redis; `fail_open` admits it against this process's in-process limiter (logged once per
@@ -36,7 +38,6 @@ outage) and releases it there. Either way readiness reports it and `llmbill_redi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
@@ -44,20 +45,22 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from . import metrics
 from .errors import ProxyError
 from .limits import InProcess, Limiter, Refusal, Slot
+from .redis_limits_wire import MAX_CONNECTIONS, Script, Wire, bulk, integer
 
 log = logging.getLogger("llmbill.proxy")
 
 NANO = Decimal("1e-9")
 MAX_UNITS = 2**53 - 1
 FAILURE_POLICIES = ("fail_closed", "fail_open")
-MAX_CONNECTIONS = 64  # per process; scripts are short, so calls in flight share them
 RELEASE_RETRIES = (0.1, 0.5, 2.0)  # seconds before each further try of a release that failed
+TIMEOUT = 2.0  # seconds: a connection's wait in the pool, a connect, a command
 PACKED_ENTITIES = 4096  # slots' packed arguments kept (see RedisLimiter._admit_parts)
+NO_BUDGET = integer(-1) + integer(0)  # a slot's headroom and amount when it has no budget
 
 
 def units(amount: Decimal) -> int:
@@ -84,32 +87,13 @@ class RedisUnavailable(ProxyError):
                          headers={"Retry-After": "5"})
 
 
-class _Script:
-    """A Lua script (lua/entity.lua, then its own file) sent as EVALSHA, packed here: its head once."""
-
-    def __init__(self, name: str) -> None:
-        self.text = _script("entity.lua") + _script(name)
-        sha = hashlib.sha1(self.text.encode()).hexdigest().encode()
-        self.head = b"$7\r\nEVALSHA\r\n$40\r\n" + sha + b"\r\n$1\r\n0\r\n"  # no KEYS: ARGV only
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def _int(value: int) -> bytes:
-    return _bulk(b"%d" % value)
-
-
-NO_BUDGET = _int(-1) + _int(0)  # headroom, amount
-
-
 class RedisLimiter:
     """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
 
-    def __init__(self, client: aioredis.Redis, ttl: int, policy: str, fallback: Limiter,
+    def __init__(self, client: aioredis.Redis, wire: Wire, ttl: int, policy: str, fallback: Limiter,
                  hold: float = 4.0, prefix: str = "llmbill:") -> None:
-        self.client = client
+        self.client = client  # readiness pings, and the scripts of credits/redis_ledger.py
+        self.wire = wire  # the limit scripts
         self.ttl = ttl
         self.hold = hold
         self.policy = policy
@@ -118,8 +102,8 @@ class RedisLimiter:
         self.error: str | None = None  # the last failure while Redis is down; None while it answers
         self._local: set[str] = set()  # calls admitted by the fallback (released there)
         self._pending: set[asyncio.Task[None]] = set()
-        self._admit = _Script("admit.lua")
-        self._release = _Script("release.lua")
+        self._admit = Script(_script("entity.lua") + _script("admit.lua"))
+        self._release = Script(_script("entity.lua") + _script("release.lua"))
         # A slot's arguments that come from its entity's configuration, packed once per entity and
         # limits (bounded: cleared when full), so a call packs only its own amounts.
         self._admit_parts: dict[tuple[Any, ...], bytes] = {}
@@ -127,27 +111,32 @@ class RedisLimiter:
         self.now: float = 0  # tests pin the clock; 0: Redis's TIME
 
     def _now(self) -> bytes:
-        return _bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
+        return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
 
     def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes]:
-        parts = [self._now(), _int(self.ttl), _bulk(call_id.encode()), _bulk(self.prefix.encode())]
+        parts = [self._now(), integer(self.ttl), bulk(call_id.encode()), bulk(self.prefix.encode())]
         cache = self._admit_parts
+        amount, packed = None, b""
         for s in slots:
             key = (s.entity, s.rpm, s.tpm, s.parallel, s.tpd)
             part = cache.get(key)
             if part is None:
                 if len(cache) >= PACKED_ENTITIES:
                     cache.clear()
-                part = cache[key] = (_bulk("\x1f".join(s.entity).encode()) + _int(_opt(s.rpm)) + _int(_opt(s.tpm))
-                                     + _int(_opt(s.parallel)) + _int(_opt(s.tpd)))
+                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
+                                     + integer(_opt(s.parallel)) + integer(_opt(s.tpd)))
             parts.append(part)
-            parts.append(NO_BUDGET if s.headroom is None
-                         else _int(max(units(s.headroom), 0)) + _int(units(s.amount)))
+            if s.headroom is None:
+                parts.append(NO_BUDGET)
+                continue
+            if s.amount is not amount:  # a call's slots mostly share one upper bound: converted once
+                amount, packed = s.amount, integer(units(s.amount))
+            parts.append(integer(max(units(s.headroom), 0)) + packed)
         return 4 + 7 * len(slots), b"".join(parts)
 
     def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
-        parts = [self._now(), _bulk(call_id.encode()), _bulk(self.prefix.encode()), _int(tokens),
-                 _int(units(cost) if cost > 0 else 0), _bulk(repr(self.hold).encode())]
+        parts = [self._now(), bulk(call_id.encode()), bulk(self.prefix.encode()), integer(tokens),
+                 integer(units(cost) if cost > 0 else 0), bulk(repr(self.hold).encode())]
         cache = self._release_parts
         for s in slots:
             key = (s.entity, s.tpm is not None, s.tpd is not None)
@@ -155,34 +144,14 @@ class RedisLimiter:
             if part is None:
                 if len(cache) >= PACKED_ENTITIES:
                     cache.clear()
-                part = cache[key] = (_bulk("\x1f".join(s.entity).encode()) + _int(int(s.tpm is not None))
-                                     + _int(int(s.tpd is not None)))
+                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(int(s.tpm is not None))
+                                     + integer(int(s.tpd is not None)))
             parts.append(part)
         return 6 + 3 * len(slots), b"".join(parts)
 
-    async def _run(self, script: _Script, args: tuple[int, bytes]) -> Any:
-        """One EVALSHA on a connection of the client's pool (blocking: waits ≤ 2 s for a free one).
-        Packed here and sent as is: redis-py's command path (execute_command, its per-argument
-        encoding, its response callbacks) cost as much as the script itself."""
-        count, body = args
-        packed = b"*%d\r\n%s%s" % (3 + count, script.head, body)
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(packed)
-            try:
-                return await conn.read_response()
-            except NoScriptError:  # a Redis restarted (or flushed) since: load it, then run it again
-                await conn.send_command("SCRIPT", "LOAD", script.text)
-                await conn.read_response()
-                await conn.send_packed_command(packed)
-                return await conn.read_response()
-        finally:
-            await pool.release(conn)
-
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         try:
-            found = await self._run(self._admit, self._admit_args(call_id, slots))
+            found = await self.wire.run(self._admit, *self._admit_args(call_id, slots))
         except (RedisError, OSError) as exc:
             self._down(exc)
             if self.policy == "fail_closed":
@@ -211,7 +180,7 @@ class RedisLimiter:
         # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
         for delay in (*RELEASE_RETRIES, None):
             try:
-                await self._run(self._release, args)
+                await self.wire.run(self._release, *args)
                 return
             except (RedisError, OSError) as exc:
                 self._down(exc)
@@ -252,6 +221,7 @@ class RedisLimiter:
     async def close(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.wire.close()
         await self.client.aclose()
 
 
@@ -272,7 +242,9 @@ def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, ho
     # free connection. redis-py's default pool raises "Too many connections" at once instead, which
     # read as Redis down: 503s under fail_closed, and releases dropped, so reservations and parallel
     # slots stayed taken until their TTL (measured by bench/scale_out.py at 64 connections).
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=2.0,
-                                                    socket_timeout=2.0, socket_connect_timeout=2.0)
+    # The limit scripts have a pool of their own of the same kind (redis_limits_wire.py); this one
+    # serves readiness pings and the credits scripts.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=TIMEOUT,
+                                                    socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
-    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold)
+    return RedisLimiter(client, Wire.from_url(url, TIMEOUT), reservation_ttl(longest_timeout), policy, fallback, hold)

@@ -5,8 +5,7 @@
 -- A slot with a budget or a parallel limit enters the call in its entity's index until released.
 local ttl, call, p = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = (#ARGV - 4) / 7
-local minute_wait = math.ceil((60 - now % 60) * 1000)
-local states = {}  -- by entity: a call naming one twice reads and counts it once
+local slots, states = {}, {}  -- states by entity: a call naming one twice reads and counts it once
 
 for i = 1, n do
   local b = 4 + (i - 1) * 7
@@ -15,45 +14,44 @@ for i = 1, n do
   local headroom = tonumber(ARGV[b + 6])
   local s = states[e]
   if s == nil then
-    s = load(p, e, {})
+    s = load(p, e)
     states[e] = s
   end
-  local held = '0'
-  if headroom >= 0 or parallel >= 0 then
+  local held, holds = 0, headroom >= 0 or parallel >= 0
+  if holds then
     purge(s)
-    held = fmt(s.held)
+    held = s.held
   end
-  if headroom >= 0 and s.held >= headroom then
+  if headroom >= 0 and held >= headroom then
     return {i, 'budget', held, 0}
   end
-  if rpm >= 0 and s.q >= rpm then return {i, 'rpm', held, minute_wait} end
-  if tpm >= 0 and s.t >= tpm then return {i, 'tpm', held, minute_wait} end
+  if rpm >= 0 and s.q >= rpm then return {i, 'rpm', held, math.ceil((60 - now % 60) * 1000)} end
+  if tpm >= 0 and s.t >= tpm then return {i, 'tpm', held, math.ceil((60 - now % 60) * 1000)} end
   if parallel >= 0 and s.n >= parallel then
     return {i, 'parallel', held, 1000}
   end
   if tpd >= 0 and s.dt >= tpd then
     return {i, 'tpd', held, math.ceil((86400 - now % 86400) * 1000)}
   end
+  slots[i] = {s, rpm >= 0, holds, ARGV[b + 7]}
 end
 
 for i = 1, n do
-  local b = 4 + (i - 1) * 7
-  local s = states[ARGV[b + 1]]
-  local need = 0
-  if tonumber(ARGV[b + 2]) >= 0 then
+  local s, counts, holds, amount = unpack(slots[i])
+  local need, put = 0, nil
+  if counts then
     s.q = s.q + 1
-    s.minute_dirty = true
+    s.counted = true
     need = 120
   end
-  if tonumber(ARGV[b + 6]) >= 0 or tonumber(ARGV[b + 4]) >= 0 then
+  if holds then
     if index(s, now + ttl, call) then
-      local amount = ARGV[b + 7]
       s.held = s.held + tonumber(amount)
       s.n = s.n + 1
-      table.insert(s.put, call); table.insert(s.put, amount)
+      put = {call, amount}
     end
     need = ttl
   end
-  save(s, need)
+  save(s, need, put)
 end
 return {}

@@ -13,8 +13,7 @@
 -- counter cost over ten commands. Members are purged only once one may have expired ('$p' passed):
 -- a bucket a second at most, and a dead call's entry at its expiry; before that nothing can have
 -- expired, so a refusal is always decided on what is still held.
--- Numbers are Lua doubles, exact integers to 2^53; integer fields are written with %d, as a Lua
--- number would otherwise be printed in %.14g.
+-- Numbers are Lua doubles, exact integers to 2^53.
 local now = tonumber(ARGV[1])
 if now == 0 then
   local t = redis.call('TIME')
@@ -24,22 +23,28 @@ local minute, day = math.floor(now / 60), math.floor(now / 86400)
 local SLACK = 60  -- a key lives this much past what it needs, so its expiry is reset once a minute, not per call
 local CHUNK = 1000  -- ids per HMGET / HDEL in a purge (unpack spreads a bounded number of values)
 
-local function fmt(v)
-  return string.format('%d', v)
-end
-
-local function num(v)
-  return tonumber(v) or 0  -- HMGET gives false for a field that is not there
-end
-
--- One HMGET: the entity's fields, then `extra` fields' values (returned as they are).
-local function load(p, e, extra)
-  local s = {h = p .. 'h:' .. e, y = p .. 'y:' .. e, put = {}}
-  local v = redis.call('HMGET', s.h, '$h', '$n', '$k', '$p', '$x', '$m', '$q', '$t', '$d', '$e', unpack(extra))
-  s.held, s.n, s.k, s.due, s.x = num(v[1]), num(v[2]), num(v[3]), tonumber(v[4]), num(v[5])
-  s.q, s.t, s.dt = 0, 0, 0
-  if num(v[6]) == minute then s.q, s.t = num(v[7]), num(v[8]) end
-  if num(v[9]) == day then s.dt = num(v[10]) end
+-- One HMGET: the entity's fields, then the values of fields a and b (when given), as they are.
+local function load(p, e, a, b)
+  local h = p .. 'h:' .. e
+  local v
+  if a then
+    v = redis.call('HMGET', h, '$h', '$n', '$k', '$p', '$x', '$m', '$q', '$t', '$d', '$e', a, b)
+  else
+    v = redis.call('HMGET', h, '$h', '$n', '$k', '$p', '$x', '$m', '$q', '$t', '$d', '$e')
+  end
+  -- HMGET gives false for a field that is not there: tonumber(false) is nil. Every key is set here,
+  -- so the table is made at its size once. Flags: what save() writes.
+  local due = tonumber(v[4])
+  local s = {h = h, y = p .. 'y:' .. e, held = tonumber(v[1]) or 0, n = tonumber(v[2]) or 0,
+             k = tonumber(v[3]) or 0, due = due, due0 = due, x = tonumber(v[5]) or 0, q = 0, t = 0, dt = 0,
+             new_minute = tonumber(v[6]) ~= minute, new_day = tonumber(v[9]) ~= day,
+             holds = false, counted = false, tokens = false, day_tokens = false, new_index = false}
+  if not s.new_minute then
+    s.q, s.t = tonumber(v[7]) or 0, tonumber(v[8]) or 0
+  end
+  if not s.new_day then
+    s.dt = tonumber(v[10]) or 0
+  end
   return s, v[11], v[12]
 end
 
@@ -66,7 +71,7 @@ local function purge(s)
   redis.call('ZREMRANGEBYSCORE', s.y, '-inf', now)
   s.k = s.k - #gone
   s.due = tonumber(redis.call('ZRANGE', s.y, 0, 0, 'WITHSCORES')[2])
-  s.held_dirty = true
+  s.holds = true
 end
 
 -- Adds or moves an index member; true when it was not there.
@@ -81,35 +86,50 @@ local function index(s, score, member)
   if s.due == nil or score < s.due then
     s.due = score
   end
-  s.held_dirty = true
+  s.holds = true
   return added
 end
 
--- One HSET of what changed; the keys' expiry pushed to cover `need` seconds from now.
-local function save(s, need)
-  local w = s.put
-  if s.held_dirty then
-    table.insert(w, '$h'); table.insert(w, fmt(s.held))
-    table.insert(w, '$n'); table.insert(w, fmt(s.n))
-    table.insert(w, '$k'); table.insert(w, fmt(s.k))
-    table.insert(w, '$p'); table.insert(w, s.due or '')
+-- One HSET of what changed (`put`: one more field and its value, or nil); the keys' expiry pushed
+-- to cover `need` seconds from now. Integral numbers go as they are: Redis writes them as integers.
+local function save(s, need, put)
+  local w, c = put or {}, put and 2 or 0
+  if s.holds then
+    w[c + 1], w[c + 2], w[c + 3], w[c + 4], w[c + 5], w[c + 6] = '$h', s.held, '$n', s.n, '$k', s.k
+    c = c + 6
+    if s.due ~= s.due0 then
+      w[c + 1], w[c + 2] = '$p', s.due or ''
+      c = c + 2
+      s.due0 = s.due
+    end
   end
-  if s.minute_dirty then
-    table.insert(w, '$m'); table.insert(w, fmt(minute))
-    table.insert(w, '$q'); table.insert(w, fmt(s.q))
-    table.insert(w, '$t'); table.insert(w, fmt(s.t))
+  if s.new_minute and (s.counted or s.tokens) then  -- what is stored is an earlier minute's
+    w[c + 1], w[c + 2], w[c + 3], w[c + 4], w[c + 5], w[c + 6] = '$m', minute, '$q', s.q, '$t', s.t
+    c = c + 6
+    s.new_minute = false
+  else
+    if s.counted then
+      w[c + 1], w[c + 2] = '$q', s.q
+      c = c + 2
+    end
+    if s.tokens then
+      w[c + 1], w[c + 2] = '$t', s.t
+      c = c + 2
+    end
   end
-  if s.day_dirty then
-    table.insert(w, '$d'); table.insert(w, fmt(day))
-    table.insert(w, '$e'); table.insert(w, fmt(s.dt))
+  if s.day_tokens then
+    w[c + 1], w[c + 2], w[c + 3], w[c + 4] = '$d', day, '$e', s.dt
+    c = c + 4
+    s.new_day = false
   end
   local secs = nil
   if need > 0 and now + need > s.x then
     secs = math.ceil(need + SLACK)
     s.x = now + secs
-    table.insert(w, '$x'); table.insert(w, s.x)
+    w[c + 1], w[c + 2] = '$x', s.x
+    c = c + 2
   end
-  if #w > 0 then
+  if c > 0 then
     redis.call('HSET', s.h, unpack(w))
   end
   if secs then
@@ -118,5 +138,5 @@ local function save(s, need)
   elseif s.new_index then
     redis.call('EXPIRE', s.y, math.ceil(s.x - now) + 1)
   end
-  s.put, s.held_dirty, s.minute_dirty, s.day_dirty, s.new_index = {}, false, false, false, false
+  s.holds, s.counted, s.tokens, s.day_tokens, s.new_index = false, false, false, false, false
 end

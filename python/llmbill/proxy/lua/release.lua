@@ -8,20 +8,20 @@ local call, p, tokens, cost, hold = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumbe
 local second = math.ceil(now + hold)
 local bucket = '$b' .. second
 for b = 7, #ARGV, 3 do
-  local s, reserved, bucket_held = load(p, ARGV[b], {call, bucket})
-  local need = 0
+  local s, reserved, bucket_held = load(p, ARGV[b], call, bucket)
+  local need, put = 0, nil
   if reserved then  -- in flight: neither released nor expired
     reserved = tonumber(reserved)
     s.held = s.held - reserved
     s.n = s.n - 1
-    s.held_dirty = true
+    s.holds = true
     redis.call('HDEL', s.h, call)
     s.k = s.k - redis.call('ZREM', s.y, call)
     -- never more than was reserved (the cost is bounded by it unless the upstream overbilled)
     local keep = math.min(cost, reserved)
     if keep > 0 then
       s.held = s.held + keep
-      table.insert(s.put, bucket); table.insert(s.put, fmt(num(bucket_held) + keep))
+      put = {bucket, (tonumber(bucket_held) or 0) + keep}
       if not bucket_held then
         index(s, second, bucket)
       end
@@ -30,14 +30,14 @@ for b = 7, #ARGV, 3 do
   end
   if tokens > 0 and ARGV[b + 1] == '1' then
     s.t = s.t + tokens
-    s.minute_dirty = true
+    s.tokens = true
     need = math.max(need, 120)
   end
   if tokens > 0 and ARGV[b + 2] == '1' then
     s.dt = s.dt + tokens
-    s.day_dirty = true
+    s.day_tokens = true
     need = 172800
   end
-  save(s, need)
+  save(s, need, put)
 end
 return 1
