@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -61,11 +62,13 @@ RELEASE_RETRIES = (0.1, 0.5, 2.0)  # seconds before each further try of a releas
 TIMEOUT = 2.0  # seconds: a connection's wait in the pool, a connect, a command
 PACKED_ENTITIES = 4096  # slots' packed arguments kept (see RedisLimiter._admit_parts)
 NO_BUDGET = integer(-1) + integer(0)  # a slot's headroom and amount when it has no budget
+NOT_ENTERED, ZERO = integer(-1), integer(0)
 
 
 def units(amount: Decimal) -> int:
     """Nano-units, rounded up (a reservation and a headroom are never understated)."""
-    return min(int(amount.scaleb(9).to_integral_value(ROUND_CEILING)), MAX_UNITS)
+    n = math.ceil(amount.scaleb(9))
+    return n if n < MAX_UNITS else MAX_UNITS
 
 
 def reservation_ttl(longest_timeout: float) -> int:
@@ -138,6 +141,7 @@ class RedisLimiter:
         parts = [self._now(), bulk(call_id.encode()), bulk(self.prefix.encode()), integer(tokens),
                  integer(units(cost) if cost > 0 else 0), bulk(repr(self.hold).encode())]
         cache = self._release_parts
+        amount, packed = None, b""
         for s in slots:
             key = (s.entity, s.tpm is not None, s.tpd is not None)
             part = cache.get(key)
@@ -147,7 +151,14 @@ class RedisLimiter:
                 part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(int(s.tpm is not None))
                                      + integer(int(s.tpd is not None)))
             parts.append(part)
-        return 6 + 3 * len(slots), b"".join(parts)
+            # what ADMIT entered in the entity's index, as it packed it (the same slots come back)
+            if s.headroom is not None:
+                if s.amount is not amount:
+                    amount, packed = s.amount, integer(units(s.amount))
+                parts.append(packed)
+            else:
+                parts.append(NOT_ENTERED if s.parallel is None else ZERO)
+        return 6 + 4 * len(slots), b"".join(parts)
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         try:

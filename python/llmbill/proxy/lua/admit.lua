@@ -5,7 +5,15 @@
 -- A slot with a budget or a parallel limit enters the call in its entity's index until released.
 local ttl, call, p = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = (#ARGV - 4) / 7
-local slots, states = {}, {}  -- states by entity: a call naming one twice reads and counts it once
+local slots, states, loaded = {}, {}, {}  -- states by entity: a call naming one twice reads and counts it once
+
+-- A refusal keeps what was dropped as expired on the way.
+local function refuse(i, limit, held, wait)
+  for _, s in ipairs(loaded) do
+    save(s, 0)
+  end
+  return {i, limit, held, wait}
+end
 
 for i = 1, n do
   local b = 4 + (i - 1) * 7
@@ -16,6 +24,7 @@ for i = 1, n do
   if s == nil then
     s = load(p, e)
     states[e] = s
+    loaded[#loaded + 1] = s
   end
   local held, holds = 0, headroom >= 0 or parallel >= 0
   if holds then
@@ -23,35 +32,32 @@ for i = 1, n do
     held = s.held
   end
   if headroom >= 0 and held >= headroom then
-    return {i, 'budget', held, 0}
+    return refuse(i, 'budget', held, 0)
   end
-  if rpm >= 0 and s.q >= rpm then return {i, 'rpm', held, math.ceil((60 - now % 60) * 1000)} end
-  if tpm >= 0 and s.t >= tpm then return {i, 'tpm', held, math.ceil((60 - now % 60) * 1000)} end
+  if rpm >= 0 and s.q >= rpm then return refuse(i, 'rpm', held, math.ceil((60 - now % 60) * 1000)) end
+  if tpm >= 0 and s.t >= tpm then return refuse(i, 'tpm', held, math.ceil((60 - now % 60) * 1000)) end
   if parallel >= 0 and s.n >= parallel then
-    return {i, 'parallel', held, 1000}
+    return refuse(i, 'parallel', held, 1000)
   end
   if tpd >= 0 and s.dt >= tpd then
-    return {i, 'tpd', held, math.ceil((86400 - now % 86400) * 1000)}
+    return refuse(i, 'tpd', held, math.ceil((86400 - now % 86400) * 1000))
   end
   slots[i] = {s, rpm >= 0, holds, ARGV[b + 7]}
 end
 
 for i = 1, n do
   local s, counts, holds, amount = unpack(slots[i])
-  local need, put = 0, nil
+  local need = 0
   if counts then
-    s.q = s.q + 1
-    s.counted = true
+    s.q, s.dirty = s.q + 1, true
     need = 120
   end
   if holds then
-    if index(s, now + ttl, call) then
+    if enter(s, call .. ':' .. amount, now + ttl) then
       s.held = s.held + tonumber(amount)
-      s.n = s.n + 1
-      put = {call, amount}
     end
     need = ttl
   end
-  save(s, need, put)
+  save(s, need)
 end
 return {}

@@ -1,43 +1,34 @@
 -- RELEASE (redis_limits.py): gives back what ADMIT took for one call and counts its tokens.
--- ARGV: now (0: Redis TIME), call id, key prefix, tokens, cost (nano-units), hold seconds, then 3 per
--- slot: entity, has tpm, has tpd.
+-- ARGV: now (0: Redis TIME), call id, key prefix, tokens, cost (nano-units), hold seconds, then 4 per
+-- slot: entity, has tpm, has tpd, what ADMIT reserved (its amount; -1: it entered no index).
 -- A settled call's reservation becomes its cost, held `hold` seconds: until every process's spend
 -- (from the database, refreshed every cache_refresh_interval after a flush) shows it. Costs settled
--- in one second share a bucket that expires at the whole second after now + hold (held < 1 s longer).
-local call, p, tokens, cost, hold = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local second = math.ceil(now + hold)
-local bucket = '$b' .. second
-for b = 7, #ARGV, 3 do
-  local s, reserved, bucket_held = load(p, ARGV[b], call, bucket)
-  local need, put = 0, nil
-  if reserved then  -- in flight: neither released nor expired
+-- in one second share a bucket that ends at the whole second after now + hold (held < 1 s longer).
+local call, p, tokens, cost, hold_for = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local second = math.ceil(now + hold_for)
+for b = 7, #ARGV, 4 do
+  local s = load(p, ARGV[b])
+  local need = 0
+  local reserved = ARGV[b + 3]
+  -- still in flight: neither released nor expired
+  if reserved ~= '-1' and redis.call('ZREM', s.y, call .. ':' .. reserved) == 1 then
     reserved = tonumber(reserved)
-    s.held = s.held - reserved
-    s.n = s.n - 1
-    s.holds = true
-    redis.call('HDEL', s.h, call)
-    s.k = s.k - redis.call('ZREM', s.y, call)
+    s.held, s.n, s.dirty = s.held - reserved, s.n - 1, true
     -- never more than was reserved (the cost is bounded by it unless the upstream overbilled)
     local keep = math.min(cost, reserved)
     if keep > 0 then
-      s.held = s.held + keep
-      put = {bucket, (tonumber(bucket_held) or 0) + keep}
-      if not bucket_held then
-        index(s, second, bucket)
-      end
-      need = hold
+      hold(s, second, keep)
+      need = hold_for
     end
   end
   if tokens > 0 and ARGV[b + 1] == '1' then
-    s.t = s.t + tokens
-    s.tokens = true
+    s.t, s.dirty = s.t + tokens, true
     need = math.max(need, 120)
   end
   if tokens > 0 and ARGV[b + 2] == '1' then
-    s.dt = s.dt + tokens
-    s.day_tokens = true
+    s.dt, s.dirty = s.dt + tokens, true
     need = 172800
   end
-  save(s, need, put)
+  save(s, need)
 end
 return 1
