@@ -64,9 +64,9 @@ class Wire:
         self._waiting = 0  # calls waiting for a connection in the pool
 
     @classmethod
-    def from_url(cls, url: str, timeout: float) -> Wire:
-        # No socket timeout on the connections: run() times each exchange as a whole instead.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=timeout,
+    def from_url(cls, url: str, timeout: float, max_connections: int = MAX_CONNECTIONS) -> Wire:
+        # No socket timeout on the connections: run() times each checkout and each exchange instead.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
                                                         socket_timeout=None, socket_connect_timeout=timeout)
         return cls(pool, timeout)
 
@@ -81,7 +81,10 @@ class Wire:
                 pass  # closed while kept (Redis restarted): once more, on a connection from the pool
         self._waiting += 1
         try:
-            conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            # Timed as a whole: the wait for a free connection, and a connect with its handshake, which
+            # no socket timeout bounds here.
+            async with _timeout(self.timeout):
+                conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
         finally:
             self._waiting -= 1
         return await self._exchange(conn, script, packed)
