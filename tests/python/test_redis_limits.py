@@ -257,18 +257,18 @@ def test_a_refused_call_keeps_what_its_purge_dropped(redis_url: str) -> None:
     assert refused is not None and (refused.index, refused.limit) == (1, "rpm")
 
 
-def test_settled_costs_are_held_to_the_whole_second_after_the_hold(redis_url: str) -> None:
-    """Costs settled in one second share a bucket that ends at the whole second after now + hold:
-    never sooner than the hold, less than a second later."""
+def test_settled_costs_are_held_to_the_end_of_their_sixteenth_of_the_hold(redis_url: str) -> None:
+    """Costs whose hold ends in one sixteenth of the hold share a bucket that ends with it: never
+    sooner than the hold, at most a sixteenth later (0.25 s of 4 s)."""
     async def body(limiter: RedisLimiter) -> list[Refusal | None]:
-        for call, at, cost in (("c1", T0, 1), ("c2", T0 + 0.5, 2)):
+        for call, at, cost in (("c1", T0, 1), ("c2", T0 + 0.6, 2)):
             limiter.now = at
             slots = [Slot(A, Decimal(3), Decimal(100))]
             assert await limiter.admit(call, slots) is None
             limiter.release(call, slots, 0, Decimal(cost))
             await settle(limiter)
         out = []
-        for at in (3.9, 4.0, 4.6, 5.0):  # hold 4 s: c1's cost until T0 + 4, c2's until T0 + 5 (not 4.5)
+        for at in (3.99, 4.0, 4.7, 4.75):  # c1's cost held until T0 + 4, c2's until T0 + 4.75 (not 4.6)
             limiter.now = T0 + at
             out.append(await limiter.admit(f"probe{at}", [Slot(A, Decimal(0), Decimal(2))]))
         return out

@@ -93,10 +93,11 @@ class RedisUnavailable(ProxyError):
 class RedisLimiter:
     """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
 
-    def __init__(self, client: aioredis.Redis, wire: Wire, ttl: int, policy: str, fallback: Limiter,
-                 hold: float = 4.0, prefix: str = "llmbill:") -> None:
+    def __init__(self, client: aioredis.Redis, ttl: int, policy: str, fallback: Limiter,
+                 hold: float = 4.0, prefix: str = "llmbill:", wire: Wire | None = None) -> None:
         self.client = client  # readiness pings, and the scripts of credits/redis_ledger.py
-        self.wire = wire  # the limit scripts
+        # The limit scripts: on a pool of their own from connect(); else on the client's
+        self.wire = wire or Wire(client.connection_pool, TIMEOUT)
         self.ttl = ttl
         self.hold = hold
         self.policy = policy
@@ -258,4 +259,4 @@ def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, ho
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=TIMEOUT,
                                                     socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
-    return RedisLimiter(client, Wire.from_url(url, TIMEOUT), reservation_ttl(longest_timeout), policy, fallback, hold)
+    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold, wire=Wire.from_url(url, TIMEOUT))

@@ -57,7 +57,7 @@ def integer(value: int) -> bytes:
 
 
 class Wire:
-    def __init__(self, pool: aioredis.BlockingConnectionPool, timeout: float) -> None:
+    def __init__(self, pool: aioredis.ConnectionPool, timeout: float) -> None:
         self.pool = pool
         self.timeout = timeout
         self._kept: list[aioredis.Connection] = []

@@ -3,15 +3,15 @@
 --
 -- Per entity e (its kind and id, joined by \x1f) under key prefix p, two keys:
 --   <p>s:<e> string, the entity's state: struct-packed doubles (read and written whole, one GET and
---     one SET), see FIELDS, then `buckets` pairs (second, nano-units): the costs of calls settled
---     that are held until that second, oldest first.
+--     one SET), see FIELDS, then `buckets` pairs (end, nano-units): the costs of settled calls held
+--     until that time, oldest first.
 --   <p>y:<e> zset, the index of calls in flight: '<call id>:<reserved nano-units>' by when the
 --     reservation expires (admission + ttl: its process died), and '' at +inf so that the zset, once
 --     made, lives as long as the state rather than being made anew (with an expiry) at every call.
 -- So an entity costs a call one GET and one SET, plus adding or removing its index entry. What has
--- expired is dropped only once something may have: a bucket when its second has come (the state
--- says, no command), dead calls once `due` (no entry expires before it) has passed; before that,
--- nothing can have expired, so a refusal is always decided on what is still held.
+-- expired is dropped only once something may have: a bucket when its end has come (the state says,
+-- no command), dead calls once `due` (no entry expires before it) has passed; before that, nothing
+-- can have expired, so a refusal is always decided on what is still held.
 -- Numbers are doubles: integers are exact to 2^53.
 local now = tonumber(ARGV[1])
 if now == 0 then
@@ -40,10 +40,10 @@ local function load(p, e)
       s.dt = 0
     end
     s.tail = string.sub(v, pos)
-    -- buckets whose second has come: the database shows those costs now
+    -- buckets whose end has come: the database shows those costs now
     while s.nb > 0 do
-      local second, amount = struct.unpack('dd', s.tail)
-      if second > now then
+      local ends, amount = struct.unpack('dd', s.tail)
+      if ends > now then
         break
       end
       s.held, s.nb, s.tail, s.dirty = s.held - amount, s.nb - 1, string.sub(s.tail, 17), true
@@ -88,14 +88,14 @@ local function enter(s, member, expiry)
   return true
 end
 
--- Adds a settled cost to the bucket of `second` (the newest, or a new one after it).
-local function hold(s, second, amount)
+-- Adds a settled cost to the bucket ending at `ends` (the newest, or a new one after it).
+local function hold(s, ends, amount)
   local last = (s.nb - 1) * 16
-  if s.nb > 0 and struct.unpack('d', s.tail, last + 1) == second then
+  if s.nb > 0 and struct.unpack('d', s.tail, last + 1) == ends then
     local _, held = struct.unpack('dd', s.tail, last + 1)
-    s.tail = string.sub(s.tail, 1, last) .. struct.pack('dd', second, held + amount)
+    s.tail = string.sub(s.tail, 1, last) .. struct.pack('dd', ends, held + amount)
   else
-    s.tail, s.nb = s.tail .. struct.pack('dd', second, amount), s.nb + 1
+    s.tail, s.nb = s.tail .. struct.pack('dd', ends, amount), s.nb + 1
   end
   s.held, s.dirty = s.held + amount, true
 end

@@ -2,10 +2,12 @@
 -- ARGV: now (0: Redis TIME), call id, key prefix, tokens, cost (nano-units), hold seconds, then 4 per
 -- slot: entity, has tpm, has tpd, what ADMIT reserved (its amount; -1: it entered no index).
 -- A settled call's reservation becomes its cost, held `hold` seconds: until every process's spend
--- (from the database, refreshed every cache_refresh_interval after a flush) shows it. Costs settled
--- in one second share a bucket that ends at the whole second after now + hold (held < 1 s longer).
+-- (from the database, refreshed every cache_refresh_interval after a flush) shows it. Costs whose
+-- hold ends in the same sixteenth of the hold share a bucket that ends with it: a state holds at most
+-- 17 buckets, and a cost is held at most a sixteenth of the hold longer.
 local call, p, tokens, cost, hold_for = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local second = math.ceil(now + hold_for)
+local step = hold_for / 16
+local ends = math.ceil((now + hold_for) / step) * step
 for b = 7, #ARGV, 4 do
   local s = load(p, ARGV[b])
   local need = 0
@@ -17,7 +19,7 @@ for b = 7, #ARGV, 4 do
     -- never more than was reserved (the cost is bounded by it unless the upstream overbilled)
     local keep = math.min(cost, reserved)
     if keep > 0 then
-      hold(s, second, keep)
+      hold(s, ends, keep)
       need = hold_for
     end
   end
