@@ -22,17 +22,13 @@ fresh connection.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - redis-py depends on async-timeout below Python 3.11.3
-    from async_timeout import timeout as _timeout
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 MAX_CONNECTIONS = 64  # per process; scripts are short, so calls in flight share them
 KEPT = 4  # idle connections kept out of the pool for the next calls
@@ -62,10 +58,12 @@ class Wire:
         self.timeout = timeout
         self._kept: list[aioredis.Connection] = []
         self._waiting = 0  # calls waiting for a connection in the pool
+        self._deadlines: dict[asyncio.Task[Any], float] = {}  # tasks in a checkout or an exchange
+        self._patrol: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, timeout: float, max_connections: int = MAX_CONNECTIONS) -> Wire:
-        # No socket timeout on the connections: run() times each checkout and each exchange instead.
+        # No socket timeout on the connections: the patrol times each checkout and each exchange instead.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
                                                         socket_timeout=None, socket_connect_timeout=timeout)
         return cls(pool, timeout)
@@ -80,18 +78,23 @@ class Wire:
             except ConnectionError:
                 pass  # closed while kept (Redis restarted): once more, on a connection from the pool
         self._waiting += 1
+        task = self._arm()
         try:
-            # Timed as a whole: the wait for a free connection, and a connect with its handshake, which
-            # no socket timeout bounds here.
-            async with _timeout(self.timeout):
-                conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            # The wait for a free connection, and a connect with its handshake (no socket timeout here).
+            conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            if self._disarm(task):
+                self._late(task)
+            raise
         finally:
             self._waiting -= 1
+            self._disarm(task)
         return await self._exchange(conn, script, packed)
 
     async def _exchange(self, conn: aioredis.Connection, script: Script, packed: bytes) -> Any:
+        task = self._arm()
         try:
-            async with _timeout(self.timeout):
+            try:
                 await conn.send_packed_command(packed)
                 try:
                     reply = await conn.read_response()
@@ -100,16 +103,51 @@ class Wire:
                     await conn.read_response()
                     await conn.send_packed_command(packed)
                     reply = await conn.read_response()
+            finally:
+                late = self._disarm(task)
         except ResponseError:  # the reply was read whole: the connection is fine
             await self._done(conn)
             raise
-        except BaseException:
+        except BaseException as exc:
             # A reply may still be on its way (timeout, cancellation): the connection is not reusable.
             await conn.disconnect(nowait=True)
             await self.pool.release(conn)
+            if late and isinstance(exc, asyncio.CancelledError):
+                self._late(task)
             raise
         await self._done(conn)
         return reply
+
+    def _arm(self) -> asyncio.Task[Any]:
+        """Gives the current task `timeout` seconds: the patrol cancels it if it is still here then.
+        One timer for all (checked every quarter of the timeout), where a timer per call cost more
+        than the rest of the wire; a call that hangs fails within 1¼ × timeout."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        self._deadlines[task] = loop.time() + self.timeout
+        if self._patrol is None:
+            self._patrol = loop.create_task(self._watch())
+        return task
+
+    def _disarm(self, task: asyncio.Task[Any]) -> bool:
+        """True when the patrol got there first (and cancelled the task)."""
+        return self._deadlines.pop(task, None) is None
+
+    def _late(self, task: asyncio.Task[Any]) -> None:
+        """The patrol's cancellation as the timeout it stands for (unless the task is being cancelled
+        for another reason as well)."""
+        if sys.version_info < (3, 11) or task.uncancel() == 0:
+            raise TimeoutError(f"Redis did not answer within {self.timeout:g} s") from None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.timeout / 4)
+            now = loop.time()
+            for task in [t for t, deadline in self._deadlines.items() if deadline <= now]:
+                del self._deadlines[task]
+                task.cancel()
 
     async def _done(self, conn: aioredis.Connection) -> None:
         if self._waiting or len(self._kept) >= KEPT:
@@ -118,6 +156,10 @@ class Wire:
             self._kept.append(conn)
 
     async def close(self) -> None:
+        if self._patrol is not None:
+            self._patrol.cancel()
+            await asyncio.gather(self._patrol, return_exceptions=True)
+            self._patrol = None
         while self._kept:
             await self.pool.release(self._kept.pop())
         await self.pool.disconnect()
