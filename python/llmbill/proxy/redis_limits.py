@@ -5,8 +5,9 @@ would.
 One EVALSHA per admission runs ADMIT (lua/admit.lua): it checks every slot of the call and takes all
 of them or none — Redis runs a script alone, so no other process's admission falls in between. One
 per release runs RELEASE (lua/release.lua). The clock is Redis's (TIME), so replicas with skewed
-clocks share one minute and one day. Both keep an entity in one hash and one index (lua/entity.lua),
-and go through redis_limits_wire.py, which packs and sends them without redis-py's command path.
+clocks share one minute and one day. Both keep an entity in one packed state and one index of its
+calls in flight (lua/entity.lua), and go through redis_limits_wire.py, which packs and sends them
+without redis-py's command path (bench/README.md, "Shared limits in Redis": what each costs).
 
 Money in Redis is an integer count of nano-units (1e-9 USD). A reservation is the upper bound rounded
 up to the next nano-unit and the budget headroom is rounded up too, so the integer comparison
@@ -22,9 +23,10 @@ means a process counts a call's cost twice for those few seconds (ledger and hol
 rather than late. A database that refuses flushes for longer than the hold loosens the bound by
 what the other processes settled meanwhile.
 
-Reservations and in-flight slots are per call (the entity's index of call ids by expiry, their
-amounts in its hash), each expiring RESERVATION_TTL after its admission: a process that dies with
-calls in flight cannot hold their reservations forever. The TTL is an hour, or twice the longest
+Reservations and in-flight slots are per call (an entry 'call id:reserved amount' in the entity's
+index, by expiry), each expiring RESERVATION_TTL after its admission: a process that dies with calls
+in flight cannot hold their reservations forever. RELEASE finds that entry from the call id and the
+slot's amount, so release() must be given the slots admit() was (as Limiter.release needs too). The TTL is an hour, or twice the longest
 deployment timeout if longer: a stream's timeout applies to each chunk, so a call can outlive it, and
 a reservation that expired under a live call only loosens the bound by that call. An entity's keys
 live as long as what they hold needs (a minute's counts two minutes, a day's two days, a call in
