@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Sequence
 from decimal import Decimal
 from importlib import resources
@@ -69,7 +68,8 @@ NOT_ENTERED, ZERO = integer(-1), integer(0)
 
 def units(amount: Decimal) -> int:
     """Nano-units, rounded up (a reservation and a headroom are never understated)."""
-    n = math.ceil(amount.scaleb(9))
+    num, den = amount.as_integer_ratio()  # exact; integer arithmetic beats Decimal's here
+    n = -(-num * 1_000_000_000 // den)
     return n if n < MAX_UNITS else MAX_UNITS
 
 
@@ -115,12 +115,14 @@ class RedisLimiter:
         self._admit_parts: dict[tuple[Any, ...], bytes] = {}
         self._release_parts: dict[tuple[Any, ...], bytes] = {}
         self.now: float = 0  # tests pin the clock; 0: Redis's TIME
+        self._admit_head = self._now() + integer(ttl) + bulk(prefix.encode())  # ADMIT's first arguments, now 0
 
     def _now(self) -> bytes:
         return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
 
     def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes]:
-        parts = [self._now(), integer(self.ttl), bulk(call_id.encode()), bulk(self.prefix.encode())]
+        head = self._admit_head if not self.now else self._now() + integer(self.ttl) + bulk(self.prefix.encode())
+        parts = [head, bulk(call_id.encode())]
         cache = self._admit_parts
         amount, packed = None, b""
         for s in slots:
@@ -131,13 +133,14 @@ class RedisLimiter:
                     cache.clear()
                 part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
                                      + integer(_opt(s.parallel)) + integer(_opt(s.tpd)))
-            parts.append(part)
             if s.headroom is None:
-                parts.append(NO_BUDGET)
+                parts.append(part + NO_BUDGET)
                 continue
             if s.amount is not amount:  # a call's slots mostly share one upper bound: converted once
                 amount, packed = s.amount, integer(units(s.amount))
-            parts.append(integer(max(units(s.headroom), 0)) + packed)
+            headroom = units(s.headroom)
+            digits = b"%d" % (headroom if headroom > 0 else 0)
+            parts.append(b"%s$%d\r\n%s\r\n%s" % (part, len(digits), digits, packed))
         return 4 + 7 * len(slots), b"".join(parts)
 
     def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:

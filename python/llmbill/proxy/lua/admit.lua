@@ -1,9 +1,9 @@
 -- ADMIT (redis_limits.py): checks every slot of one call, then takes all of them or none.
--- ARGV: now (0: Redis TIME), ttl seconds, call id, key prefix, then 7 per slot:
+-- ARGV: now (0: Redis TIME), ttl seconds, key prefix, call id, then 7 per slot:
 --   entity, rpm, tpm, parallel, tpd (-1: none), headroom (-1: no budget), amount (nano-units)
 -- Returns {} when admitted, else {slot index (1-based), limit, reserved nano-units, wait ms}.
 -- A slot with a budget or a parallel limit enters the call in its entity's index until released.
-local ttl, call, p = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local ttl, p, call = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = (#ARGV - 4) / 7
 local slots, states, loaded = {}, {}, {}  -- states by entity: a call naming one twice reads and counts it once
 
