@@ -287,3 +287,24 @@ def test_a_call_admitted_twice_under_one_id_holds_once(redis_url: str) -> None:
     first, again, second, third = run(redis_url, body)
     assert first is None and again is None and second is None
     assert third is not None and (third.limit, third.reserved) == ("parallel", Decimal(2))
+
+
+def test_slots_without_a_limit_are_not_sent_and_refusals_name_the_callers_slot(redis_url: str) -> None:
+    """Redis has nothing to check or hold for a slot with no limit: it is left out of the script's
+    arguments (a call with only such slots does not reach Redis at all, even one that is down), and a
+    refusal still names the slot by its place in the call."""
+    free = Slot(("user", "u"))
+
+    async def body(limiter: RedisLimiter) -> list[Refusal | None]:
+        out = [await limiter.admit("c1", [free, Slot(A, rpm=1), free, Slot(B, rpm=1)])]
+        out.append(await limiter.admit("c2", [free, free, Slot(B, rpm=5), Slot(A, rpm=1)]))
+        limiter.release("c2", [free], 10)
+        return out
+    admitted, refused = run(redis_url, body)
+    assert admitted is None and refused is not None and (refused.index, refused.limit) == (3, "rpm")
+
+    async def down(limiter: RedisLimiter) -> tuple[Refusal | None, int]:
+        got = await limiter.admit("c3", [free, free])
+        limiter.release("c3", [free, free], 10)
+        return got, len(limiter._pending)
+    assert run("redis://127.0.0.1:1/0", down) == (None, 0)

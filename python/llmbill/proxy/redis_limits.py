@@ -120,12 +120,21 @@ class RedisLimiter:
     def _now(self) -> bytes:
         return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
 
-    def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes]:
+    def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes, list[int] | None]:
+        """ADMIT's argument count and arguments, and which slots they name when some were left out
+        (None: all). A slot with no limit is left out: Redis has nothing to check or hold for it."""
         head = self._admit_head if not self.now else self._now() + integer(self.ttl) + bulk(self.prefix.encode())
         parts = [head, bulk(call_id.encode())]
         cache = self._admit_parts
         amount, packed = None, b""
-        for s in slots:
+        sent: list[int] | None = None
+        for i, s in enumerate(slots):
+            if s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None:
+                if sent is None:
+                    sent = list(range(i))
+                continue
+            if sent is not None:
+                sent.append(i)
             key = (s.entity, s.rpm, s.tpm, s.parallel, s.tpd)
             part = cache.get(key)
             if part is None:
@@ -141,14 +150,17 @@ class RedisLimiter:
             headroom = units(s.headroom)
             digits = b"%d" % (headroom if headroom > 0 else 0)
             parts.append(b"%s$%d\r\n%s\r\n%s" % (part, len(digits), digits, packed))
-        return 4 + 7 * len(slots), b"".join(parts)
+        return 4 + 7 * (len(parts) - 2), b"".join(parts), sent
 
     def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
+        """RELEASE's argument count and arguments; slots with nothing to give back or count left out."""
         parts = [self._now(), bulk(call_id.encode()), bulk(self.prefix.encode()), integer(tokens),
                  integer(units(cost) if cost > 0 else 0), bulk(repr(self.hold).encode())]
         cache = self._release_parts
         amount, packed = None, b""
         for s in slots:
+            if s.headroom is None and s.parallel is None and s.tpm is None and s.tpd is None:
+                continue
             key = (s.entity, s.tpm is not None, s.tpd is not None)
             part = cache.get(key)
             if part is None:
@@ -164,11 +176,14 @@ class RedisLimiter:
                 parts.append(packed)
             else:
                 parts.append(NOT_ENTERED if s.parallel is None else ZERO)
-        return 6 + 4 * len(slots), b"".join(parts)
+        return 6 + 4 * ((len(parts) - 6) // 2), b"".join(parts)
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
+        count, args, sent = self._admit_args(call_id, slots)
+        if count == 4:  # no slot has a limit: nothing to ask Redis
+            return None
         try:
-            found = await self.wire.run(self._admit, *self._admit_args(call_id, slots))
+            found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
             self._down(exc)
             if self.policy == "fail_closed":
@@ -179,7 +194,8 @@ class RedisLimiter:
         if not found:
             return None
         index, limit, reserved, wait_ms = found
-        return Refusal(int(index) - 1, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
+        index = int(index) - 1 if sent is None else sent[int(index) - 1]
+        return Refusal(index, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
 
     def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
         """Runs behind the caller (release is called where nothing may be awaited)."""
@@ -187,12 +203,14 @@ class RedisLimiter:
             self._local.discard(call_id)
             self.fallback.release(call_id, slots, tokens)
             return
-        task = asyncio.get_running_loop().create_task(self._run_release(call_id, slots, tokens, cost))
+        args = self._release_args(call_id, slots, tokens, cost)
+        if args[0] == 6:  # nothing to give back or count in Redis
+            return
+        task = asyncio.get_running_loop().create_task(self._run_release(args))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _run_release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> None:
-        args = self._release_args(call_id, slots, tokens, cost)
+    async def _run_release(self, args: tuple[int, bytes]) -> None:
         # A release that fails is tried again: dropped, it would hold the call's reservation and
         # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
         for delay in (*RELEASE_RETRIES, None):
