@@ -5,9 +5,9 @@ Why not redis-py's command path (`Script.__call__` → `execute_command`): at co
 more than the script itself (bench/README.md, "Shared limits in Redis"): each argument encoded one by
 one, a pool checkout behind a condition, a lock and a readability probe, and each write under
 `asyncio.wait_for`, which starts a task per command before Python 3.12. Here a command is packed as
-bytes (the caller packs what does not change once), written and read on a redis-py connection under
-one `asyncio.timeout`, and a connection that answered is kept for the next call unless someone waits
-for one.
+bytes (the caller packs what does not change once), written and read on a redis-py connection with
+no socket timeout — one patrol task times every checkout and exchange (Wire._arm) — and a connection
+that answered is kept for the next call unless someone waits for one.
 
 The pool is a BlockingConnectionPool (MAX_CONNECTIONS, a call waits at most `timeout` for a free
 connection): with more calls in flight than connections, a script waits instead of failing with
@@ -17,7 +17,9 @@ goes back to it as soon as a call waits there, so the pool's bound and wait hold
 A kept connection that Redis closed meanwhile (a restart) fails on first use: the call is sent once
 more on a fresh one from the pool — which is what the pool's own readability probe did before a
 checkout. That is the only retry: a timeout is not retried (Redis may be hung), nor is anything on a
-fresh connection.
+fresh connection. Should the closed connection have lost the reply of a script that ran, the resend
+finds the call already in its entities' indexes (lua/entity.lua enters a call once): its request or
+tokens may count twice in their minute, its reservation and parallel slot never.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError  # redis-py's, not the builtins
 
 MAX_CONNECTIONS = 64  # per process; scripts are short, so calls in flight share them
 KEPT = 4  # idle connections kept out of the pool for the next calls
