@@ -161,7 +161,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     redis = connect(url, 600, "fail_closed", Limiter())
     local = InProcess(Limiter())
     noop = redis.client.register_script("return 1")
-    host, port = redis.client.connection_pool.connection_kwargs["host"], redis.client.connection_pool.connection_kwargs["port"]
+    kwargs = redis.client.connection_pool.connection_kwargs
+    host, port = kwargs["host"], kwargs["port"]
     reader, writer = await asyncio.open_connection(host, port)
 
     async def raw(_: int) -> None:

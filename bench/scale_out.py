@@ -326,8 +326,9 @@ def leftovers(redis_url: str) -> dict[str, Any]:
             members = client.zrangebyscore(name, now + 2 * SETTLED_HOLD_S, "+inf")
             stale = [m for m in members if isinstance(m, bytes) and m]  # "" at +inf keeps the set
             if stale:
+                reserved = sum(Decimal(int(m.rsplit(b":", 1)[1])) for m in stale) * Decimal("1e-9")
                 out[entity] = {"parallel_slots": len(stale), "reservations": sum(not m.endswith(b":0") for m in stale),
-                               "reserved_usd": str(sum(Decimal(int(m.rsplit(b":", 1)[1])) for m in stale) * Decimal("1e-9"))}
+                               "reserved_usd": str(reserved)}
         return out
     finally:
         client.close()

@@ -26,11 +26,11 @@ what the other processes settled meanwhile.
 Reservations and in-flight slots are per call (an entry 'call id:reserved amount' in the entity's
 index, by expiry), each expiring RESERVATION_TTL after its admission: a process that dies with calls
 in flight cannot hold their reservations forever. RELEASE finds that entry from the call id and the
-slot's amount, so release() must be given the slots admit() was (as Limiter.release needs too). The TTL is an hour, or twice the longest
-deployment timeout if longer: a stream's timeout applies to each chunk, so a call can outlive it, and
-a reservation that expired under a live call only loosens the bound by that call. An entity's keys
-live as long as what they hold needs (a minute's counts two minutes, a day's two days, a call in
-flight its TTL), plus a minute.
+slot's amount, so release() must be given the slots admit() was (as Limiter.release needs too). The
+TTL is an hour, or twice the longest deployment timeout if longer: a stream's timeout applies to each
+chunk, so a call can outlive it, and a reservation that expired under a live call only loosens the
+bound by that call. An entity's keys live as long as what they hold needs (a minute's counts two
+minutes, a day's two days, a call in flight its TTL), plus a minute.
 
 Redis down (a connection or timeout error): `redis_failure_policy: fail_closed` refuses the call with
 a 503 naming Redis; `fail_open` admits it against this process's in-process limiter (logged once per
@@ -282,4 +282,5 @@ def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, ho
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=TIMEOUT,
                                                     socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
-    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold, wire=Wire.from_url(url, TIMEOUT))
+    return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold,
+                        wire=Wire.from_url(url, TIMEOUT))

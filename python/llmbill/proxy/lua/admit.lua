@@ -18,7 +18,8 @@ end
 for i = 1, n do
   local b = 4 + (i - 1) * 7
   local e = ARGV[b + 1]
-  local rpm, tpm, parallel, tpd = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+  local rpm, tpm = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local parallel, tpd = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local headroom = tonumber(ARGV[b + 6])
   local s = states[e]
   if s == nil then
