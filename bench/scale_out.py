@@ -310,10 +310,10 @@ def upper_bound(cfg: dict[str, Any], payload: dict[str, Any]) -> Decimal:
 
 
 def leftovers(redis_url: str) -> dict[str, Any]:
-    """What Redis still holds for calls that ended (call only when none is in flight): in-flight slots
-    (`z:` sets) and budget reservations (`y:` sets, amounts in `h:`) expiring later than a settled
-    cost's hold would. Each is a call whose release never ran: it shrinks the entity's parallel limit
-    or budget headroom until its TTL (an hour) passes. By entity ("kind:id", ids shortened)."""
+    """What Redis still holds for calls that ended (call only when none is in flight): entries of the
+    entities' indexes of calls in flight (`y:` sets, members 'call:reserved nano-units', lua/entity.lua)
+    expiring later than a settled cost's hold would. Each is a call whose release never ran: it takes a
+    parallel slot and its reservation until its TTL (an hour) passes. By entity ("kind:id", ids shortened)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -321,18 +321,14 @@ def leftovers(redis_url: str) -> dict[str, Any]:
         seconds, micros = client.time()
         now = seconds + micros / 1e6
         out: dict[str, Any] = {}
-        for name in client.scan_iter(match="llmbill:[zy]:*", count=1000):
-            kind, entity = name.decode()[8], name.decode()[10:].replace("\x1f", ":")[:24]
-            stale: list[bytes] = list(client.zrangebyscore(name, now + 2 * SETTLED_HOLD_S, "+inf"))  # type: ignore[arg-type]
-            if not stale:
-                continue
-            entry = out.setdefault(entity, {})
-            if kind == "z":
-                entry["parallel_slots"] = len(stale)
-            else:
-                amounts = client.hmget(name.decode().replace(":y:", ":h:", 1), stale)
-                entry["reservations"] = len(stale)
-                entry["reserved_usd"] = str(sum(Decimal(int(a or 0)) for a in amounts) * Decimal("1e-9"))
+        for name in client.scan_iter(match="llmbill:y:*", count=1000):
+            entity = name.decode()[10:].replace("\x1f", ":")[:24]
+            members = client.zrangebyscore(name, now + 2 * SETTLED_HOLD_S, "+inf")
+            stale = [m for m in members if isinstance(m, bytes) and m]  # "" at +inf keeps the set
+            if stale:
+                reserved = sum(Decimal(int(m.rsplit(b":", 1)[1])) for m in stale) * Decimal("1e-9")
+                out[entity] = {"parallel_slots": len(stale), "reservations": sum(not m.endswith(b":0") for m in stale),
+                               "reserved_usd": str(reserved)}
         return out
     finally:
         client.close()

@@ -205,3 +205,106 @@ def test_more_calls_in_flight_than_connections_wait_for_one_and_release_everythi
     admitted, after = run(redis_url, body)
     assert admitted == [None] * len(admitted)
     assert after is None
+
+
+def purges(redis_url: str) -> int:
+    """How many times Redis has been asked for an index's expired entries (ZRANGEBYSCORE)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats: dict[str, Any] = client.info("commandstats")
+        return int(stats.get("cmdstat_zrangebyscore", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+def test_an_expired_call_is_purged_before_a_refusal_and_not_before_it_may_have_expired(redis_url: str) -> None:
+    """Dead calls' entries are looked for only once one may have expired (not at every call), and
+    then always before the call is refused."""
+    async def body(limiter: RedisLimiter) -> tuple[list[Refusal | None], int, int]:
+        slots = [Slot(A, Decimal(1), Decimal(10), parallel=1)]
+        before = purges(redis_url)
+        out = [await limiter.admit("dead", slots)]  # its process dies: never released
+        for i in range(3):
+            limiter.now = T0 + i
+            out.append(await limiter.admit(f"c{i}", slots))  # the dead call still holds the one slot
+        limiter.now = T0 + limiter.ttl - 1
+        out.append(await limiter.admit("c3", slots))
+        looked = purges(redis_url) - before
+        limiter.now = T0 + limiter.ttl + 1
+        out.append(await limiter.admit("c4", slots))
+        return out, looked, purges(redis_url) - before
+    out, looked_before_expiry, looked_after = run(redis_url, body)
+    assert out[0] is None and out[-1] is None
+    assert all(r is not None and r.limit == "parallel" and r.reserved == Decimal(1) for r in out[1:-1])
+    assert looked_before_expiry == 0 and looked_after == 1
+
+
+def test_a_refused_call_keeps_what_its_purge_dropped(redis_url: str) -> None:
+    """A purge on the way to a refusal is written back: the entries it dropped are gone from the
+    index, so their amounts must leave the entity's total too, or they would be held forever."""
+    async def body(limiter: RedisLimiter) -> list[Refusal | None]:
+        budget = Slot(A, Decimal(1), Decimal(1))
+        out = [await limiter.admit("dead", [budget])]  # never released
+        limiter.now = T0 + limiter.ttl + 1
+        out.append(await limiter.admit("c0", [Slot(B, rpm=1)]))
+        out.append(await limiter.admit("c1", [budget, Slot(B, rpm=1)]))  # A purged, then B refuses
+        out.append(await limiter.admit("c2", [budget]))
+        return out
+    dead, first, refused, after = run(redis_url, body)
+    assert dead is None and first is None and after is None
+    assert refused is not None and (refused.index, refused.limit) == (1, "rpm")
+
+
+def test_settled_costs_are_held_to_the_end_of_their_sixteenth_of_the_hold(redis_url: str) -> None:
+    """Costs whose hold ends in one sixteenth of the hold share a bucket that ends with it: never
+    sooner than the hold, at most a sixteenth later (0.25 s of 4 s)."""
+    async def body(limiter: RedisLimiter) -> list[Refusal | None]:
+        for call, at, cost in (("c1", T0, 1), ("c2", T0 + 0.6, 2)):
+            limiter.now = at
+            slots = [Slot(A, Decimal(3), Decimal(100))]
+            assert await limiter.admit(call, slots) is None
+            limiter.release(call, slots, 0, Decimal(cost))
+            await settle(limiter)
+        out = []
+        for at in (3.99, 4.0, 4.7, 4.75):  # c1's cost held until T0 + 4, c2's until T0 + 4.75 (not 4.6)
+            limiter.now = T0 + at
+            out.append(await limiter.admit(f"probe{at}", [Slot(A, Decimal(0), Decimal(2))]))
+        return out
+    assert run(redis_url, body) == [Refusal(0, "budget", Decimal(3), 0.0), Refusal(0, "budget", Decimal(2), 0.0),
+                                    Refusal(0, "budget", Decimal(2), 0.0), None]
+
+
+def test_a_call_admitted_twice_under_one_id_holds_once(redis_url: str) -> None:
+    """A reply lost after the script ran makes the wire send it again (redis_limits_wire.py): the
+    second run finds the call in the index and takes no second reservation or parallel slot."""
+    async def body(limiter: RedisLimiter) -> list[Refusal | None]:
+        slots = [Slot(A, Decimal(1), Decimal(3), parallel=2)]
+        out = [await limiter.admit("c1", slots), await limiter.admit("c1", slots), await limiter.admit("c2", slots)]
+        out.append(await limiter.admit("c3", slots))
+        return out
+    first, again, second, third = run(redis_url, body)
+    assert first is None and again is None and second is None
+    assert third is not None and (third.limit, third.reserved) == ("parallel", Decimal(2))
+
+
+def test_slots_without_a_limit_are_not_sent_and_refusals_name_the_callers_slot(redis_url: str) -> None:
+    """Redis has nothing to check or hold for a slot with no limit: it is left out of the script's
+    arguments (a call with only such slots does not reach Redis at all, even one that is down), and a
+    refusal still names the slot by its place in the call."""
+    free = Slot(("user", "u"))
+
+    async def body(limiter: RedisLimiter) -> list[Refusal | None]:
+        out = [await limiter.admit("c1", [free, Slot(A, rpm=1), free, Slot(B, rpm=1)])]
+        out.append(await limiter.admit("c2", [free, free, Slot(B, rpm=5), Slot(A, rpm=1)]))
+        limiter.release("c2", [free], 10)
+        return out
+    admitted, refused = run(redis_url, body)
+    assert admitted is None and refused is not None and (refused.index, refused.limit) == (3, "rpm")
+
+    async def down(limiter: RedisLimiter) -> tuple[Refusal | None, int]:
+        got = await limiter.admit("c3", [free, free])
+        limiter.release("c3", [free, free], 10)
+        return got, len(limiter._pending)
+    assert run("redis://127.0.0.1:1/0", down) == (None, 0)
