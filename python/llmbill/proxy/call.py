@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -17,6 +16,7 @@ from .. import redact
 from .._native import core
 from .auth import Principal
 from .deployments import Deployment
+from .ids import new_id
 
 if TYPE_CHECKING:
     from .guards import Admission
@@ -39,7 +39,7 @@ class Call:
         self.admission = admission
         self.started = started  # perf_counter at arrival
         self.start_wall = datetime.now(timezone.utc)
-        self.call_id = uuid.uuid4().hex
+        self.call_id = new_id()  # the Lago event's transaction_id: unique across processes (ids.py)
         self.upstream_seconds = 0.0
         self.price: core.ModelPrice | None = d.price  # the deployment's; an Azure call without base_model is priced by its reply
         self._call_type = call_type  # the spend log's call_type when the route is not the chat shape
