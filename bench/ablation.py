@@ -4,6 +4,7 @@ and upstream client with none of llmbill's request path) and the direct path in 
 
     .venv/bin/python bench/ablation.py [--variants full,no-lago,...] [--modes chat,stream] [--rounds 3]
         [--seconds 4] [--concurrency 1] [--json F]
+    .venv/bin/python bench/ablation.py --pieces [--revs REV_A,REV_B] [--runs 3]
 
 Variants (proxy_bench.py's llmbill-sqlite set-up is `full`):
   full         virtual key with max_budget, customer with max_budget (the body's `user`), spend to the
@@ -26,6 +27,14 @@ itself: it starts those proxies as `ablation.py --launch PATCHES -- <llmbill-pro
 which replaces the named functions with no-ops and runs llmbill-proxy's main in the same process.
 The patched variants do not bill correctly; they only say what their part costs.
 
+--pieces times the request path's parts one by one, in process: the full variant's app (key, customer
+budget, Lago on a fake) called as ASGI with no server, warmed by 300 calls, then each part called
+20,000 times with the arguments of a real call (timeit, the best of 5; `full call` is a whole call
+through the app, its upstream the same fake). Microseconds on this machine, meaningful side by side
+only. With --revs each revision's python/llmbill (git archive, as ab_proxy.py does) is timed in turn,
+alternately, --runs times each, and the best of each is reported with the difference: the way to see
+a cut of a few microseconds that no wrk run resolves on a shared machine.
+
 Every round measures each mode's direct path, floor, then every variant (their order rotated each
 round so the machine's drifting load does not fall on one variant). Reported per variant: medians
 over rounds of p50, of p50 − floor's p50 (same round) and of CPU/request − floor's CPU/request (same
@@ -39,7 +48,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import time
 import tempfile
 import shutil
 from pathlib import Path
@@ -175,7 +186,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--json", help="every point, raw")
+    ap.add_argument("--pieces", action="store_true", help="time the request path's parts in process instead")
+    ap.add_argument("--revs", default="", help="with --pieces: REV_A,REV_B (git revisions) instead of the installed package")
+    ap.add_argument("--runs", type=int, default=3, help="with --pieces: runs of each revision, alternately")
     args = ap.parse_args()
+    if args.pieces:
+        print(pieces([r for r in args.revs.split(",") if r], args.runs))
+        return 0
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -219,7 +236,187 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---- --pieces: the request path's parts timed in process ---------------------------------------------
+
+def _pieces_main() -> None:
+    """Runs in its own process (the revision's tree first on sys.path): prints `name: us` lines."""
+    import asyncio
+    import timeit
+    from decimal import Decimal
+
+    import uvloop
+
+    work = Path(tempfile.mkdtemp(prefix="llmbill-pieces-"))
+    upstream = pb.Child("fake_openai", [str(pb.BIN / "fake_openai")], port_from_stdout=True)
+    lago = pb.Child("fake_lago", [str(pb.BIN / "fake_lago")], port_from_stdout=True)
+    os.environ.update(pb.lago_env(lago), LLMBILL_SPOOL_DIR=str(work / "spool"))
+    from llmbill import settle as billing_rules
+    from llmbill.proxy import (auth, budget_fallbacks, call_limits, call_margin, fallback_request, fallbacks, guards,
+                               observe, request_fields, spend_journal, upper_bound)
+    from llmbill.proxy import settle as settle_mod
+    from llmbill.proxy.app import ProxyApp
+    from llmbill.proxy.config import load_config_dict
+    from llmbill.proxy.http import Request, Response
+    from llmbill.proxy.routes import llm
+
+    config = {"model_list": pb.model_list(upstream.port), "litellm_settings": {"callbacks": ["lago"]},
+              "general_settings": {"master_key": pb.MASTER, "database_url": f"sqlite:///{work}/llmbill.db"}}
+    app = ProxyApp(load_config_dict(config))
+    seen: dict[str, Any] = {}
+    real_settle = llm.settle
+
+    def settle_seen(call: Any, usage: Any) -> Any:
+        seen["call"], seen["usage"] = call, usage
+        return real_settle(call, usage)
+
+    def scope_of(raw: bytes, key: str) -> dict[str, Any]:
+        return {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
+                "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {key}".encode()),
+                            (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]}
+
+    async def asgi(method: str, path: str, body: Any, key: str) -> list[dict[str, Any]]:
+        raw = json.dumps(body).encode()
+        scope = dict(scope_of(raw, key), method=method, path=path)
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": raw, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    async def run() -> None:
+        lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await lifespan.put({"type": "lifespan.startup"})
+        started = asyncio.Event()
+
+        async def lifespan_send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        life = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
+        await started.wait()
+        key = json.loads((await asgi("POST", "/key/generate", {"max_budget": 1_000_000, "key_alias": "bench"},
+                                     pb.MASTER))[-1]["body"])["key"]
+        await asgi("POST", "/customer/new", {"user_id": pb.CUSTOMER, "max_budget": 1_000_000}, pb.MASTER)
+        body = pb.BODIES["chat"]
+        llm.settle = settle_seen
+        for _ in range(300):
+            await asgi("POST", "/chat/completions", body, key)
+        llm.settle = real_settle
+        call, usage, state = seen["call"], seen["usage"], app.state
+        principal, d, model = call.principal, call.d, call.model
+        raw = json.dumps(body).encode()
+        bound = upper_bound.upper_bound_cost(d, "chat", body)
+        billed = settle_mod.priced(call, usage)
+
+        async def attempt(c: Any, b: Any) -> Response:
+            return Response(200, b"{}")
+
+        def admitted_call() -> Any:
+            return llm.Call(state, principal, "chat", model, d, pb.CUSTOMER, 0.0, guards.Admission(state, [], Decimal(0)))
+
+        parts: dict[str, Any] = {
+            "Request": lambda: Request(scope_of(raw, key), None, 1 << 20),  # type: ignore[arg-type]
+            "hash_key": lambda: auth.hash_key(key),
+            "_validate": lambda: llm._validate("chat", body),
+            "check_model_access": lambda: guards.check_model_access(state, principal, model),
+            "upper_bound_cost": lambda: upper_bound.upper_bound_cost(d, "chat", body),
+            "billed_bound": lambda: call_margin.billed_bound(state, model, pb.CUSTOMER, bound.cost),
+            "guards._plan": lambda: guards._plan(state, principal, pb.CUSTOMER, bound, model),
+            "call_tags": lambda: call_limits.call_tags(state, principal, body),
+            "request_fields.read": lambda: request_fields.read(body),
+            "fallback_request.read": lambda: fallback_request.read(body, principal.key, llm.ROUTES["chat"].validate),
+            "Call": lambda: llm.Call(state, principal, "chat", model, d, pb.CUSTOMER, 0.0, call.admission),
+            "call.headers": lambda: call.headers(Decimal("0.0001")),
+            "settle.priced": lambda: settle_mod.priced(call, usage),
+            "settle.spend_log": lambda: settle_mod.spend_log(call, billed),
+            "spend_journal.encode": lambda: spend_journal.encode(settle_mod.spend_log(call, billed)),
+            "spend.record (+spend_log)": lambda: state.spend.record(usage, billed.cost_detail,
+                                                                     settle_mod.spend_log(call, billed), model=model),
+            "journal.append (+spend_log)": lambda: state.spend.journal.append(settle_mod.spend_log(call, billed)),
+            "spool (Lago event)": lambda: billing_rules.spool(state.pipeline, billed),
+            "settle (all)": lambda: settle_mod.settle(call, usage),
+            "observe.note_settled": lambda: observe.note_settled(call, usage, billed.billed),
+            "observe.finish": lambda: observe.finish(info, 200),  # last: a finished request counts at once
+        }
+        awaited: dict[str, Any] = {
+            "fallbacks.serve (no-op attempt)": lambda: fallbacks.serve(admitted_call(), body, attempt, llm.ROUTES["chat"]),
+            "budget_fallbacks.admit": lambda: budget_fallbacks.admit(state, principal, pb.CUSTOMER, model, d, body,
+                                                                     llm.ROUTES["chat"]),
+            "full call": lambda: asgi("POST", "/chat/completions", body, key),
+        }
+        for name, make in awaited.items():
+            n, best = (1000 if name == "full call" else 3000), float("inf")
+            for _ in range(5):
+                t0 = time.thread_time()
+                for _ in range(n):
+                    got = await make()
+                    if name == "budget_fallbacks.admit":
+                        got[2].release()
+                best = min(best, (time.thread_time() - t0) / n)
+            print(f"part {name}: {best * 1e6:.2f}", flush=True)
+        info = observe.begin("POST", "/chat/completions")  # a request open for `call`, as settle sees one
+        info.call = call
+        for name, fn in parts.items():
+            print(f"part {name}: {min(timeit.repeat(fn, number=20_000, repeat=5)) / 20_000 * 1e6:.2f}", flush=True)
+        await lifespan.put({"type": "lifespan.shutdown"})
+        await life
+
+    try:
+        uvloop.run(run())
+    finally:
+        for c in reversed(pb.ALL):
+            c.stop(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def pieces(revs: list[str], runs: int) -> str:
+    import ab_proxy
+
+    work = Path(tempfile.mkdtemp(prefix="llmbill-pieces-trees-"))
+    trees = {rev: ab_proxy.tree(rev, work / rev.replace("/", "_")) for rev in revs} if revs else {"installed": None}
+    best: dict[str, dict[str, float]] = {rev: {} for rev in trees}
+    try:
+        for r in range(runs):
+            for rev in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
+                env = dict(os.environ)
+                if trees[rev] is not None:
+                    env["PYTHONPATH"] = str(trees[rev])
+                out = subprocess.run([str(pb.ROOT / ".venv" / "bin" / "python"), str(Path(__file__).resolve()),
+                                      "--pieces-child"], env=env, capture_output=True, text=True, check=True).stdout
+                for line in out.splitlines():
+                    if not line.startswith("part "):
+                        continue  # the proxy's own start-up lines
+                    name, _, value = line[len("part "):].rpartition(": ")
+                    best[rev][name] = min(best[rev].get(name, float("inf")), float(value))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    names = list(next(iter(best.values())))
+    head = "| part | " + " | ".join(f"{rev} µs" for rev in trees) + (" | B − A µs |" if len(trees) == 2 else " |")
+    out = [f"in process, the best of {runs} run(s) x 5; thread CPU (awaited parts) or timeit (the others)", "",
+           head, "|---|" + "---:|" * (len(trees) + (1 if len(trees) == 2 else 0))]
+    for name in names:
+        cells = [f"{best[rev].get(name, float('nan')):.2f}" for rev in trees]
+        diff = ""
+        if len(trees) == 2:
+            a, b = (best[rev].get(name, float("nan")) for rev in trees)
+            diff = f" {b - a:+.2f} |"
+        out.append(f"| {name} | " + " | ".join(cells) + " |" + diff)
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--pieces-child"]:
+        _pieces_main()
+        sys.exit(0)
     if len(sys.argv) > 2 and sys.argv[1] == "--launch":
         rest = sys.argv[3:]
         sys.exit(launch(sys.argv[2], rest[1:] if rest[:1] == ["--"] else rest))
