@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,11 @@ CALL_TYPES = {"chat": "chat_completion", "completion": "completion", "embedding"
 def _public_base(api_base: str) -> str:
     """The deployment's base as clients may see it (no password or key in it); computed once per base."""
     return redact.url(api_base) if api_base else "mock"
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_base_bytes(api_base: str) -> bytes:
+    return _public_base(api_base).encode()
 
 
 class Call:
@@ -91,3 +96,15 @@ class Call:
         if cost is not None:
             h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
         return h
+
+    def reply_headers(self, cost: Decimal | None,
+                      first: Sequence[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
+        """headers() as a reply's header list, after `first`: the same names and values, as bytes
+        straight away (no dict, no str to encode a header)."""
+        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        pairs = [*first, (b"x-litellm-call-id", self.call_id.encode()),
+                 (b"x-litellm-overhead-duration-ms", b"%.3f" % overhead),
+                 (b"x-litellm-model-api-base", _public_base_bytes(self.d.api_base))]
+        if cost is not None:
+            pairs.append((b"x-litellm-response-cost", format(cost, "f").encode() if cost else b"0"))
+        return pairs
