@@ -256,7 +256,7 @@ def _pieces_main() -> None:
     from llmbill.proxy import settle as settle_mod
     from llmbill.proxy.app import ProxyApp
     from llmbill.proxy.config import load_config_dict
-    from llmbill.proxy.http import Request, Response
+    from llmbill.proxy.http import JSON_HEADERS, Request, Response
     from llmbill.proxy.routes import llm
 
     config = {"model_list": pb.model_list(upstream.port), "litellm_settings": {"callbacks": ["lago"]},
@@ -336,6 +336,9 @@ def _pieces_main() -> None:
             "fallback_request.read": lambda: fallback_request.read(body, principal.key, llm.ROUTES["chat"].validate),
             "Call": lambda: llm.Call(state, principal, "chat", model, d, pb.CUSTOMER, 0.0, call.admission),
             "call.headers": lambda: call.headers(Decimal("0.0001")),
+            "the reply's header list (llm._forward)": lambda: (
+                call.reply_headers(Decimal("0.0001"), JSON_HEADERS) if hasattr(call, "reply_headers")
+                else list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(Decimal("0.0001")).items()]),
             "settle.priced": lambda: settle_mod.priced(call, usage),
             "settle.spend_log": lambda: settle_mod.spend_log(call, billed),
             "spend_journal.encode": lambda: spend_journal.encode(settle_mod.spend_log(call, billed)),
