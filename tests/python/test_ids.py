@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from llmbill.proxy import ids
 from llmbill.proxy.errors import ProxyError
 from llmbill.proxy.ids import MAX_ID_LENGTH, check_id, header_id, id_problem
 
@@ -33,3 +36,25 @@ def test_header_ids_are_utf8() -> None:
         assert refused.value.status == 400 and refused.value.param == "x-litellm-customer-id"
     with pytest.raises(ProxyError):
         header_id("x" * 300, "x-litellm-end-user-id")
+
+
+def test_new_id_has_uuid4_hex_shape_and_never_repeats_in_a_process() -> None:
+    made = [ids.new_id() for _ in range(10_000)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in made)
+    assert len(set(made)) == len(made)
+    assert len({i[:16] for i in made}) == 1  # one process prefix; the counter part differs
+
+
+def test_new_id_reseeds_in_a_forked_child() -> None:
+    """A forked worker draws its own prefix: its ids never repeat the parent's (Lago dedupes on them)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave without running the parent's cleanup
+        os.write(write, ids.new_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = ids.new_id()
+    assert len(child) == 32 and child[:16] != parent[:16]

@@ -45,3 +45,20 @@ def test_try_admit_takes_every_slot_or_none() -> None:
     assert limiter.minutes[("key", "k")].requests == 1
     limiter.release_slots(both, 0, now=t0)
     assert limiter.reserved == {} and limiter.inflight == {}
+
+
+def test_a_slot_without_rate_limits_is_counted_like_one_with_them() -> None:
+    """try_admit skips the rate check of a slot that has no rpm, tpm or parallel limit: the call is
+    still counted in the entity's minute and in flight, so a limit set later sees it."""
+    from llmbill.proxy.limits import Slot
+
+    limiter = Limiter()
+    t0 = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    plain, limited = Slot(("customer", "c"), Decimal(1)), Slot(("customer", "c"), Decimal(1), rpm=2)
+    assert limiter.try_admit([plain], now=t0) is None
+    assert limiter.minutes[("customer", "c")].requests == 1 and limiter.inflight[("customer", "c")] == 1
+    assert limiter.try_admit([limited], now=t0 + 1) is None
+    refused = limiter.try_admit([limited], now=t0 + 2)  # two this minute: the unlimited one counted
+    assert refused is not None and refused.limit == "rpm"
+    limiter.release_slots([plain, limited], 5, now=t0 + 3)
+    assert limiter.minutes[("customer", "c")].tokens == 10 and limiter.inflight == {}

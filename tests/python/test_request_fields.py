@@ -189,3 +189,13 @@ def test_num_retries_and_tags_on_the_anthropic_messages_route_reach_no_provider(
             assert len(fake.requests) == 2  # the overloaded refusal, then the answer
             status, rows, _ = proxy.request("GET", "/spend/logs?tags=anthropic-route", None, MASTER)
             assert len(rows) == 1
+
+
+def test_apply_and_restore_scope_a_calls_options_like_applied() -> None:
+    """fallbacks.serve sets the call's options without a generator: restored, the outer ones hold."""
+    with applied(read({"num_retries": 1})):
+        token = request_fields.apply(read({"num_retries": 4, "drop_params": True}))
+        assert request_fields.retries(2) == 4 and request_fields.drop_params(False) is True
+        request_fields.restore(token)
+        assert request_fields.retries(2) == 1 and request_fields.drop_params(False) is False
+    assert request_fields.retries(2) == 2

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from .. import redact
 from .._native import core
 from .auth import Principal
 from .deployments import Deployment
+from .ids import new_id
 
 if TYPE_CHECKING:
     from .guards import Admission
@@ -31,6 +31,11 @@ def _public_base(api_base: str) -> str:
     return redact.url(api_base) if api_base else "mock"
 
 
+@functools.lru_cache(maxsize=1024)
+def _public_base_bytes(api_base: str) -> bytes:
+    return _public_base(api_base).encode()
+
+
 class Call:
     def __init__(self, state: ProxyState, principal: Principal, route: str, model: str, d: Deployment,
                  customer: str, started: float, admission: Admission, call_type: str | None = None) -> None:
@@ -39,7 +44,7 @@ class Call:
         self.admission = admission
         self.started = started  # perf_counter at arrival
         self.start_wall = datetime.now(timezone.utc)
-        self.call_id = uuid.uuid4().hex
+        self.call_id = new_id()  # the Lago event's transaction_id: unique across processes (ids.py)
         self.upstream_seconds = 0.0
         self.price: core.ModelPrice | None = d.price  # the deployment's; an Azure call without base_model is priced by its reply
         self._call_type = call_type  # the spend log's call_type when the route is not the chat shape
@@ -91,3 +96,15 @@ class Call:
         if cost is not None:
             h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
         return h
+
+    def reply_headers(self, cost: Decimal | None,
+                      first: Sequence[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
+        """headers() as a reply's header list, after `first`: the same names and values, as bytes
+        straight away (no dict, no str to encode a header)."""
+        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+        pairs = [*first, (b"x-litellm-call-id", self.call_id.encode()),
+                 (b"x-litellm-overhead-duration-ms", b"%.3f" % overhead),
+                 (b"x-litellm-model-api-base", _public_base_bytes(self.d.api_base))]
+        if cost is not None:
+            pairs.append((b"x-litellm-response-cost", format(cost, "f").encode() if cost else b"0"))
+        return pairs

@@ -12,10 +12,11 @@ the guards and the state, so both use it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from .cache import EntityCache
@@ -48,13 +49,23 @@ def temp_increase(record: Mapping[str, Any], now: datetime | None = None) -> Dec
     return Decimal(amount) if (now or datetime.now(timezone.utc)) < until else Decimal(0)
 
 
-def _limits(r: Mapping[str, Any], tier: Mapping[str, Any]) -> Limits:
-    def pick(name: str) -> Any:
-        return r.get(name) if r.get(name) is not None else tier.get(name)
+_NONE: Mapping[str, Any] = MappingProxyType({})  # read-only: one shared "no per-model limits"
 
-    return Limits(_dec(pick("max_budget")), _dec(pick("soft_budget")), pick("tpm_limit"), pick("rpm_limit"),
+
+def _limits(r: Mapping[str, Any], tier: Mapping[str, Any]) -> Limits:
+    # Twice a call on the request path (key, customer): the record's own field, else its tier's.
+    def tiered(name: str) -> Any:
+        own = r.get(name)
+        return own if own is not None else tier.get(name)
+
+    pick: Callable[[str], Any] = tiered if tier else r.get
+
+    max_budget, soft_budget = pick("max_budget"), pick("soft_budget")
+    return Limits(None if max_budget is None else Decimal(max_budget),
+                  None if soft_budget is None else Decimal(soft_budget), pick("tpm_limit"), pick("rpm_limit"),
                   pick("max_parallel_requests"), pick("budget_duration"), pick("tpd_limit"),
-                  pick("model_max_budget") or {}, r.get("model_rpm_limit") or {}, r.get("model_tpm_limit") or {})
+                  pick("model_max_budget") or _NONE, r.get("model_rpm_limit") or _NONE,
+                  r.get("model_tpm_limit") or _NONE)
 
 
 def member_entry(team: Mapping[str, Any] | None, member: dict[str, Any] | None) -> dict[str, Any] | None:

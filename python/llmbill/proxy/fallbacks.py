@@ -80,23 +80,30 @@ async def serve(call: Call, body: dict[str, Any], attempt: Attempt[R], route: Ro
     except BaseException:
         call.admission.release()
         raise
-    with request_fields.applied(options):  # for every deployment and fallback this call reaches
-        return await _serve(call, asked, attempt, route)
-
-
-async def _serve(call: Call, asked: Asked, attempt: Attempt[R], route: Route) -> R:
-    run = _Run(call, asked, attempt, route)
-    if asked.mock is None:
-        try:
-            return await run.model(call, asked.body)
-        except UpstreamFailure as failed:
-            failure = failed
-    else:
-        call.admission.release()
-        failure = _mocked(call, asked.mock)
-    if failure.kind is None or asked.disabled:
-        raise failure
-    return await run.fall_back(failure)
+    token = request_fields.apply(options)  # for every deployment and fallback this call reaches
+    try:
+        if asked.mock is not None:
+            call.admission.release()
+            failure = _mocked(call, asked.mock)
+        else:
+            # The common call, its deployment answering: awaited here, with no frame of _Run's between.
+            try:
+                try:
+                    return await attempt(call, asked.body)
+                except BaseException:
+                    call.admission.release()
+                    raise
+            except UpstreamFailure as failed:
+                run = _Run(call, asked, attempt, route)
+                try:
+                    return await run.other_deployments(call, asked.body, failed)
+                except UpstreamFailure as last:
+                    failure = last
+        if failure.kind is None or asked.disabled:
+            raise failure
+        return await _Run(call, asked, attempt, route).fall_back(failure)
+    finally:
+        request_fields.restore(token)
 
 
 def chain(kind: str, model: str, asked: Asked, call: Call) -> tuple[Fallback, ...]:
@@ -129,7 +136,11 @@ class _Run(Generic[R]):
         try:
             return await self._released_on_failure(call, body)
         except UpstreamFailure as failure:
-            last = failure
+            return await self.other_deployments(call, body, failure)
+
+    async def other_deployments(self, call: Call, body: dict[str, Any], last: UpstreamFailure) -> R:
+        """After `call` failed with `last` (its admission released): the model's other deployments
+        when the failure was a general one; raises the last failure when none answered."""
         for d in _others(call):
             if last.kind != GENERAL:
                 break

@@ -6,7 +6,6 @@ rate limit (the shared limits: this process's, or Redis's with several processes
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -19,7 +18,7 @@ from .call_limits import (ModelLimit, SpendNotLoaded, call_tags, check_customer_
                           model_exceeded_message, model_limit, window_of)
 from .entity_limits import Limits, entity_limits, member_entry
 from .errors import ProxyError, budget_exceeded, rate_limited
-from .ids import check_id, header_id
+from .ids import check_id, header_id, new_id
 from .model_access import Governing, governing, listed, refusing
 from .limits import Refusal, Slot, per_model, refusal_message
 from .state import ProxyState
@@ -312,5 +311,5 @@ def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
         reasons.append(((kind, ident), record, model_spend, lim.max_budget, lim))
         model_limits.append(lim)
     admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), slots=tuple(slots),
-                          call_id=uuid.uuid4().hex)
+                          call_id=new_id())
     return _Plan(admission, reasons)

@@ -154,7 +154,10 @@ class Limiter:
             reserved = self.reserved_for(slot.entity)
             if slot.headroom is not None and reserved >= slot.headroom:
                 return Refusal(i, "budget", reserved, 0.0)
-            refused = self.rate_check(slot.entity, slot.rpm, slot.tpm, slot.parallel, now)
+            if slot.rpm is None and slot.tpm is None and slot.parallel is None:
+                refused = None  # no rate limit to check (the common slot): its minute is counted by admit()
+            else:
+                refused = self.rate_check(slot.entity, slot.rpm, slot.tpm, slot.parallel, now)
             if refused is not None:
                 what = refused[0]
                 kind = "parallel" if what.startswith("max_parallel") else what.split()[0]
@@ -166,6 +169,7 @@ class Limiter:
         return None
 
     def release_slots(self, slots: Sequence[Slot], tokens: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now  # one clock read for every slot of the call
         for slot in slots:
             self.release(slot.entity, slot.amount, tokens, now)
             if slot.tpd is not None:

@@ -38,6 +38,8 @@ class RequestInfo:
     completion_tokens: int | None = None
     cost: Decimal | None = None
     status: int = 0
+    counted: bool = False  # the settled call's figures are counted at finish (note_settled)
+    finished: bool = False
 
 
 _current: ContextVar[RequestInfo | None] = ContextVar("llmbill_request", default=None)
@@ -64,17 +66,25 @@ def model_label(call: Call) -> str:
 
 
 def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
-    """The call was billed (once): tokens and spend go to the counters now, even if the client is gone."""
-    key = call.principal.key or {}
-    team = str(key.get("team_id") or "")
-    model = model_label(call)
-    metrics.tokens(model, team, "prompt").inc(usage.prompt_tokens)
-    metrics.tokens(model, team, "completion").inc(usage.completion_tokens)
-    metrics.spend(model, team).inc(float(cost))
-    metrics.billed_calls(model, team).inc()
+    """The call was billed (once): its tokens and spend go to the counters when its reply has been
+    sent (finish: the Prometheus increments off the request's path), or now when no open request
+    holds it. Either way they are counted even if the client is gone (finish always runs)."""
     info = _current.get()
     if info is not None and info.call is call:
         info.prompt_tokens, info.completion_tokens, info.cost = usage.prompt_tokens, usage.completion_tokens, cost
+        if not info.finished:
+            info.counted = True
+            return
+    _count_settled(call, model_label(call), usage.prompt_tokens, usage.completion_tokens, cost)
+
+
+def _count_settled(call: Call, model: str, prompt_tokens: int, completion_tokens: int, cost: Decimal) -> None:
+    key = call.principal.key or {}
+    team = str(key.get("team_id") or "")
+    metrics.tokens(model, team, "prompt").inc(prompt_tokens)
+    metrics.tokens(model, team, "completion").inc(completion_tokens)
+    metrics.spend(model, team).inc(float(cost))
+    metrics.billed_calls(model, team).inc()
 
 
 def budget_refused(message: str, kind: str | None) -> None:
@@ -84,9 +94,13 @@ def budget_refused(message: str, kind: str | None) -> None:
 def finish(info: RequestInfo, status: int) -> None:
     """The reply is sent: count it and write its access line."""
     info.status = status
+    info.finished = True
     elapsed = time.perf_counter() - info.started
     call = info.call
     model = model_label(call) if call is not None else ""
+    if info.counted and call is not None and info.cost is not None:
+        assert info.prompt_tokens is not None and info.completion_tokens is not None
+        _count_settled(call, model, info.prompt_tokens, info.completion_tokens, info.cost)
     metrics.requests(info.route, model, str(status)).inc()
     metrics.request_seconds(info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,15 @@ def applied(options: Options) -> Iterator[None]:
         yield
     finally:
         _options.reset(token)
+
+
+def apply(options: Options) -> Token[Options | None]:
+    """applied() without a generator a call (fallbacks.serve): restore(the token) when served."""
+    return _options.set(options)
+
+
+def restore(token: Token[Options | None]) -> None:
+    _options.reset(token)
 
 
 def retries(deployment_default: int) -> int:

@@ -155,7 +155,7 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
     data["model"] = call.model  # the name the client asked for
     call.note_reply(data)
     cost = settle(call, usage)
-    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()])
+    return Response(200, orjson.dumps(data), call.reply_headers(cost, JSON_HEADERS))
 
 
 def _estimated_usage(body: dict[str, Any], reply: dict[str, Any]) -> core.Usage:
