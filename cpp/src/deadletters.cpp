@@ -130,7 +130,7 @@ DeadLetterStore::DeadLetterStore(fs::path file) : file_(std::move(file)), lock_f
   }
 }
 
-void DeadLetterStore::add(const DeadLetter& letter) {
+void DeadLetterStore::add(const DeadLetter& letter, bool sync) {
   std::string line = to_line(letter);
   std::unique_lock lock(mu_);
   WriterLock writer(lock_file_);
@@ -147,8 +147,25 @@ void DeadLetterStore::add(const DeadLetter& letter) {
     if (last != '\n') line.insert(line.begin(), '\n');
   }
   write_all(fd.get(), line, file_);
-  sync_fd(fd.get(), file_);
-  if (!existed) sync_dir(file_);
+  if (sync) {
+    sync_fd(fd.get(), file_);
+  } else {
+    unsynced_.store(true, std::memory_order_release);
+  }
+  if (!existed) sync_dir(file_);  // once per file: its name must survive whatever the policy
+}
+
+void DeadLetterStore::sync_written() {
+  if (!unsynced_.exchange(false, std::memory_order_acq_rel)) return;
+  try {
+    std::shared_lock lock(mu_);  // fsync flushes the file whatever descriptor wrote it
+    if (!fs::exists(file_)) return;  // removed by an operator: nothing left to make durable
+    Fd fd(file_, O_RDONLY, "open");
+    sync_fd(fd.get(), file_);
+  } catch (...) {
+    unsynced_.store(true, std::memory_order_release);  // tried again at the next call
+    throw;
+  }
 }
 
 std::vector<DeadLetter> DeadLetterStore::load() const {

@@ -234,6 +234,7 @@ void Pipeline::requeue(std::vector<Pending>& batch) {
 void Pipeline::housekeeping() noexcept {
   try {
     spool_->maybe_sync();
+    dead_letters_.sync_written();  // what submit() dead-lettered without waiting on the disk
   } catch (const std::exception& e) {
     note_sender_error(e.what());
   }

@@ -189,6 +189,26 @@ TEST(DeadLetters, TwoStoresOnOneFileSeeEachOther) {
   EXPECT_EQ(ids(proxy.list()), (std::vector<std::string>{"b", "c"}));
 }
 
+TEST(DeadLetters, AnUnsyncedAddIsWrittenAtOnceAndSyncedLater) {
+  // A request thread's add (the spool's interval policy): no fsync before it returns, but the line is
+  // in the file, so another process (or this one after a kill) reads it; sync_written() does the fsync.
+  TempDir dir;
+  fs::path file = dir.path() / "dead.jsonl";
+  DeadLetterStore proxy(file);
+  proxy.sync_written();  // nothing written yet: nothing to do
+  proxy.add(letter("a"), /*sync=*/false);
+  proxy.add(letter("b"), /*sync=*/false);
+  EXPECT_EQ(ids(DeadLetterStore(file).list()), (std::vector<std::string>{"a", "b"}));
+  proxy.sync_written();
+  proxy.sync_written();  // twice: the second finds nothing pending
+  fs::remove(file);
+  proxy.add(letter("c"), /*sync=*/false);  // a new file (its directory entry fsynced at once)
+  EXPECT_EQ(ids(DeadLetterStore(file).list()), (std::vector<std::string>{"c"}));
+  fs::remove(file);
+  proxy.sync_written();  // the file an operator removed meanwhile: nothing to fsync, no error
+  EXPECT_FALSE(fs::exists(file));
+}
+
 TEST(DeadLetters, ConcurrentAddsAndRemoves) {
   TempDir dir;
   fs::path file = dir.path() / "dead.jsonl";

@@ -4,7 +4,9 @@
 //
 // Storage: one JSON object per line, {"id","event_json","reason","reply","at"}, in `file`, mode 0600
 // (an older file with wider permissions is narrowed at the next add).
-// add() appends a line and fsyncs before returning; remove() rewrites the file (temp file, fsync,
+// add() appends a line and fsyncs before returning — or, with sync = false, leaves the fsync to the next
+// sync_written() (the line is written, so a killed process keeps it; power loss may not, as with the
+// spool's interval policy); remove() rewrites the file (temp file, fsync,
 // rename, directory fsync), so a crash leaves either the old or the new file. A torn last line (a crash
 // in the middle of add) and any other unreadable line are skipped, never a crash; the next add starts
 // on a fresh line. The file is read on every query, so several processes (the proxy and the CLI) see
@@ -22,6 +24,7 @@
 //   for (const DeadLetter& d : store.list()) ...;
 //   store.remove("call-1:tokens");  // after a successful resend
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -46,7 +49,8 @@ class DeadLetterStore {
  public:
   explicit DeadLetterStore(std::filesystem::path file);  // creates the parent directory if needed
 
-  void add(const DeadLetter& letter);
+  void add(const DeadLetter& letter, bool sync = true);
+  void sync_written();  // fsyncs what add(..., false) wrote since the last call; nothing to do: no I/O
   std::vector<DeadLetter> list() const;
   std::optional<DeadLetter> get(std::string_view id) const;
   // Drops every line with this id (only those added at or before `added_up_to`, Unix seconds, when
@@ -62,6 +66,7 @@ class DeadLetterStore {
   std::filesystem::path file_;
   std::filesystem::path lock_file_;
   mutable std::shared_mutex mu_;
+  std::atomic<bool> unsynced_{false};  // add(..., false) wrote a line not fsynced yet
 };
 
 }  // namespace llmbill
