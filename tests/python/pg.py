@@ -4,9 +4,12 @@
     db = create_database(url, "t1")   # a fresh, empty database on that server
     stop()                            # pg_ctl stop, then the cluster directory is removed
 
-The cluster lives in a `tempfile.mkdtemp()` directory under /tmp owned by `postgres` (initdb refuses
-to run as root; pytest's tmp_path is not reachable by that user). Missing binaries raise: a test
-that needs PostgreSQL fails rather than skips (CI installs it).
+The cluster lives in a `tempfile.mkdtemp()` directory owned by `postgres` (initdb refuses to run as
+root; pytest's tmp_path is not reachable by that user), in RAM (/dev/shm) when there is room: a
+session makes ~100 databases of 7.5 MB each, and on disk (ext4 mounted with `discard` here, busy with
+other writers) creating one took 75-160 ms instead of ~50 and removing the cluster at the end of a
+whole run took 96 s. Missing binaries raise: a test that needs PostgreSQL fails rather than skips (CI
+installs it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ def _free_port() -> int:
         return port
 
 
+SHM_NEEDED = 3 * 2**30  # a whole session's cluster is ~1 GB; a container's default /dev/shm is 64 MB
+
+
+def _cluster_parent() -> str | None:
+    """/dev/shm when it is writable with room for a session's cluster (thrown away: RAM is enough),
+    else None (tempfile's default directory)."""
+    shm = "/dev/shm"
+    if not (os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK)):
+        return None
+    fs = os.statvfs(shm)
+    return shm if fs.f_bavail * fs.f_frsize >= SHM_NEEDED else None
+
+
 def _run(argv: list[str]) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
@@ -52,7 +68,7 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
     """Starts a server; returns the URL of its `postgres` database (user postgres, no password) and a
     function that stops it and deletes its files."""
     pg = bin_dir()
-    root = tempfile.mkdtemp(prefix="llmbill-pg-")
+    root = tempfile.mkdtemp(prefix="llmbill-pg-", dir=_cluster_parent())
     data, log = f"{root}/data", f"{root}/server.log"
     as_postgres: list[str] = []
     if os.geteuid() == 0:
@@ -61,8 +77,8 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
 
     def stop() -> None:
         try:
-            if Path(data, "postmaster.pid").exists():
-                _run([*as_postgres, str(pg / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"])
+            if Path(data, "postmaster.pid").exists():  # immediate: no shutdown checkpoint of data deleted next
+                _run([*as_postgres, str(pg / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -71,8 +87,10 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
               "-E", "UTF8", "--locale=C.UTF-8"])
         for attempt in range(3):  # another process may take the free port before the server does
             port = _free_port()
+            # max_wal_size: each CREATE DATABASE writes its 7.5 MB template to the WAL; recycling the
+            # WAL early keeps the RAM the cluster takes to its databases.
             options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c synchronous_commit=off -c full_page_writes=off")
+                       "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=64MB -c min_wal_size=32MB")
             try:
                 _run([*as_postgres, str(pg / "pg_ctl"), "-D", data, "-o", options, "-l", log, "-w", "start"])
                 break
