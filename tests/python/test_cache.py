@@ -6,16 +6,19 @@ the spend of active records alone; a re-read never undoes what this process wrot
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from llmbill import _core
 from llmbill.proxy import cache as cache_module
 from llmbill.proxy.cache import MISS_LOOKUPS_PER_SECOND, NEGATIVE_TTL, EntityCache
-from llmbill.proxy.store import SpendBatch, Store, open_store
+from llmbill.proxy.spend import SpendTracker
+from llmbill.proxy.store import SpendBatch, SpendLog, Store, open_store
 from llmbill.proxy.store.sql import CHANGES_KEPT
 
 
@@ -39,14 +42,19 @@ def counting(store: Store) -> list[tuple[str, str]]:
     return asked
 
 
+async def counted_cache(tmp_path: Path) -> tuple[Store, Clock, EntityCache, list[tuple[str, str]]]:
+    """A fresh SQLite store, a cache on it with a test clock, and the single reads it asks for."""
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await store.open()
+    clock = Clock()
+    cache = EntityCache(store, clock)
+    await cache.load()
+    return store, clock, cache, counting(store)
+
+
 def test_a_repeated_unknown_key_costs_one_lookup_per_ttl(tmp_path: Path) -> None:
     async def scenario() -> None:
-        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        await store.open()
-        clock = Clock()
-        cache = EntityCache(store, clock)
-        await cache.load()
-        asked = counting(store)
+        store, clock, cache, asked = await counted_cache(tmp_path)
         for _ in range(50):
             assert await cache.get_or_fetch("key", "garbage") is None
         assert asked == [("key", "garbage")]
@@ -350,18 +358,8 @@ def test_requests_needing_a_record_being_read_share_its_read(tmp_path: Path) -> 
 def test_an_end_user_without_a_record_costs_one_read_per_ttl_and_its_first_flush_shows_it(tmp_path: Path) -> None:
     """Most `user` values have no customer record: remembered as misses (not on the key gate), and
     forgotten when the spend flush creates the record, so its spend is read at once."""
-    from llmbill import _core
-    from llmbill.proxy.spend import SpendTracker
-    from llmbill.proxy.store import SpendLog
-    from datetime import datetime, timezone
-
     async def scenario() -> None:
-        store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        await store.open()
-        clock = Clock()
-        cache = EntityCache(store, clock)
-        await cache.load()
-        asked = counting(store)
+        store, _, cache, asked = await counted_cache(tmp_path)
         for _ in range(20):
             await cache.ensure([("customer", "end-user-1")])
         assert asked == [("customer", "end-user-1")]
