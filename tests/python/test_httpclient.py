@@ -397,3 +397,28 @@ def test_pipe_raises_what_the_sink_raised_and_ends_quietly_on_a_cut_stream() -> 
 
     seen = asyncio.run(_serve(handler, work))
     assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2"]  # the broken exchange's connection was closed
+
+
+def test_a_pipe_cancelled_while_its_reading_is_paused_does_not_pool_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 0:
+            writer.write(_chunked_head() + _chunk(b"data: 1\n\n") + b"0\r\n\r\n")
+        else:
+            writer.write(_reply(b"{}"))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client()
+        target = Target(url, {})
+        reply = await client.post(target, b"{}")
+        task = asyncio.ensure_future(reply.pipe(lambda data: False, 5, asyncio.Event().wait))  # never drains
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        again = await asyncio.wait_for(client.post(target, b"{}"), 5)  # a paused connection would never answer
+        assert await again.read() == b"{}"
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2"]

@@ -304,6 +304,8 @@ class Reply:
                     continue  # data may have come meanwhile (last_body moved): checked above
         finally:
             conn.sink = None
+            if conn.sink_full:  # left while its reading was paused (cancelled in drain): not pooled paused
+                conn.close()
             self.release()
 
     def release(self) -> None:
