@@ -14,7 +14,7 @@ import pytest
 
 from llmbill.proxy.deployments import Deployment
 from llmbill.proxy.errors import ProxyError
-from llmbill.proxy.httpclient import Client, Target, UpstreamError
+from llmbill.proxy.httpclient import Client, Reply, Target, UpstreamError
 from llmbill.proxy.upstream import Upstream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
@@ -275,6 +275,13 @@ def _chunk(part: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(part), part)
 
 
+async def _posted(url: str) -> tuple[Client, Target, Reply]:
+    """A new client, its target, and the reply to one POST it sent there."""
+    client = Client()
+    target = Target(url, {})
+    return client, target, await client.post(target, b"{}")
+
+
 async def _never_full() -> None:
     raise AssertionError("drain() awaited although the sink never said it was full")
 
@@ -293,9 +300,7 @@ def test_pipe_hands_each_read_to_the_sink_and_gives_the_connection_back() -> Non
         return True
 
     async def work(url: str) -> None:
-        client = Client()
-        target = Target(url, {})
-        reply = await client.post(target, b"{}")
+        client, target, reply = await _posted(url)
         got: list[bytes] = []
         await reply.pipe(lambda data: got.append(data) is None, 5, _never_full)
         assert got == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]  # one sink call a read
@@ -408,9 +413,7 @@ def test_a_pipe_cancelled_while_its_reading_is_paused_does_not_pool_the_connecti
         return True
 
     async def work(url: str) -> None:
-        client = Client()
-        target = Target(url, {})
-        reply = await client.post(target, b"{}")
+        client, target, reply = await _posted(url)
         task = asyncio.ensure_future(reply.pipe(lambda data: False, 5, asyncio.Event().wait))  # never drains
         await asyncio.sleep(0.1)
         task.cancel()
