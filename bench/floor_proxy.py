@@ -13,7 +13,6 @@ its own work; what this system adds over the direct path is the cost of a Python
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 import uvicorn
@@ -74,5 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.set_event_loop_policy(None)
     main()
