@@ -114,12 +114,16 @@ def test_redis_stopped_mid_test_follows_the_failure_policy(
         assert proxy.request("POST", "/chat/completions", BODY, raw)[0] == 200
         redis_server.stop()
         try:
+            # The first call took a ticket for the next (redis_limits.py): admitted by Redis before it
+            # stopped, that one runs; Redis is found down behind it, and the policy decides from then.
+            by_ticket = proxy.request("POST", "/chat/completions", BODY, raw)[0]
             status, body, _ = proxy.request("POST", "/chat/completions", BODY, raw)
             ready, public, _ = proxy.request("GET", "/health/readiness")
             _, details, _ = proxy.request("GET", "/health/readiness", None, MASTER)
             _, metrics, _ = proxy.request("GET", "/metrics", None, MASTER)
         finally:
             redis_server.restart()
+        assert by_ticket == 200
         assert public == {"status": "degraded"} and details["limits"]["redis"] == "unreachable"
         assert "llmbill_redis_up 0.0" in metrics
         if policy == "fail_closed":

@@ -32,6 +32,23 @@ chunk, so a call can outlive it, and a reservation that expired under a live cal
 bound by that call. An entity's keys live as long as what they hold needs (a minute's counts two
 minutes, a day's two days, a call in flight its TTL), plus a minute.
 
+Tickets: a call at concurrency 1 would otherwise wait a Redis round trip and a script before it is
+forwarded (bench/README.md: ~0.3 ms through the proxy). So ADMIT also hands this process, for each
+entity that is far from its limits, one call admitted in advance (lua/admit.lua says when: 16 calls
+of rpm and parallel room and 17 tickets' worth of budget left after it, no tpm or tpd limit). The
+next call whose every limited slot has a ticket that fits it (same limits, reserving no more than the
+ticket, before its minute ends, the budget still far from spent as this process sees it) is admitted
+at once, and so is a call Redis refused if such tickets are there (they count in the limit that
+refused it: in a burst over a limit, each process's last calls use its tickets); its ADMIT runs behind it, confirming it in the ticket's place (never refusing it) and asking
+for the next ticket, and its release waits for that. A ticket is an admission like any other —
+counted in its minute, holding a parallel slot and its amount in the index, expiring after its
+minute — so the limits stay exact and the overspend bound is unchanged; what it costs is that a
+ticket not yet used stands for a call that has not happened: other processes see one call more per
+entity and ticket holder, only while that entity is far from its limits, and at most one second
+(TICKET_IDLE) before an unused ticket is given back (lua/tickets.lua), or its minute and five
+seconds should its process die. Near any limit no ticket is given, and every call is checked in
+Redis one by one.
+
 Redis down (a connection or timeout error): `redis_failure_policy: fail_closed` refuses the call with
 a 503 naming Redis; `fail_open` admits it against this process's in-process limiter (logged once per
 outage) and releases it there. Either way readiness reports it and `llmbill_redis_up` drops to 0.
@@ -41,7 +58,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -51,7 +70,7 @@ from redis.exceptions import RedisError
 
 from . import metrics
 from .errors import ProxyError
-from .limits import InProcess, Limiter, Refusal, Slot
+from .limits import Entity, InProcess, Limiter, Refusal, Slot
 from .redis_limits_wire import MAX_CONNECTIONS, Script, Wire, bulk, integer
 
 log = logging.getLogger("llmbill.proxy")
@@ -64,6 +83,11 @@ TIMEOUT = 2.0  # seconds: a connection's wait in the pool, a connect, a command
 PACKED_ENTITIES = 4096  # slots' packed arguments kept (see RedisLimiter._admit_parts)
 NO_BUDGET = integer(-1) + integer(0)  # a slot's headroom and amount when it has no budget
 NOT_ENTERED, ZERO = integer(-1), integer(0)
+NO_TICKET, NOT_WANTED = b"$0\r\n\r\n", integer(-1)
+TICKET_MARGIN = 1.0  # seconds before its minute ends that a ticket stops being used (Redis's clock may run ahead)
+TICKET_IDLE = 1.0  # seconds a ticket may wait for a call before it goes back
+SWEEP = 0.5  # seconds between looks for tickets to give back
+TICKET_SPARE = 17  # a ticket is used only while the budget's headroom is more than this many times its amount
 
 
 def units(amount: Decimal) -> int:
@@ -85,6 +109,19 @@ def _opt(v: int | None) -> int:
     return -1 if v is None else v
 
 
+@dataclass
+class _Ticket:
+    """One call of `entity` admitted in advance by ADMIT (lua/admit.lua), for this process to use."""
+
+    entity: Entity
+    member: bytes  # its entry in the entity's index
+    units: int  # the amount it holds: a call reserving more cannot use it
+    limits: tuple[int | None, int | None, bool]  # rpm, parallel, and whether a budget: as the slot it was given for
+    counted: bool  # it took a request of its minute (an rpm limit)
+    given: float  # clock time
+    deadline: float  # clock time after which it may not be used: its minute is ending
+
+
 class RedisUnavailable(ProxyError):
     def __init__(self, why: str) -> None:
         super().__init__(503, f"Redis is unreachable ({why}); rate limits and budgets cannot be checked, so calls are "
@@ -96,7 +133,7 @@ class RedisLimiter:
     """SharedLimits in Redis, with this process's Limiter as the fail_open fallback."""
 
     def __init__(self, client: aioredis.Redis, ttl: int, policy: str, fallback: Limiter,
-                 hold: float = 4.0, prefix: str = "llmbill:", wire: Wire | None = None) -> None:
+                 hold: float = 4.0, prefix: str = "llmbill:", wire: Wire | None = None, tickets: bool = True) -> None:
         self.client = client  # readiness pings, and the scripts of credits/redis_ledger.py
         # The limit scripts: on a pool of their own from connect(); else on the client's
         self.wire = wire or Wire(client.connection_pool, TIMEOUT)
@@ -110,6 +147,14 @@ class RedisLimiter:
         self._pending: set[asyncio.Task[None]] = set()
         self._admit = Script(_script("entity.lua") + _script("admit.lua"))
         self._release = Script(_script("entity.lua") + _script("release.lua"))
+        self._give = Script(_script("entity.lua") + _script("tickets.lua"))
+        self.tickets_on = tickets
+        self.clock: Callable[[], float] = time.monotonic  # tests move it
+        self._tickets: dict[Entity, _Ticket] = {}  # this process's, one an entity at most
+        self._wanted: dict[Entity, str] = {}  # entities a ticket was asked for, by the call whose ADMIT is on its way
+        self._asks: dict[str, asyncio.Future[None]] = {}  # those calls: done when their ADMIT is
+        self._confirming: dict[str, asyncio.Task[None]] = {}  # calls admitted by tickets, Redis not told yet
+        self._sweeper: asyncio.Task[None] | None = None
         # A slot's arguments that come from its entity's configuration, packed once per entity and
         # limits (bounded: cleared when full), so a call packs only its own amounts.
         self._admit_parts: dict[tuple[Any, ...], bytes] = {}
@@ -120,11 +165,13 @@ class RedisLimiter:
     def _now(self) -> bytes:
         return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
 
-    def _admit_args(self, call_id: str, slots: Sequence[Slot]) -> tuple[int, bytes, list[int] | None]:
+    def _admit_args(self, call_id: str, slots: Sequence[Slot],
+                    used: dict[int, _Ticket] | None = None) -> tuple[int, bytes, list[int] | None]:
         """ADMIT's argument count and arguments, and which slots they name when some were left out
-        (None: all). A slot with no limit is left out: Redis has nothing to check or hold for it."""
+        (None: all). A slot with no limit is left out: Redis has nothing to check or hold for it.
+        `used`: the tickets that admitted the call already, by slot (ADMIT then only confirms it)."""
         head = self._admit_head if not self.now else self._now() + integer(self.ttl) + bulk(self.prefix.encode())
-        parts = [head, bulk(call_id.encode())]
+        parts = [head, bulk(call_id.encode()), b"$1\r\n1\r\n" if used else b"$1\r\n0\r\n"]
         cache = self._admit_parts
         amount, packed = None, b""
         sent: list[int] | None = None
@@ -142,15 +189,30 @@ class RedisLimiter:
                     cache.clear()
                 part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
                                      + integer(_opt(s.parallel)) + integer(_opt(s.tpd)))
+            ticket = NO_TICKET if used is None else bulk(used[i].member)
+            want = self._want(s, call_id)
             if s.headroom is None:
-                parts.append(part + NO_BUDGET)
+                parts.append(part + NO_BUDGET + ticket + (NOT_WANTED if want is None else ZERO))
                 continue
             if s.amount is not amount:  # a call's slots mostly share one upper bound: converted once
                 amount, packed = s.amount, integer(units(s.amount))
             headroom = units(s.headroom)
             digits = b"%d" % (headroom if headroom > 0 else 0)
-            parts.append(b"%s$%d\r\n%s\r\n%s" % (part, len(digits), digits, packed))
-        return 4 + 7 * (len(parts) - 2), b"".join(parts), sent
+            parts.append(b"%s$%d\r\n%s\r\n%s%s%s" % (part, len(digits), digits, packed, ticket,
+                                                       NOT_WANTED if want is None else integer(want)))
+        return 5 + 9 * (len(parts) - 3), b"".join(parts), sent
+
+    def _want(self, slot: Slot, call_id: str) -> int | None:
+        """The amount of the ticket this call asks for on `slot`'s entity (None: none): one when the
+        process has none there and is not asking already; twice the call's own reservation, so that
+        calls a little larger than this one fit it."""
+        if (not self.tickets_on or slot.tpm is not None or slot.tpd is not None or slot.entity in self._wanted
+                or slot.entity in self._tickets):
+            return None
+        self._wanted[slot.entity] = call_id
+        if call_id not in self._asks:
+            self._asks[call_id] = asyncio.get_running_loop().create_future()
+        return 0 if slot.headroom is None else 2 * units(slot.amount)
 
     def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
         """RELEASE's argument count and arguments; slots with nothing to give back or count left out."""
@@ -179,23 +241,150 @@ class RedisLimiter:
         return 6 + 4 * ((len(parts) - 6) // 2), b"".join(parts)
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
+        if self._tickets and self.error is None:
+            used = self._usable_tickets(slots)
+            if used is not None:  # admitted here and now; Redis is told behind the call
+                self._confirm(call_id, slots, used)
+                return None
         count, args, sent = self._admit_args(call_id, slots)
-        if count == 4:  # no slot has a limit: nothing to ask Redis
+        if count == 5:  # no slot has a limit: nothing to ask Redis
             return None
         try:
             found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
+            self._unwant(call_id, slots)
             self._down(exc)
             if self.policy == "fail_closed":
                 raise RedisUnavailable(self.error or "error") from None
             self._local.add(call_id)
             return await self.fallback.admit(call_id, slots)
+        except BaseException:
+            self._unwant(call_id, slots)
+            raise
         self._up()
-        if not found:
+        self._unwant(call_id, slots)
+        index, limit, reserved, wait_ms = found[:4] if found[0] else (0, b"", 0, 0)
+        if not index:
+            self._keep_tickets(call_id, slots, sent, found)
             return None
-        index, limit, reserved, wait_ms = found
+        if self.tickets_on:
+            # This process's own tickets count in the limit that refused: the call is one of theirs,
+            # including a ticket an ADMIT still on its way may bring.
+            asks = [self._asks[c] for c in {self._wanted.get(s.entity) for s in slots} if c in self._asks]
+            if asks:
+                await asyncio.wait(asks)
+            used = self._usable_tickets(slots) if self._tickets else None
+            if used is not None:
+                self._confirm(call_id, slots, used)
+                return None
         index = int(index) - 1 if sent is None else sent[int(index) - 1]
         return Refusal(index, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
+
+    def _unwant(self, call_id: str, slots: Sequence[Slot]) -> None:
+        ask = self._asks.pop(call_id, None)
+        if ask is None:
+            return
+        for s in slots:
+            if self._wanted.get(s.entity) == call_id:
+                del self._wanted[s.entity]
+        ask.set_result(None)
+
+    def _usable_tickets(self, slots: Sequence[Slot]) -> dict[int, _Ticket] | None:
+        """This process's tickets that admit the call, one for each slot with a limit; None unless
+        every such slot has one it fits: a ticket of the same limits, not ending, holding at least the
+        call's reservation, and a budget still far from spent as this process sees it now (a budget
+        lowered since the ticket was given is checked in Redis, not passed by the ticket)."""
+        now = self.clock()
+        used: dict[int, _Ticket] = {}
+        for i, s in enumerate(slots):
+            if s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None:
+                continue
+            t = self._tickets.get(s.entity)
+            if (t is None or t.deadline <= now or t.limits != (s.rpm, s.parallel, s.headroom is not None)
+                    or s.tpm is not None or s.tpd is not None):
+                return None
+            if s.headroom is not None and (units(s.amount) > t.units or units(s.headroom) <= TICKET_SPARE * t.units):
+                return None
+            used[i] = t
+        if not used or len({t.entity for t in used.values()}) < len(used):  # an entity twice: checked in Redis
+            return None
+        for t in used.values():
+            del self._tickets[t.entity]
+        return used
+
+    def _confirm(self, call_id: str, slots: Sequence[Slot], used: dict[int, _Ticket]) -> None:
+        count, args, sent = self._admit_args(call_id, slots, used)
+        task = asyncio.get_running_loop().create_task(self._run_confirm(call_id, slots, count, args, sent))
+        self._confirming[call_id] = task
+        self._pending.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._pending.discard(t)
+            if self._confirming.get(call_id) is t:
+                del self._confirming[call_id]
+        task.add_done_callback(done)
+
+    async def _run_confirm(self, call_id: str, slots: Sequence[Slot], count: int, args: bytes,
+                           sent: list[int] | None) -> None:
+        # The call runs whatever happens here: its tickets admitted it. Should Redis not hear of it
+        # (down), its tickets stay in the index until they expire, holding what the call would have.
+        try:
+            found = await self.wire.run(self._admit, count, args)
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return
+        finally:
+            self._unwant(call_id, slots)
+        self._up()
+        if not found[0]:
+            self._keep_tickets(call_id, slots, sent, found)
+
+    def _keep_tickets(self, call_id: str, slots: Sequence[Slot], sent: list[int] | None, found: list[Any]) -> None:
+        """Takes the tickets ADMIT gave: found = [0, ms left in their minute, the minute, slot indexes...]."""
+        if len(found) <= 3:
+            return
+        now = self.clock()
+        deadline = now + int(found[1]) / 1000 - TICKET_MARGIN
+        label = b"t:%d:%s:" % (int(found[2]), call_id.encode())
+        for index in found[3:]:
+            s = slots[int(index) - 1 if sent is None else sent[int(index) - 1]]
+            amount = 0 if s.headroom is None else 2 * units(s.amount)
+            ticket = _Ticket(s.entity, label + b"%d" % amount, amount, (s.rpm, s.parallel, s.headroom is not None),
+                             s.rpm is not None, now, deadline)
+            old = self._tickets.get(s.entity)
+            self._tickets[s.entity] = ticket
+            if old is not None:  # one is enough: the other goes back
+                self._spawn(self._give_back([old]))
+        if self._sweeper is None and self._tickets:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Gives back tickets no call used within TICKET_IDLE, or whose minute is ending."""
+        try:
+            while self._tickets:
+                await asyncio.sleep(SWEEP)
+                now = self.clock()
+                late = [t for t in self._tickets.values() if t.deadline <= now or now - t.given >= TICKET_IDLE]
+                for t in late:
+                    del self._tickets[t.entity]
+                if late:
+                    self._spawn(self._give_back(late))  # a task of its own: close() cancels this one
+        finally:
+            self._sweeper = None
+
+    async def _give_back(self, tickets: list[_Ticket]) -> None:
+        parts = [self._now(), bulk(self.prefix.encode())]
+        for t in tickets:
+            parts += [bulk("\x1f".join(t.entity).encode()), bulk(t.member), b"$1\r\n1\r\n" if t.counted else ZERO]
+        try:
+            await self.wire.run(self._give, len(parts), b"".join(parts))
+        except (RedisError, OSError) as exc:
+            self._down(exc)  # they expire with their minute then
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def release(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal = Decimal(0)) -> None:
         """Runs behind the caller (release is called where nothing may be awaited)."""
@@ -206,9 +395,13 @@ class RedisLimiter:
         args = self._release_args(call_id, slots, tokens, cost)
         if args[0] == 6:  # nothing to give back or count in Redis
             return
-        task = asyncio.get_running_loop().create_task(self._run_release(args))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        confirming = self._confirming.get(call_id)
+        # A call admitted by tickets is released only once Redis has entered it.
+        self._spawn(self._run_release(args) if confirming is None else self._release_after(confirming, args))
+
+    async def _release_after(self, confirming: asyncio.Task[None], args: tuple[int, bytes]) -> None:
+        await asyncio.wait((confirming,))  # not `await confirming`: cancelling this must not cancel that
+        await self._run_release(args)
 
     async def _run_release(self, args: tuple[int, bytes]) -> None:
         # A release that fails is tried again: dropped, it would hold the call's reservation and
@@ -253,9 +446,20 @@ class RedisLimiter:
             self.error = None
             metrics.REDIS_UP.set(1)
 
-    async def close(self) -> None:
-        if self._pending:
+    async def give_back_tickets(self) -> None:
+        """Every ticket goes back (at close; tests that look at what Redis holds)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        while self._pending:  # confirmations may bring tickets still
             await asyncio.gather(*self._pending, return_exceptions=True)
+        tickets, self._tickets = list(self._tickets.values()), {}
+        if tickets:
+            await self._give_back(tickets)
+
+    async def close(self) -> None:
+        self.tickets_on = False
+        await self.give_back_tickets()
         await self.wire.close()
         await self.client.aclose()
 
@@ -271,7 +475,8 @@ def settled_hold(flush_interval: float, refresh_interval: float) -> float:
     return 2 * (flush_interval + refresh_interval) + 1
 
 
-def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, hold: float = 4.0) -> RedisLimiter:
+def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, hold: float = 4.0,
+            tickets: bool = True) -> RedisLimiter:
     # Short socket timeouts: a Redis that hangs must fail a call fast (the policy decides), not hold it.
     # A blocking pool: with more calls in flight than connections, a script waits (at most 2 s) for a
     # free connection. redis-py's default pool raises "Too many connections" at once instead, which
@@ -283,4 +488,4 @@ def connect(url: str, longest_timeout: float, policy: str, fallback: Limiter, ho
                                                     socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
     client = aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
     return RedisLimiter(client, reservation_ttl(longest_timeout), policy, fallback, hold,
-                        wire=Wire.from_url(url, TIMEOUT))
+                        wire=Wire.from_url(url, TIMEOUT), tickets=tickets)
