@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from llmbill.proxy.limits import Limiter, Refusal, Slot
-from llmbill.proxy.redis_limits import RedisLimiter, RedisUnavailable, connect, reservation_ttl, units
+from llmbill.proxy.redis_limits import RELEASE_WAIT, RedisLimiter, RedisUnavailable, connect, reservation_ttl, units
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + 30  # 30 s into a UTC day (and a minute)
 T = TypeVar("T")
@@ -30,7 +30,7 @@ def run(redis_url: str, body: Callable[[RedisLimiter], Awaitable[T]], policy: st
 
 
 async def settle(limiter: RedisLimiter) -> None:
-    await asyncio.gather(*limiter._pending)
+    await limiter.flush_releases()
 
 
 def test_rpm_admits_exactly_the_limit_under_concurrency(redis_url: str) -> None:
@@ -308,3 +308,61 @@ def test_slots_without_a_limit_are_not_sent_and_refusals_name_the_callers_slot(r
         limiter.release("c3", [free, free], 10)
         return got, len(limiter._pending)
     assert run("redis://127.0.0.1:1/0", down) == (None, 0)
+
+
+def test_a_release_rides_with_the_next_admission_which_counts_it_first(redis_url: str) -> None:
+    """One round trip for two: the next admission carries the releases waiting for it, and they are
+    applied before its checks (so what they free is free for it)."""
+    async def body(limiter: RedisLimiter) -> tuple[Refusal | None, int]:
+        slots = [Slot(A, Decimal(1), Decimal(2), parallel=1)]
+        assert await limiter.admit("c1", slots) is None
+        limiter.release("c1", slots, 0)
+        sent = []
+        real = limiter.wire.run
+
+        async def recording(script: Any, count: int, args: bytes) -> Any:
+            sent.append(script)
+            return await real(script, count, args)
+        limiter.wire.run = recording  # type: ignore[method-assign]
+        admitted = await limiter.admit("c2", slots)  # the parallel slot and the budget c1 held are back
+        return admitted, len(sent)
+    assert run(redis_url, body) == (None, 1)
+
+
+def test_a_release_no_admission_comes_for_goes_on_its_own(redis_url: str) -> None:
+    async def body(limiter: RedisLimiter) -> tuple[float, Refusal | None]:
+        slots = [Slot(A, Decimal(1), Decimal(1), parallel=1)]
+        assert await limiter.admit("c1", slots) is None
+        limiter.release("c1", slots, 0)
+        loop = asyncio.get_running_loop()
+        timer = limiter._release_timer
+        assert timer is not None
+        waits = timer.when() - loop.time()
+        while limiter._release_timer is not None:  # the timer's turn
+            await asyncio.sleep(0)
+        await asyncio.gather(*limiter._pending)
+        assert not limiter._releases  # it went alone: c2 carries nothing, and finds the slot free
+        return waits, await limiter.admit("c2", slots)
+    waits, second = run(redis_url, body)
+    assert 0 < waits <= RELEASE_WAIT and second is None
+
+
+def test_releases_an_admission_carried_are_sent_again_when_it_fails(redis_url: str) -> None:
+    async def body(limiter: RedisLimiter) -> Refusal | None:
+        slots = [Slot(A, Decimal(1), Decimal(1), parallel=1)]
+        assert await limiter.admit("c1", slots) is None
+        limiter.release("c1", slots, 0)
+        real = limiter.wire.run
+        failed: list[Any] = []
+
+        async def fail_once(script: Any, count: int, args: bytes) -> Any:
+            if not failed:
+                failed.append(script)
+                raise ConnectionError("lost on the way")
+            return await real(script, count, args)
+        limiter.wire.run = fail_once  # type: ignore[method-assign]
+        with pytest.raises(RedisUnavailable):
+            await limiter.admit("c2", [Slot(B, rpm=5)])  # carried c1's release, and failed
+        await limiter.flush_releases()
+        return await limiter.admit("c3", slots)
+    assert run(redis_url, body) is None

@@ -40,9 +40,10 @@ def state(redis_url: str, entity: tuple[str, str]) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     try:
         name = "\x1f".join(entity)
-        raw = client.get(f"llmbill:s:{name}")
+        raw: Any = client.get(f"llmbill:s:{name}")
         held, n, _, _, _, _, q = struct.unpack("<7d", raw[:56]) if raw else (0, 0, 0, 0, 0, 0, 0)
-        index = sorted(m.decode() for m in client.zrange(f"llmbill:y:{name}", 0, -1) if m)
+        members: Any = client.zrange(f"llmbill:y:{name}", 0, -1)
+        index = sorted(m.decode() for m in members if m)
         return {"held": int(held), "n": int(n), "requests": int(q), "index": index}
     finally:
         client.close()
@@ -58,29 +59,46 @@ def count_waits(limiter: RedisLimiter) -> list[int]:
             waits[0] += 1
         return await real(*args)
     caller = asyncio.current_task()
-    limiter.wire.run = run_counting  # type: ignore[method-assign]
+    limiter.wire.run = run_counting  # type: ignore[method-assign,assignment]
     return waits
 
 
 async def settle(*limiters: RedisLimiter) -> None:
     for limiter in limiters:
-        while limiter._pending:
-            await asyncio.gather(*limiter._pending)
+        await limiter.flush_releases()
+
+
+async def confirmed(limiter: RedisLimiter) -> None:
+    """The scripts under way are back (releases still waiting for the next admission stay waiting)."""
+    while limiter._pending:
+        await asyncio.gather(*limiter._pending)
+
+
+def scripts_run(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))  # not the NOSCRIPTs of a fresh Redis
+    finally:
+        client.close()
 
 
 def test_calls_after_the_first_are_admitted_by_a_ticket_without_waiting_for_redis(redis_url: str) -> None:
-    async def body(limiters: list[RedisLimiter]) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    async def body(limiters: list[RedisLimiter]) -> tuple[int, int, dict[str, Any], dict[str, Any], dict[str, Any]]:
         limiter = limiters[0]
         waits = count_waits(limiter)
+        before = scripts_run(redis_url)
         for i in range(10):
             assert await limiter.admit(f"c{i}", FAR) is None
             limiter.release(f"c{i}", FAR, 5, Decimal("0.0005"))
-            await settle(limiter)  # at concurrency 1 the confirmation is back before the next call
-        during, waited = state(redis_url, A), waits[0]
+            await confirmed(limiter)  # at concurrency 1 the confirmation is back before the next call
+        await settle(limiter)
+        during, waited, scripts = state(redis_url, A), waits[0], scripts_run(redis_url) - before
         await limiter.give_back_tickets()
-        return waited, during, state(redis_url, A), state(redis_url, B)
-    waits, during, after, customer = run(redis_url, body)
+        return waited, scripts, during, state(redis_url, A), state(redis_url, B)
+    waits, scripts, during, after, customer = run(redis_url, body)
     assert waits == 1  # the first call only: it brought the ticket the second used, and so on
+    assert scripts == 11  # one a call: each release rode with the next call's confirmation, the last alone
     # between calls: no call in flight, one ticket (a request of the minute, a parallel slot, 0.002)
     assert during["n"] == 1 and len(during["index"]) == 1 and during["index"][0].startswith("t:")
     assert during["requests"] == 11 and during["held"] == 10 * 500_000 + 2_000_000
@@ -235,7 +253,7 @@ def test_redis_down_while_a_ticket_is_held_admits_by_it_then_follows_the_policy(
 
         async def down(*args: Any) -> Any:
             raise ConnectionError("gone")
-        limiter.wire.run = down  # type: ignore[method-assign]
+        limiter.wire.run = down  # type: ignore[method-assign,assignment]
         by_ticket = await limiter.admit("c2", FAR)  # the ticket admitted it; Redis is told in vain
         await settle(limiter)
         error = limiter.error

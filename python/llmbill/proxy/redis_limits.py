@@ -87,6 +87,7 @@ NO_TICKET, NOT_WANTED = b"$0\r\n\r\n", integer(-1)
 TICKET_MARGIN = 1.0  # seconds before its minute ends that a ticket stops being used (Redis's clock may run ahead)
 TICKET_IDLE = 1.0  # seconds a ticket may wait for a call before it goes back
 SWEEP = 0.5  # seconds between looks for tickets to give back
+RELEASE_WAIT = 0.002  # seconds a release waits for an admission to carry it
 TICKET_SPARE = 17  # a ticket is used only while the budget's headroom is more than this many times its amount
 
 
@@ -103,6 +104,10 @@ def reservation_ttl(longest_timeout: float) -> int:
 
 def _script(name: str) -> str:
     return resources.files("llmbill.proxy").joinpath("lua", name).read_text()
+
+
+def _limited(s: Slot) -> bool:
+    return not (s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None)
 
 
 def _opt(v: int | None) -> int:
@@ -145,8 +150,11 @@ class RedisLimiter:
         self.error: str | None = None  # the last failure while Redis is down; None while it answers
         self._local: set[str] = set()  # calls admitted by the fallback (released there)
         self._pending: set[asyncio.Task[None]] = set()
-        self._admit = Script(_script("entity.lua") + _script("admit.lua"))
-        self._release = Script(_script("entity.lua") + _script("release.lua"))
+        self._admit = Script(_script("entity.lua") + _script("release.lua") + _script("admit.lua"))
+        self._release = Script(_script("entity.lua") + _script("release.lua") + "release_calls(ARGV[2], 3, #ARGV)\n")
+        self._releases: list[bytes] = []  # releases waiting for an admission to carry them
+        self._release_count = 0  # their arguments
+        self._release_timer: asyncio.TimerHandle | None = None
         self._give = Script(_script("entity.lua") + _script("tickets.lua"))
         self.tickets_on = tickets
         self.clock: Callable[[], float] = time.monotonic  # tests move it
@@ -165,13 +173,16 @@ class RedisLimiter:
     def _now(self) -> bytes:
         return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
 
-    def _admit_args(self, call_id: str, slots: Sequence[Slot],
-                    used: dict[int, _Ticket] | None = None) -> tuple[int, bytes, list[int] | None]:
+    def _admit_args(self, call_id: str, slots: Sequence[Slot], used: dict[int, _Ticket] | None,
+                    releases: tuple[int, list[bytes]]) -> tuple[int, bytes, list[int] | None]:
         """ADMIT's argument count and arguments, and which slots they name when some were left out
         (None: all). A slot with no limit is left out: Redis has nothing to check or hold for it.
-        `used`: the tickets that admitted the call already, by slot (ADMIT then only confirms it)."""
+        `used`: the tickets that admitted the call already, by slot (ADMIT then only confirms it);
+        `releases`: the releases it carries (their argument count and records)."""
         head = self._admit_head if not self.now else self._now() + integer(self.ttl) + bulk(self.prefix.encode())
-        parts = [head, bulk(call_id.encode()), b"$1\r\n1\r\n" if used else b"$1\r\n0\r\n"]
+        parts = [head, bulk(call_id.encode()), b"$1\r\n1\r\n" if used else b"$1\r\n0\r\n",
+                 integer(releases[0]), *releases[1]]
+        first = len(parts)
         cache = self._admit_parts
         amount, packed = None, b""
         sent: list[int] | None = None
@@ -200,7 +211,7 @@ class RedisLimiter:
             digits = b"%d" % (headroom if headroom > 0 else 0)
             parts.append(b"%s$%d\r\n%s\r\n%s%s%s" % (part, len(digits), digits, packed, ticket,
                                                        NOT_WANTED if want is None else integer(want)))
-        return 5 + 9 * (len(parts) - 3), b"".join(parts), sent
+        return 6 + releases[0] + 9 * (len(parts) - first), b"".join(parts), sent
 
     def _want(self, slot: Slot, call_id: str) -> int | None:
         """The amount of the ticket this call asks for on `slot`'s entity (None: none): one when the
@@ -214,10 +225,11 @@ class RedisLimiter:
             self._asks[call_id] = asyncio.get_running_loop().create_future()
         return 0 if slot.headroom is None else 2 * units(slot.amount)
 
-    def _release_args(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
-        """RELEASE's argument count and arguments; slots with nothing to give back or count left out."""
-        parts = [self._now(), bulk(call_id.encode()), bulk(self.prefix.encode()), integer(tokens),
-                 integer(units(cost) if cost > 0 else 0), bulk(repr(self.hold).encode())]
+    def _release_record(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
+        """One call's release (lua/release.lua): its argument count and arguments; slots with nothing
+        to give back or count left out (a count of 5: nothing to send)."""
+        parts = [bulk(call_id.encode()), integer(tokens), integer(units(cost) if cost > 0 else 0),
+                 bulk(repr(self.hold).encode()), b""]
         cache = self._release_parts
         amount, packed = None, b""
         for s in slots:
@@ -238,7 +250,9 @@ class RedisLimiter:
                 parts.append(packed)
             else:
                 parts.append(NOT_ENTERED if s.parallel is None else ZERO)
-        return 6 + 4 * ((len(parts) - 6) // 2), b"".join(parts)
+        entered = (len(parts) - 5) // 2
+        parts[4] = integer(entered)
+        return 5 + 4 * entered, b"".join(parts)
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         if self._tickets and self.error is None:
@@ -246,13 +260,15 @@ class RedisLimiter:
             if used is not None:  # admitted here and now; Redis is told behind the call
                 self._confirm(call_id, slots, used)
                 return None
-        count, args, sent = self._admit_args(call_id, slots)
-        if count == 5:  # no slot has a limit: nothing to ask Redis
+        if not any(_limited(s) for s in slots):  # nothing to ask Redis
             return None
+        releases = self._take_releases()
+        count, args, sent = self._admit_args(call_id, slots, None, releases)
         try:
             found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
             self._unwant(call_id, slots)
+            self._retry_releases(releases)
             self._down(exc)
             if self.policy == "fail_closed":
                 raise RedisUnavailable(self.error or "error") from None
@@ -260,6 +276,7 @@ class RedisLimiter:
             return await self.fallback.admit(call_id, slots)
         except BaseException:
             self._unwant(call_id, slots)
+            self._retry_releases(releases)
             raise
         self._up()
         self._unwant(call_id, slots)
@@ -313,8 +330,9 @@ class RedisLimiter:
         return used
 
     def _confirm(self, call_id: str, slots: Sequence[Slot], used: dict[int, _Ticket]) -> None:
-        count, args, sent = self._admit_args(call_id, slots, used)
-        task = asyncio.get_running_loop().create_task(self._run_confirm(call_id, slots, count, args, sent))
+        releases = self._take_releases()
+        count, args, sent = self._admit_args(call_id, slots, used, releases)
+        task = asyncio.get_running_loop().create_task(self._run_confirm(call_id, slots, count, args, sent, releases))
         self._confirming[call_id] = task
         self._pending.add(task)
 
@@ -325,12 +343,13 @@ class RedisLimiter:
         task.add_done_callback(done)
 
     async def _run_confirm(self, call_id: str, slots: Sequence[Slot], count: int, args: bytes,
-                           sent: list[int] | None) -> None:
+                           sent: list[int] | None, releases: tuple[int, list[bytes]]) -> None:
         # The call runs whatever happens here: its tickets admitted it. Should Redis not hear of it
         # (down), its tickets stay in the index until they expire, holding what the call would have.
         try:
             found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
+            self._retry_releases(releases)
             self._down(exc)
             return
         finally:
@@ -392,23 +411,62 @@ class RedisLimiter:
             self._local.discard(call_id)
             self.fallback.release(call_id, slots, tokens)
             return
-        args = self._release_args(call_id, slots, tokens, cost)
-        if args[0] == 6:  # nothing to give back or count in Redis
+        record = self._release_record(call_id, slots, tokens, cost)
+        if record[0] == 5:  # nothing to give back or count in Redis
             return
         confirming = self._confirming.get(call_id)
-        # A call admitted by tickets is released only once Redis has entered it.
-        self._spawn(self._run_release(args) if confirming is None else self._release_after(confirming, args))
+        if confirming is None:
+            self._queue_release(record)
+        else:  # a call admitted by tickets is released only once Redis has entered it
+            self._spawn(self._release_after(confirming, record))
 
-    async def _release_after(self, confirming: asyncio.Task[None], args: tuple[int, bytes]) -> None:
+    async def _release_after(self, confirming: asyncio.Task[None], record: tuple[int, bytes]) -> None:
         await asyncio.wait((confirming,))  # not `await confirming`: cancelling this must not cancel that
-        await self._run_release(args)
+        self._queue_release(record)
 
-    async def _run_release(self, args: tuple[int, bytes]) -> None:
+    def _queue_release(self, record: tuple[int, bytes]) -> None:
+        """The next admission carries it, or RELEASE_WAIT later RELEASE does (with the others then)."""
+        self._releases.append(record[1])
+        self._release_count += record[0]
+        if self._release_timer is None:
+            self._release_timer = asyncio.get_running_loop().call_later(RELEASE_WAIT, self._send_releases)
+
+    def _take_releases(self) -> tuple[int, list[bytes]]:
+        taken = self._release_count, self._releases
+        self._releases, self._release_count = [], 0
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        return taken
+
+    def _send_releases(self) -> None:
+        self._release_timer = None
+        self._retry_releases(self._take_releases())
+
+    def _retry_releases(self, releases: tuple[int, list[bytes]]) -> None:
+        """Releases on their own: those no admission came for, or whose admission failed (and may
+        not have run: their reservations come back once either way, by a ZREM; their tokens may
+        count twice)."""
+        if releases[0]:
+            self._spawn(self._run_release(releases))
+
+    async def flush_releases(self) -> None:
+        """Sends the releases waiting for an admission and waits for everything under way (which may
+        queue more releases: those of calls whose confirmation was on its way)."""
+        while True:
+            if self._release_count:
+                self._send_releases()
+            if not self._pending:
+                return
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _run_release(self, releases: tuple[int, list[bytes]]) -> None:
         # A release that fails is tried again: dropped, it would hold the call's reservation and
         # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
+        args = self._now() + bulk(self.prefix.encode()) + b"".join(releases[1])
         for delay in (*RELEASE_RETRIES, None):
             try:
-                await self.wire.run(self._release, *args)
+                await self.wire.run(self._release, 2 + releases[0], args)
                 return
             except (RedisError, OSError) as exc:
                 self._down(exc)
@@ -451,8 +509,7 @@ class RedisLimiter:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        while self._pending:  # confirmations may bring tickets still
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.flush_releases()  # confirmations may bring tickets still
         tickets, self._tickets = list(self._tickets.values()), {}
         if tickets:
             await self._give_back(tickets)

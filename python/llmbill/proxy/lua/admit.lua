@@ -1,7 +1,8 @@
 -- ADMIT (redis_limits.py): checks every slot of one call, then takes all of them or none; and hands
 -- out tickets (one call admitted ahead, to the calling process) where an entity is far from its limits.
 -- ARGV: now (0: Redis TIME), ttl seconds, key prefix, call id, confirm (1: the call was admitted by its
---   process's tickets already, one per slot: nothing is checked or refused), then 9 per slot:
+--   process's tickets already, one per slot: nothing is checked or refused), r, then r arguments of
+--   releases carried along (release.lua: run first, so what they free counts), then 9 per slot:
 --   entity, rpm, tpm, parallel, tpd (-1: none), headroom (-1: no budget), amount (nano-units),
 --   the ticket the call used ('' unless confirm), the ticket wanted (its amount; -1: none)
 -- Returns {slot index (1-based), limit, reserved nano-units, wait ms} when refused, else
@@ -17,7 +18,9 @@
 -- known after a call), so near any limit every call is checked here, one by one, as before.
 local ttl, p, call, confirm = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5] == '1'
 local PER, SPARE, SPARE_SECONDS = 9, 16, 5
-local n = (#ARGV - 5) / PER
+local first = 7 + tonumber(ARGV[6])  -- the first slot's first argument
+release_calls(p, 7, first - 1)
+local n = (#ARGV - first + 1) / PER
 local slots, states, loaded = {}, {}, {}  -- states by entity: a call naming one twice reads and counts it once
 
 -- A refusal keeps what was dropped as expired on the way.
@@ -29,7 +32,7 @@ local function refuse(i, limit, held, wait)
 end
 
 for i = 1, n do
-  local b = 5 + (i - 1) * PER
+  local b = first - 1 + (i - 1) * PER
   local e = ARGV[b + 1]
   local rpm, tpm = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local parallel, tpd = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
