@@ -12,17 +12,19 @@ drifts, so every figure is a median over rounds of a per-round difference):
   once (our client path, and Redis taking the arguments);
 - in_process: admission (+ release) of a call with a key, user, team and customer slot (rpm, parallel
   and a budget on each, the headroom a little lower each call) in this process's Limiter;
-- redis: the same in Redis (one EVALSHA to admit; the release's EVALSHA is awaited too, so its cost is
-  counted here though the proxy runs it behind the reply).
+- redis: the same in Redis, with no tickets (one EVALSHA to admit; the release's EVALSHA is awaited
+  too, so its cost is counted here though the proxy runs it behind the reply);
+- tickets: the same as the proxy runs it: tickets on (redis_tickets.py), the confirmation back
+  before the next call, the release carried by the next admission.
 
-Added p50 = p50(redis admission) − p50(in_process admission): the figure of the target (≤ 0.1 ms).
+Added p50 = p50(redis admission) − p50(in_process admission): what a call that must wait for Redis
+pays; tickets_admit_added: what a call pays as the proxy runs it (the figure of the target, ≤ 0.1 ms).
 Shares: floor = raw; redis-py's command path = ping − raw; its script call = noop − ping; our client
 path = wire − raw; our script = redis − wire. Apart from the timed rounds, the scripts' time inside
 Redis is read from `INFO commandstats` (mean usec per EVALSHA over `calls` admissions, then their
 releases: a mean, so a loaded machine's preemptions inflate it), and the admission's packed size and
 packing time are reported. Without --redis-url a redis-server (Debian's) is started on a free port.
-The load average is recorded with the figures: the machine is shared. Run against code from before
-redis_limits_wire.py (PYTHONPATH), the wire phase and the packing figures are skipped.
+The load average is recorded with the figures: the machine is shared. 
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ except ImportError:  # code from before the packed path, run for a "before" figu
 
 KINDS = ("key", "user", "team", "customer")
 UPPER_BOUND, COST = Decimal("0.0001"), Decimal("0.00005")
-PHASES = ("raw", "ping", "noop", "wire", "in_process", "redis")
+PHASES = ("raw", "ping", "noop", "wire", "in_process", "redis", "tickets")
+NO_RELEASES: tuple[int, list[bytes]] = (0, [])
 
 
 def slots(i: int) -> list[Slot]:
@@ -74,11 +77,15 @@ async def timed(op: Callable[[int], Awaitable[Any]], n: int) -> list[float]:
 
 
 async def release(redis: RedisLimiter, call_id: str, call: list[Slot]) -> None:
-    """A release, awaited (the proxy runs it behind the reply)."""
-    if hasattr(redis, "_release_args"):
-        await redis._run_release(redis._release_args(call_id, call, 10, COST))
-    else:  # code from before the packed path (a "before" figure)
-        await redis._run_release(call_id, call, 10, COST)  # type: ignore[call-arg, arg-type]
+    """A release, awaited (the proxy runs it behind the reply). With tickets, as at concurrency 1 in
+    the proxy: the confirmation of the call is back before the next call comes (its upstream took
+    longer), and the release waits for the next admission to carry it."""
+    redis.release(call_id, call, 10, COST)
+    if redis.tickets.on:
+        while redis._pending:
+            await asyncio.gather(*redis._pending)
+    else:
+        await redis.flush_releases()
 
 
 async def timed_limits(limits: InProcess | RedisLimiter, n: int, tag: str) -> tuple[list[float], list[float]]:
@@ -125,13 +132,11 @@ async def server_side(redis: RedisLimiter, noop: Any, n: int) -> dict[str, float
 
 
 def packing(redis: RedisLimiter, n: int) -> dict[str, float]:
-    if not hasattr(redis, "_admit_args"):  # code from before the packed path: run for a "before" figure
-        return {}
-    count, body, _ = redis._admit_args("p", slots(0))
+    count, body, _ = redis.args.admit("p", slots(0), None, lambda s: None, NO_RELEASES)
     calls = [slots(i) for i in range(n)]
     t = time.perf_counter()
     for i in range(n):
-        redis._admit_args(f"p{i}", calls[i])
+        redis.args.admit(f"p{i}", calls[i], None, lambda s: None, NO_RELEASES)
     return {"admit_args": 3 + count, "admit_bytes": len(body) + len(redis._admit.head) + 6,
             "admit_pack_us": (time.perf_counter() - t) / n * 1e6}
 
@@ -158,7 +163,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         from tests.python.redis_server import RedisServer
         server = RedisServer.start()
         url = server.url
-    redis = connect(url, 600, "fail_closed", Limiter())
+    redis = connect(url, 600, "fail_closed", Limiter(), tickets=False)  # every admission waits for Redis
+    ticketed = connect(url, 600, "fail_closed", Limiter())  # as the proxy runs it
     local = InProcess(Limiter())
     noop = redis.client.register_script("return 1")
     kwargs = redis.client.connection_pool.connection_kwargs
@@ -180,11 +186,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
     async def wire_empty(i: int) -> None:
         assert wire is not None and empty is not None
-        await wire.run(empty, *redis._admit_args(f"w{i}", slots(i))[:2])
+        await wire.run(empty, *redis.args.admit(f"w{i}", slots(i), None, lambda s: None, NO_RELEASES)[:2])
 
     rounds: list[dict[str, float]] = []
     try:
         await timed_limits(redis, 500, "warm")
+        await timed_limits(ticketed, 500, "warm-t")
         phases = PHASES if wire is not None else tuple(p for p in PHASES if p != "wire")
         ops = {"raw": raw, "ping": ping, "noop": script, "wire": wire_empty}
         for phase in phases:
@@ -194,9 +201,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             got: dict[str, float] = {}
             order = phases[r % len(phases):] + phases[:r % len(phases)]
             for phase in order:
-                if phase in ("in_process", "redis"):
-                    limits = local if phase == "in_process" else redis
-                    admits, both = await timed_limits(limits, args.calls, f"{phase[0]}{r}-")
+                if phase in ("in_process", "redis", "tickets"):
+                    limits: InProcess | RedisLimiter = local if phase == "in_process" else (
+                        redis if phase == "redis" else ticketed)
+                    admits, both = await timed_limits(limits, args.calls, f"{phase}{r}-")
                     got[f"{phase}_admit"], got[f"{phase}_admit_release"] = p50_ms(admits), p50_ms(both)
                 else:
                     got[phase] = p50_ms(await timed(ops[phase], args.calls))
@@ -206,6 +214,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         writer.close()
         await redis.close()
+        await ticketed.close()
         if server is not None:
             server.close()
 
@@ -215,6 +224,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": {k: med(lambda r, k=k: r[k]) for k in rounds[0]},  # type: ignore[misc]
         "admit_added_p50_ms": med(lambda r: r["redis_admit"] - r["in_process_admit"]),
         "admit_release_added_p50_ms": med(lambda r: r["redis_admit_release"] - r["in_process_admit_release"]),
+        "tickets_admit_added_p50_ms": med(lambda r: r["tickets_admit"] - r["in_process_admit"]),
         "shares_ms": shares(rounds, med),
         "inside_redis_usec": {k: round(v, 2) for k, v in server_usec.items()},
         "packing": {k: round(v, 2) for k, v in packed.items()},

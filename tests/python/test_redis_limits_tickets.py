@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import redis
 
 from llmbill.proxy.limits import Limiter, Refusal, Slot
-from llmbill.proxy.redis_limits import TICKET_IDLE, RedisLimiter, connect
+from llmbill.proxy.redis_limits import RedisLimiter, connect
+from llmbill.proxy.redis_tickets import IDLE as TICKET_IDLE
 
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + 30  # 30 s into a UTC day (and a minute)
 T = TypeVar("T")
@@ -117,7 +118,7 @@ def test_no_ticket_near_a_limit_and_a_limit_of_a_few_is_checked_call_by_call(red
             out.append(await limiter.admit(f"c{i}", slots) is None)
             limiter.release(f"c{i}", slots, 0)
             await settle(limiter)
-            held.append(len(limiter._tickets))
+            held.append(len(limiter.tickets.held))
         return out, [waits[0]] + held
     out, (waits, *tickets) = run(redis_url, body)
     assert out == [True] * 20 + [False] * 2
@@ -135,7 +136,7 @@ def test_no_ticket_near_a_limit_and_a_limit_of_a_few_is_checked_call_by_call(red
 async def _tickets_after_one(limiter: RedisLimiter, slots: list[Slot]) -> int:
     assert await limiter.admit("first", slots) is None
     await settle(limiter)
-    return len(limiter._tickets)
+    return len(limiter.tickets.held)
 
 
 def test_a_burst_over_the_limit_from_two_processes_admits_exactly_the_limit(redis_url: str) -> None:
@@ -149,10 +150,10 @@ def test_a_burst_over_the_limit_from_two_processes_admits_exactly_the_limit(redi
             limiter.release(f"warm{i}", slots, 0)
             admitted += 1
         await settle(*limiters)
-        assert all(limiter._tickets for limiter in limiters)
+        assert all(limiter.tickets.held for limiter in limiters)
         out = await asyncio.gather(*(limiters[i % 2].admit(f"c{i}", slots) for i in range(150)))
         await settle(*limiters)
-        held = sum(len(limiter._tickets) for limiter in limiters)
+        held = sum(len(limiter.tickets.held) for limiter in limiters)
         return admitted + sum(r is None for r in out), held, state(redis_url, A)
     admitted, tickets_left, redis_state = run(redis_url, body, processes=2)
     assert admitted == 60 and tickets_left == 0
@@ -166,9 +167,9 @@ def test_an_unused_ticket_goes_back_after_a_second_and_its_request_with_it(redis
         limiter.release("c1", FAR, 0)
         await settle(limiter)
         before = state(redis_url, A)
-        start = limiter.clock()
-        limiter.clock = lambda: start + TICKET_IDLE  # the sweeper's next look finds it idle
-        while limiter._tickets:
+        start = limiter.tickets.clock()
+        limiter.tickets.clock = lambda: start + TICKET_IDLE  # the sweeper's next look finds it idle
+        while limiter.tickets.held:
             await asyncio.sleep(0.05)
         await settle(limiter)
         return before, state(redis_url, A), limiter._sweeper is None
@@ -197,8 +198,8 @@ def test_a_ticket_is_not_used_once_its_minute_ends_or_for_a_larger_call_or_a_low
         await call("lowered", lowered)  # the key's budget is near its ticket's amount now
         other_limits = [Slot(A, Decimal("0.001"), Decimal(1000), rpm=999, parallel=1000), FAR[1]]
         await call("other-limits", other_limits)
-        start = limiter.clock()
-        limiter.clock = lambda: start + 29.5  # the ticket's minute ends in 0.5 s: too late to use it
+        start = limiter.tickets.clock()
+        limiter.tickets.clock = lambda: start + 29.5  # the ticket's minute ends in 0.5 s: too late to use it
         await call("late", FAR)
         return out
     assert run(redis_url, body) == [1, 0, 1, 1, 1, 1]

@@ -3,17 +3,14 @@ shared by every worker and replica that names the same Redis, so N processes adm
 would.
 
 One EVALSHA per admission runs ADMIT (lua/admit.lua): it checks every slot of the call and takes all
-of them or none — Redis runs a script alone, so no other process's admission falls in between. One
-per release runs RELEASE (lua/release.lua). The clock is Redis's (TIME), so replicas with skewed
-clocks share one minute and one day. Both keep an entity in one packed state and one index of its
-calls in flight (lua/entity.lua), and go through redis_limits_wire.py, which packs and sends them
-without redis-py's command path (bench/README.md, "Shared limits in Redis": what each costs).
-
-Money in Redis is an integer count of nano-units (1e-9 USD). A reservation is the upper bound rounded
-up to the next nano-unit and the budget headroom is rounded up too, so the integer comparison
-`reserved >= headroom` refuses exactly when the Decimal one would (with the reservation at most a
-nano-unit larger). Lua numbers are doubles, exact to 2^53 nano-units (9 million USD): a headroom
-above that is capped there, which no sum of calls in flight reaches.
+of them or none — Redis runs a script alone, so no other process's admission falls in between. A
+release (lua/release.lua) waits up to RELEASE_WAIT for the next admission to carry it (applied before
+that admission's checks), else RELEASE sends it with any others: at concurrency 1 a call costs one
+script, not two. The clock is Redis's (TIME), so replicas with skewed clocks share one minute and one
+day. The scripts keep an entity in one packed state and one index of its calls in flight
+(lua/entity.lua); their arguments are packed by redis_limits_args.py (money as integer nano-units)
+and sent by redis_limits_wire.py without redis-py's command path (bench/README.md, "Shared limits
+in Redis": what each costs).
 
 A settled call's reservation is not dropped but replaced by its cost, held `settled_hold` seconds
 (4 s by default): its process has the cost in its ledger at once, the others only once it is flushed
@@ -39,13 +36,14 @@ of rpm and parallel room and 17 tickets' worth of budget left after it, no tpm o
 next call whose every limited slot has a ticket that fits it (same limits, reserving no more than the
 ticket, before its minute ends, the budget still far from spent as this process sees it) is admitted
 at once, and so is a call Redis refused if such tickets are there (they count in the limit that
-refused it: in a burst over a limit, each process's last calls use its tickets); its ADMIT runs behind it, confirming it in the ticket's place (never refusing it) and asking
-for the next ticket, and its release waits for that. A ticket is an admission like any other —
-counted in its minute, holding a parallel slot and its amount in the index, expiring after its
-minute — so the limits stay exact and the overspend bound is unchanged; what it costs is that a
+refused it: in a burst over a limit, each process's last calls use its tickets); its ADMIT runs
+behind it, confirming it in the ticket's place (never refusing it) and asking for the next ticket,
+and its release waits for that (redis_tickets.py: which tickets a process holds and may use). A
+ticket is an admission like any other — counted in its minute, holding a parallel slot and its
+amount in the index, expiring after its minute — so the limits stay exact and the overspend bound is unchanged; what it costs is that a
 ticket not yet used stands for a call that has not happened: other processes see one call more per
 entity and ticket holder, only while that entity is far from its limits, and at most one second
-(TICKET_IDLE) before an unused ticket is given back (lua/tickets.lua), or its minute and five
+(redis_tickets.IDLE) before an unused ticket is given back (lua/tickets.lua), or its minute and five
 seconds should its process die. Near any limit no ticket is given, and every call is checked in
 Redis one by one.
 
@@ -58,9 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -70,32 +66,20 @@ from redis.exceptions import RedisError
 
 from . import metrics
 from .errors import ProxyError
-from .limits import Entity, InProcess, Limiter, Refusal, Slot
-from .redis_limits_wire import MAX_CONNECTIONS, Script, Wire, bulk, integer
+from .limits import InProcess, Limiter, Refusal, Slot
+from .redis_limits_args import MAX_UNITS, NANO, Packer, Releases, limited, units
+from .redis_limits_wire import MAX_CONNECTIONS, Script, Wire
+from .redis_tickets import Ticket, Tickets
+
+__all__ = ["MAX_UNITS", "NANO", "RedisLimiter", "RedisUnavailable", "connect", "units"]
 
 log = logging.getLogger("llmbill.proxy")
 
-NANO = Decimal("1e-9")
-MAX_UNITS = 2**53 - 1
 FAILURE_POLICIES = ("fail_closed", "fail_open")
 RELEASE_RETRIES = (0.1, 0.5, 2.0)  # seconds before each further try of a release that failed
-TIMEOUT = 2.0  # seconds: a connection's wait in the pool, a connect, a command
-PACKED_ENTITIES = 4096  # slots' packed arguments kept (see RedisLimiter._admit_parts)
-NO_BUDGET = integer(-1) + integer(0)  # a slot's headroom and amount when it has no budget
-NOT_ENTERED, ZERO = integer(-1), integer(0)
-NO_TICKET, NOT_WANTED = b"$0\r\n\r\n", integer(-1)
-TICKET_MARGIN = 1.0  # seconds before its minute ends that a ticket stops being used (Redis's clock may run ahead)
-TICKET_IDLE = 1.0  # seconds a ticket may wait for a call before it goes back
-SWEEP = 0.5  # seconds between looks for tickets to give back
 RELEASE_WAIT = 0.002  # seconds a release waits for an admission to carry it
-TICKET_SPARE = 17  # a ticket is used only while the budget's headroom is more than this many times its amount
-
-
-def units(amount: Decimal) -> int:
-    """Nano-units, rounded up (a reservation and a headroom are never understated)."""
-    num, den = amount.as_integer_ratio()  # exact; integer arithmetic beats Decimal's here
-    n = -(-num * 1_000_000_000 // den)
-    return n if n < MAX_UNITS else MAX_UNITS
+TIMEOUT = 2.0  # seconds: a connection's wait in the pool, a connect, a command
+SWEEP = 0.5  # seconds between looks for tickets to give back
 
 
 def reservation_ttl(longest_timeout: float) -> int:
@@ -104,27 +88,6 @@ def reservation_ttl(longest_timeout: float) -> int:
 
 def _script(name: str) -> str:
     return resources.files("llmbill.proxy").joinpath("lua", name).read_text()
-
-
-def _limited(s: Slot) -> bool:
-    return not (s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None)
-
-
-def _opt(v: int | None) -> int:
-    return -1 if v is None else v
-
-
-@dataclass
-class _Ticket:
-    """One call of `entity` admitted in advance by ADMIT (lua/admit.lua), for this process to use."""
-
-    entity: Entity
-    member: bytes  # its entry in the entity's index
-    units: int  # the amount it holds: a call reserving more cannot use it
-    limits: tuple[int | None, int | None, bool]  # rpm, parallel, and whether a budget: as the slot it was given for
-    counted: bool  # it took a request of its minute (an rpm limit)
-    given: float  # clock time
-    deadline: float  # clock time after which it may not be used: its minute is ending
 
 
 class RedisUnavailable(ProxyError):
@@ -148,190 +111,75 @@ class RedisLimiter:
         self.prefix = prefix
         self.fallback = InProcess(fallback)
         self.error: str | None = None  # the last failure while Redis is down; None while it answers
+        self.args = Packer(ttl, hold, prefix)
+        self.tickets = Tickets(tickets)
         self._local: set[str] = set()  # calls admitted by the fallback (released there)
         self._pending: set[asyncio.Task[None]] = set()
         self._admit = Script(_script("entity.lua") + _script("release.lua") + _script("admit.lua"))
         self._release = Script(_script("entity.lua") + _script("release.lua") + "release_calls(ARGV[2], 3, #ARGV)\n")
+        self._give = Script(_script("entity.lua") + _script("tickets.lua"))
+        self._confirming: dict[str, asyncio.Task[None]] = {}  # calls admitted by tickets, Redis not told yet
+        self._sweeper: asyncio.Task[None] | None = None
         self._releases: list[bytes] = []  # releases waiting for an admission to carry them
         self._release_count = 0  # their arguments
         self._release_timer: asyncio.TimerHandle | None = None
-        self._give = Script(_script("entity.lua") + _script("tickets.lua"))
-        self.tickets_on = tickets
-        self.clock: Callable[[], float] = time.monotonic  # tests move it
-        self._tickets: dict[Entity, _Ticket] = {}  # this process's, one an entity at most
-        self._wanted: dict[Entity, str] = {}  # entities a ticket was asked for, by the call whose ADMIT is on its way
-        self._asks: dict[str, asyncio.Future[None]] = {}  # those calls: done when their ADMIT is
-        self._confirming: dict[str, asyncio.Task[None]] = {}  # calls admitted by tickets, Redis not told yet
-        self._sweeper: asyncio.Task[None] | None = None
-        # A slot's arguments that come from its entity's configuration, packed once per entity and
-        # limits (bounded: cleared when full), so a call packs only its own amounts.
-        self._admit_parts: dict[tuple[Any, ...], bytes] = {}
-        self._release_parts: dict[tuple[Any, ...], bytes] = {}
-        self.now: float = 0  # tests pin the clock; 0: Redis's TIME
-        self._admit_head = self._now() + integer(ttl) + bulk(prefix.encode())  # ADMIT's first arguments, now 0
 
-    def _now(self) -> bytes:
-        return bulk(repr(self.now).encode()) if self.now else b"$1\r\n0\r\n"
+    @property
+    def now(self) -> float:
+        """Redis's clock as the scripts are told it: 0, Redis's TIME; tests pin it."""
+        return self.args.now
 
-    def _admit_args(self, call_id: str, slots: Sequence[Slot], used: dict[int, _Ticket] | None,
-                    releases: tuple[int, list[bytes]]) -> tuple[int, bytes, list[int] | None]:
-        """ADMIT's argument count and arguments, and which slots they name when some were left out
-        (None: all). A slot with no limit is left out: Redis has nothing to check or hold for it.
-        `used`: the tickets that admitted the call already, by slot (ADMIT then only confirms it);
-        `releases`: the releases it carries (their argument count and records)."""
-        head = self._admit_head if not self.now else self._now() + integer(self.ttl) + bulk(self.prefix.encode())
-        parts = [head, bulk(call_id.encode()), b"$1\r\n1\r\n" if used else b"$1\r\n0\r\n",
-                 integer(releases[0]), *releases[1]]
-        first = len(parts)
-        cache = self._admit_parts
-        amount, packed = None, b""
-        sent: list[int] | None = None
-        for i, s in enumerate(slots):
-            if s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None:
-                if sent is None:
-                    sent = list(range(i))
-                continue
-            if sent is not None:
-                sent.append(i)
-            key = (s.entity, s.rpm, s.tpm, s.parallel, s.tpd)
-            part = cache.get(key)
-            if part is None:
-                if len(cache) >= PACKED_ENTITIES:
-                    cache.clear()
-                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
-                                     + integer(_opt(s.parallel)) + integer(_opt(s.tpd)))
-            ticket = NO_TICKET if used is None else bulk(used[i].member)
-            want = self._want(s, call_id)
-            if s.headroom is None:
-                parts.append(part + NO_BUDGET + ticket + (NOT_WANTED if want is None else ZERO))
-                continue
-            if s.amount is not amount:  # a call's slots mostly share one upper bound: converted once
-                amount, packed = s.amount, integer(units(s.amount))
-            headroom = units(s.headroom)
-            digits = b"%d" % (headroom if headroom > 0 else 0)
-            parts.append(b"%s$%d\r\n%s\r\n%s%s%s" % (part, len(digits), digits, packed, ticket,
-                                                       NOT_WANTED if want is None else integer(want)))
-        return 6 + releases[0] + 9 * (len(parts) - first), b"".join(parts), sent
-
-    def _want(self, slot: Slot, call_id: str) -> int | None:
-        """The amount of the ticket this call asks for on `slot`'s entity (None: none): one when the
-        process has none there and is not asking already; twice the call's own reservation, so that
-        calls a little larger than this one fit it."""
-        if (not self.tickets_on or slot.tpm is not None or slot.tpd is not None or slot.entity in self._wanted
-                or slot.entity in self._tickets):
-            return None
-        self._wanted[slot.entity] = call_id
-        if call_id not in self._asks:
-            self._asks[call_id] = asyncio.get_running_loop().create_future()
-        return 0 if slot.headroom is None else 2 * units(slot.amount)
-
-    def _release_record(self, call_id: str, slots: Sequence[Slot], tokens: int, cost: Decimal) -> tuple[int, bytes]:
-        """One call's release (lua/release.lua): its argument count and arguments; slots with nothing
-        to give back or count left out (a count of 5: nothing to send)."""
-        parts = [bulk(call_id.encode()), integer(tokens), integer(units(cost) if cost > 0 else 0),
-                 bulk(repr(self.hold).encode()), b""]
-        cache = self._release_parts
-        amount, packed = None, b""
-        for s in slots:
-            if s.headroom is None and s.parallel is None and s.tpm is None and s.tpd is None:
-                continue
-            key = (s.entity, s.tpm is not None, s.tpd is not None)
-            part = cache.get(key)
-            if part is None:
-                if len(cache) >= PACKED_ENTITIES:
-                    cache.clear()
-                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(int(s.tpm is not None))
-                                     + integer(int(s.tpd is not None)))
-            parts.append(part)
-            # what ADMIT entered in the entity's index, as it packed it (the same slots come back)
-            if s.headroom is not None:
-                if s.amount is not amount:
-                    amount, packed = s.amount, integer(units(s.amount))
-                parts.append(packed)
-            else:
-                parts.append(NOT_ENTERED if s.parallel is None else ZERO)
-        entered = (len(parts) - 5) // 2
-        parts[4] = integer(entered)
-        return 5 + 4 * entered, b"".join(parts)
+    @now.setter
+    def now(self, value: float) -> None:
+        self.args.now = value
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
-        if self._tickets and self.error is None:
-            used = self._usable_tickets(slots)
+        tickets = self.tickets
+        if tickets.held and self.error is None:
+            used = tickets.use(slots)
             if used is not None:  # admitted here and now; Redis is told behind the call
                 self._confirm(call_id, slots, used)
                 return None
-        if not any(_limited(s) for s in slots):  # nothing to ask Redis
+        if not any(limited(s) for s in slots):  # nothing to ask Redis
             return None
         releases = self._take_releases()
-        count, args, sent = self._admit_args(call_id, slots, None, releases)
+        count, args, sent = self.args.admit(call_id, slots, None, lambda s: tickets.want(s, call_id), releases)
         try:
             found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
-            self._unwant(call_id, slots)
-            self._retry_releases(releases)
+            tickets.answered(call_id, slots)
+            self._send_alone(releases)
             self._down(exc)
             if self.policy == "fail_closed":
                 raise RedisUnavailable(self.error or "error") from None
             self._local.add(call_id)
             return await self.fallback.admit(call_id, slots)
         except BaseException:
-            self._unwant(call_id, slots)
-            self._retry_releases(releases)
+            tickets.answered(call_id, slots)
+            self._send_alone(releases)
             raise
         self._up()
-        self._unwant(call_id, slots)
-        index, limit, reserved, wait_ms = found[:4] if found[0] else (0, b"", 0, 0)
-        if not index:
-            self._keep_tickets(call_id, slots, sent, found)
+        tickets.answered(call_id, slots)
+        if not found[0]:
+            self._keep(call_id, slots, sent, found)
             return None
-        if self.tickets_on:
+        if tickets.on:
             # This process's own tickets count in the limit that refused: the call is one of theirs,
             # including a ticket an ADMIT still on its way may bring.
-            asks = [self._asks[c] for c in {self._wanted.get(s.entity) for s in slots} if c in self._asks]
-            if asks:
-                await asyncio.wait(asks)
-            used = self._usable_tickets(slots) if self._tickets else None
+            asked = tickets.asked(slots)
+            if asked:
+                await asyncio.wait(asked)
+            used = tickets.use(slots) if tickets.held else None
             if used is not None:
                 self._confirm(call_id, slots, used)
                 return None
+        index, limit, reserved, wait_ms = found[:4]
         index = int(index) - 1 if sent is None else sent[int(index) - 1]
         return Refusal(index, _text(limit), Decimal(int(reserved)) * NANO, int(wait_ms) / 1000)
 
-    def _unwant(self, call_id: str, slots: Sequence[Slot]) -> None:
-        ask = self._asks.pop(call_id, None)
-        if ask is None:
-            return
-        for s in slots:
-            if self._wanted.get(s.entity) == call_id:
-                del self._wanted[s.entity]
-        ask.set_result(None)
-
-    def _usable_tickets(self, slots: Sequence[Slot]) -> dict[int, _Ticket] | None:
-        """This process's tickets that admit the call, one for each slot with a limit; None unless
-        every such slot has one it fits: a ticket of the same limits, not ending, holding at least the
-        call's reservation, and a budget still far from spent as this process sees it now (a budget
-        lowered since the ticket was given is checked in Redis, not passed by the ticket)."""
-        now = self.clock()
-        used: dict[int, _Ticket] = {}
-        for i, s in enumerate(slots):
-            if s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None:
-                continue
-            t = self._tickets.get(s.entity)
-            if (t is None or t.deadline <= now or t.limits != (s.rpm, s.parallel, s.headroom is not None)
-                    or s.tpm is not None or s.tpd is not None):
-                return None
-            if s.headroom is not None and (units(s.amount) > t.units or units(s.headroom) <= TICKET_SPARE * t.units):
-                return None
-            used[i] = t
-        if not used or len({t.entity for t in used.values()}) < len(used):  # an entity twice: checked in Redis
-            return None
-        for t in used.values():
-            del self._tickets[t.entity]
-        return used
-
-    def _confirm(self, call_id: str, slots: Sequence[Slot], used: dict[int, _Ticket]) -> None:
+    def _confirm(self, call_id: str, slots: Sequence[Slot], used: dict[int, Ticket]) -> None:
         releases = self._take_releases()
-        count, args, sent = self._admit_args(call_id, slots, used, releases)
+        count, args, sent = self.args.admit(call_id, slots, used, lambda s: self.tickets.want(s, call_id), releases)
         task = asyncio.get_running_loop().create_task(self._run_confirm(call_id, slots, count, args, sent, releases))
         self._confirming[call_id] = task
         self._pending.add(task)
@@ -343,64 +191,46 @@ class RedisLimiter:
         task.add_done_callback(done)
 
     async def _run_confirm(self, call_id: str, slots: Sequence[Slot], count: int, args: bytes,
-                           sent: list[int] | None, releases: tuple[int, list[bytes]]) -> None:
+                           sent: list[int] | None, releases: Releases) -> None:
         # The call runs whatever happens here: its tickets admitted it. Should Redis not hear of it
         # (down), its tickets stay in the index until they expire, holding what the call would have.
         try:
             found = await self.wire.run(self._admit, count, args)
         except (RedisError, OSError) as exc:
-            self._retry_releases(releases)
+            self._send_alone(releases)
             self._down(exc)
             return
         finally:
-            self._unwant(call_id, slots)
+            self.tickets.answered(call_id, slots)
         self._up()
         if not found[0]:
-            self._keep_tickets(call_id, slots, sent, found)
+            self._keep(call_id, slots, sent, found)
 
-    def _keep_tickets(self, call_id: str, slots: Sequence[Slot], sent: list[int] | None, found: list[Any]) -> None:
-        """Takes the tickets ADMIT gave: found = [0, ms left in their minute, the minute, slot indexes...]."""
-        if len(found) <= 3:
-            return
-        now = self.clock()
-        deadline = now + int(found[1]) / 1000 - TICKET_MARGIN
-        label = b"t:%d:%s:" % (int(found[2]), call_id.encode())
-        for index in found[3:]:
-            s = slots[int(index) - 1 if sent is None else sent[int(index) - 1]]
-            amount = 0 if s.headroom is None else 2 * units(s.amount)
-            ticket = _Ticket(s.entity, label + b"%d" % amount, amount, (s.rpm, s.parallel, s.headroom is not None),
-                             s.rpm is not None, now, deadline)
-            old = self._tickets.get(s.entity)
-            self._tickets[s.entity] = ticket
-            if old is not None:  # one is enough: the other goes back
-                self._spawn(self._give_back([old]))
-        if self._sweeper is None and self._tickets:
+    def _keep(self, call_id: str, slots: Sequence[Slot], sent: list[int] | None, found: list[Any]) -> None:
+        displaced = self.tickets.keep(call_id, slots, sent, found)
+        if displaced:  # one an entity is enough: the others go back
+            self._spawn(self._give_back(displaced))
+        if self._sweeper is None and self.tickets.held:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _sweep(self) -> None:
-        """Gives back tickets no call used within TICKET_IDLE, or whose minute is ending."""
+        """Gives back tickets no call used within redis_tickets.IDLE, or whose minute is ending."""
         try:
-            while self._tickets:
+            while self.tickets.held:
                 await asyncio.sleep(SWEEP)
-                now = self.clock()
-                late = [t for t in self._tickets.values() if t.deadline <= now or now - t.given >= TICKET_IDLE]
-                for t in late:
-                    del self._tickets[t.entity]
+                late = self.tickets.idle()
                 if late:
                     self._spawn(self._give_back(late))  # a task of its own: close() cancels this one
         finally:
             self._sweeper = None
 
-    async def _give_back(self, tickets: list[_Ticket]) -> None:
-        parts = [self._now(), bulk(self.prefix.encode())]
-        for t in tickets:
-            parts += [bulk("\x1f".join(t.entity).encode()), bulk(t.member), b"$1\r\n1\r\n" if t.counted else ZERO]
+    async def _give_back(self, tickets: list[Ticket]) -> None:
         try:
-            await self.wire.run(self._give, len(parts), b"".join(parts))
+            await self.wire.run(self._give, *self.args.give_back(tickets))
         except (RedisError, OSError) as exc:
             self._down(exc)  # they expire with their minute then
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -411,7 +241,7 @@ class RedisLimiter:
             self._local.discard(call_id)
             self.fallback.release(call_id, slots, tokens)
             return
-        record = self._release_record(call_id, slots, tokens, cost)
+        record = self.args.release_record(call_id, slots, tokens, cost)
         if record[0] == 5:  # nothing to give back or count in Redis
             return
         confirming = self._confirming.get(call_id)
@@ -431,7 +261,7 @@ class RedisLimiter:
         if self._release_timer is None:
             self._release_timer = asyncio.get_running_loop().call_later(RELEASE_WAIT, self._send_releases)
 
-    def _take_releases(self) -> tuple[int, list[bytes]]:
+    def _take_releases(self) -> Releases:
         taken = self._release_count, self._releases
         self._releases, self._release_count = [], 0
         if self._release_timer is not None:
@@ -441,9 +271,9 @@ class RedisLimiter:
 
     def _send_releases(self) -> None:
         self._release_timer = None
-        self._retry_releases(self._take_releases())
+        self._send_alone(self._take_releases())
 
-    def _retry_releases(self, releases: tuple[int, list[bytes]]) -> None:
+    def _send_alone(self, releases: Releases) -> None:
         """Releases on their own: those no admission came for, or whose admission failed (and may
         not have run: their reservations come back once either way, by a ZREM; their tokens may
         count twice)."""
@@ -460,13 +290,13 @@ class RedisLimiter:
                 return
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    async def _run_release(self, releases: tuple[int, list[bytes]]) -> None:
+    async def _run_release(self, releases: Releases) -> None:
         # A release that fails is tried again: dropped, it would hold the call's reservation and
         # parallel slot until its TTL (an hour). After the last try the TTL is what frees them.
-        args = self._now() + bulk(self.prefix.encode()) + b"".join(releases[1])
+        count, args = self.args.releases(releases)
         for delay in (*RELEASE_RETRIES, None):
             try:
-                await self.wire.run(self._release, 2 + releases[0], args)
+                await self.wire.run(self._release, count, args)
                 return
             except (RedisError, OSError) as exc:
                 self._down(exc)
@@ -510,12 +340,12 @@ class RedisLimiter:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.flush_releases()  # confirmations may bring tickets still
-        tickets, self._tickets = list(self._tickets.values()), {}
+        tickets = self.tickets.take_all()
         if tickets:
             await self._give_back(tickets)
 
     async def close(self) -> None:
-        self.tickets_on = False
+        self.tickets.on = False
         await self.give_back_tickets()
         await self.wire.close()
         await self.client.aclose()
