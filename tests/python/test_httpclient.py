@@ -425,3 +425,83 @@ def test_a_pipe_cancelled_while_its_reading_is_paused_does_not_pool_the_connecti
 
     seen = asyncio.run(_serve(handler, work))
     assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2"]
+
+
+def _connects_on_path(client: Client) -> list[str]:
+    """Records each connect the client makes: 'path' when the request's own task waited for it,
+    'spare' when it ran behind."""
+    made: list[str] = []
+    real = client._connect
+
+    async def connect(target: Target) -> object:
+        made.append("path" if asyncio.current_task() is caller else "spare")
+        return await real(target)
+    caller = asyncio.current_task()
+    client._connect = connect  # type: ignore[method-assign,assignment]
+    return made
+
+
+def test_a_request_that_leaves_no_idle_connection_opens_a_spare_the_next_one_takes() -> None:
+    """1,000 streams arriving at once each held a connection: without a spare every one of them waited
+    for a connect (a TLS handshake, to a provider) on its path."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_reply(b'{"n":%d}' % n))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client(spare=True)
+        made = _connects_on_path(client)
+        target = Target(url, {"content-type": "application/json"})
+        held = [await client.post(target, b"{}")]  # a stream still open: its connection stays taken
+        while client._opening:
+            await asyncio.sleep(0)
+        held.append(await client.post(target, b"{}"))  # takes the spare; the next spare opens behind it
+        while client._opening:
+            await asyncio.sleep(0)
+        assert made == ["path", "spare", "spare"]
+        for reply in held:
+            await reply.read()
+        third = await client.post(target, b"{}")  # an idle connection left: no spare opened
+        assert await third.read() == b'{"n":2}' and made == ["path", "spare", "spare"]
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"2", b"2"]
+
+
+def test_a_spare_that_fails_to_connect_is_dropped_quietly_and_close_cancels_one_opening() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_reply(b"{}"))
+        return True
+
+    async def work(url: str) -> None:
+        loop = asyncio.get_running_loop()
+        unhandled: list[object] = []
+        loop.set_exception_handler(lambda _, context: unhandled.append(context))
+        client = Client(spare=True)
+        target = Target(url, {})
+        real = client._connect
+        hang = asyncio.Event()
+
+        async def refused(t: Target) -> object:
+            raise UpstreamError("refused")
+
+        async def hanging(t: Target) -> object:
+            await hang.wait()
+            return await real(t)
+        client._connect = refused  # type: ignore[method-assign,assignment]
+        client._put(target.key, await real(target))
+        reply = await client.post(target, b"{}")  # took the idle one; its spare fails
+        while client._opening:
+            await asyncio.sleep(0)
+        assert await reply.read() == b"{}" and len(client._idle[target.key]) == 1
+        client._connect = hanging  # type: ignore[method-assign,assignment]
+        reply = await client.post(target, b"{}")
+        assert client._opening and await reply.read() == b"{}"
+        await client.close()  # cancels the spare still opening
+        assert not client._opening and not client._idle
+        import gc
+        gc.collect()  # a task whose exception nobody read reports it when collected
+        assert unhandled == []
+
+    asyncio.run(_serve(handler, work))

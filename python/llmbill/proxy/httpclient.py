@@ -320,10 +320,17 @@ class Reply:
 
 class Client:
     """Keep-alive connections per (tls, host, port), reused most recent first; one idle longer than
-    idle_seconds is closed rather than reused (a peer or a NAT in between may have forgotten it)."""
+    idle_seconds is closed rather than reused (a peer or a NAT in between may have forgotten it).
 
-    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0) -> None:
+    With `spare`, a request that leaves no idle connection to its host starts opening one more in the
+    background (one at a time per host), so the next request there finds it ready: a burst of new
+    calls (scenario 4: 1,000 streams arriving over 2 s, each holding a connection) otherwise waits for
+    a connect — and, to a provider, a TLS handshake — on every call's path."""
+
+    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False) -> None:
         self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
+        self._spare = spare
+        self._opening: dict[tuple[bool, str, int], asyncio.Task[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._idle_seconds = idle_seconds
         self._ssl: ssl.SSLContext | None = None
@@ -367,6 +374,8 @@ class Client:
         conn = self._get_idle(target)  # checked just now: open, with nothing to read
         if conn is None:
             conn = await self._connect(target)
+        if self._spare and not self._idle.get(target.key) and target.key not in self._opening and not self._closed:
+            self._open_spare(target)
         conn._start(asyncio.get_running_loop())
         assert conn.transport is not None
         conn.transport.write(data)
@@ -380,8 +389,24 @@ class Client:
             raise
         return Reply(self, target, conn)
 
+    def _open_spare(self, target: Target) -> None:
+        key = target.key
+        task = asyncio.get_running_loop().create_task(self._connect(target))
+        self._opening[key] = task
+
+        def opened(t: asyncio.Task[_Connection]) -> None:
+            del self._opening[key]
+            if t.cancelled() or t.exception() is not None:
+                return  # the next request connects on its own, and reports what fails
+            self._put(key, t.result())
+        task.add_done_callback(opened)
+
     async def close(self) -> None:
         self._closed = True
+        opening = list(self._opening.values())
+        for task in opening:
+            task.cancel()
+        await asyncio.gather(*opening, return_exceptions=True)
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -64,7 +64,7 @@ class Upstream:
         self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
-        self._client = Client()
+        self._client = Client(spare=True)
 
     async def close(self) -> None:
         if self._client is not None:
