@@ -266,3 +266,28 @@ def test_redis_down_while_a_ticket_is_held_admits_by_it_then_follows_the_policy(
         return by_ticket, error
     by_ticket, error = run(redis_url, body)
     assert by_ticket is None and error is not None and error.startswith("RedisUnavailable")
+
+
+def test_a_call_that_comes_before_the_confirmation_bringing_its_ticket_waits_for_it_not_for_a_round_trip(
+        redis_url: str) -> None:
+    """At concurrency 1 the upstream can answer before Redis confirms the call: the next call then
+    finds no ticket, though one is on its way. It waits for that answer (less than a round trip of
+    its own) and takes the ticket; a second such call does not wait for the same one."""
+    async def body(limiters: list[RedisLimiter]) -> tuple[int, int, bool]:
+        limiter = limiters[0]
+        assert await limiter.admit("c1", FAR) is None
+        await confirmed(limiter)
+        by_ticket: list[str] = []
+        real = limiter._confirm
+
+        def confirm(call_id: str, *args: Any) -> None:
+            by_ticket.append(call_id)
+            real(call_id, *args)
+        limiter._confirm = confirm  # type: ignore[method-assign]
+        assert await limiter.admit("c2", FAR) is None  # by ticket: its confirmation (asking the next) on its way
+        limiter.release("c2", FAR, 0)
+        later = [asyncio.ensure_future(limiter.admit(f"c{i}", FAR)) for i in (3, 4, 5)]
+        assert await asyncio.gather(*later) == [None, None, None]
+        return by_ticket
+    # c3 took the ticket c2's confirmation brought; c4 and c5 did not wait for it: ADMITs of their own
+    assert run(redis_url, body) == ["c2", "c3"]

@@ -135,8 +135,13 @@ class RedisLimiter:
 
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         tickets = self.tickets
-        if tickets.held and self.error is None:
-            used = tickets.use(slots)
+        if tickets.on and self.error is None:
+            used = tickets.use(slots) if tickets.held else None
+            if used is None:
+                coming = tickets.await_first(slots)
+                if coming:
+                    await asyncio.wait(coming)
+                    used = tickets.use(slots) if tickets.held else None
             if used is not None:  # admitted here and now; Redis is told behind the call
                 self._confirm(call_id, slots, used)
                 return None

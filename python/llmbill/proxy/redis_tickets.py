@@ -45,6 +45,7 @@ class Tickets:
         self.held: dict[Entity, Ticket] = {}
         self._wanted: dict[Entity, str] = {}  # entities a ticket was asked for, by the call whose ADMIT is on its way
         self._asks: dict[str, asyncio.Future[None]] = {}  # those calls: done when their ADMIT is
+        self._awaited: set[str] = set()  # asks a call without a ticket waits for (one call each)
 
     def want(self, slot: Slot, call_id: str) -> int | None:
         """The amount of the ticket `call_id` asks for on `slot`'s entity (None: none): one when this
@@ -62,6 +63,7 @@ class Tickets:
     def answered(self, call_id: str, slots: Sequence[Slot]) -> None:
         """`call_id`'s ADMIT is back (or failed): what it asked for is asked no more."""
         ask = self._asks.pop(call_id, None)
+        self._awaited.discard(call_id)
         if ask is None:
             return
         for s in slots:
@@ -73,6 +75,19 @@ class Tickets:
         """The ADMITs on their way that may bring a ticket for one of these slots' entities."""
         calls = {self._wanted.get(s.entity) for s in slots}
         return [self._asks[c] for c in calls if c is not None and c in self._asks]
+
+    def await_first(self, slots: Sequence[Slot]) -> list[asyncio.Future[None]]:
+        """The asks on their way for these slots' entities that no other call waits for yet, now
+        waited for by this one. At concurrency 1 the next call can come before the confirmation that
+        brings its ticket (the upstream answered first): the answer is then already on its way, and
+        waiting for it costs less than a round trip of its own. One call an ask: the ticket admits
+        one call, and the others would wait for nothing."""
+        calls = {self._wanted.get(s.entity) for s in slots if limited(s)}
+        if None in calls:
+            return []  # an entity nobody asks a ticket for: the call goes to Redis anyway
+        mine = [c for c in calls if c is not None and c in self._asks and c not in self._awaited]
+        self._awaited.update(mine)
+        return [self._asks[c] for c in mine]
 
     def use(self, slots: Sequence[Slot]) -> dict[int, Ticket] | None:
         """Takes the tickets that admit this call, by slot; None (taking none) unless every slot with
