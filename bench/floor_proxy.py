@@ -17,7 +17,8 @@ from typing import Any
 
 import uvicorn
 
-from llmbill.proxy.httpclient import Client, Target
+from llmbill.proxy.httpclient import Target
+from llmbill.proxy.httpclient_pool import Client
 from llmbill.proxy.server_protocol import OneWriteHttpToolsProtocol, body_writer
 
 

@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for the upstream hop: pooled keep-alive connections (plain or TLS), one write
+"""A lean HTTP/1.1 client for the upstream hop: keep-alive connections (plain or TLS, pooled by
+httpclient_pool.py), one write
 per request, httptools parsing the reply (Content-Length or chunked), a whole body or a stream of
 chunks. Only what forwarding an LLM call needs: POST with a ready body, no redirects, no cookies, no
 proxies from the environment.
@@ -25,10 +26,13 @@ import select
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import httptools  # uvicorn[standard]'s HTTP parser
+
+if TYPE_CHECKING:
+    from .httpclient_pool import Client  # the pool a reply's connection goes back to
 
 
 class UpstreamError(ConnectionError):
@@ -63,7 +67,7 @@ class Target:
 Sink = Callable[[bytes], bool]  # takes body bytes; False: the consumer is full, stop reading for now
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive connection; it carries one exchange at a time."""
 
     def __init__(self) -> None:
@@ -202,7 +206,7 @@ class Reply:
     """The reply to one request: status and headers at once, the body whole (read()) or as it arrives
     (chunks()). release() hands the connection back (or closes it if the body was not read to the end)."""
 
-    def __init__(self, client: Client, target: Target, conn: _Connection) -> None:
+    def __init__(self, client: Client, target: Target, conn: Connection) -> None:
         self._client, self._target, self._conn = client, target, conn
         self.status = conn.status
         self.content_type = conn.header(b"content-type")
@@ -316,99 +320,3 @@ class Reply:
             self._client._put(self._target.key, self._conn)
         else:
             self._conn.close()
-
-
-class Client:
-    """Keep-alive connections per (tls, host, port), reused most recent first; one idle longer than
-    idle_seconds is closed rather than reused (a peer or a NAT in between may have forgotten it).
-
-    With `spare`, a request that leaves no idle connection to its host starts opening one more in the
-    background (one at a time per host), so the next request there finds it ready: a burst of new
-    calls (scenario 4: 1,000 streams arriving over 2 s, each holding a connection) otherwise waits for
-    a connect — and, to a provider, a TLS handshake — on every call's path."""
-
-    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False) -> None:
-        self._idle: dict[tuple[bool, str, int], list[_Connection]] = {}
-        self._spare = spare
-        self._opening: dict[tuple[bool, str, int], asyncio.Task[_Connection]] = {}
-        self._max_idle = max_idle_per_host
-        self._idle_seconds = idle_seconds
-        self._ssl: ssl.SSLContext | None = None
-        self._closed = False
-
-    async def _connect(self, target: Target) -> _Connection:
-        loop = asyncio.get_running_loop()
-        if target.tls and self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        try:
-            _, conn = await loop.create_connection(_Connection, target.host, target.port,
-                                                   ssl=self._ssl if target.tls else None,
-                                                   server_hostname=target.host if target.tls else None)
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc.strerror or exc}") from None
-        return conn
-
-    def _get_idle(self, target: Target) -> _Connection | None:
-        idle = self._idle.get(target.key)
-        if not idle:
-            return None
-        oldest_usable = asyncio.get_running_loop().time() - self._idle_seconds
-        while idle:
-            conn = idle.pop()
-            if conn.idle_since >= oldest_usable and conn.can_take_request():
-                return conn
-            conn.close()  # never written to: nothing of a request was lost on it
-        return None
-
-    def _put(self, key: tuple[bool, str, int], conn: _Connection) -> None:
-        idle = self._idle.setdefault(key, [])
-        if self._closed or len(idle) >= self._max_idle:
-            conn.close()
-        else:
-            conn.idle_since = asyncio.get_running_loop().time()
-            idle.append(conn)
-
-    async def post(self, target: Target, body: bytes) -> Reply:
-        """Sends the request once and waits for the reply's status and headers (not its body)."""
-        data = target.head + str(len(body)).encode() + b"\r\n\r\n" + body
-        conn = self._get_idle(target)  # checked just now: open, with nothing to read
-        if conn is None:
-            conn = await self._connect(target)
-        if self._spare and not self._idle.get(target.key) and target.key not in self._opening and not self._closed:
-            self._open_spare(target)
-        conn._start(asyncio.get_running_loop())
-        assert conn.transport is not None
-        conn.transport.write(data)
-        try:
-            while not conn.headers_done:
-                if conn.error is not None:
-                    raise conn.error
-                await conn.waiter()
-        except BaseException:  # broken, timed out or cancelled: the request may have run; never resent
-            conn.close()
-            raise
-        return Reply(self, target, conn)
-
-    def _open_spare(self, target: Target) -> None:
-        key = target.key
-        task = asyncio.get_running_loop().create_task(self._connect(target))
-        self._opening[key] = task
-
-        def opened(t: asyncio.Task[_Connection]) -> None:
-            del self._opening[key]
-            if t.cancelled() or t.exception() is not None:
-                return  # the next request connects on its own, and reports what fails
-            self._put(key, t.result())
-        task.add_done_callback(opened)
-
-    async def close(self) -> None:
-        self._closed = True
-        opening = list(self._opening.values())
-        for task in opening:
-            task.cancel()
-        await asyncio.gather(*opening, return_exceptions=True)
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
-

@@ -18,7 +18,8 @@ from . import mock, request_fields
 from .deployments import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure, answered
-from .httpclient import Client, ConnectFailed, Reply, Target, UpstreamError
+from .httpclient import ConnectFailed, Reply, Target, UpstreamError
+from .httpclient_pool import Client
 from .routing import RETRY_STATUSES, backoff
 from .providers.base import UpstreamRequest
 
