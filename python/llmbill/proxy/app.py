@@ -12,7 +12,7 @@ from .config import ProxyConfig, load_config
 from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from . import billing_watch, gc_policy, logs, observe, openapi
+from . import billing_watch, fd_table, gc_policy, logs, observe, openapi
 from .credits import calls as credit_calls
 from .route_access import check_route, spend_granted
 from .routes import lago_webhooks
@@ -201,6 +201,7 @@ class ProxyApp:
                 try:
                     if self.config.verbose:  # litellm_settings.set_verbose
                         logging.getLogger("llmbill").setLevel(logging.DEBUG)
+                    fd_table.presize()  # grown now, not under the first burst of streams (fd_table.py)
                     await self.state.start()
                     credit_calls.start(self.state)  # prepaid credits: the gate and its poll
                     await billing_watch.check_codes(self.state)  # before the first call: unknown codes held
