@@ -13,9 +13,10 @@
 -- index ('t:<minute>:<call id that got it>:<amount>', so it holds a parallel slot and its amount
 -- like a call) and expires SPARE_SECONDS after its minute. Its process may use it for one call
 -- within that minute (the call is then confirmed here afterwards) or gives it back (tickets.lua).
--- It is given only where an entity has SPARE more calls of rpm and parallel room and SPARE times
--- its amount of budget left after it, and never with a tpm or tpd limit (those count tokens only
--- known after a call), so near any limit every call is checked here, one by one, as before.
+-- It is given only where an entity has more than SPARE calls of rpm and parallel room and more than
+-- SPARE + 1 times its amount of budget left after it, never in a minute's last SPARE_SECONDS, and
+-- never with a tpm or tpd limit (those count tokens only known after a call), so near any limit
+-- every call is checked here, one by one, as before.
 local ttl, p, call, confirm = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5] == '1'
 local PER, SPARE, SPARE_SECONDS = 9, 16, 5
 local first = 7 + tonumber(ARGV[6])  -- the first slot's first argument
