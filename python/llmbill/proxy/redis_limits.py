@@ -136,12 +136,12 @@ class RedisLimiter:
     async def admit(self, call_id: str, slots: Sequence[Slot]) -> Refusal | None:
         tickets = self.tickets
         if tickets.on and self.error is None:
-            used = tickets.use(slots) if tickets.held else None
+            used = tickets.use(slots)
             if used is None:
                 coming = tickets.await_first(slots)
                 if coming:
                     await asyncio.wait(coming)
-                    used = tickets.use(slots) if tickets.held else None
+                    used = tickets.use(slots)
             if used is not None:  # admitted here and now; Redis is told behind the call
                 self._confirm(call_id, slots, used)
                 return None
@@ -151,18 +151,16 @@ class RedisLimiter:
         count, args, sent = self.args.admit(call_id, slots, None, lambda s: tickets.want(s, call_id), releases)
         try:
             found = await self.wire.run(self._admit, count, args)
-        except (RedisError, OSError) as exc:
+        except BaseException as exc:
             tickets.answered(call_id, slots)
-            self._send_alone(releases)
+            self._send_alone(releases)  # the admission may not have run: its releases go on their own
+            if not isinstance(exc, (RedisError, OSError)):
+                raise
             self._down(exc)
             if self.policy == "fail_closed":
                 raise RedisUnavailable(self.error or "error") from None
             self._local.add(call_id)
             return await self.fallback.admit(call_id, slots)
-        except BaseException:
-            tickets.answered(call_id, slots)
-            self._send_alone(releases)
-            raise
         self._up()
         tickets.answered(call_id, slots)
         if not found[0]:
@@ -174,7 +172,7 @@ class RedisLimiter:
             asked = tickets.asked(slots)
             if asked:
                 await asyncio.wait(asked)
-            used = tickets.use(slots) if tickets.held else None
+            used = tickets.use(slots)
             if used is not None:
                 self._confirm(call_id, slots, used)
                 return None

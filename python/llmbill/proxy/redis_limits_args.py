@@ -43,6 +43,11 @@ def limited(s: Slot) -> bool:
     return not (s.headroom is None and s.rpm is None and s.tpm is None and s.parallel is None and s.tpd is None)
 
 
+def _entity(entity: tuple[str, str]) -> bytes:
+    """An entity as the scripts name it: kind and id joined by \x1f."""
+    return bulk("\x1f".join(entity).encode())
+
+
 def _opt(v: int | None) -> int:
     return -1 if v is None else v
 
@@ -85,7 +90,7 @@ class Packer:
             if part is None:
                 if len(cache) >= PACKED_ENTITIES:
                     cache.clear()
-                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
+                part = cache[key] = (_entity(s.entity) + integer(_opt(s.rpm)) + integer(_opt(s.tpm))
                                      + integer(_opt(s.parallel)) + integer(_opt(s.tpd)))
             ticket = NO_TICKET if used is None else bulk(used[i].member)
             wanted = want(s)
@@ -114,7 +119,7 @@ class Packer:
             if part is None:
                 if len(cache) >= PACKED_ENTITIES:
                     cache.clear()
-                part = cache[key] = (bulk("\x1f".join(s.entity).encode()) + integer(int(s.tpm is not None))
+                part = cache[key] = (_entity(s.entity) + integer(int(s.tpm is not None))
                                      + integer(int(s.tpd is not None)))
             parts.append(part)
             # what ADMIT entered in the entity's index, as it packed it (the same slots come back)
@@ -136,5 +141,5 @@ class Packer:
         """TICKETS' arguments (lua/tickets.lua)."""
         parts = [self.now_arg(), self._prefix]
         for t in tickets:
-            parts += [bulk("\x1f".join(t.entity).encode()), bulk(t.member), ONE if t.counted else ZERO]
+            parts += [_entity(t.entity), bulk(t.member), ONE if t.counted else ZERO]
         return len(parts), b"".join(parts)

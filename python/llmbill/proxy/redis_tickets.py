@@ -95,6 +95,8 @@ class Tickets:
         and a budget still far from spent as this process sees it now (a budget lowered since the
         ticket was given is checked in Redis, not passed by the ticket). An entity named twice in a
         call is checked in Redis too."""
+        if not self.held:
+            return None
         now = self.clock()
         used: dict[int, Ticket] = {}
         for i, s in enumerate(slots):
