@@ -1,13 +1,15 @@
 """Two commits' llmbill-proxy side by side in one run: the before/after of a change to the request path.
 
     .venv/bin/python bench/ab_proxy.py REV_A REV_B [--rounds 9] [--concurrency 1,64] [--seconds 3] [--mode chat]
-        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--gc-probe] [--no-direct] [--json F]
+        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--venv-a DIR] [--venv-b DIR] [--gc-probe]
+        [--no-direct] [--json F]
 
 Each revision's python/llmbill is taken with `git archive` into a temporary directory, beside the
 C++ extension installed in .venv (so only Python changes are compared: rebuild first for a C++ one),
 and run as its own llmbill-proxy on SQLite, set up as in proxy_bench.py (key and customer budgets,
 spend, Lago on a C++ fake), in front of the same bench/fake_openai. REV_A and REV_B may be the same
-commit with a different environment (--env-a / --env-b): the A/B of a setting.
+commit with a different environment (--env-a / --env-b): the A/B of a setting; or with another
+virtualenv (--venv-a / --venv-b: its interpreter, its packages and its installed extension).
 
 The points are interleaved, A then B in even rounds and B then A in odd ones, each concurrency in
 turn, so the machine's drifting load falls on both alike; the direct path (wrk → the fake) is measured
@@ -43,13 +45,13 @@ GC_PROBE = Path(__file__).resolve().parent / "gc_probe"
 METRICS = (("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 2), ("cpu_ms_per_req", "CPU ms/req", 3), ("rps", "req/s", 0))
 
 
-def tree(rev: str, into: Path) -> Path:
-    """python/llmbill of `rev` plus the installed extension; returns the directory for PYTHONPATH."""
+def tree(rev: str, into: Path, venv: Path) -> Path:
+    """python/llmbill of `rev` plus the extension installed in `venv`; returns the directory for PYTHONPATH."""
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(pb.ROOT), "archive", rev, "python/llmbill"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    site = subprocess.run([str(pb.ROOT / ".venv" / "bin" / "python"), "-c",
+    site = subprocess.run([str(venv / "bin" / "python"), "-c",
                            "import llmbill, os; print(os.path.dirname(llmbill.__file__))"],
                           check=True, capture_output=True, text=True).stdout.strip()
     for so in Path(site).glob("_core*.so"):
@@ -161,6 +163,8 @@ def main() -> int:
     ap.add_argument("--mode", default="chat", choices=sorted(pb.BODIES))
     ap.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE", help="environment of A's proxy")
     ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE", help="environment of B's proxy")
+    ap.add_argument("--venv-a", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) A runs in")
+    ap.add_argument("--venv-b", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) B runs in")
     ap.add_argument("--gc-probe", action="store_true", help="log the proxies' collections (bench/gc_probe)")
     ap.add_argument("--no-direct", dest="direct", action="store_false", help="leave out the direct path's points")
     ap.add_argument("--json", help="every point, raw")
@@ -175,9 +179,12 @@ def main() -> int:
         body.write_text(json.dumps(pb.BODIES[args.mode]))
         systems = []
         gc_logs: dict[str, Path] = {}
-        for label, rev, extra in (("A", args.a, env_pairs(args.env_a)), ("B", args.b, env_pairs(args.env_b))):
-            path = tree(rev, work / label)
+        for label, rev, extra, venv in (("A", args.a, env_pairs(args.env_a), args.venv_a),
+                                        ("B", args.b, env_pairs(args.env_b), args.venv_b)):
+            path = tree(rev, work / label, venv)
             name = f"{label} {rev}" + "".join(f" {k}={v}" for k, v in extra.items())
+            if venv != pb.ROOT / ".venv":
+                name += f" ({venv})"
             saved = dict(os.environ)
             os.environ["PYTHONPATH"] = str(path) + (os.pathsep + str(GC_PROBE) if args.gc_probe else "")
             os.environ.update(extra)
@@ -186,7 +193,7 @@ def main() -> int:
                 os.environ["BENCH_GC_PROBE_LOG"] = str(gc_logs[name])
             try:
                 s = pb.start_llmbill(name, upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run",
-                                     anthropic=pb.MODES[args.mode].pass_through is not None)
+                                     anthropic=pb.MODES[args.mode].pass_through is not None, venv=venv)
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
@@ -209,7 +216,7 @@ def main() -> int:
         text = report(args, ladder, systems, points)
         print(text)
         if args.json:
-            Path(args.json).write_text(json.dumps({"args": vars(args), "points": points, "table": text}, indent=1))
+            Path(args.json).write_text(json.dumps({"args": vars(args), "points": points, "table": text}, indent=1, default=str))
         errors = sum(p["errors"] for p in points if p["system"] != "direct")
         return 1 if errors else 0
     finally:

@@ -12,7 +12,7 @@ from .config import ProxyConfig, load_config
 from .anthropic_errors import anthropic_error_body
 from .errors import ProxyError, auth_error, error_body
 from .http import JSON_HEADERS, Receive, Request, Response, Scope, Send, StreamingResponse
-from . import billing_watch, fd_table, gc_policy, logs, observe, openapi
+from . import billing_watch, fd_table, gc_policy, logs, metrics, metrics_tally, observe, openapi
 from .credits import calls as credit_calls
 from .route_access import check_route, spend_granted
 from .routes import lago_webhooks
@@ -206,6 +206,8 @@ class ProxyApp:
                     credit_calls.start(self.state)  # prepaid credits: the gate and its poll
                     await billing_watch.check_codes(self.state)  # before the first call: unknown codes held
                     self.state.run_in_background(billing_watch.run(self.state))
+                    if metrics.MULTIPROCESS:  # another worker's scrape reads this one's files
+                        self.state.run_in_background(metrics_tally.fold_every(1.0))
                     gc_policy.apply()  # start-up's objects out of every later collection
                     self.state.announce_ready()
                 except Exception as exc:

@@ -74,6 +74,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._poller: select.poll | None = None  # can_take_request's, on this connection's socket
         self._start(None)
 
     def _start(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -188,12 +189,14 @@ class Connection(asyncio.Protocol):
         stray bytes) means the connection cannot carry a request that would surely reach the server."""
         if self.closed or self.transport is None or self.transport.is_closing():
             return False
-        sock = self.transport.get_extra_info("socket")
-        fd = sock.fileno() if sock is not None else -1
-        if fd < 0:
-            return False
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLPRI)
+        poller = self._poller
+        if poller is None:  # made once a connection: its socket (fd) is the same for its whole life
+            sock = self.transport.get_extra_info("socket")
+            fd = sock.fileno() if sock is not None else -1
+            if fd < 0:
+                return False
+            poller = self._poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
         return not poller.poll(0)  # POLLHUP and POLLERR are reported even when not asked for
 
     def close(self) -> None:

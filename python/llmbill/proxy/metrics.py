@@ -17,12 +17,16 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from .metrics_tally import CounterTally, FoldFirst, HistogramTally, fold_all
+
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _ADDED = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
+# Ahead of every metric: a collection folds the request path's tallies before it reads them.
+REGISTRY.register(FoldFirst())
 REQUESTS = Counter("llmbill_requests", "HTTP requests by route, model (LLM routes) and status",
                    ["route", "model", "status"])
 REQUEST_SECONDS = Histogram("llmbill_request_duration_seconds", "Time from request to the end of the reply",
@@ -77,13 +81,14 @@ class Children:
         return child
 
 
-requests = Children(REQUESTS)
-request_seconds = Children(REQUEST_SECONDS)
-upstream_seconds = Children(UPSTREAM_SECONDS)
-added_seconds = Children(ADDED_SECONDS)
-tokens = Children(TOKENS)
-spend = Children(SPEND)
-billed_calls = Children(BILLED_CALLS)
+# The request path's figures (observe.py): tallied under metrics_tally.LOCK, folded in at collection.
+requests = CounterTally(REQUESTS)
+request_seconds = HistogramTally(REQUEST_SECONDS, _LATENCY)
+upstream_seconds = HistogramTally(UPSTREAM_SECONDS, _LATENCY)
+added_seconds = HistogramTally(ADDED_SECONDS, _ADDED)
+tokens = CounterTally(TOKENS)
+spend = CounterTally(SPEND)
+billed_calls = CounterTally(BILLED_CALLS)
 
 PIPELINE_OUTCOMES = ("enqueued", "delivered", "retried", "dead_lettered", "duplicates", "held")
 
@@ -91,6 +96,7 @@ PIPELINE_OUTCOMES = ("enqueued", "delivered", "retried", "dead_lettered", "dupli
 def exposition() -> bytes:
     """The text a scrape gets: this process's figures, or every worker's in multiprocess mode."""
     if MULTIPROCESS:
+        fold_all()  # this worker's tallies into its files; the others fold theirs every second
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
@@ -149,6 +155,7 @@ def set_dead_letters(count: int, oldest_age_s: float | None) -> None:
 
 
 def mark_process_dead() -> None:
-    """At a worker's exit: its live gauges leave the sums (multiprocess mode)."""
+    """At a worker's exit: its last tallies reach its files, its live gauges leave the sums (multiprocess mode)."""
     if MULTIPROCESS:
+        fold_all()
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

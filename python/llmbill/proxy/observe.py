@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
+from .metrics_tally import LOCK
 
 if TYPE_CHECKING:
     from .._native import core
@@ -75,16 +76,18 @@ def note_settled(call: Call, usage: core.Usage, cost: Decimal) -> None:
         if not info.finished:
             info.counted = True
             return
-    _count_settled(call, model_label(call), usage.prompt_tokens, usage.completion_tokens, cost)
+    with LOCK:
+        _count_settled(call, model_label(call), usage.prompt_tokens, usage.completion_tokens, cost)
 
 
 def _count_settled(call: Call, model: str, prompt_tokens: int, completion_tokens: int, cost: Decimal) -> None:
+    """Under metrics_tally.LOCK (the caller's)."""
     key = call.principal.key or {}
     team = str(key.get("team_id") or "")
-    metrics.tokens(model, team, "prompt").inc(prompt_tokens)
-    metrics.tokens(model, team, "completion").inc(completion_tokens)
-    metrics.spend(model, team).inc(float(cost))
-    metrics.billed_calls(model, team).inc()
+    metrics.tokens.add((model, team, "prompt"), prompt_tokens)
+    metrics.tokens.add((model, team, "completion"), completion_tokens)
+    metrics.spend.add((model, team), float(cost))
+    metrics.billed_calls.add((model, team))
 
 
 def budget_refused(message: str, kind: str | None) -> None:
@@ -98,15 +101,16 @@ def finish(info: RequestInfo, status: int) -> None:
     elapsed = time.perf_counter() - info.started
     call = info.call
     model = model_label(call) if call is not None else ""
-    if info.counted and call is not None and info.cost is not None:
-        assert info.prompt_tokens is not None and info.completion_tokens is not None
-        _count_settled(call, model, info.prompt_tokens, info.completion_tokens, info.cost)
-    metrics.requests(info.route, model, str(status)).inc()
-    metrics.request_seconds(info.route, model).observe(elapsed)
     upstream = call.upstream_seconds if call is not None and call.upstream_seconds > 0 else None
-    if upstream is not None:
-        metrics.upstream_seconds(model).observe(upstream)
-        metrics.added_seconds(info.route, model).observe(max(0.0, elapsed - upstream))
+    with LOCK:
+        if info.counted and call is not None and info.cost is not None:
+            assert info.prompt_tokens is not None and info.completion_tokens is not None
+            _count_settled(call, model, info.prompt_tokens, info.completion_tokens, info.cost)
+        metrics.requests.add((info.route, model, str(status)))
+        metrics.request_seconds.add((info.route, model), elapsed)
+        if upstream is not None:
+            metrics.upstream_seconds.add((model,), upstream)
+            metrics.added_seconds.add((info.route, model), max(0.0, elapsed - upstream))
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("%s %s %d", info.method, info.path, status, extra={"fields": _fields(info, elapsed, upstream)})
 

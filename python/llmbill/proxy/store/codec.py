@@ -111,9 +111,14 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
+# One encoder for every record: json.dumps with non-default options builds a new JSONEncoder a call,
+# about half of a spend-log row's conversion (~5 µs of ~11).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Mapping[str, Any]) -> str:
     """JSON text of a record (Decimal and aware datetime tagged; NaN and naive datetimes refused)."""
-    return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(_encode(value))
 
 
 def loads(text: str) -> Record:
