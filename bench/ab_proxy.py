@@ -45,7 +45,7 @@ GC_PROBE = Path(__file__).resolve().parent / "gc_probe"
 METRICS = (("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 2), ("cpu_ms_per_req", "CPU ms/req", 3), ("rps", "req/s", 0))
 
 
-def tree(rev: str, into: Path, venv: Path) -> Path:
+def tree(rev: str, into: Path, venv: Path = pb.ROOT / ".venv") -> Path:
     """python/llmbill of `rev` plus the extension installed in `venv`; returns the directory for PYTHONPATH."""
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(pb.ROOT), "archive", rev, "python/llmbill"], check=True,
