@@ -28,7 +28,7 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
 
 def test_a_folded_histogram_shows_what_observe_would_have() -> None:
     direct_reg, direct, tallied_reg, tallied = _pair("tally_hist")
-    tally = HistogramTally(tallied, BUCKETS)
+    tally = HistogramTally(tallied)  # the metric's own bounds
     for i, value in enumerate(VALUES):
         route = "a" if i % 3 else "b"
         direct.labels(route).observe(value)
@@ -93,3 +93,32 @@ def test_folds_on_another_thread_lose_no_add() -> None:
         thread.join()
     fold_all()
     assert sum(registry.get_sample_value("tally_race_total", {"k": k}) or 0.0 for k in "012") == adds
+
+
+def test_a_fold_that_fails_keeps_the_figures_for_the_next_one() -> None:
+    """A child that cannot be made now (multiprocess files on a full disk) breaks neither the scrape
+    nor the shutdown: its figures wait, merged with what comes meanwhile, and are folded later whole."""
+    direct_reg, direct, tallied_reg, tallied = _pair("tally_fail")
+    tally = HistogramTally(tallied)
+    real_labels = tallied.labels
+    failing = True
+
+    def labels(*values: str) -> object:
+        if failing:
+            raise OSError("No space left on device")
+        return real_labels(*values)
+
+    tallied.labels = labels  # type: ignore[method-assign,assignment]
+    for value in (0.001, 0.5):
+        direct.labels("a").observe(value)
+        with LOCK:
+            tally.add(("a",), value)
+    fold_all()  # does not raise
+    assert tally.pending[("a",)][0] == 0.501
+    direct.labels("a").observe(3.0)
+    with LOCK:
+        tally.add(("a",), 3.0)  # merged with what the failed fold kept
+    failing = False
+    fold_all()
+    assert tally.pending == {}
+    assert _samples(tallied_reg) == _samples(direct_reg)

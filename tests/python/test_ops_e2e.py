@@ -216,8 +216,17 @@ def test_metrics_are_whole_across_two_workers_and_the_access_log_is_json_without
             return _samples(text)
 
         route = ("route", "/chat/completions")
-        eventually(lambda: scrape().get(("llmbill_billing_events_total", (("outcome", "delivered"),))) == 24,
-                   timeout=10, what="24 deliveries counted across both workers")
+
+        def whole() -> bool:
+            # Each worker folds its request figures into the shared files every second
+            # (metrics_tally.py), apart from the pipeline's figures: wait for both. A request's figures
+            # (count, tokens, spend, durations) are folded together, so its count says the rest is there.
+            m = scrape()
+            served = sum(m.get(("llmbill_requests_total", (("model", model), route, ("status", "200"))), 0)
+                         for model in ("custom-model", "gpt-4o"))
+            return m.get(("llmbill_billing_events_total", (("outcome", "delivered"),))) == 24 and served == 24
+
+        eventually(whole, timeout=10, what="24 deliveries and 24 calls counted across both workers")
         m = scrape()
         assert m[("llmbill_requests_total", (("model", "custom-model"), route, ("status", "200")))] == 16
         assert m[("llmbill_requests_total", (("model", "gpt-4o"), route, ("status", "200")))] == 8

@@ -83,9 +83,9 @@ class Children:
 
 # The request path's figures (observe.py): tallied under metrics_tally.LOCK, folded in at collection.
 requests = CounterTally(REQUESTS)
-request_seconds = HistogramTally(REQUEST_SECONDS, _LATENCY)
-upstream_seconds = HistogramTally(UPSTREAM_SECONDS, _LATENCY)
-added_seconds = HistogramTally(ADDED_SECONDS, _ADDED)
+request_seconds = HistogramTally(REQUEST_SECONDS)
+upstream_seconds = HistogramTally(UPSTREAM_SECONDS)
+added_seconds = HistogramTally(ADDED_SECONDS)
 tokens = CounterTally(TOKENS)
 spend = CounterTally(SPEND)
 billed_calls = CounterTally(BILLED_CALLS)

@@ -30,6 +30,7 @@ from .limits import InProcess, Limiter, SharedLimits
 from .spend import SpendTracker
 from .spend_journal import JOURNAL_DIR, SpendJournal
 from .redis_limits import RedisLimiter
+from .metrics_tally import fold_all
 from .store import open_store
 from .store.base import Store
 from .ui.sessions import UiSessions
@@ -181,6 +182,7 @@ class ProxyState:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        fold_all()  # the request path's last figures reach this worker's files before the slow steps below
         await self.spend.flush()
         if self.webhook is not None:
             await self.webhook.stop()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import abc
 import builtins
 import asyncio
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter, call
+from operator import attrgetter
 from typing import Any, Protocol
 
 from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError, member_id
@@ -125,12 +126,14 @@ def log_converters(d: Dialect) -> tuple[Callable[[Any], Any], ...]:
 
 
 _LOG_VALUES = attrgetter(*LOG_FIELDS)
+# operator.call (3.11+) applies each converter in C; on 3.10 a Python function does the same.
+_apply: Callable[..., Any] = getattr(operator, "call", lambda convert, value: convert(value))
 
 
 def log_row(d: Dialect, log: SpendLog, converters: tuple[Callable[[Any], Any], ...] | None = None
             ) -> tuple[Any, ...]:
-    # map and operator.call loop in C: a Python frame only for the money, time and JSON columns.
-    return tuple(map(call, converters or log_converters(d), _LOG_VALUES(log)))
+    # map and operator.call loop in C (3.11+): a Python frame only for the money, time and JSON columns.
+    return tuple(map(_apply, converters or log_converters(d), _LOG_VALUES(log)))
 
 
 def log_from_row(d: Dialect, row: Sequence[Any]) -> SpendLog:
