@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..._native import core
+from ..reply_usage import usage_of
 from .base import ChatAdapter, ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
 
 
@@ -110,7 +111,7 @@ def reply_object(body: bytes, model: str) -> tuple[dict[str, Any], core.Usage]:
     if not isinstance(data, dict):
         raise ValueError("upstream reply is not a JSON object")
     try:
-        usage = core.Usage.from_response(body)
+        usage = usage_of(data, body)
     except core.UsageError:
         text = "".join(str((c.get("message") or {}).get("content") or "") for c in data.get("choices") or []
                        if isinstance(c, dict) and isinstance(c.get("message"), dict))

@@ -28,6 +28,7 @@ from ..guards import allowed_models, check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
 from ..ids import check_id
 from ..relay import relay
+from ..reply_usage import usage_of
 from ..settle import settle
 from ..state import ProxyState
 from ..upstream import upstream_error
@@ -149,7 +150,7 @@ async def _forward(call: Call, body: dict[str, Any]) -> Response | StreamingResp
         raise ProxyError(502, f"{call.d.model_name}: upstream returned a reply that is not a JSON object",
                          "upstream_error") from None
     try:
-        usage = core.Usage.from_response(reply.body)  # the bytes: C++ parses them faster than it walks the dict
+        usage = usage_of(data, reply.body)
     except core.UsageError:
         usage = _estimated_usage(body, data)
     data["model"] = call.model  # the name the client asked for

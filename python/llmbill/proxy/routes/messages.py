@@ -25,6 +25,7 @@ from ..call_limits import resolve_model
 from ..deployments import Deployment
 from ..errors import ProxyError, bad_request
 from ..failures import answered
+from ..reply_usage import usage_of
 from ..customer_binding import bound_customer
 from ..guards import check_model_access, customer_id
 from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
@@ -183,7 +184,7 @@ async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str,
     except (orjson.JSONDecodeError, ValueError):
         raise ProxyError(502, f"{call.d.model_name}: the provider's reply is not a JSON object", "api_error") from None
     try:
-        usage = core.Usage.from_response(reply.body)
+        usage = usage_of(data, reply.body)
     except core.UsageError:
         usage = _estimate(body, _text_bytes(data))
     data["model"] = call.model

@@ -25,6 +25,7 @@ from ..http import JSON_HEADERS, Request, Response, StreamingResponse
 from ..providers import azure
 from ..providers.base import UpstreamRequest
 from ..relay import relay
+from ..reply_usage import usage_of
 from ..settle import settle
 from ..state import ProxyState
 from ..upstream import upstream_error
@@ -110,7 +111,7 @@ async def _plain(call: Call, body: dict[str, Any]) -> Response:
         raise ProxyError(502, f"{call.d.model_name}: upstream returned a reply that is not a JSON object",
                          "upstream_error") from None
     try:
-        usage = core.Usage.from_response(reply.body)
+        usage = usage_of(data, reply.body)
     except core.UsageError:
         usage = _estimate(body, len(reply.body))
     data["model"] = call.model
