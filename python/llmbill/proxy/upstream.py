@@ -6,7 +6,6 @@ with its per-request pool scans, measured 10x slower still), or the built-in moc
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ import orjson
 
 from .. import redact
 from . import mock, request_fields
+from .deadlines import Deadlines
 from .deployments import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure, answered
@@ -48,29 +48,28 @@ class UpstreamStream:
     read_timeout: float | None = None  # the longest silence pipe() allows (chunks applies the same)
 
 
-async def _within(seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
-    if seconds is None:
-        return await work()
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):  # no extra task, unlike wait_for before 3.12
-            return await work()
-    return await asyncio.wait_for(work(), seconds)  # pragma: no cover - Python 3.10
-
-
 class Upstream:
     def __init__(self) -> None:
         self._client: Client | None = None
+        self._deadlines: Deadlines | None = None  # the exchanges' timeouts (deadlines.py)
         # Per deployment and route, built once: the parsed URL and the request head (keyed by id(),
         # checked by identity: wildcard deployments come and go).
         self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
         self._client = Client(spare=True)
+        self._deadlines = Deadlines(asyncio.get_running_loop())
 
     async def close(self) -> None:
+        if self._deadlines is not None:
+            self._deadlines.close()
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    async def _within(self, seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
+        assert self._deadlines is not None
+        return await self._deadlines.within(seconds, work)
 
     def _target(self, d: Deployment, route: str) -> Target:
         entry = self._targets.get((id(d), route))
@@ -103,7 +102,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type)
 
         try:
-            return await _retrying(d, lambda: _within(d.timeout, exchange), _reply_status, _no_release)
+            return await _retrying(d, lambda: self._within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -119,7 +118,7 @@ class Upstream:
         target = self._target(d, route)
         payload = orjson.dumps(body)
         try:
-            resp: Reply = await _retrying(d, lambda: _within(d.timeout, lambda: client.post(target, payload)),
+            resp: Reply = await _retrying(d, lambda: self._within(d.timeout, lambda: client.post(target, payload)),
                                           _open_status, _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
@@ -136,7 +135,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type, resp.header_map())
 
         try:
-            return await _retrying(d, lambda: _within(d.timeout, exchange), _reply_status, _no_release)
+            return await _retrying(d, lambda: self._within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -146,7 +145,7 @@ class Upstream:
         assert client is not None
         target = _adapter_target(d, request)
         try:
-            resp: Reply = await _retrying(d, lambda: _within(d.timeout, lambda: client.post(target, request.body)),
+            resp: Reply = await _retrying(d, lambda: self._within(d.timeout, lambda: client.post(target, request.body)),
                                           _open_status, _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
