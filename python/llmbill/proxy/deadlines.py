@@ -37,8 +37,8 @@ class _Deadline:
 class Deadlines:
     """The deadlines of one event loop's calls in flight."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop  # None: the loop of the first call's task
         self._open: set[_Deadline] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -52,7 +52,10 @@ class Deadlines:
             return await asyncio.wait_for(work(), seconds)
         task = asyncio.current_task()
         assert task is not None
-        entry = _Deadline(self._loop.time() + seconds, task, task.cancelling())
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = task.get_loop()
+        entry = _Deadline(loop.time() + seconds, task, task.cancelling())
         self._open.add(entry)
         if entry.when < self._timer_at:
             self._arm(entry.when)
@@ -74,6 +77,7 @@ class Deadlines:
         self._timer, self._timer_at = None, math.inf
 
     def _arm(self, when: float) -> None:
+        assert self._loop is not None  # armed from within(), which set it
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_at(when, self._fire)
@@ -81,6 +85,7 @@ class Deadlines:
 
     def _fire(self) -> None:
         self._timer, self._timer_at = None, math.inf
+        assert self._loop is not None
         now = self._loop.time()
         earliest = math.inf
         for entry in self._open:

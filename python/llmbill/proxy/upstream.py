@@ -51,25 +51,19 @@ class UpstreamStream:
 class Upstream:
     def __init__(self) -> None:
         self._client: Client | None = None
-        self._deadlines: Deadlines | None = None  # the exchanges' timeouts (deadlines.py)
+        self._deadlines = Deadlines()  # the exchanges' timeouts (deadlines.py)
         # Per deployment and route, built once: the parsed URL and the request head (keyed by id(),
         # checked by identity: wildcard deployments come and go).
         self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
         self._client = Client(spare=True)
-        self._deadlines = Deadlines(asyncio.get_running_loop())
 
     async def close(self) -> None:
-        if self._deadlines is not None:
-            self._deadlines.close()
+        self._deadlines.close()
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-    async def _within(self, seconds: float | None, work: Callable[[], Awaitable[T]]) -> T:
-        assert self._deadlines is not None
-        return await self._deadlines.within(seconds, work)
 
     def _target(self, d: Deployment, route: str) -> Target:
         entry = self._targets.get((id(d), route))
@@ -102,7 +96,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type)
 
         try:
-            return await _retrying(d, lambda: self._within(d.timeout, exchange), _reply_status, _no_release)
+            return await _retrying(d, lambda: self._deadlines.within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -118,8 +112,9 @@ class Upstream:
         target = self._target(d, route)
         payload = orjson.dumps(body)
         try:
-            resp: Reply = await _retrying(d, lambda: self._within(d.timeout, lambda: client.post(target, payload)),
-                                          _open_status, _release)
+            resp: Reply = await _retrying(
+                d, lambda: self._deadlines.within(d.timeout, lambda: client.post(target, payload)), _open_status,
+                _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
         return _streamed(d, resp)
@@ -135,7 +130,7 @@ class Upstream:
             return UpstreamReply(resp.status, await resp.read(), resp.content_type, resp.header_map())
 
         try:
-            return await _retrying(d, lambda: self._within(d.timeout, exchange), _reply_status, _no_release)
+            return await _retrying(d, lambda: self._deadlines.within(d.timeout, exchange), _reply_status, _no_release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
 
@@ -145,8 +140,9 @@ class Upstream:
         assert client is not None
         target = _adapter_target(d, request)
         try:
-            resp: Reply = await _retrying(d, lambda: self._within(d.timeout, lambda: client.post(target, request.body)),
-                                          _open_status, _release)
+            resp: Reply = await _retrying(
+                d, lambda: self._deadlines.within(d.timeout, lambda: client.post(target, request.body)), _open_status,
+                _release)
         except (UpstreamError, OSError, TimeoutError) as exc:
             raise _unreachable(d, exc) from None
         return _streamed(d, resp)
