@@ -21,6 +21,8 @@ Variants (proxy_bench.py's llmbill-sqlite set-up is `full`):
   bare         master key, no customer, no Lago, no metrics: validation, admission, cost, the spend
                ledger and the spend log row are what is left
   bare-nospend bare with SpendTracker.record patched out (no ledger entry, no spend log row)
+  idle-poll    full with general_settings.idle_poll_us: 200 (proxy/idle_poll.py): not less work, the
+               loop polling through its waits instead of sleeping; CPU/request counts the polling
 
 What cannot be turned off in config (metrics, the journal, spend) is patched out by this program
 itself: it starts those proxies as `ablation.py --launch PATCHES -- <llmbill-proxy arguments>`,
@@ -32,7 +34,8 @@ budget, Lago on a fake) called as ASGI with no server, warmed by 300 calls, then
 20,000 times with the arguments of a real call (timeit, the best of 5; `full call` is a whole call
 through the app, its upstream the same fake; `full call, upstream in process` the same with the
 fake's reply handed back in process, no socket — the request path's own CPU, steady to ~3 µs where
-the round trip moves `full call` by ±20). Microseconds on this machine, meaningful side by side
+the round trip moves `full call` by ±20; `upstream.call, loop asleep / polling (wall)` the round trip
+to the fake alone, in wall time, without and with idle polling). Microseconds on this machine, meaningful side by side
 only. With --revs each revision's python/llmbill (git archive, as ab_proxy.py does) is timed in turn,
 alternately, --runs times each, and the best of each is reported with the difference: the way to see
 a cut of a few microseconds that no wrk run resolves on a shared machine.
@@ -73,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-metrics": {"patches": ["metrics"]},
     "bare": {"lago": False, "master": True, "customer": False, "patches": ["metrics"]},
     "bare-nospend": {"lago": False, "master": True, "customer": False, "patches": ["metrics", "spend"]},
+    "idle-poll": {"general": {"idle_poll_us": 200}},
 }
 
 
@@ -115,7 +119,8 @@ def start_variant(name: str, spec: dict[str, Any], upstream: int, work: Path) ->
     lago = pb.Child(f"{name} fake_lago", [str(pb.BIN / "fake_lago")], port_from_stdout=True)
     config: dict[str, Any] = {"model_list": pb.model_list(upstream),
                               "general_settings": {"master_key": pb.MASTER,
-                                                   "database_url": f"sqlite:///{workdir}/llmbill.db"}}
+                                                   "database_url": f"sqlite:///{workdir}/llmbill.db",
+                                                   **spec.get("general", {})}}
     if spec.get("lago", True):
         config["litellm_settings"] = {"callbacks": ["lago"]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -370,6 +375,24 @@ def _pieces_main() -> None:
                         got[2].release()
                 best = min(best, (time.thread_time() - t0) / n)
             print(f"part {name}: {best * 1e6:.2f}", flush=True)
+        # The upstream round trip alone, in wall time: the loop asleep through the wait, then polling
+        # through it (proxy/idle_poll.py; the expect() stands for the client's after the write).
+        try:
+            from llmbill.proxy.idle_poll import IdlePoll
+        except ImportError:  # a revision before idle polling
+            IdlePoll = None  # type: ignore[assignment, misc]
+        if IdlePoll is not None:
+            upstream_body = {**body, "model": d.upstream_model}
+            for name, window in (("upstream.call, loop asleep (wall)", 0.0), ("upstream.call, loop polling (wall)", 1e-3)):
+                poll, best = IdlePoll(window), float("inf")
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    for _ in range(2000):
+                        poll.expect()
+                        await state.upstream.call(d, "chat", upstream_body)
+                    best = min(best, (time.perf_counter() - t0) / 2000)
+                await asyncio.sleep(0.01)  # the window passes: the loop sleeps again
+                print(f"part {name}: {best * 1e6:.2f}", flush=True)
         # The same call with the upstream answered in process (its reply as the fake sends it, no
         # socket): the request path's own CPU, without the round trip whose kernel work and wake-ups
         # move "full call" by ±20 µs from run to run. Best of 10 blocks of 1,000.

@@ -165,6 +165,7 @@ class ProxyApp:
             await response.send(send)
         finally:
             observe.finish(info, response.status)
+            self.state.idle_poll.expect()  # the client's next request may follow at once (idle_poll.py)
 
     async def _authenticate(self, request: Request, access: str) -> Principal:
         master = self.config.master_key

@@ -83,6 +83,7 @@ class ProxyConfig:
     margins: MarginRules = field(default_factory=MarginRules)
     cache_max_entries: int = 50_000  # records per kind a process holds (proxy/cache.py)
     cache_sync_interval: float = 0.25  # seconds between reads of the change log (SQLite; PostgreSQL pushes)
+    idle_poll_us: int = 0  # general_settings.idle_poll_us: the event loop polls this long after a write (idle_poll.py)
 
     @property
     def model_names(self) -> list[str]:
@@ -155,6 +156,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
                      "seconds")
     cache_max = general_settings.cache_max_entries(general)
     sync = general_settings.cache_sync_interval(general)
+    idle_poll_us = general_settings.idle_poll_us(general)
     tier = litellm_settings.max_end_user_budget_id(litellm)
     tz = expect(litellm.get("timezone", "UTC"), str, "litellm_settings.timezone")
     metrics_open = expect(general.get("metrics_open", False), bool, "general_settings.metrics_open")
@@ -191,6 +193,7 @@ def load_config_dict(raw: Any, *, source: str = "<dict>", base_dir: Path | None 
         margins=margins,
         cache_max_entries=cache_max,
         cache_sync_interval=sync,
+        idle_poll_us=idle_poll_us,
         fallbacks=check_names(router.fallbacks, [d.model_name for d in deployments]),
     )
 

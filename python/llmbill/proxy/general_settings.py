@@ -17,11 +17,12 @@ from typing import Any
 from .. import redact
 from ..billing import ConfigError
 from .config_values import env_ref, expect, str_list
+from .idle_poll import MAX_IDLE_POLL_US
 
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
                  "billing_failure_policy", "credits", "credits_settings", "redis_url", "redis_failure_policy",
-                 "cache_max_entries", "cache_sync_interval"}
+                 "cache_max_entries", "cache_sync_interval", "idle_poll_us"}
 SAMPLE_KEYS = {"sk-1234", "sk-12345", "sk-test", "sk-master", "changeme"}
 # billing_failure_policy (proxy/billing_gate.py) and redis_failure_policy (proxy/redis_limits.py)
 FAILURE_POLICIES = ("fail_closed", "fail_open")
@@ -82,6 +83,16 @@ def cache_sync_interval(general: Mapping[str, Any]) -> float:
     if not 0.01 <= sync <= 60:
         raise ConfigError("general_settings.cache_sync_interval: must be between 0.01 and 60 seconds")
     return float(sync)
+
+
+def idle_poll_us(general: Mapping[str, Any]) -> int:
+    """Microseconds the event loop keeps polling after a write instead of sleeping (proxy/idle_poll.py);
+    0, the default, never."""
+    us = general.get("idle_poll_us", 0)
+    if isinstance(us, bool) or not isinstance(us, int) or not 0 <= us <= MAX_IDLE_POLL_US:
+        raise ConfigError(f"general_settings.idle_poll_us: must be an integer from 0 to {MAX_IDLE_POLL_US} "
+                          "(microseconds the event loop polls after a write before it sleeps)")
+    return us
 
 
 def failure_policy(general: Mapping[str, Any], name: str) -> str:

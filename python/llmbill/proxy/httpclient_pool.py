@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from collections.abc import Callable
+
 from .httpclient import ConnectFailed, Reply, Target, Connection
 
 
@@ -16,9 +18,12 @@ class Client:
     With `spare`, a request that leaves no idle connection to its host starts opening one more in the
     background (one at a time per host), so the next request there finds it ready: a burst of new
     calls (scenario 4: 1,000 streams arriving over 2 s, each holding a connection) otherwise waits for
-    a connect — and, to a provider, a TLS handshake — on every call's path."""
+    a connect — and, to a provider, a TLS handshake — on every call's path.
 
-    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False) -> None:
+    `after_write` is called once a request is written (the proxy's idle poll: a reply is expected)."""
+
+    def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False,
+                 after_write: Callable[[], None] | None = None) -> None:
         self._idle: dict[tuple[bool, str, int], list[Connection]] = {}
         self._spare = spare
         self._opening: dict[tuple[bool, str, int], asyncio.Task[Connection]] = {}
@@ -26,6 +31,7 @@ class Client:
         self._idle_seconds = idle_seconds
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        self._after_write = after_write
 
     async def _connect(self, target: Target) -> Connection:
         loop = asyncio.get_running_loop()
@@ -70,6 +76,8 @@ class Client:
         conn._start(asyncio.get_running_loop())
         assert conn.transport is not None
         conn.transport.write(data)
+        if self._after_write is not None:
+            self._after_write()
         try:
             while not conn.headers_done:
                 if conn.error is not None:

@@ -24,6 +24,7 @@ from .credits.gate import CreditGate
 from .config import ProxyConfig
 from .deployments import Deployment, wildcard_price
 from .errors import rate_limited
+from .idle_poll import IdlePoll
 from .routing import deployment_entity, shuffle_order
 from . import redis_limits
 from .limits import InProcess, Limiter, SharedLimits
@@ -60,7 +61,9 @@ class ProxyState:
             self.shared_limits = self.redis
         self.ui_sessions = UiSessions(self.store)  # admin UI sign-ins (proxy/ui), in the database
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
-        self.upstream = Upstream()
+        # After a write upstream or to a client, the loop polls this long before sleeping (idle_poll.py).
+        self.idle_poll = IdlePoll(config.idle_poll_us / 1e6)
+        self.upstream = Upstream(self.idle_poll.expect if config.idle_poll_us else None)
         self.pipeline: core.Pipeline | None = None
         self.billing: billing.LagoSettings | None = None
         self.credits: CreditGate | None = None  # prepaid credits in Lago wallets (credits/calls.py starts it)

@@ -49,15 +49,16 @@ class UpstreamStream:
 
 
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, after_write: Callable[[], None] | None = None) -> None:
         self._client: Client | None = None
+        self._after_write = after_write  # told when a request is written (idle_poll.py)
         self._deadlines = Deadlines()  # the exchanges' timeouts (deadlines.py)
         # Per deployment and route, built once: the parsed URL and the request head (keyed by id(),
         # checked by identity: wildcard deployments come and go).
         self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
-        self._client = Client(spare=True)
+        self._client = Client(spare=True, after_write=self._after_write)
 
     async def close(self) -> None:
         self._deadlines.close()

@@ -1,0 +1,65 @@
+"""Idle polling (general_settings.idle_poll_us, off by default): after the proxy writes a request
+upstream or a reply to a client, its event loop keeps polling its sockets for up to that long
+instead of going to sleep, so the reply or the client's next request is picked up without a wake-up.
+
+Why: measured on the 2-core VM of bench/README.md ("Idle polling"), an event loop that blocks and is
+woken costs ~40-50 µs a wait on top of the work (the sleeping vCPU's wake-up, and the caches the
+host gave to others meanwhile): an upstream round trip to the local fake took 89-118 µs of wall
+time asleep and 49-69 µs polling. At concurrency 1 a call has two such waits.
+
+The price is CPU: each wait that ends within the window was spent polling (one epoll with no
+timeout and one callback per turn of the loop) instead of asleep, and a wait longer than the window
+costs the whole window. A busy loop never polls idle (it always has work); an idle proxy spends
+nothing (polling starts only after a write). So it is for operators who give the proxy its own
+cores and want the lowest latency to a fast upstream; on shared nodes, or when autoscaling on CPU,
+leave it off. Seastar's reactor (ScyllaDB) does the same with its `--idle-poll-time-us`.
+
+How: while a window is open one callback stays queued on the loop (`call_soon`, re-queued by
+itself), and a loop with a ready callback polls with no timeout. `expect()` opens or extends the
+window; the callback stops re-queuing itself once the window has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+MAX_IDLE_POLL_US = 10_000  # a longer window is a busy loop, not a wait
+
+
+class IdlePoll:
+    """Keeps the running event loop polling for `window` seconds after each `expect()` (0: never)."""
+
+    __slots__ = ("window", "_clock", "_running_loop", "_until", "_loop", "spins")
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.perf_counter,
+                 running_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.get_running_loop) -> None:
+        if not 0 <= window <= MAX_IDLE_POLL_US / 1e6:
+            raise ValueError(f"idle poll window {window} s is outside 0 .. {MAX_IDLE_POLL_US} µs")
+        self.window = window
+        self._clock = clock
+        self._running_loop = running_loop
+        self._until = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop being kept polling, None when idle
+        self.spins = 0  # turns of the loop spent polling (tests; one a re-queue)
+
+    def expect(self) -> None:
+        """Something is about to arrive (a reply, a client's next request): poll until it does, or
+        until the window has passed. Called on the event loop's thread."""
+        if not self.window:
+            return
+        self._until = self._clock() + self.window
+        loop = self._running_loop()
+        if self._loop is not loop:  # not polling yet (or a stopped loop's callback was left queued)
+            self._loop = loop
+            loop.call_soon(self._poll, loop)
+
+    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return
+        if self._clock() < self._until:
+            self.spins += 1
+            loop.call_soon(self._poll, loop)
+        else:
+            self._loop = None

@@ -1,0 +1,192 @@
+"""proxy.idle_poll: the event loop kept polling for a window after a write, and nothing when off —
+with an injected clock and loop, then on real loops, in the app in process, and in the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import uvloop
+
+from llmbill.billing import ConfigError
+from llmbill.proxy.config import load_config_dict
+from llmbill.proxy.idle_poll import IdlePoll
+from tests.python.fakes.lago import FakeLago
+from tests.python.fakes.openai_upstream import FakeOpenAI
+from tests.python.proxy_harness import Proxy
+from tests.python.test_proxy_e2e import CUSTOM_COST, MASTER, config, lago_env
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class QueueLoop:
+    """A loop that only queues callbacks, run by hand one turn at a time."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        self.queued.append((callback, args))
+
+    def turn(self) -> None:
+        ready, self.queued = self.queued, []
+        for callback, args in ready:
+            callback(*args)
+
+
+def test_off_never_touches_the_loop() -> None:
+    def no_loop() -> asyncio.AbstractEventLoop:
+        raise AssertionError("looked for the loop")
+
+    poll = IdlePoll(0, running_loop=no_loop)
+    for _ in range(3):
+        poll.expect()
+    assert poll.spins == 0
+
+
+def test_polls_until_the_window_has_passed_and_a_write_extends_it() -> None:
+    clock, loop = Clock(), QueueLoop()
+    poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.expect()
+    assert len(loop.queued) == 1
+    for _ in range(3):  # within the window: each turn queues the next, never two at once
+        clock.now += 50e-6
+        loop.turn()
+        assert len(loop.queued) == 1
+    poll.expect()  # a write at t+150 µs: the window now ends at t+350 µs, on the same chain
+    assert len(loop.queued) == 1
+    clock.now += 150e-6  # t+300
+    loop.turn()
+    assert len(loop.queued) == 1
+    clock.now += 60e-6  # t+360: past the window
+    loop.turn()
+    assert loop.queued == [] and poll.spins == 4
+    poll.expect()  # a later write starts polling again
+    assert len(loop.queued) == 1
+
+
+def test_a_stopped_loops_queued_poll_does_not_run_on_after_another_loop_took_over() -> None:
+    clock, first, second = Clock(), QueueLoop(), QueueLoop()
+    current: list[QueueLoop] = [first]
+    poll = IdlePoll(1e-3, clock=clock, running_loop=lambda: current[0])  # type: ignore[arg-type, return-value]
+    poll.expect()
+    current[0] = second  # the first loop stopped with its poll queued; the next one writes
+    poll.expect()
+    assert len(first.queued) == 1 and len(second.queued) == 1
+    first.turn()
+    assert first.queued == []  # the stale chain ends
+    second.turn()
+    assert len(second.queued) == 1
+
+
+def test_the_window_is_bounded() -> None:
+    with pytest.raises(ValueError):
+        IdlePoll(-1e-6)
+    with pytest.raises(ValueError):
+        IdlePoll(0.011)
+
+
+@pytest.mark.parametrize("runner", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_on_a_real_loop_it_polls_then_lets_the_loop_sleep(runner: Callable[[Any], Any]) -> None:
+    async def run() -> tuple[int, int, bool]:
+        poll = IdlePoll(2e-3)
+        poll.expect()
+        await asyncio.sleep(0.02)  # the loop turns while polling, then goes to sleep
+        spins, stopped = poll.spins, poll._loop is None
+        await asyncio.sleep(0.01)
+        return spins, poll.spins, stopped
+
+    spins, later, stopped = runner(run())
+    assert spins > 0 and stopped and later == spins  # no turn once the window had passed
+
+
+def test_config_honours_or_refuses_idle_poll_us() -> None:
+    assert load_config_dict({}).idle_poll_us == 0
+    assert load_config_dict({"general_settings": {"idle_poll_us": 250}}).idle_poll_us == 250
+    for bad in (-1, 10_001, 1.5, "200", True, None):
+        with pytest.raises(ConfigError, match=r"^general_settings\.idle_poll_us: must be an integer from 0 to 10000"):
+            load_config_dict({"general_settings": {"idle_poll_us": bad}})
+
+
+def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    """In process, the real upstream client: a call leaves the loop polling after it, and the
+    window is opened by both writes (the counts of expect() by where it was called from)."""
+    from llmbill.proxy.app import ProxyApp
+
+    raw = config(upstream, f"sqlite:///{tmp_path}/db.sqlite")
+    raw["litellm_settings"] = {}
+    raw["general_settings"]["idle_poll_us"] = 5000
+    app = ProxyApp(load_config_dict(raw))
+    calls: list[str] = []
+
+    class CountingPoll(IdlePoll):
+        def expect(self) -> None:
+            calls.append(sys._getframe(1).f_code.co_name)
+            super().expect()
+
+    poll = app.state.idle_poll = CountingPoll(5e-3)
+
+    async def run() -> None:
+        startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await startup.put({"type": "lifespan.startup"})
+        started = asyncio.Event()
+
+        async def lifespan_send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        life = asyncio.create_task(app({"type": "lifespan"}, startup.get, lifespan_send))
+        await started.wait()
+        app.state.upstream._client._after_write = poll.expect  # type: ignore[union-attr]  # made with the first one
+        body = json.dumps({"model": "custom-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
+                 "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")]}
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200
+        assert poll._loop is asyncio.get_running_loop()  # polling right after the reply
+        await asyncio.sleep(0.05)
+        assert poll._loop is None and poll.spins > 0  # and stopped once the window passed
+        await startup.put({"type": "lifespan.shutdown"})
+        await life
+
+    uvloop.run(run())
+    assert calls == ["post", "__call__"]  # the upstream request written, then the reply to the client
+
+
+def test_the_proxy_serves_and_bills_with_idle_polling_on(upstream: FakeOpenAI, lago: FakeLago) -> None:
+    raw = config(upstream, None)
+    raw["general_settings"]["idle_poll_us"] = 300
+    with Proxy(raw, lago_env(lago, "end_user_id")) as proxy:
+        client = openai.OpenAI(api_key=MASTER, base_url=proxy.url, max_retries=0)
+        for _ in range(3):
+            r = client.chat.completions.create(model="custom-model", messages=[{"role": "user", "content": "hi"}],
+                                               user="c")
+            assert r.usage is not None and r.usage.total_tokens > 0
+        stream = client.chat.completions.create(model="custom-model", messages=[{"role": "user", "content": "hi"}],
+                                                user="c", stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        client.close()
+        events = lago.wait_for(4, timeout=10)
+    assert len({e["transaction_id"] for e in events}) == 4
+    assert all(Decimal(e["properties"]["response_cost"]) == CUSTOM_COST for e in events)
