@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/proxy_bench.py --out R.json [--quick] [--duration S] [--concurrency 1,8,64,256]
         [--systems direct,llmbill-sqlite,llmbill-pg,litellm] [--modes chat,stream,anthropic-chat,...]
+        (also on request: floor, llmbill-sqlite-poll — llmbill-sqlite with general_settings.idle_poll_us 200)
         [--anthropic-concurrency 1,64] [--rounds R] [--litellm EXE]
 
 Everything runs on this machine as its own process: bench/fake_openai (C++, the upstream), one
@@ -61,6 +62,7 @@ MODEL = "gpt-4o-mini"
 CLAUDE = "claude-sonnet-4-5"
 CUSTOMER = "bench-customer"
 MASTER = "sk-bench-master-" + os.urandom(8).hex()
+IDLE_POLL_US = 200  # llmbill-sqlite-poll's general_settings.idle_poll_us (proxy/idle_poll.py)
 CLK = os.sysconf("SC_CLK_TCK")
 ALL: list[Child] = []
 PROMPT = [{"role": "user", "content": "Say hello in five words."}]
@@ -266,12 +268,14 @@ def lago_env(lago: Child) -> dict[str, str]:
 
 
 def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
-                  lago_args: list[str] | None = None, anthropic: bool = True, venv: Path | None = None) -> System:
+                  lago_args: list[str] | None = None, anthropic: bool = True, venv: Path | None = None,
+                  general: dict[str, Any] | None = None) -> System:
     """anthropic=False leaves the Anthropic deployment out (ab_proxy.py on a revision without it);
-    venv: whose llmbill-proxy runs (another interpreter's, ab_proxy.py --venv-b), .venv by default."""
+    venv: whose llmbill-proxy runs (another interpreter's, ab_proxy.py --venv-b), .venv by default;
+    general: more general_settings (llmbill-sqlite-poll's idle_poll_us)."""
     lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
     config = {"model_list": model_list(upstream, anthropic), "litellm_settings": {"callbacks": ["lago"]},
-              "general_settings": {"master_key": MASTER, "database_url": database_url}}
+              "general_settings": {"master_key": MASTER, "database_url": database_url, **(general or {})}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     port = _free_port()
@@ -289,7 +293,8 @@ def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
     if status != 200:
         raise RuntimeError(f"{name}: /customer/new → {status} {body}")
     s.auth = f"Bearer {key['key']}"
-    s.notes.append("virtual key with max_budget, customer with max_budget, spend to the database, Lago on")
+    s.notes.append("virtual key with max_budget, customer with max_budget, spend to the database, Lago on"
+                   + "".join(f"; general_settings.{k}: {v}" for k, v in (general or {}).items()))
     return s
 
 
@@ -467,6 +472,10 @@ def main() -> int:
             log("starting llmbill-proxy on SQLite")
             systems.append(start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{work}/sqlite/llmbill.db",
                                          work / "sqlite"))
+        if "llmbill-sqlite-poll" in wanted:  # not in the default set: an opt-in setting's effect
+            log("starting llmbill-proxy on SQLite with idle polling")
+            systems.append(start_llmbill("llmbill-sqlite-poll", upstream.port, f"sqlite:///{work}/poll/llmbill.db",
+                                         work / "poll", general={"idle_poll_us": IDLE_POLL_US}))
         if "llmbill-pg" in wanted:
             from pg import create_database, start_postgres
 
