@@ -92,6 +92,23 @@ def test_a_stopped_loops_queued_poll_does_not_run_on_after_another_loop_took_ove
     assert len(second.queued) == 1
 
 
+def test_it_polls_only_while_one_request_is_in_flight() -> None:
+    clock, loop = Clock(), QueueLoop()
+    poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.begin()
+    poll.begin()
+    poll.written()  # two in flight: the loop has other work, no window
+    poll.end()  # one left: not the last out
+    assert loop.queued == []
+    poll.written()  # now the only one: its reply is polled for
+    assert len(loop.queued) == 1
+    clock.now += 1e-3
+    loop.turn()
+    assert loop.queued == []
+    poll.end()  # the last one out: the client's next request is polled for
+    assert len(loop.queued) == 1 and poll.in_flight == 0
+
+
 def test_the_window_is_bounded() -> None:
     with pytest.raises(ValueError):
         IdlePoll(-1e-6)
@@ -123,7 +140,7 @@ def test_config_honours_or_refuses_idle_poll_us() -> None:
 
 def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Path, upstream: FakeOpenAI) -> None:
     """In process, the real upstream client: a call leaves the loop polling after it, and the
-    window is opened by both writes (the counts of expect() by where it was called from)."""
+    window is opened by both writes (expect()'s callers, in order)."""
     from llmbill.proxy.app import ProxyApp
 
     raw = config(upstream, f"sqlite:///{tmp_path}/db.sqlite")
@@ -136,6 +153,10 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
         def expect(self) -> None:
             calls.append(sys._getframe(1).f_code.co_name)
             super().expect()
+
+        def end(self) -> None:
+            super().end()
+            calls.append(f"end, {self.in_flight} in flight")
 
     poll = app.state.idle_poll = CountingPoll(5e-3)
 
@@ -150,7 +171,7 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
 
         life = asyncio.create_task(app({"type": "lifespan"}, startup.get, lifespan_send))
         await started.wait()
-        app.state.upstream._client._after_write = poll.expect  # type: ignore[union-attr]  # made with the first one
+        app.state.upstream._client._after_write = poll.written  # type: ignore[union-attr]  # made with the first one
         body = json.dumps({"model": "custom-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
         sent: list[dict[str, Any]] = []
 
@@ -171,7 +192,8 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
         await life
 
     uvloop.run(run())
-    assert calls == ["post", "__call__"]  # the upstream request written, then the reply to the client
+    # The upstream request written, then the reply to the client: the lifespan is no request.
+    assert calls == ["written", "end", "end, 0 in flight"]
 
 
 def test_the_proxy_serves_and_bills_with_idle_polling_on(upstream: FakeOpenAI, lago: FakeLago) -> None:

@@ -133,6 +133,14 @@ class ProxyApp:
             return
         if scope["type"] != "http":
             return
+        poll = self.state.idle_poll  # counts the requests in flight (idle_poll.py)
+        poll.begin()
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            poll.end()  # the last one out: the client's next request may follow at once
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, self.config.max_request_bytes)
         path = request.path.rstrip("/") or "/"
         entry = self.routes.get((request.method, path))
@@ -165,7 +173,6 @@ class ProxyApp:
             await response.send(send)
         finally:
             observe.finish(info, response.status)
-            self.state.idle_poll.expect()  # the client's next request may follow at once (idle_poll.py)
 
     async def _authenticate(self, request: Request, access: str) -> Principal:
         master = self.config.master_key

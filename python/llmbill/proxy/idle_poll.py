@@ -9,14 +9,18 @@ time asleep and 49-69 µs polling. At concurrency 1 a call has two such waits.
 
 The price is CPU: each wait that ends within the window was spent polling (one epoll with no
 timeout and one callback per turn of the loop) instead of asleep, and a wait longer than the window
-costs the whole window. A busy loop never polls idle (it always has work); an idle proxy spends
-nothing (polling starts only after a write). So it is for operators who give the proxy its own
-cores and want the lowest latency to a fast upstream; on shared nodes, or when autoscaling on CPU,
-leave it off. Seastar's reactor (ScyllaDB) does the same with its `--idle-poll-time-us`.
+costs the whole window. So it polls only while the process serves one request at a time: with more
+in flight the loop has other work, and a window held open under load would only cut its turns into
+smaller ones. An idle proxy spends nothing (polling starts only after a write). It is for operators
+who give the proxy its own cores and want the lowest latency to a fast upstream; on shared nodes, or
+when autoscaling on CPU, leave it off. Seastar's reactor (ScyllaDB) does the same with its
+`--idle-poll-time-us`.
 
 How: while a window is open one callback stays queued on the loop (`call_soon`, re-queued by
 itself), and a loop with a ready callback polls with no timeout. `expect()` opens or extends the
-window; the callback stops re-queuing itself once the window has passed.
+window; the callback stops re-queuing itself once the window has passed. The app counts requests in
+(`begin`, `end`: the last one out opens a window for the client's next request) and the upstream
+client reports each request it writes (`written`: a window for the reply, when it is the only one).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ MAX_IDLE_POLL_US = 10_000  # a longer window is a busy loop, not a wait
 class IdlePoll:
     """Keeps the running event loop polling for `window` seconds after each `expect()` (0: never)."""
 
-    __slots__ = ("window", "_clock", "_running_loop", "_until", "_loop", "spins")
+    __slots__ = ("window", "_clock", "_running_loop", "_until", "_loop", "spins", "in_flight")
 
     def __init__(self, window: float, clock: Callable[[], float] = time.perf_counter,
                  running_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.get_running_loop) -> None:
@@ -43,6 +47,22 @@ class IdlePoll:
         self._until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop being kept polling, None when idle
         self.spins = 0  # turns of the loop spent polling (tests; one a re-queue)
+        self.in_flight = 0  # requests being served (begin/end)
+
+    def begin(self) -> None:
+        """A request came in."""
+        self.in_flight += 1
+
+    def end(self) -> None:
+        """A request was answered (or given up): the last one out expects the client's next."""
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.expect()
+
+    def written(self) -> None:
+        """A request went upstream: its reply is expected, polled for when no other request is in flight."""
+        if self.in_flight <= 1:
+            self.expect()
 
     def expect(self) -> None:
         """Something is about to arrive (a reply, a client's next request): poll until it does, or
