@@ -1,14 +1,16 @@
 """Two commits' llmbill-proxy side by side in one run: the before/after of a change to the request path.
 
     .venv/bin/python bench/ab_proxy.py REV_A REV_B [--rounds 9] [--concurrency 1,64] [--seconds 3] [--mode chat]
-        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--venv-a DIR] [--venv-b DIR] [--gc-probe]
+        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--general-a KEY=INT ...] [--general-b KEY=INT ...]
+        [--venv-a DIR] [--venv-b DIR] [--gc-probe]
         [--no-direct] [--json F]
 
 Each revision's python/llmbill is taken with `git archive` into a temporary directory, beside the
 C++ extension installed in .venv (so only Python changes are compared: rebuild first for a C++ one),
 and run as its own llmbill-proxy on SQLite, set up as in proxy_bench.py (key and customer budgets,
 spend, Lago on a C++ fake), in front of the same bench/fake_openai. REV_A and REV_B may be the same
-commit with a different environment (--env-a / --env-b): the A/B of a setting; or with another
+commit with a different environment (--env-a / --env-b) or general_settings (--general-a / --general-b,
+integer values: e.g. idle_poll_us=200): the A/B of a setting; or with another
 virtualenv (--venv-a / --venv-b: its interpreter, its packages and its installed extension).
 
 The points are interleaved, A then B in even rounds and B then A in odd ones, each concurrency in
@@ -88,7 +90,7 @@ def env_pairs(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"ab_proxy: --env-a/--env-b take NAME=VALUE, not {item!r}")
+            raise SystemExit(f"ab_proxy: --env-a/--env-b/--general-a/--general-b take NAME=VALUE, not {item!r}")
         out[name] = value
     return out
 
@@ -163,6 +165,8 @@ def main() -> int:
     ap.add_argument("--mode", default="chat", choices=sorted(pb.BODIES))
     ap.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE", help="environment of A's proxy")
     ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE", help="environment of B's proxy")
+    ap.add_argument("--general-a", action="append", default=[], metavar="KEY=INT", help="general_settings of A's config")
+    ap.add_argument("--general-b", action="append", default=[], metavar="KEY=INT", help="general_settings of B's config")
     ap.add_argument("--venv-a", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) A runs in")
     ap.add_argument("--venv-b", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) B runs in")
     ap.add_argument("--gc-probe", action="store_true", help="log the proxies' collections (bench/gc_probe)")
@@ -179,10 +183,11 @@ def main() -> int:
         body.write_text(json.dumps(pb.BODIES[args.mode]))
         systems = []
         gc_logs: dict[str, Path] = {}
-        for label, rev, extra, venv in (("A", args.a, env_pairs(args.env_a), args.venv_a),
-                                        ("B", args.b, env_pairs(args.env_b), args.venv_b)):
+        for label, rev, extra, general, venv in (
+                ("A", args.a, env_pairs(args.env_a), env_pairs(args.general_a), args.venv_a),
+                ("B", args.b, env_pairs(args.env_b), env_pairs(args.general_b), args.venv_b)):
             path = tree(rev, work / label, venv)
-            name = f"{label} {rev}" + "".join(f" {k}={v}" for k, v in extra.items())
+            name = f"{label} {rev}" + "".join(f" {k}={v}" for k, v in {**extra, **general}.items())
             if venv != pb.ROOT / ".venv":
                 name += f" ({venv})"
             saved = dict(os.environ)
@@ -193,7 +198,8 @@ def main() -> int:
                 os.environ["BENCH_GC_PROBE_LOG"] = str(gc_logs[name])
             try:
                 s = pb.start_llmbill(name, upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run",
-                                     anthropic=pb.MODES[args.mode].pass_through is not None, venv=venv)
+                                     anthropic=pb.MODES[args.mode].pass_through is not None, venv=venv,
+                                     general={k: int(v) for k, v in general.items()})
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
