@@ -136,43 +136,42 @@ class ProxyApp:
         poll = self.state.idle_poll  # counts the requests in flight (idle_poll.py)
         poll.begin()
         try:
-            await self._http(scope, receive, send)
+            request = Request(scope, receive, self.config.max_request_bytes)
+            path = request.path.rstrip("/") or "/"
+            entry = self.routes.get((request.method, path))
+            info = observe.begin(request.method, path)
+            if path in self.paths:
+                info.route = path  # a bounded label: only the route table's paths
+            try:
+                if entry is None:
+                    if path in self.paths:
+                        raise ProxyError(405, f"{request.method} is not allowed on {path}", "bad_request_error")
+                    raise ProxyError(404, f"no route {request.method} {path}", "not_found_error")
+                handler, access = entry
+                principal = None if access == PUBLIC else await self._authenticate(request, access)
+                if access == PUBLIC:  # no credentials: never buffer the configured 32 MB for it
+                    request.max_body = min(request.max_body, PUBLIC_MAX_BODY)
+                response = await handler(self.state, request, principal)
+            except ProxyError as exc:
+                if exc.type == "budget_exceeded":
+                    observe.budget_refused(exc.message, getattr(exc, "budget_kind", None))
+                body = (anthropic_error_body(exc.status, exc.message, exc.type) if path in ANTHROPIC_PATHS
+                        else exc.body())
+                response = Response(exc.status, body,
+                                    list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
+            except StoreError as exc:
+                log.error("database error on %s %s: %s", request.method, path, exc)
+                response = Response(503, error_body(503, "the database is unavailable; retry later",
+                                                    "service_unavailable"))
+            except Exception:
+                log.exception("unexpected error on %s %s", request.method, path)
+                response = Response(500, error_body(500, "internal error (logged by the proxy)", "internal_error"))
+            try:
+                await response.send(send)
+            finally:
+                observe.finish(info, response.status)
         finally:
             poll.end()  # the last one out: the client's next request may follow at once
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, self.config.max_request_bytes)
-        path = request.path.rstrip("/") or "/"
-        entry = self.routes.get((request.method, path))
-        info = observe.begin(request.method, path)
-        if path in self.paths:
-            info.route = path  # a bounded label: only the route table's paths
-        try:
-            if entry is None:
-                if path in self.paths:
-                    raise ProxyError(405, f"{request.method} is not allowed on {path}", "bad_request_error")
-                raise ProxyError(404, f"no route {request.method} {path}", "not_found_error")
-            handler, access = entry
-            principal = None if access == PUBLIC else await self._authenticate(request, access)
-            if access == PUBLIC:  # no credentials: never buffer the configured 32 MB for it
-                request.max_body = min(request.max_body, PUBLIC_MAX_BODY)
-            response = await handler(self.state, request, principal)
-        except ProxyError as exc:
-            if exc.type == "budget_exceeded":
-                observe.budget_refused(exc.message, getattr(exc, "budget_kind", None))
-            body = anthropic_error_body(exc.status, exc.message, exc.type) if path in ANTHROPIC_PATHS else exc.body()
-            response = Response(exc.status, body,
-                                list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in exc.headers.items()])
-        except StoreError as exc:
-            log.error("database error on %s %s: %s", request.method, path, exc)
-            response = Response(503, error_body(503, "the database is unavailable; retry later", "service_unavailable"))
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, path)
-            response = Response(500, error_body(500, "internal error (logged by the proxy)", "internal_error"))
-        try:
-            await response.send(send)
-        finally:
-            observe.finish(info, response.status)
 
     async def _authenticate(self, request: Request, access: str) -> Principal:
         master = self.config.master_key

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-
 from collections.abc import Callable
 
 from .httpclient import ConnectFailed, Reply, Target, Connection
