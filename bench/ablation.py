@@ -268,6 +268,9 @@ def _pieces_main() -> None:
     from llmbill.proxy.upstream import UpstreamReply
     import orjson
 
+    sys.path.insert(0, str(pb.ROOT))  # the tests' helpers (no llmbill package there to shadow the revision's)
+    from tests.python.asgi_lifespan import running
+
     config = {"model_list": pb.model_list(upstream.port), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": pb.MASTER, "database_url": f"sqlite:///{work}/llmbill.db"}}
     app = ProxyApp(load_config_dict(config))
@@ -302,16 +305,10 @@ def _pieces_main() -> None:
         return sent
 
     async def run() -> None:
-        lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        await lifespan.put({"type": "lifespan.startup"})
-        started = asyncio.Event()
+        async with running(app):
+            await measure()
 
-        async def lifespan_send(message: dict[str, Any]) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                started.set()
-
-        life = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
-        await started.wait()
+    async def measure() -> None:
         key = json.loads((await asgi("POST", "/key/generate", {"max_budget": 1_000_000, "key_alias": "bench"},
                                      pb.MASTER))[-1]["body"])["key"]
         await asgi("POST", "/customer/new", {"user_id": pb.CUSTOMER, "max_budget": 1_000_000}, pb.MASTER)
@@ -415,8 +412,6 @@ def _pieces_main() -> None:
         info.call = call
         for name, fn in parts.items():
             print(f"part {name}: {min(timeit.repeat(fn, number=20_000, repeat=5)) / 20_000 * 1e6:.2f}", flush=True)
-        await lifespan.put({"type": "lifespan.shutdown"})
-        await life
 
     try:
         uvloop.run(run())

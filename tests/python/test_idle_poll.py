@@ -18,6 +18,7 @@ import uvloop
 from llmbill.billing import ConfigError
 from llmbill.proxy.config import load_config_dict
 from llmbill.proxy.idle_poll import IdlePoll
+from tests.python.asgi_lifespan import running
 from tests.python.fakes.lago import FakeLago
 from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.proxy_harness import Proxy
@@ -160,36 +161,25 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
 
     poll = app.state.idle_poll = CountingPoll(5e-3)
 
+    body = json.dumps({"model": "custom-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")]}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
     async def run() -> None:
-        startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        await startup.put({"type": "lifespan.startup"})
-        started = asyncio.Event()
-
-        async def lifespan_send(message: dict[str, Any]) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                started.set()
-
-        life = asyncio.create_task(app({"type": "lifespan"}, startup.get, lifespan_send))
-        await started.wait()
-        app.state.upstream._client._after_write = poll.written  # type: ignore[union-attr]  # made with the first one
-        body = json.dumps({"model": "custom-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
-                 "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")]}
-        await app(scope, receive, send)
-        assert sent[0]["status"] == 200
-        assert poll._loop is asyncio.get_running_loop()  # polling right after the reply
-        await asyncio.sleep(0.05)
-        assert poll._loop is None and poll.spins > 0  # and stopped once the window passed
-        await startup.put({"type": "lifespan.shutdown"})
-        await life
+        async with running(app):
+            app.state.upstream._client._after_write = poll.written  # type: ignore[union-attr]  # made with the first
+            await app(scope, receive, send)
+            assert sent[0]["status"] == 200
+            assert poll._loop is asyncio.get_running_loop()  # polling right after the reply
+            await asyncio.sleep(0.05)
+            assert poll._loop is None and poll.spins > 0  # and stopped once the window passed
 
     uvloop.run(run())
     # The upstream request written, then the reply to the client: the lifespan is no request.
