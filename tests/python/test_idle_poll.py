@@ -200,5 +200,6 @@ def test_the_proxy_serves_and_bills_with_idle_polling_on(upstream: FakeOpenAI, l
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         client.close()
         events = lago.wait_for(4, timeout=10)
+        assert "idle poll: 300 microseconds after each write while one request is in flight" in proxy.output
     assert len({e["transaction_id"] for e in events}) == 4
     assert all(Decimal(e["properties"]["response_cost"]) == CUSTOM_COST for e in events)

@@ -68,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  billing:  local file (LAGO_API_BASE unset): lago-events.jsonl beside the database"
               f" (code {','.join(billing.event_codes)}, charge by {billing.charge_by})")
+    if config.idle_poll_us:
+        print(f"  idle poll: {config.idle_poll_us} microseconds after each write while one request is in flight "
+              "(general_settings.idle_poll_us)")
     sys.stdout.flush()
 
     import uvicorn
