@@ -1,7 +1,7 @@
 """Two commits' llmbill-proxy side by side in one run: the before/after of a change to the request path.
 
     .venv/bin/python bench/ab_proxy.py REV_A REV_B [--rounds 9] [--concurrency 1,64] [--seconds 3] [--mode chat]
-        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--general-a KEY=INT ...] [--general-b KEY=INT ...]
+        [--env-a NAME=VALUE ...] [--env-b NAME=VALUE ...] [--general-a KEY=VALUE ...] [--general-b KEY=VALUE ...]
         [--venv-a DIR] [--venv-b DIR] [--gc-probe]
         [--no-direct] [--json F]
 
@@ -10,7 +10,7 @@ C++ extension installed in .venv (so only Python changes are compared: rebuild f
 and run as its own llmbill-proxy on SQLite, set up as in proxy_bench.py (key and customer budgets,
 spend, Lago on a C++ fake), in front of the same bench/fake_openai. REV_A and REV_B may be the same
 commit with a different environment (--env-a / --env-b) or general_settings (--general-a / --general-b,
-integer values: e.g. idle_poll_us=200): the A/B of a setting; or with another
+JSON values: e.g. idle_poll_us=200, spend_flush_interval=0.1): the A/B of a setting; or with another
 virtualenv (--venv-a / --venv-b: its interpreter, its packages and its installed extension).
 
 The points are interleaved, A then B in even rounds and B then A in odd ones, each concurrency in
@@ -165,8 +165,8 @@ def main() -> int:
     ap.add_argument("--mode", default="chat", choices=sorted(pb.BODIES))
     ap.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE", help="environment of A's proxy")
     ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE", help="environment of B's proxy")
-    ap.add_argument("--general-a", action="append", default=[], metavar="KEY=INT", help="general_settings of A's config")
-    ap.add_argument("--general-b", action="append", default=[], metavar="KEY=INT", help="general_settings of B's config")
+    ap.add_argument("--general-a", action="append", default=[], metavar="KEY=VALUE", help="general_settings of A's config (a JSON value)")
+    ap.add_argument("--general-b", action="append", default=[], metavar="KEY=VALUE", help="general_settings of B's config (a JSON value)")
     ap.add_argument("--venv-a", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) A runs in")
     ap.add_argument("--venv-b", type=Path, default=pb.ROOT / ".venv", help="the virtualenv (interpreter) B runs in")
     ap.add_argument("--gc-probe", action="store_true", help="log the proxies' collections (bench/gc_probe)")
@@ -199,7 +199,7 @@ def main() -> int:
             try:
                 s = pb.start_llmbill(name, upstream.port, f"sqlite:///{work}/{label}.db", work / f"{label}-run",
                                      anthropic=pb.MODES[args.mode].pass_through is not None, venv=venv,
-                                     general={k: int(v) for k, v in general.items()})
+                                     general={k: json.loads(v) for k, v in general.items()})
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
