@@ -522,12 +522,10 @@ def test_a_version_2_database_gains_the_ui_sessions_table(store: Store, url: str
 
 
 def test_a_large_spend_batch_is_stored_whole_or_not_at_all(store: Store, run: Run[Any]) -> None:
-    """A flush's worth of rows, converted over several turns of the event loop (LOG_ROWS_PER_TURN):
+    """A flush's worth of rows, converted over several turns of the event loop (LOG_TURN_SECONDS):
     every row stored exactly, in one transaction; a duplicate among the last rows leaves nothing
     of the batch behind, and a value that cannot be stored among them neither."""
-    from llmbill.proxy.store.sql import LOG_ROWS_PER_TURN
-
-    n = 2 * LOG_ROWS_PER_TURN + 50
+    n = 250
     logs = tuple(log(f"r{i:04d}", T0 + timedelta(microseconds=i), spend=Decimal(i) / 10**9, prompt_tokens=i,
                      metadata={"i": i}) for i in range(n))
     run(store.apply_spend(batch(("customer", "c1", Decimal("1")), logs=logs)))
@@ -545,20 +543,28 @@ def test_a_large_spend_batch_is_stored_whole_or_not_at_all(store: Store, run: Ru
 
 def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converted(
         store: Store, run: Run[Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rows of a flush are converted a turn of the loop at a time: another task runs between,
-    where converting them all at once held every request of the proxy for the whole batch."""
+    """The rows of a flush are converted LOG_TURN_SECONDS of the loop at a time: another task runs
+    between, where converting them all at once held every request of the proxy for the whole batch.
+    Here each reading of the turn's clock advances it 30 µs: a 100 µs turn ends after the 4th row."""
     from llmbill.proxy.store import sql
 
-    logs = tuple(log(f"r{i:04d}") for i in range(3 * sql.LOG_ROWS_PER_TURN))
+    logs = tuple(log(f"r{i:04d}") for i in range(300))
     converted = 0
     real = sql.log_row
+    now = [0.0]
 
     def counted(*args: Any) -> tuple[Any, ...]:
         nonlocal converted
         converted += 1
         return real(*args)
 
+    def clock() -> float:
+        now[0] += 30e-6
+        return now[0]
+
     monkeypatch.setattr(sql, "log_row", counted)
+    monkeypatch.setattr(sql, "_turn_clock", clock)
+    assert sql.LOG_TURN_SECONDS == 100e-6
     seen: list[int] = []  # how many rows were converted at each turn of another task
 
     async def flush_beside_a_ticker() -> None:
@@ -570,7 +576,9 @@ def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converte
 
     run(flush_beside_a_ticker())
     assert converted == len(logs)
-    assert any(0 < n < len(logs) for n in seen)  # the ticker ran while rows were being converted
+    converting = [n for n in seen if 0 < n < len(logs)]
+    assert converting  # the ticker ran while rows were being converted
+    assert max(b - a for a, b in zip(converting, converting[1:])) <= 4  # never more than a turn's rows between
     assert len(run(store.spend_logs(limit=1000))) == len(logs)
 
 

@@ -15,6 +15,7 @@ import abc
 import builtins
 import asyncio
 import operator
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
@@ -43,10 +44,12 @@ CHANGES_KEPT = 10_000  # versions the change log keeps; a reader further behind 
 CHUNK = 500  # ids per statement of the *_many operations
 PING_TIMEOUT = 5.0
 LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
-# Spend-log rows converted (log_row, ~4 µs each in Python) per turn of the event loop: a flush of a
-# thousand calls' rows in one go held the loop ~15 ms, every request of that moment waiting for it
-# (the p99 at concurrency 1, bench/README.md).
-LOG_ROWS_PER_TURN = 100
+# Spend-log rows are converted (log_row, 4-8 µs each in Python) on the event loop, which a flush gives
+# back after LOG_TURN_SECONDS of it: a thousand calls' rows in one go held the loop ~15 ms, every
+# request of that moment waiting for it; 100 rows a turn (0.5-0.9 ms) still set the p99 at concurrency 1
+# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs here.
+LOG_TURN_SECONDS = 100e-6
+_turn_clock = time.perf_counter  # tests step it
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
 _LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metadata": "json",
               "prompt_tokens": "int", "completion_tokens": "int", "cached_tokens": "int",
@@ -419,10 +422,12 @@ class SqlStore(Store):
                 groups.setdefault(kind, []).append((ident, money(amount)))
             converters = log_converters(self.dialect)
             logs: list[tuple[Any, ...]] = []
-            for i in range(0, len(batch.logs), LOG_ROWS_PER_TURN):
-                if i:
+            turn_ends = _turn_clock() + LOG_TURN_SECONDS
+            for log in batch.logs:
+                logs.append(log_row(self.dialect, log, converters))
+                if _turn_clock() >= turn_ends:
                     await asyncio.sleep(0)  # the requests waiting on the event loop go first
-                logs += [log_row(self.dialect, log, converters) for log in batch.logs[i:i + LOG_ROWS_PER_TURN]]
+                    turn_ends = _turn_clock() + LOG_TURN_SECONDS
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
         names = ", ".join(map(q, LOG_FIELDS))
