@@ -46,8 +46,8 @@ PING_TIMEOUT = 5.0
 LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
 # Spend-log rows are converted (log_row, 4-8 µs each in Python) on the event loop, which a flush gives
 # back after LOG_TURN_SECONDS of it: a thousand calls' rows in one go held the loop ~15 ms, every
-# request of that moment waiting for it; 100 rows a turn (0.5-0.9 ms) still set the p99 at concurrency 1
-# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs here.
+# request of that moment waiting for it, and 100 rows a turn still held it 0.5-0.9 ms on a cold loop
+# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs.
 LOG_TURN_SECONDS = 100e-6
 _turn_clock = time.perf_counter  # tests step it
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
