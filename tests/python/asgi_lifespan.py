@@ -20,7 +20,12 @@ async def running(app: Any) -> AsyncIterator[None]:
             started.set()
 
     life = asyncio.create_task(app({"type": "lifespan"}, messages.get, send))
-    await started.wait()
+    ready = asyncio.ensure_future(started.wait())
+    await asyncio.wait({ready, life}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.is_set():  # the app's start-up failed (or its lifespan ended): no waiting forever
+        ready.cancel()
+        await life  # its exception, if it raised one
+        raise RuntimeError("the app's lifespan ended without completing its start-up")
     try:
         yield
     finally:

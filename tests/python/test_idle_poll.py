@@ -49,7 +49,7 @@ class QueueLoop:
 
 
 def test_off_never_touches_the_loop() -> None:
-    def no_loop() -> asyncio.AbstractEventLoop:
+    def no_loop() -> asyncio.AbstractEventLoop | None:
         raise AssertionError("looked for the loop")
 
     poll = IdlePoll(0, running_loop=no_loop)
@@ -110,6 +110,15 @@ def test_it_polls_only_while_one_request_is_in_flight() -> None:
     assert len(loop.queued) == 1 and poll.in_flight == 0
 
 
+def test_outside_a_running_loop_it_does_nothing() -> None:
+    """A request's `finally` that runs with no loop (its coroutine collected late) raises nothing."""
+    poll = IdlePoll(1e-3)
+    poll.begin()
+    poll.end()
+    poll.written()
+    assert poll.in_flight == 0 and poll._loop is None and poll.spins == 0
+
+
 def test_the_window_is_bounded() -> None:
     with pytest.raises(ValueError):
         IdlePoll(-1e-6)
@@ -146,8 +155,10 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
 
     raw = config(upstream, f"sqlite:///{tmp_path}/db.sqlite")
     raw["litellm_settings"] = {}
-    raw["general_settings"]["idle_poll_us"] = 5000
+    raw["general_settings"]["idle_poll_us"] = 10_000
     app = ProxyApp(load_config_dict(raw))
+    configured = app.state.idle_poll
+    assert configured.window == 10e-3
     calls: list[str] = []
 
     class CountingPoll(IdlePoll):
@@ -159,7 +170,7 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
             super().end()
             calls.append(f"end, {self.in_flight} in flight")
 
-    poll = app.state.idle_poll = CountingPoll(10e-3)
+    poll = CountingPoll(10e-3)
 
     body = json.dumps({"model": "custom-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
     scope = {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
@@ -174,7 +185,10 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
 
     async def run() -> None:
         async with running(app):
-            app.state.upstream._client._after_write = poll.written  # type: ignore[union-attr]  # made with the first
+            client = app.state.upstream._client
+            assert client is not None and client._after_write == configured.written  # the config's, wired
+            app.state.idle_poll = poll  # the same, counting its callers
+            client._after_write = poll.written
             await app(scope, receive, send)
             assert sent[0]["status"] == 200
             assert poll._loop is asyncio.get_running_loop()  # polling right after the reply

@@ -577,7 +577,7 @@ def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converte
     run(flush_beside_a_ticker())
     assert converted == len(logs)
     converting = [n for n in seen if 0 < n < len(logs)]
-    assert converting  # the ticker ran while rows were being converted
+    assert len(converting) > 2  # the ticker ran while rows were being converted
     assert max(b - a for a, b in zip(converting, converting[1:])) <= 4  # never more than a turn's rows between
     assert len(run(store.spend_logs(limit=1000))) == len(logs)
 

@@ -75,9 +75,9 @@ class Client:
         conn._start(asyncio.get_running_loop())
         assert conn.transport is not None
         conn.transport.write(data)
-        if self._after_write is not None:
-            self._after_write()
         try:
+            if self._after_write is not None:
+                self._after_write()
             while not conn.headers_done:
                 if conn.error is not None:
                     raise conn.error

@@ -11,7 +11,8 @@ The price is CPU: each wait that ends within the window was spent polling (one e
 timeout and one callback per turn of the loop) instead of asleep, and a wait longer than the window
 costs the whole window. So it polls only while the process serves one request at a time: with more
 in flight the loop has other work, and a window held open under load would only cut its turns into
-smaller ones. An idle proxy spends nothing (polling starts only after a write). It is for operators
+smaller ones. A proxy with no traffic spends nothing (polling starts only after a write; a health
+probe or a scrape opens one window when it is answered). It is for operators
 who give the proxy its own cores and want the lowest latency to a fast upstream; on shared nodes, or
 when autoscaling on CPU, leave it off. Measured (`bench/idle_poll_cost.py`): one request at a time
 to an upstream slower than the window, +217 µs of CPU a call at 200 µs; at 64 connections nothing.
@@ -40,7 +41,7 @@ class IdlePoll:
     __slots__ = ("window", "_clock", "_running_loop", "_until", "_loop", "spins", "in_flight")
 
     def __init__(self, window: float, clock: Callable[[], float] = time.perf_counter,
-                 running_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.get_running_loop) -> None:
+                 running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop) -> None:
         if not 0 <= window <= MAX_IDLE_POLL_US / 1e6:
             raise ValueError(f"idle poll window {window} s is outside 0 .. {MAX_IDLE_POLL_US} µs")
         self.window = window
@@ -71,8 +72,10 @@ class IdlePoll:
         until the window has passed. Called on the event loop's thread."""
         if not self.window:
             return
-        self._until = self._clock() + self.window
         loop = self._running_loop()
+        if loop is None:  # a request's `finally` run outside its loop (a coroutine collected late)
+            return
+        self._until = self._clock() + self.window
         if self._loop is not loop:  # not polling yet (or a stopped loop's callback was left queued)
             self._loop = loop
             loop.call_soon(self._poll, loop)
