@@ -59,9 +59,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="llmbill-idle-poll-cost-"))
     with FakeOpenAI() as upstream:
         upstream.delay = args.delay_ms / 1000
-        port = int(upstream.url.rsplit(":", 1)[1].split("/")[0])
-        off = pb.start_llmbill("off", port, f"sqlite:///{work}/off.db", work / "off")
-        on = pb.start_llmbill("on", port, f"sqlite:///{work}/on.db", work / "on",
+        off = pb.start_llmbill("off", upstream.port, f"sqlite:///{work}/off.db", work / "off")
+        on = pb.start_llmbill("on", upstream.port, f"sqlite:///{work}/on.db", work / "on",
                               general={"idle_poll_us": args.window_us})
         try:
             for s in (off, on):
