@@ -21,8 +21,8 @@ Variants (proxy_bench.py's llmbill-sqlite set-up is `full`):
   bare         master key, no customer, no Lago, no metrics: validation, admission, cost, the spend
                ledger and the spend log row are what is left
   bare-nospend bare with SpendTracker.record patched out (no ledger entry, no spend log row)
-  idle-poll    full with general_settings.idle_poll_us: 200 (proxy/idle_poll.py): not less work, the
-               loop polling through its waits instead of sleeping; CPU/request counts the polling
+  no-idle-poll full with general_settings.idle_poll_us: 0 (proxy/idle_poll.py; 200 µs, adaptive, by
+               default): not more work, the loop sleeping through its waits instead of polling
 
 What cannot be turned off in config (metrics, the journal, spend) is patched out by this program
 itself: it starts those proxies as `ablation.py --launch PATCHES -- <llmbill-proxy arguments>`,
@@ -76,7 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-metrics": {"patches": ["metrics"]},
     "bare": {"lago": False, "master": True, "customer": False, "patches": ["metrics"]},
     "bare-nospend": {"lago": False, "master": True, "customer": False, "patches": ["metrics", "spend"]},
-    "idle-poll": {"general": {"idle_poll_us": 200}},
+    "no-idle-poll": {"general": {"idle_poll_us": 0}},
 }
 
 
@@ -273,6 +273,11 @@ def _pieces_main() -> None:
 
     config = {"model_list": pb.model_list(upstream.port), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": pb.MASTER, "database_url": f"sqlite:///{work}/llmbill.db"}}
+    try:  # thread CPU of the calls themselves: the loop never polls between them (the rows below time that)
+        from llmbill.proxy.idle_poll import IdlePoll  # noqa: F401
+        config["general_settings"]["idle_poll_us"] = 0
+    except ImportError:  # a revision before idle polling
+        pass
     app = ProxyApp(load_config_dict(config))
     seen: dict[str, Any] = {}
     real_settle = llm.settle

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 STYLE = {
     "direct": ("#888888", "o", "direct (no proxy)"),
     "llmbill-sqlite": ("#1f77b4", "s", "llmbill, SQLite"),
-    "llmbill-sqlite-poll": ("#17becf", "v", "llmbill, SQLite, idle polling"),
+    "llmbill-sqlite-nopoll": ("#17becf", "v", "llmbill, SQLite, idle polling off"),
     "llmbill-pg": ("#2ca02c", "^", "llmbill, PostgreSQL"),
     "litellm": ("#d62728", "D", "LiteLLM (no database)"),
 }

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/proxy_bench.py --out R.json [--quick] [--duration S] [--concurrency 1,8,64,256]
         [--systems direct,llmbill-sqlite,llmbill-pg,litellm] [--modes chat,stream,anthropic-chat,...]
-        (also on request: floor, llmbill-sqlite-poll — llmbill-sqlite with general_settings.idle_poll_us 200)
+        (also on request: floor, llmbill-sqlite-nopoll — llmbill-sqlite with idle polling off, general_settings.idle_poll_us 0)
         [--anthropic-concurrency 1,64] [--rounds R] [--litellm EXE]
 
 Everything runs on this machine as its own process: bench/fake_openai (C++, the upstream), one
@@ -62,7 +62,6 @@ MODEL = "gpt-4o-mini"
 CLAUDE = "claude-sonnet-4-5"
 CUSTOMER = "bench-customer"
 MASTER = "sk-bench-master-" + os.urandom(8).hex()
-IDLE_POLL_US = 200  # llmbill-sqlite-poll's general_settings.idle_poll_us (proxy/idle_poll.py)
 CLK = os.sysconf("SC_CLK_TCK")
 ALL: list[Child] = []
 PROMPT = [{"role": "user", "content": "Say hello in five words."}]
@@ -272,7 +271,7 @@ def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
                   general: dict[str, Any] | None = None) -> System:
     """anthropic=False leaves the Anthropic deployment out (ab_proxy.py on a revision without it);
     venv: whose llmbill-proxy runs (another interpreter's, ab_proxy.py --venv-b), .venv by default;
-    general: more general_settings (llmbill-sqlite-poll's idle_poll_us)."""
+    general: more general_settings (llmbill-sqlite-nopoll's idle_poll_us)."""
     lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
     config = {"model_list": model_list(upstream, anthropic), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": MASTER, "database_url": database_url, **(general or {})}}
@@ -472,10 +471,10 @@ def main() -> int:
             log("starting llmbill-proxy on SQLite")
             systems.append(start_llmbill("llmbill-sqlite", upstream.port, f"sqlite:///{work}/sqlite/llmbill.db",
                                          work / "sqlite"))
-        if "llmbill-sqlite-poll" in wanted:  # not in the default set: an opt-in setting's effect
-            log("starting llmbill-proxy on SQLite with idle polling")
-            systems.append(start_llmbill("llmbill-sqlite-poll", upstream.port, f"sqlite:///{work}/poll/llmbill.db",
-                                         work / "poll", general={"idle_poll_us": IDLE_POLL_US}))
+        if "llmbill-sqlite-nopoll" in wanted:  # not in the default set: what the default idle polling gains
+            log("starting llmbill-proxy on SQLite with idle polling off")
+            systems.append(start_llmbill("llmbill-sqlite-nopoll", upstream.port, f"sqlite:///{work}/nopoll/llmbill.db",
+                                         work / "nopoll", general={"idle_poll_us": 0}))
         if "llmbill-pg" in wanted:
             from pg import create_database, start_postgres
 

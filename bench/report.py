@@ -152,7 +152,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-SYSTEM_ORDER = ["direct", "floor", "llmbill-sqlite", "llmbill-sqlite-poll", "llmbill-pg", "litellm"]
+SYSTEM_ORDER = ["direct", "floor", "llmbill-sqlite", "llmbill-sqlite-nopoll", "llmbill-pg", "litellm"]
 TRANSLATION_TARGET_MS = 0.05  # issue 14: translation's added p50 over the OpenAI pass-through
 
 

@@ -1,5 +1,6 @@
-"""proxy.idle_poll: the event loop kept polling for a window after a write, and nothing when off —
-with an injected clock and loop, then on real loops, in the app in process, and in the proxy."""
+"""proxy.idle_poll: the event loop kept polling for a window after a write when the last wait of the
+kind fitted in it, and nothing when off — with an injected clock and loop, then on real loops, in
+the app in process, and in the proxy."""
 
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def test_a_stopped_loops_queued_poll_does_not_run_on_after_another_loop_took_ove
 def test_it_polls_only_while_one_request_is_in_flight() -> None:
     clock, loop = Clock(), QueueLoop()
     poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.reply_fits = poll.next_fits = True  # the last waits were short: only the in-flight rule decides
     poll.begin()
     poll.begin()
     poll.written()  # two in flight: the loop has other work, no window
@@ -108,6 +110,89 @@ def test_it_polls_only_while_one_request_is_in_flight() -> None:
     assert loop.queued == []
     poll.end()  # the last one out: the client's next request is polled for
     assert len(loop.queued) == 1 and poll.in_flight == 0
+
+
+def _drain(clock: Clock, loop: QueueLoop) -> None:
+    """Lets any open window pass and the loop go to sleep."""
+    clock.now += 1
+    loop.turn()
+    assert loop.queued == []
+
+
+def test_a_reply_is_polled_for_only_when_the_last_one_came_within_the_window() -> None:
+    clock, loop = Clock(), QueueLoop()
+    poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.begin()
+    poll.written()  # nothing known yet: timed, not polled for
+    assert loop.queued == []
+    clock.now += 80e-6
+    poll.replied()  # came in 80 µs: the next reply is worth polling for
+    assert poll.reply_fits
+    poll.written()
+    assert len(loop.queued) == 1
+    clock.now += 5e-3
+    poll.replied()  # 5 ms: a slow upstream — this wait cost the whole window, the next costs none
+    assert not poll.reply_fits
+    _drain(clock, loop)
+    spins = poll.spins
+    for _ in range(3):  # every reply slow: never a window again
+        poll.written()
+        assert loop.queued == []
+        clock.now += 20e-3
+        poll.replied()
+    assert poll.spins == spins
+    poll.written()
+    clock.now += 150e-6
+    poll.replied()  # fast again (timed while asleep): polling resumes with the next write
+    poll.written()
+    assert len(loop.queued) == 1
+
+
+def test_a_reply_with_no_write_timed_changes_nothing() -> None:
+    clock, loop = Clock(), QueueLoop()
+    poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.reply_fits = True
+    clock.now += 1
+    poll.replied()  # e.g. a write made while two requests were in flight: not timed
+    assert poll.reply_fits
+
+
+def test_the_next_request_is_polled_for_only_when_the_last_gap_fitted() -> None:
+    clock, loop = Clock(), QueueLoop()
+    poll = IdlePoll(200e-6, clock=clock, running_loop=lambda: loop)  # type: ignore[arg-type, return-value]
+    poll.begin()  # the first request: no gap before it
+    poll.end()
+    assert loop.queued == [] and not poll.next_fits
+    clock.now += 30e-6
+    poll.begin()  # 30 µs after the last reply: a client calling back to back
+    assert poll.next_fits
+    poll.end()
+    assert len(loop.queued) == 1
+    _drain(clock, loop)
+    clock.now += 0.5  # (the drain's second) then a pause: the client thinks between calls
+    poll.begin()
+    assert not poll.next_fits
+    poll.end()
+    assert loop.queued == []  # no window after this reply
+    clock.now += 10e-6
+    poll.begin()
+    poll.begin()  # a second request while one is in flight: no gap to time
+    poll.end()
+    poll.end()
+    assert poll.next_fits and len(loop.queued) == 1
+
+
+def test_off_times_nothing() -> None:
+    def no_clock() -> float:
+        raise AssertionError("read the clock")
+
+    poll = IdlePoll(0, clock=no_clock)
+    poll.begin()
+    poll.written()
+    poll.replied()
+    poll.end()
+    poll.begin()
+    assert poll.in_flight == 1 and poll.spins == 0
 
 
 def test_outside_a_running_loop_it_does_nothing() -> None:
@@ -141,7 +226,8 @@ def test_on_a_real_loop_it_polls_then_lets_the_loop_sleep(runner: Callable[[Any]
 
 
 def test_config_honours_or_refuses_idle_poll_us() -> None:
-    assert load_config_dict({}).idle_poll_us == 0
+    assert load_config_dict({}).idle_poll_us == 200  # on by default: adaptive, so it costs nothing where it cannot help
+    assert load_config_dict({"general_settings": {"idle_poll_us": 0}}).idle_poll_us == 0
     assert load_config_dict({"general_settings": {"idle_poll_us": 250}}).idle_poll_us == 250
     for bad in (-1, 10_001, 1.5, "200", True, None):
         with pytest.raises(ConfigError, match=r"^general_settings\.idle_poll_us: must be an integer from 0 to 10000"):
@@ -149,8 +235,8 @@ def test_config_honours_or_refuses_idle_poll_us() -> None:
 
 
 def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Path, upstream: FakeOpenAI) -> None:
-    """In process, the real upstream client: a call leaves the loop polling after it, and the
-    window is opened by both writes (expect()'s callers, in order)."""
+    """In process, the real upstream client: the first call times its two waits and polls for
+    neither; the second, right after it, polls after both writes (expect()'s callers, in order)."""
     from llmbill.proxy.app import ProxyApp
 
     raw = config(upstream, f"sqlite:///{tmp_path}/db.sqlite")
@@ -186,18 +272,32 @@ def test_the_app_polls_after_the_upstream_write_and_after_its_reply(tmp_path: Pa
     async def run() -> None:
         async with running(app):
             client = app.state.upstream._client
-            assert client is not None and client._after_write == configured.written  # the config's, wired
+            assert client is not None and client._waits is configured  # the config's, wired
             app.state.idle_poll = poll  # the same, counting its callers
-            client._after_write = poll.written
+            client._waits = poll
             await app(scope, receive, send)
-            assert sent[0]["status"] == 200
+            assert sent[0]["status"] == 200 and poll._loop is None  # nothing known yet: no window
+            assert poll.reply_fits  # the fake answered within 10 ms
+            calls.append("second call")
+            await app(scope, receive, send)  # at once: the gap before it fitted too
+            assert sent[2]["status"] == 200
             assert poll._loop is asyncio.get_running_loop()  # polling right after the reply
             await asyncio.sleep(0.1)
             assert poll._loop is None and poll.spins > 0  # and stopped once the window passed
 
     uvloop.run(run())
     # The upstream request written, then the reply to the client: the lifespan is no request.
-    assert calls == ["written", "end", "end, 0 in flight"]
+    assert calls == ["end, 0 in flight", "second call", "written", "end", "end, 0 in flight"]
+
+
+def test_the_proxy_prints_whether_it_polls(upstream: FakeOpenAI) -> None:
+    raw = config(upstream, None)
+    with Proxy(raw) as proxy:
+        assert ("idle poll: up to 200 microseconds after a write while one request is in flight, when the last "
+                "such wait fitted (general_settings.idle_poll_us; 0 turns it off)") in proxy.output
+    raw["general_settings"]["idle_poll_us"] = 0
+    with Proxy(raw) as proxy:
+        assert "idle poll: off (general_settings.idle_poll_us: 0)" in proxy.output
 
 
 def test_the_proxy_serves_and_bills_with_idle_polling_on(upstream: FakeOpenAI, lago: FakeLago) -> None:
@@ -214,6 +314,6 @@ def test_the_proxy_serves_and_bills_with_idle_polling_on(upstream: FakeOpenAI, l
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         client.close()
         events = lago.wait_for(4, timeout=10)
-        assert "idle poll: 300 microseconds after each write while one request is in flight" in proxy.output
+        assert "idle poll: up to 300 microseconds after a write while one request is in flight" in proxy.output
     assert len({e["transaction_id"] for e in events}) == 4
     assert all(Decimal(e["properties"]["response_cost"]) == CUSTOM_COST for e in events)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
+from hypothesis import given, strategies as st
 
 from llmbill.proxy import ids
 from llmbill.proxy.errors import ProxyError
@@ -25,6 +27,25 @@ def test_ids_that_are_refused_name_the_field(bad: str, why: str) -> None:
         check_id(bad, "metadata.user_id")
     assert refused.value.status == 400 and refused.value.param == "metadata.user_id"
     assert why in refused.value.message
+
+
+def _problem_by_the_rule(value: str) -> str | None:
+    """The rule as the docstring states it, with no fast path: length, control characters, UTF-8."""
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    if re.search("[\x00-\x1f\x7f-\x9f]", value):
+        return "must not contain control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid UTF-8"
+    return None
+
+
+@given(st.one_of(st.text(max_size=300), st.text(st.characters(max_codepoint=0xA0), max_size=40),
+                 st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=250, max_size=260)))
+def test_the_ascii_fast_path_answers_as_the_rule_does(value: str) -> None:
+    assert id_problem(value) == _problem_by_the_rule(value)
 
 
 def test_header_ids_are_utf8() -> None:

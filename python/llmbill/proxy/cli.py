@@ -69,8 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  billing:  local file (LAGO_API_BASE unset): lago-events.jsonl beside the database"
               f" (code {','.join(billing.event_codes)}, charge by {billing.charge_by})")
     if config.idle_poll_us:
-        print(f"  idle poll: {config.idle_poll_us} microseconds after each write while one request is in flight "
-              "(general_settings.idle_poll_us)")
+        print(f"  idle poll: up to {config.idle_poll_us} microseconds after a write while one request is in flight, "
+              "when the last such wait fitted (general_settings.idle_poll_us; 0 turns it off)")
+    else:
+        print("  idle poll: off (general_settings.idle_poll_us: 0)")
     sys.stdout.flush()
 
     import uvicorn

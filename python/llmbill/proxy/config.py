@@ -27,6 +27,7 @@ from .credits.settings import CreditSettings, parse as credit_settings
 from .deployments import Deployment, parse_deployment
 from .errors import BUDGET_EXCEEDED_STATUS
 from .fallback_rules import FallbackRules, check_names
+from .idle_poll import DEFAULT_IDLE_POLL_US
 from .keygen_settings import KeyGenerationSettings, parse_key_generation
 from .routing import parse_router
 
@@ -83,7 +84,8 @@ class ProxyConfig:
     margins: MarginRules = field(default_factory=MarginRules)
     cache_max_entries: int = 50_000  # records per kind a process holds (proxy/cache.py)
     cache_sync_interval: float = 0.25  # seconds between reads of the change log (SQLite; PostgreSQL pushes)
-    idle_poll_us: int = 0  # general_settings.idle_poll_us: the event loop polls this long after a write (idle_poll.py)
+    # general_settings.idle_poll_us: the event loop may poll this long after a write (idle_poll.py)
+    idle_poll_us: int = DEFAULT_IDLE_POLL_US
 
     @property
     def model_names(self) -> list[str]:

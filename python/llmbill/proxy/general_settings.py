@@ -17,7 +17,7 @@ from typing import Any
 from .. import redact
 from ..billing import ConfigError
 from .config_values import env_ref, expect, str_list
-from .idle_poll import MAX_IDLE_POLL_US
+from .idle_poll import DEFAULT_IDLE_POLL_US, MAX_IDLE_POLL_US
 
 KNOWN_GENERAL = {"master_key", "database_url", "alerting", "require_prices", "max_request_size_mb",
                  "spend_flush_interval", "cache_refresh_interval", "metrics_open", "unpriced_model_fallback",
@@ -86,9 +86,9 @@ def cache_sync_interval(general: Mapping[str, Any]) -> float:
 
 
 def idle_poll_us(general: Mapping[str, Any]) -> int:
-    """Microseconds the event loop keeps polling after a write instead of sleeping (proxy/idle_poll.py);
-    0, the default, never."""
-    us = general.get("idle_poll_us", 0)
+    """Microseconds the event loop may keep polling after a write instead of sleeping, when the last
+    wait of the kind fitted in them (proxy/idle_poll.py); 0 never."""
+    us = general.get("idle_poll_us", DEFAULT_IDLE_POLL_US)
     if isinstance(us, bool) or not isinstance(us, int) or not 0 <= us <= MAX_IDLE_POLL_US:
         raise ConfigError(f"general_settings.idle_poll_us: must be an integer from 0 to {MAX_IDLE_POLL_US} "
                           "(microseconds the event loop polls after a write before it sleeps)")

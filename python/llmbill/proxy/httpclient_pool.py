@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from typing import Protocol
 
 from .httpclient import ConnectFailed, Reply, Target, Connection
+
+
+class WaitObserver(Protocol):
+    """Told when a request is written and when its reply's headers came (the proxy's idle poll:
+    idle_poll.py times that wait and may poll through the next)."""
+
+    def written(self) -> None: ...
+
+    def replied(self) -> None: ...
 
 
 class Client:
@@ -19,10 +28,10 @@ class Client:
     calls (scenario 4: 1,000 streams arriving over 2 s, each holding a connection) otherwise waits for
     a connect — and, to a provider, a TLS handshake — on every call's path.
 
-    `after_write` is called once a request is written (the proxy's idle poll: a reply is expected)."""
+    `waits` is told of each request written and of its reply's headers (the proxy's idle poll)."""
 
     def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False,
-                 after_write: Callable[[], None] | None = None) -> None:
+                 waits: WaitObserver | None = None) -> None:
         self._idle: dict[tuple[bool, str, int], list[Connection]] = {}
         self._spare = spare
         self._opening: dict[tuple[bool, str, int], asyncio.Task[Connection]] = {}
@@ -30,7 +39,7 @@ class Client:
         self._idle_seconds = idle_seconds
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
-        self._after_write = after_write
+        self._waits = waits
 
     async def _connect(self, target: Target) -> Connection:
         loop = asyncio.get_running_loop()
@@ -75,13 +84,16 @@ class Client:
         conn._start(asyncio.get_running_loop())
         assert conn.transport is not None
         conn.transport.write(data)
+        waits = self._waits
         try:
-            if self._after_write is not None:
-                self._after_write()
+            if waits is not None:
+                waits.written()
             while not conn.headers_done:
                 if conn.error is not None:
                     raise conn.error
                 await conn.waiter()
+            if waits is not None:
+                waits.replied()
         except BaseException:  # broken, timed out or cancelled: the request may have run; never resent
             conn.close()
             raise

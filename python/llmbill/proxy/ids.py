@@ -30,6 +30,8 @@ def id_problem(value: str, limit: int = MAX_ID_LENGTH) -> str | None:
     """Why `value` cannot be an id, or None when it can."""
     if len(value) > limit:
         return f"must be at most {limit} characters"
+    if value.isascii() and value.isprintable():  # most ids, three per call: ASCII 0x20-0x7e has no control
+        return None
     if _CONTROL.search(value) is not None:
         return "must not contain control characters"
     try:

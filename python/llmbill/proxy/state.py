@@ -61,9 +61,9 @@ class ProxyState:
             self.shared_limits = self.redis
         self.ui_sessions = UiSessions(self.store)  # admin UI sign-ins (proxy/ui), in the database
         self.webhook: Webhook | None = Webhook(config.webhook_url) if config.webhook_url else None
-        # After a write upstream or to a client, the loop polls this long before sleeping (idle_poll.py).
+        # After a write upstream or to a client, the loop may poll this long before sleeping (idle_poll.py).
         self.idle_poll = IdlePoll(config.idle_poll_us / 1e6)
-        self.upstream = Upstream(self.idle_poll.written if config.idle_poll_us else None)
+        self.upstream = Upstream(self.idle_poll if config.idle_poll_us else None)
         self.pipeline: core.Pipeline | None = None
         self.billing: billing.LagoSettings | None = None
         self.credits: CreditGate | None = None  # prepaid credits in Lago wallets (credits/calls.py starts it)

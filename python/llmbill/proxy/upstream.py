@@ -19,7 +19,7 @@ from .deployments import Deployment
 from .errors import ProxyError
 from .failures import GENERAL, UpstreamFailure, answered
 from .httpclient import ConnectFailed, Reply, Target, UpstreamError
-from .httpclient_pool import Client
+from .httpclient_pool import Client, WaitObserver
 from .routing import RETRY_STATUSES, backoff
 from .providers.base import UpstreamRequest
 
@@ -49,16 +49,16 @@ class UpstreamStream:
 
 
 class Upstream:
-    def __init__(self, after_write: Callable[[], None] | None = None) -> None:
+    def __init__(self, waits: WaitObserver | None = None) -> None:
         self._client: Client | None = None
-        self._after_write = after_write  # told when a request is written (idle_poll.py)
+        self._waits = waits  # told when a request is written and its reply comes (idle_poll.py)
         self._deadlines = Deadlines()  # the exchanges' timeouts (deadlines.py)
         # Per deployment and route, built once: the parsed URL and the request head (keyed by id(),
         # checked by identity: wildcard deployments come and go).
         self._targets: dict[tuple[int, str], tuple[Deployment, Target]] = {}
 
     async def start(self) -> None:
-        self._client = Client(spare=True, after_write=self._after_write)
+        self._client = Client(spare=True, waits=self._waits)
 
     async def close(self) -> None:
         self._deadlines.close()
