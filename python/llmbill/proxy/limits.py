@@ -34,10 +34,12 @@ from .model_spend import ModelSpend
 Entity = tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Slot:
     """One entity's share of a call: refused when what calls in flight hold reaches `headroom`
-    (max_budget − spend; None: no budget) or a rate limit is reached; holds `amount` until released."""
+    (max_budget − spend; None: no budget) or a rate limit is reached; holds `amount` until released.
+    Not frozen: made once an entity a call, and a frozen dataclass's __init__ costs ~3x (each field
+    set through object.__setattr__); never changed once made."""
 
     entity: Entity
     amount: Decimal = Decimal(0)

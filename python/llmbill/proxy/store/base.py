@@ -79,9 +79,11 @@ class DuplicateError(StoreError):
     nothing of that batch was applied: it most likely was already, by an earlier attempt)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SpendLog:
-    """One row per billed call (GET /spend/logs)."""
+    """One row per billed call (GET /spend/logs). Not frozen: one is made per call on the request
+    path, and a frozen dataclass's __init__ (object.__setattr__ per field) costs ~3x; never changed
+    once made."""
 
     request_id: str
     call_type: str  # chat_completion | completion | embedding
