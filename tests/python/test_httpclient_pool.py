@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 from llmbill.proxy.httpclient import Target, UpstreamError
 from llmbill.proxy.httpclient_pool import Client
 from tests.python.test_httpclient import _HalfClosingServer, _reply, _serve
@@ -138,3 +140,34 @@ def test_a_spare_that_fails_to_connect_is_dropped_quietly_and_close_cancels_one_
         assert unhandled == []
 
     asyncio.run(_serve(handler, work))
+
+
+def test_the_wait_observer_hears_each_write_and_only_the_replies_that_came() -> None:
+    """idle_poll.py times the wait between the two: a request lost after its write reports the write
+    and no reply (the next reply's wait is then timed from its own write)."""
+    heard: list[str] = []
+
+    class Observer:
+        def written(self) -> None:
+            heard.append("written")
+
+        def replied(self) -> None:
+            heard.append("replied")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 1:
+            return False  # read the request, then close without a reply
+        writer.write(_reply(b"{}"))
+        return True
+
+    async def work(url: str) -> None:
+        client = Client(waits=Observer())
+        target = Target(url, {})
+        assert await (await client.post(target, b"{}")).read() == b"{}"
+        with pytest.raises(UpstreamError):
+            await client.post(target, b"{}")
+        assert await (await client.post(target, b"{}")).read() == b"{}"
+        await client.close()
+
+    asyncio.run(_serve(handler, work))
+    assert heard == ["written", "replied", "written", "written", "replied"]
