@@ -64,10 +64,12 @@ class FakeReply:
     def __init__(self, reads: list[bytes], end: BaseException | None = None) -> None:
         self.reads, self.end = reads, end
         self.full: list[bool] = []
+        self.complete = False  # as the connection sets it: before the sink gets the body's last read
 
     async def pipe(self, sink: Callable[[bytes], bool], read_timeout: float | None,
                    drain: Callable[[], Awaitable[None]]) -> None:
-        for data in self.reads:
+        for i, data in enumerate(self.reads):
+            self.complete = self.end is None and i == len(self.reads) - 1
             more = sink(data)
             self.full.append(not more)
             if not more:
@@ -116,20 +118,39 @@ def test_pulled_and_piped_give_the_same_bytes_and_settle_once(settled: list[core
         async def drain() -> None:
             drains.append(len(written))
 
-        await stream.pipe(write, drain)
+        last = await stream.pipe(write, drain)
         assert drains == [1]
-        return b"".join(written)
+        assert len(written) == 1 and last  # the body's last read is returned, for the response's end
+        return b"".join(written) + last
 
     assert asyncio.run(pulled()) == asyncio.run(piped())
     assert [(u.prompt_tokens, u.completion_tokens) for u in settled] == [(7, 3), (7, 3)]
+
+
+def test_a_body_that_comes_in_one_read_is_all_returned_for_the_end(settled: list[core.Usage]) -> None:
+    """A fast upstream's whole stream in one read: nothing written along the way, so the server sends
+    the events and the chunked end in one write (the client woken once)."""
+    async def piped() -> tuple[list[bytes], bytes]:
+        up, _ = _stream([STREAM])
+        written: list[bytes] = []
+        last = await RelayedStream(_call(), up, _estimate, True).pipe(lambda d: written.append(d) is None, _no_drain)
+        return written, last
+
+    async def pulled() -> bytes:
+        up, _ = _stream([STREAM])
+        return b"".join([c async for c in RelayedStream(_call(), up, _estimate, True)])
+
+    written, last = asyncio.run(piped())
+    assert written == [] and last == asyncio.run(pulled())
+    assert len(settled) == 2 and settled[0].completion_tokens == 3
 
 
 def test_a_piped_stream_cut_short_or_cancelled_is_billed_once_for_what_came(settled: list[core.Usage]) -> None:
     async def silent() -> list[bytes]:
         up, _ = _stream([CONTENT, CONTENT[:20]], TimeoutError("silence"))
         written: list[bytes] = []
-        await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: written.append(d) is None, _no_drain)
-        return written
+        rest = await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: written.append(d) is None, _no_drain)
+        return [*written, rest]  # the unterminated tail goes with the response's end
 
     assert asyncio.run(silent()) == [CONTENT.replace(b"up-model", b"asked"), CONTENT[:20]]  # ends quietly
     assert [(u.completion_tokens, u.estimated) for u in settled] == [(1, True)]

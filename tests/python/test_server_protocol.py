@@ -128,20 +128,22 @@ class Piped:
 
     can_pipe = True
 
-    def __init__(self, parts: list[bytes], between: Any = None) -> None:
+    def __init__(self, parts: list[bytes], between: Any = None, last: bytes = b"") -> None:
         self.parts = parts
         self.between = between  # called after the first part (e.g. the client leaving)
+        self.last = last  # returned: sent with the response's end
         self.accepted: list[bool] = []
 
     def __aiter__(self) -> Any:
         raise AssertionError("a pipeable body must not be pulled when the server offers a writer")
 
-    async def pipe(self, write: Any, drain: Any) -> None:
+    async def pipe(self, write: Any, drain: Any) -> bytes:
         for i, part in enumerate(self.parts):
             self.accepted.append(write(part))
             if i == 0 and self.between is not None:
                 self.between()
             await asyncio.sleep(0)
+        return self.last
 
 
 def test_a_piped_body_is_written_in_uvicorns_chunked_framing_and_ended_by_uvicorn() -> None:
@@ -157,6 +159,22 @@ def test_a_piped_body_is_written_in_uvicorns_chunked_framing_and_ended_by_uvicor
     assert b"transfer-encoding: chunked" in head
     assert rest == b"9\r\ndata: 1\n\n\r\na\r\ndata: 22\n\n\r\n0\r\n\r\n"
     assert body.accepted == [True, True]
+
+
+def test_what_a_piped_body_returns_goes_out_with_the_end_in_the_same_write_as_the_head() -> None:
+    """A stream that came whole (nothing written along the way): head, events and the chunked end in
+    one write, so the client is woken once."""
+    body = Piped([], last=b"data: 1\n\ndata: [DONE]\n\n")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await StreamingResponse(body, 200, [(b"content-type", b"text/event-stream")]).send(send)
+
+    transport = serve(app, REQUEST)
+    assert len(transport.writes) == 1
+    head, _, rest = transport.writes[0].partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert rest == b"17\r\ndata: 1\n\ndata: [DONE]\n\n\r\n0\r\n\r\n"
 
 
 def test_a_piped_body_is_dropped_once_the_client_is_gone() -> None:

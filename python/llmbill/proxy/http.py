@@ -125,7 +125,8 @@ class Pipeable(Protocol):
     @property
     def can_pipe(self) -> bool: ...
 
-    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None: ...
+    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> bytes:
+        """Writes the body as it comes; returns what is left to send with the response's end."""
 
 
 @dataclass
@@ -150,8 +151,9 @@ class StreamingResponse:
     async def _send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         if getattr(self.chunks, "can_pipe", False) and (writer := body_writer(send)) is not None:
-            await cast(Pipeable, self.chunks).pipe(writer.write, writer.drain)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            last = await cast(Pipeable, self.chunks).pipe(writer.write, writer.drain)
+            # uvicorn writes a last chunk and the chunked end together: one write, one wake-up of the client
+            await send({"type": "http.response.body", "body": last, "more_body": False})
             return
         client_gone = False
         async for chunk in self.chunks:

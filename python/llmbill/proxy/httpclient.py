@@ -217,6 +217,11 @@ class Reply:
         self._inflate = zlib.decompressobj(47) if encoding in ("gzip", "deflate", "x-gzip") else None
         self._released = False
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has arrived: inside pipe()'s sink, the read being handed on is the last."""
+        return self._conn.complete
+
     def header_map(self) -> dict[str, str]:
         """Every reply header, names lower-cased (adapters read provider-specific ones)."""
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self._conn.headers}

@@ -112,17 +112,26 @@ class RelayedStream:
         finally:  # the end, or the client left (the task cancelled): bill what was generated so far
             self._settle()
 
-    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+    async def pipe(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> bytes:
         """Every event written with `write` (False: the client is slow; `drain()` waits for it) as the
-        upstream's reads arrive; returns when the stream ended (settled then), ends quietly when the
-        upstream cuts it or falls silent (billed for what came)."""
+        upstream's reads arrive — except those of the read that ends the upstream's body, which are
+        returned: the caller sends them with the end of the response, so a stream whose body came in
+        one read (a fast upstream) reaches the client in one write and wakes it once, not twice.
+        Returns when the stream ended (settled then); ends quietly when the upstream cuts it or falls
+        silent (billed for what came, the rest returned)."""
         reply = self._up.reply
         assert reply is not None, "pipe() needs the pooled client's reply (can_pipe)"
         relay = self._relay
+        last: list[bytes] = []
 
         def sink(data: bytes) -> bool:
             out = relay.feed(data)
-            return write(out) if out else True
+            if not out:
+                return True
+            if reply.complete:  # nothing follows this read: it goes with the response's end
+                last.append(out)
+                return True
+            return write(out)
 
         try:
             try:
@@ -131,10 +140,10 @@ class RelayedStream:
                 pass  # a cut or silent stream ends here; what arrived is billed
             rest = relay.tail()
             if rest:
-                write(rest)
+                last.append(rest)
         finally:
             self._settle()
-
+        return b"".join(last)
 
 def relay(call: Call, up: UpstreamStream, estimate: Estimate, strip_usage_only: bool = False) -> RelayedStream:
     """`estimate(n)`: the usage to bill when the stream never reported any, from its n data events.
