@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import builtins
 import asyncio
+import functools
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -57,6 +59,15 @@ _LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metad
 _LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user", "response_id")
 
 
+@functools.lru_cache(maxsize=64)
+def _log_insert(dialect: Dialect, rows: int) -> str:
+    """INSERT INTO spend_logs of `rows` rows, their parameters one row after the other."""
+    width = len(LOG_FIELDS)
+    values = ", ".join("(" + ", ".join(dialect.placeholder(r * width + i + 1) for i in range(width)) + ")"
+                       for r in range(rows))
+    return f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) VALUES {values}"
+
+
 def q(name: str) -> str:
     """A quoted identifier (`user` is reserved in PostgreSQL)."""
     return f'"{name}"'
@@ -80,6 +91,9 @@ class Dialect:
     time_cast: str  # makes a time parameter's type explicit where nothing else says it (PostgreSQL)
     json_text: str  # the data column as text, for LIKE
     notify: str | None  # a statement taking the new version: wakes the other processes at commit
+    # Spend-log rows one INSERT carries: SQLite's writer thread takes the GIL back for every statement
+    # (bench/README.md, "The spend flush's GIL hand-offs"), so it inserts many rows a statement.
+    rows_per_insert: int = 1
 
 
 class Params:
@@ -430,18 +444,26 @@ class SqlStore(Store):
                     turn_ends = _turn_clock() + LOG_TURN_SECONDS
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
-        names = ", ".join(map(q, LOG_FIELDS))
-        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
         try:
             async with self._transaction(True) as tx:
                 for kind, items in groups.items():
                     await self._increment(tx, TABLES[kind], items)
                 if logs:
-                    await tx.executemany(f"INSERT INTO spend_logs ({names}) VALUES ({marks})", logs)
+                    await self._insert_logs(tx, logs)
         except DuplicateError as exc:
             raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
         except (ValueError, TypeError, ArithmeticError) as exc:  # an exact sum that overflowed, a bad id
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
+
+    async def _insert_logs(self, tx: Tx, logs: Sequence[tuple[Any, ...]]) -> None:
+        """The rows in statements of dialect.rows_per_insert rows each (the rest in one of its own)."""
+        per = self.dialect.rows_per_insert
+        whole = len(logs) - len(logs) % per
+        if whole:
+            await tx.executemany(_log_insert(self.dialect, per),
+                                 [tuple(chain.from_iterable(logs[i:i + per])) for i in range(0, whole, per)])
+        if whole < len(logs):
+            await tx.execute(_log_insert(self.dialect, len(logs) - whole), tuple(chain.from_iterable(logs[whole:])))
 
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
         t = spend_table(kind)
