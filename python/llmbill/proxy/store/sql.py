@@ -14,7 +14,6 @@ from __future__ import annotations
 import abc
 import builtins
 import asyncio
-import functools
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,9 +21,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from itertools import chain
 from operator import attrgetter
 from typing import Any, Protocol
+
+import orjson
 
 from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError, member_id
 from .codec import (RESET_FIELD, TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record,
@@ -59,18 +59,14 @@ _LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metad
 _LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user", "response_id")
 
 
-@functools.lru_cache(maxsize=64)
-def _log_insert(dialect: Dialect, rows: int) -> str:
-    """INSERT INTO spend_logs of `rows` rows, their parameters one row after the other."""
-    width = len(LOG_FIELDS)
-    values = ", ".join("(" + ", ".join(dialect.placeholder(r * width + i + 1) for i in range(width)) + ")"
-                       for r in range(rows))
-    return f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) VALUES {values}"
-
-
 def q(name: str) -> str:
     """A quoted identifier (`user` is reserved in PostgreSQL)."""
     return f'"{name}"'
+
+
+# Each element of the bound array is one row, its values in LOG_FIELDS' order (`value ->> i`: SQLite 3.38+).
+_JSON_LOG_INSERT = (f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) SELECT "
+                    + ", ".join(f"value ->> {i}" for i in range(len(LOG_FIELDS))) + " FROM json_each(?)")
 
 
 @dataclass(frozen=True)
@@ -91,9 +87,10 @@ class Dialect:
     time_cast: str  # makes a time parameter's type explicit where nothing else says it (PostgreSQL)
     json_text: str  # the data column as text, for LIKE
     notify: str | None  # a statement taking the new version: wakes the other processes at commit
-    # Spend-log rows one INSERT carries: SQLite's writer thread takes the GIL back for every statement
-    # (bench/README.md, "The spend flush's GIL hand-offs"), so it inserts many rows a statement.
-    rows_per_insert: int = 1
+    # Spend-log rows go in as one JSON array bound to one statement (SQLite's json_each): the writer
+    # thread, which takes the GIL back after every statement, then does so once a flush, not once a
+    # row (bench/README.md, "The spend flush's GIL hand-offs"). False: a statement a row.
+    json_rows: bool = False
 
 
 class Params:
@@ -456,14 +453,13 @@ class SqlStore(Store):
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
 
     async def _insert_logs(self, tx: Tx, logs: Sequence[tuple[Any, ...]]) -> None:
-        """The rows in statements of dialect.rows_per_insert rows each (the rest in one of its own)."""
-        per = self.dialect.rows_per_insert
-        whole = len(logs) - len(logs) % per
-        if whole:
-            await tx.executemany(_log_insert(self.dialect, per),
-                                 [tuple(chain.from_iterable(logs[i:i + per])) for i in range(0, whole, per)])
-        if whole < len(logs):
-            await tx.execute(_log_insert(self.dialect, len(logs) - whole), tuple(chain.from_iterable(logs[whole:])))
+        if self.dialect.json_rows:
+            rows = orjson.dumps(logs).decode()
+            if "\\u0000" not in rows:  # SQLite's JSON text ends at a NUL: such a batch takes the other way
+                await tx.execute(_JSON_LOG_INSERT, (rows,))
+                return
+        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
+        await tx.executemany(f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) VALUES ({marks})", logs)
 
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
         t = spend_table(kind)
