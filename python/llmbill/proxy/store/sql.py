@@ -433,9 +433,13 @@ class SqlStore(Store):
                 groups.setdefault(kind, []).append((ident, money(amount)))
             converters = log_converters(self.dialect)
             logs: list[tuple[Any, ...]] = []
+            encoded: list[bytes] | None = [] if self.dialect.json_rows else None  # JSON of each row, made in turn
             turn_ends = _turn_clock() + LOG_TURN_SECONDS
             for log in batch.logs:
-                logs.append(log_row(self.dialect, log, converters))
+                row = log_row(self.dialect, log, converters)
+                logs.append(row)
+                if encoded is not None:
+                    encoded.append(orjson.dumps(row))
                 if _turn_clock() >= turn_ends:
                     await asyncio.sleep(0)  # the requests waiting on the event loop go first
                     turn_ends = _turn_clock() + LOG_TURN_SECONDS
@@ -446,17 +450,18 @@ class SqlStore(Store):
                 for kind, items in groups.items():
                     await self._increment(tx, TABLES[kind], items)
                 if logs:
-                    await self._insert_logs(tx, logs)
+                    await self._insert_logs(tx, logs, encoded)
         except DuplicateError as exc:
             raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
         except (ValueError, TypeError, ArithmeticError) as exc:  # an exact sum that overflowed, a bad id
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
 
-    async def _insert_logs(self, tx: Tx, logs: Sequence[tuple[Any, ...]]) -> None:
-        if self.dialect.json_rows:
-            rows = orjson.dumps(logs).decode()
-            if "\\u0000" not in rows:  # SQLite's JSON text ends at a NUL: such a batch takes the other way
-                await tx.execute(_JSON_LOG_INSERT, (rows,))
+    async def _insert_logs(self, tx: Tx, logs: Sequence[tuple[Any, ...]], encoded: Sequence[bytes] | None) -> None:
+        """One statement for the batch when each row's JSON is given (json_rows), else one a row."""
+        if encoded:
+            rows = b"[" + b",".join(encoded) + b"]"
+            if b"\\u0000" not in rows:  # SQLite's JSON text ends at a NUL: such a batch takes the other way
+                await tx.execute(_JSON_LOG_INSERT, (rows.decode(),))
                 return
         marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
         await tx.executemany(f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) VALUES ({marks})", logs)
