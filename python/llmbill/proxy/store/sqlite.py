@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,19 +37,6 @@ SQLITE = Dialect(
     json_rows=sqlite3.sqlite_version_info >= (3, 38))  # `->>`
 
 
-WRITER_NICE = 5  # the writer thread's niceness over the process's own
-
-
-def _yielding() -> None:
-    """The write lane's thread gives way to the request path: a spend flush is ~10 µs of SQLite a row
-    off the event loop, and at full speed on a 2-core machine it took the core the clients and the
-    upstream needed (bench/README.md, "The spend flush's GIL hand-offs"). Linux nices threads one by one."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
-    except OSError:  # not permitted here: the flush runs at the process's priority
-        pass
-
-
 class _Lane:
     """One connection used by one worker thread: a transaction holds it (the lock) while it runs."""
 
@@ -66,8 +52,7 @@ class _Lane:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llmbill-sqlite-{self.name}",
-                                           initializer=_yielding if self.name == "write" else None)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llmbill-sqlite-{self.name}")
         self.conn = await self.call(connect)
 
     async def close(self) -> None:
