@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+
 from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store,
                                  StoreError, open_store)
 from llmbill.proxy.store.codec import TABLES, dumps, loads
+from llmbill.proxy.store.sql import LOG_FIELDS
 from tests.python.pg import create_database
 
 T = TypeVar("T")
@@ -607,3 +609,26 @@ async def _open_and_close(store: Store) -> None:
     await store.open()
     await store.insert("key", {"token_hash": "k1"})
     await store.close()
+
+
+def test_a_batch_of_spend_logs_is_stored_exactly_whichever_way_it_goes_in(store: Store, url: str,
+                                                                          run: Run[Any]) -> None:
+    """SQLite inserts a batch as one JSON array (json_each), or row by row when a text holds a NUL
+    (its JSON text would end there); PostgreSQL row by row. Every field comes back as it went in."""
+    rows = [log(f"r{i}", T0 + timedelta(microseconds=i), end_user=f"cüst-{i} 名前 \"q\" \\ \t",
+                spend=Decimal(f"0.{i:06d}0000000000001"), prompt_tokens=2**62 + i, cached_tokens=i,
+                metadata={"tags": ["a", "b"], "unpriced": True} if i % 2 else {}, response_id=f"chatcmpl-{i}")
+            for i in range(150)]
+    run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=tuple(rows))))
+    stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
+    assert [stored[r.request_id] for r in rows] == rows
+    if url.startswith("sqlite"):  # PostgreSQL refuses NUL in text (above)
+        numbers = {"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "start_time", "end_time"}
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:  # the column types the row-by-row way gives
+            kinds = db.execute("SELECT DISTINCT " + ", ".join(f'typeof("{f}")' for f in LOG_FIELDS)
+                               + " FROM spend_logs").fetchall()
+        assert kinds == [tuple("integer" if f in numbers else "text" for f in LOG_FIELDS)]
+        with_nul = (log("n1", response_id="id\x00tail"), log("n2"))
+        run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=with_nul)))
+        stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
+        assert [stored["n1"], stored["n2"]] == list(with_nul)
