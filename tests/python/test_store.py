@@ -253,7 +253,8 @@ def test_values_the_database_cannot_store_raise_record_error(store: Store, url: 
     """RecordError, not a plain StoreError: the spend flush isolates such a row instead of retrying it
     forever (and holding back every other row)."""
     run(store.insert("key", record("key", "k1")))
-    unstorable = [log("r-big", prompt_tokens=2**70)]  # over a 64-bit column on both backends
+    # over a 64-bit column on both backends (2**63: SQLite's JSON would read it as a float, silently)
+    unstorable = [log("r-big", prompt_tokens=2**70), log("r-u64", prompt_tokens=2**63)]
     if url.startswith("postgresql"):
         # PostgreSQL refuses NUL in text and index entries over ~2.7 kB; SQLite stores both.
         unstorable += [log("r-nul", end_user="a\x00b"), log("r-long", end_user=secrets.token_urlsafe(4000))]
@@ -616,7 +617,7 @@ def test_a_batch_of_spend_logs_is_stored_exactly_whichever_way_it_goes_in(store:
     """SQLite inserts a batch as one JSON array (json_each), or row by row when a text holds a NUL
     (its JSON text would end there); PostgreSQL row by row. Every field comes back as it went in."""
     rows = [log(f"r{i}", T0 + timedelta(microseconds=i), end_user=f"cüst-{i} 名前 \"q\" \\ \t",
-                spend=Decimal(f"0.{i:06d}0000000000001"), prompt_tokens=2**62 + i, cached_tokens=i,
+                spend=Decimal(f"0.{i:06d}0000000000001"), prompt_tokens=2**52 + i, cached_tokens=i,
                 metadata={"tags": ["a", "b"], "unpriced": True} if i % 2 else {}, response_id=f"chatcmpl-{i}")
             for i in range(150)]
     run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=tuple(rows))))
@@ -629,6 +630,8 @@ def test_a_batch_of_spend_logs_is_stored_exactly_whichever_way_it_goes_in(store:
                                + " FROM spend_logs").fetchall()
         assert kinds == [tuple("integer" if f in numbers else "text" for f in LOG_FIELDS)]
         with_nul = (log("n1", response_id="id\x00tail"), log("n2"))
-        run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=with_nul)))
-        stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
-        assert [stored["n1"], stored["n2"]] == list(with_nul)
+        huge = (log("h1", prompt_tokens=2**63 - 1, completion_tokens=2**53 + 1), log("h2"))  # row by row, exact
+        for rows_in in (with_nul, huge):
+            run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=rows_in)))
+            stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
+            assert [stored[r.request_id] for r in rows_in] == list(rows_in)

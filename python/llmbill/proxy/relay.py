@@ -145,6 +145,7 @@ class RelayedStream:
             self._settle()
         return b"".join(last)
 
+
 def relay(call: Call, up: UpstreamStream, estimate: Estimate, strip_usage_only: bool = False) -> RelayedStream:
     """`estimate(n)`: the usage to bill when the stream never reported any, from its n data events.
     `strip_usage_only`: drop the usage-only event (an OpenAI client that did not ask for it)."""

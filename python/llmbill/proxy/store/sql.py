@@ -439,7 +439,10 @@ class SqlStore(Store):
                 row = log_row(self.dialect, log, converters)
                 logs.append(row)
                 if encoded is not None:
-                    encoded.append(orjson.dumps(row))
+                    try:
+                        encoded.append(orjson.dumps(row, option=orjson.OPT_STRICT_INTEGER))
+                    except orjson.JSONEncodeError:  # an integer past 2**53, which SQLite's JSON may not keep
+                        encoded = None  # exact (from 2**63 it reads a float): this batch goes row by row
                 if _turn_clock() >= turn_ends:
                     await asyncio.sleep(0)  # the requests waiting on the event loop go first
                     turn_ends = _turn_clock() + LOG_TURN_SECONDS
