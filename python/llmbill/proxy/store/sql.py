@@ -64,8 +64,9 @@ def q(name: str) -> str:
     return f'"{name}"'
 
 
+_LOG_COLUMNS = ", ".join(map(q, LOG_FIELDS))
 # Each element of the bound array is one row, its values in LOG_FIELDS' order (`value ->> i`: SQLite 3.38+).
-_JSON_LOG_INSERT = (f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) SELECT "
+_JSON_LOG_INSERT = (f"INSERT INTO spend_logs ({_LOG_COLUMNS}) SELECT "
                     + ", ".join(f"value ->> {i}" for i in range(len(LOG_FIELDS))) + " FROM json_each(?)")
 
 
@@ -467,7 +468,7 @@ class SqlStore(Store):
                 await tx.execute(_JSON_LOG_INSERT, (rows.decode(),))
                 return
         marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
-        await tx.executemany(f"INSERT INTO spend_logs ({', '.join(map(q, LOG_FIELDS))}) VALUES ({marks})", logs)
+        await tx.executemany(f"INSERT INTO spend_logs ({_LOG_COLUMNS}) VALUES ({marks})", logs)
 
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
         t = spend_table(kind)
@@ -543,7 +544,7 @@ class SqlStore(Store):
         where = self._where(p, check_filters(LOG_FILTERS, filters, "spend logs"), window)
         if limit < 0:
             raise ValueError("limit must not be negative")
-        sql = (f"SELECT {', '.join(map(q, LOG_FIELDS))} FROM spend_logs{where} "
+        sql = (f"SELECT {_LOG_COLUMNS} FROM spend_logs{where} "
                f"ORDER BY start_time DESC, request_id DESC LIMIT {p(limit)}")
         async with self._transaction(False) as tx:
             rows = await tx.fetch(sql, p.values)
