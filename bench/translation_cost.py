@@ -39,7 +39,6 @@ from llmbill.proxy.httpclient import Target  # noqa: E402
 from llmbill.proxy.providers.anthropic_reply import completion, parse_message  # noqa: E402
 from llmbill.proxy.providers.anthropic_request import messages_body  # noqa: E402
 from llmbill.proxy.routes import messages as messages_route  # noqa: E402
-from llmbill.proxy.sse import event_end, split_events  # noqa: E402
 
 
 def fetch(port: int, path: str, body: dict[str, Any]) -> bytes:
@@ -93,25 +92,15 @@ def steps(port: int) -> dict[str, tuple[str, Callable[[], object]]]:
         data["model"] = pb.CLAUDE
         return orjson.dumps(data)
 
-    def openai_stream() -> list[bytes]:  # routes/llm.py _stream's relay, one upstream read
-        scanner, buffer, out = core.SseUsageScanner(), chat_stream, []
-        rename = (f'"model":"{gpt.upstream_model}"'.encode(), b'"model":"gpt-4o-mini"')
-        while (cut := event_end(buffer)) >= 0:
-            event, buffer = buffer[:cut], buffer[cut:]
-            scanner.feed(event)
-            out.append(event.replace(*rename) if rename[0] != rename[1] else event)
-        return out
+    def openai_stream() -> bytes:  # routes/llm.py _stream's relay (relay.EventRelay), one upstream read
+        return core.SseEventRelay(gpt.upstream_model, "gpt-4o-mini", True).feed(chat_stream)
 
     def translated_stream() -> list[bytes]:  # forward.chat_stream: the adapter's stream translator
         translator = adapter.chat_stream(params, pb.CLAUDE, False)
         return translator.feed(msg_stream) + translator.finish()
 
-    def native_stream() -> list[bytes]:  # routes/messages.py _native_stream's relay, one upstream read
-        scanner = core.SseUsageScanner()
-        events, _ = split_events(msg_stream)
-        for event in events:
-            scanner.feed(event)
-        return events
+    def native_stream() -> bytes:  # routes/messages.py _native_stream's relay (relay.EventRelay), one read
+        return core.SseEventRelay(pb.CLAUDE, pb.CLAUDE, False).feed(msg_stream)
 
     parsed = parse_message(msg_reply)
     usage = core.Usage.from_response(msg_reply)

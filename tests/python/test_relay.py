@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmbill import _core as core
 from llmbill.proxy import relay as relay_module
@@ -24,9 +27,7 @@ STREAM = CONTENT + CONTENT + USAGE + DONE
 
 
 def _call() -> Any:
-    noted: list[bytes] = []
-    return SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model="asked", noted=noted,
-                           note_event=noted.append)
+    return SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model="asked", response_id="")
 
 
 def _estimate(n: int) -> core.Usage:
@@ -44,7 +45,7 @@ def test_events_are_cut_across_reads_renamed_and_the_usage_only_event_stripped()
     assert out == renamed + renamed + DONE
     usage = relay.usage(_estimate)
     assert (usage.prompt_tokens, usage.completion_tokens, usage.estimated) == (7, 3, False)
-    assert len(call.noted) == 4  # every event is shown to the call (its response id)
+    assert relay.response_id == "c1"  # the reply's own id, for the spend log
 
 
 def test_usage_is_kept_for_a_client_that_asked_and_estimated_when_never_reported() -> None:
@@ -166,3 +167,80 @@ def test_a_piped_stream_cut_short_or_cancelled_is_billed_once_for_what_came(sett
 
 async def _no_drain() -> None:
     raise AssertionError("never full")
+
+
+def test_the_call_gets_the_reply_id_when_the_stream_is_settled(settled: list[core.Usage]) -> None:
+    call = _call()
+
+    async def piped() -> None:
+        up, _ = _stream([STREAM])
+        await RelayedStream(call, up, _estimate, True).pipe(lambda d: True, _no_drain)
+
+    asyncio.run(piped())
+    assert call.response_id == "c1" and len(settled) == 1
+
+
+# The relay as it was written in Python before it moved to the C++ core (the reference its
+# replacement must match byte for byte): cut, scan, note the id, strip, count, rename.
+def _reference(reads: list[bytes], upstream: str, client: str, strip: bool) -> tuple[bytes, Any, int, str]:
+    scanner, buffer, out, data_events, response_id = core.SseUsageScanner(), b"", [], 0, ""
+    rename = (f'"model":"{upstream}"'.encode(), f'"model":"{client}"'.encode())
+
+    def note(event: bytes) -> str:
+        for line in event.splitlines():
+            if line.startswith(b"data:") and b'"id"' in line:
+                try:
+                    data = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    return ""
+                if isinstance(data, dict):
+                    for obj in (data, data.get("message"), data.get("response")):
+                        if isinstance(obj, dict) and isinstance(obj.get("id"), str) and obj["id"]:
+                            return str(obj["id"])
+                return ""
+        return ""
+
+    for data in reads:
+        buffer += data
+        while True:
+            i, j = buffer.find(b"\n\n"), buffer.find(b"\r\n\r\n")
+            if i < 0 and j < 0:
+                break
+            cut = j + 4 if j >= 0 and (i < 0 or j < i) else i + 2
+            event, buffer = buffer[:cut], buffer[cut:]
+            try:
+                scanner.feed(event)
+            except core.UsageError:
+                pass
+            if not response_id:
+                response_id = note(event)
+            if strip and scanner.last_event_was_usage_only:
+                continue
+            if event.startswith(b"data: {") or b"\ndata: {" in event:
+                data_events += 1
+            out.append(event.replace(*rename) if rename[0] != rename[1] else event)
+    return b"".join(out) + buffer, scanner.usage, data_events, response_id
+
+
+_PIECES = [CONTENT, USAGE, DONE, b"event: ping\r\ndata: {\"type\":\"ping\"}\r\n\r\n", b"data: {\"id\" x\n\n",
+           b'data: {"id":"","model":"up-model"}\n\n', b'data: {"response":{"id":"r1"},"model":"up-model"}\n\n',
+           b'data: {"usage":{"prompt_tokens":-1}}\n\n', b": comment\n\n", b"data: {\"model\":\"up-model\"\n\n",
+           b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}\r\n\r\n',
+           b"\n", b"\r\n", b"data: \xff\xfe\n\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.lists(st.integers(1, 64), min_size=1, max_size=8),
+       st.booleans(), st.sampled_from(["up-model", "asked"]))
+def test_the_native_relay_matches_the_python_reference(pieces: list[bytes], sizes: list[int], strip: bool,
+                                                      client: str) -> None:
+    stream = b"".join(pieces)
+    reads, at = [], 0
+    while at < len(stream):
+        step = sizes[len(reads) % len(sizes)]
+        reads.append(stream[at:at + step])
+        at += step
+    relay = EventRelay(SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model=client), strip)
+    out = b"".join(relay.feed(r) for r in reads) + relay.tail()
+    usage = relay.native.usage
+    assert (out, usage, relay.native.data_events, relay.response_id) == _reference(reads, "up-model", client, strip)

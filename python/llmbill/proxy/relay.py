@@ -18,62 +18,36 @@ from .._native import core
 from .call import Call
 from .httpclient import UpstreamError
 from .settle import settle
-from .sse import event_end
 from .upstream import UpstreamStream
 
 Estimate = Callable[[int], core.Usage]  # the usage to bill from n data events when none was reported
 
 
 class EventRelay:
-    """The per-stream state: cuts events, scans their usage, renames the model, strips what the client
-    did not ask for. Synchronous, so either driver can call it."""
+    """The per-stream state: the C++ core's SseEventRelay cuts the events, scans their usage, renames
+    the model, strips what the client did not ask for and notes the reply's id, one crossing a read.
+    Synchronous, so either driver can call it."""
 
-    __slots__ = ("call", "scanner", "buffer", "data_events", "strip_usage_only", "rename", "renames")
+    __slots__ = ("native",)
 
     def __init__(self, call: Call, strip_usage_only: bool) -> None:
-        self.call = call
-        self.scanner = core.SseUsageScanner()
-        self.buffer = b""
-        self.data_events = 0
-        self.strip_usage_only = strip_usage_only
-        self.rename = (f'"model":"{call.d.upstream_model}"'.encode(), f'"model":"{call.model}"'.encode())
-        self.renames = self.rename[0] != self.rename[1]
+        self.native = core.SseEventRelay(call.d.upstream_model, call.model, strip_usage_only)
 
     def feed(self, data: bytes) -> bytes:
         """The complete events `data` finishes, ready for the client (b"" when none is complete yet)."""
-        buffer = self.buffer + data if self.buffer else data
-        out: list[bytes] = []
-        scanner, call = self.scanner, self.call
-        while True:
-            cut = event_end(buffer)
-            if cut < 0:
-                break
-            if cut == len(buffer):
-                event, buffer = buffer, b""
-            else:
-                event, buffer = buffer[:cut], buffer[cut:]
-            try:
-                scanner.feed(event)
-            except core.UsageError:
-                pass  # a malformed event is passed through; usage comes from the good ones
-            call.note_event(event)
-            if self.strip_usage_only and scanner.last_event_was_usage_only:
-                continue
-            if event.startswith(b"data: {") or b"\ndata: {" in event:
-                self.data_events += 1
-            out.append(event.replace(*self.rename) if self.renames else event)
-        self.buffer = buffer
-        if not out:
-            return b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        return self.native.feed(data)
 
     def tail(self) -> bytes:
         """What is left when the stream ends: an unterminated last event, passed on as it is."""
-        rest, self.buffer = self.buffer, b""
-        return rest
+        return self.native.tail()
 
     def usage(self, estimate: Estimate) -> core.Usage:
-        return self.scanner.usage or estimate(self.data_events)
+        return self.native.usage or estimate(self.native.data_events)
+
+    @property
+    def response_id(self) -> str:
+        """The reply's own id, from the first event that named one ("" until then)."""
+        return self.native.response_id
 
 
 class RelayedStream:
@@ -97,6 +71,8 @@ class RelayedStream:
     def _settle(self) -> None:
         if not self._settled:
             self._settled = True
+            if not self._call.response_id:
+                self._call.response_id = self._relay.response_id
             settle(self._call, self._relay.usage(self._estimate))
 
     async def _events(self) -> AsyncIterator[bytes]:

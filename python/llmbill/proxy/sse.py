@@ -1,4 +1,5 @@
-"""Server-sent events, as the relays cut them: complete events only, whatever the read boundaries."""
+"""Server-sent events, as the translating streams cut them: complete events only, whatever the read
+boundaries (the pass-through relay cuts them in the C++ core: cpp/include/llmbill/sse_relay.hpp)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,3 @@ def event_end(buffer: bytes) -> int:
     if j >= 0 and (i < 0 or j < i):
         return j + 4
     return i + 2
-
-
-def split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """The complete events at the front of `buffer`, and what is left of it.
-
-    >>> split_events(b"a\\n\\nb\\n\\nc")
-    ([b'a\\n\\n', b'b\\n\\n'], b'c')
-    """
-    events: list[bytes] = []
-    while True:
-        cut = event_end(buffer)
-        if cut < 0:
-            return events, buffer
-        events.append(buffer[:cut])
-        buffer = buffer[cut:]

@@ -23,6 +23,7 @@ import orjson
 
 from ..._native import core
 from ..reply_usage import usage_of
+from ..sse import event_end
 from .base import ChatAdapter, ChatStream, ProviderFailure, ProviderParams, UpstreamRequest
 
 
@@ -137,7 +138,7 @@ class OpenAIStream:
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
         out: list[bytes] = []
-        while (cut := _event_end(self._buffer)) >= 0:
+        while (cut := event_end(self._buffer)) >= 0:
             event, self._buffer = self._buffer[:cut], self._buffer[cut:]
             relayed = self._event(event)
             if relayed is not None:
@@ -171,12 +172,6 @@ class OpenAIStream:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def _event_end(buffer: bytes) -> int:
-    """Index just past the first complete SSE event (blank-line terminated), or -1."""
-    i, j = buffer.find(b"\n\n"), buffer.find(b"\r\n\r\n")
-    if j >= 0 and (i < 0 or j < i):
-        return j + 4
-    return i + 2 if i >= 0 else -1
 
 
 def error_message(body: bytes) -> str:

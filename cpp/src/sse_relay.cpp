@@ -1,0 +1,108 @@
+#include "llmbill/sse_relay.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "llmbill/errors.hpp"
+
+namespace llmbill {
+namespace {
+
+using json = nlohmann::json;
+
+// A non-empty string `id` of `obj`, when `obj` is an object that has one.
+const std::string* id_of(const json& obj) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find("id");
+  if (it == obj.end() || !it->is_string()) return nullptr;
+  const auto& id = it->get_ref<const std::string&>();
+  return id.empty() ? nullptr : &id;
+}
+
+}  // namespace
+
+std::size_t sse_event_end(std::string_view buffer) {
+  const std::size_t lf = buffer.find("\n\n");
+  const std::size_t crlf = buffer.find("\r\n\r\n");
+  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
+  if (lf != std::string_view::npos) return lf + 2;
+  return std::string_view::npos;
+}
+
+SseEventRelay::SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only)
+    : rename_from_("\"model\":\"" + std::string(upstream_model) + "\""),
+      rename_to_("\"model\":\"" + std::string(client_model) + "\""),
+      renames_(upstream_model != client_model),
+      strip_usage_only_(strip_usage_only) {}
+
+std::string SseEventRelay::feed(std::string_view bytes) {
+  std::string out;
+  std::string_view rest = bytes;
+  if (!buffer_.empty()) {  // the read continues an event: cut from the joined bytes
+    buffer_.append(bytes);
+    rest = buffer_;
+  }
+  std::size_t used = 0;
+  for (;;) {
+    const std::size_t end = sse_event_end(rest.substr(used));
+    if (end == std::string_view::npos) break;
+    relay_event(rest.substr(used, end), out);
+    used += end;
+  }
+  if (buffer_.empty()) {
+    buffer_.assign(rest.substr(used));
+  } else {
+    buffer_.erase(0, used);
+  }
+  return out;
+}
+
+std::string SseEventRelay::tail() {
+  std::string rest;
+  rest.swap(buffer_);
+  return rest;
+}
+
+void SseEventRelay::relay_event(std::string_view event, std::string& out) {
+  try {
+    scanner_.feed(event);
+  } catch (const UsageError&) {
+    // A malformed event is passed through; usage comes from the good ones.
+  }
+  if (response_id_.empty()) note_id(event);
+  if (strip_usage_only_ && scanner_.last_event_was_usage_only()) return;
+  if (event.starts_with("data: {") || event.find("\ndata: {") != std::string_view::npos) ++data_events_;
+  if (!renames_) {
+    out.append(event);
+    return;
+  }
+  std::size_t from = 0;
+  for (std::size_t at; (at = event.find(rename_from_, from)) != std::string_view::npos; from = at + rename_from_.size()) {
+    out.append(event.substr(from, at - from));
+    out.append(rename_to_);
+  }
+  out.append(event.substr(from));
+}
+
+void SseEventRelay::note_id(std::string_view event) {
+  // The first data line that mentions "id" is read: the reply's id, or Anthropic's message_start's
+  // (`message.id`), or the Responses API's response.created's (`response.id`). Lines end at \n or \r.
+  while (!event.empty()) {
+    const std::size_t nl = event.find_first_of("\r\n");
+    const std::string_view line = event.substr(0, nl);
+    event.remove_prefix(nl == std::string_view::npos ? event.size() : nl + 1);
+    if (!line.starts_with("data:") || line.find("\"id\"") == std::string_view::npos) continue;
+    const json data = json::parse(line.substr(5), nullptr, /*allow_exceptions=*/false);
+    if (!data.is_object()) return;
+    for (const json* obj : {&data, data.contains("message") ? &data["message"] : nullptr,
+                            data.contains("response") ? &data["response"] : nullptr}) {
+      if (obj == nullptr) continue;
+      if (const std::string* id = id_of(*obj)) {
+        response_id_ = *id;
+        return;
+      }
+    }
+    return;
+  }
+}
+
+}  // namespace llmbill
