@@ -346,7 +346,6 @@ def _pieces_main() -> None:
             "request_fields.read": lambda: request_fields.read(body),
             "fallback_request.read": lambda: fallback_request.read(body, principal.key, llm.ROUTES["chat"].validate),
             "Call": lambda: llm.Call(state, principal, "chat", model, d, pb.CUSTOMER, 0.0, call.admission),
-            "call.headers": lambda: call.headers(Decimal("0.0001")),
             "the reply's header list (llm._forward)": lambda: (
                 call.reply_headers(Decimal("0.0001"), JSON_HEADERS) if hasattr(call, "reply_headers")
                 else list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(Decimal("0.0001")).items()]),

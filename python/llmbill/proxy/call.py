@@ -89,18 +89,10 @@ class Call:
     def call_type(self) -> str:
         return self._call_type or CALL_TYPES.get(self.route, self.route)
 
-    def headers(self, cost: Decimal | None) -> dict[str, str]:
-        overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
-        h = {"x-litellm-call-id": self.call_id, "x-litellm-overhead-duration-ms": f"{overhead:.3f}",
-             "x-litellm-model-api-base": _public_base(self.d.api_base)}
-        if cost is not None:
-            h["x-litellm-response-cost"] = format(cost, "f") if cost else "0"
-        return h
-
     def reply_headers(self, cost: Decimal | None,
                       first: Sequence[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
-        """headers() as a reply's header list, after `first`: the same names and values, as bytes
-        straight away (no dict, no str to encode a header)."""
+        """The reply's own headers after `first`, as LiteLLM's proxy names them: the call id, the
+        proxy's overhead, the deployment's base (no credentials in it) and, once billed, the cost."""
         overhead = (time.perf_counter() - self.started - self.upstream_seconds) * 1000
         pairs = [*first, (b"x-litellm-call-id", self.call_id.encode()),
                  (b"x-litellm-overhead-duration-ms", b"%.3f" % overhead),

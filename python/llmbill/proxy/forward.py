@@ -24,7 +24,7 @@ from .call import Call
 from . import request_fields
 from .errors import ProxyError
 from .failures import UpstreamFailure, answered
-from .http import JSON_HEADERS, Response, StreamingResponse
+from .http import JSON_HEADERS, SSE_HEADERS, Response, StreamingResponse
 from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
 from .settle import settle
 
@@ -137,8 +137,7 @@ async def chat(call: Call, body: dict[str, Any]) -> Response:
     _priced_by_reply(call, reply.body)
     call.note_reply(data)
     cost = settle(call, usage)
-    headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
-    return Response(200, orjson.dumps(data), headers)
+    return Response(200, orjson.dumps(data), call.reply_headers(cost, JSON_HEADERS))
 
 
 async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
@@ -190,9 +189,7 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
             if not settled:  # cancelled mid-stream: bill what the provider reported so far (or estimate)
                 bill(events)
 
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
-    return StreamingResponse(relay(), 200, headers, on_close=call.admission.release)
+    return StreamingResponse(relay(), 200, call.reply_headers(None, SSE_HEADERS), on_close=call.admission.release)
 
 
 async def embeddings(call: Call, body: dict[str, Any]) -> Response:
@@ -229,8 +226,7 @@ async def embeddings(call: Call, body: dict[str, Any]) -> Response:
                          "upstream_error") from None
     _priced_by_reply(call, replies[0].body)
     cost = settle(call, usage)
-    headers = list(JSON_HEADERS) + [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
-    return Response(200, orjson.dumps(data), headers)
+    return Response(200, orjson.dumps(data), call.reply_headers(cost, JSON_HEADERS))
 
 
 def _estimate(body: dict[str, Any], events: int) -> core.Usage:

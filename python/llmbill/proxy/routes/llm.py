@@ -25,7 +25,7 @@ from ..errors import ProxyError, bad_request
 from ..call import Call
 from ..call_limits import resolve_model
 from ..guards import allowed_models, check_model_access, customer_id
-from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..http import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse, json_response
 from ..ids import check_id
 from ..relay import relay
 from ..reply_usage import usage_of
@@ -182,9 +182,7 @@ async def _stream(call: Call, body: dict[str, Any], upstream_body: dict[str, Any
         raise upstream_error(call.d, up.status, data)  # llm_call releases the reservation
     call.upstream_seconds = time.perf_counter() - t  # time to the first byte of the reply
     chunks = relay(call, up, lambda n: _stream_estimate(body, n), strip_usage_only=not wants_usage)
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    headers += [(k.encode(), v.encode()) for k, v in call.headers(None).items()]
-    return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
+    return StreamingResponse(chunks, 200, call.reply_headers(None, SSE_HEADERS), on_close=call.admission.release)
 
 
 def _stream_estimate(body: dict[str, Any], content_events: int) -> core.Usage:

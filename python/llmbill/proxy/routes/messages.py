@@ -28,7 +28,7 @@ from ..failures import answered
 from ..reply_usage import usage_of
 from ..customer_binding import bound_customer
 from ..guards import check_model_access, customer_id
-from ..http import JSON_HEADERS, Request, Response, StreamingResponse, json_response
+from ..http import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse, json_response
 from ..providers import anthropic_inbound as inbound
 from ..providers.base import ProviderInputError, UpstreamRequest
 from ..providers.google_auth import GoogleAuthError
@@ -190,7 +190,7 @@ async def _native(call: Call, body: dict[str, Any], client_headers: Mapping[str,
     data["model"] = call.model
     call.note_reply(data)
     cost = settle(call, usage)
-    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
+    return Response(200, orjson.dumps(data), call.reply_headers(cost, JSON_HEADERS))
 
 
 async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequest) -> StreamingResponse:
@@ -202,7 +202,7 @@ async def _native_stream(call: Call, body: dict[str, Any], request: UpstreamRequ
     call.upstream_seconds = time.perf_counter() - t
     # No usage from the provider (never for Anthropic, but never billed as zero): a token an event.
     chunks = relay(call, up, lambda events: _estimate(body, 4 * events))
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
+    headers = call.reply_headers(None, SSE_HEADERS)
     return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
 
 
@@ -222,10 +222,6 @@ async def _translated(call: Call, body: dict[str, Any]) -> Response | StreamingR
         return result
     result.body = orjson.dumps(inbound.messages_reply(orjson.loads(result.body), call.model))
     return result
-
-
-def _headers(call: Call, cost: Any) -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
 
 
 def _text_bytes(data: dict[str, Any]) -> int:

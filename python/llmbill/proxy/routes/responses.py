@@ -21,7 +21,7 @@ from ..deployments import Deployment
 from ..errors import ProxyError, bad_request
 from ..customer_binding import bound_customer
 from ..guards import check_model_access, customer_id
-from ..http import JSON_HEADERS, Request, Response, StreamingResponse
+from ..http import JSON_HEADERS, SSE_HEADERS, Request, Response, StreamingResponse
 from ..providers import azure
 from ..providers.base import UpstreamRequest
 from ..relay import relay
@@ -117,7 +117,7 @@ async def _plain(call: Call, body: dict[str, Any]) -> Response:
     data["model"] = call.model
     call.note_reply(data)
     cost = settle(call, usage)
-    return Response(200, orjson.dumps(data), list(JSON_HEADERS) + _headers(call, cost))
+    return Response(200, orjson.dumps(data), call.reply_headers(cost, JSON_HEADERS))
 
 
 async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
@@ -128,12 +128,8 @@ async def _stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
     call.upstream_seconds = time.perf_counter() - t
     # No usage from the provider: about a token an event (each delta carries one), marked estimated.
     chunks = relay(call, up, lambda events: _estimate(body, 16 * events))
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + _headers(call, None)
+    headers = call.reply_headers(None, SSE_HEADERS)
     return StreamingResponse(chunks, 200, headers, on_close=call.admission.release)
-
-
-def _headers(call: Call, cost: Any) -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode()) for k, v in call.headers(cost).items()]
 
 
 def _estimate(body: dict[str, Any], reply_bytes: int) -> core.Usage:
