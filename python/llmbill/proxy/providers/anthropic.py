@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..._native import core
+from ..reply_usage import usage_of
 from .anthropic_errors import error_body as error_body
 from .anthropic_errors import error_type as error_type
 from .anthropic_errors import provider_failure
@@ -54,7 +55,7 @@ class AnthropicAdapter:
     def chat_reply(self, params: ProviderParams, body: bytes, model: str) -> tuple[dict[str, Any], core.Usage]:
         """ValueError when `body` is not a Messages reply; core.UsageError when its usage is unreadable."""
         message = parse_message(body)
-        usage = core.Usage.from_response(body)
+        usage = usage_of(message, body)  # the decoded usage member alone, not the whole body again
         return completion(message, usage, model, int(self._clock())), usage
 
     def chat_stream(self, params: ProviderParams, model: str, include_usage: bool) -> AnthropicChatStream:
