@@ -318,3 +318,41 @@ def test_budget_windows_follow_a_schedule_not_a_scan(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_the_cache_refresh_keeps_its_own_timer_while_a_flush_runs_long(tmp_path: Path) -> None:
+    """run(): the refresh is not queued behind the flush loop. A flush that never ends (here: its
+    write waits for ever, the lock free) must not stop the refresh, which keeps the records in use
+    fresh; one after the other, a slow flush under load left them to go stale and be re-read on the
+    request path."""
+    async def scenario() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'llmbill.db'}")
+        await store.open()
+        tracker = SpendTracker(store, EntityCache(store))
+        flushing, refreshed = asyncio.Event(), asyncio.Event()
+        refreshes = 0
+
+        async def stuck_flush() -> bool:
+            flushing.set()
+            await asyncio.Event().wait()  # never set
+            return True
+
+        async def counted_refresh() -> None:
+            nonlocal refreshes
+            refreshes += 1
+            if refreshes == 3:
+                refreshed.set()
+
+        tracker.flush = stuck_flush  # type: ignore[method-assign]
+        tracker.refresh_cache = counted_refresh  # type: ignore[method-assign]
+        loops = asyncio.create_task(tracker.run(0.001, 0.001))
+        try:
+            await asyncio.wait_for(flushing.wait(), 5)
+            await asyncio.wait_for(refreshed.wait(), 5)  # three refreshes while the flush is stuck
+        finally:
+            loops.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await loops
+            await store.close()
+
+    asyncio.run(scenario())

@@ -253,18 +253,25 @@ class SpendTracker:
             await self.cache.refresh()
 
     async def run(self, interval: float, refresh_interval: float) -> None:
-        """The background loop: flush often, reload the cache now and then."""
-        since_refresh = 0.0
+        """The background loops: flush every `interval`, refresh the cache every `refresh_interval`, each
+        on its own timer (they take turns on `lock`). One after the other, a flush that ran long made the
+        refresh late: at 256 connections each of a flush's statements waits out a turn of the busy loop,
+        so the refresh came every 2-3 s instead of 1, the records in use went stale (2 x the refresh
+        interval) and every request waited for their re-read behind the flush (bench/README.md)."""
+        await asyncio.gather(self._flushing(interval), self._refreshing(refresh_interval))
+
+    async def _flushing(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.flush()
             except Exception as exc:
                 log.error("spend flush loop: %s", exc)
-            since_refresh += interval
-            if since_refresh >= refresh_interval:
-                since_refresh = 0.0
-                try:
-                    await self.refresh_cache()
-                except Exception as exc:
-                    log.error("cache refresh failed: %s", exc)
+
+    async def _refreshing(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_cache()
+            except Exception as exc:
+                log.error("cache refresh failed: %s", exc)

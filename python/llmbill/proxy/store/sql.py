@@ -29,6 +29,7 @@ import orjson
 from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError, member_id
 from .codec import (RESET_FIELD, TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record,
                     loads, money, now, spend_table, table, utc)
+from .loop_share import LoopShare
 
 SCHEMA_VERSION = 4
 # Schema changes an existing database needs to reach each version (from the one before it); a fresh
@@ -49,8 +50,11 @@ LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
 # Spend-log rows are converted (log_row, 4-8 µs each in Python) on the event loop, which a flush gives
 # back after LOG_TURN_SECONDS of it: a thousand calls' rows in one go held the loop ~15 ms, every
 # request of that moment waiting for it, and 100 rows a turn still held it 0.5-0.9 ms on a cold loop
-# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs.
+# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs. On a
+# busy loop a slice grows to LOG_TURN_SHARE of the loop's other work, up to LOG_TURN_MOST (loop_share.py).
 LOG_TURN_SECONDS = 100e-6
+LOG_TURN_SHARE = 0.25
+LOG_TURN_MOST = 0.02
 _turn_clock = time.perf_counter  # tests step it
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
 _LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metadata": "json",
@@ -435,7 +439,7 @@ class SqlStore(Store):
             converters = log_converters(self.dialect)
             logs: list[tuple[Any, ...]] = []
             encoded: list[bytes] | None = [] if self.dialect.json_rows else None  # JSON of each row, made in turn
-            turn_ends = _turn_clock() + LOG_TURN_SECONDS
+            turns = LoopShare(_turn_clock, LOG_TURN_SECONDS, LOG_TURN_SHARE, LOG_TURN_MOST)
             for log in batch.logs:
                 row = log_row(self.dialect, log, converters)
                 logs.append(row)
@@ -444,9 +448,8 @@ class SqlStore(Store):
                         encoded.append(orjson.dumps(row, option=orjson.OPT_STRICT_INTEGER))
                     except orjson.JSONEncodeError:  # an integer past 2**53, which SQLite's JSON may not keep
                         encoded = None  # exact (from 2**63 it reads a float): this batch goes row by row
-                if _turn_clock() >= turn_ends:
-                    await asyncio.sleep(0)  # the requests waiting on the event loop go first
-                    turn_ends = _turn_clock() + LOG_TURN_SECONDS
+                if turns.used_up():
+                    await turns.turn()
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
         try:
