@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -258,20 +258,15 @@ class SpendTracker:
         refresh late: at 256 connections each of a flush's statements waits out a turn of the busy loop,
         so the refresh came every 2-3 s instead of 1, the records in use went stale (2 x the refresh
         interval) and every request waited for their re-read behind the flush (bench/README.md)."""
-        await asyncio.gather(self._flushing(interval), self._refreshing(refresh_interval))
+        await asyncio.gather(_every(interval, self.flush, "spend flush loop: %s"),
+                             _every(refresh_interval, self.refresh_cache, "cache refresh failed: %s"))
 
-    async def _flushing(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.error("spend flush loop: %s", exc)
 
-    async def _refreshing(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh_cache()
-            except Exception as exc:
-                log.error("cache refresh failed: %s", exc)
+async def _every(interval: float, work: Callable[[], Awaitable[object]], failure: str) -> None:
+    """`work()` every `interval` seconds after the last one ended; a failure is logged, the loop goes on."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await work()
+        except Exception as exc:
+            log.error(failure, exc)
