@@ -22,8 +22,11 @@ const std::string* id_of(const json& obj) {
 
 std::size_t sse_event_end(std::string_view buffer) {
   const std::size_t lf = buffer.find("\n\n");
-  const std::size_t crlf = buffer.find("\r\n\r\n");
-  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
+  // A CRLF blank line ends the event first only if it starts before the LF one, so only that stretch
+  // is searched: a read of many LF-framed events is cut in one pass, not a scan to its end per event.
+  const std::string_view before = lf == std::string_view::npos ? buffer : buffer.substr(0, lf + 3);
+  const std::size_t crlf = before.find("\r\n\r\n");
+  if (crlf != std::string_view::npos) return crlf + 4;
   if (lf != std::string_view::npos) return lf + 2;
   return std::string_view::npos;
 }

@@ -30,6 +30,8 @@ TEST(SseEventEnd, FindsTheFirstBlankLineOfEitherKind) {
   EXPECT_EQ(sse_event_end("data: 1\r\n\r\ndata: 2\n\n"), 11u);
   EXPECT_EQ(sse_event_end("data: 1\n\ndata: 2\r\n\r\n"), 9u);
   EXPECT_EQ(sse_event_end("data: 1\r\n"), std::string::npos);
+  EXPECT_EQ(sse_event_end("\r\n\r\n\n"), 4u);      // the CRLF one starts first, the LF one inside it
+  EXPECT_EQ(sse_event_end("a\r\n\n\r\n\r\n"), 4u);  // "\n\n" at 2 starts before the CRLF blank line at 4
   EXPECT_EQ(sse_event_end(""), std::string::npos);
 }
 
