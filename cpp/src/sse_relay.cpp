@@ -96,14 +96,12 @@ void SseEventRelay::note_id(std::string_view event) {
     if (!line.starts_with("data:") || line.find("\"id\"") == std::string_view::npos) continue;
     const json data = json::parse(line.substr(5), nullptr, /*allow_exceptions=*/false);
     if (!data.is_object()) return;
-    for (const json* obj : {&data, data.contains("message") ? &data["message"] : nullptr,
-                            data.contains("response") ? &data["response"] : nullptr}) {
-      if (obj == nullptr) continue;
-      if (const std::string* id = id_of(*obj)) {
-        response_id_ = *id;
-        return;
-      }
+    const std::string* id = id_of(data);
+    for (const char* holder : {"message", "response"}) {
+      if (id != nullptr) break;
+      if (auto it = data.find(holder); it != data.end()) id = id_of(*it);
     }
+    if (id != nullptr) response_id_ = *id;
     return;
   }
 }

@@ -11,11 +11,13 @@ def event_end(buffer: bytes) -> int:
     9
     >>> event_end(b"data: 1")
     -1
+    >>> event_end(b"a\\r\\n\\n\\r\\n\\r\\n"), event_end(b"\\r\\n\\r\\n\\n")
+    (4, 4)
     """
     i = buffer.find(b"\n\n")
-    j = buffer.find(b"\r\n\r\n")
-    if i < 0 and j < 0:
-        return -1
-    if j >= 0 and (i < 0 or j < i):
+    # A CRLF blank line comes first only if it starts before the LF one: only that stretch is searched
+    # (as the core's sse_event_end), so a buffer of many LF events is not scanned to its end per event.
+    j = buffer.find(b"\r\n\r\n", 0, len(buffer) if i < 0 else i + 3)
+    if j >= 0:
         return j + 4
-    return i + 2
+    return i + 2 if i >= 0 else -1
