@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   llmbill::bindings::register_money(m);
   llmbill::bindings::register_usage(m);
   llmbill::bindings::register_relay(m);
+  llmbill::bindings::register_anthropic_stream(m);
   llmbill::bindings::register_prices(m);
   llmbill::bindings::register_ledger(m);
   llmbill::bindings::register_pipeline(m);

@@ -14,6 +14,7 @@ void register_money(py::module_& m);
 void register_prices(py::module_& m);
 void register_usage(py::module_& m);
 void register_relay(py::module_& m);
+void register_anthropic_stream(py::module_& m);
 void register_ledger(py::module_& m);
 void register_pipeline(py::module_& m);
 

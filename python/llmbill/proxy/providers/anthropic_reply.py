@@ -23,16 +23,10 @@ from .anthropic_request import JSON_TOOL
 
 Json = dict[str, Any]
 
-_FINISH = {
-    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
-    "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter",
-}
-
-
 def finish_reason(stop_reason: Any, tool_calls: bool) -> str:
-    """OpenAI's finish_reason. `tool_use` that only carried the response_format JSON is a plain stop."""
-    reason = _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-    return "stop" if reason == "tool_calls" and not tool_calls else reason
+    """OpenAI's finish_reason (the core's table, which the streamed reply's translation uses too).
+    `tool_use` that only carried the response_format JSON is a plain stop."""
+    return core.anthropic_finish_reason(stop_reason, tool_calls)
 
 
 def openai_usage(usage: core.Usage) -> Json:

@@ -1,0 +1,439 @@
+#include "llmbill/anthropic_chat_stream.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "llmbill/errors.hpp"
+
+namespace llmbill {
+namespace {
+
+// Ordered: a tool's `input` given whole at its block's start is passed on with its keys in the order
+// Anthropic sent them.
+using json = nlohmann::ordered_json;
+
+constexpr std::size_t kMaxBytes = std::size_t{16} << 20;  // a line, or an event's data: 16 MiB
+constexpr int kMaxDumpDepth = 64;  // dump() recurses: a value nested deeper is not written out
+
+const json* member(const json& obj, const char* name) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(name);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+// A non-empty string member, or nullptr.
+const std::string* text_of(const json& obj, const char* name) {
+  const json* value = member(obj, name);
+  if (value == nullptr || !value->is_string()) return nullptr;
+  const auto& text = value->get_ref<const std::string&>();
+  return text.empty() ? nullptr : &text;
+}
+
+bool is(const json* value, std::string_view text) {
+  return value != nullptr && value->is_string() && value->get_ref<const std::string&>() == text;
+}
+
+bool nests_within(const json& value, int depth) {
+  if (!value.is_structured()) return true;
+  if (depth == 0) return value.empty();
+  for (const auto& child : value) {
+    if (!nests_within(child, depth - 1)) return false;
+  }
+  return true;
+}
+
+// JSON's falsy values as Python reads them: null, false, 0, "", [] and {}.
+bool truthy(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return false;
+    case json::value_t::boolean: return value.get<bool>();
+    case json::value_t::number_integer: return value.get<std::int64_t>() != 0;
+    case json::value_t::number_unsigned: return value.get<std::uint64_t>() != 0;
+    case json::value_t::number_float: return value.get<double>() != 0.0;
+    case json::value_t::string: return !value.get_ref<const std::string&>().empty();  // empty() is false for every string
+    default: return !value.empty();  // arrays and objects
+  }
+}
+
+// A block's index as the key of the maps (a missing index is null, as Python's .get reads it).
+std::string index_key(const json* index) {
+  if (index == nullptr || index->is_null()) return "null";
+  if (index->is_number_integer()) return std::to_string(index->get<std::int64_t>());
+  return nests_within(*index, kMaxDumpDepth) ? index->dump() : std::string("<deep>");
+}
+
+void append_value(const json* value, std::string& out);
+
+// Digits of a JSON integer that is not negative (no leading zero): how many, or 0 when none.
+std::size_t plain_index(std::string_view text) {
+  std::size_t n = 0;
+  while (n < text.size() && text[n] >= '0' && text[n] <= '9') ++n;
+  return n > 1 && text[0] == '0' ? 0 : n;
+}
+
+// Length of the valid UTF-8 sequence at the start of `text` (its first byte ≥ 0x80), or 0: the
+// ranges of RFC 3629, which nlohmann's reader (and orjson's) hold strings to.
+std::size_t utf8_sequence(std::string_view text) {
+  auto byte = [&](std::size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
+  auto cont = [&](std::size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) { return byte(i) >= lo && byte(i) <= hi; };
+  const unsigned b = byte(0);
+  if (b >= 0xC2 && b <= 0xDF) return cont(1) ? 2 : 0;
+  if (b == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if (b == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;  // not a surrogate
+  if (b >= 0xE1 && b <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (b == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (b >= 0xF1 && b <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (b == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// Length of the JSON string literal at the start of `text` when it is written exactly as
+// append_json_string writes its value (so the literal can be passed on byte for byte), else 0.
+std::size_t canonical_string(std::string_view text) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  if (!text.starts_with('"')) return 0;
+  for (std::size_t i = 1; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"') return i + 1;
+    if (c < 0x20) return 0;  // a raw control character: not JSON
+    if (c == '\\') {
+      const char e = i + 1 < text.size() ? text[i + 1] : '\0';
+      if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+        i += 2;
+        continue;
+      }
+      // \u00XX (lowercase) for a control character without a short form; anything else is not canonical.
+      if (e != 'u' || text.substr(i + 2, 2) != "00" || i + 5 >= text.size()) return 0;
+      const std::size_t hi = kHex.find(text[i + 4]), lo = kHex.find(text[i + 5]);
+      if (hi > 1 || lo == std::string_view::npos) return 0;
+      const std::size_t code = hi * 16 + lo;
+      if (code == '\b' || code == '\f' || code == '\n' || code == '\r' || code == '\t') return 0;
+      i += 6;
+    } else if (c < 0x80) {
+      ++i;
+    } else {
+      const std::size_t n = utf8_sequence(text.substr(i));
+      if (n == 0) return 0;
+      i += n;
+    }
+  }
+  return 0;  // unterminated
+}
+
+// Anthropic's most frequent events, written as Anthropic writes them (compact, in this key order),
+// are recognised by their bytes alone: a DOM parse of each was most of a stream's cost. Anything
+// else — other spacing, key order or escapes — takes the general path, which reads it the same way.
+enum class Known { other, text_delta, ping, block_stop, message_stop };
+
+Known known_event(std::string_view data, std::string_view& text) {
+  constexpr std::string_view kDelta = R"({"type":"content_block_delta","index":)";
+  constexpr std::string_view kText = R"(,"delta":{"type":"text_delta","text":)";
+  constexpr std::string_view kStop = R"({"type":"content_block_stop","index":)";
+  if (data.starts_with(kDelta)) {
+    data.remove_prefix(kDelta.size());
+    const std::size_t digits = plain_index(data);
+    if (digits == 0 || !data.substr(digits).starts_with(kText)) return Known::other;
+    data.remove_prefix(digits + kText.size());
+    const std::size_t literal = canonical_string(data);
+    if (literal == 0 || data.substr(literal) != "}}") return Known::other;
+    text = data.substr(0, literal);
+    return Known::text_delta;
+  }
+  if (data == R"({"type":"ping"})") return Known::ping;
+  if (data == R"({"type":"message_stop"})") return Known::message_stop;
+  if (data.starts_with(kStop)) {
+    data.remove_prefix(kStop.size());
+    const std::size_t digits = plain_index(data);
+    return digits != 0 && data.substr(digits) == "}" ? Known::block_stop : Known::other;
+  }
+  return Known::other;
+}
+
+}  // namespace
+
+void append_json_string(std::string_view text, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.substr(from, i - from));
+    from = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      default:
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xF]);
+    }
+  }
+  out.append(text.substr(from));
+  out.push_back('"');
+}
+
+namespace {
+
+// A member as it was sent (null when missing); callers bound its nesting first.
+void append_value(const json* value, std::string& out) {
+  if (value == nullptr) {
+    out += "null";
+  } else if (value->is_string()) {
+    append_json_string(value->get_ref<const std::string&>(), out);
+  } else {
+    out += value->dump();
+  }
+}
+
+}  // namespace
+
+std::string anthropic_finish_reason(const std::optional<std::string>& stop_reason, bool tool_calls) {
+  std::string reason = "stop";
+  if (stop_reason) {
+    const std::string& s = *stop_reason;
+    if (s == "max_tokens" || s == "model_context_window_exceeded") reason = "length";
+    else if (s == "tool_use") reason = "tool_calls";
+    else if (s == "refusal") reason = "content_filter";
+  }
+  // tool_use that only carried the response_format JSON is a plain stop.
+  return reason == "tool_calls" && !tool_calls ? "stop" : reason;
+}
+
+AnthropicChatStream::AnthropicChatStream(std::string_view model, bool include_usage, std::int64_t created,
+                                         std::string_view json_tool)
+    : include_usage_(include_usage), json_tool_(json_tool) {
+  head_ = ",\"object\":\"chat.completion.chunk\",\"created\":" + std::to_string(created) + ",\"model\":";
+  append_json_string(model, head_);
+  head_ += ",\"system_fingerprint\":null,\"choices\":";
+}
+
+void AnthropicChatStream::scan(std::string_view bytes) {
+  try {
+    scanner_.feed(bytes);
+  } catch (const UsageError& e) {
+    if (!usage_error_) usage_error_ = e.what();
+  }
+}
+
+void AnthropicChatStream::fail(StreamFailure why) {
+  if (failure_ == StreamFailure::none) failure_ = why;
+}
+
+void AnthropicChatStream::feed(std::string_view bytes, std::vector<std::string>& out) {
+  scan(bytes);
+  auto strip_cr = [](std::string_view l) { return l.ends_with('\r') ? l.substr(0, l.size() - 1) : l; };
+  std::size_t nl = bytes.find('\n');
+  if (!pending_.empty() && nl != std::string_view::npos) {  // the read ends the line a previous one began
+    pending_.append(bytes.substr(0, nl));
+    bytes.remove_prefix(nl + 1);
+    std::string joined;
+    joined.swap(pending_);
+    line(strip_cr(joined), out);
+    nl = bytes.find('\n');
+  }
+  while (nl != std::string_view::npos) {
+    line(strip_cr(bytes.substr(0, nl)), out);
+    bytes.remove_prefix(nl + 1);
+    nl = bytes.find('\n');
+  }
+  pending_.append(bytes);
+  if (pending_.size() > kMaxBytes) {
+    std::string().swap(pending_);
+    fail(StreamFailure::line_too_long);
+  }
+}
+
+void AnthropicChatStream::finish(std::vector<std::string>& out) {
+  if (finished_) return;
+  finished_ = true;
+  if (!pending_.empty()) {  // a last line without its newline
+    scan("\n");
+    std::string last;
+    last.swap(pending_);
+    std::string_view l = last;
+    while (l.ends_with('\r')) l.remove_suffix(1);
+    line(l, out);
+  }
+  line("", out);  // a last event without its blank line
+  if (failure_ != StreamFailure::none) return;
+  if (!stopped_) {
+    fail(StreamFailure::ended_early);
+    return;
+  }
+  const auto& u = usage();
+  if (include_usage_ && u) {
+    std::string chunk = "data: {\"id\":";
+    append_json_string(id_, chunk);
+    chunk += head_;
+    chunk += "[],\"usage\":{\"prompt_tokens\":" + std::to_string(u->prompt_tokens) +
+             ",\"completion_tokens\":" + std::to_string(u->completion_tokens) +
+             ",\"total_tokens\":" + std::to_string(u->total_tokens()) +
+             ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(u->cached_tokens) +
+             "},\"completion_tokens_details\":{\"reasoning_tokens\":" + std::to_string(u->reasoning_tokens) +
+             "},\"cache_read_input_tokens\":" + std::to_string(u->cached_tokens) +
+             ",\"cache_creation_input_tokens\":" + std::to_string(u->cache_creation_tokens) + "}}\n\n";
+    out.push_back(std::move(chunk));
+  }
+  out.emplace_back("data: [DONE]\n\n");
+}
+
+void AnthropicChatStream::line(std::string_view l, std::vector<std::string>& out) {
+  if (l.starts_with("data:")) {
+    if (failure_ != StreamFailure::none || stopped_) return;  // no later event reaches the client
+    std::string_view value = l.substr(5);
+    if (value.starts_with(' ')) value.remove_prefix(1);
+    if (has_data_) data_.push_back('\n');
+    data_.append(value);
+    has_data_ = true;
+    if (data_.size() > kMaxBytes) {
+      std::string().swap(data_);
+      has_data_ = false;
+      fail(StreamFailure::event_too_long);
+    }
+  } else if (l.empty() && has_data_) {  // a blank line ends the event
+    event(out);
+    data_.clear();
+    has_data_ = false;
+  }
+  // `event:` names repeat the data's `type`; comments and id:/retry: say nothing here.
+}
+
+void AnthropicChatStream::event(std::vector<std::string>& out) {
+  if (failure_ != StreamFailure::none || stopped_) return;
+  std::string_view text;
+  switch (known_event(data_, text)) {
+    case Known::text_delta:
+      if (text.size() > 2) chunk(std::string("{\"content\":").append(text).append("}"), "", out);  // "" says nothing
+      return;
+    case Known::ping:
+    case Known::block_stop:
+      return;
+    case Known::message_stop:
+      stop(out);
+      return;
+    case Known::other:
+      break;
+  }
+  const json e = json::parse(data_, nullptr, /*allow_exceptions=*/false);
+  if (!e.is_object()) {  // unparsable (discarded) or not an object
+    fail(StreamFailure::unreadable_event);
+    return;
+  }
+  const json* type = member(e, "type");
+  if (type == nullptr || !type->is_string()) return;
+  const std::string& kind = type->get_ref<const std::string&>();
+  if (kind == "content_block_delta") {
+    const json* delta = member(e, "delta");
+    if (delta == nullptr || !delta->is_object()) return;
+    const json* dtype = member(*delta, "type");
+    const std::string* text = nullptr;
+    if (is(dtype, "text_delta") && (text = text_of(*delta, "text")) != nullptr) {
+      std::string d = "{\"content\":";
+      append_json_string(*text, d);
+      chunk(d + "}", "", out);
+    } else if (is(dtype, "thinking_delta") && (text = text_of(*delta, "thinking")) != nullptr) {
+      std::string d = "{\"reasoning_content\":";
+      append_json_string(*text, d);
+      chunk(d + "}", "", out);
+    } else if (is(dtype, "input_json_delta") && (text = text_of(*delta, "partial_json")) != nullptr) {
+      const std::string key = index_key(member(e, "index"));
+      std::string d;
+      if (json_blocks_.contains(key)) {
+        d = "{\"content\":";
+        append_json_string(*text, d);
+        d += "}";
+      } else if (auto tool = tools_.find(key); tool != tools_.end()) {
+        d = "{\"tool_calls\":[{\"index\":" + std::to_string(tool->second) + ",\"function\":{\"arguments\":";
+        append_json_string(*text, d);
+        d += "}}]}";
+      } else {
+        return;
+      }
+      chunk(d, "", out);
+    }
+  } else if (kind == "content_block_start") {
+    const json* block = member(e, "content_block");
+    if (block == nullptr || !block->is_object()) return;
+    const json* btype = member(*block, "type");
+    const std::string* text = nullptr;
+    if (is(btype, "text") && (text = text_of(*block, "text")) != nullptr) {
+      std::string d = "{\"content\":";
+      append_json_string(*text, d);
+      chunk(d + "}", "", out);
+    } else if (is(btype, "thinking") && (text = text_of(*block, "thinking")) != nullptr) {
+      std::string d = "{\"reasoning_content\":";
+      append_json_string(*text, d);
+      chunk(d + "}", "", out);
+    } else if (is(btype, "tool_use") && is(member(*block, "name"), json_tool_)) {
+      json_blocks_.insert(index_key(member(e, "index")));
+    } else if (is(btype, "tool_use")) {
+      const json* id = member(*block, "id");
+      const json* name = member(*block, "name");
+      const json* input = member(*block, "input");
+      for (const json* v : {id, name, input}) {
+        if (v != nullptr && !nests_within(*v, kMaxDumpDepth)) {
+          fail(StreamFailure::unreadable_event);
+          return;
+        }
+      }
+      const std::int64_t position = static_cast<std::int64_t>(tools_.size());
+      tools_[index_key(member(e, "index"))] = position;
+      std::string d = "{\"tool_calls\":[{\"index\":" + std::to_string(position) + ",\"id\":";
+      append_value(id, d);
+      d += ",\"type\":\"function\",\"function\":{\"name\":";
+      append_value(name, d);
+      d += ",\"arguments\":";
+      // Usually empty here, the deltas carrying the arguments; given whole, written compact.
+      append_json_string(input != nullptr && truthy(*input) ? input->dump() : std::string(), d);
+      chunk(d + "}}]}", "", out);
+    }
+  } else if (kind == "message_start") {
+    const json* message = member(e, "message");
+    const std::string* id = message != nullptr ? text_of(*message, "id") : nullptr;
+    id_ = id != nullptr ? *id : std::string();
+    chunk("{\"role\":\"assistant\",\"content\":\"\"}", "", out);
+  } else if (kind == "message_delta") {
+    const json* delta = member(e, "delta");
+    const json* reason = delta != nullptr ? member(*delta, "stop_reason") : nullptr;
+    if (reason != nullptr && !reason->is_null()) {
+      stop_reason_ = reason->is_string() ? reason->get<std::string>() : std::string();
+    }
+  } else if (kind == "message_stop") {
+    stop(out);
+  } else if (kind == "error") {
+    failed_event_ = data_;
+    fail(StreamFailure::error_event);
+  }
+  // ping, content_block_stop and event types added later carry nothing for the client.
+}
+
+void AnthropicChatStream::stop(std::vector<std::string>& out) {
+  stopped_ = true;
+  chunk("{}", anthropic_finish_reason(stop_reason_, !tools_.empty()), out);
+}
+
+void AnthropicChatStream::chunk(std::string_view delta, std::string_view finish_reason,
+                                std::vector<std::string>& out) const {
+  std::string c;
+  c.reserve(head_.size() + id_.size() + delta.size() + 96);
+  c += "data: {\"id\":";
+  append_json_string(id_, c);
+  c += head_;
+  c += "[{\"index\":0,\"delta\":";
+  c += delta;
+  c += ",\"logprobs\":null,\"finish_reason\":";
+  if (finish_reason.empty()) {
+    c += "null";
+  } else {
+    append_json_string(finish_reason, c);
+  }
+  c += include_usage_ ? "}],\"usage\":null}\n\n" : "}]}\n\n";
+  out.push_back(std::move(c));
+}
+
+}  // namespace llmbill
