@@ -163,3 +163,59 @@ def test_provider_errors_are_mapped_and_never_billed(setup: tuple[Proxy, FakeAnt
             native.messages.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
         assert busy.value.status_code == 503 and busy.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     assert key_spend(proxy, k) == 0
+
+
+def _stream_to_the_end(client: openai.OpenAI, customer: str) -> tuple[str, str, BaseException | None]:
+    """A translated stream read to its end by the openai SDK: (call id, text, the SDK's error if any)."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude", user=customer, max_tokens=100, stream=True, messages=[{"role": "user", "content": "hi"}])
+    text, error = "", None
+    try:
+        for chunk in raw.parse():
+            text += "".join(c.delta.content or "" for c in chunk.choices)
+    except openai.APIError as exc:
+        error = exc
+    return raw.headers["x-litellm-call-id"], text, error
+
+
+@pytest.mark.parametrize("fault", ["error_after", "cut_after"])
+def test_a_translated_stream_that_fails_midway_is_billed_once_for_what_anthropic_reported(
+        setup: tuple[Proxy, FakeAnthropic, FakeLago], fault: str) -> None:
+    """message_start (input tokens, 1 output token), ping, the text block's start and first word —
+    then an overloaded error event, or the connection closed: the client gets the word and an error
+    (no [DONE]); the call is billed once, on the usage Anthropic had reported."""
+    proxy, up, lago = setup
+    k = key(proxy)
+    with openai.OpenAI(api_key=k, base_url=proxy.url, max_retries=0) as client:
+        if fault == "error_after":
+            up.stream_error_after = 4
+        else:
+            up.cut_stream_after = 4
+        try:
+            call_id, text, error = _stream_to_the_end(client, f"mid-{fault}")
+        finally:
+            up.stream_error_after = up.cut_stream_after = None
+    assert text == up.reply_text.split(" ")[0]
+    assert error is not None
+    assert ("Overloaded" if fault == "error_after" else "ended before message_stop") in str(error)
+    event = events(lago, [call_id])[call_id]["properties"]
+    assert event["output_tokens"] == 1 and event["input_tokens"] > 0
+    assert Decimal(event["response_cost"]) == key_spend(proxy, k) == customer_spend(proxy, f"mid-{fault}") > 0
+
+
+def test_a_translated_stream_that_fails_before_generating_is_never_billed(
+        setup: tuple[Proxy, FakeAnthropic, FakeLago]) -> None:
+    proxy, up, lago = setup
+    k = key(proxy)
+    with openai.OpenAI(api_key=k, base_url=proxy.url, max_retries=0) as client:
+        up.stream_error_after = 0  # the error event first
+        try:
+            call_id, text, error = _stream_to_the_end(client, "first-fails")
+        finally:
+            up.stream_error_after = None
+        assert text == "" and error is not None and "Overloaded" in str(error)
+        next_id, after, _ = _stream_to_the_end(client, "first-fails")  # the next call is billed as usual
+    assert after == up.reply_text
+    billed = events(lago, [next_id])[next_id]["properties"]  # delivered after the first's would have been
+    assert key_spend(proxy, k) == Decimal(billed["response_cost"]) > 0
+    assert call_id not in {e["transaction_id"] for e in lago.events}

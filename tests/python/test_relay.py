@@ -36,25 +36,25 @@ def _estimate(n: int) -> core.Usage:
 
 def test_events_are_cut_across_reads_renamed_and_the_usage_only_event_stripped() -> None:
     call = _call()
-    relay = EventRelay(call, strip_usage_only=True)
+    relay = EventRelay(call, True, _estimate)
     out = b""
     for i in range(0, len(STREAM), 7):  # reads that split events (and \n\n) anywhere
         out += relay.feed(STREAM[i:i + 7])
     out += relay.tail()
     renamed = CONTENT.replace(b'"model":"up-model"', b'"model":"asked"')
     assert out == renamed + renamed + DONE
-    usage = relay.usage(_estimate)
+    usage = relay.usage()
     assert (usage.prompt_tokens, usage.completion_tokens, usage.estimated) == (7, 3, False)
     assert relay.response_id == "c1"  # the reply's own id, for the spend log
 
 
 def test_usage_is_kept_for_a_client_that_asked_and_estimated_when_never_reported() -> None:
-    relay = EventRelay(_call(), strip_usage_only=False)
+    relay = EventRelay(_call(), False, _estimate)
     assert relay.feed(STREAM).count(b'"usage":{') == 1
-    silent = EventRelay(_call(), strip_usage_only=False)
+    silent = EventRelay(_call(), False, _estimate)
     assert silent.feed(CONTENT + CONTENT + CONTENT + b"data: {\"tail\"")  # the last event unterminated
     assert silent.tail() == b"data: {\"tail\""
-    usage = silent.usage(_estimate)
+    usage = silent.usage()
     assert (usage.completion_tokens, usage.estimated) == (3, True)
 
 
@@ -102,12 +102,12 @@ def test_pulled_and_piped_give_the_same_bytes_and_settle_once(settled: list[core
 
     async def pulled() -> bytes:
         up, _ = _stream(reads)
-        return b"".join([c async for c in RelayedStream(_call(), up, _estimate, True)])
+        return b"".join([c async for c in RelayedStream(up, EventRelay(_call(), True, _estimate))])
 
     async def piped() -> bytes:
         up, reply = _stream(reads)
         written: list[bytes] = []
-        stream = RelayedStream(_call(), up, _estimate, True)
+        stream = RelayedStream(up, EventRelay(_call(), True, _estimate))
         assert stream.can_pipe
 
         def write(data: bytes) -> bool:
@@ -134,12 +134,12 @@ def test_a_body_that_comes_in_one_read_is_all_returned_for_the_end(settled: list
     async def piped() -> tuple[list[bytes], bytes]:
         up, _ = _stream([STREAM])
         written: list[bytes] = []
-        last = await RelayedStream(_call(), up, _estimate, True).pipe(lambda d: written.append(d) is None, _no_drain)
+        last = await RelayedStream(up, EventRelay(_call(), True, _estimate)).pipe(lambda d: written.append(d) is None, _no_drain)
         return written, last
 
     async def pulled() -> bytes:
         up, _ = _stream([STREAM])
-        return b"".join([c async for c in RelayedStream(_call(), up, _estimate, True)])
+        return b"".join([c async for c in RelayedStream(up, EventRelay(_call(), True, _estimate))])
 
     written, last = asyncio.run(piped())
     assert written == [] and last == asyncio.run(pulled())
@@ -150,7 +150,7 @@ def test_a_piped_stream_cut_short_or_cancelled_is_billed_once_for_what_came(sett
     async def silent() -> list[bytes]:
         up, _ = _stream([CONTENT, CONTENT[:20]], TimeoutError("silence"))
         written: list[bytes] = []
-        rest = await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: written.append(d) is None, _no_drain)
+        rest = await RelayedStream(up, EventRelay(_call(), False, _estimate)).pipe(lambda d: written.append(d) is None, _no_drain)
         return [*written, rest]  # the unterminated tail goes with the response's end
 
     assert asyncio.run(silent()) == [CONTENT.replace(b"up-model", b"asked"), CONTENT[:20]]  # ends quietly
@@ -158,7 +158,7 @@ def test_a_piped_stream_cut_short_or_cancelled_is_billed_once_for_what_came(sett
 
     async def cancelled() -> None:
         up, _ = _stream([CONTENT, USAGE], asyncio.CancelledError())
-        await RelayedStream(_call(), up, _estimate, False).pipe(lambda d: True, _no_drain)
+        await RelayedStream(up, EventRelay(_call(), False, _estimate)).pipe(lambda d: True, _no_drain)
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(cancelled())
@@ -174,7 +174,7 @@ def test_the_call_gets_the_reply_id_when_the_stream_is_settled(settled: list[cor
 
     async def piped() -> None:
         up, _ = _stream([STREAM])
-        await RelayedStream(call, up, _estimate, True).pipe(lambda d: True, _no_drain)
+        await RelayedStream(up, EventRelay(call, True, _estimate)).pipe(lambda d: True, _no_drain)
 
     asyncio.run(piped())
     assert call.response_id == "c1" and len(settled) == 1
@@ -240,7 +240,7 @@ def test_the_native_relay_matches_the_python_reference(pieces: list[bytes], size
         step = sizes[len(reads) % len(sizes)]
         reads.append(stream[at:at + step])
         at += step
-    relay = EventRelay(SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model=client), strip)
+    relay = EventRelay(SimpleNamespace(d=SimpleNamespace(upstream_model="up-model"), model=client), strip, _estimate)
     out = b"".join(relay.feed(r) for r in reads) + relay.tail()
     usage = relay.native.usage
     assert (out, usage, relay.native.data_events, relay.response_id) == _reference(reads, "up-model", client, strip)

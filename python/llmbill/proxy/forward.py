@@ -25,7 +25,8 @@ from . import request_fields
 from .errors import ProxyError
 from .failures import UpstreamFailure, answered
 from .http import JSON_HEADERS, SSE_HEADERS, Response, StreamingResponse
-from .providers.base import ChatAdapter, ProviderInputError, UpstreamRequest
+from .providers.base import ChatAdapter, ChatStream, ProviderInputError, UpstreamRequest
+from .relay import RelayedStream
 from .settle import settle
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"([^"\\]+)"')
@@ -153,43 +154,48 @@ async def chat_stream(call: Call, body: dict[str, Any]) -> StreamingResponse:
         raise _failure(call, up.status, data, up.headers)
     call.upstream_seconds = time.perf_counter() - t
     translator = _adapter(call).chat_stream(call.d.params, call.model, wants_usage)
+    return StreamingResponse(RelayedStream(up, TranslatedEvents(call, translator, body)), 200,
+                             call.reply_headers(None, SSE_HEADERS), on_close=call.admission.release)
 
-    def bill(events: int) -> None:
-        usage = translator.usage
+
+class TranslatedEvents:
+    """A provider's stream through its translator (the adapter's ChatStream), read by read, for the
+    relay (relay.RelayedStream: pulled, or pushed from the upstream connection's reads)."""
+
+    __slots__ = ("_call", "_translator", "_body", "_events", "_finished")
+
+    def __init__(self, call: Call, translator: ChatStream, body: dict[str, Any]) -> None:
+        self._call, self._translator, self._body = call, translator, body
+        self._events = 0  # OpenAI events given to the client: the estimate when no usage comes
+        self._finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        call, translator = self._call, self._translator
+        _priced_by_stream(call, data)
+        out = translator.feed(data)
+        self._events += len(out)
+        for event in out if not call.response_id else ():
+            call.note_event(event)
+        if not self._finished and getattr(translator, "complete", False):
+            # The provider said its last word: the tail ([DONE], the usage chunk) goes out in the
+            # same write as the last events, as an OpenAI upstream's would.
+            out += translator.finish()
+            self._finished = True
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def tail(self) -> bytes:
+        if self._finished:
+            return b""
+        self._finished = True
+        return b"".join(self._translator.finish())
+
+    def settle(self) -> None:
+        usage = self._translator.usage
         # A stream the provider failed before it generated anything (an error event first, no usage):
         # a failed call, never billed. Anything it generated is billed, as reported or estimated.
-        if usage is None and getattr(translator, "failure", None) is not None and events <= 1:
+        if usage is None and getattr(self._translator, "failure", None) is not None and self._events <= 1:
             return
-        settle(call, usage or _estimate(body, events))
-
-    async def relay() -> AsyncIterator[bytes]:
-        settled = False
-        events = 0
-        try:
-            finished = False
-            async for data in up.chunks:
-                _priced_by_stream(call, data)
-                out = translator.feed(data)
-                events += len(out)
-                for event in out if not call.response_id else ():
-                    call.note_event(event)
-                if not finished and getattr(translator, "complete", False):
-                    # The provider said its last word: the tail ([DONE], the usage chunk) goes out in
-                    # the same write as the last events, as an OpenAI upstream's would.
-                    out += translator.finish()
-                    finished = True
-                if out:
-                    yield out[0] if len(out) == 1 else b"".join(out)
-            tail = [] if finished else translator.finish()
-            settled = True
-            bill(events)
-            if tail:
-                yield b"".join(tail)
-        finally:
-            if not settled:  # cancelled mid-stream: bill what the provider reported so far (or estimate)
-                bill(events)
-
-    return StreamingResponse(relay(), 200, call.reply_headers(None, SSE_HEADERS), on_close=call.admission.release)
+        settle(self._call, usage or _estimate(self._body, self._events))
 
 
 async def embeddings(call: Call, body: dict[str, Any]) -> Response:
