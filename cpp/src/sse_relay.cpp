@@ -1,5 +1,6 @@
 #include "llmbill/sse_relay.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "llmbill/errors.hpp"
@@ -31,32 +32,77 @@ std::size_t sse_event_end(std::string_view buffer) {
   return std::string_view::npos;
 }
 
-SseEventRelay::SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only)
-    : rename_from_("\"model\":\"" + std::string(upstream_model) + "\""),
+SseEventRelay::SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only,
+                             std::size_t max_event_bytes)
+    : max_event_bytes_(std::max<std::size_t>(max_event_bytes, 3)),
+      rename_from_("\"model\":\"" + std::string(upstream_model) + "\""),
       rename_to_("\"model\":\"" + std::string(client_model) + "\""),
       renames_(upstream_model != client_model),
       strip_usage_only_(strip_usage_only) {}
 
 std::string SseEventRelay::feed(std::string_view bytes) {
   std::string out;
+  if (passing_) {
+    bytes = pass_long_event(bytes, out);
+    if (passing_) return out;
+  }
   std::string_view rest = bytes;
+  std::size_t from = 0;  // where the first event's end may begin
   if (!buffer_.empty()) {  // the read continues an event: cut from the joined bytes
+    // The buffer holds no complete event, so its end begins at most 3 bytes before the read: a long
+    // event arriving in many reads is searched once, not once a read.
+    from = buffer_.size() < 3 ? 0 : buffer_.size() - 3;
     buffer_.append(bytes);
     rest = buffer_;
   }
   std::size_t used = 0;
   for (;;) {
-    const std::size_t end = sse_event_end(rest.substr(used));
+    const std::size_t start = std::max(used, from);
+    const std::size_t end = sse_event_end(rest.substr(start));
     if (end == std::string_view::npos) break;
-    relay_event(rest.substr(used, end), out);
-    used += end;
+    const std::size_t length = start + end - used;
+    relay_event(rest.substr(used, length), out);
+    used += length;
   }
   if (buffer_.empty()) {
     buffer_.assign(rest.substr(used));
   } else {
     buffer_.erase(0, used);
   }
+  if (buffer_.size() > max_event_bytes_) {  // not kept: passed on as it is, unread, until its end
+    scan(buffer_);
+    out.append(buffer_);
+    pass_tail_ = buffer_.substr(buffer_.size() - 3);
+    std::string().swap(buffer_);
+    passing_ = true;
+  }
   return out;
+}
+
+std::string_view SseEventRelay::pass_long_event(std::string_view bytes, std::string& out) {
+  // pass_tail_ (the last 3 bytes passed) holds no event end: one that begins there ends in `bytes`.
+  const std::string probe = pass_tail_ + std::string(bytes);
+  const std::size_t end = sse_event_end(probe);
+  if (end == std::string::npos) {
+    scan(bytes);
+    out.append(bytes);
+    pass_tail_ = probe.substr(probe.size() - 3);
+    return {};
+  }
+  const std::size_t in_read = end - pass_tail_.size();
+  scan(bytes.substr(0, in_read));
+  out.append(bytes.substr(0, in_read));
+  pass_tail_.clear();
+  passing_ = false;
+  return bytes.substr(in_read);
+}
+
+void SseEventRelay::scan(std::string_view bytes) {
+  try {
+    scanner_.feed(bytes);
+  } catch (const UsageError&) {
+    // A malformed event is passed through; usage comes from the good ones.
+  }
 }
 
 std::string SseEventRelay::tail() {
@@ -66,11 +112,7 @@ std::string SseEventRelay::tail() {
 }
 
 void SseEventRelay::relay_event(std::string_view event, std::string& out) {
-  try {
-    scanner_.feed(event);
-  } catch (const UsageError&) {
-    // A malformed event is passed through; usage comes from the good ones.
-  }
+  scan(event);
   if (response_id_.empty()) note_id(event);
   if (strip_usage_only_ && scanner_.last_event_was_usage_only()) return;
   if (event.starts_with("data: {") || event.find("\ndata: {") != std::string_view::npos) ++data_events_;

@@ -119,3 +119,35 @@ TEST(SseEventRelay, EveryOccurrenceOfTheModelIsRenamed) {
   EXPECT_EQ(relay.feed("data: {\"model\":\"a\",\"x\":{\"model\":\"a\"},\"model\":\"ab\"}\n\n"),
             "data: {\"model\":\"bb\",\"x\":{\"model\":\"bb\"},\"model\":\"ab\"}\n\n");
 }
+
+TEST(SseEventRelay, AnEventOverTheBoundIsPassedOnUnreadAndNotKept) {
+  // The bound made small (128 bytes, over the other events) so every read boundary around the long event's end is tried.
+  // Not JSON, so read or not it comes out the same: an event that completes within the reads that
+  // carry it is read as any other; only one still incomplete past the bound is passed unread.
+  const std::string long_lf = "data: " + std::string(300, 'y') + "\n\n";
+  std::string long_crlf = long_lf;
+  long_crlf.replace(long_crlf.size() - 2, 2, "\r\n\r\n");
+  for (const std::string& long_event : {long_lf, long_crlf}) {
+    const std::string stream = kContent + long_event + kUsage + kContent + kDone;
+    const std::string expected = renamed(kContent) + long_event + renamed(kContent) + kDone;
+    for (std::size_t step = 1; step <= stream.size(); ++step) {
+      SseEventRelay relay("up", "asked", /*strip_usage_only=*/true, /*max_event_bytes=*/128);
+      std::string out;
+      for (std::size_t i = 0; i < stream.size(); i += step) out += relay.feed(std::string_view(stream).substr(i, step));
+      out += relay.tail();
+      ASSERT_EQ(out, expected) << "reads of " << step;
+      ASSERT_TRUE(relay.usage().has_value()) << "reads of " << step;
+      EXPECT_EQ(relay.usage()->completion_tokens, 3);
+      EXPECT_EQ(relay.data_events(), 2);
+    }
+  }
+}
+
+TEST(SseEventRelay, AnEventThatNeverEndsIsPassedOnAsItArrives) {
+  SseEventRelay relay("up", "up", false, /*max_event_bytes=*/1 << 10);
+  const std::string read(4096, 'z');
+  std::size_t passed = relay.feed("data: ").size();
+  for (int i = 0; i < 100; ++i) passed += relay.feed(read).size();
+  EXPECT_EQ(passed, 6u + 100u * read.size());  // nothing held back, so nothing kept
+  EXPECT_EQ(relay.tail(), "");
+}

@@ -9,8 +9,10 @@
 // Why in C++: the proxy did these steps per event in Python, a dozen calls an event, ~40 µs for an
 // ordinary 12-event stream; here a read is one call.
 //
-// Failure: a malformed event is passed through unchanged (its usage is simply not read); nothing
-// here throws on hostile input. Thread safety: one object per stream.
+// Failure: a malformed event is passed through unchanged (its usage is simply not read); so is an
+// event longer than `max_event_bytes` (16 MiB), as it arrives and unread (no usage, no rename), so
+// an upstream that never ends an event costs no memory. Nothing here throws on hostile input.
+// Thread safety: one object per stream.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -24,7 +26,8 @@ namespace llmbill {
 class SseEventRelay {
  public:
   // `upstream_model` → `client_model` in every `"model":"…"` of the stream (nothing when equal).
-  SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only);
+  SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only,
+                std::size_t max_event_bytes = std::size_t{16} << 20);
 
   // The complete events that `bytes` finishes, ready for the client; empty when none is complete yet.
   std::string feed(std::string_view bytes);
@@ -37,10 +40,16 @@ class SseEventRelay {
 
  private:
   void relay_event(std::string_view event, std::string& out);
+  void scan(std::string_view bytes);  // the usage scanner, its errors dropped
+  // In an over-long event: passes `bytes` up to its end; returns what follows that end.
+  std::string_view pass_long_event(std::string_view bytes, std::string& out);
   void note_id(std::string_view event);
 
   SseUsageScanner scanner_;
+  std::size_t max_event_bytes_;
   std::string buffer_;  // the start of an event not yet complete
+  bool passing_ = false;  // inside an event over max_event_bytes_, passed on unread
+  std::string pass_tail_;  // the last 3 bytes passed of it: its end may begin there
   std::string rename_from_, rename_to_;
   bool renames_;
   bool strip_usage_only_;
