@@ -54,11 +54,13 @@ bool truthy(const json& value) {
   }
 }
 
-// A block's index as the key of the maps (a missing index is null, as Python's .get reads it).
-std::string index_key(const json* index) {
-  if (index == nullptr || index->is_null()) return "null";
-  if (index->is_number_integer()) return std::to_string(index->get<std::int64_t>());
-  return nests_within(*index, kMaxDumpDepth) ? index->dump() : std::string("<deep>");
+// A block's index as the key of the maps: its JSON text (a missing index is null, as Python's .get
+// reads it). The event's nesting was bounded first (bounded_index).
+std::string index_key(const json* index) { return index == nullptr ? std::string("null") : index->dump(); }
+
+bool bounded_index(const json& event) {
+  const json* index = member(event, "index");
+  return index == nullptr || nests_within(*index, kMaxDumpDepth);
 }
 
 void append_value(const json* value, std::string& out);
@@ -321,6 +323,10 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
   }
   const json e = json::parse(data_, nullptr, /*allow_exceptions=*/false);
   if (!e.is_object()) {  // unparsable (discarded) or not an object
+    fail(StreamFailure::unreadable_event);
+    return;
+  }
+  if (!bounded_index(e)) {  // too deep to write as a key
     fail(StreamFailure::unreadable_event);
     return;
   }

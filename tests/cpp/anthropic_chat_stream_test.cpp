@@ -141,6 +141,9 @@ TEST(AnthropicChatStream, FailuresStopTheTranslationButNotTheUsage) {
     run(s, kStart + sse("b", R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":)" +
                                    deep + "}}"), 1 << 20);
     EXPECT_EQ(s.failure(), StreamFailure::unreadable_event);
+    AnthropicChatStream t("m", true, 7, "j");  // and so is a block index nested too deep to be a key
+    run(t, kStart + sse("b", R"({"type":"content_block_stop","index":)" + deep + "}"), 1 << 20);
+    EXPECT_EQ(t.failure(), StreamFailure::unreadable_event);
   }
 }
 

@@ -23,6 +23,7 @@ from .anthropic_request import JSON_TOOL
 
 Json = dict[str, Any]
 
+
 def finish_reason(stop_reason: Any, tool_calls: bool) -> str:
     """OpenAI's finish_reason (the core's table, which the streamed reply's translation uses too).
     `tool_use` that only carried the response_format JSON is a plain stop."""
@@ -30,6 +31,8 @@ def finish_reason(stop_reason: Any, tool_calls: bool) -> str:
 
 
 def openai_usage(usage: core.Usage) -> Json:
+    # The streamed reply's usage chunk is written by the core (AnthropicChatStream::finish) with these
+    # fields; tests/python/test_anthropic_stream.py holds the two to the same bytes.
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
