@@ -339,28 +339,18 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
     const json* dtype = member(*delta, "type");
     const std::string* text = nullptr;
     if (is(dtype, "text_delta") && (text = text_of(*delta, "text")) != nullptr) {
-      std::string d = "{\"content\":";
-      append_json_string(*text, d);
-      chunk(d + "}", "", out);
+      text_chunk("content", *text, out);
     } else if (is(dtype, "thinking_delta") && (text = text_of(*delta, "thinking")) != nullptr) {
-      std::string d = "{\"reasoning_content\":";
-      append_json_string(*text, d);
-      chunk(d + "}", "", out);
+      text_chunk("reasoning_content", *text, out);
     } else if (is(dtype, "input_json_delta") && (text = text_of(*delta, "partial_json")) != nullptr) {
       const std::string key = index_key(member(e, "index"));
-      std::string d;
-      if (json_blocks_.contains(key)) {
-        d = "{\"content\":";
-        append_json_string(*text, d);
-        d += "}";
+      if (json_blocks_.contains(key)) {  // the response_format tool's JSON is the reply's content
+        text_chunk("content", *text, out);
       } else if (auto tool = tools_.find(key); tool != tools_.end()) {
-        d = "{\"tool_calls\":[{\"index\":" + std::to_string(tool->second) + ",\"function\":{\"arguments\":";
+        std::string d = "{\"tool_calls\":[{\"index\":" + std::to_string(tool->second) + ",\"function\":{\"arguments\":";
         append_json_string(*text, d);
-        d += "}}]}";
-      } else {
-        return;
+        chunk(d + "}}]}", "", out);
       }
-      chunk(d, "", out);
     }
   } else if (kind == "content_block_start") {
     const json* block = member(e, "content_block");
@@ -368,13 +358,9 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
     const json* btype = member(*block, "type");
     const std::string* text = nullptr;
     if (is(btype, "text") && (text = text_of(*block, "text")) != nullptr) {
-      std::string d = "{\"content\":";
-      append_json_string(*text, d);
-      chunk(d + "}", "", out);
+      text_chunk("content", *text, out);
     } else if (is(btype, "thinking") && (text = text_of(*block, "thinking")) != nullptr) {
-      std::string d = "{\"reasoning_content\":";
-      append_json_string(*text, d);
-      chunk(d + "}", "", out);
+      text_chunk("reasoning_content", *text, out);
     } else if (is(btype, "tool_use") && is(member(*block, "name"), json_tool_)) {
       json_blocks_.insert(index_key(member(e, "index")));
     } else if (is(btype, "tool_use")) {
@@ -416,6 +402,14 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
     fail(StreamFailure::error_event);
   }
   // ping, content_block_stop and event types added later carry nothing for the client.
+}
+
+void AnthropicChatStream::text_chunk(std::string_view field, std::string_view text,
+                                     std::vector<std::string>& out) const {
+  std::string delta = "{\"";
+  delta.append(field).append("\":");
+  append_json_string(text, delta);
+  chunk(delta + "}", "", out);
 }
 
 void AnthropicChatStream::stop(std::vector<std::string>& out) {

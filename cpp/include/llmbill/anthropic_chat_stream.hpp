@@ -72,6 +72,8 @@ class AnthropicChatStream {
   void fail(StreamFailure why);
   void stop(std::vector<std::string>& out);  // message_stop: the finish_reason chunk
   void chunk(std::string_view delta, std::string_view finish_reason, std::vector<std::string>& out) const;
+  // A chunk whose delta is {field: text}.
+  void text_chunk(std::string_view field, std::string_view text, std::vector<std::string>& out) const;
 
   SseUsageScanner scanner_;
   std::optional<std::string> usage_error_;
