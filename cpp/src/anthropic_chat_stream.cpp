@@ -1,6 +1,7 @@
 #include "llmbill/anthropic_chat_stream.hpp"
 
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "llmbill/errors.hpp"
 
@@ -30,6 +31,16 @@ const std::string* text_of(const json& obj, const char* name) {
 
 bool is(const json* value, std::string_view text) {
   return value != nullptr && value->is_string() && value->get_ref<const std::string&>() == text;
+}
+
+// A text or thinking block (or delta) with something in it: the chunk's field and the text, else
+// {"", nullptr}.
+std::pair<const char*, const std::string*> written_text(const json& obj, std::string_view text_type,
+                                                        std::string_view thinking_type) {
+  const json* type = member(obj, "type");
+  if (is(type, text_type)) return {"content", text_of(obj, "text")};
+  if (is(type, thinking_type)) return {"reasoning_content", text_of(obj, "thinking")};
+  return {"", nullptr};
 }
 
 bool nests_within(const json& value, int depth) {
@@ -336,13 +347,10 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
   if (kind == "content_block_delta") {
     const json* delta = member(e, "delta");
     if (delta == nullptr || !delta->is_object()) return;
-    const json* dtype = member(*delta, "type");
     const std::string* text = nullptr;
-    if (is(dtype, "text_delta") && (text = text_of(*delta, "text")) != nullptr) {
-      text_chunk("content", *text, out);
-    } else if (is(dtype, "thinking_delta") && (text = text_of(*delta, "thinking")) != nullptr) {
-      text_chunk("reasoning_content", *text, out);
-    } else if (is(dtype, "input_json_delta") && (text = text_of(*delta, "partial_json")) != nullptr) {
+    if (const auto [field, said] = written_text(*delta, "text_delta", "thinking_delta"); said != nullptr) {
+      text_chunk(field, *said, out);
+    } else if (is(member(*delta, "type"), "input_json_delta") && (text = text_of(*delta, "partial_json")) != nullptr) {
       const std::string key = index_key(member(e, "index"));
       if (json_blocks_.contains(key)) {  // the response_format tool's JSON is the reply's content
         text_chunk("content", *text, out);
@@ -356,11 +364,8 @@ void AnthropicChatStream::event(std::vector<std::string>& out) {
     const json* block = member(e, "content_block");
     if (block == nullptr || !block->is_object()) return;
     const json* btype = member(*block, "type");
-    const std::string* text = nullptr;
-    if (is(btype, "text") && (text = text_of(*block, "text")) != nullptr) {
-      text_chunk("content", *text, out);
-    } else if (is(btype, "thinking") && (text = text_of(*block, "thinking")) != nullptr) {
-      text_chunk("reasoning_content", *text, out);
+    if (const auto [field, said] = written_text(*block, "text", "thinking"); said != nullptr) {
+      text_chunk(field, *said, out);
     } else if (is(btype, "tool_use") && is(member(*block, "name"), json_tool_)) {
       json_blocks_.insert(index_key(member(e, "index")));
     } else if (is(btype, "tool_use")) {
