@@ -34,7 +34,9 @@ budget, Lago on a fake) called as ASGI with no server, warmed by 300 calls, then
 20,000 times with the arguments of a real call (timeit, the best of 5; `full call` is a whole call
 through the app, its upstream the same fake; `full call, upstream in process` the same with the
 fake's reply handed back in process, no socket — the request path's own CPU, steady to ~3 µs where
-the round trip moves `full call` by ±20; `upstream.call, loop asleep / polling (wall)` the round trip
+the round trip moves `full call` by ±20; `… after one loop turn` the same with the reply awaited for one
+turn of the loop, as a socket's is — what suspending and waking the call's task adds;
+`upstream.call, loop asleep / polling (wall)` the round trip
 to the fake alone, in wall time, without and with idle polling). Microseconds on this machine, meaningful side by side
 only. With --revs each revision's python/llmbill (git archive, as ab_proxy.py does) is timed in turn,
 alternately, --runs times each, and the best of each is reported with the difference: the way to see
@@ -403,15 +405,28 @@ def _pieces_main() -> None:
             orjson.dumps(upstream_body)  # as Upstream.call encodes it
             return UpstreamReply(200, reply, "application/json")
 
-        state.upstream.call = in_process  # type: ignore[method-assign]
-        best = float("inf")
-        for _ in range(10):
-            t0 = time.thread_time()
-            for _ in range(1000):
-                await asgi("POST", "/chat/completions", body, key)
-            best = min(best, (time.thread_time() - t0) / 1000)
-        del state.upstream.call  # the class's own again
-        print(f"part full call, upstream in process: {best * 1e6:.2f}", flush=True)
+        loop = asyncio.get_running_loop()
+
+        async def one_turn(dep: Any, route: str, upstream_body: dict[str, Any]) -> Any:
+            # The same, but the reply awaited for one turn of the loop, as a socket's would be (no
+            # socket): what a suspension and the wake-up of the call's task cost the path.
+            orjson.dumps(upstream_body)
+            turned = loop.create_future()
+            loop.call_soon(turned.set_result, None)
+            await turned
+            return UpstreamReply(200, reply, "application/json")
+
+        for name, stub in (("full call, upstream in process", in_process),
+                           ("full call, upstream in process after one loop turn", one_turn)):
+            state.upstream.call = stub  # type: ignore[method-assign]
+            best = float("inf")
+            for _ in range(10):
+                t0 = time.thread_time()
+                for _ in range(1000):
+                    await asgi("POST", "/chat/completions", body, key)
+                best = min(best, (time.thread_time() - t0) / 1000)
+            del state.upstream.call  # the class's own again
+            print(f"part {name}: {best * 1e6:.2f}", flush=True)
         info = observe.begin("POST", "/chat/completions")  # a request open for `call`, as settle sees one
         info.call = call
         for name, fn in parts.items():

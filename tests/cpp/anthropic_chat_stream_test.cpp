@@ -7,7 +7,6 @@
 
 using llmbill::AnthropicChatStream;
 using llmbill::anthropic_finish_reason;
-using llmbill::append_json_string;
 using llmbill::StreamFailure;
 
 namespace {
@@ -43,12 +42,6 @@ std::vector<std::string> run(AnthropicChatStream& s, const std::string& stream, 
 }
 
 }  // namespace
-
-TEST(AppendJsonString, EscapesAsOrjsonDoes) {
-  std::string out;
-  append_json_string("a\"b\\c\b\f\n\r\t\x01\x1f\x7f/é", out);
-  EXPECT_EQ(out, "\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0001\\u001f\x7f/é\"");
-}
 
 TEST(AnthropicChatStream, EveryReadSizeGivesTheSameChunksUsageThenDone) {
   const std::string stream = kStart + sse("ping", R"({"type":"ping"})") + kText + kEnd;

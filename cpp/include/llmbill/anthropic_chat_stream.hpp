@@ -97,8 +97,4 @@ class AnthropicChatStream {
 // `tool_use` that carried only the response_format JSON (no tool call reached the client) is "stop".
 std::string anthropic_finish_reason(const std::optional<std::string>& stop_reason, bool tool_calls);
 
-// `text` as a JSON string, written as orjson writes it (\" \\ \b \f \n \r \t, \u00XX for the other
-// control characters, everything else as is), appended to `out`.
-void append_json_string(std::string_view text, std::string& out);
-
 }  // namespace llmbill
