@@ -13,7 +13,6 @@ namespace {
 // Anthropic sent them.
 using json = nlohmann::ordered_json;
 
-constexpr std::size_t kMaxBytes = std::size_t{16} << 20;  // a line, or an event's data: 16 MiB
 constexpr int kMaxDumpDepth = 64;  // dump() recurses: a value nested deeper is not written out
 
 const json* member(const json& obj, const char* name) {
@@ -180,7 +179,7 @@ void AnthropicChatStream::feed(std::string_view bytes, std::vector<std::string>&
     nl = bytes.find('\n');
   }
   pending_.append(bytes);
-  if (pending_.size() > kMaxBytes) {
+  if (pending_.size() > kMaxSseLineBytes) {
     std::string().swap(pending_);
     fail(StreamFailure::line_too_long);
   }
@@ -228,7 +227,7 @@ void AnthropicChatStream::line(std::string_view l, std::vector<std::string>& out
     if (has_data_) data_.push_back('\n');
     data_.append(value);
     has_data_ = true;
-    if (data_.size() > kMaxBytes) {
+    if (data_.size() > kMaxSseLineBytes) {
       std::string().swap(data_);
       has_data_ = false;
       fail(StreamFailure::event_too_long);

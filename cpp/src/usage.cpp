@@ -35,7 +35,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr std::size_t kMaxLineBytes = std::size_t{16} << 20;  // 16 MiB
 
 // ASCII-safe, bounded quotation of untrusted text for error messages.
 std::string printable(std::string_view text, std::size_t max = 60) {
@@ -381,7 +380,7 @@ void SseUsageScanner::feed(std::string_view bytes) {
       continue;
     }
     if (nl == std::string_view::npos) {
-      if (pending_.size() + bytes.size() > kMaxLineBytes) {
+      if (pending_.size() + bytes.size() > kMaxSseLineBytes) {
         std::string().swap(pending_);
         discarding_ = true;
         too_long();
@@ -392,7 +391,7 @@ void SseUsageScanner::feed(std::string_view bytes) {
     }
     std::string_view head = bytes.substr(0, nl);
     bytes.remove_prefix(nl + 1);
-    if (pending_.size() + head.size() > kMaxLineBytes) {
+    if (pending_.size() + head.size() > kMaxSseLineBytes) {
       std::string().swap(pending_);
       too_long();
     } else if (pending_.empty()) {

@@ -27,7 +27,7 @@ class SseEventRelay {
  public:
   // `upstream_model` → `client_model` in every `"model":"…"` of the stream (nothing when equal).
   SseEventRelay(std::string_view upstream_model, std::string_view client_model, bool strip_usage_only,
-                std::size_t max_event_bytes = std::size_t{16} << 20);
+                std::size_t max_event_bytes = kMaxSseLineBytes);
 
   // The complete events that `bytes` finishes, ready for the client; empty when none is complete yet.
   std::string feed(std::string_view bytes);

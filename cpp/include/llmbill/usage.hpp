@@ -16,6 +16,7 @@
 // UsageError; nothing here crashes on hostile input.
 // Thread safety: plain values and free functions; SseUsageScanner is one object per stream.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -81,6 +82,10 @@ Usage usage_from_sse(std::string_view stream);
 // Any other data line (most chunks of a stream) is not parsed and so NOT validated: it never throws,
 // even when it is not JSON. Billing loses nothing: such a line could not have carried usage, and the
 // callers pass a malformed event through either way. It still resets last_event_was_usage_only().
+// The longest line of an event stream that any reader here holds in memory (the scanner, the relay,
+// the translated stream: one bound, so a hostile upstream meets the same limit everywhere).
+inline constexpr std::size_t kMaxSseLineBytes = std::size_t{16} << 20;  // 16 MiB
+
 class SseUsageScanner {
  public:
   void feed(std::string_view bytes);
