@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Protocol
 
 from .httpclient import ConnectFailed, Reply, Target, Connection
@@ -57,7 +58,7 @@ class Client:
         idle = self._idle.get(target.key)
         if not idle:
             return None
-        oldest_usable = asyncio.get_running_loop().time() - self._idle_seconds
+        oldest_usable = time.monotonic() - self._idle_seconds
         while idle:
             conn = idle.pop()
             if conn.idle_since >= oldest_usable and conn.can_take_request():
@@ -70,7 +71,7 @@ class Client:
         if self._closed or len(idle) >= self._max_idle:
             conn.close()
         else:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = time.monotonic()
             idle.append(conn)
 
     async def post(self, target: Target, body: bytes) -> Reply:
@@ -81,7 +82,7 @@ class Client:
             conn = await self._connect(target)
         if self._spare and not self._idle.get(target.key) and target.key not in self._opening and not self._closed:
             self._open_spare(target)
-        conn._start(asyncio.get_running_loop())
+        conn._start(conn._loop or asyncio.get_running_loop())  # a pooled one keeps the loop it was opened on
         assert conn.transport is not None
         conn.transport.write(data)
         waits = self._waits
