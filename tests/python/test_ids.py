@@ -63,19 +63,41 @@ def test_new_id_has_uuid4_hex_shape_and_never_repeats_in_a_process() -> None:
     made = [ids.new_id() for _ in range(10_000)]
     assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in made)
     assert len(set(made)) == len(made)
-    assert len({i[:16] for i in made}) == 1  # one process prefix; the counter part differs
+    assert len({i[12:16] for i in made}) == 1  # one process tag; the counter part differs
+
+
+def test_new_ids_follow_the_clock_and_stay_unique_when_it_stands_still_or_steps_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time order keeps a spend flush's rows at the end of spend_logs' primary key; uniqueness must not
+    depend on the clock (the counter part alone never repeats in a process)."""
+    now = [1_796_000_000.0]
+    monkeypatch.setattr(ids, "_clock", lambda: now[0])
+    made = []
+    for step in (0.001, 0.0, 0.0005, 2.5, -3.0, 0.0, 0.001):  # a later ms, the same ms, a step back
+        now[0] += step
+        made += [ids.new_id() for _ in range(50)]
+    assert len(set(made)) == len(made)
+    assert all(int(i[:12], 16) == int(t * 1000) for i, t in zip(made[-50:], [now[0]] * 50))
+    forward = made[:50 * 4]  # the clock only went forward (or stood still) while these were made
+    assert [i[:12] for i in forward] == sorted(i[:12] for i in forward)
+    later = ids.new_id()
+    now[0] += 60
+    assert ids.new_id() > later  # a later millisecond sorts after, whatever the counter part holds
 
 
 def test_new_id_reseeds_in_a_forked_child() -> None:
-    """A forked worker draws its own prefix: its ids never repeat the parent's (Lago dedupes on them)."""
+    """A forked worker draws its own tag and offset: its ids never repeat the parent's (Lago dedupes
+    on them), even in the same millisecond."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report one id and leave without running the parent's cleanup
-        os.write(write, ids.new_id().encode())
+    if pid == 0:  # the child: report its draw and one id, and leave without running the parent's cleanup
+        source = ids._source
+        os.write(write, f"{source.tag} {source.offset} {ids.new_id()}".encode())
         os._exit(0)
     os.close(write)
-    child = os.read(read, 64).decode()
+    tag, offset, child = os.read(read, 128).decode().split()
     os.close(read)
     os.waitpid(pid, 0)
     parent = ids.new_id()
-    assert len(child) == 32 and child[:16] != parent[:16]
+    assert len(child) == 32 and child != parent
+    assert (tag, int(offset)) != (ids._source.tag, ids._source.offset)
