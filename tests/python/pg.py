@@ -64,9 +64,10 @@ def _run(argv: list[str]) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
 
 
-def start_postgres() -> tuple[str, Callable[[], None]]:
+def start_postgres(settings: str = "") -> tuple[str, Callable[[], None]]:
     """Starts a server; returns the URL of its `postgres` database (user postgres, no password) and a
-    function that stops it and deletes its files."""
+    function that stops it and deletes its files. `settings`: more `-c name=value` options, after (so
+    over) the ones below."""
     pg = bin_dir()
     root = tempfile.mkdtemp(prefix="llmbill-pg-", dir=_cluster_parent())
     data, log = f"{root}/data", f"{root}/server.log"
@@ -90,7 +91,8 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
             # max_wal_size: each CREATE DATABASE writes its 7.5 MB template to the WAL; recycling the
             # WAL early keeps the RAM the cluster takes to its databases.
             options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=64MB -c min_wal_size=32MB")
+                       "-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=64MB -c min_wal_size=32MB "
+                       + settings)
             try:
                 _run([*as_postgres, str(pg / "pg_ctl"), "-D", data, "-o", options, "-l", log, "-w", "start"])
                 break
