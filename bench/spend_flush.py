@@ -43,10 +43,11 @@ from llmbill.proxy.store.base import Store  # noqa: E402
 
 
 def random_per_process_ids() -> Callable[[], str]:
-    """The layout before: a random 64-bit prefix per process, then a counter through a bijection."""
+    """The layout before (ids.py until this change): a random 64-bit prefix per process, then a counter
+    sent through a bijection (an odd multiplier, a random offset)."""
     seed = os.urandom(16)
     prefix, offset, counter = seed[:8].hex(), int.from_bytes(seed[8:], "big"), itertools.count()
-    return lambda: f"{prefix}{(next(counter) * ids._MULTIPLIER + offset) & ids._MASK:016x}"
+    return lambda: f"{prefix}{(next(counter) * 0x9E3779B97F4A7C15 + offset) % 2**64:016x}"
 
 
 LAYOUTS: dict[str, Callable[[], Callable[[], str]]] = {
