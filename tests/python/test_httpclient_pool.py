@@ -31,6 +31,24 @@ def test_keep_alive_reuses_one_connection_and_sends_the_head() -> None:
     assert seen[0].split(b" ", 1)[1].startswith(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:")
     assert b"authorization: Bearer k\r\n" in seen[0] and seen[0].endswith(b'content-length: 7\r\n\r\n{"q":1}')
 
+def test_a_connection_idle_longer_than_idle_seconds_is_closed_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_reply(b"{}"))
+        return True
+
+    async def work(url: str) -> None:
+        now = [1000.0]
+        client = Client(idle_seconds=60, clock=lambda: now[0])
+        target = Target(url, {})
+        for step in (0, 59, 61, 0):  # reused after 59 s idle; after 61 s a new connection, then reused
+            now[0] += step
+            assert await (await client.post(target, b"{}")).read() == b"{}"
+        await client.close()
+
+    seen = asyncio.run(_serve(handler, work))
+    assert [s.split(b" ", 1)[0] for s in seen] == [b"1", b"1", b"2", b"2"]
+
+
 def test_a_pooled_connection_the_server_closed_is_replaced_without_an_error() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
         writer.write(_reply(b"{}"))

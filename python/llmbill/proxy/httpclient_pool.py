@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .httpclient import ConnectFailed, Reply, Target, Connection
@@ -32,7 +33,7 @@ class Client:
     `waits` is told of each request written and of its reply's headers (the proxy's idle poll)."""
 
     def __init__(self, max_idle_per_host: int = 256, idle_seconds: float = 60.0, spare: bool = False,
-                 waits: WaitObserver | None = None) -> None:
+                 waits: WaitObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._idle: dict[tuple[bool, str, int], list[Connection]] = {}
         self._spare = spare
         self._opening: dict[tuple[bool, str, int], asyncio.Task[Connection]] = {}
@@ -41,6 +42,7 @@ class Client:
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
         self._waits = waits
+        self._clock = clock  # idle times: a plain monotonic clock, no running-loop lookup (tests step it)
 
     async def _connect(self, target: Target) -> Connection:
         loop = asyncio.get_running_loop()
@@ -58,7 +60,7 @@ class Client:
         idle = self._idle.get(target.key)
         if not idle:
             return None
-        oldest_usable = time.monotonic() - self._idle_seconds
+        oldest_usable = self._clock() - self._idle_seconds
         while idle:
             conn = idle.pop()
             if conn.idle_since >= oldest_usable and conn.can_take_request():
@@ -71,7 +73,7 @@ class Client:
         if self._closed or len(idle) >= self._max_idle:
             conn.close()
         else:
-            conn.idle_since = time.monotonic()
+            conn.idle_since = self._clock()
             idle.append(conn)
 
     async def post(self, target: Target, body: bytes) -> Reply:
