@@ -105,6 +105,25 @@ class BilledCall:
         )
 
 
+_new = object.__new__
+
+
+def billed_call(*, call_id: str, timestamp_ms: int, model: str, usage: core.Usage, cost: Decimal,
+                cost_detail: core.Cost | None, unpriced: bool, key_alias: str, user_id: str, team_id: str,
+                end_user_id: str, billed_amount: Decimal | None, provider: str = "") -> BilledCall:
+    """BilledCall(...) on the proxy's request path: the same frozen record, its fields set at once
+    instead of one `object.__setattr__` each (a frozen dataclass's __init__): 1.4 → 0.4 µs a call,
+    about 2.5x that at concurrency 1, where the request path runs on cold caches (bench/README.md).
+    Every field is given (no defaults to run, no __post_init__ to skip): test_calls.py holds this to
+    the dataclass's own fields."""
+    call = _new(BilledCall)
+    call.__dict__.update(call_id=call_id, timestamp_ms=timestamp_ms, model=model, usage=usage, cost=cost,
+                         unpriced=unpriced, key_alias=key_alias, user_id=user_id, team_id=team_id,
+                         end_user_id=end_user_id, extra={}, cost_detail=cost_detail, billed_amount=billed_amount,
+                         provider=provider)
+    return call
+
+
 def as_plain(value: Any) -> Any:
     """A LiteLLM/OpenAI response object (pydantic model, dict-like) as plain dicts and lists."""
     if isinstance(value, (dict, list, str, bytes, int, float, bool)) or value is None:

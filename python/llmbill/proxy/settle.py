@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import settle as billing_rules
 from .._native import core
-from ..calls import BilledCall, call_timestamp_ms
+from ..calls import BilledCall, billed_call, call_timestamp_ms
 from . import observe
 from . import webhook as hooks
 from .call import Call
@@ -32,7 +32,7 @@ def priced(call: Call, usage: core.Usage) -> BilledCall:
     detail = price.cost(usage) if price is not None else None
     key = call.principal.key or {}
     cost = detail.total if detail is not None else Decimal(0)
-    return BilledCall(
+    return billed_call(
         call_id=call.call_id, timestamp_ms=call_timestamp_ms(call.start_wall), model=call.model, usage=usage,
         cost=cost, cost_detail=detail, unpriced=price is None,
         key_alias=key.get("key_alias") or "", user_id=key.get("user_id") or "", team_id=key.get("team_id") or "",
