@@ -188,7 +188,7 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     budget this process has not read the spend of yet is read first (once per pair: then the checks
     run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
     await load_entities(state, principal, customer)
-    await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
+    payer = await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
     for _ in range(4):  # key, user, team, customer: at most one pair each to read
         try:
             plan = _plan(state, principal, customer, bound, model)
@@ -200,17 +200,18 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     refused = await state.shared_limits.admit(plan.admission.call_id, plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    await _hold_credits(plan.admission, principal, customer, bound)
+    await _hold_credits(plan.admission, principal, customer, bound, payer)
     plan.admission.tags = call_tags(state, principal, body)
     return plan.admission
 
 
-async def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound) -> None:
+async def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound,
+                        payer: credits.Payer | None) -> None:
     """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
     (one step for the check and the hold); refused, the call gives back what it took."""
     try:
         admission.credit = await credits.hold(admission.state, principal, customer, admission.upper_bound,
-                                              bound.unpriced)
+                                              bound.unpriced, payer)
     except BaseException:
         admission.release()
         raise
@@ -226,7 +227,7 @@ async def admit(state: ProxyState, principal: Principal, customer: str, bound: U
     refused = state.limiter.try_admit(plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    await _hold_credits(plan.admission, principal, customer, bound)
+    await _hold_credits(plan.admission, principal, customer, bound, credits.payer(state, principal, customer))
     return plan.admission
 
 

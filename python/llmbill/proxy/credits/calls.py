@@ -73,37 +73,43 @@ def _applies(state: ProxyState, gate: CreditGate, payer: str) -> bool:
     return gate.applies(record, tier)
 
 
-def _payer(state: ProxyState, principal: Principal, customer: str) -> tuple[CreditGate, str] | None:
+Payer = tuple[CreditGate, str]  # the gate and the id it bills, for a call that credits apply to
+
+
+def payer(state: ProxyState, principal: Principal, customer: str) -> Payer | None:
+    """Who pays this call with prepaid credits, None when credits do not apply to it."""
     gate = state.credits
     if gate is None:
         return None
-    payer = gate.payer_of(principal.key, customer)
-    return (gate, payer) if payer and _applies(state, gate, payer) else None
+    who = gate.payer_of(principal.key, customer)
+    return (gate, who) if who and _applies(state, gate, who) else None
 
 
-async def prepare(state: ProxyState, principal: Principal, customer: str) -> None:
-    """Before admit: the payer's wallets read once (admit itself never awaits)."""
-    found = _payer(state, principal, customer)
+async def prepare(state: ProxyState, principal: Principal, customer: str) -> Payer | None:
+    """Before admit: the payer's wallets read once (admit itself never awaits). Returns the payer, for
+    hold(): the call is held against the payer whose wallets were read, decided once a call."""
+    found = payer(state, principal, customer)
     if found is not None:
         await found[0].ensure(found[1])
+    return found
 
 
 async def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal,
-               unpriced: str | None) -> CreditHold | None:
-    """The call's hold, or None when credits do not apply; refuses the call when they cannot cover it.
-    An unpriced model has no bound to hold, so it is refused wherever credits apply."""
-    found = _payer(state, principal, customer)
+               unpriced: str | None, found: Payer | None) -> CreditHold | None:
+    """The call's hold against `found` (prepare's, or payer()'s), or None when credits do not apply;
+    refuses the call when they cannot cover it. An unpriced model has no bound to hold, so it is
+    refused wherever credits apply."""
     if found is None:
         if state.credits is None:
             _refuse_without_lago(state, principal, customer)
         return None
-    gate, payer = found
+    gate, who = found
     if unpriced is not None:
         metrics.refusals("unpriced").inc()
         raise ProxyError(403, f"model {unpriced!r} has no price, so its calls cannot be held against the credits "
-                              f"of {payer}", "model_unpriced", "model")
+                              f"of {who}", "model_unpriced", "model")
     status = gate.settings.refused_status or state.config.budget_exceeded_status_code
-    return await gate.hold(payer, upper_bound, status)
+    return await gate.hold(who, upper_bound, status)
 
 
 def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
