@@ -382,3 +382,36 @@ def test_an_end_user_without_a_record_costs_one_read_per_ttl_and_its_first_flush
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_what_is_held_fresh_needs_no_read_and_what_is_not_is_listed(tmp_path: Path) -> None:
+    """unheld() is ensure() without the read: the request path awaits only when it lists something."""
+    async def scenario() -> None:
+        store, clock, cache, asked = await counted_cache(tmp_path)
+        await store.insert_many("customer", [{"user_id": "c1"}, {"user_id": "c2"}])
+        wanted: list[tuple[str, str | None]] = [("customer", "c1"), ("customer", "c2"), ("user", None)]
+        assert cache.unheld(wanted) == {"customer": ["c1", "c2"]}
+        assert asked == []  # listing reads nothing
+        await cache.ensure(wanted)
+        assert cache.unheld(wanted) == {}
+        clock.now += cache.stale_after + 1  # stale: listed again, to be read again
+        assert cache.unheld([("customer", "c1")]) == {"customer": ["c1"]}
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_fresh_key_is_answered_from_memory_only_with_its_user_and_team_fresh(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store, clock, cache, asked = await counted_cache(tmp_path)
+        await store.insert_many("user", [{"user_id": "u1"}])
+        await store.insert_many("key", [{"token_hash": "h1", "user_id": "u1"}])
+        assert cache.fresh_key("h1") is None  # not held yet: get_or_fetch reads it
+        record = await cache.get_or_fetch("key", "h1")
+        assert record is not None and cache.fresh_key("h1") is record
+        reads = len(asked)
+        clock.now += cache.stale_after + 1
+        assert cache.fresh_key("h1") is None and len(asked) == reads  # stale: no answer, and no read here
+        await store.close()
+
+    asyncio.run(scenario())

@@ -186,7 +186,9 @@ class ProxyApp:
             raise auth_error("missing API key: send 'Authorization: Bearer <key>'")
         if is_master(raw, master):
             return MASTER
-        record = await self.state.cache.get_or_fetch("key", hash_key(raw))
+        token_hash = hash_key(raw)
+        cache = self.state.cache
+        record = cache.fresh_key(token_hash) or await cache.get_or_fetch("key", token_hash)
         if record is None:
             raise auth_error("invalid API key")
         check_key_usable(record)

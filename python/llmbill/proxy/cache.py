@@ -244,6 +244,14 @@ class EntityCache:
             raise ValueError(f"{kind} records are held only in part; list them from the store")
         return list(self.budgets.values())
 
+    def fresh_key(self, token_hash: str) -> Record | None:
+        """The key's record when get_or_fetch("key", …) would answer it from memory as it is, its user
+        and team fresh too; None when that needs a read (then get_or_fetch)."""
+        record = self._hit("key", token_hash, self.clock())
+        if record is None or self.unheld([("user", record.get("user_id")), ("team", record.get("team_id"))]):
+            return None
+        return record
+
     async def get_or_fetch(self, kind: str, ident: str) -> Record | None:
         """The record, read when absent or stale; a key comes with its user and team ensured."""
         if kind == "budget":
@@ -258,6 +266,13 @@ class EntityCache:
 
     async def ensure(self, wanted: Iterable[tuple[str, str | None]]) -> None:
         """Makes each (kind, id) readable by get(): read when absent or stale, one statement per kind."""
+        need = self.unheld(wanted)
+        if need:
+            await self.read(need)
+
+    def unheld(self, wanted: Iterable[tuple[str, str | None]]) -> dict[str, list[str]]:
+        """What ensure(wanted) would read, by kind — empty when get() answers every one fresh now, so
+        the request path awaits nothing (a coroutine per layer is ~1 µs at concurrency 1)."""
         now = self.clock()
         need: dict[str, list[str]] = {}
         for kind, ident in wanted:
@@ -267,6 +282,10 @@ class EntityCache:
                 if kind in MISSES_KEPT and ident not in self.entries[kind] and not self._may_look_up(kind, ident):
                     continue
                 need.setdefault(kind, []).append(ident)
+        return need
+
+    async def read(self, need: dict[str, list[str]]) -> None:
+        """Reads what unheld() listed."""
         for kind, idents in need.items():
             if len(idents) == 1:
                 await self._read_one(kind, idents[0])

@@ -171,15 +171,23 @@ def unpriced_refused(model: str, why: str) -> ProxyError:
                            "general_settings.unpriced_model_fallback)", "model_unpriced", "model")
 
 
-async def load_entities(state: ProxyState, principal: Principal, customer: str) -> None:
-    """Reads what the checks read and memory may not hold (the cache loads on demand): the customer,
-    the key's user and team (authentication read them; again only when stale) and the member's spend."""
+def entities_unheld(state: ProxyState, principal: Principal, customer: str) -> dict[str, list[str]]:
+    """What the checks read and memory does not hold fresh (the cache loads on demand): the customer,
+    the key's user and team (authentication read them; again only when stale) and the member's spend.
+    Empty (the common case): nothing to await."""
     key = principal.key or {}
     wanted: list[tuple[str, str | None]] = [("customer", customer), ("user", key.get("user_id")),
                                             ("team", key.get("team_id"))]
     if key.get("team_id") and key.get("user_id"):
         wanted.append(("member", member_id(key["team_id"], key["user_id"])))
-    await state.cache.ensure(wanted)
+    return state.cache.unheld(wanted)
+
+
+async def load_entities(state: ProxyState, principal: Principal, customer: str) -> None:
+    """Reads what entities_unheld() lists."""
+    need = entities_unheld(state, principal, customer)
+    if need:
+        await state.cache.read(need)
 
 
 async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
@@ -187,8 +195,12 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     """admit() for a call to `model`, against the shared limits (Redis when configured). A per-model
     budget this process has not read the spend of yet is read first (once per pair: then the checks
     run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
-    await load_entities(state, principal, customer)
-    payer = await credits.prepare(state, principal, customer)  # the payer's Lago wallets, read once
+    need = entities_unheld(state, principal, customer)
+    if need:
+        await state.cache.read(need)
+    payer = credits.payer(state, principal, customer)
+    if payer is not None:
+        await credits.prepare(payer)  # the payer's Lago wallets, read once
     for _ in range(4):  # key, user, team, customer: at most one pair each to read
         try:
             plan = _plan(state, principal, customer, bound, model)
@@ -200,18 +212,29 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     refused = await state.shared_limits.admit(plan.admission.call_id, plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    await _hold_credits(plan.admission, principal, customer, bound, payer)
+    if payer is not None:
+        await _hold_credits(plan.admission, bound, payer)
+    else:
+        _refuse_credits_without_lago(plan.admission, principal, customer)
     plan.admission.tags = call_tags(state, principal, body)
     return plan.admission
 
 
-async def _hold_credits(admission: Admission, principal: Principal, customer: str, bound: UpperBound,
-                        payer: credits.Payer | None) -> None:
+async def _hold_credits(admission: Admission, bound: UpperBound, payer: credits.Payer) -> None:
     """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
     (one step for the check and the hold); refused, the call gives back what it took."""
     try:
-        admission.credit = await credits.hold(admission.state, principal, customer, admission.upper_bound,
-                                              bound.unpriced, payer)
+        admission.credit = await credits.hold(admission.state, admission.upper_bound, bound.unpriced, payer)
+    except BaseException:
+        admission.release()
+        raise
+
+
+def _refuse_credits_without_lago(admission: Admission, principal: Principal, customer: str) -> None:
+    """No payer: the call holds no credits — unless it asks for them with no Lago to read (refused,
+    giving back what it took)."""
+    try:
+        credits.refuse_without_lago(admission.state, principal, customer)
     except BaseException:
         admission.release()
         raise
@@ -227,7 +250,11 @@ async def admit(state: ProxyState, principal: Principal, customer: str, bound: U
     refused = state.limiter.try_admit(plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
-    await _hold_credits(plan.admission, principal, customer, bound, credits.payer(state, principal, customer))
+    payer = credits.payer(state, principal, customer)
+    if payer is not None:
+        await _hold_credits(plan.admission, bound, payer)
+    else:
+        _refuse_credits_without_lago(plan.admission, principal, customer)
     return plan.admission
 
 

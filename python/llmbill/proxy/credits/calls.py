@@ -85,24 +85,15 @@ def payer(state: ProxyState, principal: Principal, customer: str) -> Payer | Non
     return (gate, who) if who and _applies(state, gate, who) else None
 
 
-async def prepare(state: ProxyState, principal: Principal, customer: str) -> Payer | None:
-    """Before admit: the payer's wallets read once (admit itself never awaits). Returns the payer, for
-    hold(): the call is held against the payer whose wallets were read, decided once a call."""
-    found = payer(state, principal, customer)
-    if found is not None:
-        await found[0].ensure(found[1])
-    return found
+async def prepare(found: Payer) -> None:
+    """Before admit: the payer's wallets read once (admit itself never awaits); hold() then holds the
+    call against this payer — decided once a call, by payer()."""
+    await found[0].ensure(found[1])
 
 
-async def hold(state: ProxyState, principal: Principal, customer: str, upper_bound: Decimal,
-               unpriced: str | None, found: Payer | None) -> CreditHold | None:
-    """The call's hold against `found` (prepare's, or payer()'s), or None when credits do not apply;
-    refuses the call when they cannot cover it. An unpriced model has no bound to hold, so it is
-    refused wherever credits apply."""
-    if found is None:
-        if state.credits is None:
-            _refuse_without_lago(state, principal, customer)
-        return None
+async def hold(state: ProxyState, upper_bound: Decimal, unpriced: str | None, found: Payer) -> CreditHold:
+    """The call's hold against the payer payer() found; refuses the call when the credits cannot cover
+    it. An unpriced model has no bound to hold, so it is refused wherever credits apply."""
     gate, who = found
     if unpriced is not None:
         metrics.refusals("unpriced").inc()
@@ -112,9 +103,11 @@ async def hold(state: ProxyState, principal: Principal, customer: str, upper_bou
     return await gate.hold(who, upper_bound, status)
 
 
-def _refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
-    """A customer or team that asks for credits while no Lago is configured is refused (fail closed),
-    not served unmetered."""
+def refuse_without_lago(state: ProxyState, principal: Principal, customer: str) -> None:
+    """For a call with no payer (it holds nothing): a customer or team that asks for credits while no
+    Lago is configured is refused (fail closed), not served unmetered."""
+    if state.credits is not None:
+        return
     team = (principal.key or {}).get("team_id")
     for kind, ident in (("customer", customer), ("team", team)):
         if ident and (state.cache.get(kind, ident) or {}).get("credits") == "lago":
