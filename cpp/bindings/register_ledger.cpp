@@ -55,6 +55,12 @@ void register_ledger(py::module_& m) {
       .def(
           "get", [](const Ledger& l, const std::string& kind, const std::string& id) { return l.get(kind_from_name(kind), id); },
           py::arg("kind"), py::arg("id"))
+      .def(
+          "spend", [](const Ledger& l, const std::string& kind, const std::string& id) {
+            return to_decimal(l.get(kind_from_name(kind), id).spend);
+          },
+          py::arg("kind"), py::arg("id"),
+          "get(kind, id).spend without the Totals object: the budget checks read it twice a call.")
       .def("snapshot", [](const Ledger& l) { return entries_to_list(l.snapshot()); },
            "[(kind, id, Totals)] since the last drain, sorted.")
       .def("drain", [](Ledger& l) { return entries_to_list(l.drain()); },

@@ -122,6 +122,15 @@ def test_ledger_sums_exactly_across_threads() -> None:
     assert ledger.get("team", "t1").requests == 0
 
 
+def test_ledger_spend_is_get_s_spend_without_the_totals() -> None:
+    ledger = llmbill.Ledger()
+    ledger.record(llmbill.Usage(prompt_tokens=7, completion_tokens=3), Decimal("0.00000008"), key="k1")
+    assert ledger.spend("key", "k1") == ledger.get("key", "k1").spend == Decimal("0.00000008")
+    assert ledger.spend("key", "nobody") == Decimal(0)
+    with pytest.raises(ValueError):
+        ledger.spend("planet", "k1")  # an unknown kind, refused as get() refuses it
+
+
 def test_cost_takes_a_dict_in_llmbills_own_field_names() -> None:
     own = {"prompt_tokens": 1000, "completion_tokens": 500, "cached_tokens": 200}
     assert llmbill.cost("gpt-4o", own).total == Decimal("0.00725")  # the cached 200 at the cache price

@@ -104,7 +104,7 @@ class SpendTracker:
     def pending(self, kind: str, ident: str) -> Decimal:
         """Recorded here and not yet in the cached records: the ledger, the parts being written (they
         left the ledger before the write and join the records only once applied), failed parts."""
-        amount: Decimal = self._members.get(ident, Decimal(0)) if kind == "member" else self.ledger.get(kind, ident).spend
+        amount: Decimal = self._members.get(ident, Decimal(0)) if kind == "member" else self.ledger.spend(kind, ident)
         for parts in (self.writing, self.unwritten):
             for batch in parts:
                 amount += batch.increments.get((kind, ident), Decimal(0))
