@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "llmbill/errors.hpp"
 
@@ -18,14 +20,16 @@ constexpr int128 pow10(int n) {
 }
 constexpr int128 kUnitsPerUsd = pow10(Money::kDecimals);
 
-std::string digits_of(int128 v) {  // v >= 0
-  if (v == 0) return "0";
-  std::string s;
-  while (v > 0) {
-    s.push_back(static_cast<char>('0' + static_cast<int>(v % 10)));
-    v /= 10;
+// The decimal digits of v >= 0. A 128-bit division is a library call (~25 ns), so a digit at a time
+// cost ~0.5 µs for a money string; here the digits come in 19-digit blocks, each a 64-bit number
+// (one 128-bit division a block): the ledger's and the events' amounts are written several times a call.
+std::string digits_of(int128 v) {
+  if (v <= static_cast<int128>(std::numeric_limits<std::uint64_t>::max())) {
+    return std::to_string(static_cast<std::uint64_t>(v));
   }
-  return {s.rbegin(), s.rend()};
+  constexpr std::uint64_t kBlock = 10'000'000'000'000'000'000ULL;  // 10^19: one block of 19 digits
+  const std::string low = std::to_string(static_cast<std::uint64_t>(v % kBlock));
+  return digits_of(v / kBlock) + std::string(19 - low.size(), '0') + low;
 }
 
 }  // namespace
