@@ -151,3 +151,20 @@ TEST(SseEventRelay, AnEventThatNeverEndsIsPassedOnAsItArrives) {
   EXPECT_EQ(passed, 6u + 100u * read.size());  // nothing held back, so nothing kept
   EXPECT_EQ(relay.tail(), "");
 }
+
+TEST(SseEventRelay, AnIdReadWhereItStartsIsTheParsedOnesOnly) {
+  // OpenAI's chunks lead with their id: read there, the line validated, not parsed into a tree; what
+  // a parse would refuse or read otherwise is the parse's to decide.
+  const auto id_after = [](std::string_view stream) {
+    SseEventRelay relay("up", "up", false);
+    relay.feed(stream);
+    return relay.response_id();
+  };
+  EXPECT_EQ(id_after("data: {\"id\":\"chatcmpl-1\",\"choices\":[]}\n\n"), "chatcmpl-1");
+  EXPECT_EQ(id_after("data:\t{\"id\":\"chatcmpl-2\",\"choices\":[]}\n\n"), "chatcmpl-2");
+  EXPECT_EQ(id_after("data: {\"id\":\"chatcmpl-3\",\"choices\":[}\n\ndata: {\"id\":\"next\"}\n\n"), "next");  // not JSON
+  EXPECT_EQ(id_after("data: {\"id\":\"a\\u0062c\"}\n\n"), "abc");  // escaped: parsed
+  EXPECT_EQ(id_after("data: {\"id\":\"\",\"x\":1}\n\ndata: {\"id\":\"second\"}\n\n"), "second");  // empty: no id
+  EXPECT_EQ(id_after("data: {\"id\":\"tab\there\"}\n\ndata: {\"id\":\"ok\"}\n\n"), "ok");  // a raw tab: not JSON
+  EXPECT_EQ(id_after("data: { \"id\" : \"spaced\" }\n\n"), "spaced");  // another spelling: parsed
+}
