@@ -201,7 +201,8 @@ def start_instrumented(upstream: int, work: Path, figures: Path) -> pb.System:
     status, key = pb.http("POST", s.url + "/key/generate", {"max_budget": 1_000_000, "key_alias": "bench"}, pb.MASTER)
     if status != 200:
         raise RuntimeError(f"/key/generate → {status} {key}")
-    status, body = pb.http("POST", s.url + "/customer/new", {"user_id": pb.CUSTOMER, "max_budget": 1_000_000}, pb.MASTER)
+    customer = {"user_id": pb.CUSTOMER, "max_budget": 1_000_000}
+    status, body = pb.http("POST", s.url + "/customer/new", customer, pb.MASTER)
     if status != 200:
         raise RuntimeError(f"/customer/new → {status} {body}")
     s.auth = f"Bearer {key['key']}"

@@ -284,7 +284,7 @@ class Reply:
                 if not sink(data):
                     await drain()
             return
-        loop = asyncio.get_running_loop()
+        loop = conn._loop or asyncio.get_running_loop()  # the connection's own: no pid check (asyncio's costs a getpid)
         try:
             conn.last_body = loop.time()
             conn.sink = sink
