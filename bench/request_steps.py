@@ -8,9 +8,9 @@ steps inside it); per step the median over every call is reported. Each wrapper 
 step and to every step around it: read the figures as shares, not as exact costs.
 
 What it showed first (bench/README.md, "The request path at concurrency 1, step by step"): at c=1 each
-step costs 2–3x what the same code costs in a warm loop, wall time equal to the thread's CPU time
-(nothing waits: the code itself runs slower, on caches the kernel's socket work and the other
-processes left cold), so a cut's worth at c=1 is ~2.5x its worth in process.
+step costs 2–3.5x what the same code costs in a warm loop, wall time equal to the thread's CPU time
+(nothing waits: the code itself runs slower — most likely on caches the socket work between the steps
+leaves cold), so a cut is worth about twice its in-process figure at c=1.
 
     .venv/bin/python bench/request_steps.py [--mode chat|stream] [--seconds 10] [--json F]
 """
