@@ -187,8 +187,9 @@ class ProxyApp:
         if is_master(raw, master):
             return MASTER
         token_hash = hash_key(raw)
-        cache = self.state.cache
-        record = cache.fresh_key(token_hash) or await cache.get_or_fetch("key", token_hash)
+        record = self.state.cache.fresh_key(token_hash)  # held and fresh: no coroutine to await
+        if record is None:
+            record = await self.state.cache.get_or_fetch("key", token_hash)
         if record is None:
             raise auth_error("invalid API key")
         check_key_usable(record)
