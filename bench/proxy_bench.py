@@ -268,10 +268,11 @@ def lago_env(lago: Child) -> dict[str, str]:
 
 def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
                   lago_args: list[str] | None = None, anthropic: bool = True, venv: Path | None = None,
-                  general: dict[str, Any] | None = None) -> System:
+                  general: dict[str, Any] | None = None, command: list[str] | None = None) -> System:
     """anthropic=False leaves the Anthropic deployment out (ab_proxy.py on a revision without it);
     venv: whose llmbill-proxy runs (another interpreter's, ab_proxy.py --venv-b), .venv by default;
-    general: more general_settings (llmbill-sqlite-nopoll's idle_poll_us)."""
+    general: more general_settings (llmbill-sqlite-nopoll's idle_poll_us); command: what starts the
+    proxy instead of llmbill-proxy, given the same arguments (request_steps.py's instrumented one)."""
     lago = Child(f"{name} fake_lago", [str(BIN / "fake_lago"), *(lago_args or [])], port_from_stdout=True)
     config = {"model_list": model_list(upstream, anthropic), "litellm_settings": {"callbacks": ["lago"]},
               "general_settings": {"master_key": MASTER, "database_url": database_url, **(general or {})}}
@@ -280,8 +281,8 @@ def start_llmbill(name: str, upstream: int, database_url: str, workdir: Path,
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAGO_", "LLMBILL_", "DATABASE_URL"))}
     env.update(lago_env(lago), LLMBILL_SPOOL_DIR=str(workdir / "spool"))
-    exe = (venv or ROOT / ".venv") / "bin" / "llmbill-proxy"
-    proc = Child(name, [str(exe), "--config", str(workdir / "config.yaml"), "--port", str(port), "--host", "127.0.0.1"],
+    exe = command or [str((venv or ROOT / ".venv") / "bin" / "llmbill-proxy")]
+    proc = Child(name, [*exe, "--config", str(workdir / "config.yaml"), "--port", str(port), "--host", "127.0.0.1"],
                  env=env, cwd=workdir, log_path=workdir / "proxy.log")
     s = System(name, f"http://127.0.0.1:{port}", "", proc, lago)
     s.startup_s = wait_healthy(s.url, proc, 60)

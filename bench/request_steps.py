@@ -21,7 +21,6 @@ import argparse
 import functools
 import inspect
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy_bench as pb  # noqa: E402
@@ -186,28 +184,8 @@ def main() -> int:
 
 def start_instrumented(upstream: int, work: Path, figures: Path) -> pb.System:
     """pb.start_llmbill's system, its proxy started through serve() (the steps wrapped)."""
-    lago = pb.Child("fake_lago", [str(pb.BIN / "fake_lago")], port_from_stdout=True)
-    config = {"model_list": pb.model_list(upstream), "litellm_settings": {"callbacks": ["lago"]},
-              "general_settings": {"master_key": pb.MASTER, "database_url": f"sqlite:///{work}/llmbill.db"}}
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    port = pb._free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAGO_", "LLMBILL_", "DATABASE_URL"))}
-    env.update(pb.lago_env(lago), LLMBILL_SPOOL_DIR=str(work / "spool"))
-    argv = [sys.executable, str(Path(__file__).resolve()), "--serve", str(figures),
-            "--config", str(work / "config.yaml"), "--port", str(port), "--host", "127.0.0.1"]
-    proc = pb.Child("llmbill", argv, env=env, cwd=work, log_path=work / "proxy.log")
-    s = pb.System("llmbill", f"http://127.0.0.1:{port}", "", proc, lago)
-    pb.wait_healthy(s.url, proc, 60)
-    status, key = pb.http("POST", s.url + "/key/generate", {"max_budget": 1_000_000, "key_alias": "bench"}, pb.MASTER)
-    if status != 200:
-        raise RuntimeError(f"/key/generate → {status} {key}")
-    customer = {"user_id": pb.CUSTOMER, "max_budget": 1_000_000}
-    status, body = pb.http("POST", s.url + "/customer/new", customer, pb.MASTER)
-    if status != 200:
-        raise RuntimeError(f"/customer/new → {status} {body}")
-    s.auth = f"Bearer {key['key']}"
-    return s
-
+    return pb.start_llmbill("llmbill", upstream, f"sqlite:///{work}/llmbill.db", work / "proxy",
+                            command=[sys.executable, str(Path(__file__).resolve()), "--serve", str(figures)])
 
 if __name__ == "__main__":
     sys.exit(main())

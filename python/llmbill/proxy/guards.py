@@ -183,20 +183,13 @@ def entities_unheld(state: ProxyState, principal: Principal, customer: str) -> d
     return state.cache.unheld(wanted)
 
 
-async def load_entities(state: ProxyState, principal: Principal, customer: str) -> None:
-    """Reads what entities_unheld() lists."""
-    need = entities_unheld(state, principal, customer)
-    if need:
-        await state.cache.read(need)
-
 
 async def admit_model(state: ProxyState, principal: Principal, customer: str, bound: UpperBound,
                       model: str, body: dict[str, Any] | None = None) -> Admission:
     """admit() for a call to `model`, against the shared limits (Redis when configured). A per-model
     budget this process has not read the spend of yet is read first (once per pair: then the checks
     run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
-    need = entities_unheld(state, principal, customer)
-    if need:
+    if need := entities_unheld(state, principal, customer):
         await state.cache.read(need)
     payer = credits.payer(state, principal, customer)
     if payer is not None:
@@ -245,7 +238,8 @@ async def admit(state: ProxyState, principal: Principal, customer: str, bound: U
     """Reads the call's records, then checks every entity of the call and reserves for all of them in
     this process's limiter (no await between the check and the reservation, so they are one step for
     the event loop)."""
-    await load_entities(state, principal, customer)
+    if need := entities_unheld(state, principal, customer):
+        await state.cache.read(need)
     plan = _plan(state, principal, customer, bound, model)
     refused = state.limiter.try_admit(plan.admission.slots)
     if refused is not None:
