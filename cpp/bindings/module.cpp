@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   llmbill::bindings::register_prices(m);
   llmbill::bindings::register_ledger(m);
   llmbill::bindings::register_pipeline(m);
+  llmbill::bindings::register_settle(m);
 }

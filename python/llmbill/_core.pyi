@@ -280,3 +280,20 @@ def build_lago_events(
     unpriced: bool = False,
     billed_amount: Decimal | str | int | None = None,
 ) -> tuple[list[str], str]: ...
+
+def settle_call(
+    ledger: Ledger,
+    pipeline: Pipeline | None,
+    price: ModelPrice | None,
+    usage: Usage,
+    call_id: str,
+    timestamp_ms: int,
+    model: str,
+    key: str,
+    key_alias: str,
+    user_id: str,
+    team_id: str,
+    end_user_id: str,
+) -> tuple[Cost | None, str]:
+    """Prices a call (price None: unpriced), records it in the ledger and spools its Lago event
+    (pipeline None: no Lago) in one step; (cost, spool_error), cost None when unpriced."""

@@ -138,12 +138,16 @@ class MarginRules:
                 return margin
         return None
 
+    def applies(self, provider: str, customer: Margin | None = None, tier: Margin | None = None) -> bool:
+        """Whether a discount or margin applies (billed() is then not None), known without the cost."""
+        return provider in self.discounts or self.margin_for(provider, customer, tier) is not None
+
     def billed(self, cost: Decimal, provider: str, *, customer: Margin | None = None,
                tier: Margin | None = None) -> Decimal | None:
         """What the call is billed; None when no discount or margin applies to it."""
         discount = self.discounts.get(provider)
         margin = self.margin_for(provider, customer, tier)
-        if discount is None and margin is None:
+        if discount is None and margin is None:  # as applies() says
             return None
         margin = margin or Margin()
         with localcontext() as ctx:

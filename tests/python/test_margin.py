@@ -43,6 +43,19 @@ def test_customer_beats_tier_beats_config() -> None:
     assert Margin.of_record({"budget_id": "t"}) is None  # no margin of its own: the next one applies
 
 
+@pytest.mark.parametrize("margins, discounts", [(None, None), ({"global": 0.05}, None), ({"openai": 0.1}, None),
+                                                 (None, {"openai": 0.05}), (None, {"vertex_ai": 0.05})])
+@pytest.mark.parametrize("own", [None, Margin(Decimal("0.2"))])
+def test_applies_is_known_before_the_cost_and_agrees_with_billed(margins: object, discounts: object,
+                                                                 own: Margin | None) -> None:
+    """settle.py bills a call at cost in one step with the core when applies() says no margin."""
+    rules = MarginRules.parse(margins, discounts)
+    for provider in ("openai", "anthropic", "vertex_ai"):
+        for customer, tier in ((own, None), (None, own)):
+            billed = rules.billed(Decimal("0.5"), provider, customer=customer, tier=tier)
+            assert rules.applies(provider, customer, tier) == (billed is not None)
+
+
 def test_discount_first_then_margin_and_fixed() -> None:
     rules = MarginRules.parse({"vertex_ai": {"percentage": 0.1, "fixed_amount": 0.001}}, {"vertex_ai": 0.05})
     # 2 × 0.95 × 1.1 + 0.001

@@ -13,12 +13,24 @@ if TYPE_CHECKING:
     from .state import ProxyState
 
 
-def _billed(state: ProxyState, customer_id: str, provider: str, cost: Decimal) -> Decimal | None:
+def _own_margins(state: ProxyState, customer_id: str) -> tuple[Margin | None, Margin | None]:
+    """The customer's own margin and its tier's (None: it sets none)."""
     customer = state.cache.get("customer", customer_id) if customer_id else None
     tier_id = (customer or {}).get("budget_id") or (state.config.max_end_user_budget_id if customer_id else None)
     tier = state.cache.get("budget", tier_id) if tier_id else None
-    return state.config.margins.billed(cost, provider, customer=Margin.of_record(customer),
-                                       tier=Margin.of_record(tier))
+    return Margin.of_record(customer), Margin.of_record(tier)
+
+
+def _billed(state: ProxyState, customer_id: str, provider: str, cost: Decimal) -> Decimal | None:
+    customer, tier = _own_margins(state, customer_id)
+    return state.config.margins.billed(cost, provider, customer=customer, tier=tier)
+
+
+def margined(call: Call) -> bool:
+    """Whether a discount or margin applies to the call — billed_amount() is then not None — known
+    before its cost (settle.py bills a call at cost in one step with the core)."""
+    customer, tier = _own_margins(call.state, call.customer)
+    return call.state.config.margins.applies(call.d.provider, customer, tier)
 
 
 def billed_amount(call: Call, cost: Decimal) -> Decimal | None:
@@ -29,6 +41,10 @@ def billed_amount(call: Call, cost: Decimal) -> Decimal | None:
 def billed_bound(state: ProxyState, model: str | None, customer_id: str, cost_bound: Decimal) -> Decimal:
     """The most a call may be billed, given the most it may cost: budgets count billed amounts, so
     the reservation made against them includes the margin (the largest over the model's deployments)."""
+    customer, tier = _own_margins(state, customer_id)
+    rules = state.config.margins
+    if customer is None and tier is None and not rules.configured:
+        return cost_bound  # no discount or margin anywhere (the common case): billed at cost
     providers = {d.provider for d in state.deployments_of(model or "")}
-    billed = [_billed(state, customer_id, provider, cost_bound) for provider in providers]
+    billed = [rules.billed(cost_bound, provider, customer=customer, tier=tier) for provider in providers]
     return max([cost_bound, *(b for b in billed if b is not None)])

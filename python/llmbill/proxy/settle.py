@@ -1,7 +1,9 @@
-"""Settle: the one place a proxy call is billed, whatever its route or provider — cost (C++), the
-ledger and spend log (written behind the reply), the Lago event (spooled before the reply, by
-`llmbill.settle`, the same code the library's callbacks use), the reservation released, webhooks,
-metrics. Called exactly once per successful call; a failed call never reaches it.
+"""Settle: the one place a proxy call is billed, whatever its route or provider — cost, the ledger
+and the Lago event (spooled before the reply) in one step with the core (`core.settle_call`, which
+builds the event as the library's callbacks do), the spend log row (journaled now, written behind the
+reply), the reservation released, webhooks, metrics. A call with a discount or margin (margin.py)
+is priced here first, its billed amount recorded and its event spooled by `llmbill.settle`. Called
+exactly once per successful call; a failed call never reaches it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from . import observe
 from . import webhook as hooks
 from .call import Call
 from .credits.charge import charge_of
-from .call_margin import billed_amount
+from .call_margin import billed_amount, margined
 from .guards import limits_of, window_spend
 from .routing import deployment_entity
 from .store.base import SpendLog
@@ -69,12 +71,22 @@ def spend_log(call: Call, billed: BilledCall) -> SpendLog:
 def settle(call: Call, usage: core.Usage) -> Decimal:
     """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
     state = call.state
-    billed = priced(call, usage)
     before = _limit_spends(call) if state.webhook is not None else None
-    # Spend and budgets count what the customer pays (LiteLLM's response_cost includes its margin too).
-    counted = billed.cost_detail if billed.billed_amount is None else billed.billed_amount
+    if margined(call):
+        billed, spool_error = _settle_margined(call, usage)
+    else:  # billed at cost: priced, in the ledger and spooled by the core in one step
+        key = call.principal.key or {}
+        stamp, alias, user, team = (call_timestamp_ms(call.start_wall), key.get("key_alias") or "",
+                                    key.get("user_id") or "", key.get("team_id") or "")
+        detail, spool_error = core.settle_call(state.spend.ledger, state.pipeline, call.price, usage, call.call_id,
+                                               stamp, call.model, call.principal.token_hash, alias, user, team,
+                                               call.customer)
+        billed = billed_call(call_id=call.call_id, timestamp_ms=stamp, model=call.model, usage=usage,
+                             cost=detail.total if detail is not None else Decimal(0), cost_detail=detail,
+                             unpriced=detail is None, key_alias=alias, user_id=user, team_id=team,
+                             end_user_id=call.customer, billed_amount=None)
     row = spend_log(call, billed)
-    state.spend.record(usage, counted, row, model=call.model)
+    state.spend.note(row)
     if state.spend.journal is not None:
         try:
             state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
@@ -87,13 +99,25 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
         state.limiter.count_tokens(deployment_entity(call.d), usage.total_tokens)
     if before is not None:
         _notify(call, billed.billed, before)
+    if spool_error:  # spool full or unwritable: the spend log keeps the call for reconcile
+        log.error("billing event for call %s not spooled: %s", call.call_id, spool_error)
+    observe.note_settled(call, usage, billed.billed)
+    return billed.billed
+
+
+def _settle_margined(call: Call, usage: core.Usage) -> tuple[BilledCall, str]:
+    """A call billed with a discount or margin (margin.py): priced here, its billed amount in the
+    ledger (spend and budgets count what the customer pays), its event spooled with both amounts."""
+    state = call.state
+    billed = priced(call, usage)
+    state.spend.ledger.record(usage, billed.billed_amount, model=call.model, key=call.principal.token_hash,
+                              user=billed.user_id, team=billed.team_id, customer=billed.end_user_id)
     if state.pipeline is not None:
         try:
             billing_rules.spool(state.pipeline, billed)
-        except core.Error as exc:  # spool full or unwritable: the spend log keeps the call for reconcile
-            log.error("billing event for call %s not spooled: %s", call.call_id, exc)
-    observe.note_settled(call, usage, billed.billed)
-    return billed.billed
+        except core.Error as exc:
+            return billed, str(exc)
+    return billed, ""
 
 
 def _limit_spends(call: Call) -> dict[tuple[str, str], Decimal]:

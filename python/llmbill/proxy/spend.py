@@ -96,6 +96,10 @@ class SpendTracker:
         # cost None: an unpriced model, counted in requests and tokens with no money; a Decimal: billed with a margin.
         self.ledger.record(usage, cost, model=model, key=log_row.api_key, user=log_row.user,
                            team=log_row.team_id, customer=log_row.end_user)
+        self.note(log_row)
+
+    def note(self, log_row: SpendLog) -> None:
+        """A call the ledger has already recorded (core.settle_call did): its row, for the flush."""
         self.logs.append(log_row)
         member = member_of(log_row)
         if member is not None and log_row.spend:
