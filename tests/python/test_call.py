@@ -14,10 +14,16 @@ from llmbill.proxy.auth import MASTER
 from llmbill.proxy.call import Call
 
 
-def _call() -> Call:
+def _call(admission_id: str = "") -> Call:
     d: Any = SimpleNamespace(price=None, api_base="https://user:secret@api.example.com/v1")
     return Call(SimpleNamespace(), MASTER, "chat", "gpt-4o-mini", d, "cust-1", time.perf_counter(),  # type: ignore[arg-type]
-                SimpleNamespace())  # type: ignore[arg-type]
+                SimpleNamespace(call_id=admission_id))  # type: ignore[arg-type]
+
+
+def test_the_call_id_is_its_admissions_else_a_fresh_one() -> None:
+    assert _call("0123456789abcdef0123456789abcdef").call_id == "0123456789abcdef0123456789abcdef"
+    first, second = _call(), _call()  # no admission id (nothing held): one made for each call
+    assert re.fullmatch(r"[0-9a-f]{32}", first.call_id) and first.call_id != second.call_id
 
 
 @pytest.mark.parametrize(("cost", "shown"), [(None, None), (Decimal(0), b"0"), (Decimal("0.000123"), b"0.000123"),

@@ -22,9 +22,9 @@ from tests.python.fakes.openai_upstream import FakeOpenAI
 from tests.python.test_proxy_e2e import CUSTOM_COST, MASTER, config, lago_env
 
 
-def _request(app: ProxyApp, body: dict[str, Any]) -> Any:
+def _request(app: ProxyApp, body: dict[str, Any], path: str = "/chat/completions") -> Any:
     raw = json.dumps(body).encode()
-    scope = {"type": "http", "method": "POST", "path": "/chat/completions", "query_string": b"",
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"",
              "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-type", b"application/json")]}
     sent: list[dict[str, Any]] = []
 
@@ -106,3 +106,55 @@ def test_an_event_the_spool_cannot_take_is_logged_and_the_call_stays_billed_once
             assert [row.request_id for row in state.spend.logs][-1] == "second-settle"
 
     uvloop.run(run())
+
+
+def _settled_with(app: ProxyApp, monkeypatch: pytest.MonkeyPatch, customer: str,
+                  between: Any = None) -> tuple[Any, Decimal]:
+    """One call for `customer`; `between(state)` runs after its admission, before it settles."""
+    seen: dict[str, Any] = {}
+    real = llm.settle
+
+    def settle(call: Any, usage: Any) -> Any:
+        if between is not None:
+            between(call.state)
+        seen["call"], seen["cost"] = call, real(call, usage)
+        return seen["cost"]
+
+    monkeypatch.setattr(llm, "settle", settle)
+
+    async def run() -> None:
+        async with running(app):
+            sent = await _request(app, {"model": "custom-model", "user": customer,
+                                        "messages": [{"role": "user", "content": "hi"}]})
+            assert sent[0]["status"] == 200
+
+    uvloop.run(run())
+    return seen["call"], seen["cost"]
+
+
+def test_a_customer_with_a_margin_is_billed_with_it(app: ProxyApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def make() -> None:
+        async with running(app):
+            sent = await _request(app, {"user_id": "vip", "margin_percent": 10}, "/customer/new")
+            assert sent[0]["status"] == 200, sent
+
+    uvloop.run(make())
+    call, billed = _settled_with(app, monkeypatch, "vip")
+    assert not call.admission.at_cost and billed == CUSTOM_COST * Decimal("1.1")
+
+
+def test_the_margins_in_force_at_admission_decide(app: ProxyApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call admitted with no margin applicable is billed at cost, as its reservation was made,
+    even if its customer gains one before it settles."""
+    async def make() -> None:
+        async with running(app):
+            sent = await _request(app, {"user_id": "plain"}, "/customer/new")
+            assert sent[0]["status"] == 200, sent
+
+    uvloop.run(make())
+
+    def margin_arrives(state: Any) -> None:
+        state.cache.get("customer", "plain")["margin_percent"] = Decimal(10)  # as a refresh would bring it
+
+    call, billed = _settled_with(app, monkeypatch, "plain", margin_arrives)
+    assert call.admission.at_cost and billed == CUSTOM_COST

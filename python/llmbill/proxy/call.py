@@ -44,7 +44,9 @@ class Call:
         self.admission = admission
         self.started = started  # perf_counter at arrival
         self.start_wall = datetime.now(timezone.utc)
-        self.call_id = new_id()  # the Lago event's transaction_id: unique across processes (ids.py)
+        # The Lago event's transaction_id, unique across processes (ids.py): the id the admission
+        # already named its hold with, when it has one (one id made a call, not two).
+        self.call_id = admission.call_id or new_id()
         self.upstream_seconds = 0.0
         self.price: core.ModelPrice | None = d.price  # the deployment's; an Azure call without base_model is priced by its reply
         self._call_type = call_type  # the spend log's call_type when the route is not the chat shape

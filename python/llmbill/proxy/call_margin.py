@@ -38,13 +38,19 @@ def billed_amount(call: Call, cost: Decimal) -> Decimal | None:
     return _billed(call.state, call.customer, call.d.provider, cost)
 
 
+def at_cost(state: ProxyState, customer_id: str) -> bool:
+    """No discount or margin can apply to this customer's calls (none configured, none of its own or
+    its tier's): the common case. Decided once a call, at its admission (guards.py), and kept by
+    settle.py: a call is billed under the margins in force when it was admitted."""
+    customer, tier = _own_margins(state, customer_id)
+    return customer is None and tier is None and not state.config.margins.configured
+
+
 def billed_bound(state: ProxyState, model: str | None, customer_id: str, cost_bound: Decimal) -> Decimal:
     """The most a call may be billed, given the most it may cost: budgets count billed amounts, so
     the reservation made against them includes the margin (the largest over the model's deployments)."""
     customer, tier = _own_margins(state, customer_id)
     rules = state.config.margins
-    if customer is None and tier is None and not rules.configured:
-        return cost_bound  # no discount or margin anywhere (the common case): billed at cost
     providers = {d.provider for d in state.deployments_of(model or "")}
     billed = [rules.billed(cost_bound, provider, customer=customer, tier=tier) for provider in providers]
     return max([cost_bound, *(b for b in billed if b is not None)])

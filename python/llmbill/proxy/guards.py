@@ -22,7 +22,7 @@ from .ids import check_id, header_id, new_id
 from .model_access import Governing, governing, listed, refusing
 from .limits import Refusal, Slot, per_model, refusal_message
 from .state import ProxyState
-from .call_margin import billed_bound
+from .call_margin import at_cost, billed_bound
 from .store.base import member_id
 from .upper_bound import UpperBound
 
@@ -131,6 +131,7 @@ class Admission:
     call_id: str = ""  # the limiter's name for the call's hold
     tags: tuple[str, ...] = ()  # written on the call's spend log
     credit: CreditHold | None = None  # the prepaid-credit hold (credits/gate.py); settle.py settles it
+    at_cost: bool = False  # no discount or margin can apply (call_margin.at_cost): settle.py bills the cost
 
     def release(self, tokens: int = 0, cost: Decimal | None = None, request_id: str = "",
                 at: datetime | None = None) -> None:
@@ -288,7 +289,9 @@ def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
     it would spend nothing against the budget however much it used."""
     if bound.unpriced is not None and state.config.require_prices:
         raise unpriced_refused(bound.unpriced, "general_settings.require_prices refuses it")
-    upper_bound = billed_bound(state, model, customer, bound.cost)  # budgets count what is billed
+    billed_at_cost = at_cost(state, customer)
+    # Budgets count what is billed.
+    upper_bound = bound.cost if billed_at_cost else billed_bound(state, model, customer, bound.cost)
     entities = entities_of(state, principal, customer)
     model_limits: list[ModelLimit] = []
     slots: list[Slot] = []
@@ -333,5 +336,5 @@ def _plan(state: ProxyState, principal: Principal, customer: str, bound: UpperBo
         reasons.append(((kind, ident), record, model_spend, lim.max_budget, lim))
         model_limits.append(lim)
     admission = Admission(state, entities, upper_bound, model_limits=tuple(model_limits), slots=tuple(slots),
-                          call_id=new_id())
+                          call_id=new_id(), at_cost=billed_at_cost)
     return _Plan(admission, reasons)

@@ -72,7 +72,7 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
     state = call.state
     before = _limit_spends(call) if state.webhook is not None else None
-    if margined(call):
+    if not call.admission.at_cost and margined(call):
         billed, spool_error = _settle_margined(call, usage)
     else:  # billed at cost: priced, in the ledger and spooled by the core in one step
         key = call.principal.key or {}
