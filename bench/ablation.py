@@ -260,6 +260,7 @@ def _pieces_main() -> None:
     lago = pb.Child("fake_lago", [str(pb.BIN / "fake_lago")], port_from_stdout=True)
     os.environ.update(pb.lago_env(lago), LLMBILL_SPOOL_DIR=str(work / "spool"))
     from llmbill import settle as billing_rules
+    from llmbill._native import core
     from llmbill.proxy import (auth, budget_fallbacks, call_limits, call_margin, fallback_request, fallbacks, guards,
                                observe, request_fields, spend_journal, upper_bound)
     from llmbill.proxy import settle as settle_mod
@@ -358,6 +359,11 @@ def _pieces_main() -> None:
                                                                      settle_mod.spend_log(call, billed), model=model),
             "journal.append (+spend_log)": lambda: state.spend.journal.append(settle_mod.spend_log(call, billed)),
             "spool (Lago event)": lambda: billing_rules.spool(state.pipeline, billed),
+            # A revision that settles a call at cost in one step with the core: its three steps above, together.
+            **({"core.settle_call (priced, ledger, Lago event)": lambda: core.settle_call(
+                state.spend.ledger, state.pipeline, call.price, usage, call.call_id, billed.timestamp_ms, model,
+                principal.token_hash, billed.key_alias, billed.user_id, billed.team_id, billed.end_user_id)}
+               if hasattr(core, "settle_call") else {}),
             "settle (all)": lambda: settle_mod.settle(call, usage),
             "observe.note_settled": lambda: observe.note_settled(call, usage, billed.billed),
             "observe.finish": lambda: observe.finish(info, 200),  # last: a finished request counts at once
