@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
@@ -54,7 +55,7 @@ def serve(app: Any, requests: bytes, transport: Recording | None = None) -> Reco
 
     async def scenario() -> Recording:
         config = uvicorn.Config(app, http=OneWriteHttpToolsProtocol, lifespan="off", log_config=None,
-                                proxy_headers=False)
+                                proxy_headers=False, access_log=False)  # as cli.py runs it
         protocol = OneWriteHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
         protocol.connection_made(transport)  # type: ignore[arg-type]
         protocol.data_received(requests)
@@ -192,7 +193,7 @@ def test_a_piped_body_is_dropped_once_the_client_is_gone() -> None:
 
     async def scenario() -> None:
         config = uvicorn.Config(app, http=OneWriteHttpToolsProtocol, lifespan="off", log_config=None,
-                                proxy_headers=False)
+                                proxy_headers=False, access_log=False)  # as cli.py runs it
         protocol = OneWriteHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
         protocol_box.append(protocol)
         protocol.connection_made(transport)  # type: ignore[arg-type]
@@ -221,3 +222,64 @@ def test_body_writer_is_only_offered_for_a_started_chunked_uvicorn_response() ->
 
     transport = serve(app, REQUEST)
     assert b"".join(transport.writes).endswith(b"\r\n\r\n{}")
+
+
+def _both_ways(requests: bytes, response: Response, monkeypatch: Any) -> tuple[Recording, Recording, int]:
+    """The same requests answered with `response` by send_whole (when it takes it) and by uvicorn's own
+    send (the ASGI messages through a send that is not the cycle's); and how often uvicorn's send ran."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    sends = [0]
+    real_send = RequestResponseCycle.send
+
+    async def counted(self: Any, message: Any) -> None:
+        sends[0] += 1
+        await real_send(self, message)
+
+    monkeypatch.setattr(RequestResponseCycle, "send", counted)
+
+    async def direct(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await response.send(send)
+
+    async def through_asgi(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+        async def messages(message: Any) -> None:  # no __self__: send_whole leaves it to uvicorn
+            await send(message)
+
+        await response.send(messages)
+
+    fast = serve(direct, requests)
+    fast_sends, sends[0] = sends[0], 0
+    return fast, serve(through_asgi, requests), fast_sends
+
+
+ORDINARY = Response(200, b'{"ok":true}', [(b"content-type", b"application/json"), (b"x-litellm-call-id", b"c1"),
+                                         (b"X-Mixed-Case", b"v a\tb")])
+
+
+@pytest.mark.parametrize("requests", [
+    REQUEST + REQUEST,  # keep-alive, pipelined: each answered in order
+    REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0"),  # no keep-alive: "connection: close", then closed
+    REQUEST.replace(b"host: t\r\n", b"host: t\r\nconnection: close\r\n"),
+    REQUEST.replace(b"host: t\r\n", b"host: t\r\nexpect: 100-continue\r\n"),  # 100 Continue first
+], ids=["keep-alive", "http-1.0", "connection-close", "100-continue"])
+def test_a_whole_response_is_written_as_uvicorns_send_writes_it(requests: bytes, monkeypatch: Any) -> None:
+    fast, uvicorns, sends = _both_ways(requests, ORDINARY, monkeypatch)
+    assert sends == 0  # uvicorn's send never ran: send_whole wrote it
+    assert b"".join(fast.writes) == b"".join(uvicorns.writes) and fast.closed == uvicorns.closed
+    assert len(fast.writes) <= len(uvicorns.writes)  # one write a response (a held 100 Continue joins it)
+
+
+@pytest.mark.parametrize("requests, response", [
+    (REQUEST.replace(b"POST", b"HEAD"), ORDINARY),  # no body on the wire
+    (REQUEST, Response(204, b"", [])),
+    (REQUEST, Response(200, b"{}", [(b"connection", b"close")])),  # the app's own framing header
+    (REQUEST, Response(200, b"{}", [(b"x-bad", b"a\r\nx-injected: 1")])),  # refused: uvicorn's 500
+    (REQUEST, Response(200, b"{}", [(b"bad name", b"v")])),
+], ids=["head", "204", "app-connection-header", "bad-value", "bad-name"])
+def test_anything_else_is_left_to_uvicorns_send(requests: bytes, response: Response, monkeypatch: Any) -> None:
+    fast, uvicorns, sends = _both_ways(requests, response, monkeypatch)
+    assert sends > 0
+    assert b"".join(fast.writes) == b"".join(uvicorns.writes) and fast.closed == uvicorns.closed

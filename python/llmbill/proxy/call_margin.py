@@ -41,7 +41,9 @@ def billed_amount(call: Call, cost: Decimal) -> Decimal | None:
 def at_cost(state: ProxyState, customer_id: str) -> bool:
     """No discount or margin can apply to this customer's calls (none configured, none of its own or
     its tier's): the common case. Decided once a call, at its admission (guards.py), and kept by
-    settle.py: a call is billed under the margins in force when it was admitted."""
+    settle.py: a call admitted with none applicable is billed at cost, as its reservation was made,
+    even if a margin appears before it settles; any other call is billed under the margins in force
+    when it settles (margined, billed_amount)."""
     customer, tier = _own_margins(state, customer_id)
     return customer is None and tier is None and not state.config.margins.configured
 

@@ -16,7 +16,7 @@ import orjson
 from .bounds import MAX_BODY_DEPTH, depth_over, raw_depth_within
 from .errors import ProxyError, bad_request
 from .ids import id_problem
-from .server_protocol import body_writer
+from .server_protocol import body_writer, send_whole
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -97,6 +97,8 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: list(JSON_HEADERS))
 
     async def send(self, send: Send) -> None:
+        if send_whole(send, self.status, self.headers, self.body):
+            return  # written in one step, as uvicorn's two sends below would have written it
         headers = self.headers + [(b"content-length", str(len(self.body)).encode())]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

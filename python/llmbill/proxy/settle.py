@@ -23,6 +23,7 @@ from .credits.charge import charge_of
 from .call_margin import billed_amount, margined
 from .guards import limits_of, window_spend
 from .routing import deployment_entity
+from .state import ProxyState
 from .store.base import SpendLog
 
 log = logging.getLogger("llmbill.proxy")
@@ -73,7 +74,10 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     state = call.state
     before = _limit_spends(call) if state.webhook is not None else None
     if not call.admission.at_cost and margined(call):
-        billed, spool_error = _settle_margined(call, usage)
+        billed = priced(call, usage)  # with its billed amount: spend and budgets count what the customer pays
+        row = spend_log(call, billed)
+        state.spend.record(usage, billed.billed_amount, row, model=call.model)
+        spool_error = _spool(state, billed)
     else:  # billed at cost: priced, in the ledger and spooled by the core in one step
         key = call.principal.key or {}
         stamp, alias, user, team = (call_timestamp_ms(call.start_wall), key.get("key_alias") or "",
@@ -85,8 +89,8 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
                              cost=detail.total if detail is not None else Decimal(0), cost_detail=detail,
                              unpriced=detail is None, key_alias=alias, user_id=user, team_id=team,
                              end_user_id=call.customer, billed_amount=None)
-    row = spend_log(call, billed)
-    state.spend.note(row)
+        row = spend_log(call, billed)
+        state.spend.note(row)  # the core's ledger has the call already
     if state.spend.journal is not None:
         try:
             state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
@@ -105,19 +109,15 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     return billed.billed
 
 
-def _settle_margined(call: Call, usage: core.Usage) -> tuple[BilledCall, str]:
-    """A call billed with a discount or margin (margin.py): priced here, its billed amount in the
-    ledger (spend and budgets count what the customer pays), its event spooled with both amounts."""
-    state = call.state
-    billed = priced(call, usage)
-    state.spend.ledger.record(usage, billed.billed_amount, model=call.model, key=call.principal.token_hash,
-                              user=billed.user_id, team=billed.team_id, customer=billed.end_user_id)
-    if state.pipeline is not None:
-        try:
-            billing_rules.spool(state.pipeline, billed)
-        except core.Error as exc:
-            return billed, str(exc)
-    return billed, ""
+def _spool(state: ProxyState, billed: BilledCall) -> str:
+    """A margined call's Lago event(s), spooled by llmbill.settle; why not, when the spool refused."""
+    if state.pipeline is None:
+        return ""
+    try:
+        billing_rules.spool(state.pipeline, billed)
+    except core.Error as exc:
+        return str(exc)
+    return ""
 
 
 def _limit_spends(call: Call) -> dict[tuple[str, str], Decimal]:
