@@ -1,5 +1,6 @@
-// One crossing per call instead of three (price, ledger, spool): each pybind11 call on the request
-// path converts its arguments and takes the GIL back, and at concurrency 1 every step runs cold.
+// One crossing per call instead of three (price, ledger, spool): each call from Python on the request
+// path converts its arguments and takes the interpreter's lock back, and at concurrency 1 every step
+// runs cold.
 #include "llmbill/settle.hpp"
 
 #include "llmbill/errors.hpp"
