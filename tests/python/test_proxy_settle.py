@@ -40,6 +40,13 @@ def _request(app: ProxyApp, body: dict[str, Any], path: str = "/chat/completions
     return call()
 
 
+async def _chat(app: ProxyApp, customer: str) -> None:
+    """One chat call for `customer`, answered 200."""
+    sent = await _request(app, {"model": "custom-model", "user": customer,
+                                "messages": [{"role": "user", "content": "hi"}]})
+    assert sent[0]["status"] == 200, sent
+
+
 @pytest.fixture
 def app(tmp_path: Path, upstream: FakeOpenAI, lago: FakeLago, monkeypatch: pytest.MonkeyPatch) -> ProxyApp:
     for name, value in lago_env(lago, "end_user_id").items():
@@ -62,9 +69,7 @@ def test_a_call_at_cost_is_billed_once_by_the_core(app: ProxyApp, lago: FakeLago
 
     async def run() -> None:
         async with running(app):
-            sent = await _request(app, {"model": "custom-model", "user": "cust-1",
-                                        "messages": [{"role": "user", "content": "hi"}]})
-            assert sent[0]["status"] == 200
+            await _chat(app, "cust-1")
             state = app.state
             assert state.spend.ledger.spend("customer", "cust-1") == CUSTOM_COST
             assert [row.spend for row in state.spend.logs] == [CUSTOM_COST]
@@ -92,9 +97,7 @@ def test_an_event_the_spool_cannot_take_is_logged_and_the_call_stays_billed_once
 
     async def run() -> None:
         async with running(app):
-            sent = await _request(app, {"model": "custom-model", "user": "cust-2",
-                                        "messages": [{"role": "user", "content": "hi"}]})
-            assert sent[0]["status"] == 200
+            await _chat(app, "cust-2")
             state = app.state
             assert state.pipeline is not None and state.pipeline.close(5.0)  # the spool now refuses
             call = seen["call"]
@@ -124,9 +127,7 @@ def _settled_with(app: ProxyApp, monkeypatch: pytest.MonkeyPatch, customer: str,
 
     async def run() -> None:
         async with running(app):
-            sent = await _request(app, {"model": "custom-model", "user": customer,
-                                        "messages": [{"role": "user", "content": "hi"}]})
-            assert sent[0]["status"] == 200
+            await _chat(app, customer)
 
     uvloop.run(run())
     return seen["call"], seen["cost"]
