@@ -13,21 +13,15 @@ file at or below the mark); release(mark) deletes those files once that batch is
 between the commit and the deletion leaves rows already in spend_logs: recovery recognises them by
 request_id (unique in spend_logs) and applies only the others, so nothing is applied twice.
 
-Writes are a copy of the whole line into a shared mapping of the file, no fsync: the bytes are in
-the page cache when append() returns, so a process kill keeps them (as the spool's default policy
-does) — with no system call a row, where a write(2) cost ~5 µs of a call's time at concurrency 1.
-The file is grown ahead of the rows by GROW bytes at a time with posix_fallocate (a full disk is an
-OSError there, never a SIGBUS on the mapping) and cut to its rows when closed (mark, close), so only
-a killed process's last file ends in zeros, which recovery drops (a JSON line holds no NUL byte). A
-torn last line (power loss) is skipped with a warning. One journal per slot, and the slot's flock
-(the spool's) makes its process the only writer; a process that takes over a dead one's slot
-recovers its journal.
+Writes are one os.write() of a whole line on an O_APPEND descriptor, no fsync: a process kill keeps
+what reached the page cache (as the spool's default policy does); a torn last line (power loss) is
+skipped with a warning. One journal per slot, and the slot's flock (the spool's) makes its process
+the only writer; a process that takes over a dead one's slot recovers its journal.
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -43,7 +37,6 @@ log = logging.getLogger("llmbill.proxy")
 
 JOURNAL_DIR = "spend-journal"
 _SUFFIX = ".jsonl"
-GROW = 1 << 20  # bytes the file is grown by ahead of its rows (~2,500 rows; a file lasts one flush)
 
 
 def _plain(value: object) -> str | dict[str, Any]:
@@ -67,55 +60,13 @@ def decode(line: bytes) -> SpendLog:
     return SpendLog(**fields)
 
 
-class _MappedFile:
-    """One journal file being written: a shared mapping of it, grown ahead of the rows."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        self.used = 0
-        self.map: mmap.mmap | None = None
-        try:
-            self._grow(GROW)
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def _grow(self, size: int) -> None:
-        os.posix_fallocate(self.fd, 0, size)  # the blocks are the file's now: no SIGBUS on a full disk
-        if self.map is None:
-            self.map = mmap.mmap(self.fd, size)
-        else:
-            self.map.resize(size)
-
-    def append(self, data: bytes) -> None:
-        mapped = self.map
-        assert mapped is not None
-        end = self.used + len(data)
-        if end > len(mapped):
-            self._grow(max(end, len(mapped) + GROW))
-            mapped = self.map
-            assert mapped is not None
-        mapped[self.used:end] = data
-        self.used = end
-
-    def close(self) -> None:
-        """Cut to its rows: a closed file holds exactly its lines."""
-        try:
-            if self.map is not None:
-                self.map.close()
-                self.map = None
-            os.ftruncate(self.fd, self.used)
-        finally:
-            os.close(self.fd)
-
-
 class SpendJournal:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         existing = self._files()
         self._number = existing[-1][0] + 1 if existing else 1  # never append to a dead process's file
-        self._file: _MappedFile | None = None
+        self._fd: int | None = None
 
     def _files(self) -> list[tuple[int, Path]]:
         found = []
@@ -130,14 +81,19 @@ class SpendJournal:
 
     def append(self, row: SpendLog) -> None:
         """Before the reply: the row is in the file (the page cache) when this returns."""
-        if self._file is None:  # opened lazily: a flush with no call since creates no file
-            self._file = _MappedFile(self._path(self._number))
-        self._file.append(encode(row))
+        if self._fd is None:  # opened lazily: a flush with no call since creates no file
+            self._fd = os.open(self._path(self._number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        data = encode(row)
+        written = os.write(self._fd, data)
+        if written != len(data):  # a regular file short-writes only when the disk is full
+            raise OSError(f"spend journal: short write ({written} of {len(data)} bytes)")
 
     def mark(self) -> int:
         """Closes the current file; rows appended from now on go to the next one."""
         mark = self._number
-        self.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._number += 1
         return mark
 
@@ -156,8 +112,7 @@ class SpendJournal:
             if number >= self._number:
                 continue
             mark = number
-            text = path.read_bytes().rstrip(b"\0")  # a killed writer's file ends in its unused zeros
-            for lineno, line in enumerate(text.splitlines(keepends=True), 1):
+            for lineno, line in enumerate(path.read_bytes().splitlines(keepends=True), 1):
                 try:
                     if not line.endswith(b"\n"):
                         raise ValueError("torn line")
@@ -167,6 +122,6 @@ class SpendJournal:
         return rows, mark
 
     def close(self) -> None:
-        if self._file is not None:
-            file, self._file = self._file, None
-            file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
