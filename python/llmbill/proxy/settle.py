@@ -29,17 +29,31 @@ from .store.base import SpendLog
 log = logging.getLogger("llmbill.proxy")
 
 
+Who = tuple[int, str, str, str]  # the event's timestamp (ms), the key's alias, user and team
+
+
+def _who(call: Call) -> Who:
+    key = call.principal.key or {}
+    return (call_timestamp_ms(call.start_wall), key.get("key_alias") or "", key.get("user_id") or "",
+            key.get("team_id") or "")
+
+
+def _record(call: Call, usage: core.Usage, who: Who, detail: core.Cost | None,
+            amount: Decimal | None) -> BilledCall:
+    """The call's record at `detail` (None: unpriced, cost 0, flagged), billed `amount` when a margin applies."""
+    stamp, alias, user, team = who
+    return billed_call(call_id=call.call_id, timestamp_ms=stamp, model=call.model, usage=usage,
+                       cost=detail.total if detail is not None else Decimal(0), cost_detail=detail,
+                       unpriced=detail is None, key_alias=alias, user_id=user, team_id=team,
+                       end_user_id=call.customer, billed_amount=amount)
+
+
 def priced(call: Call, usage: core.Usage) -> BilledCall:
     """The call's record, priced by its deployment (None: unpriced, cost 0, flagged)."""
     price = call.price
     detail = price.cost(usage) if price is not None else None
-    key = call.principal.key or {}
-    cost = detail.total if detail is not None else Decimal(0)
-    return billed_call(
-        call_id=call.call_id, timestamp_ms=call_timestamp_ms(call.start_wall), model=call.model, usage=usage,
-        cost=cost, cost_detail=detail, unpriced=price is None,
-        key_alias=key.get("key_alias") or "", user_id=key.get("user_id") or "", team_id=key.get("team_id") or "",
-        end_user_id=call.customer, billed_amount=billed_amount(call, cost))
+    return _record(call, usage, _who(call), detail,
+                   billed_amount(call, detail.total if detail is not None else Decimal(0)))
 
 
 def spend_log(call: Call, billed: BilledCall) -> SpendLog:
@@ -79,16 +93,12 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
         state.spend.record(usage, billed.billed_amount, row, model=call.model)
         spool_error = _spool(state, billed)
     else:  # billed at cost: priced, in the ledger and spooled by the core in one step
-        key = call.principal.key or {}
-        stamp, alias, user, team = (call_timestamp_ms(call.start_wall), key.get("key_alias") or "",
-                                    key.get("user_id") or "", key.get("team_id") or "")
+        who = _who(call)
+        stamp, alias, user, team = who
         detail, spool_error = core.settle_call(state.spend.ledger, state.pipeline, call.price, usage, call.call_id,
                                                stamp, call.model, call.principal.token_hash, alias, user, team,
                                                call.customer)
-        billed = billed_call(call_id=call.call_id, timestamp_ms=stamp, model=call.model, usage=usage,
-                             cost=detail.total if detail is not None else Decimal(0), cost_detail=detail,
-                             unpriced=detail is None, key_alias=alias, user_id=user, team_id=team,
-                             end_user_id=call.customer, billed_amount=None)
+        billed = _record(call, usage, who, detail, None)
         row = spend_log(call, billed)
         state.spend.note(row)  # the core's ledger has the call already
     if state.spend.journal is not None:
