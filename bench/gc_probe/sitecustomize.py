@@ -11,6 +11,8 @@ start-up). It changes nothing in the proxy but what is said here.
   that only a reference cycle kept alive) is kept in gc.garbage instead of freed; SIGUSR2 writes the
   count by type of what it holds to that file (JSON) and empties it. Finds the request path's cycles:
   an object refcounting frees never reaches the collector.
+- $BENCH_STALL_LOG set: stall_watch.py's watchdog thread logs every turn of the event loop longer
+  than $BENCH_STALL_MS with what the loop's thread was doing (bench/stall_hunt.py reads it).
 """
 
 import gc
@@ -60,3 +62,8 @@ if _saveall:
         gc.garbage.clear()
 
     signal.signal(signal.SIGUSR2, _dump)
+
+if os.environ.get("BENCH_STALL_LOG"):
+    import stall_watch  # this directory is on the path: see stall_watch.py
+
+    stall_watch.start()

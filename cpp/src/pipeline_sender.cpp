@@ -239,6 +239,7 @@ void Pipeline::housekeeping() noexcept {
     note_sender_error(e.what());
   }
   spool_->refresh_space();
+  spool_->tidy();  // the next segment made here, not by a caller's append (spool.cpp's notes)
   try {
     retry_unspooled();
     retry_dead_letters();

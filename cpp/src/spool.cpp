@@ -24,7 +24,20 @@
 // - Group commit: the write happens under the mutex, the fsync (fdatasync: the data and the size)
 //   outside it, under a second mutex that only serialises fsyncs. A thread whose record was covered by
 //   another thread's fsync returns without its own, so N concurrent appenders pay about one fsync.
-//   Rotation fsyncs the segment it seals while holding the mutex: rare (once per segment_bytes).
+// - Rotation off the appender's path: under a lock every append waits for, a rotation's disk work
+//   (the sealed segment's fdatasync, creating the next one, two directory fsyncs, unlinks) stalled
+//   the caller — the proxy's event loop — for as long as the disk took: 1-30 ms on a quiet disk here,
+//   0.2-0.5 s behind a neighbour's writeback (bench/README.md, "Disk work off the event loop"). So
+//   tidy() (the pipeline's sender, each tick) makes the next segment ahead: it reserves a name above
+//   every seq the active segment can still hand out (segment_bytes / kHeader + 1 more: a record is
+//   at least kHeader bytes), creates the file and syncs the directory outside the lock, and the
+//   appender's rotation only switches descriptors. The sealed segment's fsync is owed, not done:
+//   it joins the next sync_through (the interval fsync or an every_record append), which covers it
+//   before durable_seq passes its records. A fully acknowledged sealed segment is forgotten under
+//   the lock and its files unlinked by the next tidy() or ack(). The reservation is the invariant
+//   that keeps recovery exact: no seq at or above the reserved name is handed out while that file
+//   may exist, so a crash leaves every record below the next segment's name. Seqs jump at each such
+//   rotation (gaps are allowed). Without tidy() (a Spool used alone) rotation works as before, inline.
 // - Full: bytes counts segment files only; an append that would pass max_bytes throws before any seq
 //   is taken. An active segment whose records are all acked is rotated (and so deleted) first, else a
 //   spool with max_bytes < segment_bytes could fill with acknowledged data and never drain.
@@ -92,6 +105,13 @@ struct Spool::Impl {
   std::map<std::uint64_t, Segment> segments;  // by first seq; the last one is active
   FdPtr active;
   bool seal_active = false;  // a failed write left garbage that could not be cut off
+  // Rotation away from the appender (design notes above): the next segment's reserved name (0:
+  // none; no seq at or above it is handed out while it is set), its file once made, sealed
+  // segments whose fdatasync is still owed, and forgotten segments whose files are to be unlinked.
+  std::uint64_t spare_first = 0;
+  FdPtr spare;
+  std::vector<FdPtr> unsynced;
+  std::vector<std::uint64_t> doomed;
   std::uint64_t next_seq = 1;
   std::uint64_t written_seq = 0;  // highest seq handed to write()
   std::uint64_t durable_seq = 0;  // highest seq covered by an fsync
@@ -124,8 +144,12 @@ struct Spool::Impl {
   void recover_segment(std::uint64_t first, std::uint64_t limit, std::uint64_t& seq_floor);
   void read_acks(std::uint64_t first, std::vector<bool>& acked);
   void open_segment_locked(std::uint64_t first);
+  void activate_locked(std::uint64_t first, FdPtr log);
+  void forget_segment_locked(std::map<std::uint64_t, Segment>::iterator it);
   bool delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it);
-  void rotate_locked();
+  void rotate_locked(std::size_t n = 0);
+  void make_spare();
+  void remove_doomed();
   std::vector<std::uint64_t> append(const std::string_view* payloads, std::size_t n);
   void sync_through(std::uint64_t target);
   void sync_all();
@@ -288,11 +312,24 @@ void Spool::Impl::read_acks(std::uint64_t first, std::vector<bool>& acked) {
 }
 
 void Spool::Impl::open_segment_locked(std::uint64_t first) {
-  int fd = open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, "create");
-  active = std::make_shared<Fd>(fd);
-  segments.emplace(first, Segment{});
-  seal_active = false;
+  FdPtr log = std::make_shared<Fd>(open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, "create"));
   fsync_dir();
+  activate_locked(first, std::move(log));
+}
+
+void Spool::Impl::activate_locked(std::uint64_t first, FdPtr log) {
+  active = std::move(log);
+  segments.emplace(first, Segment{});
+  next_seq = std::max(next_seq, first);
+  seal_active = false;
+}
+
+// Drops a fully acknowledged segment from the books; its files stay until unlinked.
+void Spool::Impl::forget_segment_locked(std::map<std::uint64_t, Segment>::iterator it) {
+  bytes -= it->second.bytes;
+  pending -= it->second.pending_count;
+  segments.erase(it);
+  update_accepting_locked();
 }
 
 // Unlinks a sealed segment and its acks; the caller fsyncs the directory. False if nothing changed.
@@ -305,24 +342,82 @@ bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterat
   if (::unlink(ack_path(first).c_str()) != 0 && errno != ENOENT) {
     warn("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
   }
-  bytes -= it->second.bytes;
-  pending -= it->second.pending_count;
-  segments.erase(it);
-  update_accepting_locked();
+  forget_segment_locked(it);
   return true;
 }
 
-void Spool::Impl::rotate_locked() {
-  if (opt.fsync != FsyncPolicy::never && written_seq > durable_seq) {
-    int e = fault(SpoolOp::sync);
-    if (e == 0) e = datasync(active->get());
-    if (e != 0) throw_io("fsync", log_path(segments.rbegin()->first), e);
-    durable_seq = written_seq;
-    last_sync = Clock::now();
-  }
+// Seals the active segment and starts the next: the spare tidy() made, else one made here. n: the
+// records about to be appended (a batch that would reach a reservation being made passes over it).
+void Spool::Impl::rotate_locked(std::size_t n) {
+  if (opt.fsync != FsyncPolicy::never && written_seq > durable_seq) unsynced.push_back(active);
   auto sealed = std::prev(segments.end());
-  open_segment_locked(next_seq);
+  if (spare) {
+    activate_locked(spare_first, std::move(spare));
+    spare_first = 0;
+    if (sealed->second.pending_count == 0) {
+      doomed.push_back(sealed->first);
+      forget_segment_locked(sealed);
+    }
+    return;
+  }
+  std::uint64_t first = next_seq;
+  if (spare_first != 0 && next_seq + n > spare_first) {
+    first = spare_first + 1;  // its maker finds the reservation gone and deletes what it made
+    spare_first = 0;
+  }
+  open_segment_locked(first);
   if (sealed->second.pending_count == 0 && delete_segment_locked(sealed)) fsync_dir();
+}
+
+// The next segment, made ahead outside the lock once the active one is half full (tidy()).
+void Spool::Impl::make_spare() {
+  std::uint64_t first = 0;
+  {
+    std::lock_guard lock(mu);
+    if (spare_first != 0 || segments.rbegin()->second.bytes < opt.segment_bytes / 2) return;
+    first = next_seq + opt.segment_bytes / kHeader + 1;
+    spare_first = first;
+  }
+  FdPtr log;
+  std::string failure;
+  try {
+    log = std::make_shared<Fd>(open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, "create"));
+    fsync_dir();
+  } catch (const Error& e) {
+    failure = e.what();
+  }
+  std::lock_guard lock(mu);
+  if (failure.empty() && spare_first == first) {
+    spare = std::move(log);
+    return;
+  }
+  if (!failure.empty()) warn(failure + " (the next rotation makes its segment inline)");
+  if (spare_first == first) spare_first = 0;
+  doomed.push_back(first);  // whatever was made of it
+}
+
+// Unlinks forgotten segments' files (log first, then acks: see the notes) and syncs the directory.
+void Spool::Impl::remove_doomed() {
+  std::vector<std::uint64_t> firsts;
+  {
+    std::lock_guard lock(mu);
+    firsts.swap(doomed);
+  }
+  if (firsts.empty()) return;
+  std::vector<std::string> failures;
+  for (std::uint64_t first : firsts) {
+    if (::unlink(log_path(first).c_str()) != 0 && errno != ENOENT) {
+      failures.push_back("cannot delete " + log_path(first).string() + ": " + errno_text(errno));
+      continue;  // kept whole: the next open finds it fully acknowledged and deletes it
+    }
+    if (::unlink(ack_path(first).c_str()) != 0 && errno != ENOENT) {
+      failures.push_back("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
+    }
+  }
+  if (::fsync(dir_fd.get()) != 0) failures.push_back("fsync directory: " + errno_text(errno));
+  if (failures.empty()) return;
+  std::lock_guard lock(mu);
+  for (auto& f : failures) warn(opt.dir.string() + ": " + f);
 }
 
 std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads, std::size_t n) {
@@ -362,7 +457,10 @@ void Spool::Impl::append_locked(const std::string_view* payloads, std::size_t n,
     throw SpoolFullError("spool: full (" + std::to_string(bytes) + " of " + std::to_string(opt.max_bytes) +
                          " bytes used, " + std::to_string(need) + " more needed)");
   }
-  if (seal_active || (act->bytes > 0 && act->bytes + need > opt.segment_bytes)) rotate_locked();
+  if (seal_active || (act->bytes > 0 && act->bytes + need > opt.segment_bytes) ||
+      (spare_first != 0 && next_seq + n > spare_first)) {
+    rotate_locked(n);
+  }
   auto seg_it = std::prev(segments.end());
   Segment& seg = seg_it->second;
 
@@ -395,24 +493,29 @@ void Spool::Impl::append_locked(const std::string_view* payloads, std::size_t n,
 // Makes every seq <= target durable; returns at once if another thread's fsync already did.
 void Spool::Impl::sync_through(std::uint64_t target) {
   std::lock_guard sync_lock(sync_mu);
-  FdPtr fd;
+  std::vector<FdPtr> fds;
   std::uint64_t upto = 0;
   std::uint64_t first = 0;
   {
     std::lock_guard lock(mu);
     if (durable_seq >= target) return;
-    fd = active;  // older segments were fsynced when sealed
+    fds = unsynced;  // sealed segments whose fsync rotation left owed (older ones are synced)
+    fds.push_back(active);
     upto = written_seq;
     first = segments.rbegin()->first;
   }
   int e = fault(SpoolOp::sync);
-  if (e == 0) e = datasync(fd->get());
+  for (const FdPtr& fd : fds) {
+    if (e == 0) e = datasync(fd->get());
+  }
   std::lock_guard lock(mu);
   if (e != 0) {
     std::string what = "spool: fsync " + log_path(first).string() + ": " + errno_text(e);
     fail_locked(what);
     throw Error(what);
   }
+  // Syncs are serialised (sync_mu), so the owed ones taken above are still the first of the list.
+  unsynced.erase(unsynced.begin(), unsynced.begin() + static_cast<std::ptrdiff_t>(fds.size() - 1));
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }
@@ -421,8 +524,11 @@ void Spool::Impl::sync_all() {
   std::lock_guard sync_lock(sync_mu);
   std::vector<FdPtr> fds;
   std::uint64_t upto = 0;
+  std::size_t owed = 0;
   {
     std::lock_guard lock(mu);
+    fds = unsynced;
+    owed = fds.size();
     fds.push_back(active);
     upto = written_seq;
     for (auto& [first, seg] : segments) {
@@ -440,6 +546,7 @@ void Spool::Impl::sync_all() {
     fail_locked(what);
     throw Error(what);
   }
+  unsynced.erase(unsynced.begin(), unsynced.begin() + static_cast<std::ptrdiff_t>(owed));
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }
@@ -452,6 +559,15 @@ Spool::~Spool() {
   } catch (const std::exception&) {
     // Nothing to report to from a destructor; the records are in the page cache or already synced.
   }
+  try {
+    {
+      std::lock_guard lock(impl_->mu);
+      if (impl_->spare) impl_->doomed.push_back(impl_->spare_first);  // never written to
+    }
+    impl_->remove_doomed();
+  } catch (const std::exception&) {
+    // Left on disk: the next open deletes empty and fully acknowledged segments.
+  }
 }
 
 std::uint64_t Spool::append(std::string_view payload) { return impl_->append(&payload, 1).front(); }
@@ -461,12 +577,16 @@ std::vector<std::uint64_t> Spool::append_batch(const std::vector<std::string>& p
   return impl_->append(views.data(), views.size());
 }
 
+// Three steps so that no file is made or removed under the lock appends wait for: mark the acks and
+// forget fully acknowledged segments (locked); unlink their files and open missing ack files
+// (unlocked); attach those and take the writes (locked, only when a file was opened); then write.
 void Spool::ack(const std::vector<std::uint64_t>& seqs) {
+  Impl& im = *impl_;
   std::vector<std::pair<FdPtr, std::string>> writes;
-  bool deleted = false;
+  std::map<std::uint64_t, std::string> unopened;  // by segment: entries whose ack file is not open yet
   {
-    std::lock_guard lock(impl_->mu);
-    auto& segs = impl_->segments;
+    std::lock_guard lock(im.mu);
+    auto& segs = im.segments;
     std::map<std::uint64_t, std::string> entries;  // by segment
     for (std::uint64_t seq : seqs) {
       auto it = segs.upper_bound(seq);
@@ -477,27 +597,21 @@ void Spool::ack(const std::vector<std::uint64_t>& seqs) {
       if (idx >= seg.pending.size() || !seg.pending[idx]) continue;
       seg.pending[idx] = false;
       --seg.pending_count;
-      --impl_->pending;
+      --im.pending;
       encode_ack(entries[it->first], seq);
     }
     const std::uint64_t active_first = segs.rbegin()->first;
     for (auto& [first, data] : entries) {
       auto it = segs.find(first);
       if (first != active_first && it->second.pending_count == 0) {
-        if (impl_->delete_segment_locked(it)) {
-          deleted = true;
-          continue;
-        }
+        im.doomed.push_back(first);
+        im.forget_segment_locked(it);
+        continue;
       }
       Impl::Segment& seg = it->second;
       if (!seg.ack_fd) {
-        try {
-          seg.ack_fd = std::make_shared<Fd>(
-              open_file(impl_->ack_path(first), O_WRONLY | O_CREAT | O_APPEND, "open"));
-        } catch (const Error& e) {
-          impl_->warn(e.what());
-          continue;
-        }
+        unopened.emplace(first, std::move(data));
+        continue;
       }
       seg.ack_dirty = true;
       writes.emplace_back(seg.ack_fd, std::move(data));
@@ -506,25 +620,45 @@ void Spool::ack(const std::vector<std::uint64_t>& seqs) {
     // When that keeps admission closed, rotate now: otherwise, with callers refused, no append would
     // ever come to do it and the spool would stay "full" of delivered events.
     const Impl::Segment& act = segs.rbegin()->second;
-    if (act.bytes > 0 && act.pending_count == 0 && !impl_->room_locked()) {
+    if (act.bytes > 0 && act.pending_count == 0 && !im.room_locked()) {
       try {
-        impl_->rotate_locked();
+        im.rotate_locked();
       } catch (const Error& e) {
-        impl_->warn(e.what());
+        im.warn(e.what());
       }
-      impl_->update_accepting_locked();
+      im.update_accepting_locked();
+    }
+  }
+  im.remove_doomed();
+  std::vector<std::string> failures;
+  if (!unopened.empty()) {
+    std::vector<std::pair<std::uint64_t, FdPtr>> opened;
+    for (const auto& entry : unopened) {
+      try {
+        opened.emplace_back(entry.first, std::make_shared<Fd>(open_file(im.ack_path(entry.first),
+                                                                        O_WRONLY | O_CREAT | O_APPEND, "open")));
+      } catch (const Error& e) {
+        failures.push_back(e.what());
+      }
+    }
+    std::lock_guard lock(im.mu);
+    for (auto& [first, fd] : opened) {
+      auto it = im.segments.find(first);
+      if (it == im.segments.end()) continue;  // forgotten meanwhile: its files go with it
+      Impl::Segment& seg = it->second;
+      if (!seg.ack_fd) seg.ack_fd = fd;  // else another ack() opened it first: append through theirs
+      seg.ack_dirty = true;
+      writes.emplace_back(seg.ack_fd, std::move(unopened[first]));
     }
   }
   // Outside the lock: appends need not wait for ack writes. Entries are independent, so the order
   // of concurrent ack() calls in a file does not matter.
-  std::vector<std::string> failures;
   for (auto& [fd, data] : writes) {
     if (int e = write_all(fd->get(), data.data(), data.size())) failures.push_back("ack write: " + errno_text(e));
   }
-  if (deleted && ::fsync(impl_->dir_fd.get()) != 0) failures.push_back("fsync directory: " + errno_text(errno));
   if (!failures.empty()) {
-    std::lock_guard lock(impl_->mu);
-    for (auto& f : failures) impl_->warn(impl_->opt.dir.string() + ": " + f);
+    std::lock_guard lock(im.mu);
+    for (auto& f : failures) im.warn(im.opt.dir.string() + ": " + f);
   }
 }
 
@@ -544,6 +678,16 @@ std::vector<SpoolRecord> Spool::take_recovered() {
 }
 
 void Spool::sync() { impl_->sync_all(); }
+
+void Spool::tidy() noexcept {
+  try {
+    impl_->remove_doomed();
+    impl_->make_spare();
+    impl_->remove_doomed();  // a spare passed over while it was being made
+  } catch (const std::exception&) {
+    // Only allocation can throw here; the next tick tries again, and rotation works without a spare.
+  }
+}
 
 void Spool::maybe_sync() {
   if (impl_->opt.fsync != FsyncPolicy::interval) return;

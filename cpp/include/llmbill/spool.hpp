@@ -68,7 +68,8 @@ class SpoolFullError : public Error {
 enum class FsyncPolicy : std::uint8_t {
   every_record,  // fsync before append() returns: survives power loss
   interval,      // fsync at most every fsync_interval, by whoever calls maybe_sync() (the pipeline's
-                 // sender does, each tick); append() itself never waits on the disk
+                 // sender does, each tick); append() itself never waits on the disk (with tidy()
+                 // called too, not even to rotate)
   never,         // leave it to the OS: survives a process crash, not power loss
 };
 
@@ -120,6 +121,11 @@ class Spool {
   std::vector<SpoolRecord> take_recovered();
   void sync();        // fsync the active segment and ack files now, whatever the policy
   void maybe_sync();  // fsync if the interval policy says it is due
+  // Disk work kept off append()'s path (the pipeline's sender calls it each tick): makes the next
+  // segment ahead once the active one is half full, so that rotation only switches files, and
+  // unlinks the files of segments rotation found fully acknowledged. Without it rotation does that
+  // work itself, as append() reaches it. Never throws: a failure is a warning and rotation inline.
+  void tidy() noexcept;
   // Whether a new billable call's events can be made durable now (see Admission above). Lock-free.
   bool can_accept() const noexcept;
   // Re-reads the filesystem's free space (one statvfs) and re-opens admission if the reserve is free
