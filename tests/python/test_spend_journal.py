@@ -9,6 +9,9 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from llmbill.proxy import spend_journal
 from llmbill.proxy.cache import EntityCache
 from llmbill.proxy.spend import SpendTracker, calls_batch
 from llmbill.proxy.spend_journal import SpendJournal, decode, encode
@@ -80,9 +83,45 @@ def test_a_flush_releases_what_it_wrote_and_keeps_what_came_after(tmp_path: Path
         journal.append(row(1))
         tracker.logs.append(row(1))  # as settle does (the ledger's increments are not needed here)
         assert await tracker.flush()
-        assert list(journal.dir.iterdir()) == []
+        # row 1's file is gone; the next one was made by the flush's worker thread, empty until used
+        assert [f.stat().st_size for f in journal.dir.iterdir()] == [0]
         journal.append(row(2))  # settled after the flush: still journaled
         assert [decode(line) for f in journal.dir.iterdir() for line in f.read_bytes().splitlines()] == [row(2)]
+        journal.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_under_steady_traffic_the_loop_makes_no_file_and_an_idle_journal_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating and unlinking files waits on the filesystem's journal: tidy() does both in the flush's
+    worker thread, so once traffic is steady mark() and the appends only write and close."""
+    async def scenario() -> None:
+        store, tracker = await tracker_on(tmp_path)
+        journal = SpendJournal(tmp_path / "journal")
+        await tracker.recover(journal)
+        assert await tracker.flush()
+        assert list(journal.dir.iterdir()) == []  # idle: nothing made
+        for i in (1, 2):  # the first file after idle is opened by its append; the next ones are made ahead
+            journal.append(row(i))
+            tracker.logs.append(row(i))
+            assert await tracker.flush()
+            assert [f.stat().st_size for f in journal.dir.iterdir()] == [0] * i
+
+        def no_open(*args: object, **kwargs: object) -> int:
+            raise AssertionError("a file opened on the loop")
+        with monkeypatch.context() as m:
+            m.setattr(spend_journal.os, "open", no_open)
+            journal.append(row(3))
+            journal.mark()
+            journal.append(row(4))
+        tracker.logs.extend([row(3), row(4)])
+        assert await tracker.flush()
+        assert sorted(r.request_id for r in await store.spend_logs()) == [f"call-{i}" for i in range(1, 5)]
+        for _ in range(3):  # idle again: the file made ahead is switched to, then released; none made
+            assert await tracker.flush()
+        assert list(journal.dir.iterdir()) == []
         journal.close()
         await store.close()
 

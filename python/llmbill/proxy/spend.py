@@ -221,8 +221,10 @@ class SpendTracker:
             self.logs, self._members = [], {}
             if batch:
                 await self._write([batch])
-            if mark is not None and self.journal is not None and not self.unwritten:
-                self.journal.release(mark)  # applied or dead-lettered: the journal's cursor passes them
+            if self.journal is not None:
+                # Applied or dead-lettered: the journal's cursor passes them. Unlinks and the next
+                # file's creation in a thread: filesystem journal operations stall the loop's callers.
+                await asyncio.to_thread(self.journal.tidy, mark if not self.unwritten else None)
             return not self.unwritten
 
     async def recover(self, journal: SpendJournal) -> int:
