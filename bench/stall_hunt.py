@@ -5,6 +5,13 @@ loop's thread was doing in its long turns (stall_watch.py) and what PostgreSQL l
 
     .venv/bin/python bench/stall_hunt.py [--systems llmbill-sqlite,llmbill-pg] [--points 12]
         [--concurrency 256] [--mode chat] [--seconds 10] [--stall-ms 30] [--json F]
+        [--neighbour] [--perf-trace]
+
+--neighbour runs a disk-heavy neighbour during the points (16 MB written and fsynced, again and
+again, on the filesystem of the proxies' spools), the kind of load under which a filesystem journal
+operation waits for tenths of a second. --perf-trace lists, per point, the calls that wait on the
+filesystem's journal (fsync, fdatasync, file creation, unlink, rename, truncate) that each proxy's
+event-loop thread made, with their longest time (`perf trace`; the other threads' are counted apart).
 
 A point's p99 from wrk is corrected for coordinated omission (wrk adds the requests a stalled
 connection would have sent), so one stall of ~0.3 s in a 10 s point at c=256 is enough to put p99 over
@@ -52,6 +59,47 @@ def pg_lines_between(log: Path | None, t0: float, t1: float) -> list[str]:
     return lines
 
 
+NEIGHBOUR = """
+import os, sys, time
+path, block = sys.argv[1], b"n" * (1 << 20)
+while True:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for _ in range(16):
+        os.write(fd, block)
+    os.fsync(fd)
+    os.close(fd)
+    time.sleep(0.2)
+"""
+JOURNAL_CALLS = "fdatasync,fsync,openat,unlink,unlinkat,rename,renameat2,ftruncate,fallocate"
+
+
+def start_trace(pids: list[int], out: Path) -> pb.subprocess.Popen[bytes]:
+    return pb.subprocess.Popen(["perf", "trace", "-p", ",".join(map(str, pids)), "-e", JOURNAL_CALLS,
+                                "-o", str(out)], stdout=pb.subprocess.DEVNULL, stderr=pb.subprocess.DEVNULL)
+
+
+def read_trace(proc: pb.subprocess.Popen[bytes], out: Path, loops: set[int]) -> dict[str, Any]:
+    """Per call: count and longest ms on the event-loop threads (tid = a process's pid), and count
+    on the other threads. A line: ` 126306.100 (28.718 ms): llmbill-proxy/32208 fdatasync(fd: 35) = 0`."""
+    proc.send_signal(pb.signal.SIGINT)
+    proc.wait(timeout=30)
+    loop: dict[str, list[float]] = {}
+    other: dict[str, int] = {}
+    for line in out.read_text(errors="replace").splitlines():
+        try:
+            ms = float(line.split("(", 1)[1].split(" ms)", 1)[0])
+            who, call = line.split("): ", 1)[1].split(None, 1)
+            tid, name = int(who.rsplit("/", 1)[1]), call.split("(", 1)[0]
+        except (IndexError, ValueError):
+            continue
+        if tid in loops:
+            loop.setdefault(name, []).append(ms)
+        else:
+            other[name] = other.get(name, 0) + 1
+    return {"loop": {k: {"count": len(v), "max_ms": round(max(v), 2)} for k, v in sorted(loop.items())},
+            "other_threads": other}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--systems", default="llmbill-pg")
@@ -61,6 +109,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--stall-ms", type=float, default=30.0)
     ap.add_argument("--json", help="write every point with its stalls here")
+    ap.add_argument("--neighbour", action="store_true", help="a disk-heavy neighbour during the points")
+    ap.add_argument("--perf-trace", action="store_true", help="the loop threads' filesystem-journal calls")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="llmbill-stall-hunt-"))
     wanted = args.systems.split(",")
@@ -95,11 +145,18 @@ def main() -> int:
         for s in systems:
             pb.wrk(s.url, s.auth, body, 8, 2, work / "warm.json", pb.endpoint(s, args.mode))
             pb.settle(s)
+        if args.neighbour:
+            pb.Child("disk neighbour", [sys.executable, "-c", NEIGHBOUR, str(work / "neighbour.bin")])
         for i in range(args.points):
             for s in systems:
+                trace = start_trace(s.pids(), work / "trace.txt") if args.perf_trace else None
+                if trace is not None:
+                    time.sleep(1.0)  # perf attaches
                 t0 = time.time()
                 p = pb.measure(s, args.mode, args.concurrency, args.seconds, work, body)
                 t1 = time.time()
+                if trace is not None:
+                    p["journal_calls"] = read_trace(trace, work / "trace.txt", set(s.pids()))
                 pb.settle(s)
                 p["stalls"] = stalls_between(logs[s.name], t0, t1)
                 p["pg_log"] = pg_lines_between(pg_log, t0, t1) if s.name == "llmbill-pg" else []
@@ -113,6 +170,9 @@ def main() -> int:
                 for st in sorted(p["stalls"], key=lambda x: -x["lag_ms"])[:3]:
                     for n, stack in st["stacks"][:3]:
                         pb.log(f"     {st['lag_ms']:7.1f} ms  {n:3}x {stack[:300]}")
+                if "journal_calls" in p:
+                    pb.log(f"     loop thread: {p['journal_calls']['loop'] or 'none'}; "
+                           f"other threads: {p['journal_calls']['other_threads']}")
                 for line in p["pg_log"][:12]:
                     pb.log(f"     pg: {line}")
     finally:
