@@ -359,6 +359,28 @@ def postgres_pids(port: int) -> list[int]:
     return []
 
 
+TCP_COUNTERS = ("RetransSegs", "TCPTimeouts", "TCPSpuriousRtxHostQueues", "TCPLossProbes")
+
+
+def tcp_counters() -> dict[str, int]:
+    """The machine's TCP counters (/proc/net/snmp and netstat: pairs of name and value lines). A
+    retransmission timeout on loopback is a call that waits 200 ms or more (the minimum RTO) whatever
+    the proxy does; TCPSpuriousRtxHostQueues counts those whose first copy was still queued in this
+    host when the timer fired (the kernel had not delivered it yet)."""
+    found: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        for names, values in zip(lines[::2], lines[1::2]):
+            if names.split(":")[0] in ("Tcp", "TcpExt"):
+                for name, value in zip(names.split()[1:], values.split()[1:]):
+                    if name in TCP_COUNTERS:
+                        found[name] = int(value)
+    return found
+
+
 # ---- one measured point ----------------------------------------------------------------------------
 
 def wrk(url: str, auth: str, body_file: Path, conns: int, seconds: float, out: Path,
@@ -401,9 +423,10 @@ def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_fi
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
     pids = s.pids() if s.proc else []
     db = s.db_pids() if s.db_pids else []
-    cpu0, db0, t0 = cpu_seconds(pids), cpu_seconds(db), time.monotonic()
+    cpu0, db0, tcp0, t0 = cpu_seconds(pids), cpu_seconds(db), tcp_counters(), time.monotonic()
     r = wrk(s.url, s.auth, body_file, conns, seconds, tmp / "wrk.json", endpoint(s, mode))
     wall = time.monotonic() - t0
+    tcp1 = tcp_counters()
     pids = s.pids() if s.proc else []
     cpu = cpu_seconds(pids) - cpu0
     db_cpu = cpu_seconds(db) - db0 if db else None
@@ -422,6 +445,8 @@ def measure(s: System, mode: str, conns: int, seconds: float, tmp: Path, body_fi
         "rss_mb": status_kb(pids, "VmRSS") / 1024 if s.proc else None,
         "peak_rss_mb": status_kb(pids, "VmHWM") / 1024 if s.proc else None,
         "load1": load1,  # the machine's 1-minute load average as the point began (2 cores, shared)
+        # the machine's TCP retransmissions during the point (any process's; see tcp_counters)
+        "tcp": {k: tcp1[k] - tcp0.get(k, 0) for k in tcp1 if tcp1[k] != tcp0.get(k, 0)},
     }
     return point
 
@@ -527,7 +552,8 @@ def main() -> int:
                             p["round"] = rnd
                             result["points"].append(p)
                             log(f"{mode:16} c={conns:<3} {s.name:15} {p['rps']:9,.0f} req/s  p50 {p['p50_ms']:8.3f} ms  "
-                                f"p99 {p['p99_ms']:8.2f} ms  errors {p['errors']}  load {p['load1']:.1f}")
+                                f"p99 {p['p99_ms']:8.2f} ms  errors {p['errors']}  load {p['load1']:.1f}"
+                                + (f"  TCP timeouts {p['tcp']['TCPTimeouts']}" if p["tcp"].get("TCPTimeouts") else ""))
                             if p["errors"]:
                                 result["errors"].append(f"{s.name} {mode} c={conns}: {p['error_detail']}")
                             if p["requests"] == 0:

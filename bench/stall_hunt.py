@@ -170,6 +170,8 @@ def main() -> int:
                 for st in sorted(p["stalls"], key=lambda x: -x["lag_ms"])[:3]:
                     for n, stack in st["stacks"][:3]:
                         pb.log(f"     {st['lag_ms']:7.1f} ms  {n:3}x {stack[:300]}")
+                if p["tcp"]:
+                    pb.log(f"     tcp: {p['tcp']}")
                 if "journal_calls" in p:
                     pb.log(f"     loop thread: {p['journal_calls']['loop'] or 'none'}; "
                            f"other threads: {p['journal_calls']['other_threads']}")

@@ -26,8 +26,9 @@
 //   another thread's fsync returns without its own, so N concurrent appenders pay about one fsync.
 // - Rotation off the appender's path: under a lock every append waits for, a rotation's disk work
 //   (the sealed segment's fdatasync, creating the next one, two directory fsyncs, unlinks) stalled
-//   the caller — the proxy's event loop — for as long as the disk took: 1-30 ms on a quiet disk here,
-//   0.2-0.5 s behind a neighbour's writeback (bench/README.md, "Disk work off the event loop"). So
+//   the caller — the proxy's event loop — for as long as the disk took: ~1 ms on a quiet disk here,
+//   a fdatasync p99 of 0.24 s behind a neighbour's writes (bench/README.md, "Disk work off the event
+//   loop"). So
 //   tidy() (the pipeline's sender, each tick) makes the next segment ahead: it reserves a name above
 //   every seq the active segment can still hand out (segment_bytes / kHeader + 1 more: a record is
 //   at least kHeader bytes), creates the file and syncs the directory outside the lock, and the
@@ -312,9 +313,9 @@ void Spool::Impl::read_acks(std::uint64_t first, std::vector<bool>& acked) {
 }
 
 void Spool::Impl::open_segment_locked(std::uint64_t first) {
-  FdPtr log = std::make_shared<Fd>(open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, "create"));
-  fsync_dir();
-  activate_locked(first, std::move(log));
+  activate_locked(first, std::make_shared<Fd>(open_file(log_path(first), O_WRONLY | O_CREAT | O_EXCL | O_APPEND,
+                                                       "create")));
+  fsync_dir();  // after activating: a failed directory fsync fails this append, the next ones go on
 }
 
 void Spool::Impl::activate_locked(std::uint64_t first, FdPtr log) {
