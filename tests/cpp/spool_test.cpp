@@ -76,6 +76,22 @@ void flip_byte(const fs::path& file, std::uint64_t offset) {
 
 std::string payload(int i) { return "{\"transaction_id\":\"call-" + std::to_string(i) + "\"}"; }
 
+// Opens a Spool on `o.dir` and checks that it recovers exactly `expected` (seq → payload), in order,
+// with nothing torn and no warning.
+void expect_recovered(const SpoolOptions& o, const std::map<std::uint64_t, std::string>& expected) {
+  Spool spool(o);
+  std::vector<SpoolRecord> got = spool.take_recovered();
+  ASSERT_EQ(got.size(), expected.size());
+  auto it = expected.begin();
+  for (const SpoolRecord& r : got) {
+    EXPECT_EQ(r.seq, it->first);
+    EXPECT_EQ(r.payload, it->second);
+    ++it;
+  }
+  EXPECT_EQ(spool.stats().torn_records, 0u);
+  EXPECT_TRUE(spool.warnings().empty());
+}
+
 }  // namespace
 
 TEST(Spool, AppendedRecordsAreRecoveredAfterReopen) {
@@ -437,16 +453,7 @@ TEST(Spool, ConcurrentAppendsAndAcksKeepSeqsUnique) {
   for (const auto& set : acked) {
     for (std::uint64_t s : set) all.erase(s);
   }
-  Spool spool(o);
-  std::vector<SpoolRecord> got = spool.take_recovered();
-  ASSERT_EQ(got.size(), all.size());
-  auto it = all.begin();
-  for (const SpoolRecord& r : got) {
-    EXPECT_EQ(r.seq, it->first);
-    EXPECT_EQ(r.payload, it->second);
-    ++it;
-  }
-  EXPECT_EQ(spool.stats().torn_records, 0u);
+  expect_recovered(o, all);
 }
 
 TEST(Spool, ConcurrentEveryRecordAppendsShareFsyncs) {
@@ -717,17 +724,8 @@ TEST(SpoolRotation, ACrashWithTheSpareOnDiskRecoversEveryRecord) {
     fs::copy(dir.path(), copy.path(), fs::copy_options::overwrite_existing | fs::copy_options::recursive);
   }
   fs::remove(copy.path() / "LOCK");
+  expect_recovered(c.options(copy.path()), written);
   Spool spool(c.options(copy.path()));
-  std::vector<SpoolRecord> got = spool.take_recovered();
-  ASSERT_EQ(got.size(), written.size());
-  auto it = written.begin();
-  for (const SpoolRecord& r : got) {
-    EXPECT_EQ(r.seq, it->first);
-    EXPECT_EQ(r.payload, it->second);
-    ++it;
-  }
-  EXPECT_EQ(spool.stats().torn_records, 0u);
-  EXPECT_TRUE(spool.warnings().empty());
   EXPECT_GT(spool.append("after"), written.rbegin()->first);
 }
 
@@ -808,14 +806,5 @@ TEST(SpoolRotation, ConcurrentAppendsAcksAndTidyLoseNothing) {
   std::map<std::uint64_t, std::string> all;
   for (const auto& m : kept) all.insert(m.begin(), m.end());
   ASSERT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread / 2));
-  Spool spool(o);
-  std::vector<SpoolRecord> got = spool.take_recovered();
-  ASSERT_EQ(got.size(), all.size());
-  auto it = all.begin();
-  for (const SpoolRecord& r : got) {
-    EXPECT_EQ(r.seq, it->first);
-    EXPECT_EQ(r.payload, it->second);
-    ++it;
-  }
-  EXPECT_EQ(spool.stats().torn_records, 0u);
+  expect_recovered(o, all);
 }

@@ -128,6 +128,29 @@ def test_under_steady_traffic_the_loop_makes_no_file_and_an_idle_journal_none(
     asyncio.run(scenario())
 
 
+def test_a_next_file_that_cannot_be_made_ahead_is_opened_by_its_append(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        store, tracker = await tracker_on(tmp_path)
+        journal = SpendJournal(tmp_path / "journal")
+        await tracker.recover(journal)
+        journal.append(row(1))
+        tracker.logs.append(row(1))
+
+        def full(*args: object, **kwargs: object) -> int:
+            raise OSError(28, "No space left on device")
+        with monkeypatch.context() as m:
+            m.setattr(spend_journal.os, "open", full)
+            assert await tracker.flush()  # the batch is stored; only the file ahead is missing
+        assert "cannot make the next file ahead" in caplog.text
+        journal.append(row(2))
+        assert [decode(line) for f in journal.dir.iterdir() for line in f.read_bytes().splitlines()] == [row(2)]
+        journal.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_torn_last_line_is_skipped_and_the_rest_recovered(tmp_path: Path) -> None:
     async def scenario() -> None:
         dead = SpendJournal(tmp_path / "journal")
