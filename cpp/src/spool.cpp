@@ -34,7 +34,7 @@
 //   at least kHeader bytes), creates the file and syncs the directory outside the lock, and the
 //   appender's rotation only switches descriptors. The sealed segment's fsync is owed, not done:
 //   it joins the next sync_through (the interval fsync or an every_record append), which covers it
-//   before durable_seq passes its records. A fully acknowledged sealed segment is forgotten under
+//   before durable_seq passes its records (a rotation with no spare ready syncs what is owed itself). A fully acknowledged sealed segment is forgotten under
 //   the lock and its files unlinked by the next tidy() or ack(). The reservation is the invariant
 //   that keeps recovery exact: no seq at or above the reserved name is handed out while that file
 //   may exist, so a crash leaves every record below the next segment's name. Seqs jump at each such
@@ -151,6 +151,13 @@ struct Spool::Impl {
   void rotate_locked(std::size_t n = 0);
   void make_spare();
   void remove_doomed();
+  // Drops from `unsynced` the descriptors a sync just covered (by identity: an inline rotation may
+  // have cleared the list meanwhile).
+  void forget_synced_locked(const std::vector<FdPtr>& synced) {
+    std::erase_if(unsynced, [&](const FdPtr& fd) {
+      return std::find(synced.begin(), synced.end(), fd) != synced.end();
+    });
+  }
   std::vector<std::uint64_t> append(const std::string_view* payloads, std::size_t n);
   void sync_through(std::uint64_t target);
   void sync_all();
@@ -350,9 +357,10 @@ bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterat
 // Seals the active segment and starts the next: the spare tidy() made, else one made here. n: the
 // records about to be appended (a batch that would reach a reservation being made passes over it).
 void Spool::Impl::rotate_locked(std::size_t n) {
-  if (opt.fsync != FsyncPolicy::never && written_seq > durable_seq) unsynced.push_back(active);
+  const bool owed = opt.fsync != FsyncPolicy::never && written_seq > durable_seq;
   auto sealed = std::prev(segments.end());
   if (spare) {
+    if (owed) unsynced.push_back(active);  // the next sync_through covers it
     activate_locked(spare_first, std::move(spare));
     spare_first = 0;
     if (sealed->second.pending_count == 0) {
@@ -360,6 +368,19 @@ void Spool::Impl::rotate_locked(std::size_t n) {
       forget_segment_locked(sealed);
     }
     return;
+  }
+  // No spare: the disk work here, as a Spool nobody tidies always did it (with any fsync still owed
+  // by an earlier rotation onto a spare, so that durable_seq may pass every record written).
+  if (owed) {
+    int e = fault(SpoolOp::sync);
+    for (const FdPtr& fd : unsynced) {
+      if (e == 0) e = datasync(fd->get());
+    }
+    if (e == 0) e = datasync(active->get());
+    if (e != 0) throw_io("fsync", log_path(sealed->first), e);
+    unsynced.clear();
+    durable_seq = written_seq;
+    last_sync = Clock::now();
   }
   std::uint64_t first = next_seq;
   if (spare_first != 0 && next_seq + n > spare_first) {
@@ -515,8 +536,7 @@ void Spool::Impl::sync_through(std::uint64_t target) {
     fail_locked(what);
     throw Error(what);
   }
-  // Syncs are serialised (sync_mu), so the owed ones taken above are still the first of the list.
-  unsynced.erase(unsynced.begin(), unsynced.begin() + static_cast<std::ptrdiff_t>(fds.size() - 1));
+  forget_synced_locked(fds);
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }
@@ -525,11 +545,9 @@ void Spool::Impl::sync_all() {
   std::lock_guard sync_lock(sync_mu);
   std::vector<FdPtr> fds;
   std::uint64_t upto = 0;
-  std::size_t owed = 0;
   {
     std::lock_guard lock(mu);
     fds = unsynced;
-    owed = fds.size();
     fds.push_back(active);
     upto = written_seq;
     for (auto& [first, seg] : segments) {
@@ -547,7 +565,7 @@ void Spool::Impl::sync_all() {
     fail_locked(what);
     throw Error(what);
   }
-  unsynced.erase(unsynced.begin(), unsynced.begin() + static_cast<std::ptrdiff_t>(owed));
+  forget_synced_locked(fds);
   durable_seq = std::max(durable_seq, upto);
   last_sync = Clock::now();
 }

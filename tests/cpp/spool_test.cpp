@@ -689,6 +689,22 @@ TEST(SpoolRotation, TidyMakesTheNextSegmentSoThatRotationMakesNoFileAndNoFsync) 
   EXPECT_EQ(c.syncs.load(), 1);
 }
 
+TEST(SpoolRotation, WithoutTidyRotationSyncsTheSegmentItSealsItself) {
+  TempDir dir;
+  Counted c;
+  Spool spool(c.options(dir.path()));
+  for (int i = 0; i < 35; ++i) spool.append(kPayload);  // ten a segment: three rotations, no spare
+  EXPECT_EQ(c.syncs.load(), 3) << "a Spool nobody tidies owes nothing: each rotation synced its segment";
+  EXPECT_EQ(log_names(dir.path()).size(), 4u);
+  spool.tidy();  // the active segment is half full: a spare now
+  for (int i = 0; i < 6; ++i) spool.append(kPayload);  // onto the spare: owed, not synced
+  EXPECT_EQ(c.syncs.load(), 3);
+  for (int i = 0; i < 10; ++i) spool.append(kPayload);  // no spare this time: syncs here, the owed one too
+  EXPECT_EQ(c.syncs.load(), 4);
+  spool.maybe_sync();  // nothing left owed but the active segment's newest records
+  EXPECT_EQ(c.syncs.load(), 5);
+}
+
 TEST(SpoolRotation, EveryRecordedAppendStillSyncsTheSegmentItSealed) {
   TempDir dir;
   Counted c;
