@@ -147,6 +147,7 @@ struct Spool::Impl {
   void open_segment_locked(std::uint64_t first);
   void activate_locked(std::uint64_t first, FdPtr log);
   void forget_segment_locked(std::map<std::uint64_t, Segment>::iterator it);
+  bool unlink_segment(std::uint64_t first, std::vector<std::string>& failures) const;
   bool delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it);
   void rotate_locked(std::size_t n = 0);
   void make_spare();
@@ -340,18 +341,26 @@ void Spool::Impl::forget_segment_locked(std::map<std::uint64_t, Segment>::iterat
   update_accepting_locked();
 }
 
-// Unlinks a sealed segment and its acks; the caller fsyncs the directory. False if nothing changed.
-bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it) {
-  std::uint64_t first = it->first;
+// Unlinks a segment's log, then its acks (see the notes); a failure is appended to `failures`.
+// False if the log stays: then the acks stay too, and the next open finds it whole.
+bool Spool::Impl::unlink_segment(std::uint64_t first, std::vector<std::string>& failures) const {
   if (::unlink(log_path(first).c_str()) != 0 && errno != ENOENT) {
-    warn("cannot delete " + log_path(first).string() + ": " + errno_text(errno));
+    failures.push_back("cannot delete " + log_path(first).string() + ": " + errno_text(errno));
     return false;
   }
   if (::unlink(ack_path(first).c_str()) != 0 && errno != ENOENT) {
-    warn("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
+    failures.push_back("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
   }
-  forget_segment_locked(it);
   return true;
+}
+
+// Unlinks a sealed segment and its acks now; the caller fsyncs the directory. False if nothing changed.
+bool Spool::Impl::delete_segment_locked(std::map<std::uint64_t, Segment>::iterator it) {
+  std::vector<std::string> failures;
+  const bool gone = unlink_segment(it->first, failures);
+  for (auto& f : failures) warn(std::move(f));
+  if (gone) forget_segment_locked(it);
+  return gone;
 }
 
 // Seals the active segment and starts the next: the spare tidy() made, else one made here. n: the
@@ -427,19 +436,11 @@ void Spool::Impl::remove_doomed() {
   }
   if (firsts.empty()) return;
   std::vector<std::string> failures;
-  for (std::uint64_t first : firsts) {
-    if (::unlink(log_path(first).c_str()) != 0 && errno != ENOENT) {
-      failures.push_back("cannot delete " + log_path(first).string() + ": " + errno_text(errno));
-      continue;  // kept whole: the next open finds it fully acknowledged and deletes it
-    }
-    if (::unlink(ack_path(first).c_str()) != 0 && errno != ENOENT) {
-      failures.push_back("cannot delete " + ack_path(first).string() + ": " + errno_text(errno));
-    }
-  }
-  if (::fsync(dir_fd.get()) != 0) failures.push_back("fsync directory: " + errno_text(errno));
+  for (std::uint64_t first : firsts) unlink_segment(first, failures);  // one kept whole: the next open deletes it
+  if (::fsync(dir_fd.get()) != 0) failures.push_back(opt.dir.string() + ": fsync directory: " + errno_text(errno));
   if (failures.empty()) return;
   std::lock_guard lock(mu);
-  for (auto& f : failures) warn(opt.dir.string() + ": " + f);
+  for (auto& f : failures) warn(std::move(f));
 }
 
 std::vector<std::uint64_t> Spool::Impl::append(const std::string_view* payloads, std::size_t n) {

@@ -75,7 +75,7 @@ class SpendJournal:
         existing = self._files()
         self._number = existing[-1][0] + 1 if existing else 1  # never append to a dead process's file
         self._fd: int | None = None
-        self._spare: tuple[int, int] | None = None  # (number, fd) of the file mark() switches to
+        self._spare: int | None = None  # fd of the file after the current one, which mark() switches to
         self._written = False  # a row appended since the last mark
         self._busy = False  # rows came between the last two marks: tidy() makes the next file
 
@@ -90,10 +90,13 @@ class SpendJournal:
     def _path(self, number: int) -> Path:
         return self.dir / f"{number:020d}{_SUFFIX}"
 
+    def _open(self, number: int) -> int:
+        return os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
     def append(self, row: SpendLog) -> None:
         """Before the reply: the row is in the file (the page cache) when this returns."""
         if self._fd is None:  # opened lazily: a flush with no call since creates no file
-            self._fd = os.open(self._path(self._number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd = self._open(self._number)
         data = encode(row)
         written = os.write(self._fd, data)
         self._written = True
@@ -109,9 +112,8 @@ class SpendJournal:
             self._fd = None
         self._number += 1
         self._busy, self._written = self._written, False
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            self._fd = spare[1]  # made for this number: mark() is the only place the number moves
+        # tidy() made it for this number: mark() is the only place the number moves
+        self._fd, self._spare = self._spare, None
         return mark
 
     def tidy(self, released: int | None) -> None:
@@ -120,9 +122,8 @@ class SpendJournal:
         if released is not None:
             self.release(released)
         if self._busy and self._spare is None:
-            number = self._number + 1
             try:
-                self._spare = (number, os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+                self._spare = self._open(self._number + 1)
             except OSError as exc:  # the append that needs it opens it (and reports what fails then)
                 log.warning("spend journal: cannot make the next file ahead: %s", exc)
 
@@ -155,5 +156,5 @@ class SpendJournal:
             os.close(self._fd)
             self._fd = None
         if self._spare is not None:  # left empty: the next process's recovery releases it
-            os.close(self._spare[1])
+            os.close(self._spare)
             self._spare = None
