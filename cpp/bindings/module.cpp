@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   llmbill::bindings::register_ledger(m);
   llmbill::bindings::register_pipeline(m);
   llmbill::bindings::register_settle(m);
+  llmbill::bindings::register_guards(m);
 }

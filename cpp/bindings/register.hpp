@@ -18,6 +18,7 @@ void register_anthropic_stream(py::module_& m);
 void register_ledger(py::module_& m);
 void register_pipeline(py::module_& m);
 void register_settle(py::module_& m);
+void register_guards(py::module_& m);
 
 // Money crosses as a Python int of units or a decimal.Decimal of USD; never a float inside.
 py::object to_decimal(const Money& money);

@@ -53,6 +53,13 @@ void register_prices(py::module_& m) {
           },
           py::arg("prompt_tokens"), py::arg("completion_tokens"),
           "The most a call of at most these token counts can cost (USD), whatever its usage's split.")
+      .def(
+          "upper_bound_units",
+          [](const ModelPrice& p, std::int64_t prompt_tokens, std::int64_t completion_tokens) {
+            return to_units(cost_upper_bound(p, prompt_tokens, completion_tokens));
+          },
+          py::arg("prompt_tokens"), py::arg("completion_tokens"),
+          "upper_bound() in integer units of 1e-19 USD (what the guards reserve, with no Decimal made).")
       .def("__repr__", [](const ModelPrice& p) { return "ModelPrice(" + p.name + ")"; });
 
   py::class_<Cost>(m, "Cost", "An exact, itemised cost in USD (decimal.Decimal); float(cost) at the edge only.")
