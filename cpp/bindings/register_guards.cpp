@@ -143,12 +143,14 @@ void register_guards(py::module_& m) {
               case GuardBook::Outcome::admitted: return static_cast<long long>(r.handle);
               case GuardBook::Outcome::slow: return 0;
               case GuardBook::Outcome::stale: return -1;
+              case GuardBook::Outcome::refused: return -2;
             }
             return 0;
           },
           py::arg("key"), py::arg("user"), py::arg("team"), py::arg("customer"), py::arg("model"), py::arg("amount"),
           py::arg("now"), py::arg("generation"),
-          "A handle (> 0) when admitted; 0: the slow way decides; -1: an entity is not compiled at this generation.")
+          "A handle (> 0) when admitted; 0: the slow way decides; -1: an entity is not compiled at this generation; "
+          "-2: a limit refuses the call (nothing held).")
       .def("release", &GuardBook::release, py::arg("handle"), py::arg("tokens"), py::arg("now"))
       .def(
           "slots_of",

@@ -72,7 +72,7 @@ GuardBook::Result GuardBook::admit(const GuardedCall& call) {
       slots.push_back(std::move(*slot));
     }
   }
-  if (limiter_.try_admit(slots, call.now)) return {Outcome::slow};  // the slow way words the refusal
+  if (limiter_.try_admit(slots, call.now)) return {Outcome::refused};
   std::lock_guard lock(mu_);
   const std::uint64_t handle = next_handle_++;
   calls_.emplace(handle, std::move(slots));

@@ -127,12 +127,12 @@ TEST(GuardBook, WhatThePythonPlanDecidesGoesTheSlowWay) {
   EXPECT_EQ(b.book.admit(member).outcome, Outcome::slow);
 }
 
-TEST(GuardBook, ACallALimitRefusesGoesTheSlowWayHoldingNothing) {
+TEST(GuardBook, ACallALimitRefusesIsRefusedHoldingNothing) {
   Book b;
   b.book.put(EntityKind::key, "h", budget("10", "0"));
   b.book.put(EntityKind::customer, "c", budget("1", "0.95"));
   EXPECT_EQ(b.book.admit(call(usd("0.1"))).outcome, Outcome::admitted);  // 0.05 of headroom: admitted
-  EXPECT_EQ(b.book.admit(call(usd("0.1"))).outcome, Outcome::slow);      // 0.1 held >= 0.05: refused
+  EXPECT_EQ(b.book.admit(call(usd("0.1"))).outcome, Outcome::refused);   // 0.1 held >= 0.05
   EXPECT_EQ(b.limiter.reserved_for(GuardBook::entity_key("key", "h")), usd("0.1"));  // only the first
 }
 

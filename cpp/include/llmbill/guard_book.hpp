@@ -58,7 +58,7 @@ struct GuardedCall {
 
 class GuardBook {
  public:
-  enum class Outcome : std::uint8_t { admitted, slow, stale };
+  enum class Outcome : std::uint8_t { admitted, slow, stale, refused };
   struct Result {
     Outcome outcome;
     std::uint64_t handle = 0;  // admitted: what release() takes
@@ -67,8 +67,9 @@ class GuardBook {
   GuardBook(Limiter& limiter, const Ledger& ledger) : limiter_(limiter), ledger_(ledger) {}
 
   void put(EntityKind kind, std::string_view id, EntityGuard guard);
-  // Slow when an entity is not plain, the model has per-model limits or is not allowed, the key's
-  // user has member limits in its team, or a limit refuses the call (the slow way words the refusal).
+  // Slow when an entity is not plain, the model has per-model limits or is not allowed, or the key's
+  // user has member limits in its team; refused, holding nothing, when a limit refuses the call (the
+  // slow way, run on the same state, refuses it too and words the refusal).
   Result admit(const GuardedCall& call);
   // Gives back what the call holds; its tokens count in each entity's minute (and day).
   void release(std::uint64_t handle, std::int64_t tokens, double now);

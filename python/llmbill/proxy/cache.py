@@ -92,6 +92,9 @@ class EntityCache:
         self._epoch = 0  # moves with every write of this process and every change seen
         self._stamp = 0  # counts installed records: a re-read keeps a record installed after it began
         self._refreshes = 0
+        # Moves with every record installed, replaced or forgotten and every spend written into one:
+        # what the guard book compiled from the records is current only at the generation it saw.
+        self.generation = 0
         # Called with every record that enters or is replaced (spend.py tracks budget windows with it).
         self.on_record: Callable[[str, Record], None] = lambda kind, record: None
 
@@ -102,6 +105,7 @@ class EntityCache:
         change log: everything held is read again, batched; misses are forgotten."""
         version = await self.store.version()
         self.budgets = {r[KINDS["budget"]]: r for r in await self.store.list("budget")}
+        self.generation += 1
         self.missing.clear()
         self._epoch += 1
         for kind in HELD_KINDS:
@@ -134,8 +138,10 @@ class EntityCache:
         if kind == "budget":
             wanted = list(self.budgets) if everything else sorted(idents)
             fresh = await self.store.get_many(kind, wanted)
+            self.generation += 1
             if everything:
                 self.budgets = {r[KINDS[kind]]: r for r in await self.store.list("budget")}
+                self.generation += 1
                 return
             for ident in wanted:
                 if ident in fresh:
@@ -162,6 +168,7 @@ class EntityCache:
             if entry is None or entry.stamp > mark:
                 continue
             record = fresh.get(ident)
+            self.generation += 1
             if record is None:
                 del held[ident]
                 continue
@@ -188,6 +195,7 @@ class EntityCache:
                 await self._reread_spend(kind, active)
         if whole:
             self.budgets = {r[KINDS["budget"]]: r for r in await self.store.list("budget")}
+            self.generation += 1
 
     async def _reread_spend(self, kind: str, idents: list[str]) -> None:
         mark = self._stamp
@@ -197,6 +205,7 @@ class EntityCache:
         for ident, spend in spends.items():
             entry = held.get(ident)
             if entry is not None and entry.stamp <= mark:
+                self.generation += 1
                 entry.record["spend"] = spend
                 entry.read_at = now
 
@@ -258,6 +267,7 @@ class EntityCache:
             found = self.budgets.get(ident)
             if found is None and (found := await self.store.get(kind, ident)) is not None:
                 self.budgets[ident] = found
+                self.generation += 1
             return found
         record = await self._fresh(kind, ident)
         if kind == "key" and record is not None:
@@ -340,6 +350,7 @@ class EntityCache:
         finally:
             self._in_flight -= gated
         if record is None:
+            self.generation += 1
             self.entries[kind].pop(ident, None)  # deleted meanwhile
             if kind in MISSES_KEPT:
                 self._remember_miss(kind, ident)
@@ -364,6 +375,7 @@ class EntityCache:
             if record is not None:
                 self._install(kind, record, started)
             else:
+                self.generation += 1
                 self.entries[kind].pop(ident, None)
                 if kind in MISSES_KEPT:
                     self._remember_miss(kind, ident)
@@ -380,9 +392,11 @@ class EntityCache:
             entry.used_at = now
             if started is not None and entry.stamp > started:
                 return entry.record
+            self.generation += 1
             self._stamp += 1
             entry.record, entry.read_at, entry.stamp = record, now, self._stamp
         else:
+            self.generation += 1
             self._stamp += 1
             held[ident] = _Entry(record, now, self._stamp)
             while len(held) > self.max_entries:
@@ -421,6 +435,7 @@ class EntityCache:
     def put(self, kind: str, record: Record) -> None:
         """A record this process just wrote (or read): held as the newest."""
         self._epoch += 1
+        self.generation += 1
         if kind == "budget":
             self.budgets[record[KINDS[kind]]] = record
             return
@@ -431,14 +446,17 @@ class EntityCache:
         self.put(kind, record)
 
     def credited(self) -> None:
-        """Spend was applied to the store: a read begun before it is read again."""
+        """Spend was applied to the store (the caller adds it to the held records, in place): a read
+        begun before it is read again."""
         self._epoch += 1
+        self.generation += 1
 
     def forget_miss(self, kind: str, ident: str) -> None:
         self.missing.pop((kind, ident), None)
 
     def drop(self, kind: str, ident: str) -> None:
         self._epoch += 1
+        self.generation += 1
         if kind == "budget":
             self.budgets.pop(ident, None)
             return

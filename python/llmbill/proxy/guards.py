@@ -2,10 +2,15 @@
 customer blocked (from memory), over budget (counting what calls in flight have reserved) or over a
 rate limit (the shared limits: this process's, or Redis's with several processes — limits.py). The first limit crossed, in the order key, user, team, customer, is named in the error
 (with LiteLLM's message prefixes). An admitted call holds its reservation until it settles.
+
+A plain call (guard_book.py: no Redis, credits, margins, per-model or member limits on it) is
+checked and reserved by the core's guard book in one step; the plan below decides every other call,
+and words every refusal, against the same limiter.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -20,7 +25,8 @@ from .entity_limits import Limits, entity_limits, member_entry
 from .errors import ProxyError, budget_exceeded, rate_limited
 from .ids import check_id, header_id, new_id
 from .model_access import Governing, governing, listed, refusing
-from .limits import Refusal, Slot, per_model, refusal_message
+from . import guard_book
+from .limits import Refusal, Slot, core_slot, per_model, refusal_message
 from .state import ProxyState
 from .call_margin import at_cost, billed_bound
 from .store.base import member_id
@@ -123,8 +129,8 @@ class Admission:
     """A call let through: its reservations and slots, released once it settles or fails."""
 
     state: ProxyState
-    entities: list[tuple[Entity, dict[str, Any] | None]]
-    upper_bound: Decimal
+    entities: list[tuple[Entity, dict[str, Any] | None]]  # (none for a plain call while no webhook reads them)
+    upper_bound: Decimal | None  # what it reserves; None for a plain call (the guard book holds its units)
     released: bool = False
     model_limits: tuple[ModelLimit, ...] = ()
     slots: tuple[Slot, ...] = ()  # what the call holds in the limiter (limits.py), released with it
@@ -132,12 +138,16 @@ class Admission:
     tags: tuple[str, ...] = ()  # written on the call's spend log
     credit: CreditHold | None = None  # the prepaid-credit hold (credits/gate.py); settle.py settles it
     at_cost: bool = False  # no discount or margin can apply (call_margin.at_cost): settle.py bills the cost
+    handle: int = 0  # a plain call's in the guard book (guard_book.py), which holds its slots
 
     def release(self, tokens: int = 0, cost: Decimal | None = None, request_id: str = "",
                 at: datetime | None = None) -> None:
         """Frees the reservations; a settled call passes its cost (per-model spend counts it)."""
         if not self.released:
             self.released = True
+            if self.handle:
+                self.state.guard_book.release(self.handle, tokens, time.time())
+                return
             if self.credit is not None:
                 self.credit.release()  # a no-op once settled; a failed call's hold comes back whole
             self.state.shared_limits.release(self.call_id, self.slots, tokens, cost or Decimal(0))
@@ -192,6 +202,9 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     run again). The body's `metadata.tags` join the key's and team's tags on the call's spend log."""
     if need := entities_unheld(state, principal, customer):
         await state.cache.read(need)
+    handle = guard_book.admit(state, principal, customer, bound, model, lambda: entities_of(state, principal, customer))
+    if handle > 0:
+        return _plain_admission(state, principal, customer, bound, model, body, handle)
     payer = credits.payer(state, principal, customer)
     if payer is not None:
         await credits.prepare(payer)  # the payer's Lago wallets, read once
@@ -206,6 +219,9 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     refused = await state.shared_limits.admit(plan.admission.call_id, plan.admission.slots)
     if refused is not None:
         raise plan.refusal(refused)
+    if handle == guard_book.REFUSED and guard_book.ORACLE:
+        plan.admission.release()
+        raise AssertionError(f"the guard book refused a call the plan admits: {plan.admission.slots}")
     if payer is not None:
         await _hold_credits(plan.admission, bound, payer)
     else:
@@ -214,9 +230,32 @@ async def admit_model(state: ProxyState, principal: Principal, customer: str, bo
     return plan.admission
 
 
+def _plain_admission(state: ProxyState, principal: Principal, customer: str, bound: UpperBound, model: str,
+                     body: dict[str, Any] | None, handle: int) -> Admission:
+    """The Admission of a call the guard book admitted (guard_book.py), which holds its slots."""
+    entities = entities_of(state, principal, customer) if state.webhook is not None else []  # settle's notices
+    admission = Admission(state, entities, None, call_id=new_id(), at_cost=True, handle=handle)
+    if guard_book.ORACLE:
+        _check_plain(state, principal, customer, bound, model, handle)
+    admission.tags = call_tags(state, principal, body)
+    return admission
+
+
+def _check_plain(state: ProxyState, principal: Principal, customer: str, bound: UpperBound, model: str,
+                 handle: int) -> None:
+    """LLMBILL_GUARDS_ORACLE: the plan, on the same state, must build the slots the book took."""
+    plan = _plan(state, principal, customer, bound, model)
+    planned = [core_slot(s) for s in plan.admission.slots]
+    taken = state.guard_book.slots_of(handle)
+    if not plan.admission.at_cost or planned != taken:
+        raise AssertionError(f"the guard book admitted {taken}, the plan would take {planned} "
+                             f"(at cost: {plan.admission.at_cost})")
+
+
 async def _hold_credits(admission: Admission, bound: UpperBound, payer: credits.Payer) -> None:
     """The last check, once the limits have admitted the call: prepaid credits hold its upper bound
     (one step for the check and the hold); refused, the call gives back what it took."""
+    assert admission.upper_bound is not None  # planned (a plain call holds no credits)
     try:
         admission.credit = await credits.hold(admission.state, admission.upper_bound, bound.unpriced, payer)
     except BaseException:

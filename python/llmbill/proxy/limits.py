@@ -1,5 +1,7 @@
 """Per-entity limits on the request path, in this process's memory: reservations of an upper-bound
-cost for calls in flight, requests and tokens per minute, and parallel requests.
+cost for calls in flight, requests and tokens per minute, and parallel requests — counted by the
+core's limiter (cpp/include/llmbill/limiter.hpp), which the guard book (guards.py's plain calls)
+checks in the same step, so that both ways of admitting a call hold against one set of counts.
 
 The overspend bound. A call is admitted only while spend + reserved < max_budget for every entity on
 it, and reserves an upper bound of its own cost (upper_bound.py) until it settles. So within one
@@ -22,12 +24,14 @@ in-flight counts are dropped when they reach zero.
 
 from __future__ import annotations
 
+import decimal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from .._native import core
 from .model_spend import ModelSpend
 
 
@@ -39,7 +43,8 @@ class Slot:
     """One entity's share of a call: refused when what calls in flight hold reaches `headroom`
     (max_budget − spend; None: no budget) or a rate limit is reached; holds `amount` until released.
     Not frozen: made once an entity a call, and a frozen dataclass's __init__ costs ~3x (each field
-    set through object.__setattr__); never changed once made."""
+    set through object.__setattr__); never changed once made, except `core`: the slot as the core's
+    limiter takes it, made at admission and used again at release."""
 
     entity: Entity
     amount: Decimal = Decimal(0)
@@ -48,6 +53,7 @@ class Slot:
     tpm: int | None = None
     parallel: int | None = None
     tpd: int | None = None
+    core: core.LimitSlot | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -75,119 +81,90 @@ def refusal_message(limit: str, slot: Slot) -> str:
     return f"max_parallel_requests {value}" if limit == "parallel" else f"{limit} limit {value}"
 
 
-@dataclass
-class _Minute:
-    minute: int = -1
-    requests: int = 0
-    tokens: int = 0
+# Exact conversions to the core's units (1e-19 USD) for any amount a slot carries (28 digits, the
+# default context, would round a budget's headroom past ~1e9 USD).
+_EXACT = decimal.Context(prec=80)
 
 
-@dataclass
+def money_units(amount: Decimal, *, up: bool) -> int:
+    """USD → integer units of 1e-19 USD; a finer amount is rounded towards refusing (an amount held
+    up, a headroom down), so the limiter never lets through what the exact figure would not."""
+    scaled = amount.scaleb(core.MONEY_DECIMALS, _EXACT)
+    whole = int(scaled)
+    if whole == scaled:
+        return whole
+    return int(scaled.to_integral_value(decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR))
+
+
+def usd_of_units(units: int) -> Decimal:
+    """Units of 1e-19 USD → USD, written as the core writes money (0.0025, 100: no exponent)."""
+    amount = Decimal(units).scaleb(-core.MONEY_DECIMALS, _EXACT).normalize(_EXACT)
+    return amount.quantize(_ONE) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
+
+
+_ONE = Decimal(1)
+
+
+def entity_key(entity: Entity) -> str:
+    """An entity as the core's limiter and guard book name it: kind, a unit separator, id."""
+    return f"{entity[0]}\x1f{entity[1]}"
+
+
+def core_slot(slot: Slot) -> core.LimitSlot:
+    """A Slot as the core's limiter takes it (amounts in its units, rounded towards refusing)."""
+    if slot.core is None:
+        headroom = None if slot.headroom is None else money_units(slot.headroom, up=False)
+        slot.core = (entity_key(slot.entity), money_units(slot.amount, up=True), headroom, slot.rpm, slot.tpm,
+                     slot.parallel, slot.tpd)
+    return slot.core
+
+
 class Limiter:
-    reserved: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    inflight: dict[tuple[str, str], int] = field(default_factory=dict)
-    minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict)
-    pruned_at: int = -1  # the minute whose first call last swept out the older minutes
-    days: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # entity → (UTC day, tokens)
-    pruned_day: int = -1  # the UTC day whose first count last swept out the older days
-    model_spend: ModelSpend = field(default_factory=ModelSpend)
+    """This process's limiter (the core's: llmbill/limiter.hpp, which the guard book checks a plain
+    call against in the same step), taking Slots; and the per-model spend the budgets read."""
 
-    def reserved_for(self, entity: tuple[str, str]) -> Decimal:
-        return self.reserved.get(entity, Decimal(0))
-
-    def _minute(self, entity: tuple[str, str], now: float) -> _Minute:
-        current = int(now // 60)
-        if current > self.pruned_at:
-            self.pruned_at = current
-            self.minutes = {e: m for e, m in self.minutes.items() if m.minute >= current}
-        m = self.minutes.get(entity)
-        if m is None or m.minute != current:
-            m = self.minutes[entity] = _Minute(current)
-        return m
-
-    def count_request(self, entity: tuple[str, str], now: float | None = None) -> None:
-        """One request in the entity's minute (a deployment's own rpm)."""
-        self._minute(entity, time.time() if now is None else now).requests += 1
-
-    def count_tokens(self, entity: tuple[str, str], tokens: int, now: float | None = None) -> None:
-        """Tokens in the entity's minute (a deployment's own tpm)."""
-        self._minute(entity, time.time() if now is None else now).tokens += tokens
-
-    def rate_check(self, entity: tuple[str, str], rpm: int | None, tpm: int | None, parallel: int | None,
-                   now: float | None = None) -> tuple[str, float] | None:
-        """None when the entity may make one more request; else (which limit, seconds to wait)."""
-        now = time.time() if now is None else now
-        m = self._minute(entity, now)
-        wait = 60 - (now % 60)
-        if rpm is not None and m.requests >= rpm:
-            return f"rpm limit {rpm}", wait
-        if tpm is not None and m.tokens >= tpm:
-            return f"tpm limit {tpm}", wait
-        if parallel is not None and self.inflight.get(entity, 0) >= parallel:
-            return f"max_parallel_requests {parallel}", 1.0
-        return None
-
-    def admit(self, entity: tuple[str, str], upper_bound: Decimal, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self._minute(entity, now).requests += 1
-        self.inflight[entity] = self.inflight.get(entity, 0) + 1
-        if upper_bound:
-            self.reserved[entity] = self.reserved_for(entity) + upper_bound
-
-    def release(self, entity: tuple[str, str], upper_bound: Decimal, tokens: int, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self._minute(entity, now).tokens += tokens
-        left = self.inflight.get(entity, 1) - 1
-        if left:
-            self.inflight[entity] = left
-        else:
-            self.inflight.pop(entity, None)
-        if upper_bound:
-            rest = self.reserved_for(entity) - upper_bound
-            if rest > 0:
-                self.reserved[entity] = rest
-            else:
-                self.reserved.pop(entity, None)
+    def __init__(self) -> None:
+        self.core = core.Limiter()
+        self.model_spend = ModelSpend()
 
     def try_admit(self, slots: Sequence[Slot], now: float | None = None) -> Refusal | None:
-        """Checks every slot, then takes all of them (no await: one step for the event loop) or none."""
-        now = time.time() if now is None else now
-        for i, slot in enumerate(slots):
-            reserved = self.reserved_for(slot.entity)
-            if slot.headroom is not None and reserved >= slot.headroom:
-                return Refusal(i, "budget", reserved, 0.0)
-            if slot.rpm is None and slot.tpm is None and slot.parallel is None:
-                refused = None  # no rate limit to check (the common slot): its minute is counted by admit()
-            else:
-                refused = self.rate_check(slot.entity, slot.rpm, slot.tpm, slot.parallel, now)
-            if refused is not None:
-                what = refused[0]
-                kind = "parallel" if what.startswith("max_parallel") else what.split()[0]
-                return Refusal(i, kind, reserved, refused[1])
-            if slot.tpd is not None and self.day_tokens(slot.entity, now) >= slot.tpd:
-                return Refusal(i, "tpd", reserved, 86400 - now % 86400)
-        for slot in slots:
-            self.admit(slot.entity, slot.amount, now)
-        return None
+        """Checks every slot, then takes all of them (one step for the event loop) or none."""
+        refused = self.core.try_admit([core_slot(s) for s in slots], time.time() if now is None else now)
+        return None if refused is None else Refusal(refused[0], refused[1], usd_of_units(refused[2]), refused[3])
 
     def release_slots(self, slots: Sequence[Slot], tokens: int, now: float | None = None) -> None:
-        now = time.time() if now is None else now  # one clock read for every slot of the call
-        for slot in slots:
-            self.release(slot.entity, slot.amount, tokens, now)
-            if slot.tpd is not None:
-                self.add_day_tokens(slot.entity, tokens, now)
+        self.core.release([core_slot(s) for s in slots], tokens, time.time() if now is None else now)
 
-    def day_tokens(self, entity: tuple[str, str], now: float | None = None) -> int:
-        day, tokens = self.days.get(entity, (-1, 0))
-        return tokens if day == int((time.time() if now is None else now) // 86400) else 0
+    def rate_check(self, entity: Entity, rpm: int | None, tpm: int | None, parallel: int | None,
+                   now: float | None = None) -> tuple[str, float] | None:
+        """None when the entity may make one more request; else (which limit, seconds to wait)."""
+        refused = self.core.rate_check(entity_key(entity), rpm, tpm, parallel, time.time() if now is None else now)
+        if refused is None:
+            return None
+        limit, wait = refused
+        value = {"rpm": rpm, "tpm": tpm, "parallel": parallel}[limit]
+        return (f"max_parallel_requests {value}" if limit == "parallel" else f"{limit} limit {value}"), wait
 
-    def add_day_tokens(self, entity: tuple[str, str], tokens: int, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        today = int(now // 86400)
-        if today > self.pruned_day:  # yesterday's counts are over: memory follows today's entities
-            self.pruned_day = today
-            self.days = {e: d for e, d in self.days.items() if d[0] >= today}
-        self.days[entity] = (today, self.day_tokens(entity, now) + tokens)
+    def count_request(self, entity: Entity, now: float | None = None) -> None:
+        """One request in the entity's minute (a deployment's own rpm)."""
+        self.core.count_request(entity_key(entity), time.time() if now is None else now)
+
+    def count_tokens(self, entity: Entity, tokens: int, now: float | None = None) -> None:
+        """Tokens in the entity's minute (a deployment's own tpm)."""
+        self.core.count_tokens(entity_key(entity), tokens, time.time() if now is None else now)
+
+    def reserved_for(self, entity: Entity) -> Decimal:
+        return usd_of_units(self.core.reserved_for(entity_key(entity)))
+
+    def in_flight(self, entity: Entity) -> int:
+        return self.core.in_flight(entity_key(entity))
+
+    def minute_of(self, entity: Entity) -> tuple[int, int, int]:
+        """(minute, requests, tokens) as last counted; minute -1 when none."""
+        return self.core.minute_of(entity_key(entity))
+
+    def day_tokens(self, entity: Entity, now: float | None = None) -> int:
+        return self.core.day_tokens(entity_key(entity), time.time() if now is None else now)
 
 
 def per_model(entity: tuple[str, str], model: str) -> tuple[str, str]:

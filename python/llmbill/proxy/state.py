@@ -50,6 +50,8 @@ class ProxyState:
                                  stale_after=2 * config.cache_refresh_interval)
         self.spend = SpendTracker(self.store, self.cache, config.timezone)
         self.limiter = Limiter()
+        # A plain call's guards in one step with the core, against the same limiter (guard_book.py).
+        self.guard_book = core.GuardBook(self.limiter.core, self.spend.ledger)
         # Rate limits and reservations: this process's limiter, or Redis's shared by every process.
         self.shared_limits: SharedLimits = InProcess(self.limiter)
         self.redis: RedisLimiter | None = None

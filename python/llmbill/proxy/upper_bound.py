@@ -20,7 +20,6 @@ An unpriced model has no bound: the caller refuses it where a budget applies (gu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +27,7 @@ import orjson
 
 from .deployments import UNKNOWN_OUTPUT_TOKENS, Deployment
 from .errors import bad_request
+from .limits import usd_of_units
 
 # The most tokens OpenAI documents for one image: gpt-4o-mini at detail "high" (an image fitted into
 # 768×2048 is 8 tiles of 512 px: 8 × 5,667 + 2,833). Every other model costs fewer: gpt-4o and the
@@ -44,10 +44,21 @@ MAX_CHOICES = 128  # OpenAI's limit for n
 MAX_OUTPUT_TOKENS = 100_000_000  # far past any model's; keeps the product inside 64-bit counts
 
 
-@dataclass(frozen=True, slots=True)
 class UpperBound:
-    cost: Decimal  # USD; 0 for an unpriced model
-    unpriced: str | None = None  # the model's name when it has no price (no bound exists)
+    """The bound of one call: `units` (of 1e-19 USD, as the core prices it and the guard book
+    reserves it) and `cost` in USD, made from them when first read (a plain call never reads it);
+    `unpriced`, the model's name when it has no price (no bound exists; cost 0)."""
+
+    __slots__ = ("_cost", "unpriced", "units")
+
+    def __init__(self, cost: Decimal | None, unpriced: str | None = None, units: int | None = None) -> None:
+        self._cost, self.unpriced, self.units = cost, unpriced, units
+
+    @property
+    def cost(self) -> Decimal:
+        if self._cost is None:
+            self._cost = usd_of_units(self.units or 0)
+        return self._cost
 
 
 def choices(body: dict[str, Any]) -> int:
@@ -136,4 +147,4 @@ def upper_bound_cost(d: Deployment, route: str, body: dict[str, Any]) -> UpperBo
     prediction = body.get("prediction")
     if per_choice and prediction is not None:
         per_choice += len(orjson.dumps(prediction))
-    return UpperBound(d.price.upper_bound(prompt, per_choice * n))
+    return UpperBound(None, None, d.price.upper_bound_units(prompt, per_choice * n))

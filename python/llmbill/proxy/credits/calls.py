@@ -76,6 +76,12 @@ def _applies(state: ProxyState, gate: CreditGate, payer: str) -> bool:
 Payer = tuple[CreditGate, str]  # the gate and the id it bills, for a call that credits apply to
 
 
+def apply_to(state: ProxyState, payer: str) -> bool:
+    """Whether prepaid credits apply to this payer (of the gate's kind): its own `credits`, its
+    tier's, the default; False with no gate (guard_book.py compiles this into the payer's entry)."""
+    return state.credits is not None and _applies(state, state.credits, payer)
+
+
 def payer(state: ProxyState, principal: Principal, customer: str) -> Payer | None:
     """Who pays this call with prepaid credits, None when credits do not apply to it."""
     gate = state.credits
