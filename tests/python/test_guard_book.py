@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmbill import _core
 from llmbill.proxy.auth import Principal
@@ -151,3 +153,89 @@ def test_the_suites_oracle_catches_a_book_that_disagrees_with_the_plan(tmp_path:
             await admit_model(state, principal, "c", TENTH, "m")
 
     run(tmp_path, scenario)
+
+
+# Random records, spend and calls: every admission below runs through the book or the plan, and the
+# suite's oracle (conftest.py) compares the two on each — a plain call's slots must be the plan's, a
+# call the book refuses must be one the plan refuses. A wrong entry or a missed generation fails here.
+_MONEY = st.sampled_from(["0", "0.05", "0.1", "0.3", "1", "1", "0.5", "0.1000000000000000000001"])
+_LIMIT = st.sampled_from([None, None, None, None, 0, 1, 3])
+_NOW = datetime.now(timezone.utc)
+_WHEN = st.sampled_from([None, _NOW - timedelta(hours=1), _NOW + timedelta(hours=1)])
+
+
+@st.composite
+def _limits(draw: st.DrawFn, tiered: bool = False) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if draw(st.booleans()):
+        fields["max_budget"] = Decimal(draw(_MONEY))
+    fields.update({name: draw(_LIMIT) for name in ("rpm_limit", "tpm_limit", "max_parallel_requests", "tpd_limit")})
+    fields["spend"] = Decimal(draw(st.sampled_from(["0", "0.05", "0.25"])))
+    if draw(st.booleans()):
+        fields["budget_duration"], fields["budget_reset_at"] = "1d", draw(_WHEN)
+    if draw(st.integers(0, 11)) == 0:
+        fields["blocked"] = True
+    if draw(st.integers(0, 7)) == 0:
+        fields["model_max_budget"] = {draw(st.sampled_from(["m", "other"])): {"max_budget": "0.2", "rpm_limit": 2}}
+    if tiered and draw(st.booleans()):
+        fields["budget_id"] = "tier"
+    return fields
+
+
+@given(key=_limits(tiered=True), user=st.one_of(st.none(), _limits()), team=st.one_of(st.none(), _limits()),
+       customer=st.one_of(st.none(), _limits(tiered=True)), member=st.sampled_from([None, None, None, "0.2", "0"]),
+       temp=_WHEN, models=st.sampled_from([None, None, [], ["m"], ["other"]]),
+       calls=st.lists(st.tuples(st.sampled_from(["0", "0.04", "0.1"]), st.booleans(), st.integers(0, 4).map(lambda i: i == 0)),
+                      min_size=1, max_size=8))
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_book_decides_what_the_plan_decides(tmp_path_factory: pytest.TempPathFactory, key: dict[str, Any],
+                                                user: dict[str, Any] | None, team: dict[str, Any] | None,
+                                                customer: dict[str, Any] | None, member: str | None,
+                                                temp: datetime | None, models: list[str] | None,
+                                                calls: list[tuple[str, bool, bool]]) -> None:
+    async def main() -> None:
+        tmp = tmp_path_factory.mktemp("book")
+        cfg = load_config_dict({"model_list": [], "general_settings": {"database_url": f"sqlite:///{tmp / 'db'}"}})
+        state = ProxyState(cfg)
+        await state.store.open()
+        await state.cache.load()
+        await state.store.insert("budget", {"budget_id": "tier", "max_budget": Decimal("0.3"), "rpm_limit": 3})
+        await state.cache.load()
+        record: dict[str, Any] = {"token_hash": "k", **key}
+        if temp is not None:
+            record["temp_budget_increase"], record["temp_budget_expiry"] = Decimal("0.1"), temp
+        if user is not None:
+            await state.store.insert("user", {"user_id": "u", **user})
+            record["user_id"] = "u"
+        if team is not None:
+            members = [{"user_id": "u", "role": "user", **({"max_budget_in_team": Decimal(member)} if member else {})}]
+            await state.store.insert("team", {"team_id": "t", "members_with_roles": members, **team})
+            record["team_id"] = "t"
+        await state.store.insert("key", record)
+        if customer is not None:
+            await state.store.insert("customer", {"user_id": "c", **customer, **({"models": models} if models is not None
+                                                                                 else {})})
+        principal = Principal("internal_user", await state.cache.get_or_fetch("key", "k"))
+        held: list[Admission] = []
+        try:
+            for i, (cost, release_one, flushing) in enumerate(calls):
+                if cost != "0":
+                    usage = _core.Usage(prompt_tokens=1, completion_tokens=1)
+                    row = SpendLog(f"r{i}", "chat_completion", "m", "k", record.get("user_id", ""),
+                                   record.get("team_id", ""), "c", Decimal(cost), 1, 1, 0, 0, MOMENT, MOMENT, "success")
+                    state.spend.record(usage, Decimal(cost), row, model="m")
+                state.spend.writing = [SpendBatch()] if flushing else []
+                try:
+                    held.append(await admit_model(state, principal, "c", TENTH, "m"))
+                except ProxyError:
+                    pass
+                state.spend.writing = []
+                if release_one and held:
+                    held.pop(0).release(3)
+        finally:
+            for admission in held:
+                admission.release()
+            assert reserved(state, "key", "k") == 0 and state.guard_book.calls_held() == 0
+            await state.store.close()
+
+    asyncio.run(main())
