@@ -5,8 +5,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <climits>
-
 #include "llmbill/guard_book.hpp"
 #include "llmbill/limiter.hpp"
 #include "register.hpp"
@@ -17,33 +15,19 @@ namespace {
 using OptInt = std::optional<std::int64_t>;
 using SlotTuple = std::tuple<std::string, py::int_, std::optional<py::int_>, OptInt, OptInt, OptInt, OptInt>;
 
-Money units_of(const py::handle& units) {
-  int overflow = 0;
-  const long long v = PyLong_AsLongLongAndOverflow(units.ptr(), &overflow);
-  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
-  if (overflow == 0) return Money::from_units(static_cast<int128>(v));
-  return money_from_units(py::reinterpret_borrow<py::int_>(units));
-}
-
-py::int_ units_to_py(const Money& money) {
-  const int128 u = money.units();
-  if (u >= LLONG_MIN && u <= LLONG_MAX) return py::int_(static_cast<long long>(u));
-  return to_units(money);
-}
-
 std::vector<LimitSlot> slots_from(const std::vector<SlotTuple>& tuples) {
   std::vector<LimitSlot> slots;
   slots.reserve(tuples.size());
   for (const auto& [entity, amount, headroom, rpm, tpm, parallel, tpd] : tuples) {
-    slots.push_back(LimitSlot{entity, units_of(amount),
-                              headroom ? std::optional<Money>(units_of(*headroom)) : std::nullopt, rpm, tpm, parallel,
+    slots.push_back(LimitSlot{entity, money_from_units(amount),
+                              headroom ? std::optional<Money>(money_from_units(*headroom)) : std::nullopt, rpm, tpm, parallel,
                               tpd});
   }
   return slots;
 }
 
 py::tuple slot_tuple(const LimitSlot& s) {
-  return py::make_tuple(s.entity, units_to_py(s.amount), s.headroom ? py::object(units_to_py(*s.headroom)) : py::none(),
+  return py::make_tuple(s.entity, to_units(s.amount), s.headroom ? py::object(to_units(*s.headroom)) : py::none(),
                         s.rpm, s.tpm, s.parallel, s.tpd);
 }
 
@@ -66,7 +50,7 @@ void register_guards(py::module_& m) {
             auto refused = l.try_admit(slots_from(slots), now);
             if (!refused) return py::none();
             return py::make_tuple(refused->index, std::string(limit_kind_name(refused->limit)),
-                                  units_to_py(refused->reserved), refused->wait_s);
+                                  to_units(refused->reserved), refused->wait_s);
           },
           py::arg("slots"), py::arg("now"),
           "None when every slot was taken; else (index, limit, reserved units, wait seconds) and nothing taken.")
@@ -87,7 +71,7 @@ void register_guards(py::module_& m) {
       .def("count_request", &Limiter::count_request, py::arg("entity"), py::arg("now"))
       .def("count_tokens", &Limiter::count_tokens, py::arg("entity"), py::arg("tokens"), py::arg("now"))
       .def(
-          "reserved_for", [](const Limiter& l, const std::string& entity) { return units_to_py(l.reserved_for(entity)); },
+          "reserved_for", [](const Limiter& l, const std::string& entity) { return to_units(l.reserved_for(entity)); },
           py::arg("entity"))
       .def("in_flight", &Limiter::in_flight, py::arg("entity"))
       .def(
@@ -115,8 +99,8 @@ void register_guards(py::module_& m) {
              std::vector<std::string> members_with_limits) {
             EntityGuard g;
             g.generation = generation;
-            if (max_budget) g.max_budget = units_of(*max_budget);
-            g.stored_spend = units_of(stored_spend);
+            if (max_budget) g.max_budget = money_from_units(*max_budget);
+            g.stored_spend = money_from_units(stored_spend);
             g.reset_at = reset_at;
             g.windowed = windowed;
             g.rpm = rpm;
@@ -138,7 +122,7 @@ void register_guards(py::module_& m) {
           "admit",
           [](GuardBook& b, std::string_view key, std::string_view user, std::string_view team, std::string_view customer,
              std::string_view model, const py::int_& amount, double now, std::uint64_t generation) -> long long {
-            GuardBook::Result r = b.admit(GuardedCall{key, user, team, customer, model, units_of(amount), now, generation});
+            GuardBook::Result r = b.admit(GuardedCall{key, user, team, customer, model, money_from_units(amount), now, generation});
             switch (r.outcome) {
               case GuardBook::Outcome::admitted: return static_cast<long long>(r.handle);
               case GuardBook::Outcome::slow: return 0;

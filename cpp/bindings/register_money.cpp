@@ -1,3 +1,5 @@
+#include <climits>
+
 #include "llmbill/money.hpp"
 #include "register.hpp"
 
@@ -12,11 +14,21 @@ py::object to_decimal_or_none(const std::optional<Money>& money) {
   return money ? to_decimal(*money) : py::none();
 }
 
+// An amount within 64 bits of units (±0.92 USD: a call's bound, most reservations) crosses as a machine
+// integer; a larger one as its digits.
 py::int_ to_units(const Money& money) {
+  const int128 u = money.units();
+  if (u >= LLONG_MIN && u <= LLONG_MAX) return py::int_(static_cast<long long>(u));
   return py::reinterpret_steal<py::int_>(PyLong_FromString(money.units_string().c_str(), nullptr, 10));
 }
 
-Money money_from_units(const py::int_& units) { return Money::parse_units(py::str(units).cast<std::string>()); }
+Money money_from_units(const py::int_& units) {
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(units.ptr(), &overflow);
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (overflow == 0) return Money::from_units(static_cast<int128>(v));
+  return Money::parse_units(py::str(units).cast<std::string>());
+}
 
 Money money_from_usd(const py::handle& usd) {
   if (py::isinstance<py::float_>(usd)) return Money::from_usd_price(usd.cast<double>());

@@ -98,11 +98,7 @@ def money_units(amount: Decimal, *, up: bool) -> int:
 
 def usd_of_units(units: int) -> Decimal:
     """Units of 1e-19 USD → USD, written as the core writes money (0.0025, 100: no exponent)."""
-    amount = Decimal(units).scaleb(-core.MONEY_DECIMALS, _EXACT).normalize(_EXACT)
-    return amount.quantize(_ONE) if amount.as_tuple().exponent > 0 else amount  # type: ignore[operator]
-
-
-_ONE = Decimal(1)
+    return core.units_to_usd(units)
 
 
 def entity_key(entity: Entity) -> str:
