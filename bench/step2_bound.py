@@ -9,9 +9,10 @@ What each removal takes out (any of them, comma-separated, together):
 - `guards`: after the first call of a (key, customer, model), admission is an `Admission` with a
   new id and nothing else — no upper bound, records, plan, limits, credits or tags, and its release
   frees nothing. What the guards' Python costs: the half of step 2 that needs their state in C++.
-- `settle`: the spend-log row, its journal line and the row queued for the flush are not made (the
-  core's `settle_call` still prices, records and spools the call). The settle half's Python.
-- `flush`: the spend flush writes no spend-log rows (no conversion, no insert); its increments
+- `settle`: the spend-log row is neither journaled nor queued for the flush (the core's
+  `settle_call` still prices, records, spools the call and makes the row's line). The settle
+  half's Python. (Before the core made the row, this also took out building it in Python.)
+- `flush`: the spend flush writes no spend-log rows (no encoding, no insert); its increments
   still go. What the rows cost behind the reply, mostly in the c=1 p99.
 
 The removals are text edits of REV's python/llmbill (HEAD by default), committed in a temporary
@@ -50,15 +51,14 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "settle": [
         ("python/llmbill/proxy/settle.py",
-         """        row = spend_log(call, billed)
-        state.spend.note(row)  # the core's ledger has the call already
-    if state.spend.journal is not None:""",
-         """        row = None  # step2_bound.py: no row, journal line or queued row
-    if row is not None and state.spend.journal is not None:"""),
+         "    state.spend.note_settled(row, cost, user, team)  # the core's ledger has the call already\n", ""),
+        ("python/llmbill/proxy/settle.py", "    if state.spend.journal is not None:\n",
+         "    if False:  # step2_bound.py: no journal line\n"),
     ],
     "flush": [
-        ("python/llmbill/proxy/store/sql.py", "            for log in batch.logs:\n                row = log_row",
-         "            for log in ():  # step2_bound.py: no spend-log rows written\n                row = log_row"),
+        ("python/llmbill/proxy/store/sql.py", "            turns = LoopShare(",
+         "            batch = SpendBatch(increments=batch.increments)  # step2_bound.py: no spend-log rows\n"
+         "            turns = LoopShare("),
     ],
 }
 

@@ -347,6 +347,11 @@ def settle_call(
     user_id: str,
     team_id: str,
     end_user_id: str,
-) -> tuple[Cost | None, str]:
+    call_type: str | None = None,
+    start_us: int = 0,
+    response_id: str = "",
+    tags_json: str = "",
+) -> tuple[Cost | None, str, bytes | None]:
     """Prices a call (price None: unpriced), records it in the ledger and spools its Lago event
-    (pipeline None: no Lago) in one step; (cost, spool_error), cost None when unpriced."""
+    (pipeline None: no Lago) in one step; (cost, spool_error, row), cost None when unpriced, row the
+    call's spend-log row as one line of JSON (store/log_line.py) when call_type is given."""

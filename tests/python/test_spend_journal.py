@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from llmbill.proxy import spend_journal
@@ -16,6 +17,7 @@ from llmbill.proxy.cache import EntityCache
 from llmbill.proxy.spend import SpendTracker, calls_batch
 from llmbill.proxy.spend_journal import SpendJournal, decode, encode
 from llmbill.proxy.store import SpendLog, Store, open_store
+from llmbill.proxy.store.log_line import LineLog, encode_line
 
 T0 = datetime(2026, 12, 6, 10, 0, tzinfo=timezone.utc)
 
@@ -43,6 +45,22 @@ async def tracker_on(tmp_path: Path) -> tuple[Store, SpendTracker]:
 def test_a_row_survives_the_journal_unchanged() -> None:
     original = row(7, "0.0000000000000000001")
     assert decode(encode(original)) == original
+
+
+def test_lines_of_the_core_and_of_an_earlier_release_are_recovered(tmp_path: Path) -> None:
+    """The journal holds each row as its line (store/log_line.py): the core's, appended as they are,
+    come back as rows held as their lines (the flush binds them without reading them); a line an
+    earlier release wrote (a JSON object) is read too, so a journal left by an upgrade is applied."""
+    journal_dir = tmp_path / "spend-journal"
+    dead = SpendJournal(journal_dir)
+    dead.append_line(encode_line(row(1)))
+    dead.close()
+    legacy = orjson.dumps(row(2), default=lambda v: format(v, "f"), option=orjson.OPT_APPEND_NEWLINE)
+    with open(journal_dir / f"{2:020d}.jsonl", "wb") as f:
+        f.write(legacy)
+    rows, mark = SpendJournal(journal_dir).recovered()
+    assert rows == [row(1), row(2)] and mark == 2
+    assert isinstance(rows[0], LineLog) and rows[0].line == encode_line(row(1))
 
 
 def test_recovery_applies_the_unflushed_calls_once_and_skips_those_already_flushed(tmp_path: Path) -> None:

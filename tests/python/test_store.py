@@ -25,6 +25,7 @@ import pytest
 from llmbill.proxy.store import (INDEXED, KINDS, DuplicateError, RecordError, SpendBatch, SpendLog, Store,
                                  StoreError, open_store)
 from llmbill.proxy.store.codec import TABLES, dumps, loads
+from llmbill.proxy.store.log_line import LineLog, encode_line
 from llmbill.proxy.store.sql import LOG_FIELDS
 from tests.python.pg import create_database
 
@@ -551,21 +552,21 @@ def test_a_large_spend_batch_lets_the_event_loop_run_while_its_rows_are_converte
     Here each reading of the turn's clock advances it 30 µs: a 100 µs turn ends after the 4th row."""
     from llmbill.proxy.store import sql
 
-    logs = tuple(log(f"r{i:04d}") for i in range(300))
+    logs = tuple(log(f"r{i:04d}") for i in range(300))  # rows made in Python: each encoded as its line
     converted = 0
-    real = sql.log_row
+    real = sql.encode_line
     now = [0.0]
 
-    def counted(*args: Any) -> tuple[Any, ...]:
+    def counted(*args: Any, **kwargs: Any) -> bytes:
         nonlocal converted
         converted += 1
-        return real(*args)
+        return real(*args, **kwargs)
 
     def clock() -> float:
         now[0] += 30e-6
         return now[0]
 
-    monkeypatch.setattr(sql, "log_row", counted)
+    monkeypatch.setattr(sql, "encode_line", counted)
     monkeypatch.setattr(sql, "_turn_clock", clock)
     assert sql.LOG_TURN_SECONDS == 100e-6
     seen: list[int] = []  # how many rows were converted at each turn of another task
@@ -614,24 +615,29 @@ async def _open_and_close(store: Store) -> None:
 
 def test_a_batch_of_spend_logs_is_stored_exactly_whichever_way_it_goes_in(store: Store, url: str,
                                                                           run: Run[Any]) -> None:
-    """SQLite inserts a batch as one JSON array (json_each), or row by row when a text holds a NUL
-    (its JSON text would end there); PostgreSQL row by row. Every field comes back as it went in."""
+    """A batch goes in as its rows' lines, one JSON array bound to one INSERT (SQLite's json_each,
+    PostgreSQL's json_array_elements with a cast a column), or row by row when a text holds a NUL
+    (SQLite's JSON text would end there) or an integer is past 2**53. Every field comes back as it
+    went in, whichever way, and whether the row was made in Python or held as its line (LineLog)."""
     rows = [log(f"r{i}", T0 + timedelta(microseconds=i), end_user=f"cüst-{i} 名前 \"q\" \\ \t",
                 spend=Decimal(f"0.{i:06d}0000000000001"), prompt_tokens=2**52 + i, cached_tokens=i,
                 metadata={"tags": ["a", "b"], "unpriced": True} if i % 2 else {}, response_id=f"chatcmpl-{i}")
             for i in range(150)]
-    run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=tuple(rows))))
+    as_lines = [LineLog(encode_line(r)) if i % 3 else r for i, r in enumerate(rows)]
+    run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=tuple(as_lines))))
     stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
     assert [stored[r.request_id] for r in rows] == rows
+    assert all(list(r.__dict__) == ["line"] for r in as_lines if isinstance(r, LineLog))  # stored unread
+    huge = (log("h1", prompt_tokens=2**63 - 1, completion_tokens=2**53 + 1), log("h2"))  # row by row, exact
+    unusual = [huge]
     if url.startswith("sqlite"):  # PostgreSQL refuses NUL in text (above)
         numbers = {"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "start_time", "end_time"}
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:  # the column types the row-by-row way gives
             kinds = db.execute("SELECT DISTINCT " + ", ".join(f'typeof("{f}")' for f in LOG_FIELDS)
                                + " FROM spend_logs").fetchall()
         assert kinds == [tuple("integer" if f in numbers else "text" for f in LOG_FIELDS)]
-        with_nul = (log("n1", response_id="id\x00tail"), log("n2"))
-        huge = (log("h1", prompt_tokens=2**63 - 1, completion_tokens=2**53 + 1), log("h2"))  # row by row, exact
-        for rows_in in (with_nul, huge):
-            run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=rows_in)))
-            stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
-            assert [stored[r.request_id] for r in rows_in] == list(rows_in)
+        unusual.append((LineLog(encode_line(log("n1", response_id="id\x00tail"))), log("n2")))
+    for rows_in in unusual:
+        run(store.apply_spend(batch(("key", "k1", Decimal("1")), logs=rows_in)))
+        stored = {x.request_id: x for x in run(store.spend_logs(limit=1000))}
+        assert [stored[r.request_id] for r in rows_in] == list(rows_in)

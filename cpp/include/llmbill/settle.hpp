@@ -1,7 +1,8 @@
 // The core's half of settling a successful call: its exact cost, its spend in the ledger and its Lago
-// event spooled, in one step. The proxy's settle (python/llmbill/proxy/settle.py) calls this once a
-// call when no margin applies — the other half (spend-log row, journal, reservations, webhooks,
-// metrics) stays with the Python state it reads — so a call crosses into the core once to be billed.
+// event spooled, and its spend-log row written as the line the journal and the spend flush take, in
+// one step. The proxy's settle (python/llmbill/proxy/settle.py) calls this once a call when no margin
+// applies — the other half (the journal's write, reservations, webhooks, metrics) stays with the
+// Python state it reads — so a call crosses into the core once to be billed.
 //
 //   Settled s = settle_call(ledger, &pipeline, &price, call, "key-hash");
 //   s.cost->total == ledger.get(EntityKind::key, "key-hash").spend (for a first call)
@@ -14,6 +15,7 @@
 #include "llmbill/ledger.hpp"
 #include "llmbill/pipeline.hpp"
 #include "llmbill/prices.hpp"
+#include "llmbill/spend_row.hpp"
 
 namespace llmbill {
 
@@ -23,6 +25,7 @@ struct Settled {
   // is already in the ledger then: the caller logs this and its spend log row keeps the call for
   // reconcile, as when the spool is full.
   std::string spool_error;
+  std::string row_line;  // the call's spend-log row (spend_row.hpp), when settle_call was given its fields
 };
 
 // Prices `call.usage` with `price` (null: unpriced), records it in `ledger` under `key` and the call's
@@ -30,7 +33,8 @@ struct Settled {
 // Lago). `call.cost` and `call.unpriced` are set here from the price. Throws before recording anything
 // when the usage cannot be priced or counted (UsageError, MoneyOverflowError); a spool failure after
 // the ledger took the call is reported in `spool_error`, never thrown, so the call is billed once.
+// `row` (null: none) adds the call's spend-log row as billed, in `row_line`.
 Settled settle_call(Ledger& ledger, Pipeline* pipeline, const ModelPrice* price, CallRecord& call,
-                    const std::string& key);
+                    const std::string& key, const SpendRowFields* row = nullptr);
 
 }  // namespace llmbill

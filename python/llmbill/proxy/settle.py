@@ -1,6 +1,7 @@
-"""Settle: the one place a proxy call is billed, whatever its route or provider — cost, the ledger
-and the Lago event (spooled before the reply) in one step with the core (`core.settle_call`, which
-builds the event as the library's callbacks do), the spend log row (journaled now, written behind the
+"""Settle: the one place a proxy call is billed, whatever its route or provider — cost, the ledger,
+the Lago event (spooled before the reply) and the spend log row in one step with the core
+(`core.settle_call`, which builds the event as the library's callbacks do and the row as the line the
+journal and the spend flush take: store/log_line.py), the row journaled now (written behind the
 reply), the reservation released, webhooks, metrics. A call with a discount or margin (margin.py)
 is priced here first, its billed amount recorded and its event spooled by `llmbill.settle`. Called
 exactly once per successful call; a failed call never reaches it.
@@ -9,13 +10,15 @@ exactly once per successful call; a failed call never reaches it.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from .. import settle as billing_rules
 from .._native import core
-from ..calls import BilledCall, billed_call, call_timestamp_ms
+from ..calls import EPOCH, BilledCall, billed_call, call_timestamp_ms
 from . import observe
 from . import webhook as hooks
 from .call import Call
@@ -25,11 +28,13 @@ from .guards import limits_of, window_spend
 from .routing import deployment_entity
 from .state import ProxyState
 from .store.base import SpendLog
+from .store.log_line import LineLog
 
 log = logging.getLogger("llmbill.proxy")
 
 
 Who = tuple[int, str, str, str]  # the event's timestamp (ms), the key's alias, user and team
+_US = timedelta(microseconds=1)
 
 
 def _who(call: Call) -> Who:
@@ -87,36 +92,55 @@ def settle(call: Call, usage: core.Usage) -> Decimal:
     """Bills the call once: ledger and spend log (persisted behind the reply) and Lago (spooled now)."""
     state = call.state
     before = _limit_spends(call) if state.webhook is not None else None
+    billed: BilledCall | None = None  # the call's record, made here only when a margin or a credit needs it
     if not call.admission.at_cost and margined(call):
         billed = priced(call, usage)  # with its billed amount: spend and budgets count what the customer pays
         row = spend_log(call, billed)
         state.spend.record(usage, billed.billed_amount, row, model=call.model)
         spool_error = _spool(state, billed)
-    else:  # billed at cost: priced, in the ledger and spooled by the core in one step
-        who = _who(call)
-        stamp, alias, user, team = who
-        detail, spool_error = core.settle_call(state.spend.ledger, state.pipeline, call.price, usage, call.call_id,
-                                               stamp, call.model, call.principal.token_hash, alias, user, team,
-                                               call.customer)
-        billed = _record(call, usage, who, detail, None)
-        row = spend_log(call, billed)
-        state.spend.note(row)  # the core's ledger has the call already
+        cost, detail = billed.billed, billed.cost_detail
+    else:  # billed at cost: priced, in the ledger, spooled and its row made by the core in one step
+        detail, cost, spool_error, row = _settle_in_core(call, usage)
     if state.spend.journal is not None:
         try:
             state.spend.journal.append(row)  # before the reply: a kill -9 now cannot lose this spend
         except OSError as exc:
             log.error("spend of call %s not journaled (kept in memory until the next flush): %s", call.call_id, exc)
     if call.admission.credit is not None:
+        if billed is None:
+            billed = _record(call, usage, _who(call), detail, None)
         call.admission.credit.settle(charge_of(billed))  # the hold's rest comes back
-    call.admission.release(usage.total_tokens, billed.billed, billed.call_id, call.start_wall)
+    call.admission.release(usage.total_tokens, cost, call.call_id, call.start_wall)
     if call.d.tpm is not None:  # the deployment's own tpm (routing.py): a saturated one is skipped
         state.limiter.count_tokens(deployment_entity(call.d), usage.total_tokens)
     if before is not None:
-        _notify(call, billed.billed, before)
+        _notify(call, cost, before)
     if spool_error:  # spool full or unwritable: the spend log keeps the call for reconcile
         log.error("billing event for call %s not spooled: %s", call.call_id, spool_error)
-    observe.note_settled(call, usage, billed.billed)
-    return billed.billed
+    observe.note_settled(call, usage, cost)
+    return cost
+
+
+def _settle_in_core(call: Call, usage: core.Usage) -> tuple[core.Cost | None, Decimal, str, SpendLog]:
+    """core.settle_call: (the itemised cost or None when unpriced, the cost, why the event was not
+    spooled or "", the spend-log row as its line)."""
+    state = call.state
+    start = call.start_wall
+    if start.tzinfo is None:
+        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
+    start_us = (start - EPOCH) // _US  # // 1000: calls.call_timestamp_ms, the event's timestamp
+    key = call.principal.key or {}
+    user, team = key.get("user_id") or "", key.get("team_id") or ""
+    tags = call.admission.tags
+    detail, spool_error, line = core.settle_call(
+        state.spend.ledger, state.pipeline, call.price, usage, call.call_id, start_us // 1000, call.model,
+        call.principal.token_hash, key.get("key_alias") or "", user, team, call.customer, call.call_type, start_us,
+        call.response_id, orjson.dumps(list(tags)).decode() if tags else "")
+    assert line is not None  # asked for by call_type
+    cost = detail.total if detail is not None else Decimal(0)
+    row = LineLog(line)
+    state.spend.note_settled(row, cost, user, team)  # the core's ledger has the call already
+    return detail, cost, spool_error, row
 
 
 def _spool(state: ProxyState, billed: BilledCall) -> str:

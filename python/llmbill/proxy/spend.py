@@ -99,11 +99,16 @@ class SpendTracker:
         self.note(log_row)
 
     def note(self, log_row: SpendLog) -> None:
-        """A call the ledger has already recorded (core.settle_call did): its row, for the flush."""
+        """A call the ledger has already recorded: its row, for the flush."""
+        self.note_settled(log_row, log_row.spend, log_row.user, log_row.team_id)
+
+    def note_settled(self, log_row: SpendLog, spend: Decimal, user: str, team: str) -> None:
+        """note() of a call core.settle_call recorded, given what its row holds (its spend, its key's
+        user and team) so that the row, a LineLog, need not be read."""
         self.logs.append(log_row)
-        member = member_of(log_row)
-        if member is not None and log_row.spend:
-            self._members[member] = add_money(self._members.get(member, Decimal(0)), log_row.spend)
+        if team and user and spend:  # member_of
+            member = member_id(team, user)
+            self._members[member] = add_money(self._members.get(member, Decimal(0)), spend)
 
     def pending(self, kind: str, ident: str) -> Decimal:
         """Recorded here and not yet in the cached records: the ledger, the parts being written (they

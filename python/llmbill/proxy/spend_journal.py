@@ -7,7 +7,9 @@ their Lago events survived in the spool. The row is all a flush needs (spend.cal
 increments of key, user, team and customer from it), so replaying the rows of a dead process restores
 the database exactly.
 
-Files: `<slot>/spend-journal/<n, 20 digits>.jsonl`, one JSON object a line. mark() closes the file
+Files: `<slot>/spend-journal/<n, 20 digits>.jsonl`, one row a line in store/log_line.py's form (the
+line the core makes as it settles a call, and the spend flush binds as it is); lines of the JSON
+objects earlier releases wrote are read as well. mark() closes the file
 being written (the flush calls it as it drains the ledger, so every row of the drained batch is in a
 file at or below the mark); release(mark) deletes those files once that batch is applied. A crash
 between the commit and the deletion leaves rows already in spend_logs: recovery recognises them by
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any
 import orjson
 
 from .store.base import SpendLog
+from .store.log_line import encode_line, read_line
 
 log = logging.getLogger("llmbill.proxy")
 
@@ -47,21 +49,14 @@ JOURNAL_DIR = "spend-journal"
 _SUFFIX = ".jsonl"
 
 
-def _plain(value: object) -> str | dict[str, Any]:
-    if isinstance(value, Decimal):
-        return format(value, "f")  # exact: a float would lose units
-    if isinstance(value, Mapping):  # metadata given as another mapping type
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} in a spend log row")
-
-
 def encode(row: SpendLog) -> bytes:
-    # orjson writes the dataclass and its datetimes itself (about 3 us a row, json + asdict took 150).
-    return orjson.dumps(row, default=_plain, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+    return encode_line(row)
 
 
 def decode(line: bytes) -> SpendLog:
-    fields: dict[str, Any] = orjson.loads(line)
+    if line.startswith(b"["):
+        return read_line(line)
+    fields: dict[str, Any] = orjson.loads(line)  # a JSON object: a line an earlier release wrote
     fields["spend"] = Decimal(fields["spend"])
     fields["start_time"] = datetime.fromisoformat(fields["start_time"])
     fields["end_time"] = datetime.fromisoformat(fields["end_time"])
@@ -95,9 +90,12 @@ class SpendJournal:
 
     def append(self, row: SpendLog) -> None:
         """Before the reply: the row is in the file (the page cache) when this returns."""
+        self.append_line(encode(row))
+
+    def append_line(self, data: bytes) -> None:
+        """append() of a row given as its line (the core's, for the calls it settles)."""
         if self._fd is None:  # opened lazily: a flush with no call since creates no file
             self._fd = self._open(self._number)
-        data = encode(row)
         written = os.write(self._fd, data)
         self._written = True
         if written != len(data):  # a regular file short-writes only when the disk is full

@@ -20,7 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, encode_record, redact_url, utc
-from .sql import Dialect, SqlStore, Tx, q
+from .sql import Dialect, SqlStore, Tx, json_log_insert, q
 
 CHANNEL = "llmbill_changes"  # NOTIFY channel: the payload is the new version
 # A fixed advisory-lock key ("llmbill" in ASCII) that serialises schema creation between processes.
@@ -33,7 +33,12 @@ POSTGRES = Dialect(
     schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})",
     table_exists="SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1", placeholder=lambda i: f"${i}",
     money_in=lambda v: v, money_out=lambda v: v, time_in=utc, time_out=lambda v: v,
-    time_cast="::timestamptz", json_text="data::text", notify=f"SELECT pg_notify('{CHANNEL}', $1)")
+    time_cast="::timestamptz", json_text="data::text", notify=f"SELECT pg_notify('{CHANNEL}', $1)",
+    # Each line's text cast to its column; a time from its microseconds (a whole number times an
+    # interval: exact where a float of seconds would not be).
+    json_log_insert=json_log_insert("json_array_elements($1::json)", {
+        "money": "({})::numeric", "int": "({})::bigint", "json": "({})::json",
+        "time": "(timestamptz 'epoch' + ({})::bigint * interval '1 microsecond')"}))
 
 # A value the database cannot store (NUL in text, a number out of range, an index entry over ~2.7 kB,
 # a NOT NULL or CHECK violation): the same data fails again, unlike the errors below.

@@ -29,6 +29,7 @@ import orjson
 from .base import DuplicateError, Record, RecordError, SpendBatch, SpendLog, Store, StoreError, member_id
 from .codec import (RESET_FIELD, TABLES, EncodedRecord, Table, check_filters, decode_record, dumps, encode_record,
                     loads, money, now, spend_table, table, utc)
+from .log_line import LOG_FIELDS, LOG_TYPES, encode_line
 from .loop_share import LoopShare
 
 SCHEMA_VERSION = 4
@@ -46,9 +47,9 @@ UI_SESSIONS_DDL = ("CREATE TABLE IF NOT EXISTS ui_sessions (digest TEXT PRIMARY 
 CHANGES_KEPT = 10_000  # versions the change log keeps; a reader further behind forgets its cache
 CHUNK = 500  # ids per statement of the *_many operations
 PING_TIMEOUT = 5.0
-LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpendLog))
-# Spend-log rows are converted (log_row, 4-8 µs each in Python) on the event loop, which a flush gives
-# back after LOG_TURN_SECONDS of it: a thousand calls' rows in one go held the loop ~15 ms, every
+# A spend-log row made in Python is encoded as its line (log_line.py, ~4-8 µs) on the event loop, and
+# so are all rows where the rows go one statement each; the flush gives the loop back after
+# LOG_TURN_SECONDS of that: (the rows the core settled come encoded, ~0.1 µs each) a thousand calls' rows in one go held the loop ~15 ms, every
 # request of that moment waiting for it, and 100 rows a turn still held it 0.5-0.9 ms on a cold loop
 # (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs. On a
 # busy loop a slice grows to LOG_TURN_SHARE of the loop's other work, up to LOG_TURN_MOST (loop_share.py).
@@ -57,9 +58,7 @@ LOG_TURN_SHARE = 0.25
 LOG_TURN_MOST = 0.02
 _turn_clock = time.perf_counter  # tests step it
 LOG_FILTERS = frozenset({"api_key", "user", "team_id", "end_user", "model", "request_id", "response_id"})
-_LOG_TYPES = {"spend": "money", "start_time": "time", "end_time": "time", "metadata": "json",
-              "prompt_tokens": "int", "completion_tokens": "int", "cached_tokens": "int",
-              "reasoning_tokens": "int"}  # every other SpendLog field is text
+_LOG_TYPES = LOG_TYPES
 _LOG_INDEXED = ("start_time", "api_key", "team_id", "end_user", "user", "response_id")
 
 
@@ -69,9 +68,14 @@ def q(name: str) -> str:
 
 
 _LOG_COLUMNS = ", ".join(map(q, LOG_FIELDS))
-# Each element of the bound array is one row, its values in LOG_FIELDS' order (`value ->> i`: SQLite 3.38+).
-_JSON_LOG_INSERT = (f"INSERT INTO spend_logs ({_LOG_COLUMNS}) SELECT "
-                    + ", ".join(f"value ->> {i}" for i in range(len(LOG_FIELDS))) + " FROM json_each(?)")
+
+
+def json_log_insert(elements: str, casts: Mapping[str, str]) -> str:
+    """The INSERT of a batch's spend-log lines bound as one JSON array (log_line.py's form): `elements`
+    the table function over the array's elements (a column `value`), `casts[kind]` the expression
+    turning a column of that kind out of its text (`{}`: the element's `value ->> i`; none: as it is)."""
+    values = (casts.get(LOG_TYPES.get(name, "text"), "{}").format(f"value ->> {i}") for i, name in enumerate(LOG_FIELDS))
+    return f"INSERT INTO spend_logs ({_LOG_COLUMNS}) SELECT {', '.join(values)} FROM {elements}"
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,11 @@ class Dialect:
     time_cast: str  # makes a time parameter's type explicit where nothing else says it (PostgreSQL)
     json_text: str  # the data column as text, for LIKE
     notify: str | None  # a statement taking the new version: wakes the other processes at commit
-    # Spend-log rows go in as one JSON array bound to one statement (SQLite's json_each): the writer
-    # thread, which takes the GIL back after every statement, then does so once a flush, not once a
-    # row (bench/README.md, "The spend flush's GIL hand-offs"). False: a statement a row.
-    json_rows: bool = False
+    # Spend-log rows go in as their lines, one JSON array bound to one statement (json_log_insert): a
+    # SQLite writer thread, which takes the GIL back after every statement, then does so once a flush,
+    # not once a row (bench/README.md, "The spend flush's GIL hand-offs"), and no row is converted.
+    # None: a statement a row.
+    json_log_insert: str | None = None
 
 
 class Params:
@@ -436,42 +441,46 @@ class SqlStore(Store):
             groups: dict[str, list[tuple[str, Decimal]]] = {}
             for (kind, ident), amount in sorted(batch.increments.items()):
                 groups.setdefault(kind, []).append((ident, money(amount)))
-            converters = log_converters(self.dialect)
-            logs: list[tuple[Any, ...]] = []
-            encoded: list[bytes] | None = [] if self.dialect.json_rows else None  # JSON of each row, made in turn
             turns = LoopShare(_turn_clock, LOG_TURN_SECONDS, LOG_TURN_SHARE, LOG_TURN_MOST)
-            for log in batch.logs:
-                row = log_row(self.dialect, log, converters)
-                logs.append(row)
-                if encoded is not None:
-                    try:
-                        encoded.append(orjson.dumps(row, option=orjson.OPT_STRICT_INTEGER))
-                    except orjson.JSONEncodeError:  # an integer past 2**53, which SQLite's JSON may not keep
-                        encoded = None  # exact (from 2**63 it reads a float): this batch goes row by row
-                if turns.used_up():
-                    await turns.turn()
+            joined = await self._joined_lines(batch.logs, turns) if self.dialect.json_log_insert else None
+            rows: list[tuple[Any, ...]] = []
+            if joined is None:  # a statement a row
+                converters = log_converters(self.dialect)
+                for log in batch.logs:
+                    rows.append(log_row(self.dialect, log, converters))
+                    if turns.used_up():
+                        await turns.turn()
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
         try:
             async with self._transaction(True) as tx:
                 for kind, items in groups.items():
                     await self._increment(tx, TABLES[kind], items)
-                if logs:
-                    await self._insert_logs(tx, logs, encoded)
+                if joined is not None:
+                    assert self.dialect.json_log_insert is not None
+                    await tx.execute(self.dialect.json_log_insert, (joined.decode(),))
+                elif rows:
+                    marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
+                    await tx.executemany(f"INSERT INTO spend_logs ({_LOG_COLUMNS}) VALUES ({marks})", rows)
         except DuplicateError as exc:
             raise DuplicateError(f"a spend log of this batch is already stored; nothing applied ({exc})") from exc
         except (ValueError, TypeError, ArithmeticError) as exc:  # an exact sum that overflowed, a bad id
             raise RecordError(f"a value of this spend batch cannot be stored: {exc}") from exc
 
-    async def _insert_logs(self, tx: Tx, logs: Sequence[tuple[Any, ...]], encoded: Sequence[bytes] | None) -> None:
-        """One statement for the batch when each row's JSON is given (json_rows), else one a row."""
-        if encoded:
-            rows = b"[" + b",".join(encoded) + b"]"
-            if b"\\u0000" not in rows:  # SQLite's JSON text ends at a NUL: such a batch takes the other way
-                await tx.execute(_JSON_LOG_INSERT, (rows.decode(),))
-                return
-        marks = ", ".join(self.dialect.placeholder(i + 1) for i in range(len(LOG_FIELDS)))
-        await tx.executemany(f"INSERT INTO spend_logs ({_LOG_COLUMNS}) VALUES ({marks})", logs)
+    @staticmethod
+    async def _joined_lines(logs: Sequence[SpendLog], turns: LoopShare) -> bytes | None:
+        """The rows' lines as one JSON array; None when they cannot go that way (no rows, too)."""
+        lines: list[bytes] = []
+        for log in logs:
+            try:
+                lines.append(encode_line(log, strict=True))  # a row the core settled is its line already
+            except orjson.JSONEncodeError:  # an integer past 2**53, which SQLite's JSON may not keep
+                return None  # exact (from 2**63 it reads a float)
+            if turns.used_up():
+                await turns.turn()
+        joined = b"[" + b",".join(lines) + b"]"
+        # NUL ends SQLite's JSON text, and PostgreSQL will not make text of it
+        return joined if lines and b"\\u0000" not in joined else None
 
     async def reset_spend(self, kind: str, ident: str, next_reset_at: datetime | None) -> Record | None:
         t = spend_table(kind)

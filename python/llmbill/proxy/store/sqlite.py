@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from .base import DuplicateError, RecordError, StoreError
 from .codec import Table, add_money, encode_record, from_micros, to_micros
-from .sql import Dialect, SqlStore, Tx, q
+from .sql import Dialect, SqlStore, Tx, json_log_insert, q
 
 T = TypeVar("T")
 
@@ -34,7 +34,8 @@ SQLITE = Dialect(
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     placeholder=lambda i: "?", money_in=str, money_out=Decimal, time_in=to_micros, time_out=from_micros,
     time_cast="", json_text="data", notify=None,  # the other processes poll the change log
-    json_rows=sqlite3.sqlite_version_info >= (3, 38))  # `->>`
+    # `->>` (3.38+) gives each column as its line holds it: SQLite's own storage
+    json_log_insert=json_log_insert("json_each(?)", {}) if sqlite3.sqlite_version_info >= (3, 38) else None)
 
 
 class _Lane:
