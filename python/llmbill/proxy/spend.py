@@ -177,8 +177,9 @@ class SpendTracker:
                 rid = part.logs[0].request_id
                 self._attempts[rid] = self._attempts.get(rid, 0) + 1
             return _FAILED, str(exc)
-        for row in part.logs:
-            self._attempts.pop(row.request_id, None)
+        if self._attempts:  # only calls that failed alone are counted; reading a row's id reads its line
+            for row in part.logs:
+                self._attempts.pop(row.request_id, None)
         return _APPLIED, ""
 
     def _attempts_of(self, part: SpendBatch) -> int:
