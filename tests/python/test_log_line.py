@@ -106,3 +106,11 @@ def test_without_a_call_type_the_core_makes_no_row() -> None:
     result = core.settle_call(core.Ledger(), None, PRICES.find("m"), core.Usage(prompt_tokens=1), "c", 0, "m", "",
                               "", "", "", "")
     assert result[2] is None
+
+
+def test_the_module_examples_hold() -> None:
+    import doctest
+
+    from llmbill.proxy.store import log_line
+
+    assert doctest.testmod(log_line).failed == 0

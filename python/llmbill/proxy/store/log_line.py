@@ -22,9 +22,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
-from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 

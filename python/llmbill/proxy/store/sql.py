@@ -18,7 +18,7 @@ import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
@@ -47,12 +47,13 @@ UI_SESSIONS_DDL = ("CREATE TABLE IF NOT EXISTS ui_sessions (digest TEXT PRIMARY 
 CHANGES_KEPT = 10_000  # versions the change log keeps; a reader further behind forgets its cache
 CHUNK = 500  # ids per statement of the *_many operations
 PING_TIMEOUT = 5.0
-# A spend-log row made in Python is encoded as its line (log_line.py, ~4-8 µs) on the event loop, and
-# so are all rows where the rows go one statement each; the flush gives the loop back after
-# LOG_TURN_SECONDS of that: (the rows the core settled come encoded, ~0.1 µs each) a thousand calls' rows in one go held the loop ~15 ms, every
-# request of that moment waiting for it, and 100 rows a turn still held it 0.5-0.9 ms on a cold loop
-# (bench/README.md, "The spend flush and the c=1 p99"). A time budget holds whatever a row costs. On a
-# busy loop a slice grows to LOG_TURN_SHARE of the loop's other work, up to LOG_TURN_MOST (loop_share.py).
+# A spend-log row made in Python is encoded as its line (log_line.py, a few µs) on the event loop, as
+# is every row of a batch that goes row by row (converted for its columns); a row the core settled
+# comes as its line. The flush gives the loop back after LOG_TURN_SECONDS of that work: a thousand
+# calls' rows converted in one go held the loop ~15 ms, every request of that moment waiting for it,
+# and 100 rows a turn still held it 0.5-0.9 ms on a cold loop (bench/README.md, "The spend flush and
+# the c=1 p99"). A time budget holds whatever a row costs. On a busy loop a slice grows to
+# LOG_TURN_SHARE of the loop's other work, up to LOG_TURN_MOST (loop_share.py).
 LOG_TURN_SECONDS = 100e-6
 LOG_TURN_SHARE = 0.25
 LOG_TURN_MOST = 0.02
