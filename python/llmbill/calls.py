@@ -22,15 +22,20 @@ from .pricing import default_prices
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
+_US = timedelta(microseconds=1)
+
+
+def call_start_us(start: datetime) -> int:
+    """A call's start as Unix microseconds (the spend log's start time, exactly)."""
+    if start.tzinfo is None:
+        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
+    return (start - EPOCH) // _US
 
 
 def call_timestamp_ms(start: datetime) -> int:
     """The Lago timestamp (Unix ms, floored) of a call that started at `start`: integer arithmetic,
     so the spend log's start time gives back exactly the timestamp its event was sent with."""
-    if start.tzinfo is None:
-        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
-    return (start - EPOCH) // _MS
+    return call_start_us(start) // 1000
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,16 @@ def test_it_is_frozen_like_the_dataclass_s_own() -> None:
 def test_each_call_gets_its_own_extra() -> None:
     a, b = billed_call(**FIELDS), billed_call(**FIELDS)
     assert a.extra is not b.extra
+
+
+def test_a_calls_start_in_microseconds_and_its_event_timestamp_agree() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from llmbill.calls import call_start_us, call_timestamp_ms
+
+    start = datetime(2026, 12, 8, tzinfo=timezone.utc) + timedelta(microseconds=123_999)
+    assert call_start_us(start) == 1796688000123999
+    assert call_timestamp_ms(start) == 1796688000123  # floored, never rounded up
+    assert call_timestamp_ms(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc)) == -1
+    with pytest.raises(ValueError):
+        call_start_us(datetime(2026, 12, 8))

@@ -10,7 +10,7 @@ exactly once per successful call; a failed call never reaches it.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ import orjson
 
 from .. import settle as billing_rules
 from .._native import core
-from ..calls import EPOCH, BilledCall, billed_call, call_timestamp_ms
+from ..calls import BilledCall, billed_call, call_start_us, call_timestamp_ms
 from . import observe
 from . import webhook as hooks
 from .call import Call
@@ -34,7 +34,6 @@ log = logging.getLogger("llmbill.proxy")
 
 
 Who = tuple[int, str, str, str]  # the event's timestamp (ms), the key's alias, user and team
-_US = timedelta(microseconds=1)
 
 
 def _who(call: Call) -> Who:
@@ -125,10 +124,7 @@ def _settle_in_core(call: Call, usage: core.Usage) -> tuple[core.Cost | None, De
     """core.settle_call: (the itemised cost or None when unpriced, the cost, why the event was not
     spooled or "", the spend-log row as its line)."""
     state = call.state
-    start = call.start_wall
-    if start.tzinfo is None:
-        raise ValueError(f"a call's start time must be timezone-aware: {start!r}")
-    start_us = (start - EPOCH) // _US  # // 1000: calls.call_timestamp_ms, the event's timestamp
+    start_us = call_start_us(call.start_wall)  # // 1000: the event's timestamp (calls.call_timestamp_ms)
     key = call.principal.key or {}
     user, team = key.get("user_id") or "", key.get("team_id") or ""
     tags = call.admission.tags

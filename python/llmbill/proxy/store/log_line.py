@@ -97,19 +97,21 @@ class LineLog(SpendLog):
     def __init__(self, line: bytes) -> None:  # the dataclass's __init__ is not run: no fields yet
         self.__dict__["line"] = line
 
+    def _field(self, name: str) -> Any:
+        held = self.__dict__
+        if name not in held:
+            held.update(_fields_of(held["line"]))
+        return held[name]
+
     def __getattr__(self, name: str) -> Any:  # only for attributes not (yet) in __dict__
         if name not in _FIELD_NAMES:
             raise AttributeError(name)
-        self.__dict__.update(_fields_of(self.__dict__["line"]))
-        return self.__dict__[name]
+        return self._field(name)
 
     # SpendLog's class holds response_id's default, which attribute lookup finds before __getattr__.
     @property
     def response_id(self) -> str:
-        held = self.__dict__
-        if "response_id" not in held:
-            held.update(_fields_of(held["line"]))
-        value: str = held["response_id"]
+        value: str = self._field("response_id")
         return value
 
     @response_id.setter
